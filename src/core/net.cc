@@ -1,0 +1,137 @@
+#include "core/net.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <stdexcept>
+
+namespace cumulo::core {
+
+void Fd::reset(int fd) {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+}
+
+std::optional<SocketAddress> SocketAddress::parse(std::string_view hp) {
+  std::string_view host, port;
+  if (!hp.empty() && hp.front() == '[') {
+    auto close = hp.find(']');
+    if (close == std::string_view::npos || close + 1 >= hp.size() || hp[close + 1] != ':') return std::nullopt;
+    host = hp.substr(1, close - 1);
+    port = hp.substr(close + 2);
+  } else {
+    auto colon = hp.rfind(':');
+    if (colon == std::string_view::npos) return std::nullopt;
+    host = hp.substr(0, colon);
+    port = hp.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) return std::nullopt;  // IPv6 needs brackets
+  }
+  unsigned p = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+  if (ec != std::errc() || end != port.data() + port.size() || p > 65535 || port.empty()) return std::nullopt;
+  SocketAddress a;
+  std::string h(host);
+  if (h.empty()) h = "0.0.0.0";
+  if (h == "localhost") h = "127.0.0.1";
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&a.storage);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&a.storage);
+  if (inet_pton(AF_INET, h.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(p));
+    a.length = sizeof(sockaddr_in);
+    return a;
+  }
+  if (inet_pton(AF_INET6, h.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(p));
+    a.length = sizeof(sockaddr_in6);
+    return a;
+  }
+  return std::nullopt;
+}
+
+std::optional<SocketAddress> SocketAddress::from_fd_peer(int fd) {
+  SocketAddress a;
+  a.length = sizeof a.storage;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&a.storage), &a.length) != 0) return std::nullopt;
+  return a;
+}
+
+std::optional<SocketAddress> SocketAddress::from_fd_local(int fd) {
+  SocketAddress a;
+  a.length = sizeof a.storage;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&a.storage), &a.length) != 0) return std::nullopt;
+  return a;
+}
+
+std::string SocketAddress::host() const {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (storage.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage)->sin_addr, buf, sizeof buf);
+  } else if (storage.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_addr, buf, sizeof buf);
+  }
+  return buf;
+}
+
+uint16_t SocketAddress::port() const {
+  if (storage.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&storage)->sin_port);
+  if (storage.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_port);
+  return 0;
+}
+
+std::string SocketAddress::to_string() const {
+  if (storage.ss_family == AF_INET6) return "[" + host() + "]:" + std::to_string(port());
+  return host() + ":" + std::to_string(port());
+}
+
+Fd listen_tcp(const SocketAddress& addr, bool reuse_port, int backlog) {
+  Fd fd(::socket(addr.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) throw std::runtime_error("socket for " + addr.to_string() + ": " + errno_text(errno));
+  int one = 1;
+  setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (reuse_port) setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (addr.storage.ss_family == AF_INET6) setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (::bind(fd.get(), addr.sa(), addr.length) != 0)
+    throw std::runtime_error("cannot listen on " + addr.to_string() + ": " + errno_text(errno) +
+                             (errno == EADDRINUSE ? " (another process has this port; pick another)" : ""));
+  if (::listen(fd.get(), backlog) != 0)
+    throw std::runtime_error("listen on " + addr.to_string() + ": " + errno_text(errno));
+  return fd;
+}
+
+Fd connect_tcp(const SocketAddress& addr, int* error) {
+  Fd fd(::socket(addr.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) {
+    *error = errno;
+    return Fd();
+  }
+  set_nodelay(fd.get());
+  if (::connect(fd.get(), addr.sa(), addr.length) != 0 && errno != EINPROGRESS) {
+    *error = errno;
+    return Fd();
+  }
+  *error = 0;
+  return fd;
+}
+
+void set_nodelay(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+int socket_error(int fd) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
+  return err;
+}
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+}  // namespace cumulo::core

@@ -1,0 +1,153 @@
+#include "gateway/internal/admin.h"
+
+#include <nlohmann/json.hpp>
+
+#include "core/config.h"
+#include "core/metrics.h"
+#include "gateway/internal/control.h"
+
+namespace cumulo::gateway {
+
+using nlohmann::json;
+
+namespace {
+
+http::Response error(int status, std::string_view message) {
+  return http::Response::json(status, json{{"error", message}}.dump() + "\n");
+}
+
+// "404 no such thing" from the control plane into an HTTP answer.
+http::Response from_result(const std::string& result, int ok_status, const json& ok_body) {
+  if (result.empty()) return http::Response::json(ok_status, ok_body.dump() + "\n");
+  int status = std::atoi(result.substr(0, 3).c_str());
+  return error(status ? status : 500, result.size() > 4 ? std::string_view(result).substr(4) : result);
+}
+
+std::vector<std::string_view> split_path(std::string_view path) {
+  std::vector<std::string_view> parts;
+  while (!path.empty()) {
+    if (path.front() == '/') {
+      path.remove_prefix(1);
+      continue;
+    }
+    auto slash = path.find('/');
+    parts.push_back(path.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash);
+  }
+  return parts;
+}
+
+std::string percent_decode(std::string_view s) {
+  auto hex = [](char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+json target_json(const Target& t, const char* state) {
+  int64_t now = health::steady_ms(core::Clock::now());
+  return json{{"address", t.address_text},
+              {"zone", t.zone},
+              {"weight", t.weight.load()},
+              {"health", health::to_string(t.health->health.load())},
+              {"ejected", t.outlier.ejected(now)},
+              {"state", state},
+              {"in_flight", t.in_flight.load()},
+              {"source", t.from_config ? "config" : "api"}};
+}
+
+}  // namespace
+
+Admin::Admin(Control& control, core::EventLoop& loop, const core::SocketAddress& listen) : control_(control) {
+  http::ServerOptions opts;
+  opts.listen = listen;
+  opts.max_body_bytes = 64 * 1024;
+  server_ = std::make_unique<http::Server>(loop, opts,
+                                           [this](http::Request& req, http::Responder respond) { handle(req, respond); });
+  server_->start();
+}
+
+Admin::~Admin() = default;
+
+void Admin::handle(http::Request& req, http::Responder respond) {
+  auto parts = split_path(req.path);
+  const std::string& m = req.method;
+  try {
+    if (req.path == "/healthz" && m == "GET") return respond(http::Response::text(200, "ok\n"));
+    if (req.path == "/metrics" && m == "GET") {
+      return respond(http::Response::text(200, core::MetricsRegistry::global().render(),
+                                          "text/plain; version=0.0.4; charset=utf-8"));
+    }
+    if (req.path == "/reload" && m == "POST") {
+      std::string err;
+      if (!control_.reload(&err)) return respond(error(400, err));
+      return respond(http::Response::json(200, json{{"reloaded", control_.config().source}}.dump() + "\n"));
+    }
+    if (!parts.empty() && parts[0] == "targets") {
+      if (parts.size() == 1 && m == "GET") {
+        json groups = json::array();
+        for (const auto& g : control_.config().target_groups) {
+          json targets = json::array();
+          auto it = control_.targets().find(g.name);
+          if (it != control_.targets().end())
+            for (const auto& t : it->second) targets.push_back(target_json(*t, "active"));
+          for (const auto& d : control_.draining())
+            if (d.target->group == g.name) targets.push_back(target_json(*d.target, "draining"));
+          groups.push_back({{"name", g.name}, {"balance", to_string(g.balance)}, {"targets", targets}});
+        }
+        return respond(http::Response::json(200, json{{"groups", groups}}.dump(2) + "\n"));
+      }
+      if (parts.size() == 2 && m == "POST") {
+        json body = json::parse(req.body);
+        if (!body.is_object() || !body.contains("address") || !body["address"].is_string())
+          return respond(error(400, "expected a JSON object with \"address\" (and optional \"zone\", \"weight\")"));
+        TargetConfig tc;
+        tc.address = body["address"].get<std::string>();
+        tc.zone = body.value("zone", std::string());
+        tc.weight = body.value("weight", 1);
+        if (tc.weight < 0 || tc.weight > 1000) return respond(error(400, "weight must be from 0 to 1000"));
+        std::string group(parts[1]);
+        std::string r = control_.register_target(group, tc);
+        return respond(from_result(r, 201, {{"registered", tc.address}, {"group", group}}));
+      }
+      if (parts.size() == 3 && m == "DELETE") {
+        std::optional<std::chrono::milliseconds> timeout;
+        if (auto q = req.query_param("drain_timeout"); !q.empty()) {
+          timeout = core::parse_duration(q);
+          if (!timeout) return respond(error(400, "drain_timeout must be a duration like 30s or 500ms"));
+        }
+        std::string group(parts[1]), address = percent_decode(parts[2]);
+        std::string r = control_.deregister_target(group, address, timeout);
+        return respond(from_result(r, 202, {{"draining", address}, {"group", group}}));
+      }
+      if (parts.size() == 3 && (m == "PUT" || m == "PATCH")) {
+        json body = json::parse(req.body);
+        if (!body.is_object() || !body.contains("weight") || !body["weight"].is_number_integer())
+          return respond(error(400, "expected a JSON object with an integer \"weight\""));
+        int weight = body["weight"].get<int>();
+        if (weight < 0 || weight > 1000) return respond(error(400, "weight must be from 0 to 1000"));
+        std::string group(parts[1]), address = percent_decode(parts[2]);
+        std::string r = control_.set_weight(group, address, weight);
+        return respond(from_result(r, 200, {{"target", address}, {"weight", weight}}));
+      }
+    }
+    respond(error(404, "no such admin endpoint: " + m + " " + req.path + " (see docs/admin-api.md)"));
+  } catch (const json::exception& e) {
+    respond(error(400, std::string("request body is not valid JSON: ") + e.what()));
+  }
+}
+
+}  // namespace cumulo::gateway

@@ -1,0 +1,75 @@
+// The gateway's control plane, on the main thread: owns the configuration and the live target lists, runs health
+// checks and the admin API, and publishes snapshots to the workers.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/event_loop.h"
+#include "gateway/internal/model.h"
+#include "gateway/internal/worker.h"
+#include "health/health.h"
+
+namespace cumulo::http {
+class Client;
+}
+
+namespace cumulo::gateway {
+
+class Admin;
+
+class Control {
+ public:
+  explicit Control(std::string config_path);
+  ~Control();
+  int run();
+
+  // Control-loop thread only. Each returns an empty string on success or "STATUS message" (e.g. "404 no ...").
+  std::string register_target(const std::string& group, const TargetConfig& target);
+  std::string deregister_target(const std::string& group, const std::string& address,
+                                std::optional<std::chrono::milliseconds> drain_timeout);
+  std::string set_weight(const std::string& group, const std::string& address, int weight);
+  bool reload(std::string* error);
+
+  const GatewayConfig& config() const { return *config_; }
+  const std::map<std::string, std::vector<std::shared_ptr<Target>>, std::less<>>& targets() const { return targets_; }
+  struct Draining {
+    std::shared_ptr<Target> target;
+    core::TimePoint deadline;
+  };
+  const std::vector<Draining>& draining() const { return draining_; }
+  void on_signal(int signo);
+
+ private:
+  std::shared_ptr<Target> make_target(const std::string& group, const TargetConfig& tc, bool from_config,
+                                      bool has_check);
+  void watch_health(const std::shared_ptr<Target>& t, const TargetGroupConfig& g);
+  void apply_config(std::shared_ptr<const GatewayConfig> cfg);
+  std::shared_ptr<const Snapshot> build_snapshot() const;
+  void publish();
+  void start_drain(const std::shared_ptr<Target>& t, std::chrono::milliseconds timeout);
+  void check_drains();
+
+  std::string config_path_;
+  core::EventLoop loop_;
+  std::shared_ptr<const GatewayConfig> config_;
+  std::map<std::string, std::vector<std::shared_ptr<Target>>, std::less<>> targets_;
+  std::vector<Draining> draining_;
+  std::shared_ptr<const Snapshot> current_;
+  WorkerShared shared_;
+  std::vector<std::unique_ptr<ListenerRuntime>> listeners_;
+  std::unique_ptr<http::Client> http_client_;
+  std::unique_ptr<health::HealthChecker> checker_;
+  std::unique_ptr<Admin> admin_;
+  std::vector<std::unique_ptr<Worker>> workers_;  // last: destroyed (joined) first
+  std::unique_ptr<core::Timer> drain_check_;
+  std::unique_ptr<core::Timer> shutdown_check_;
+  core::TimePoint shutdown_deadline_{};
+  bool shutting_down_ = false;
+};
+
+}  // namespace cumulo::gateway

@@ -1,0 +1,106 @@
+// A client connection through the gateway: reads requests, routes them, streams them to a target and the
+// response back, one request at a time (pipelined requests wait in the buffer), with retries and timeouts.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/buffer.h"
+#include "core/event_loop.h"
+#include "core/net.h"
+#include "gateway/internal/worker.h"
+#include "http/transport.h"
+#include "http/wire/h1.h"
+
+namespace cumulo::gateway {
+
+class Session final : public core::IoHandler {
+ public:
+  Session(Worker& w, std::unique_ptr<http::Transport> client, const ListenerRuntime& listener, core::SocketAddress peer);
+  ~Session() override;
+
+  void start();
+  void on_io(uint32_t events) override;  // the client socket
+  void on_upstream_io();                 // readiness of up_, recorded in its flags
+  void drain();                          // the gateway is shutting down
+  size_t index = 0;                      // in the worker's session list
+
+ private:
+  enum class Phase : uint8_t { kHead, kProxy, kClosing, kLinger, kClosed };
+  enum class TimerFor : uint8_t { kNone, kIdle, kHeader, kConnect, kFirstByte, kBodyIdle, kLinger };
+  enum class Failure : uint8_t { kConnect, kReset, kTimeout, kBadResponse };
+
+  void pump();
+  bool step_head();
+  bool step_proxy();
+  bool step_closing();
+  bool send_request();
+  bool receive_response();
+  bool read_client();
+  bool write_client(const char* extra, size_t extra_len, size_t& extra_written);
+
+  void begin_request(const http::RequestHead& req);
+  void connect_upstream();
+  void upstream_failed(Failure kind, int err, const char* what);
+  void finish_request();
+  void respond_error(int status, std::string_view detail);
+  void abort();
+  void close();
+  void arm(TimerFor what, core::Millis after);
+  void on_timer();
+  void enter_idle();
+  void release_upstream(bool reusable);
+  void log_access(int status);
+
+  Worker& w_;
+  std::unique_ptr<http::Transport> client_;
+  const ListenerRuntime& listener_;
+  core::SocketAddress peer_;
+  core::Buffer in_;    // from the client
+  core::Buffer out_;   // to the client, ahead of response body bytes (rewritten heads, errors)
+  core::Buffer up_head_;  // the rewritten request head, kept until the response starts so a retry can resend it
+  size_t up_head_sent_ = 0;
+  std::unique_ptr<UpstreamConn> up_;
+  core::Timer timer_;
+  http::RequestParser req_parser_;
+  http::ResponseParser resp_parser_;
+  http::ChunkedDecoder req_chunks_;
+  http::ChunkedDecoder resp_chunks_;
+
+  // The request in flight.
+  std::shared_ptr<const Snapshot> snapshot_;
+  const Route* route_ = nullptr;
+  std::shared_ptr<Target> target_;
+  const Target* tried_[4] = {};
+  int tried_count_ = 0;
+  int attempts_ = 0;
+  core::TimePoint started_{};
+  uint64_t req_body_left_ = 0;     // content-length body bytes not yet sent
+  size_t req_chunk_ready_ = 0;     // chunked body bytes at the front of in_ checked and not yet sent
+  uint64_t req_body_sent_ = 0;
+  uint64_t resp_body_left_ = 0;
+  size_t resp_chunk_ready_ = 0;
+  uint64_t bytes_to_client_ = 0;
+  int status_ = 0;
+  std::string request_id_;
+  std::string log_line_;  // access-log fields gathered at request start (only when the access log is on)
+  http::Method method_ = http::Method::kGet;
+  http::BodyKind req_body_ = http::BodyKind::kNone;
+  http::BodyKind resp_body_ = http::BodyKind::kNone;
+  Phase phase_ = Phase::kHead;
+  TimerFor timer_for_ = TimerFor::kNone;
+  uint8_t version_minor_ = 1;
+  bool client_readable_ = true;
+  bool client_writable_ = true;
+  bool client_eof_ = false;
+  bool keep_alive_ = true;
+  bool req_done_ = false;
+  bool req_chunks_complete_ = false;
+  bool resp_started_ = false;
+  bool resp_head_done_ = false;
+  bool resp_done_ = false;
+  bool close_after_ = false;
+  bool in_flight_counted_ = false;
+};
+
+}  // namespace cumulo::gateway

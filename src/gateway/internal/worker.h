@@ -1,0 +1,127 @@
+// A worker thread: its event loop, its own listening sockets (SO_REUSEPORT), the client sessions it accepted,
+// and its pool of keep-alive connections to targets. Nothing here is touched by another thread except through
+// EventLoop::post().
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "core/buffer.h"
+#include "core/event_loop.h"
+#include "core/net.h"
+#include "gateway/internal/model.h"
+#include "http/transport.h"
+#include "http/wire/h1.h"
+
+namespace cumulo::gateway {
+
+class Worker;
+class Session;
+
+// A listener as the workers see it; owned by the gateway, outlives the workers.
+struct ListenerRuntime {
+  ListenerConfig config;
+  core::SocketAddress address;
+  std::unique_ptr<http::TlsServerContext> tls;
+  std::string port_text;
+};
+
+// A connection to a target. Owned by its session while it carries a request, by the worker's pool while idle.
+struct UpstreamConn final : core::IoHandler {
+  UpstreamConn(Worker& w, core::Fd f, std::shared_ptr<Target> t) : worker(w), fd(std::move(f)), target(std::move(t)) {}
+  void on_io(uint32_t events) override;
+
+  Worker& worker;
+  core::Fd fd;
+  std::shared_ptr<Target> target;
+  core::Buffer in;
+  Session* owner = nullptr;
+  int64_t idle_since_ms = 0;
+  bool connected = false;
+  bool readable = false;
+  bool writable = false;
+  bool hangup = false;
+  bool reused = false;  // carried an earlier request (a failure may be a stale keep-alive, not a dead target)
+};
+
+class Acceptor final : public core::IoHandler {
+ public:
+  Acceptor(Worker& w, const ListenerRuntime& l, core::Fd fd) : worker_(w), listener_(l), fd_(std::move(fd)) {}
+  void on_io(uint32_t events) override;
+  int fd() const { return fd_.get(); }
+
+ private:
+  Worker& worker_;
+  const ListenerRuntime& listener_;
+  core::Fd fd_;
+};
+
+struct WorkerShared {
+  std::atomic<int64_t> sessions{0};
+  core::Gauge* active_connections = nullptr;
+  core::Counter* accepted = nullptr;
+};
+
+class Worker {
+ public:
+  Worker(int index, WorkerShared& shared) : index_(index), shared_(shared) {}
+  ~Worker();
+
+  int index() const { return index_; }
+  core::EventLoop& loop() { return loop_; }
+  void start(std::shared_ptr<const Snapshot> snapshot, const std::vector<std::unique_ptr<ListenerRuntime>>& listeners);
+  void join();
+
+  // Loop thread only, below.
+  const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
+  void set_snapshot(std::shared_ptr<const Snapshot> s) { snapshot_ = std::move(s); }
+  void begin_drain();  // stop accepting; sessions close after their current response
+  bool draining() const { return draining_; }
+
+  void adopt_client(int fd, const ListenerRuntime& listener);
+  void session_closed(Session* s);
+
+  // An idle pooled connection to the target, or nullptr.
+  std::unique_ptr<UpstreamConn> take_idle(const Target* t);
+  void give_back(std::unique_ptr<UpstreamConn> c, int max_idle);
+  void discard(std::unique_ptr<UpstreamConn> c);
+  void pooled_conn_event(UpstreamConn* c);
+
+  // Per-worker request accounting for the retry budget.
+  int64_t active_requests = 0;
+  http::RequestHead scratch_request;
+  http::ResponseHead scratch_response;
+  std::string next_request_id();
+
+ private:
+  void housekeeping();
+  int index_;
+  WorkerShared& shared_;
+  core::EventLoop loop_;
+  std::thread thread_;
+  std::shared_ptr<const Snapshot> snapshot_;
+  std::vector<std::unique_ptr<Acceptor>> acceptors_;
+  std::vector<Session*> sessions_;  // owned; index kept in the session for O(1) removal
+  std::unordered_map<const Target*, std::vector<UpstreamConn*>> idle_;  // owned
+  std::unique_ptr<core::Timer> housekeeping_timer_;
+  bool draining_ = false;
+  uint64_t request_counter_ = 0;
+  std::string request_id_prefix_;
+  friend class Session;
+};
+
+// Picks a target for a request: available, not yet tried, zone preference, then the group's algorithm.
+// Returns nullptr when none qualifies.
+Target* pick_target(const TargetGroup& group, BalancerState& state, std::string_view own_zone, int64_t now_ms,
+                    const Target* const* tried, int tried_count);
+
+// Retry budget (Finagle's idea): each request deposits budget_percent/100 of a token, a retry spends one; a few
+// retries per second are always allowed so that a quiet gateway can still retry.
+bool retry_allowed(const RetryConfig& cfg, BalancerState& state, int64_t now_ms);
+void retry_deposit(const RetryConfig& cfg, BalancerState& state);
+
+}  // namespace cumulo::gateway

@@ -1,0 +1,314 @@
+#include "gateway/internal/worker.h"
+
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <random>
+
+#include "core/log.h"
+#include "gateway/internal/session.h"
+#include "health/health.h"
+
+namespace cumulo::gateway {
+
+// ---- upstream connections ----
+
+void UpstreamConn::on_io(uint32_t events) {
+  if (events & core::kReadable) readable = true;
+  if (events & core::kWritable) writable = true;
+  if (events & core::kHangup) hangup = true;
+  if (owner) {
+    owner->on_upstream_io();
+  } else {
+    worker.pooled_conn_event(this);
+  }
+}
+
+std::unique_ptr<UpstreamConn> Worker::take_idle(const Target* t) {
+  auto it = idle_.find(t);
+  if (it == idle_.end()) return nullptr;
+  auto& list = it->second;
+  while (!list.empty()) {
+    UpstreamConn* c = list.back();
+    list.pop_back();
+    std::unique_ptr<UpstreamConn> conn(c);
+    if (conn->hangup || !conn->in.empty()) {
+      discard(std::move(conn));
+      continue;
+    }
+    return conn;
+  }
+  return nullptr;
+}
+
+void Worker::give_back(std::unique_ptr<UpstreamConn> c, int max_idle) {
+  auto& list = idle_[c->target.get()];
+  if (static_cast<int>(list.size()) >= max_idle || c->target->draining.load(std::memory_order_relaxed)) {
+    discard(std::move(c));
+    return;
+  }
+  c->in.release();
+  c->idle_since_ms = health::steady_ms(loop_.now());
+  list.push_back(c.release());
+}
+
+void Worker::discard(std::unique_ptr<UpstreamConn> c) {
+  if (!c) return;
+  c->owner = nullptr;
+  loop_.remove(c->fd.get());
+  c->fd.reset();
+  loop_.destroy_later(std::move(c));
+}
+
+void Worker::pooled_conn_event(UpstreamConn* c) {
+  // An idle connection that becomes readable was closed by the target (or it sent bytes nobody asked for).
+  if (!c->readable && !c->hangup) return;
+  auto it = idle_.find(c->target.get());
+  if (it == idle_.end()) return;
+  auto& list = it->second;
+  auto pos = std::find(list.begin(), list.end(), c);
+  if (pos == list.end()) return;
+  list.erase(pos);
+  discard(std::unique_ptr<UpstreamConn>(c));
+}
+
+// ---- accepting ----
+
+void Acceptor::on_io(uint32_t) {
+  for (int i = 0; i < 256; ++i) {
+    int fd = ::accept4(fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        // Out of descriptors or memory: say so once per burst and let the backlog wait.
+        core::log_warn("gateway", "accept failed", {{"listener", listener_.config.name}, {"error", core::errno_text(errno)}});
+      }
+      return;
+    }
+    worker_.adopt_client(fd, listener_);
+  }
+  // More may be waiting; edge-triggered readiness will not say so again.
+  worker_.loop().defer([this] { on_io(core::kReadable); });
+}
+
+void Worker::adopt_client(int fd, const ListenerRuntime& listener) {
+  if (draining_) {
+    ::close(fd);
+    return;
+  }
+  core::set_nodelay(fd);
+  auto peer = core::SocketAddress::from_fd_peer(fd).value_or(core::SocketAddress{});
+  std::unique_ptr<http::Transport> t = listener.tls ? listener.tls->wrap(fd) : http::make_plain_transport(fd);
+  auto* s = new Session(*this, std::move(t), listener, peer);
+  s->index = sessions_.size();
+  sessions_.push_back(s);
+  shared_.sessions.fetch_add(1, std::memory_order_relaxed);
+  if (shared_.active_connections) shared_.active_connections->add(1);
+  if (shared_.accepted) shared_.accepted->inc();
+  s->start();
+}
+
+void Worker::session_closed(Session* s) {
+  size_t i = s->index;
+  if (i < sessions_.size() && sessions_[i] == s) {
+    sessions_[i] = sessions_.back();
+    sessions_[i]->index = i;
+    sessions_.pop_back();
+  }
+  shared_.sessions.fetch_sub(1, std::memory_order_relaxed);
+  if (shared_.active_connections) shared_.active_connections->add(-1);
+  loop_.destroy_later(std::unique_ptr<Session>(s));
+}
+
+// ---- the worker thread ----
+
+Worker::~Worker() {
+  join();
+  for (Session* s : sessions_) delete s;
+  for (auto& [t, list] : idle_)
+    for (UpstreamConn* c : list) delete c;
+}
+
+void Worker::start(std::shared_ptr<const Snapshot> snapshot,
+                   const std::vector<std::unique_ptr<ListenerRuntime>>& listeners) {
+  snapshot_ = std::move(snapshot);
+  std::random_device rd;
+  char prefix[16];
+  std::snprintf(prefix, sizeof prefix, "%08x%02x", rd(), index_ & 0xff);
+  request_id_prefix_ = prefix;
+  for (auto& l : listeners) {
+    core::Fd fd = core::listen_tcp(l->address, true);
+    int defer_secs = 1;
+    // Wake us when the first bytes arrive, not at the handshake: one event and one read per new connection.
+    setsockopt(fd.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_secs, sizeof defer_secs);
+    acceptors_.push_back(std::make_unique<Acceptor>(*this, *l, std::move(fd)));
+  }
+  housekeeping_timer_ = std::make_unique<core::Timer>(loop_, [this] { housekeeping(); });
+  thread_ = std::thread([this] {
+    for (auto& a : acceptors_) loop_.add(a->fd(), a.get(), core::kReadable);
+    housekeeping_timer_->arm(std::chrono::milliseconds(100));
+    loop_.run();
+    core::AccessLog::flush();
+  });
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::begin_drain() {
+  draining_ = true;
+  for (auto& a : acceptors_) {
+    loop_.remove(a->fd());
+    loop_.destroy_later(std::move(a));  // a deferred accept round may still name it in this batch
+  }
+  acceptors_.clear();
+  std::vector<Session*> copy = sessions_;
+  for (Session* s : copy) s->drain();
+}
+
+void Worker::housekeeping() {
+  core::AccessLog::flush();
+  int64_t now = health::steady_ms(loop_.now());
+  int64_t max_idle_ms = snapshot_->config->limits.upstream_idle_timeout.count();
+  for (auto it = idle_.begin(); it != idle_.end();) {
+    auto& list = it->second;
+    for (size_t i = 0; i < list.size();) {
+      UpstreamConn* c = list[i];
+      if (now - c->idle_since_ms > max_idle_ms || c->target->draining.load(std::memory_order_relaxed)) {
+        list[i] = list.back();
+        list.pop_back();
+        discard(std::unique_ptr<UpstreamConn>(c));
+      } else {
+        ++i;
+      }
+    }
+    it = list.empty() ? idle_.erase(it) : std::next(it);
+  }
+  housekeeping_timer_->arm(std::chrono::milliseconds(100));
+}
+
+std::string Worker::next_request_id() {
+  char buf[40];
+  int n = std::snprintf(buf, sizeof buf, "%s%012llx", request_id_prefix_.c_str(),
+                        static_cast<unsigned long long>(++request_counter_));
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+// ---- balancing ----
+
+namespace {
+double slow_start_factor(const Target& t, const TargetGroupConfig& cfg, int64_t now_ms) {
+  if (cfg.slow_start.count() <= 0) return 1.0;
+  int64_t since = std::max(t.added_at_ms.load(std::memory_order_relaxed),
+                           t.health->changed_at_ms.load(std::memory_order_relaxed));
+  double f = static_cast<double>(now_ms - since) / static_cast<double>(cfg.slow_start.count());
+  return std::clamp(f, 0.1, 1.0);
+}
+}  // namespace
+
+Target* pick_target(const TargetGroup& group, BalancerState& state, std::string_view own_zone, int64_t now_ms,
+                    const Target* const* tried, int tried_count) {
+  const auto& targets = group.targets;
+  size_t n = targets.size();
+  if (n == 0) return nullptr;
+  // Indexes of candidates; groups are small, so a fixed array covers nearly all and a vector the rest.
+  uint32_t fixed[64];
+  std::vector<uint32_t> big;
+  uint32_t* cand = fixed;
+  if (n > 64) {
+    big.resize(n);
+    cand = big.data();
+  }
+  size_t count = 0;
+  auto was_tried = [&](const Target* t) {
+    for (int i = 0; i < tried_count; ++i)
+      if (tried[i] == t) return true;
+    return false;
+  };
+  bool zone_filter = group.config.zone_aware && !own_zone.empty();
+  size_t local_total = 0, local_ok = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const Target& t = *targets[i];
+    bool local = zone_filter && t.zone == own_zone;
+    if (local) ++local_total;
+    if (!t.available(now_ms) || was_tried(&t) || t.weight.load(std::memory_order_relaxed) <= 0) continue;
+    if (local) ++local_ok;
+    cand[count++] = static_cast<uint32_t>(i);
+  }
+  if (count == 0) return nullptr;
+  // Zone preference: stay in our zone while enough of its targets are healthy, else spread over all zones.
+  if (zone_filter && local_ok > 0 &&
+      local_ok * 100 >= static_cast<size_t>(group.config.zone_min_healthy_percent) * local_total) {
+    size_t k = 0;
+    for (size_t i = 0; i < count; ++i)
+      if (targets[cand[i]]->zone == own_zone) cand[k++] = cand[i];
+    count = k;
+  }
+  switch (group.config.balance) {
+    case Balance::kRoundRobin: {
+      return targets[cand[state.next++ % count]].get();
+    }
+    case Balance::kWeighted: {
+      // Smooth weighted round robin: every candidate gains its weight, the leader is picked and pays the total.
+      if (state.current_weight.size() != n) state.current_weight.assign(n, 0);
+      int64_t total = 0;
+      size_t best = cand[0];
+      for (size_t i = 0; i < count; ++i) {
+        size_t idx = cand[i];
+        const Target& t = *targets[idx];
+        int64_t w = static_cast<int64_t>(t.weight.load(std::memory_order_relaxed) * 100 *
+                                         slow_start_factor(t, group.config, now_ms));
+        state.current_weight[idx] += w;
+        total += w;
+        if (state.current_weight[idx] > state.current_weight[best]) best = idx;
+      }
+      state.current_weight[best] -= total;
+      return targets[best].get();
+    }
+    case Balance::kLeastOutstanding: {
+      size_t start = state.next++ % count;
+      size_t best = cand[start];
+      double best_load = 0;
+      for (size_t k = 0; k < count; ++k) {
+        size_t idx = cand[(start + k) % count];
+        const Target& t = *targets[idx];
+        double w = t.weight.load(std::memory_order_relaxed) * slow_start_factor(t, group.config, now_ms);
+        double load = static_cast<double>(t.in_flight.load(std::memory_order_relaxed) + 1) / w;
+        if (k == 0 || load < best_load) {
+          best = idx;
+          best_load = load;
+        }
+      }
+      return targets[best].get();
+    }
+  }
+  return nullptr;
+}
+
+void retry_deposit(const RetryConfig& cfg, BalancerState& state) {
+  constexpr double kMaxTokens = 1000;
+  state.retry_tokens = std::min(kMaxTokens, state.retry_tokens + cfg.budget_percent / 100.0);
+}
+
+bool retry_allowed(const RetryConfig& cfg, BalancerState& state, int64_t now_ms) {
+  if (now_ms - state.retry_window_start_ms >= 1000) {
+    state.retry_window_start_ms = now_ms;
+    state.retries_in_window = 0;
+  }
+  if (state.retries_in_window < cfg.min_per_second) {
+    ++state.retries_in_window;
+    return true;
+  }
+  if (state.retry_tokens >= 1.0) {
+    state.retry_tokens -= 1.0;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace cumulo::gateway

@@ -1,0 +1,648 @@
+// The HTTP/1.1 client: one exchange at a time per connection, idle connections pooled per address (LIFO, so
+// the warmest socket is reused and the coldest ones time out).
+#include "http/client.h"
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cstring>
+#include <unordered_map>
+#include <vector>
+
+#include "core/buffer.h"
+#include "http/transport.h"
+#include "http/wire/h1.h"
+
+namespace cumulo::http {
+
+std::string_view ClientResponse::header(std::string_view name) const {
+  for (const auto& [k, v] : headers)
+    if (iequals(k, name)) return v;
+  return {};
+}
+
+namespace {
+
+using core::Buffer;
+
+struct PoolKey {
+  sa_family_t family = 0;
+  uint16_t port = 0;
+  std::array<uint8_t, 16> ip{};
+  bool operator==(const PoolKey&) const = default;
+};
+
+struct PoolKeyHash {
+  size_t operator()(const PoolKey& k) const {
+    uint64_t h = 1469598103934665603ull;  // FNV-1a
+    auto mix = [&h](uint8_t b) { h = (h ^ b) * 1099511628211ull; };
+    mix(static_cast<uint8_t>(k.family));
+    mix(static_cast<uint8_t>(k.port));
+    mix(static_cast<uint8_t>(k.port >> 8));
+    for (uint8_t b : k.ip) mix(b);
+    return static_cast<size_t>(h);
+  }
+};
+
+PoolKey key_of(const core::SocketAddress& a) {
+  PoolKey k;
+  k.family = a.storage.ss_family;
+  k.port = a.port();
+  if (k.family == AF_INET) {
+    std::memcpy(k.ip.data(), &reinterpret_cast<const sockaddr_in*>(&a.storage)->sin_addr, 4);
+  } else if (k.family == AF_INET6) {
+    std::memcpy(k.ip.data(), &reinterpret_cast<const sockaddr_in6*>(&a.storage)->sin6_addr, 16);
+  }
+  return k;
+}
+
+// RFC 9110 section 9.2.2: these may be sent again when a reused connection turns out to be dead.
+bool idempotent(Method m) {
+  return m == Method::kGet || m == Method::kHead || m == Method::kPut || m == Method::kDelete ||
+         m == Method::kOptions || m == Method::kTrace;
+}
+
+struct Exchange {
+  ClientRequest req;
+  std::function<void(ClientResponse)> done;
+  core::TimePoint deadline{};
+  Method method = Method::kGet;
+  bool retried = false;
+};
+
+class ClientConn;
+
+// Everything a client owns; Client::Impl is this under the header's name, which is private to Client.
+class ClientCore {
+ public:
+  ClientCore(core::EventLoop& l, ClientOptions o)
+      : loop(l), opts(o), failure_timer(l, [this] { report_failures(); }) {}
+  ~ClientCore();
+
+  void request(const core::SocketAddress& to, Exchange&& ex);
+  void connect_new(const core::SocketAddress& to, const PoolKey& key, Exchange&& ex);
+  void fail_soon(std::function<void(ClientResponse)> done, std::string error);
+  void report_failures();
+  void to_pool(ClientConn* c);
+  void from_pool(ClientConn* c);
+  void forget(ClientConn* c);
+
+  core::EventLoop& loop;
+  ClientOptions opts;
+  std::vector<std::unique_ptr<ClientConn>> conns;
+  std::unordered_map<PoolKey, std::vector<ClientConn*>, PoolKeyHash> idle;
+  // Failures found inside request() are reported from the loop, so `done` never runs inside request().
+  core::Timer failure_timer;
+  std::vector<std::pair<std::function<void(ClientResponse)>, std::string>> failures;
+  ResponseHead head;  // scratch: the parser fills it only on a complete head, which is copied out at once
+  bool destroying = false;
+};
+
+class ClientConn final : public core::IoHandler {
+ public:
+  ClientConn(ClientCore& cl, const core::SocketAddress& to, const PoolKey& key, std::unique_ptr<Transport> t)
+      : key(key), cl_(cl), addr_(to), tr_(std::move(t)), timer_(cl.loop, [this] { on_timer(); }) {}
+
+  // core::IoHandler
+  void on_io(uint32_t events) override {
+    if (state_ == State::kConnecting) {
+      int err = core::socket_error(tr_->fd());
+      if (err != 0) {
+        fail("connect: " + core::errno_text(err));
+        return;
+      }
+      if (!(events & core::kWritable)) return;
+      state_ = State::kWriting;
+    }
+    drive();
+  }
+
+  void start(Exchange&& ex, bool reused);
+  void close_now();
+  bool has_exchange() const { return has_exchange_; }
+  std::function<void(ClientResponse)> take_done() {
+    has_exchange_ = false;
+    return std::move(ex_.done);
+  }
+  int fd() const { return tr_->fd(); }
+
+  const PoolKey key;
+  size_t index = 0;       // in ClientCore::conns
+  size_t pool_index = 0;  // in ClientCore::idle[key] while idle
+
+ private:
+  enum class State : uint8_t { kConnecting, kWriting, kReading, kIdle, kClosed };
+
+  void drive();
+  bool write_request();
+  bool read_response();
+  void on_head();
+  void read_body_bytes();
+  bool gather(const char* p, size_t n);
+  void finish();
+  void fail(std::string error);
+  void on_timer();
+  ssize_t fill();
+
+  ClientCore& cl_;
+  core::SocketAddress addr_;
+  std::unique_ptr<Transport> tr_;
+  core::Timer timer_;
+  ResponseParser parser_;
+  ChunkedDecoder chunked_;
+  Buffer in_;
+  Buffer out_;
+  Exchange ex_;
+  ClientResponse resp_;
+  size_t body_off_ = 0;
+  uint64_t body_left_ = 0;
+  State state_ = State::kConnecting;
+  BodyKind body_kind_ = BodyKind::kNone;
+  bool has_exchange_ = false;
+  bool reused_ = false;
+  bool in_body_ = false;
+  bool got_bytes_ = false;
+  bool reusable_ = false;
+  bool request_close_ = false;  // the request said Connection: close
+  bool write_failed_ = false;
+  std::string write_error_;
+  bool driving_ = false;
+};
+
+void ClientConn::start(Exchange&& ex, bool reused) {
+  ex_ = std::move(ex);
+  has_exchange_ = true;
+  reused_ = reused;
+  in_body_ = got_bytes_ = write_failed_ = request_close_ = false;
+  body_off_ = 0;
+  resp_ = ClientResponse{};
+  parser_.reset();
+  timer_.arm_at(ex_.deadline);
+
+  const ClientRequest& r = ex_.req;
+  bool fits = true;
+  auto put = [this, &fits](std::string_view piece) { fits = fits && out_.append(piece) == piece.size(); };
+  put(r.method);
+  put(" ");
+  put(r.target.empty() ? std::string_view("/") : std::string_view(r.target));
+  put(" HTTP/1.1\r\nHost: ");
+  if (r.host.empty()) {
+    put(addr_.to_string());
+  } else {
+    put(r.host);
+  }
+  put("\r\n");
+  for (const auto& [name, value] : r.headers) {
+    if (iequals(name, "host") || iequals(name, "content-length") || iequals(name, "transfer-encoding"))
+      continue;
+    if (iequals(name, "connection") && iequals(value, "close")) request_close_ = true;
+    put(name);
+    put(": ");
+    put(value);
+    put("\r\n");
+  }
+  if (!r.body.empty() || ex_.method == Method::kPost || ex_.method == Method::kPut ||
+      ex_.method == Method::kPatch) {
+    char digits[24];
+    auto end = std::to_chars(digits, digits + sizeof digits, r.body.size()).ptr;
+    put("Content-Length: ");
+    put(std::string_view(digits, static_cast<size_t>(end - digits)));
+    put("\r\n");
+  }
+  put("\r\n");
+  if (!fits) {
+    auto done = take_done();
+    close_now();
+    cl_.fail_soon(std::move(done), "request head over " + std::to_string(Buffer::kCapacity) + " bytes");
+    return;
+  }
+  if (state_ == State::kConnecting) return;  // writable readiness will start it
+  state_ = State::kWriting;
+  // A pooled socket has long since reported writable and will not again; start from the loop, so that `done`
+  // never runs inside request().
+  cl_.loop.defer([this] { drive(); });
+}
+
+void ClientConn::drive() {
+  if (driving_) return;
+  driving_ = true;
+  for (bool progress = true; progress;) {
+    switch (state_) {
+      case State::kWriting:
+        progress = write_request();
+        break;
+      case State::kReading:
+        progress = read_response();
+        break;
+      case State::kIdle: {
+        // A pooled connection must stay silent: data or end of stream means the server is done with it.
+        char probe[1];
+        ssize_t n = tr_->read(probe, sizeof probe);
+        if (n != kWouldBlock) close_now();
+        progress = false;
+        break;
+      }
+      case State::kConnecting:
+      case State::kClosed:
+        progress = false;
+        break;
+    }
+  }
+  driving_ = false;
+}
+
+bool ClientConn::write_request() {
+  for (;;) {
+    iovec iov[2];
+    int count = 0;
+    if (!out_.empty()) iov[count++] = {out_.data(), out_.size()};
+    const std::string& body = ex_.req.body;
+    if (body_off_ < body.size())
+      iov[count++] = {const_cast<char*>(body.data()) + body_off_, body.size() - body_off_};
+    if (count == 0) {
+      state_ = State::kReading;
+      return true;
+    }
+    ssize_t n = tr_->writev(iov, count);
+    if (n == kWouldBlock) return false;
+    if (n <= 0) {
+      // The server may have answered early (a 413, say) and closed: read what it sent before judging.
+      write_failed_ = true;
+      write_error_ = tr_->error_text();
+      out_.release();
+      state_ = State::kReading;
+      return true;
+    }
+    size_t left = static_cast<size_t>(n);
+    size_t from_head = std::min(left, out_.size());
+    out_.consume(from_head);
+    body_off_ += left - from_head;
+  }
+}
+
+ssize_t ClientConn::fill() {
+  char* p = in_.write_ptr();
+  ssize_t n = tr_->read(p, in_.write_space());
+  if (n <= 0 && in_.empty()) in_.release();
+  if (n > 0) in_.commit(static_cast<size_t>(n));
+  return n;
+}
+
+bool ClientConn::read_response() {
+  bool need_bytes = in_.empty();
+  for (;;) {
+    if (need_bytes) {
+      if (in_.full()) {
+        fail(in_body_ ? "bad response: chunk framing over " + std::to_string(Buffer::kCapacity) + " bytes"
+                      : "bad response: head over " + std::to_string(Buffer::kCapacity) + " bytes");
+        return false;
+      }
+      ssize_t n = fill();
+      if (n == kWouldBlock) return false;
+      if (n > 0) {
+        got_bytes_ = true;
+        need_bytes = false;
+      } else if (n == 0 && in_body_ && body_kind_ == BodyKind::kUntilClose) {
+        reusable_ = false;
+        finish();
+        return true;
+      } else {
+        if (write_failed_ && !got_bytes_) {
+          fail("write: " + write_error_);
+        } else if (n == 0) {
+          fail(got_bytes_ ? "bad response: connection closed before the end of the response"
+                          : "connection closed by the server before a response");
+        } else {
+          fail(tr_->error_text());
+        }
+        return false;
+      }
+    }
+    // Each step below may end the exchange (finish or fail); the state then says what comes next, possibly a
+    // new exchange that `done` started on this very connection.
+    if (!in_body_) {
+      ParseStatus st = parser_.parse(in_.view(), ex_.method, cl_.head);
+      if (st == ParseStatus::kNeedMore) {
+        need_bytes = true;
+        continue;
+      }
+      if (st != ParseStatus::kComplete) {
+        fail(std::string("bad response: ") + parser_.error().reason);
+        return false;
+      }
+      on_head();
+      if (state_ != State::kReading) return true;
+      need_bytes = in_.empty();
+      continue;
+    }
+    size_t before = in_.size();
+    read_body_bytes();
+    if (state_ != State::kReading) return true;
+    need_bytes = in_.empty() || in_.size() == before;
+  }
+}
+
+// Copies a complete head out of the receive buffer.
+void ClientConn::on_head() {
+  const ResponseHead& h = cl_.head;
+  if (h.status >= 100 && h.status < 200 && h.status != 101) {
+    in_.consume(h.head_bytes);  // interim responses (100 Continue, 103) precede the real one
+    parser_.reset();
+    return;
+  }
+  resp_.status = h.status;
+  resp_.headers.clear();
+  resp_.headers.reserve(h.header_count);
+  for (size_t i = 0; i < h.header_count; ++i)
+    resp_.headers.emplace_back(std::string(h.headers[i].name), std::string(h.headers[i].value));
+  body_kind_ = h.body;
+  body_left_ = h.content_length;
+  reusable_ = h.keep_alive && !request_close_ && !write_failed_ && h.body != BodyKind::kUntilClose;
+  in_.consume(h.head_bytes);
+  in_body_ = true;
+  if (body_kind_ == BodyKind::kContentLength) {
+    if (body_left_ > cl_.opts.max_response_bytes) {
+      fail("bad response: body of " + std::to_string(body_left_) + " bytes is over the limit of " +
+           std::to_string(cl_.opts.max_response_bytes));
+      return;
+    }
+    resp_.body.reserve(body_left_);
+  } else if (body_kind_ == BodyKind::kChunked) {
+    chunked_.reset();
+  }
+  if (body_kind_ == BodyKind::kNone || (body_kind_ == BodyKind::kContentLength && body_left_ == 0)) finish();
+}
+
+bool ClientConn::gather(const char* p, size_t n) {
+  if (resp_.body.size() + n > cl_.opts.max_response_bytes) {
+    fail("bad response: body over the limit of " + std::to_string(cl_.opts.max_response_bytes) + " bytes");
+    return false;
+  }
+  resp_.body.append(p, n);
+  return true;
+}
+
+// Takes what body bytes it can from in_.
+void ClientConn::read_body_bytes() {
+  switch (body_kind_) {
+    case BodyKind::kContentLength: {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(in_.size(), body_left_));
+      if (!gather(in_.data(), n)) return;
+      in_.consume(n);
+      body_left_ -= n;
+      if (body_left_ == 0) finish();
+      return;
+    }
+    case BodyKind::kChunked:
+      while (!in_.empty()) {
+        size_t consumed = 0;
+        std::string_view payload;
+        ParseStatus st = chunked_.decode(in_.view(), consumed, payload);
+        if (!payload.empty() && !gather(payload.data(), payload.size())) return;
+        in_.consume(consumed);
+        if (st == ParseStatus::kComplete) {
+          finish();
+          return;
+        }
+        if (st != ParseStatus::kNeedMore) {
+          fail(std::string("bad response: ") + chunked_.error().reason);
+          return;
+        }
+        if (consumed == 0) return;
+      }
+      return;
+    case BodyKind::kUntilClose:
+      if (gather(in_.data(), in_.size())) in_.consume(in_.size());
+      return;
+    case BodyKind::kNone:
+      finish();
+      return;
+  }
+}
+
+void ClientConn::finish() {
+  timer_.cancel();
+  // Bytes beyond the response mean the server and we disagree about framing: never reuse such a connection.
+  bool reuse = reusable_ && in_.empty() && !cl_.destroying;
+  auto done = take_done();
+  ClientResponse resp = std::move(resp_);
+  resp_ = ClientResponse{};
+  ex_ = Exchange{};
+  if (reuse) {
+    state_ = State::kIdle;
+    timer_.arm(cl_.opts.idle_timeout);
+    cl_.to_pool(this);
+  } else {
+    close_now();
+  }
+  done(std::move(resp));  // last: it may issue the next request on this connection, or destroy the client
+}
+
+void ClientConn::fail(std::string error) {
+  if (!has_exchange_) {
+    close_now();
+    return;
+  }
+  // A pooled connection the server had already given up on fails before any response byte; that is no verdict
+  // on the request, so an idempotent one gets one fresh connection.
+  bool retry =
+      reused_ && !got_bytes_ && !ex_.retried && idempotent(ex_.method) && cl_.loop.now() < ex_.deadline;
+  Exchange ex = std::move(ex_);
+  has_exchange_ = false;
+  close_now();
+  if (retry) {
+    ex.retried = true;
+    cl_.connect_new(addr_, key, std::move(ex));
+    return;
+  }
+  ClientResponse r;
+  r.error = std::move(error);
+  ex.done(std::move(r));
+}
+
+void ClientConn::on_timer() {
+  if (state_ == State::kIdle) {
+    close_now();
+    return;
+  }
+  ex_.retried = true;  // out of time: no second attempt
+  fail("timeout after " + std::to_string(ex_.req.timeout.count()) + " ms");
+}
+
+void ClientConn::close_now() {
+  if (state_ == State::kClosed) return;
+  if (state_ == State::kIdle) cl_.from_pool(this);
+  state_ = State::kClosed;
+  timer_.cancel();
+  cl_.loop.remove(tr_->fd());
+  tr_.reset();
+  in_.release();
+  out_.release();
+  cl_.forget(this);
+}
+
+ClientCore::~ClientCore() {
+  destroying = true;
+  failure_timer.cancel();
+  std::vector<std::function<void(ClientResponse)>> waiting;
+  while (!conns.empty()) {
+    ClientConn* c = conns.back().get();
+    if (c->has_exchange()) waiting.push_back(c->take_done());
+    c->close_now();
+  }
+  auto pending = std::move(failures);
+  for (auto& done : waiting) {
+    ClientResponse r;
+    r.error = "client destroyed before the response";
+    done(std::move(r));
+  }
+  for (auto& [done, error] : pending) {
+    ClientResponse r;
+    r.error = std::move(error);
+    done(std::move(r));
+  }
+}
+
+void ClientCore::request(const core::SocketAddress& to, Exchange&& ex) {
+  PoolKey key = key_of(to);
+  auto it = idle.find(key);
+  if (it != idle.end() && !it->second.empty()) {
+    ClientConn* c = it->second.back();
+    from_pool(c);
+    c->start(std::move(ex), /*reused=*/true);
+    return;
+  }
+  connect_new(to, key, std::move(ex));
+}
+
+void ClientCore::connect_new(const core::SocketAddress& to, const PoolKey& key, Exchange&& ex) {
+  int err = 0;
+  core::Fd fd = core::connect_tcp(to, &err);
+  if (!fd) {
+    fail_soon(std::move(ex.done), "connect: " + core::errno_text(err));
+    return;
+  }
+  int raw = fd.release();
+  auto conn = std::make_unique<ClientConn>(*this, to, key, make_plain_transport(raw));
+  conn->index = conns.size();
+  ClientConn* c = conn.get();
+  conns.push_back(std::move(conn));
+  loop.add(raw, c);
+  c->start(std::move(ex), /*reused=*/false);
+}
+
+void ClientCore::fail_soon(std::function<void(ClientResponse)> done, std::string error) {
+  failures.emplace_back(std::move(done), std::move(error));
+  failure_timer.arm(core::Millis(0));
+}
+
+void ClientCore::report_failures() {
+  auto batch = std::move(failures);
+  failures.clear();
+  for (auto& [done, error] : batch) {
+    ClientResponse r;
+    r.error = std::move(error);
+    done(std::move(r));  // may destroy the client: touch nothing of it afterwards
+  }
+}
+
+void ClientCore::to_pool(ClientConn* c) {
+  auto& list = idle[c->key];
+  if (list.size() >= opts.max_idle_per_address) {
+    c->close_now();
+    return;
+  }
+  c->pool_index = list.size();
+  list.push_back(c);
+}
+
+void ClientCore::from_pool(ClientConn* c) {
+  auto it = idle.find(c->key);
+  if (it == idle.end()) return;
+  auto& list = it->second;
+  size_t i = c->pool_index;
+  if (i >= list.size() || list[i] != c) return;
+  list.erase(list.begin() + static_cast<ptrdiff_t>(i));
+  for (size_t j = i; j < list.size(); ++j) list[j]->pool_index = j;
+  // An emptied list stays: the next response to this address refills it without an allocation.
+}
+
+void ClientCore::forget(ClientConn* c) {
+  size_t i = c->index;
+  std::unique_ptr<ClientConn> owned = std::move(conns[i]);
+  if (i + 1 != conns.size()) {
+    conns[i] = std::move(conns.back());
+    conns[i]->index = i;
+  }
+  conns.pop_back();
+  loop.destroy_later(std::move(owned));  // events of the current batch may still name it
+}
+
+}  // namespace
+
+struct Client::Impl final : ClientCore {
+  using ClientCore::ClientCore;
+};
+
+Client::Client(core::EventLoop& loop, ClientOptions options) : impl_(std::make_unique<Impl>(loop, options)) {}
+
+Client::~Client() = default;
+
+void Client::request(const core::SocketAddress& to, ClientRequest req,
+                     std::function<void(ClientResponse)> done) {
+  if (impl_->destroying) {
+    ClientResponse r;
+    r.error = "client is being destroyed";
+    done(std::move(r));
+    return;
+  }
+  Exchange ex;
+  ex.method = method_from_string(req.method);
+  // The real clock, not the loop's iteration time, which is stale when called before run() or after slow
+  // work.
+  ex.deadline = core::Clock::now() + req.timeout;
+  ex.req = std::move(req);
+  ex.done = std::move(done);
+  impl_->request(to, std::move(ex));
+}
+
+ClientResponse fetch_blocking(std::string_view method, std::string_view url, std::string body,
+                              HeaderList headers, std::chrono::milliseconds timeout) {
+  ClientResponse result;
+  constexpr std::string_view kScheme = "http://";
+  if (url.size() < kScheme.size() || !iequals(url.substr(0, kScheme.size()), kScheme)) {
+    result.error = "bad URL '" + std::string(url) + "': only http://HOST:PORT/PATH is supported";
+    return result;
+  }
+  std::string_view rest = url.substr(kScheme.size());
+  size_t slash = rest.find('/');
+  std::string_view authority = rest.substr(0, slash);
+  std::string target = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
+  std::string host_port(authority);
+  bool has_port =
+      !authority.empty() && authority.back() != ']' && authority.find(':') != std::string_view::npos;
+  if (!has_port) host_port += ":80";
+  auto addr = core::SocketAddress::parse(host_port);
+  if (!addr) {
+    result.error = "bad URL '" + std::string(url) + "': the host must be a numeric address or localhost";
+    return result;
+  }
+
+  core::EventLoop loop;
+  Client client(loop);
+  ClientRequest req;
+  req.method = std::string(method);
+  req.target = std::move(target);
+  req.host = std::string(authority);
+  req.headers = std::move(headers);
+  req.body = std::move(body);
+  req.timeout = timeout;
+  client.request(*addr, std::move(req), [&](ClientResponse r) {
+    result = std::move(r);
+    loop.stop();
+  });
+  loop.run();
+  return result;
+}
+
+}  // namespace cumulo::http

@@ -1,0 +1,250 @@
+// InstanceProvider for local child processes (instance_provider.h).
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <stdexcept>
+
+#include "core/log.h"
+#include "core/net.h"
+#include "stack/instance_provider.h"
+
+extern char** environ;
+
+namespace cumulo::stack {
+
+ExitStatus ExitStatus::from_wait_status(int status) {
+  ExitStatus s;
+  if (WIFEXITED(status)) {
+    s.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    s.signal = WTERMSIG(status);
+    s.core_dumped = WCOREDUMP(status);
+  }
+  return s;
+}
+
+std::string ExitStatus::describe() const {
+  if (exit_code >= 0) return "exited with code " + std::to_string(exit_code);
+  if (signal > 0) {
+    const char* abbrev = sigabbrev_np(signal);
+    std::string out = "killed by signal " + std::to_string(signal);
+    if (abbrev) out += std::string(" (SIG") + abbrev + ")";
+    if (core_dumped) out += ", core dumped";
+    return out;
+  }
+  return "ended (status unknown)";
+}
+
+namespace {
+
+// Between a slow poll and SIGCHLD, an exit is noticed at once; the poll only covers a SIGCHLD lost to a thread
+// that did not block it.
+constexpr core::Millis kReapPollInterval{1000};
+
+class ProcessProvider final : public InstanceProvider, public core::IoHandler {
+ public:
+  ProcessProvider(core::EventLoop& loop, ExitCallback on_exit);
+  ~ProcessProvider() override;
+
+  // InstanceProvider
+  InstanceHandle start(const LaunchSpec& spec) override;
+  void stop(InstanceHandle handle, std::chrono::milliseconds grace) override;
+  void kill(InstanceHandle handle) override;
+  bool running(InstanceHandle handle) const override { return processes_.count(static_cast<pid_t>(handle)) > 0; }
+  size_t running_count() const override { return processes_.size(); }
+
+  // core::IoHandler
+  void on_io(uint32_t events) override;
+
+ private:
+  struct Process {
+    std::string name;
+    std::unique_ptr<core::Timer> kill_timer;  // armed while stopping
+  };
+
+  void reap();
+
+  core::EventLoop& loop_;
+  ExitCallback on_exit_;
+  sigset_t previous_mask_{};
+  core::Fd signal_fd_;
+  core::Timer poll_timer_;
+  std::map<pid_t, Process> processes_;
+};
+
+ProcessProvider::ProcessProvider(core::EventLoop& loop, ExitCallback on_exit)
+    : loop_(loop), on_exit_(std::move(on_exit)), poll_timer_(loop, [this] {
+        reap();
+        poll_timer_.arm(kReapPollInterval);
+      }) {
+  // An ignored SIGCHLD would make the kernel reap children itself and leave no exit status to report.
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  sigaction(SIGCHLD, &dfl, nullptr);
+
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  pthread_sigmask(SIG_BLOCK, &chld, &previous_mask_);
+  signal_fd_.reset(signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!signal_fd_) throw std::runtime_error("signalfd for SIGCHLD: " + core::errno_text(errno));
+  loop_.add(signal_fd_.get(), this, core::kReadable);
+  poll_timer_.arm(kReapPollInterval);
+}
+
+ProcessProvider::~ProcessProvider() {
+  loop_.remove(signal_fd_.get());
+  for (auto& [pid, process] : processes_) {
+    core::log_warn("stack", "killing a process still running at shutdown",
+                   {{"instance", process.name}, {"pid", static_cast<long>(pid)}});
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  processes_.clear();
+  if (!sigismember(&previous_mask_, SIGCHLD)) {
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    pthread_sigmask(SIG_UNBLOCK, &chld, nullptr);
+  }
+}
+
+InstanceHandle ProcessProvider::start(const LaunchSpec& spec) {
+  if (spec.argv.empty()) throw std::invalid_argument("LaunchSpec without argv for " + spec.name);
+
+  core::Fd log_fd(::open(spec.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+  if (!log_fd) {
+    throw std::runtime_error("cannot open the log file " + spec.log_path + " of " + spec.name + ": " +
+                             core::errno_text(errno));
+  }
+  core::Fd null_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!null_fd) throw std::runtime_error("cannot open /dev/null: " + core::errno_text(errno));
+
+  // Everything the child needs is built before fork: between fork and exec only async-signal-safe calls are made.
+  std::vector<char*> argv;
+  for (const std::string& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::vector<std::string> env_strings;
+  for (char** e = environ; e && *e; ++e) {
+    std::string_view entry(*e);
+    bool overridden = false;
+    for (const auto& [key, value] : spec.env) {
+      if (entry.size() > key.size() && entry.compare(0, key.size(), key) == 0 && entry[key.size()] == '=') {
+        overridden = true;
+      }
+    }
+    if (!overridden) env_strings.emplace_back(entry);
+  }
+  for (const auto& [key, value] : spec.env) env_strings.push_back(key + "=" + value);
+  std::vector<char*> envp;
+  for (std::string& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  // The child writes errno here when exec fails; on success the close-on-exec end closes and the read sees EOF.
+  int exec_pipe[2];
+  if (pipe2(exec_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe: " + core::errno_text(errno));
+  core::Fd exec_read(exec_pipe[0]), exec_write(exec_pipe[1]);
+
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("cannot fork to start " + spec.name + ": " + core::errno_text(errno));
+  if (pid == 0) {
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(1);  // the supervisor died before PR_SET_PDEATHSIG took effect
+    // Ignored signals stay ignored across exec; the program starts with the defaults it expects.
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    for (int sig = 1; sig < NSIG; ++sig) sigaction(sig, &dfl, nullptr);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    dup2(null_fd.get(), STDIN_FILENO);
+    dup2(log_fd.get(), STDOUT_FILENO);
+    dup2(log_fd.get(), STDERR_FILENO);
+    execve(spec.executable.c_str(), argv.data(), envp.data());
+    int err = errno;
+    [[maybe_unused]] ssize_t n = write(exec_write.get(), &err, sizeof err);
+    _exit(127);
+  }
+  setpgid(pid, pid);  // also from here, so the group exists whichever of the two runs first
+  exec_write.reset();
+  int child_errno = 0;
+  ssize_t n;
+  while ((n = ::read(exec_read.get(), &child_errno, sizeof child_errno)) < 0 && errno == EINTR) {
+  }
+  if (n > 0) {
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    throw std::runtime_error("cannot run " + spec.executable + " for " + spec.name + ": " +
+                             core::errno_text(child_errno));
+  }
+  processes_.emplace(pid, Process{spec.name, nullptr});
+  return pid;
+}
+
+void ProcessProvider::stop(InstanceHandle handle, std::chrono::milliseconds grace) {
+  auto it = processes_.find(static_cast<pid_t>(handle));
+  if (it == processes_.end() || it->second.kill_timer) return;
+  const pid_t pid = it->first;
+  ::kill(pid, SIGTERM);
+  it->second.kill_timer = std::make_unique<core::Timer>(loop_, [this, pid, grace] {
+    auto p = processes_.find(pid);
+    if (p == processes_.end()) return;
+    core::log_warn("stack", "still running after SIGTERM; sending SIGKILL",
+                   {{"instance", p->second.name}, {"pid", static_cast<long>(pid)},
+                    {"grace_ms", static_cast<long>(grace.count())}});
+    ::kill(pid, SIGKILL);
+  });
+  it->second.kill_timer->arm(grace);
+}
+
+void ProcessProvider::kill(InstanceHandle handle) {
+  auto it = processes_.find(static_cast<pid_t>(handle));
+  if (it != processes_.end()) ::kill(it->first, SIGKILL);
+}
+
+void ProcessProvider::on_io(uint32_t) {
+  signalfd_siginfo info;
+  // Edge-triggered: drain everything. Several SIGCHLDs may have merged into one, so reap() checks every child.
+  while (::read(signal_fd_.get(), &info, sizeof info) == sizeof info) {
+  }
+  reap();
+}
+
+void ProcessProvider::reap() {
+  std::vector<std::pair<pid_t, ExitStatus>> ended;
+  for (auto it = processes_.begin(); it != processes_.end();) {
+    int status = 0;
+    pid_t r = waitpid(it->first, &status, WNOHANG);
+    if (r == 0 || (r < 0 && errno == EINTR)) {
+      ++it;
+      continue;
+    }
+    ended.emplace_back(it->first, r == it->first ? ExitStatus::from_wait_status(status) : ExitStatus{});
+    it = processes_.erase(it);
+  }
+  // After the bookkeeping, so a callback that starts or stops instances sees the provider as it now is.
+  for (const auto& [pid, status] : ended) on_exit_(pid, status);
+}
+
+}  // namespace
+
+std::unique_ptr<InstanceProvider> make_process_provider(core::EventLoop& loop, InstanceProvider::ExitCallback on_exit) {
+  return std::make_unique<ProcessProvider>(loop, std::move(on_exit));
+}
+
+}  // namespace cumulo::stack

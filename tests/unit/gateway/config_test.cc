@@ -1,0 +1,132 @@
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "core/config.h"
+#include "gateway/internal/model.h"
+
+namespace cumulo::gateway {
+namespace {
+
+class GatewayConfigTest : public ::testing::Test {
+ protected:
+  std::string write(const std::string& text) {
+    path_ = std::filesystem::temp_directory_path() / ("gw-config-" + std::to_string(::getpid()) + ".yaml");
+    std::ofstream(path_) << text;
+    return path_.string();
+  }
+  void TearDown() override { std::filesystem::remove(path_); }
+  std::string error_of(const std::string& text) {
+    try {
+      parse_gateway_config(write(text));
+    } catch (const core::ConfigError& e) {
+      return e.what();
+    }
+    return "";
+  }
+  std::filesystem::path path_;
+};
+
+const char* kValid = R"(zone: a
+workers: 2
+listeners:
+  - name: public
+    listen: 127.0.0.1:8080
+routes:
+  - name: api
+    path_prefix: /api
+    target_group: web
+    timeouts: {connect: 250ms, first_byte: 5s}
+  - name: default
+    target_group: web
+target_groups:
+  - name: web
+    balance: weighted
+    zone_aware: true
+    health_check: {path: /healthz, interval: 1s, expected_codes: "200,204"}
+    retries: {attempts: 1}
+    targets:
+      - {address: 127.0.0.1:9001, zone: a, weight: 2}
+      - {address: "[::1]:9002", zone: b}
+)";
+
+TEST_F(GatewayConfigTest, ParsesEveryPart) {
+  GatewayConfig c = parse_gateway_config(write(kValid));
+  EXPECT_EQ(c.zone, "a");
+  EXPECT_EQ(c.workers, 2);
+  ASSERT_EQ(c.routes.size(), 2u);
+  EXPECT_EQ(c.routes[0].timeouts.connect.count(), 250);
+  EXPECT_EQ(c.routes[0].timeouts.first_byte.count(), 5000);
+  EXPECT_EQ(c.routes[1].path_prefix, "/");
+  ASSERT_EQ(c.target_groups.size(), 1u);
+  const auto& g = c.target_groups[0];
+  EXPECT_EQ(g.balance, Balance::kWeighted);
+  EXPECT_TRUE(g.has_health_check);
+  EXPECT_TRUE(g.health_check.expects(204));
+  EXPECT_FALSE(g.health_check.expects(201));
+  EXPECT_EQ(g.retries.attempts, 1);
+  ASSERT_EQ(g.targets.size(), 2u);
+  EXPECT_EQ(g.targets[0].weight, 2);
+  EXPECT_EQ(g.targets[1].weight, 1);
+}
+
+TEST_F(GatewayConfigTest, UnknownKeyNamesFileLineAndKey) {
+  std::string text = kValid;
+  text.replace(text.find("    balance: weighted"), 21, "    balanse: weighted");
+  std::string e = error_of(text);
+  EXPECT_NE(e.find("balanse"), std::string::npos) << e;
+  EXPECT_NE(e.find(path_.string() + ":"), std::string::npos) << e;
+}
+
+TEST_F(GatewayConfigTest, RejectsBadValues) {
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string text = kValid;
+    text.replace(text.find(from), from.size(), to);
+    return error_of(text);
+  };
+  EXPECT_NE(with("interval: 1s", "interval: 5").find("duration"), std::string::npos);
+  EXPECT_NE(with("balance: weighted", "balance: random").find("round_robin"), std::string::npos);
+  EXPECT_NE(with("target_group: web\n    timeouts", "target_group: nope\n    timeouts").find("nope"),
+            std::string::npos);
+  EXPECT_NE(with("address: 127.0.0.1:9001", "address: 127.0.0.1").find("address"), std::string::npos);
+  EXPECT_NE(with("workers: 2", "workers: 1000").find("workers"), std::string::npos);
+  EXPECT_NE(with("expected_codes: \"200,204\"", "expected_codes: \"ok\"").find("expected_codes"), std::string::npos);
+  EXPECT_NE(with("zone: a\n", "zone: a\nadmin: {listen: 0.0.0.0:9901}\n").find("loopback"), std::string::npos);
+  EXPECT_NE(with("address: \"[::1]:9002\"", "address: 127.0.0.1:9001").find("twice"), std::string::npos);
+}
+
+TEST_F(GatewayConfigTest, MissingFileSaysSo) {
+  try {
+    parse_gateway_config("/nonexistent/gw.yaml");
+    FAIL() << "no error";
+  } catch (const core::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/gw.yaml"), std::string::npos);
+  }
+}
+
+TEST(SnapshotMatch, ExactHostBeatsWildcardAndLongestPrefixWins) {
+  Snapshot s;
+  auto add = [&](std::string name, std::string host, std::string prefix) {
+    Route r;
+    r.config.name = std::move(name);
+    r.config.host = std::move(host);
+    r.config.path_prefix = std::move(prefix);
+    s.routes.push_back(std::move(r));
+  };
+  add("any", "*", "/");
+  add("api", "*", "/api/");
+  add("shop", "shop.example.com", "/");
+  add("sub", "*.example.com", "/");
+  EXPECT_EQ(s.match("x.org", "/index.html")->config.name, "any");
+  EXPECT_EQ(s.match("x.org", "/api/v1")->config.name, "api");
+  EXPECT_EQ(s.match("SHOP.example.com:8080", "/api/v1")->config.name, "shop");
+  EXPECT_EQ(s.match("www.example.com", "/")->config.name, "sub");
+  EXPECT_EQ(s.match("example.com", "/")->config.name, "any");
+  Snapshot empty;
+  EXPECT_EQ(empty.match("x", "/"), nullptr);
+}
+
+}  // namespace
+}  // namespace cumulo::gateway

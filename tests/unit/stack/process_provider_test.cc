@@ -1,0 +1,143 @@
+// Local processes as instances: start, observe the exit, stop with SIGTERM then SIGKILL.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <stdexcept>
+
+#include "core/event_loop.h"
+#include "stack/instance_provider.h"
+
+namespace cumulo::stack {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class ProcessProviderTest : public testing::Test {
+ protected:
+  ProcessProviderTest() {
+    char tmpl[] = "/tmp/cumulo-provider-test-XXXXXX";
+    int fd = mkstemp(tmpl);
+    ::close(fd);
+    log_path_ = tmpl;
+    provider_ = make_process_provider(loop_, [this](InstanceHandle h, const ExitStatus& s) { exits_.emplace_back(h, s); });
+  }
+  ~ProcessProviderTest() override {
+    provider_.reset();
+    std::remove(log_path_.c_str());
+  }
+
+  LaunchSpec shell(const std::string& script) {
+    return LaunchSpec{"test", "/bin/sh", {"sh", "-c", script}, {}, log_path_};
+  }
+
+  // Runs the loop until `done` holds or 10 s pass (the loop runs once per test: stop() is final).
+  void run_until(std::function<bool()> done) {
+    std::unique_ptr<core::Timer> check;
+    check = std::make_unique<core::Timer>(loop_, [&] {
+      if (done()) {
+        loop_.stop();
+      } else {
+        check->arm(10ms);
+      }
+    });
+    core::Timer deadline(loop_, [this] { loop_.stop(); });
+    check->arm(0ms);
+    deadline.arm(10s);
+    loop_.run();
+  }
+
+  const ExitStatus* exit_of(InstanceHandle h) const {
+    for (const auto& [handle, status] : exits_) {
+      if (handle == h) return &status;
+    }
+    return nullptr;
+  }
+
+  core::EventLoop loop_;
+  std::string log_path_;
+  std::vector<std::pair<InstanceHandle, ExitStatus>> exits_;
+  std::unique_ptr<InstanceProvider> provider_;
+};
+
+TEST_F(ProcessProviderTest, ReportsTheExitCodeAndWritesOutputToTheLog) {
+  LaunchSpec spec = shell("echo \"$GREETING\"; echo oops >&2; read line || exit 3");
+  spec.env = {{"GREETING", "hello from the instance"}};
+  InstanceHandle h = provider_->start(spec);
+  EXPECT_TRUE(provider_->running(h));
+  EXPECT_EQ(getpgid(static_cast<pid_t>(h)), h) << "the instance leads its own process group";
+  run_until([&] { return exit_of(h) != nullptr; });
+  ASSERT_NE(exit_of(h), nullptr);
+  // stdin is /dev/null, so `read` sees end of file at once.
+  EXPECT_EQ(exit_of(h)->exit_code, 3);
+  EXPECT_EQ(exit_of(h)->describe(), "exited with code 3");
+  EXPECT_FALSE(provider_->running(h));
+  EXPECT_EQ(provider_->running_count(), 0u);
+  EXPECT_EQ(read_file(log_path_), "hello from the instance\noops\n");
+}
+
+TEST_F(ProcessProviderTest, StopSendsSigtermThenSigkillAfterTheGracePeriod) {
+  InstanceHandle polite = provider_->start(shell("exec sleep 30"));
+  InstanceHandle stubborn = provider_->start(shell("trap '' TERM; exec sleep 30"));
+  EXPECT_EQ(provider_->running_count(), 2u);
+  provider_->stop(polite, 5s);
+  provider_->stop(stubborn, 200ms);
+  provider_->stop(stubborn, 200ms);  // idempotent
+  run_until([&] { return exits_.size() == 2; });
+  ASSERT_NE(exit_of(polite), nullptr);
+  ASSERT_NE(exit_of(stubborn), nullptr);
+  EXPECT_EQ(exit_of(polite)->signal, SIGTERM);
+  EXPECT_EQ(exit_of(stubborn)->signal, SIGKILL);
+  EXPECT_EQ(exit_of(stubborn)->describe(), "killed by signal 9 (SIGKILL)");
+}
+
+TEST_F(ProcessProviderTest, KillStopsAtOnce) {
+  InstanceHandle h = provider_->start(shell("trap '' TERM; exec sleep 30"));
+  provider_->kill(h);
+  run_until([&] { return exit_of(h) != nullptr; });
+  ASSERT_NE(exit_of(h), nullptr);
+  EXPECT_EQ(exit_of(h)->signal, SIGKILL);
+}
+
+TEST_F(ProcessProviderTest, AProgramThatCannotRunIsAnErrorFromStart) {
+  LaunchSpec spec{"broken", "/nonexistent/program", {"program"}, {}, log_path_};
+  try {
+    provider_->start(spec);
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot run /nonexistent/program for broken"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(provider_->running_count(), 0u);
+}
+
+TEST_F(ProcessProviderTest, AnUnwritableLogIsAnErrorFromStart) {
+  LaunchSpec spec = shell("exit 0");
+  spec.log_path = "/nonexistent/dir/x.log";
+  EXPECT_THROW(provider_->start(spec), std::runtime_error);
+}
+
+TEST_F(ProcessProviderTest, DestructionKillsWhatIsStillRunning) {
+  InstanceHandle h = provider_->start(shell("exec sleep 30"));
+  provider_.reset();
+  EXPECT_EQ(::kill(static_cast<pid_t>(h), 0), -1) << "killed and reaped";
+}
+
+TEST(ExitStatus, DescribesExitsAndSignals) {
+  EXPECT_EQ((ExitStatus{0, 0, false}).describe(), "exited with code 0");
+  EXPECT_EQ((ExitStatus{-1, SIGSEGV, true}).describe(), "killed by signal 11 (SIGSEGV), core dumped");
+  EXPECT_EQ(ExitStatus{}.describe(), "ended (status unknown)");
+}
+
+}  // namespace
+}  // namespace cumulo::stack
