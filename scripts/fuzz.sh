@@ -37,7 +37,8 @@ for src in tests/fuzz/*_fuzz.cc; do
   secs=$(sed -n 's/^stat::.*//; s/^Done \([0-9]*\) runs in \([0-9]*\) second.*/\2/p' "$log" | tail -1)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
   if [ $rc -eq 0 ]; then
-    summary+=("$target: OK ${execs:-?} execs in ${secs:-$seconds} s, coverage ${cov:-?} edges, corpus $(ls "$corpus" | wc -l) inputs")
+    inputs=$(ls "$corpus" | wc -l)
+    summary+=("$target: OK ${execs:-?} execs in ${secs:-$seconds} s, coverage ${cov:-?} edges, corpus $inputs inputs")
   else
     failed=1
     crash=$(ls "$work/$target-"* 2>/dev/null | head -1)

@@ -65,9 +65,15 @@ void parse_request_loop(benchmark::State& state, std::string_view in) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * in.size()));
 }
 
-void BM_ParseWrkGet(benchmark::State& state) { parse_request_loop(state, kWrkGet); }
-void BM_ParseSmallGet(benchmark::State& state) { parse_request_loop(state, kSmallGet); }
-void BM_ParseBrowserGet(benchmark::State& state) { parse_request_loop(state, kBrowserGet); }
+void BM_ParseWrkGet(benchmark::State& state) {
+  parse_request_loop(state, kWrkGet);
+}
+void BM_ParseSmallGet(benchmark::State& state) {
+  parse_request_loop(state, kSmallGet);
+}
+void BM_ParseBrowserGet(benchmark::State& state) {
+  parse_request_loop(state, kBrowserGet);
+}
 
 // The head arrives in two reads; the second call only scans the new bytes.
 void BM_ParseSmallGetInTwoReads(benchmark::State& state) {

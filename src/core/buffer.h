@@ -27,8 +27,14 @@ class Buffer {
 
   // Space to read into: takes a block from the pool when there is none, and moves the bytes to the front when
   // the free space at the end is short.
-  char* write_ptr() { ensure(); if (tail_ == kCapacity && head_ > 0) compact(); return block_ + tail_; }
-  size_t write_space() const { return block_ ? kCapacity - tail_ + (tail_ == kCapacity ? head_ : 0) : kCapacity; }
+  // Moving the few bytes left at the front is cheaper than a short read; the threshold keeps large moves rare.
+  char* write_ptr() {
+    ensure();
+    if (head_ > 0 && kCapacity - tail_ < kCapacity / 4) compact();
+    return block_ + tail_;
+  }
+  // Space at write_ptr() once it has been called (before that, possibly more).
+  size_t write_space() const { return block_ ? kCapacity - tail_ : kCapacity; }
   bool full() const { return block_ && head_ == 0 && tail_ == kCapacity; }
   void commit(size_t n) { tail_ += n; }
   // Drops n bytes from the front; an emptied buffer goes back to the pool.

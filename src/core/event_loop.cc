@@ -121,6 +121,7 @@ int EventLoop::next_timeout_ms() const {
 }
 
 void EventLoop::run() {
+  EventLoop* outer = t_current;  // a private loop (fetch_blocking) may run inside another loop's thread
   t_current = this;
   constexpr int kMaxEvents = 256;
   epoll_event events[kMaxEvents];
@@ -149,7 +150,7 @@ void EventLoop::run() {
   run_posted();
   run_all(deferred_);
   bury(graveyard_);
-  t_current = nullptr;
+  t_current = outer;
 }
 
 void EventLoop::run_posted() {

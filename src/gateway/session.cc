@@ -1,5 +1,6 @@
 #include "gateway/internal/session.h"
 
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -157,8 +158,9 @@ bool Session::read_client() {
   if (!client_readable_ || client_eof_) return false;
   if (in_.full()) return false;
   bool was_empty = in_.empty();
+  char* dst = in_.write_ptr();
   size_t space = in_.write_space();
-  ssize_t n = client_->read(in_.write_ptr(), space);
+  ssize_t n = client_->read(dst, space);
   if (n > 0) {
     in_.commit(static_cast<size_t>(n));
     if (static_cast<size_t>(n) < space) client_readable_ = false;
@@ -206,6 +208,7 @@ void Session::begin_request(const http::RequestHead& req) {
   const Snapshot& snap = *w_.snapshot();
   const Limits& limits = snap.config->limits;
   started_ = w_.loop().now();
+  request_id_len_ = 0;
   method_ = req.method;
   version_minor_ = static_cast<uint8_t>(req.version_minor);
   keep_alive_ = req.keep_alive && !w_.draining();
@@ -227,10 +230,11 @@ void Session::begin_request(const http::RequestHead& req) {
   up_head_.clear();
 
   std::string_view rid = req.header("x-request-id");
-  if (valid_request_id(rid)) {
-    request_id_.assign(rid);
+  if (valid_request_id(rid) && rid.size() <= sizeof request_id_) {
+    std::memcpy(request_id_, rid.data(), rid.size());
+    request_id_len_ = static_cast<uint8_t>(rid.size());
   } else {
-    request_id_ = w_.next_request_id();
+    request_id_len_ = static_cast<uint8_t>(w_.next_request_id(request_id_, sizeof request_id_));
   }
   if (core::AccessLog::enabled()) {
     log_line_.clear();
@@ -240,7 +244,7 @@ void Session::begin_request(const http::RequestHead& req) {
         .field("method", req.method_name)
         .field("host", req.host)
         .field("path", req.target)
-        .field("request_id", std::string_view(request_id_));
+        .field("request_id", request_id());
     // Left open: log_access adds the outcome.
   }
 
@@ -304,7 +308,11 @@ void Session::begin_request(const http::RequestHead& req) {
     hw.header(h.name, h.value);
   }
   if (!host_seen && !req.host.empty()) hw.header("Host", req.host);
-  std::string client_ip = peer_.host();
+  char client_ip[INET6_ADDRSTRLEN] = "";
+  if (peer_.storage.ss_family == AF_INET)
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&peer_.storage)->sin_addr, client_ip, sizeof client_ip);
+  else if (peer_.storage.ss_family == AF_INET6)
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&peer_.storage)->sin6_addr, client_ip, sizeof client_ip);
   hw.put("X-Forwarded-For: ");
   if (!forwarded_for.empty()) {
     hw.put(forwarded_for);
@@ -316,7 +324,7 @@ void Session::begin_request(const http::RequestHead& req) {
   hw.put("\r\nX-Forwarded-Port: ");
   hw.put(listener_.port_text);
   hw.put("\r\nX-Request-Id: ");
-  hw.put(request_id_);
+  hw.put(request_id());
   hw.put("\r\nVia: ");
   hw.put(kVia);
   if (req.version_minor == 0) hw.put("\r\nConnection: keep-alive");
@@ -397,8 +405,9 @@ bool Session::step_proxy() {
     progress = true;
   }
   if (!req_done_ || up_head_sent_ < up_head_.size()) {
+    UpstreamConn* before = up_.get();
     progress |= send_request();
-    if (phase_ != Phase::kProxy || !up_) return true;
+    if (phase_ != Phase::kProxy || up_.get() != before) return true;  // answered, or retrying elsewhere
   }
   progress |= receive_response();
   return progress;
@@ -488,6 +497,10 @@ bool Session::receive_response() {
   bool progress = false;
   for (;;) {
     if (!resp_head_done_) {
+      if (!out_.empty() && client_writable_) {  // an interim 100 Continue the client is waiting for
+        size_t unused = 0;
+        if (!write_client(nullptr, 0, unused)) return true;
+      }
       if (!u.in.empty()) {
         http::ResponseHead& resp = w_.scratch_response;
         ParseStatus st = resp_parser_.parse(u.in.view(), method_, resp);
@@ -626,8 +639,9 @@ bool Session::receive_response() {
     }
     // More bytes from the target are needed.
     if (!u.readable || u.in.full()) return progress;
+    char* dst = u.in.write_ptr();
     size_t space = u.in.write_space();
-    ssize_t n = ::recv(u.fd.get(), u.in.write_ptr(), space, 0);
+    ssize_t n = ::recv(u.fd.get(), dst, space, 0);
     if (n > 0) {
       u.in.commit(static_cast<size_t>(n));
       if (static_cast<size_t>(n) < space) u.readable = false;
@@ -752,7 +766,7 @@ void Session::finish_request() {
   target_.reset();
   route_ = nullptr;
   snapshot_.reset();
-  if (close_after_ || !req_done_ || !keep_alive_) {
+  if (close_after_ || !req_done_ || !keep_alive_ || client_eof_) {
     phase_ = Phase::kClosing;
     return;
   }
@@ -786,7 +800,7 @@ void Session::respond_error(int status, std::string_view detail) {
   std::string body = std::to_string(status) + " " + failure_text(status) + ": " + std::string(detail) + "\n";
   std::string head = "HTTP/1.1 " + std::to_string(status) + " " + failure_text(status) +
                      "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " + std::to_string(body.size()) +
-                     "\r\nConnection: close\r\nX-Request-Id: " + (request_id_.empty() ? "-" : request_id_) +
+                     "\r\nConnection: close\r\nX-Request-Id: " + (request_id_len_ ? std::string(request_id()) : std::string("-")) +
                      "\r\nVia: 1.1 cumulo\r\n\r\n";
   out_.clear();
   out_.append(head);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <random>
 
 #include "core/log.h"
@@ -192,11 +193,14 @@ void Worker::housekeeping() {
   housekeeping_timer_->arm(std::chrono::milliseconds(100));
 }
 
-std::string Worker::next_request_id() {
-  char buf[40];
-  int n = std::snprintf(buf, sizeof buf, "%s%012llx", request_id_prefix_.c_str(),
-                        static_cast<unsigned long long>(++request_counter_));
-  return std::string(buf, static_cast<size_t>(n));
+size_t Worker::next_request_id(char* out, size_t cap) {
+  // The worker's random prefix, then a counter: unique without coordination between workers.
+  static constexpr char kHex[] = "0123456789abcdef";
+  size_t n = std::min(request_id_prefix_.size(), cap);
+  std::memcpy(out, request_id_prefix_.data(), n);
+  uint64_t c = ++request_counter_;
+  for (int shift = 44; shift >= 0 && n < cap; shift -= 4) out[n++] = kHex[(c >> shift) & 0xf];
+  return n;
 }
 
 // ---- balancing ----

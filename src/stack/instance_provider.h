@@ -1,5 +1,5 @@
-// Starting, stopping and observing instances. The supervisor decides what runs, where and when; a provider knows
-// how. Local processes are the first provider; auto scaling groups reuse this interface for theirs.
+// Starting, stopping and observing instances. The supervisor decides what runs, where and when; a provider
+// knows how. Local processes are the first provider; auto scaling groups reuse this interface for theirs.
 #pragma once
 
 #include <chrono>
@@ -52,14 +52,15 @@ class InstanceProvider {
   virtual size_t running_count() const = 0;
 };
 
-// Child processes of this process. Each gets its own process group, so that a terminal's Ctrl-C reaches only the
-// supervisor, which then stops things in order; and each gets SIGTERM from the kernel should the supervisor die
-// without stopping it (PR_SET_PDEATHSIG), so a crash never leaves instances holding ports. Signals go to PIDs only,
-// never to groups. Stop is SIGTERM, then SIGKILL after the grace period.
+// Child processes of this process. Each gets its own process group, so that a terminal's Ctrl-C reaches only
+// the supervisor, which then stops things in order; and each gets SIGTERM from the kernel should the
+// supervisor die without stopping it (PR_SET_PDEATHSIG), so a crash never leaves instances holding ports.
+// Signals go to PIDs only, never to groups. Stop is SIGTERM, then SIGKILL after the grace period.
 //
-// Exits are noticed through a signalfd for SIGCHLD on `loop` (with a slow poll as a safety net). The constructor
-// blocks SIGCHLD in the calling thread, which must be the one running `loop`, and creates no threads; the destructor
-// kills and reaps whatever is still running.
-std::unique_ptr<InstanceProvider> make_process_provider(core::EventLoop& loop, InstanceProvider::ExitCallback on_exit);
+// Exits are noticed through a signalfd for SIGCHLD on `loop` (with a slow poll as a safety net). The
+// constructor blocks SIGCHLD in the calling thread, which must be the one running `loop`, and creates no
+// threads; the destructor kills and reaps whatever is still running.
+std::unique_ptr<InstanceProvider> make_process_provider(core::EventLoop& loop,
+                                                        InstanceProvider::ExitCallback on_exit);
 
 }  // namespace cumulo::stack

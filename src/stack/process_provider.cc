@@ -45,8 +45,8 @@ std::string ExitStatus::describe() const {
 
 namespace {
 
-// Between a slow poll and SIGCHLD, an exit is noticed at once; the poll only covers a SIGCHLD lost to a thread
-// that did not block it.
+// Between a slow poll and SIGCHLD, an exit is noticed at once; the poll only covers a SIGCHLD lost to a
+// thread that did not block it.
 constexpr core::Millis kReapPollInterval{1000};
 
 class ProcessProvider final : public InstanceProvider, public core::IoHandler {
@@ -58,7 +58,9 @@ class ProcessProvider final : public InstanceProvider, public core::IoHandler {
   InstanceHandle start(const LaunchSpec& spec) override;
   void stop(InstanceHandle handle, std::chrono::milliseconds grace) override;
   void kill(InstanceHandle handle) override;
-  bool running(InstanceHandle handle) const override { return processes_.count(static_cast<pid_t>(handle)) > 0; }
+  bool running(InstanceHandle handle) const override {
+    return processes_.count(static_cast<pid_t>(handle)) > 0;
+  }
   size_t running_count() const override { return processes_.size(); }
 
   // core::IoHandler
@@ -131,7 +133,8 @@ InstanceHandle ProcessProvider::start(const LaunchSpec& spec) {
   core::Fd null_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (!null_fd) throw std::runtime_error("cannot open /dev/null: " + core::errno_text(errno));
 
-  // Everything the child needs is built before fork: between fork and exec only async-signal-safe calls are made.
+  // Everything the child needs is built before fork: between fork and exec only async-signal-safe calls are
+  // made.
   std::vector<char*> argv;
   for (const std::string& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
@@ -151,7 +154,8 @@ InstanceHandle ProcessProvider::start(const LaunchSpec& spec) {
   for (std::string& e : env_strings) envp.push_back(e.data());
   envp.push_back(nullptr);
 
-  // The child writes errno here when exec fails; on success the close-on-exec end closes and the read sees EOF.
+  // The child writes errno here when exec fails; on success the close-on-exec end closes and the read sees
+  // EOF.
   int exec_pipe[2];
   if (pipe2(exec_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe: " + core::errno_text(errno));
   core::Fd exec_read(exec_pipe[0]), exec_write(exec_pipe[1]);
@@ -205,7 +209,8 @@ void ProcessProvider::stop(InstanceHandle handle, std::chrono::milliseconds grac
     auto p = processes_.find(pid);
     if (p == processes_.end()) return;
     core::log_warn("stack", "still running after SIGTERM; sending SIGKILL",
-                   {{"instance", p->second.name}, {"pid", static_cast<long>(pid)},
+                   {{"instance", p->second.name},
+                    {"pid", static_cast<long>(pid)},
                     {"grace_ms", static_cast<long>(grace.count())}});
     ::kill(pid, SIGKILL);
   });
@@ -219,7 +224,8 @@ void ProcessProvider::kill(InstanceHandle handle) {
 
 void ProcessProvider::on_io(uint32_t) {
   signalfd_siginfo info;
-  // Edge-triggered: drain everything. Several SIGCHLDs may have merged into one, so reap() checks every child.
+  // Edge-triggered: drain everything. Several SIGCHLDs may have merged into one, so reap() checks every
+  // child.
   while (::read(signal_fd_.get(), &info, sizeof info) == sizeof info) {
   }
   reap();
@@ -243,7 +249,8 @@ void ProcessProvider::reap() {
 
 }  // namespace
 
-std::unique_ptr<InstanceProvider> make_process_provider(core::EventLoop& loop, InstanceProvider::ExitCallback on_exit) {
+std::unique_ptr<InstanceProvider> make_process_provider(core::EventLoop& loop,
+                                                        InstanceProvider::ExitCallback on_exit) {
   return std::make_unique<ProcessProvider>(loop, std::move(on_exit));
 }
 

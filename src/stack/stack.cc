@@ -29,8 +29,8 @@ std::string resolve_cumulo_binary(const std::string& given) {
   return fs::absolute(given).lexically_normal().string();
 }
 
-// Every group's program must exist before anything starts, so a missing build is a stack file error, not a crash
-// loop of an instance that cannot exist.
+// Every group's program must exist before anything starts, so a missing build is a stack file error, not a
+// crash loop of an instance that cannot exist.
 void check_commands(const StackSpec& spec, const std::string& bin_dir) {
   for (const GroupSpec& group : spec.groups) {
     const std::string& zone = spec.zones.front();

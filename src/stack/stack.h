@@ -7,12 +7,12 @@
 namespace cumulo::stack {
 
 struct UpOptions {
-  std::string cumulo_binary;  // path of the running cumulo, for child gateways; empty: /proc/self/exe
+  std::string cumulo_binary;          // path of the running cumulo, for child gateways; empty: /proc/self/exe
   std::string state_dir = ".cumulo";  // generated configs and per-instance logs
 };
 
-// Runs the stack until SIGINT/SIGTERM, then stops everything it started and returns the exit code (0 on a clean stop,
-// 2 for a bad stack file, 1 when the stack could not start).
+// Runs the stack until SIGINT/SIGTERM, then stops everything it started and returns the exit code (0 on a
+// clean stop, 2 for a bad stack file, 1 when the stack could not start).
 int run_up(const std::string& stack_file, const UpOptions& options);
 
 // Parses and validates without starting anything (for `cumulo up --check`); throws core::ConfigError.

@@ -19,11 +19,13 @@ namespace {
 
 constexpr std::string_view kPlaceholders[] = {"port", "zone", "instance_id", "bin_dir"};
 
-bool is_lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+bool is_lower_alnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
 
-// Scans text for placeholders. Calls on_text for literal runs and on_placeholder for each name; returns an error
-// message, or an empty string when the text is well formed. One scanner for checking and expanding, so the
-// two cannot disagree about what a placeholder is.
+// Scans text for placeholders. Calls on_text for literal runs and on_placeholder for each name; returns an
+// error message, or an empty string when the text is well formed. One scanner for checking and expanding, so
+// the two cannot disagree about what a placeholder is.
 template <typename OnText, typename OnPlaceholder>
 std::string scan_placeholders(std::string_view text, OnText on_text, OnPlaceholder on_placeholder) {
   size_t i = 0;
@@ -107,7 +109,8 @@ bool valid_expected_codes(std::string_view text) {
 HealthCheckSpec parse_health_check(const core::ConfigNode& node) {
   HealthCheckSpec hc;
   if (!node.defined()) return hc;
-  node.check_keys({"path", "expected_codes", "interval", "timeout", "healthy_threshold", "unhealthy_threshold"});
+  node.check_keys(
+      {"path", "expected_codes", "interval", "timeout", "healthy_threshold", "unhealthy_threshold"});
   hc.path = node.string_or("path", hc.path);
   if (hc.path.empty() || hc.path.front() != '/') node["path"].fail("expected a path starting with '/'");
   hc.expected_codes = node.string_or("expected_codes", hc.expected_codes);
@@ -119,14 +122,15 @@ HealthCheckSpec parse_health_check(const core::ConfigNode& node) {
   hc.timeout = node.duration_or("timeout", hc.timeout);
   if (hc.timeout.count() <= 0) node["timeout"].fail("expected a duration above 0, such as 1s");
   hc.healthy_threshold = static_cast<int>(node.int_or("healthy_threshold", hc.healthy_threshold, 1, 100));
-  hc.unhealthy_threshold = static_cast<int>(node.int_or("unhealthy_threshold", hc.unhealthy_threshold, 1, 100));
+  hc.unhealthy_threshold =
+      static_cast<int>(node.int_or("unhealthy_threshold", hc.unhealthy_threshold, 1, 100));
   return hc;
 }
 
 GatewaySpec parse_gateway(const core::ConfigNode& node, const std::vector<std::string>& zones) {
   if (!node.is_map()) node.fail("expected a map with at least 'listen'");
-  node.check_keys({"listen", "admin", "zone", "workers", "log_level", "access_log", "balance", "drain_timeout",
-                   "health_check"});
+  node.check_keys({"listen", "admin", "zone", "workers", "log_level", "access_log", "balance",
+                   "drain_timeout", "health_check"});
   GatewaySpec gw;
 
   core::ConfigNode listen = node.required("listen");
@@ -138,7 +142,8 @@ GatewaySpec parse_gateway(const core::ConfigNode& node, const std::vector<std::s
   if (admin.defined()) {
     core::SocketAddress admin_addr = parse_address(admin, "admin");
     if (!is_loopback(admin_addr)) {
-      admin.fail("the admin API must listen on a loopback address (127.0.0.1 or [::1]): it can change targets");
+      admin.fail(
+          "the admin API must listen on a loopback address (127.0.0.1 or [::1]): it can change targets");
     }
     gw.admin = admin.as_string();
     gw.admin_location = admin.location();
@@ -147,7 +152,8 @@ GatewaySpec parse_gateway(const core::ConfigNode& node, const std::vector<std::s
   }
   auto admin_addr = core::SocketAddress::parse(gw.admin);
   if (admin_addr->port() == listen_addr.port() &&
-      (admin_addr->host() == listen_addr.host() || listen_addr.host() == "0.0.0.0" || listen_addr.host() == "::")) {
+      (admin_addr->host() == listen_addr.host() || listen_addr.host() == "0.0.0.0" ||
+       listen_addr.host() == "::")) {
     (admin.defined() ? admin : listen).fail("gateway.listen and gateway.admin must use different ports");
   }
 
@@ -179,24 +185,29 @@ GroupSpec parse_group(const core::ConfigNode& node) {
 
   core::ConfigNode name = node.required("name");
   g.name = name.as_string();
-  bool name_ok = !g.name.empty() && g.name.size() <= 32 && g.name.front() >= 'a' && g.name.front() <= 'z' &&
-                 std::all_of(g.name.begin(), g.name.end(), [](char c) { return is_lower_alnum(c) || c == '-'; });
+  bool name_ok =
+      !g.name.empty() && g.name.size() <= 32 && g.name.front() >= 'a' && g.name.front() <= 'z' &&
+      std::all_of(g.name.begin(), g.name.end(), [](char c) { return is_lower_alnum(c) || c == '-'; });
   if (!name_ok) {
-    name.fail("expected a name of lowercase letters, digits and '-', starting with a letter, at most 32 characters");
+    name.fail(
+        "expected a name of lowercase letters, digits and '-', starting with a letter, at most 32 "
+        "characters");
   }
 
   core::ConfigNode command = node.required("command");
   g.command_location = command.location();
   if (!command.is_sequence()) {
-    command.fail("expected a list of arguments, such as [\"{bin_dir}/cumulo-webapp\", \"--listen\", "
-                 "\"127.0.0.1:{port}\"]");
+    command.fail(
+        "expected a list of arguments, such as [\"{bin_dir}/cumulo-webapp\", \"--listen\", "
+        "\"127.0.0.1:{port}\"]");
   }
   bool uses_port = false;
   for (const core::ConfigNode& arg : command.items()) {
     g.command.push_back(arg.as_string());
     uses_port |= check_placeholders(arg, g.command.back());
   }
-  if (g.command.empty() || g.command.front().empty()) command.fail("expected the program to run as first item");
+  if (g.command.empty() || g.command.front().empty())
+    command.fail("expected the program to run as first item");
 
   g.instances_per_zone = static_cast<int>(node.int_or("instances_per_zone", 1, 1, 100));
 
@@ -209,10 +220,11 @@ GroupSpec parse_group(const core::ConfigNode& node) {
   if (env.defined() && !env.is_null()) {
     if (!env.is_map()) env.fail("expected a map of variable names to values");
     for (const auto& [key, value] : env.entries()) {
-      bool key_ok = !key.empty() && !(key.front() >= '0' && key.front() <= '9') &&
-                    std::all_of(key.begin(), key.end(), [](char c) {
-                      return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
-                    });
+      bool key_ok =
+          !key.empty() && !(key.front() >= '0' && key.front() <= '9') &&
+          std::all_of(key.begin(), key.end(), [](char c) {
+            return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+          });
       if (!key_ok) value.fail("'" + key + "' is not a valid variable name (letters, digits and '_')");
       std::string text = value.as_string();
       uses_port |= check_placeholders(value, text);
@@ -221,8 +233,9 @@ GroupSpec parse_group(const core::ConfigNode& node) {
   }
 
   if (!uses_port) {
-    command.fail("neither the command nor env uses {port}: each instance must listen on the port that cumulo up "
-                 "picks for it, e.g. \"--listen\", \"127.0.0.1:{port}\"");
+    command.fail(
+        "neither the command nor env uses {port}: each instance must listen on the port that cumulo up "
+        "picks for it, e.g. \"--listen\", \"127.0.0.1:{port}\"");
   }
 
   g.start_timeout = node.duration_or("start_timeout", g.start_timeout);
@@ -256,7 +269,8 @@ StackSpec parse_stack(const core::ConfigNode& root) {
   if (!zones.is_sequence()) zones.fail("expected a list of zone names, such as [a, b]");
   for (const core::ConfigNode& z : zones.items()) {
     std::string zone = z.as_string();
-    // No '-' in zone names keeps instance ids ("web-a-1") unambiguous: the zone is always the second-to-last part.
+    // No '-' in zone names keeps instance ids ("web-a-1") unambiguous: the zone is always the second-to-last
+    // part.
     if (zone.empty() || zone.size() > 16 || !std::all_of(zone.begin(), zone.end(), is_lower_alnum)) {
       z.fail("expected a zone name of lowercase letters and digits, at most 16 characters");
     }
@@ -276,8 +290,8 @@ StackSpec parse_stack(const core::ConfigNode& root) {
     for (const GroupSpec& other : spec.groups) {
       if (other.name == group.name) g["name"].fail("group name '" + group.name + "' is used twice");
       if (other.path_prefix == group.path_prefix) {
-        g["path_prefix"].fail("path_prefix '" + group.path_prefix + "' is already routed to group '" + other.name +
-                              "'");
+        g["path_prefix"].fail("path_prefix '" + group.path_prefix + "' is already routed to group '" +
+                              other.name + "'");
       }
     }
     spec.groups.push_back(std::move(group));
@@ -291,7 +305,8 @@ std::vector<InstancePlan> plan_instances(const StackSpec& stack) {
   for (const GroupSpec& group : stack.groups) {
     for (const std::string& zone : stack.zones) {
       for (int i = 1; i <= group.instances_per_zone; ++i) {
-        plans.push_back(InstancePlan{group.name + "-" + zone + "-" + std::to_string(i), group.name, zone, i, &group});
+        plans.push_back(
+            InstancePlan{group.name + "-" + zone + "-" + std::to_string(i), group.name, zone, i, &group});
       }
     }
   }
@@ -304,10 +319,14 @@ std::string expand_placeholders(std::string_view text, const PlaceholderValues& 
   std::string error = scan_placeholders(
       text, [&](std::string_view literal) { out.append(literal); },
       [&](std::string_view name) {
-        if (name == "port") out += values.port;
-        else if (name == "zone") out += values.zone;
-        else if (name == "instance_id") out += values.instance_id;
-        else out += values.bin_dir;
+        if (name == "port")
+          out += values.port;
+        else if (name == "zone")
+          out += values.zone;
+        else if (name == "instance_id")
+          out += values.instance_id;
+        else
+          out += values.bin_dir;
       });
   if (!error.empty()) throw std::invalid_argument("'" + std::string(text) + "': " + error);
   return out;
@@ -350,7 +369,8 @@ std::string resolve_executable(const GroupSpec& group, const std::string& argv0)
   size_t start = 0;
   while (start <= dirs.size()) {
     size_t colon = dirs.find(':', start);
-    std::string dir(dirs.substr(start, colon == std::string_view::npos ? std::string_view::npos : colon - start));
+    std::string dir(
+        dirs.substr(start, colon == std::string_view::npos ? std::string_view::npos : colon - start));
     std::string candidate = (dir.empty() ? std::string(".") : dir) + "/" + argv0;
     if (runnable(candidate, &err)) return candidate;
     if (colon == std::string_view::npos) break;

@@ -1,6 +1,6 @@
-// The stack file read by `cumulo up`: the zones, the groups of instances that run in each zone, and the gateway
-// in front of them (docs/configuration.md, "Stack file"). Parsing validates everything that can be checked
-// without starting a process, so that a typo is a file:line:col error and not a crash loop.
+// The stack file read by `cumulo up`: the zones, the groups of instances that run in each zone, and the
+// gateway in front of them (docs/configuration.md, "Stack file"). Parsing validates everything that can be
+// checked without starting a process, so that a typo is a file:line:col error and not a crash loop.
 #pragma once
 
 #include <chrono>
@@ -13,8 +13,8 @@
 
 namespace cumulo::stack {
 
-// Passed to each target group of the generated gateway config. Defaults are the gateway's, except the interval:
-// a stack on one machine can afford to notice a dead instance within a couple of seconds.
+// Passed to each target group of the generated gateway config. Defaults are the gateway's, except the
+// interval: a stack on one machine can afford to notice a dead instance within a couple of seconds.
 struct HealthCheckSpec {
   std::string path = "/healthz";
   std::string expected_codes = "200-399";
@@ -25,16 +25,16 @@ struct HealthCheckSpec {
 };
 
 struct GatewaySpec {
-  std::string listen;                   // required, "127.0.0.1:8080"
+  std::string listen;  // required, "127.0.0.1:8080"
   std::string admin = "127.0.0.1:9901";
-  std::string zone;                     // empty: the gateway has no zone and spreads over all of them
-  int workers = 0;                      // 0: the gateway's default (number of cores)
+  std::string zone;  // empty: the gateway has no zone and spreads over all of them
+  int workers = 0;   // 0: the gateway's default (number of cores)
   std::string log_level = "info";
-  std::string access_log = "off";       // "off", "-" or a path (made absolute when the config is written)
+  std::string access_log = "off";  // "off", "-" or a path (made absolute when the config is written)
   std::string balance = "round_robin";
   std::chrono::milliseconds drain_timeout{30'000};
   HealthCheckSpec health_check;
-  std::string listen_location;          // where `listen` and `admin` were written, for "port in use" errors
+  std::string listen_location;  // where `listen` and `admin` were written, for "port in use" errors
   std::string admin_location;
 };
 
@@ -80,7 +80,8 @@ struct PlaceholderValues {
 };
 
 // Replaces {port}, {zone}, {instance_id} and {bin_dir}; "{{" and "}}" stand for literal braces.
-// Throws std::invalid_argument for an unknown placeholder or an unpaired brace (parse_stack rejects those first).
+// Throws std::invalid_argument for an unknown placeholder or an unpaired brace (parse_stack rejects those
+// first).
 std::string expand_placeholders(std::string_view text, const PlaceholderValues& values);
 
 // The command and environment of one instance with every placeholder replaced.

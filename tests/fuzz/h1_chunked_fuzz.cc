@@ -73,7 +73,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Result bytewise = decode(in, [](size_t) { return size_t{1}; });
   if (!(whole == bytewise)) std::abort();
   // Uneven pieces, sized by the input itself so that they vary between runs.
-  const Result uneven = decode(in, [&](size_t i) { return size_t{1} + static_cast<uint8_t>(in[i % in.size()]) % 7; });
+  const Result uneven =
+      decode(in, [&](size_t i) { return size_t{1} + static_cast<uint8_t>(in[i % in.size()]) % 7; });
   if (!(whole == uneven)) std::abort();
   return 0;
 }

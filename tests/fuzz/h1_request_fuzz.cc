@@ -49,7 +49,8 @@ void check_head(std::string_view in, const RequestHead& h) {
     for (char c : f.name) check(is_tchar(c));
     for (char c : f.value) check(c == '\t' || (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f));
     if (!f.value.empty()) {
-      check(f.value.front() != ' ' && f.value.front() != '\t' && f.value.back() != ' ' && f.value.back() != '\t');
+      check(f.value.front() != ' ' && f.value.front() != '\t' && f.value.back() != ' ' &&
+            f.value.back() != '\t');
     }
     hosts += cumulo::http::iequals(f.name, "host");
     has_cl |= cumulo::http::iequals(f.name, "content-length");

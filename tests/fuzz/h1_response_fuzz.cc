@@ -66,7 +66,8 @@ void run(std::string_view in, Method method, ParseLimits limits, ResponseHead& h
   if (s == ParseStatus::kComplete) {
     check_head(in, method, head);
   } else if (s != ParseStatus::kNeedMore) {
-    check(whole.error().http_status == 502 && whole.error().reason[0] != '\0' && whole.error().pos <= in.size());
+    check(whole.error().http_status == 502 && whole.error().reason[0] != '\0' &&
+          whole.error().pos <= in.size());
   }
   ResponseParser growing(limits);
   ParseStatus g = ParseStatus::kNeedMore;

@@ -82,3 +82,26 @@ def test_metrics_have_route_counters_and_target_health(webapp, gateway):
     wait_for(lambda: requests.get(gw.url("/"), timeout=5).status_code == 200 and
              metric_value(gw.metrics(), "cumulo_gateway_target_healthy", target=b.address) == 0, 5,
              what="the killed target's health gauge to drop to 0")
+
+
+def test_access_log_writes_json_lines(webapp, gateway, tmp_path):
+    import json
+
+    app = webapp("a")
+    log = tmp_path / "access.log"
+    gw = gateway({"access_log": str(log), "routes": [{"name": "site", "target_group": "web"}],
+                  "target_groups": [{"name": "web", "targets": [app.target()]}]})
+    requests.get(gw.url("/echo?q=1"), timeout=5, headers={"X-Request-Id": "log-me-1"})
+    requests.get(gw.url("/nope"), timeout=5)
+
+    def entries():
+        if not log.exists():
+            return None
+        lines = [l for l in log.read_text().splitlines() if l.strip()]
+        return [json.loads(l) for l in lines] if len(lines) >= 2 else None
+
+    got = wait_for(entries, 5, what="two access log lines")
+    first = next(e for e in got if e.get("request_id") == "log-me-1")
+    assert first["status"] == 200 and first["method"] == "GET" and first["path"] == "/echo?q=1", first
+    assert first["route"] == "site" and first["target"] == app.address, first
+    assert any(e.get("status") == 404 for e in got), got

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import requests
 
-from support import PatternBody, RawConnection, RssSampler, metric_value, pattern_bytes
+from support import PatternBody, RawConnection, RssSampler, metric_value, pattern_bytes, wait_for
 
 GIB = 1 << 30
 RSS_LIMIT_KIB = 64 * 1024
@@ -127,3 +127,42 @@ def test_pipelined_requests_get_responses_in_order(webapp, gateway):
     assert first.status == 200 and echo_target(first) is None, f"the /slow answer should come first: {first}"
     assert second.status == 200 and echo_target(second) == "/echo?n=2", second
     assert third.status == 200 and echo_target(third) == "/echo?n=3", third
+
+
+def test_head_and_http10_framing_on_one_connection(webapp, gateway):
+    app = webapp("a")
+    gw = gateway({"target_groups": [{"name": "web", "targets": [app.target()]}]})
+    with RawConnection(gw.port) as c:
+        # HEAD: a Content-Length but no body; the next response must start right after the head.
+        c.send(b"HEAD /bytes?n=1000 HTTP/1.1\r\nHost: x\r\n\r\nGET /bytes?n=10 HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = c.read_response(head_request=True)
+        assert head.status == 200 and head.header("Content-Length") == "1000" and head.body == b"", head
+        get = c.read_response()
+        assert get.status == 200 and get.body == pattern_bytes(0, 10), get
+    # An HTTP/1.0 client without keep-alive gets an HTTP/1.0 answer and the connection closes after it.
+    with RawConnection(gw.port) as c:
+        c.send(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        resp = c.read_response()
+        assert resp.status == 200 and resp.raw_head.startswith(b"HTTP/1.0 200"), resp
+        assert resp.body.startswith(b"hello from"), resp
+        assert c.closed_by_peer(), "an HTTP/1.0 request without keep-alive ends the connection"
+
+
+def test_client_leaving_mid_download_leaves_the_gateway_serving(webapp, gateway):
+    app = webapp("a")
+    gw = gateway({"target_groups": [{"name": "web", "targets": [app.target()]}]})
+    for _ in range(3):
+        with RawConnection(gw.port) as c:
+            c.send(b"GET /bytes?n=536870912 HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = c.sock.recv(65536)
+            assert got.startswith(b"HTTP/1.1 200"), got[:100]
+    r = requests.get(gw.url("/bytes?n=100000"), timeout=5)
+    assert r.status_code == 200 and r.content == pattern_bytes(0, 100000)
+    with requests.Session() as s:
+        for _ in range(5):
+            assert s.get(gw.url("/"), timeout=5).status_code == 200
+    assert gw.proc.alive()
+    # Nothing leaks: no client connection stays open and nothing stays counted in flight.
+    wait_for(lambda: metric_value(gw.metrics(), "cumulo_gateway_client_connections") == 0, 5,
+             what="the open client connections gauge to return to 0")
+    assert gw.target(app.address)["in_flight"] == 0, gw.target(app.address)

@@ -82,7 +82,9 @@ class Session final : public core::IoHandler {
   size_t resp_chunk_ready_ = 0;
   uint64_t bytes_to_client_ = 0;
   int status_ = 0;
-  std::string request_id_;
+  char request_id_[64];  // fixed size: an idle connection keeps no heap memory for it
+  uint8_t request_id_len_ = 0;
+  std::string_view request_id() const { return {request_id_, request_id_len_}; }
   std::string log_line_;  // access-log fields gathered at request start (only when the access log is on)
   http::Method method_ = http::Method::kGet;
   http::BodyKind req_body_ = http::BodyKind::kNone;

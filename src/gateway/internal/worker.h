@@ -95,7 +95,8 @@ class Worker {
   int64_t active_requests = 0;
   http::RequestHead scratch_request;
   http::ResponseHead scratch_response;
-  std::string next_request_id();
+  // Writes a new unique request id (hex) into out; returns its length.
+  size_t next_request_id(char* out, size_t cap);
 
  private:
   void housekeeping();

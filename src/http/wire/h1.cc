@@ -1,9 +1,10 @@
 // HTTP/1.1 head parsing and chunked decoding (RFC 9112). See h1.h for the contract.
 //
-// Shape of a parse: a cheap resumable scan (memchr for LF) finds the end of the head, checking on the way that
-// every LF is preceded by CR; only then are the start line and fields parsed, in one pass over bytes known to
-// end in "\r\n\r\n". That terminator is the sentinel that lets the inner loops run without bounds checks: every
-// loop below stops on a byte its table rejects, and CR is rejected by all of them.
+// Shape of a parse: a cheap resumable scan for LF finds the end of the head, checking on the way that every
+// LF is preceded by CR; only then are the start line and fields parsed, in one pass over bytes known to end
+// in
+// "\r\n\r\n". That terminator is the sentinel that lets the inner loops run without bounds checks: every loop
+// below stops on a byte its table rejects, and CR is rejected by all of them.
 #include "http/wire/h1.h"
 
 #include <algorithm>
@@ -22,8 +23,12 @@ namespace {
 
 using CharTable = std::array<bool, 256>;
 
-constexpr bool is_digit(unsigned c) { return c >= '0' && c <= '9'; }
-constexpr bool is_alpha(unsigned c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+constexpr bool is_digit(unsigned c) {
+  return c >= '0' && c <= '9';
+}
+constexpr bool is_alpha(unsigned c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
 
 constexpr CharTable make_table(bool (*pred)(unsigned)) {
   CharTable t{};
@@ -51,10 +56,11 @@ constexpr CharTable kFieldValueChar =
 // and the upstream cannot disagree about which path was asked for.
 constexpr CharTable kTargetChar = make_table([](unsigned c) { return c > 0x20 && c < 0x7f && c != '#'; });
 
-// uri-host [ ":" port ] (RFC 3986 section 3.2.2): reg-name, IP-literal and port characters. Excludes '/', '@',
+// uri-host [ ":" port ] (RFC 3986 section 3.2.2): reg-name, IP-literal and port characters. Excludes '/',
+// '@',
 // '?', '#' and whitespace, which would let a Host value route somewhere else than it appears to.
-constexpr CharTable kHostChar = make_table(
-    [](unsigned c) { return is_digit(c) || is_alpha(c) || in_set(c, "-._~!$&'()*+,;=%:[]"); });
+constexpr CharTable kHostChar =
+    make_table([](unsigned c) { return is_digit(c) || is_alpha(c) || in_set(c, "-._~!$&'()*+,;=%:[]"); });
 
 constexpr std::array<unsigned char, 256> kLower = [] {
   std::array<unsigned char, 256> t{};
@@ -62,8 +68,12 @@ constexpr std::array<unsigned char, 256> kLower = [] {
   return t;
 }();
 
-inline unsigned char uc(char c) { return static_cast<unsigned char>(c); }
-inline bool is_ows(char c) { return c == ' ' || c == '\t'; }
+inline unsigned char uc(char c) {
+  return static_cast<unsigned char>(c);
+}
+inline bool is_ows(char c) {
+  return c == ' ' || c == '\t';
+}
 
 // `lower` must be lowercase already: the names we match are literals.
 inline bool iequals_lower(std::string_view s, std::string_view lower) {
@@ -74,8 +84,8 @@ inline bool iequals_lower(std::string_view s, std::string_view lower) {
   return true;
 }
 
-// iequals_lower for bytes the parser has already validated (tokens or field values: no control bytes) against a
-// literal of lowercase letters, digits and '-'. For those, OR 0x20 folds case exactly: the only other bytes
+// iequals_lower for bytes the parser has already validated (tokens or field values: no control bytes) against
+// a literal of lowercase letters, digits and '-'. For those, OR 0x20 folds case exactly: the only other bytes
 // that would fold onto a digit or '-' are control bytes. Eight bytes per compare; this runs for every field.
 inline bool field_equals(std::string_view s, std::string_view lower) {
   if (s.size() != lower.size()) return false;
@@ -101,7 +111,8 @@ inline std::string_view trim_ows(std::string_view s) {
 }
 
 // Calls fn(element) for each comma-separated element of a field value, OWS trimmed (RFC 9110 section 5.6.1).
-// Empty elements are passed too; each caller decides whether they are acceptable. Stops when fn returns false.
+// Empty elements are passed too; each caller decides whether they are acceptable. Stops when fn returns
+// false.
 template <typename Fn>
 bool for_each_element(std::string_view value, Fn&& fn) {
   for (;;) {
@@ -178,7 +189,8 @@ ParseStatus find_head_end(std::string_view in, size_t start, size_t max_head_byt
 #endif
   scanned = std::max(limit, start);
   if (in.size() <= max_head_bytes) return ParseStatus::kNeedMore;
-  if (!is_request) return fail(err, ParseStatus::kTooLarge, max_head_bytes, kBadGateway, "response head too large");
+  if (!is_request)
+    return fail(err, ParseStatus::kTooLarge, max_head_bytes, kBadGateway, "response head too large");
   const bool line_ended = start < limit && std::memchr(p + start, '\n', limit - start) != nullptr;
   if (!line_ended) return fail(err, ParseStatus::kTooLarge, max_head_bytes, 414, "request line too long");
   return fail(err, ParseStatus::kTooLarge, max_head_bytes, 431, "request head too large");
@@ -242,9 +254,9 @@ ParseStatus note_content_length(std::string_view value, size_t pos, int bad_stat
   return ParseStatus::kComplete;
 }
 
-// Transfer-Encoding is a list over all its field lines (RFC 9112 section 6.1). Only its last coding decides the
-// framing; chunked may be applied once and must then be last. Empty elements are refused rather than skipped:
-// "chunked," must not read as chunked here and as something else upstream.
+// Transfer-Encoding is a list over all its field lines (RFC 9112 section 6.1). Only its last coding decides
+// the framing; chunked may be applied once and must then be last. Empty elements are refused rather than
+// skipped: "chunked," must not read as chunked here and as something else upstream.
 ParseStatus note_transfer_encoding(std::string_view value, size_t pos, int bad_status, FieldFacts& f,
                                    ParseError& err) {
   const char* reason = nullptr;
@@ -308,7 +320,8 @@ ParseStatus note_field(const Header& h, size_t pos, int bad_status, FieldFacts& 
       if (field_equals(h.name, "connection")) note_connection(h.value, f);
       break;
     case 14:
-      if (field_equals(h.name, "content-length")) return note_content_length(h.value, pos, bad_status, f, err);
+      if (field_equals(h.name, "content-length"))
+        return note_content_length(h.value, pos, bad_status, f, err);
       break;
     case 17:
       if (field_equals(h.name, "transfer-encoding")) {
@@ -359,11 +372,12 @@ inline const char* skip_field_value(const char* p, const char* end) {
   return p;
 }
 
-// Parses field lines from p up to and including the empty line that ends the head at head_end. Header names are
-// tokens followed directly by ':'; values are trimmed of OWS and may not hold control bytes (RFC 9112 section 5,
-// RFC 9110 section 5.5).
+// Parses field lines from p up to and including the empty line that ends the head at head_end. Header names
+// are tokens followed directly by ':'; values are trimmed of OWS and may not hold control bytes (RFC 9112
+// section 5, RFC 9110 section 5.5).
 ParseStatus parse_fields(const char* base, const char* p, const char* head_end, size_t max_headers,
-                         int bad_status, int too_many_status, MessageHead& out, FieldFacts& f, ParseError& err) {
+                         int bad_status, int too_many_status, MessageHead& out, FieldFacts& f,
+                         ParseError& err) {
   for (;;) {
     if (*p == '\r') {
       if (p + 2 == head_end) return ParseStatus::kComplete;
@@ -561,62 +575,112 @@ bool is_hop_by_hop(std::string_view name) {
 
 std::string_view reason_phrase(int status) {
   switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 203: return "Non-Authoritative Information";
-    case 204: return "No Content";
-    case 205: return "Reset Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 305: return "Use Proxy";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 402: return "Payment Required";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 407: return "Proxy Authentication Required";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 416: return "Range Not Satisfiable";
-    case 417: return "Expectation Failed";
-    case 421: return "Misdirected Request";
-    case 422: return "Unprocessable Content";
-    case 425: return "Too Early";
-    case 426: return "Upgrade Required";
-    case 428: return "Precondition Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 451: return "Unavailable For Legal Reasons";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    case 511: return "Network Authentication Required";
-    default: return "Unknown";
+    case 100:
+      return "Continue";
+    case 101:
+      return "Switching Protocols";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 202:
+      return "Accepted";
+    case 203:
+      return "Non-Authoritative Information";
+    case 204:
+      return "No Content";
+    case 205:
+      return "Reset Content";
+    case 206:
+      return "Partial Content";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 303:
+      return "See Other";
+    case 304:
+      return "Not Modified";
+    case 305:
+      return "Use Proxy";
+    case 307:
+      return "Temporary Redirect";
+    case 308:
+      return "Permanent Redirect";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 402:
+      return "Payment Required";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 406:
+      return "Not Acceptable";
+    case 407:
+      return "Proxy Authentication Required";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 410:
+      return "Gone";
+    case 411:
+      return "Length Required";
+    case 412:
+      return "Precondition Failed";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 415:
+      return "Unsupported Media Type";
+    case 416:
+      return "Range Not Satisfiable";
+    case 417:
+      return "Expectation Failed";
+    case 421:
+      return "Misdirected Request";
+    case 422:
+      return "Unprocessable Content";
+    case 425:
+      return "Too Early";
+    case 426:
+      return "Upgrade Required";
+    case 428:
+      return "Precondition Required";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 451:
+      return "Unavailable For Legal Reasons";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
+    case 511:
+      return "Network Authentication Required";
+    default:
+      return "Unknown";
   }
 }
 
 ParseStatus RequestParser::parse(std::string_view in, RequestHead& out) {
-  // RFC 9112 section 2.2: a server SHOULD ignore empty lines before the request line (some clients send a CRLF
-  // after a POST body). They count in head_bytes so that the caller's offsets stay simple.
+  // RFC 9112 section 2.2: a server SHOULD ignore empty lines before the request line (some clients send a
+  // CRLF after a POST body). They count in head_bytes so that the caller's offsets stay simple.
   size_t start = 0;
   const size_t skip_limit = std::min(in.size(), limits_.max_head_bytes);
   while (start + 1 < skip_limit && in[start] == '\r' && in[start + 1] == '\n') start += 2;
@@ -647,9 +711,9 @@ ParseStatus RequestParser::parse(std::string_view in, RequestHead& out) {
   const char* target = ++p;
   while (kTargetChar[uc(*p)]) ++p;
   if (*p != ' ' || p == target) {
-    const char* reason = p == target        ? "empty request target"
-                         : *p == '\r'       ? "missing HTTP version"
-                                            : "invalid character in request target";
+    const char* reason = p == target  ? "empty request target"
+                         : *p == '\r' ? "missing HTTP version"
+                                      : "invalid character in request target";
     return fail(error_, ParseStatus::kInvalid, pos(p), 400, reason);
   }
   out.target = std::string_view(target, static_cast<size_t>(p - target));
@@ -673,7 +737,8 @@ ParseStatus RequestParser::parse(std::string_view in, RequestHead& out) {
   if (fields != ParseStatus::kComplete) return fields;
 
   // RFC 9112 section 3.2: exactly one Host in HTTP/1.1, never more than one, and a valid value.
-  if (f.host_count > 1) return fail(error_, ParseStatus::kInvalid, f.host_pos, 400, "more than one Host header");
+  if (f.host_count > 1)
+    return fail(error_, ParseStatus::kInvalid, f.host_pos, 400, "more than one Host header");
   if (f.host_count == 0 && out.version_minor == 1) {
     return fail(error_, ParseStatus::kInvalid, pos(p), 400, "missing Host header");
   }
@@ -729,8 +794,8 @@ ParseStatus ResponseParser::parse(std::string_view in, Method request_method, Re
   out.status = 0;
   out.reason = {};
 
-  // status-line = HTTP-version SP status-code SP [ reason-phrase ] (RFC 9112 section 4). A missing SP before an
-  // empty reason is tolerated: servers send "HTTP/1.1 200\r\n" and it is unambiguous.
+  // status-line = HTTP-version SP status-code SP [ reason-phrase ] (RFC 9112 section 4). A missing SP before
+  // an empty reason is tolerated: servers send "HTTP/1.1 200\r\n" and it is unambiguous.
   const int minor = parse_version(p);
   if (minor == -2 || p[8] != ' ') {
     return fail(error_, ParseStatus::kInvalid, 0, kBadGateway, "malformed status line");
@@ -755,7 +820,8 @@ ParseStatus ResponseParser::parse(std::string_view in, Method request_method, Re
 
   FieldFacts f;
   const size_t max_headers = std::min(limits_.max_headers, kMaxHeaders);
-  const ParseStatus fields = parse_fields(base, p, end, max_headers, kBadGateway, kBadGateway, out, f, error_);
+  const ParseStatus fields =
+      parse_fields(base, p, end, max_headers, kBadGateway, kBadGateway, out, f, error_);
   if (fields != ParseStatus::kComplete) return fields;
 
   if (f.has_transfer_encoding) {
@@ -763,8 +829,8 @@ ParseStatus ResponseParser::parse(std::string_view in, Method request_method, Re
       return fail(error_, ParseStatus::kInvalid, f.transfer_encoding_pos, kBadGateway,
                   "Transfer-Encoding in HTTP/1.0 response");
     }
-    // RFC 9112 section 6.3 lets Transfer-Encoding win, but also calls the pair a likely smuggling or splitting
-    // attempt; a gateway has no reason to forward such a response.
+    // RFC 9112 section 6.3 lets Transfer-Encoding win, but also calls the pair a likely smuggling or
+    // splitting attempt; a gateway has no reason to forward such a response.
     if (f.has_content_length) {
       return fail(error_, ParseStatus::kInvalid, std::max(f.transfer_encoding_pos, f.content_length_pos),
                   kBadGateway, "both Content-Length and Transfer-Encoding");
@@ -933,7 +999,8 @@ ParseStatus ChunkedDecoder::decode(std::string_view in, size_t& consumed, std::s
               state_ = State::kTrailerValue;
             } else if (!kTokenChar[c]) {
               return stop(ParseStatus::kInvalid, 400,
-                          c == ' ' || c == '\t' ? "whitespace before colon in trailer" : "invalid trailer field name");
+                          c == ' ' || c == '\t' ? "whitespace before colon in trailer"
+                                                : "invalid trailer field name");
             }
             break;
           case State::kTrailerValue:

@@ -113,13 +113,14 @@ class ResponseParser {
 // skipped, trailers are consumed and checked like header lines.
 class ChunkedDecoder {
  public:
-  // Consumes framing and at most one run of payload from `in`. `consumed` is how many bytes of `in` were used;
-  // `payload` views the chunk data among them (possibly empty). Returns kNeedMore while the body goes on
-  // (call again with the rest of `in`, or with more bytes once they arrive), kComplete once the last chunk and
-  // trailers were consumed (then `consumed` ends exactly at the message end), kInvalid on bad framing
-  // (non-hex size, missing CRLF after data), kTooLarge when a chunk size overflows 2^63 or has over 16 digits, or
-  // the trailers exceed 16 KiB. Chunk extensions over 4 KiB are kInvalid. After an error, `consumed` stops before
-  // the offending byte, error().pos counts from the start of the body, and later calls return the same status.
+  // Consumes framing and at most one run of payload from `in`. `consumed` is how many bytes of `in` were
+  // used; `payload` views the chunk data among them (possibly empty). Returns kNeedMore while the body goes
+  // on (call again with the rest of `in`, or with more bytes once they arrive), kComplete once the last chunk
+  // and trailers were consumed (then `consumed` ends exactly at the message end), kInvalid on bad framing
+  // (non-hex size, missing CRLF after data), kTooLarge when a chunk size overflows 2^63 or has over 16
+  // digits, or the trailers exceed 16 KiB. Chunk extensions over 4 KiB are kInvalid. After an error,
+  // `consumed` stops before the offending byte, error().pos counts from the start of the body, and later
+  // calls return the same status.
   [[nodiscard]] ParseStatus decode(std::string_view in, size_t& consumed, std::string_view& payload);
   const ParseError& error() const { return error_; }
   void reset() { *this = ChunkedDecoder{}; }
@@ -127,9 +128,9 @@ class ChunkedDecoder {
 
  private:
   enum class State : uint8_t {
-    kSize,          // hex digits of chunk-size
-    kSizeWs,        // BWS after the size, before ';' or CRLF
-    kExt,           // chunk-ext, skipped up to CR
+    kSize,    // hex digits of chunk-size
+    kSizeWs,  // BWS after the size, before ';' or CRLF
+    kExt,     // chunk-ext, skipped up to CR
     kSizeLf,
     kData,
     kDataCr,
@@ -140,13 +141,14 @@ class ChunkedDecoder {
     kTrailerLf,
     kFinalLf,
     kDone,
-    kError,         // sticky: every later call returns failed_
+    kError,  // sticky: every later call returns failed_
   };
   State state_ = State::kSize;
   ParseStatus failed_ = ParseStatus::kInvalid;
   uint64_t remaining_ = 0;  // bytes left in the current chunk
   uint64_t total_ = 0;
-  uint64_t offset_ = 0;     // bytes of the body consumed by earlier calls; error().pos counts from the body start
+  // Bytes of the body consumed by earlier calls, so that error().pos counts from the body start.
+  uint64_t offset_ = 0;
   size_t size_digits_ = 0;
   size_t ext_bytes_ = 0;
   size_t trailer_bytes_ = 0;

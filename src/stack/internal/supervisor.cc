@@ -15,11 +15,10 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/event_loop.h"
 #include "core/log.h"
@@ -36,7 +35,8 @@ using core::Millis;
 
 constexpr Millis kFirstBackoff{1000};
 constexpr Millis kMaxBackoff{30'000};
-// An instance that ran this long before it died was not crash-looping: its next restart waits kFirstBackoff again.
+// An instance that ran this long before it died was not crash-looping: its next restart waits kFirstBackoff
+// again.
 constexpr Millis kStableUptime{30'000};
 constexpr Millis kInstanceStopGrace{5000};
 constexpr Millis kGatewayStartTimeout{10'000};
@@ -46,33 +46,42 @@ constexpr Millis kReadyPollInterval{100};
 constexpr size_t kLogTailLines = 20;
 constexpr char kComponent[] = "stack";
 
-long as_long(Millis d) { return static_cast<long>(d.count()); }
+long as_long(Millis d) {
+  return static_cast<long>(d.count());
+}
 
 // Blocks the stop signals so that they arrive through a signalfd on the loop instead of interrupting whatever
-// runs; the destructor consumes any still pending, then puts the mask back.
-class StopSignals {
+// runs, and ignores SIGPIPE: a closed stdout (`cumulo up | head`) must not kill the supervisor and orphan the
+// stack. The destructor consumes stop signals still pending, then puts everything back.
+class SupervisorSignals {
  public:
-  StopSignals() {
+  SupervisorSignals() {
     sigemptyset(&set_);
     for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set_, sig);
-    pthread_sigmask(SIG_BLOCK, &set_, &previous_);
+    pthread_sigmask(SIG_BLOCK, &set_, &previous_mask_);
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    sigemptyset(&ignore.sa_mask);
+    sigaction(SIGPIPE, &ignore, &previous_pipe_);
     fd_.reset(signalfd(-1, &set_, SFD_NONBLOCK | SFD_CLOEXEC));
     if (!fd_) throw std::runtime_error("signalfd: " + core::errno_text(errno));
   }
-  ~StopSignals() {
+  ~SupervisorSignals() {
     fd_.reset();
     const timespec zero{};
     while (sigtimedwait(&set_, nullptr, &zero) > 0) {
     }
-    pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
+    sigaction(SIGPIPE, &previous_pipe_, nullptr);
+    pthread_sigmask(SIG_SETMASK, &previous_mask_, nullptr);
   }
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
+  SupervisorSignals(const SupervisorSignals&) = delete;
+  SupervisorSignals& operator=(const SupervisorSignals&) = delete;
   int fd() const { return fd_.get(); }
 
  private:
   sigset_t set_{};
-  sigset_t previous_{};
+  sigset_t previous_mask_{};
+  struct sigaction previous_pipe_ {};
   core::Fd fd_;
 };
 
@@ -116,7 +125,8 @@ bool accepts_connections(const core::SocketAddress& addr) {
   return ::connect(fd.get(), addr.sa(), addr.length) == 0;
 }
 
-// Asks the kernel for free loopback ports. The sockets stay bound until all are picked, so no port comes twice.
+// Asks the kernel for free loopback ports. The sockets stay bound until all are picked, so no port comes
+// twice.
 std::vector<uint16_t> pick_ports(size_t count, const std::vector<uint16_t>& avoid) {
   std::vector<core::Fd> held;
   std::vector<uint16_t> ports;
@@ -150,7 +160,8 @@ std::string log_tail(const std::string& path, size_t count) {
   std::vector<std::string> lines;
   for (std::string line; std::getline(in, line);) lines.push_back(std::move(line));
   std::string out;
-  for (size_t i = lines.size() > count ? lines.size() - count : 0; i < lines.size(); ++i) out += lines[i] + "\n";
+  for (size_t i = lines.size() > count ? lines.size() - count : 0; i < lines.size(); ++i)
+    out += lines[i] + "\n";
   return out;
 }
 
@@ -194,7 +205,7 @@ class Supervisor : public core::IoHandler {
   fs::path state_dir_;
   fs::path gateway_config_path_;
   core::EventLoop loop_;
-  StopSignals signals_;
+  SupervisorSignals signals_;
   core::Fd lock_fd_;
   std::unique_ptr<InstanceProvider> provider_;
   std::vector<std::unique_ptr<Member>> instances_;  // by pointer: timers capture them
@@ -227,12 +238,15 @@ Supervisor::~Supervisor() {
 void Supervisor::prepare_state_dir() {
   std::error_code ec;
   fs::create_directories(state_dir_ / "logs", ec);
-  if (ec) throw std::runtime_error("cannot create the state directory " + (state_dir_ / "logs").string() + ": " + ec.message());
+  if (ec)
+    throw std::runtime_error("cannot create the state directory " + (state_dir_ / "logs").string() + ": " +
+                             ec.message());
 
   // Two supervisors on one state directory would overwrite each other's config and logs.
   fs::path lock_path = state_dir_ / "lock";
   lock_fd_.reset(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-  if (!lock_fd_) throw std::runtime_error("cannot open " + lock_path.string() + ": " + core::errno_text(errno));
+  if (!lock_fd_)
+    throw std::runtime_error("cannot open " + lock_path.string() + ": " + core::errno_text(errno));
   if (flock(lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
     char buf[32] = {};
     [[maybe_unused]] ssize_t n = ::pread(lock_fd_.get(), buf, sizeof buf - 1, 0);
@@ -249,7 +263,8 @@ void Supervisor::prepare_state_dir() {
   gateway_config_path_ = fs::absolute(state_dir_ / "gateway.yaml");
 }
 
-// Found before any instance starts, a taken gateway port is one clear message instead of a gateway crash loop.
+// Found before any instance starts, a taken gateway port is one clear message instead of a gateway crash
+// loop.
 void Supervisor::check_gateway_ports() const {
   const GatewaySpec& gw = stack_.gateway;
   auto check = [](const std::string& address, std::string_view key, const std::string& location) {
@@ -278,8 +293,8 @@ void Supervisor::plan_members() {
     m->zone = plan.zone;
     m->address = "127.0.0.1:" + std::to_string(ports[i]);
     m->probes.push_back(*core::SocketAddress::parse(m->address));
-    ExpandedCommand cmd =
-        expand_command(*plan.spec, PlaceholderValues{std::to_string(ports[i]), plan.zone, plan.id, options_.bin_dir});
+    ExpandedCommand cmd = expand_command(
+        *plan.spec, PlaceholderValues{std::to_string(ports[i]), plan.zone, plan.id, options_.bin_dir});
     m->launch.name = plan.id;
     m->launch.executable = resolve_executable(*plan.spec, cmd.argv.front());
     m->launch.argv = std::move(cmd.argv);
@@ -396,8 +411,8 @@ void Supervisor::poll_ready() {
     waiting = true;
     if (now - m->started_at < m->start_timeout || m->slow_reported) continue;
     std::string why = "does not accept connections on " + m->probes.front().to_string() +
-                      (m->probes.size() > 1 ? " and " + m->probes.back().to_string() : std::string()) + " after " +
-                      format_duration(m->start_timeout);
+                      (m->probes.size() > 1 ? " and " + m->probes.back().to_string() : std::string()) +
+                      " after " + format_duration(m->start_timeout);
     if (phase_ == Phase::kRunning) {
       m->slow_reported = true;
       core::log_warn(kComponent, "restarted instance is not ready",
@@ -432,7 +447,8 @@ void Supervisor::start_gateway() {
 }
 
 void Supervisor::fail_start(const Member& m, const std::string& why) {
-  core::log_error(kComponent, "start-up failed", {{"instance", m.id}, {"reason", why}, {"log", m.launch.log_path}});
+  core::log_error(kComponent, "start-up failed",
+                  {{"instance", m.id}, {"reason", why}, {"log", m.launch.log_path}});
   std::string tail = log_tail(m.launch.log_path, kLogTailLines);
   std::string msg = "cumulo up: " + m.id + " " + why + "\n";
   if (tail.empty()) {
@@ -463,8 +479,9 @@ void Supervisor::on_exit(InstanceHandle handle, const ExitStatus& status) {
       write_status("running");
       break;
     case Phase::kStopping:
-      core::log_info(kComponent, m == gateway_.get() ? "gateway stopped" : "instance stopped",
-                     {{"instance", m->id}, {"pid", static_cast<long>(handle)}, {"status", status.describe()}});
+      core::log_info(
+          kComponent, m == gateway_.get() ? "gateway stopped" : "instance stopped",
+          {{"instance", m->id}, {"pid", static_cast<long>(handle)}, {"status", status.describe()}});
       continue_stop();
       break;
   }
@@ -473,7 +490,8 @@ void Supervisor::on_exit(InstanceHandle handle, const ExitStatus& status) {
 void Supervisor::schedule_restart(Member& m, const ExitStatus& status, InstanceHandle old_handle) {
   const Millis uptime = std::chrono::duration_cast<Millis>(loop_.update_now() - m.started_at);
   if (uptime >= kStableUptime) m.backoff = kFirstBackoff;
-  const std::string_view msg = m.id == "gateway" ? "gateway died; restarting it" : "instance died; restarting it";
+  const std::string_view msg =
+      m.id == "gateway" ? "gateway died; restarting it" : "instance died; restarting it";
   const std::string description = status.describe();
   if (status.signal > 0) {
     const char* abbrev = sigabbrev_np(status.signal);
@@ -552,10 +570,12 @@ void Supervisor::continue_stop() {
       ++count;
     }
     if (count > 0) {
-      core::log_info(kComponent, "stopping instances", {{"count", count}, {"grace_ms", as_long(kInstanceStopGrace)}});
+      core::log_info(kComponent, "stopping instances",
+                     {{"count", count}, {"grace_ms", as_long(kInstanceStopGrace)}});
     }
   }
-  // By the members, not the provider: an exit the provider has seen but not yet reported is still to be logged.
+  // By the members, not the provider: an exit the provider has seen but not yet reported is still to be
+  // logged.
   if (!stopped_ && all_stopped()) {
     stopped_ = true;
     write_status("stopped");
@@ -564,7 +584,8 @@ void Supervisor::continue_stop() {
   }
 }
 
-// STATE_DIR/stack.json: what runs where, for people and scripts (which PID to look at, which port an instance has).
+// STATE_DIR/stack.json: what runs where, for people and scripts (which PID to look at, which port an instance
+// has).
 void Supervisor::write_status(std::string_view state) const {
   nlohmann::json doc = {{"stack", stack_.name},
                         {"state", state},
@@ -638,8 +659,9 @@ void Supervisor::print_banner() const {
     }
     out += "\n";
   }
-  out += "\nCrashed instances are restarted. Ctrl-C stops the stack: the gateway first (it drains), then the "
-         "instances.\n";
+  out +=
+      "\nCrashed instances are restarted. Ctrl-C stops the stack: the gateway first (it drains), then the "
+      "instances.\n";
   std::fputs(out.c_str(), stdout);
   std::fflush(stdout);
 }

@@ -172,6 +172,59 @@ TEST_F(TlsTest, ServesHttpsToCurl) {
   EXPECT_EQ(out, "secure /hello payload\n");
 }
 
+std::string run_command(const std::string& cmd, int* rc) {
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::string out;
+  if (!p) return out;
+  char buf[65536];
+  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  *rc = ::pclose(p);
+  return out;
+}
+
+TEST_F(TlsTest, LargeBodiesBothWays) {
+  constexpr uint64_t kDown = 20 * 1024 * 1024;
+  constexpr size_t kUp = 6 * 1024 * 1024;
+  auto tls = TlsServerContext::create({a_});
+  HttpsServer srv(tls.get(), [](Request& req, Responder respond) {
+    if (req.method == "POST") {
+      bool all_x = req.body.find_first_not_of('x') == std::string::npos;
+      respond(Response::text(200, std::to_string(req.body.size()) + (all_x ? " x" : " corrupt")));
+      return;
+    }
+    Response r;
+    r.content_length = kDown;
+    r.body_producer = [offset = uint64_t{0}](char* buf, size_t cap) mutable {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(cap, kDown - offset));
+      for (size_t i = 0; i < n; ++i) buf[i] = static_cast<char>((offset + i) % 251);
+      offset += n;
+      return n;
+    };
+    respond(std::move(r));
+  });
+  std::string base = "https://127.0.0.1:" + std::to_string(srv.port());
+  int rc = -1;
+  std::string down = run_command("curl -sk --max-time 30 " + base + "/down", &rc);
+  EXPECT_EQ(rc, 0);
+  ASSERT_EQ(down.size(), kDown);
+  bool pattern_ok = true;
+  for (size_t i = 0; i < down.size() && pattern_ok; ++i) pattern_ok = down[i] == static_cast<char>(i % 251);
+  EXPECT_TRUE(pattern_ok);
+
+  fs::path upload = dir_.path() / "upload.bin";
+  {
+    FILE* f = std::fopen(upload.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    std::string chunk(kUp, 'x');
+    std::fwrite(chunk.data(), 1, chunk.size(), f);
+    std::fclose(f);
+  }
+  std::string up =
+      run_command("curl -sk --max-time 30 --data-binary @'" + upload.string() + "' " + base + "/up", &rc);
+  EXPECT_EQ(rc, 0);
+  EXPECT_EQ(up, std::to_string(kUp) + " x");
+}
+
 TEST_F(TlsTest, SniPicksTheMatchingCertificate) {
   auto tls = TlsServerContext::create({a_, b_});
   HttpsServer srv(tls.get(), [](Request& req, Responder respond) { respond(Response::text(200, req.path)); });

@@ -4,8 +4,8 @@
 #include <string_view>
 #include <vector>
 
-#include "http/wire/h1.h"
 #include "h1_test_util.h"
+#include "http/wire/h1.h"
 
 namespace cumulo::http {
 namespace {
@@ -70,7 +70,9 @@ Decoded decode_pieces(std::string_view in, const std::vector<size_t>& cuts) {
   return d;
 }
 
-Decoded decode_whole(std::string_view in) { return decode_pieces(in, {}); }
+Decoded decode_whole(std::string_view in) {
+  return decode_pieces(in, {});
+}
 
 Decoded decode_bytewise(std::string_view in) {
   std::vector<size_t> cuts;
@@ -138,15 +140,17 @@ TEST(H1Chunked, LargeChunkAcrossManyCalls) {
 }
 
 TEST(H1Chunked, HexDigitsInBothCases) {
-  const std::string body = "a\r\n0123456789\r\nB\r\n0123456789a\r\n1F\r\n" + std::string(31, 'x') + "\r\n0\r\n\r\n";
+  const std::string body =
+      "a\r\n0123456789\r\nB\r\n0123456789a\r\n1F\r\n" + std::string(31, 'x') + "\r\n0\r\n\r\n";
   const Decoded d = decode_whole(body);
   EXPECT_EQ(d.status, ParseStatus::kComplete);
   EXPECT_EQ(d.payload.size(), 10u + 11u + 31u);
 }
 
 TEST(H1Chunked, ExtensionsAreSkipped) {
-  for (const std::string& body : {"5;name=value\r\nhello\r\n0\r\n\r\n"s, "5;a;b=\"q;x\"\r\nhello\r\n0;last\r\n\r\n"s,
-                                  "5 ;x\r\nhello\r\n0\r\n\r\n"s, "5\t \r\nhello\r\n0 \r\n\r\n"s}) {
+  for (const std::string& body :
+       {"5;name=value\r\nhello\r\n0\r\n\r\n"s, "5;a;b=\"q;x\"\r\nhello\r\n0;last\r\n\r\n"s,
+        "5 ;x\r\nhello\r\n0\r\n\r\n"s, "5\t \r\nhello\r\n0 \r\n\r\n"s}) {
     const Decoded d = decode_whole(body);
     EXPECT_EQ(d.status, ParseStatus::kComplete) << body;
     EXPECT_EQ(d.payload, "hello") << body;

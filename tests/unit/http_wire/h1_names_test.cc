@@ -31,8 +31,8 @@ TEST(H1Names, MethodFromString) {
 }
 
 TEST(H1Names, HopByHop) {
-  for (const char* name : {"Connection", "keep-alive", "Proxy-Connection", "TE", "Trailer", "transfer-encoding",
-                           "UPGRADE"}) {
+  for (const char* name :
+       {"Connection", "keep-alive", "Proxy-Connection", "TE", "Trailer", "transfer-encoding", "UPGRADE"}) {
     EXPECT_TRUE(is_hop_by_hop(name)) << name;
   }
   for (const char* name : {"Host", "Content-Length", "Trailers", "T", "Upgrade-Insecure-Requests", ""}) {
@@ -46,9 +46,9 @@ TEST(H1Names, ReasonPhrase) {
   EXPECT_EQ(reason_phrase(431), "Request Header Fields Too Large");
   EXPECT_EQ(reason_phrase(502), "Bad Gateway");
   EXPECT_EQ(reason_phrase(999), "Unknown");
-  for (int code : {100, 101, 200, 201, 202, 203, 204, 205, 206, 301, 302, 303, 304, 305, 307, 308, 400, 401, 402,
-                   403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 425, 426,
-                   428, 429, 431, 451, 500, 501, 502, 503, 504, 505, 511}) {
+  for (int code : {100, 101, 200, 201, 202, 203, 204, 205, 206, 301, 302, 303, 304, 305, 307, 308, 400,
+                   401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417,
+                   421, 422, 425, 426, 428, 429, 431, 451, 500, 501, 502, 503, 504, 505, 511}) {
     EXPECT_NE(reason_phrase(code), "Unknown") << code;
   }
 }

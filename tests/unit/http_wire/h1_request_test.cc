@@ -4,8 +4,8 @@
 #include <string>
 #include <string_view>
 
-#include "http/wire/h1.h"
 #include "h1_test_util.h"
+#include "http/wire/h1.h"
 
 namespace cumulo::http {
 namespace {
@@ -92,7 +92,8 @@ TEST(H1Request, NeedsMoreUntilTheEmptyLine) {
 }
 
 TEST(H1Request, ValuesAreTrimmedOfOws) {
-  Parsed p = parse_request("GET / HTTP/1.1\r\nHost:h\r\nX-A:   a \t b \t \r\nX-Empty:\r\nX-Blank:   \r\n\r\n");
+  Parsed p =
+      parse_request("GET / HTTP/1.1\r\nHost:h\r\nX-A:   a \t b \t \r\nX-Empty:\r\nX-Blank:   \r\n\r\n");
   ASSERT_EQ(p.status, ParseStatus::kComplete) << p.error.reason;
   EXPECT_EQ(p.head->host, "h");
   EXPECT_EQ(p.head->header("x-a"), "a \t b");
@@ -202,10 +203,11 @@ TEST(H1Request, MethodsAreRecognisedCaseSensitively) {
     const char* name;
     Method method;
   };
-  for (const Case& c : {Case{"GET", Method::kGet}, Case{"HEAD", Method::kHead}, Case{"POST", Method::kPost},
-                        Case{"PUT", Method::kPut}, Case{"DELETE", Method::kDelete}, Case{"PATCH", Method::kPatch},
-                        Case{"TRACE", Method::kTrace}, Case{"PURGE", Method::kOther},
-                        Case{"get", Method::kOther}, Case{"M-SEARCH", Method::kOther}}) {
+  for (const Case& c :
+       {Case{"GET", Method::kGet}, Case{"HEAD", Method::kHead}, Case{"POST", Method::kPost},
+        Case{"PUT", Method::kPut}, Case{"DELETE", Method::kDelete}, Case{"PATCH", Method::kPatch},
+        Case{"TRACE", Method::kTrace}, Case{"PURGE", Method::kOther}, Case{"get", Method::kOther},
+        Case{"M-SEARCH", Method::kOther}}) {
     const std::string in = std::string(c.name) + " / HTTP/1.1\r\nHost: h\r\n\r\n";
     Parsed p = parse_request(in);
     ASSERT_EQ(p.status, ParseStatus::kComplete) << c.name;
@@ -233,21 +235,22 @@ TEST_P(H1RequestKeepAlive, FollowsVersionAndConnection) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, H1RequestKeepAlive,
-    testing::Values(KeepAliveCase{"HTTP/1.1", "", true, false},
-                    KeepAliveCase{"HTTP/1.1", "Connection: close\r\n", false, false},
-                    KeepAliveCase{"HTTP/1.1", "Connection: CLOSE\r\n", false, false},
-                    KeepAliveCase{"HTTP/1.1", "Connection: keep-alive, close\r\n", false, false},
-                    KeepAliveCase{"HTTP/1.1", "Connection: keep-alive\r\nConnection: close\r\n", false, false},
-                    KeepAliveCase{"HTTP/1.1", "Connection: closed\r\n", true, false},
-                    KeepAliveCase{"HTTP/1.1", "Connection: ,, ,Keep-Alive,\r\n", true, false},
-                    KeepAliveCase{"HTTP/1.0", "", false, false},
-                    KeepAliveCase{"HTTP/1.0", "Connection: keep-alive\r\n", true, false},
-                    KeepAliveCase{"HTTP/1.0", "Connection: Keep-Alive\r\n", true, false},
-                    KeepAliveCase{"HTTP/1.0", "Connection: keep-alive, close\r\n", false, false},
-                    KeepAliveCase{"HTTP/1.1", "Connection: Upgrade\r\nUpgrade: websocket\r\n", true, true},
-                    KeepAliveCase{"HTTP/1.1", "Connection: keep-alive, upgrade\r\nUpgrade: h2c\r\n", true, true},
-                    KeepAliveCase{"HTTP/1.1", "Connection: upgrade\r\n", true, false},
-                    KeepAliveCase{"HTTP/1.1", "Upgrade: websocket\r\n", true, false}));
+    testing::Values(
+        KeepAliveCase{"HTTP/1.1", "", true, false},
+        KeepAliveCase{"HTTP/1.1", "Connection: close\r\n", false, false},
+        KeepAliveCase{"HTTP/1.1", "Connection: CLOSE\r\n", false, false},
+        KeepAliveCase{"HTTP/1.1", "Connection: keep-alive, close\r\n", false, false},
+        KeepAliveCase{"HTTP/1.1", "Connection: keep-alive\r\nConnection: close\r\n", false, false},
+        KeepAliveCase{"HTTP/1.1", "Connection: closed\r\n", true, false},
+        KeepAliveCase{"HTTP/1.1", "Connection: ,, ,Keep-Alive,\r\n", true, false},
+        KeepAliveCase{"HTTP/1.0", "", false, false},
+        KeepAliveCase{"HTTP/1.0", "Connection: keep-alive\r\n", true, false},
+        KeepAliveCase{"HTTP/1.0", "Connection: Keep-Alive\r\n", true, false},
+        KeepAliveCase{"HTTP/1.0", "Connection: keep-alive, close\r\n", false, false},
+        KeepAliveCase{"HTTP/1.1", "Connection: Upgrade\r\nUpgrade: websocket\r\n", true, true},
+        KeepAliveCase{"HTTP/1.1", "Connection: keep-alive, upgrade\r\nUpgrade: h2c\r\n", true, true},
+        KeepAliveCase{"HTTP/1.1", "Connection: upgrade\r\n", true, false},
+        KeepAliveCase{"HTTP/1.1", "Upgrade: websocket\r\n", true, false}));
 
 struct RejectCase {
   const char* name;
@@ -256,7 +259,9 @@ struct RejectCase {
   int http_status;
 };
 
-std::ostream& operator<<(std::ostream& os, const RejectCase& c) { return os << c.name; }
+std::ostream& operator<<(std::ostream& os, const RejectCase& c) {
+  return os << c.name;
+}
 
 class H1RequestRejects : public testing::TestWithParam<RejectCase> {};
 
@@ -282,89 +287,89 @@ std::string req(std::string_view fields, std::string_view line = "POST /p HTTP/1
 
 INSTANTIATE_TEST_SUITE_P(
     Smuggling, H1RequestRejects,
-    testing::Values(
-        bad("ClAndTe", req("Host: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n")),
-        bad("TeAndCl", req("Host: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n")),
-        bad("ClZeroAndTe", req("Host: h\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n")),
-        bad("DifferingCl", req("Host: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n")),
-        bad("DifferingClList", req("Host: h\r\nContent-Length: 5, 6\r\n")),
-        bad("ClNotDigits", req("Host: h\r\nContent-Length: abc\r\n")),
-        bad("ClNegative", req("Host: h\r\nContent-Length: -1\r\n")),
-        bad("ClPlus", req("Host: h\r\nContent-Length: +5\r\n")),
-        bad("ClHex", req("Host: h\r\nContent-Length: 0x10\r\n")),
-        bad("ClInnerSpace", req("Host: h\r\nContent-Length: 1 0\r\n")),
-        bad("ClEmpty", req("Host: h\r\nContent-Length:\r\n")),
-        bad("ClEmptyElement", req("Host: h\r\nContent-Length: 5,,5\r\n")),
-        bad("ClOverflowU64", req("Host: h\r\nContent-Length: 99999999999999999999\r\n")),
-        bad("ClOverInt64", req("Host: h\r\nContent-Length: 9223372036854775808\r\n")),
-        bad("TeGzip", req("Host: h\r\nTransfer-Encoding: gzip\r\n")),
-        bad("TeIdentity", req("Host: h\r\nTransfer-Encoding: identity\r\n")),
-        bad("TeChunkedThenGzip", req("Host: h\r\nTransfer-Encoding: chunked, gzip\r\n")),
-        bad("TeChunkedThenGzipLines", req("Host: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n")),
-        bad("TeGzipChunked", req("Host: h\r\nTransfer-Encoding: gzip, chunked\r\n"), 501),
-        bad("TeChunkedTwice", req("Host: h\r\nTransfer-Encoding: chunked, chunked\r\n")),
-        bad("TeChunkedTwiceLines", req("Host: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n")),
-        bad("TeTrailingComma", req("Host: h\r\nTransfer-Encoding: chunked,\r\n")),
-        bad("TeEmpty", req("Host: h\r\nTransfer-Encoding:\r\n")),
-        bad("TeLookalike", req("Host: h\r\nTransfer-Encoding: xchunked\r\n")),
-        bad("TeWithParameter", req("Host: h\r\nTransfer-Encoding: chunked;q=1\r\n")),
-        bad("TeVerticalTab", req("Host: h\r\nTransfer-Encoding: \vchunked\r\n")),
-        bad("TeInHttp10", req("Transfer-Encoding: chunked\r\n", "POST /p HTTP/1.0")),
-        bad("ObsFold", req("Host: h\r\nX-A: a\r\n b\r\n")),
-        bad("ObsFoldTab", req("Host: h\r\nX-A: a\r\n\tb\r\n")),
-        bad("WhitespaceAfterStartLine", req(" Host: h\r\n")),
-        bad("SpaceBeforeColon", req("Host : h\r\n")),
-        bad("TabBeforeColon", req("Host: h\r\nContent-Length\t: 5\r\n")),
-        bad("EmptyFieldName", req("Host: h\r\n: v\r\n")),
-        bad("NoColon", req("Host: h\r\nX-A\r\n")),
-        bad("ParenInFieldName", req("Host: h\r\nX(a): v\r\n")),
-        bad("CtlInFieldName", req("Host: h\r\nX\x01: v\r\n")),
-        bad("NonAsciiFieldName", req("Host: h\r\nX\xc3\xa9: v\r\n")),
-        bad("NulInValue", req("Host: h\r\nX-A: a\0b\r\n"s)),
-        bad("CtlInValue", req("Host: h\r\nX-A: a\x01z\r\n")),
-        bad("DelInValue", req("Host: h\r\nX-A: a\x7fz\r\n")),
-        bad("BareCrInValue", req("Host: h\r\nX-A: a\rb\r\n")),
-        bad("BareCrBeforeCrlf", req("Host: h\r\nX-A: a\r\r\n")),
-        bad("BareCrLine", req("Host: h\r\n\rX: y\r\n")),
-        bad("BareLfInRequestLine", "GET / HTTP/1.1\nHost: h\r\n\r\n"),
-        bad("BareLfAfterField", "GET / HTTP/1.1\r\nHost: h\n\r\n"),
-        bad("BareLfEnd", "GET / HTTP/1.1\r\nHost: h\r\n\n"),
-        bad("LeadingBareLf", "\nGET / HTTP/1.1\r\nHost: h\r\n\r\n"),
-        bad("NonTokenMethod", req("Host: h\r\n", "G(T / HTTP/1.1")),
-        bad("LeadingSpace", req("Host: h\r\n", " GET / HTTP/1.1")),
-        bad("DoubleSpaceBeforeTarget", req("Host: h\r\n", "GET  / HTTP/1.1")),
-        bad("DoubleSpaceBeforeVersion", req("Host: h\r\n", "GET /  HTTP/1.1")),
-        bad("TabSeparator", req("Host: h\r\n", "GET\t/ HTTP/1.1")),
-        bad("TrailingSpace", req("Host: h\r\n", "GET / HTTP/1.1 ")),
-        bad("NoVersion", req("Host: h\r\n", "GET /")),
-        bad("Http09", "GET /\r\n\r\n"),
-        bad("LowercaseVersion", req("Host: h\r\n", "GET / http/1.1")),
-        bad("VersionTooLong", req("Host: h\r\n", "GET / HTTP/1.10")),
-        bad("VersionShort", req("Host: h\r\n", "GET / HTTP/1")),
-        bad("Version20", req("Host: h\r\n", "GET / HTTP/2.0"), 505),
-        bad("Version12", req("Host: h\r\n", "GET / HTTP/1.2"), 505),
-        bad("Version09", req("Host: h\r\n", "GET / HTTP/0.9"), 505),
-        bad("CtlInTarget", req("Host: h\r\n", "GET /a\x01z HTTP/1.1")),
-        bad("DelInTarget", req("Host: h\r\n", "GET /a\x7fz HTTP/1.1")),
-        bad("NonAsciiTarget", req("Host: h\r\n", "GET /caf\xc3\xa9 HTTP/1.1")),
-        bad("FragmentInTarget", req("Host: h\r\n", "GET /a#b HTTP/1.1")),
-        bad("MissingHost", req("Accept: */*\r\n", "GET / HTTP/1.1")),
-        bad("TwoHosts", req("Host: a\r\nHost: a\r\n", "GET / HTTP/1.1")),
-        bad("TwoHostsHttp10", req("Host: a\r\nHost: b\r\n", "GET / HTTP/1.0")),
-        bad("HostWithSlash", req("Host: a/b\r\n", "GET / HTTP/1.1")),
-        bad("HostWithUserinfo", req("Host: user@a\r\n", "GET / HTTP/1.1")),
-        bad("HostWithSpace", req("Host: a b\r\n", "GET / HTTP/1.1")),
-        bad("AsteriskWithGet", req("Host: h\r\n", "GET * HTTP/1.1")),
-        bad("ConnectOriginForm", req("Host: h\r\n", "CONNECT / HTTP/1.1")),
-        bad("ConnectNoPort", req("Host: h\r\n", "CONNECT example.com HTTP/1.1")),
-        bad("ConnectNoHost", req("Host: h\r\n", "CONNECT :443 HTTP/1.1")),
-        bad("ConnectBadPort", req("Host: h\r\n", "CONNECT example.com:44x HTTP/1.1")),
-        bad("AuthorityFormWithGet", req("Host: h\r\n", "GET example.com:443 HTTP/1.1")),
-        bad("AbsoluteUserinfo", req("Host: h\r\n", "GET http://trusted@evil/ HTTP/1.1")),
-        bad("AbsoluteEmptyAuthority", req("Host: h\r\n", "GET http:///a HTTP/1.1")),
-        bad("AbsoluteOneSlash", req("Host: h\r\n", "GET http:/a HTTP/1.1")),
-        bad("AbsoluteBadScheme", req("Host: h\r\n", "GET 1http://a/ HTTP/1.1")),
-        bad("AbsoluteBadAuthority", req("Host: h\r\n", "GET http://a\"b/ HTTP/1.1"))),
+    testing::Values(bad("ClAndTe", req("Host: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n")),
+                    bad("TeAndCl", req("Host: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n")),
+                    bad("ClZeroAndTe", req("Host: h\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n")),
+                    bad("DifferingCl", req("Host: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n")),
+                    bad("DifferingClList", req("Host: h\r\nContent-Length: 5, 6\r\n")),
+                    bad("ClNotDigits", req("Host: h\r\nContent-Length: abc\r\n")),
+                    bad("ClNegative", req("Host: h\r\nContent-Length: -1\r\n")),
+                    bad("ClPlus", req("Host: h\r\nContent-Length: +5\r\n")),
+                    bad("ClHex", req("Host: h\r\nContent-Length: 0x10\r\n")),
+                    bad("ClInnerSpace", req("Host: h\r\nContent-Length: 1 0\r\n")),
+                    bad("ClEmpty", req("Host: h\r\nContent-Length:\r\n")),
+                    bad("ClEmptyElement", req("Host: h\r\nContent-Length: 5,,5\r\n")),
+                    bad("ClOverflowU64", req("Host: h\r\nContent-Length: 99999999999999999999\r\n")),
+                    bad("ClOverInt64", req("Host: h\r\nContent-Length: 9223372036854775808\r\n")),
+                    bad("TeGzip", req("Host: h\r\nTransfer-Encoding: gzip\r\n")),
+                    bad("TeIdentity", req("Host: h\r\nTransfer-Encoding: identity\r\n")),
+                    bad("TeChunkedThenGzip", req("Host: h\r\nTransfer-Encoding: chunked, gzip\r\n")),
+                    bad("TeChunkedThenGzipLines",
+                        req("Host: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n")),
+                    bad("TeGzipChunked", req("Host: h\r\nTransfer-Encoding: gzip, chunked\r\n"), 501),
+                    bad("TeChunkedTwice", req("Host: h\r\nTransfer-Encoding: chunked, chunked\r\n")),
+                    bad("TeChunkedTwiceLines",
+                        req("Host: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n")),
+                    bad("TeTrailingComma", req("Host: h\r\nTransfer-Encoding: chunked,\r\n")),
+                    bad("TeEmpty", req("Host: h\r\nTransfer-Encoding:\r\n")),
+                    bad("TeLookalike", req("Host: h\r\nTransfer-Encoding: xchunked\r\n")),
+                    bad("TeWithParameter", req("Host: h\r\nTransfer-Encoding: chunked;q=1\r\n")),
+                    bad("TeVerticalTab", req("Host: h\r\nTransfer-Encoding: \vchunked\r\n")),
+                    bad("TeInHttp10", req("Transfer-Encoding: chunked\r\n", "POST /p HTTP/1.0")),
+                    bad("ObsFold", req("Host: h\r\nX-A: a\r\n b\r\n")),
+                    bad("ObsFoldTab", req("Host: h\r\nX-A: a\r\n\tb\r\n")),
+                    bad("WhitespaceAfterStartLine", req(" Host: h\r\n")),
+                    bad("SpaceBeforeColon", req("Host : h\r\n")),
+                    bad("TabBeforeColon", req("Host: h\r\nContent-Length\t: 5\r\n")),
+                    bad("EmptyFieldName", req("Host: h\r\n: v\r\n")),
+                    bad("NoColon", req("Host: h\r\nX-A\r\n")),
+                    bad("ParenInFieldName", req("Host: h\r\nX(a): v\r\n")),
+                    bad("CtlInFieldName", req("Host: h\r\nX\x01: v\r\n")),
+                    bad("NonAsciiFieldName", req("Host: h\r\nX\xc3\xa9: v\r\n")),
+                    bad("NulInValue", req("Host: h\r\nX-A: a\0b\r\n"s)),
+                    bad("CtlInValue", req("Host: h\r\nX-A: a\x01z\r\n")),
+                    bad("DelInValue", req("Host: h\r\nX-A: a\x7fz\r\n")),
+                    bad("BareCrInValue", req("Host: h\r\nX-A: a\rb\r\n")),
+                    bad("BareCrBeforeCrlf", req("Host: h\r\nX-A: a\r\r\n")),
+                    bad("BareCrLine", req("Host: h\r\n\rX: y\r\n")),
+                    bad("BareLfInRequestLine", "GET / HTTP/1.1\nHost: h\r\n\r\n"),
+                    bad("BareLfAfterField", "GET / HTTP/1.1\r\nHost: h\n\r\n"),
+                    bad("BareLfEnd", "GET / HTTP/1.1\r\nHost: h\r\n\n"),
+                    bad("LeadingBareLf", "\nGET / HTTP/1.1\r\nHost: h\r\n\r\n"),
+                    bad("NonTokenMethod", req("Host: h\r\n", "G(T / HTTP/1.1")),
+                    bad("LeadingSpace", req("Host: h\r\n", " GET / HTTP/1.1")),
+                    bad("DoubleSpaceBeforeTarget", req("Host: h\r\n", "GET  / HTTP/1.1")),
+                    bad("DoubleSpaceBeforeVersion", req("Host: h\r\n", "GET /  HTTP/1.1")),
+                    bad("TabSeparator", req("Host: h\r\n", "GET\t/ HTTP/1.1")),
+                    bad("TrailingSpace", req("Host: h\r\n", "GET / HTTP/1.1 ")),
+                    bad("NoVersion", req("Host: h\r\n", "GET /")), bad("Http09", "GET /\r\n\r\n"),
+                    bad("LowercaseVersion", req("Host: h\r\n", "GET / http/1.1")),
+                    bad("VersionTooLong", req("Host: h\r\n", "GET / HTTP/1.10")),
+                    bad("VersionShort", req("Host: h\r\n", "GET / HTTP/1")),
+                    bad("Version20", req("Host: h\r\n", "GET / HTTP/2.0"), 505),
+                    bad("Version12", req("Host: h\r\n", "GET / HTTP/1.2"), 505),
+                    bad("Version09", req("Host: h\r\n", "GET / HTTP/0.9"), 505),
+                    bad("CtlInTarget", req("Host: h\r\n", "GET /a\x01z HTTP/1.1")),
+                    bad("DelInTarget", req("Host: h\r\n", "GET /a\x7fz HTTP/1.1")),
+                    bad("NonAsciiTarget", req("Host: h\r\n", "GET /caf\xc3\xa9 HTTP/1.1")),
+                    bad("FragmentInTarget", req("Host: h\r\n", "GET /a#b HTTP/1.1")),
+                    bad("MissingHost", req("Accept: */*\r\n", "GET / HTTP/1.1")),
+                    bad("TwoHosts", req("Host: a\r\nHost: a\r\n", "GET / HTTP/1.1")),
+                    bad("TwoHostsHttp10", req("Host: a\r\nHost: b\r\n", "GET / HTTP/1.0")),
+                    bad("HostWithSlash", req("Host: a/b\r\n", "GET / HTTP/1.1")),
+                    bad("HostWithUserinfo", req("Host: user@a\r\n", "GET / HTTP/1.1")),
+                    bad("HostWithSpace", req("Host: a b\r\n", "GET / HTTP/1.1")),
+                    bad("AsteriskWithGet", req("Host: h\r\n", "GET * HTTP/1.1")),
+                    bad("ConnectOriginForm", req("Host: h\r\n", "CONNECT / HTTP/1.1")),
+                    bad("ConnectNoPort", req("Host: h\r\n", "CONNECT example.com HTTP/1.1")),
+                    bad("ConnectNoHost", req("Host: h\r\n", "CONNECT :443 HTTP/1.1")),
+                    bad("ConnectBadPort", req("Host: h\r\n", "CONNECT example.com:44x HTTP/1.1")),
+                    bad("AuthorityFormWithGet", req("Host: h\r\n", "GET example.com:443 HTTP/1.1")),
+                    bad("AbsoluteUserinfo", req("Host: h\r\n", "GET http://trusted@evil/ HTTP/1.1")),
+                    bad("AbsoluteEmptyAuthority", req("Host: h\r\n", "GET http:///a HTTP/1.1")),
+                    bad("AbsoluteOneSlash", req("Host: h\r\n", "GET http:/a HTTP/1.1")),
+                    bad("AbsoluteBadScheme", req("Host: h\r\n", "GET 1http://a/ HTTP/1.1")),
+                    bad("AbsoluteBadAuthority", req("Host: h\r\n", "GET http://a\"b/ HTTP/1.1"))),
     [](const testing::TestParamInfo<RejectCase>& info) { return std::string(info.param.name); });
 
 TEST(H1Request, ErrorPositionPointsAtTheOffender) {
@@ -535,8 +540,7 @@ INSTANTIATE_TEST_SUITE_P(
                     "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"s,
                     "POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"s,
                     "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"s,
-                    "\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n"s,
-                    "GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n"s,
+                    "\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n"s, "GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n"s,
                     "GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n"s,
                     "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"s,
                     "GET / HTTP/3.0\r\nHost: h\r\n\r\n"s));

@@ -4,8 +4,8 @@
 #include <string>
 #include <string_view>
 
-#include "http/wire/h1.h"
 #include "h1_test_util.h"
+#include "http/wire/h1.h"
 
 namespace cumulo::http {
 namespace {
@@ -108,7 +108,8 @@ TEST(H1Response, NoBodyFor1xx204And304) {
 }
 
 TEST(H1Response, SwitchingProtocols) {
-  Parsed p = parse_response("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+  Parsed p =
+      parse_response("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
   ASSERT_EQ(p.status, ParseStatus::kComplete);
   EXPECT_EQ(p.head->status, 101);
   EXPECT_EQ(p.head->body, BodyKind::kNone);
@@ -119,7 +120,8 @@ TEST(H1Response, ConnectSuccessHasNoBody) {
   Parsed p = parse_response("HTTP/1.1 200 Connection established\r\n\r\n", Method::kConnect);
   ASSERT_EQ(p.status, ParseStatus::kComplete);
   EXPECT_EQ(p.head->body, BodyKind::kNone);
-  p = parse_response("HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 2\r\n\r\n", Method::kConnect);
+  p = parse_response("HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 2\r\n\r\n",
+                     Method::kConnect);
   ASSERT_EQ(p.status, ParseStatus::kComplete);
   EXPECT_EQ(p.head->body, BodyKind::kContentLength);
 }

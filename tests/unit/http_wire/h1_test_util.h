@@ -12,20 +12,36 @@ namespace cumulo::http {
 
 inline void PrintTo(ParseStatus s, std::ostream* os) {
   switch (s) {
-    case ParseStatus::kComplete: *os << "kComplete"; return;
-    case ParseStatus::kNeedMore: *os << "kNeedMore"; return;
-    case ParseStatus::kInvalid: *os << "kInvalid"; return;
-    case ParseStatus::kTooLarge: *os << "kTooLarge"; return;
+    case ParseStatus::kComplete:
+      *os << "kComplete";
+      return;
+    case ParseStatus::kNeedMore:
+      *os << "kNeedMore";
+      return;
+    case ParseStatus::kInvalid:
+      *os << "kInvalid";
+      return;
+    case ParseStatus::kTooLarge:
+      *os << "kTooLarge";
+      return;
   }
   *os << "ParseStatus(" << static_cast<int>(s) << ")";
 }
 
 inline void PrintTo(BodyKind b, std::ostream* os) {
   switch (b) {
-    case BodyKind::kNone: *os << "kNone"; return;
-    case BodyKind::kContentLength: *os << "kContentLength"; return;
-    case BodyKind::kChunked: *os << "kChunked"; return;
-    case BodyKind::kUntilClose: *os << "kUntilClose"; return;
+    case BodyKind::kNone:
+      *os << "kNone";
+      return;
+    case BodyKind::kContentLength:
+      *os << "kContentLength";
+      return;
+    case BodyKind::kChunked:
+      *os << "kChunked";
+      return;
+    case BodyKind::kUntilClose:
+      *os << "kUntilClose";
+      return;
   }
   *os << "BodyKind(" << static_cast<int>(b) << ")";
 }

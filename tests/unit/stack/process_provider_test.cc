@@ -31,7 +31,8 @@ class ProcessProviderTest : public testing::Test {
     int fd = mkstemp(tmpl);
     ::close(fd);
     log_path_ = tmpl;
-    provider_ = make_process_provider(loop_, [this](InstanceHandle h, const ExitStatus& s) { exits_.emplace_back(h, s); });
+    provider_ = make_process_provider(
+        loop_, [this](InstanceHandle h, const ExitStatus& s) { exits_.emplace_back(h, s); });
   }
   ~ProcessProviderTest() override {
     provider_.reset();
@@ -56,6 +57,15 @@ class ProcessProviderTest : public testing::Test {
     check->arm(0ms);
     deadline.arm(10s);
     loop_.run();
+  }
+
+  // Before the loop runs: waits until the instances have written `text` to the log.
+  bool log_shows(const std::string& text) {
+    for (int i = 0; i < 500; ++i) {
+      if (read_file(log_path_).find(text) != std::string::npos) return true;
+      usleep(10'000);
+    }
+    return false;
   }
 
   const ExitStatus* exit_of(InstanceHandle h) const {
@@ -89,8 +99,10 @@ TEST_F(ProcessProviderTest, ReportsTheExitCodeAndWritesOutputToTheLog) {
 
 TEST_F(ProcessProviderTest, StopSendsSigtermThenSigkillAfterTheGracePeriod) {
   InstanceHandle polite = provider_->start(shell("exec sleep 30"));
-  InstanceHandle stubborn = provider_->start(shell("trap '' TERM; exec sleep 30"));
+  InstanceHandle stubborn = provider_->start(shell("trap '' TERM; echo ignoring TERM; exec sleep 30"));
   EXPECT_EQ(provider_->running_count(), 2u);
+  ASSERT_TRUE(
+      log_shows("ignoring TERM"));  // SIGTERM before the trap would end it, which is not the point here
   provider_->stop(polite, 5s);
   provider_->stop(stubborn, 200ms);
   provider_->stop(stubborn, 200ms);  // idempotent
@@ -116,7 +128,8 @@ TEST_F(ProcessProviderTest, AProgramThatCannotRunIsAnErrorFromStart) {
     provider_->start(spec);
     FAIL() << "no error";
   } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("cannot run /nonexistent/program for broken"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("cannot run /nonexistent/program for broken"), std::string::npos)
+        << e.what();
   }
   EXPECT_EQ(provider_->running_count(), 0u);
 }

@@ -1,5 +1,7 @@
-// The stack file: parsing, validation errors with their locations, placeholders, instance plans and the gateway
-// config written from it.
+// The stack file: parsing, validation errors with their locations, placeholders, instance plans and the
+// gateway config written from it.
+#include "stack/stack.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -10,7 +12,6 @@
 
 #include "core/config.h"
 #include "stack/internal/gateway_config.h"
-#include "stack/stack.h"
 #include "stack/stack_file.h"
 
 namespace cumulo::stack {
@@ -39,7 +40,9 @@ groups:
     start_timeout: 3s
 )";
 
-StackSpec parse(const std::string& text) { return parse_stack(core::ConfigNode::load_string(text, "stack.yaml")); }
+StackSpec parse(const std::string& text) {
+  return parse_stack(core::ConfigNode::load_string(text, "stack.yaml"));
+}
 
 // The message of the ConfigError that parsing `text` throws, or "no error".
 std::string error_of(const std::string& text) {
@@ -73,7 +76,8 @@ TEST(StackFile, ParsesAValidFile) {
   EXPECT_EQ(web.command[0], "{bin_dir}/cumulo-webapp");
   EXPECT_EQ(web.instances_per_zone, 2);
   EXPECT_EQ(web.path_prefix, "/");
-  EXPECT_EQ(web.env, (std::vector<std::pair<std::string, std::string>>{{"GREETING", "hello"}, {"PORT_COPY", "{port}"}}));
+  EXPECT_EQ(web.env, (std::vector<std::pair<std::string, std::string>>{{"GREETING", "hello"},
+                                                                       {"PORT_COPY", "{port}"}}));
   EXPECT_EQ(web.start_timeout, 10s);
   EXPECT_EQ(web.command_location, "stack.yaml:12:14");
   const GroupSpec& api = s.groups[1];
@@ -116,7 +120,8 @@ std::string with_group(const std::string& group) {
 }
 // A valid stack whose gateway map is replaced.
 std::string with_gateway(const std::string& gateway) {
-  return "name: s\nzones: [a, b]\ngateway:\n" + gateway + "groups:\n  - {name: web, command: [app, \"{port}\"]}\n";
+  return "name: s\nzones: [a, b]\ngateway:\n" + gateway +
+         "groups:\n  - {name: web, command: [app, \"{port}\"]}\n";
 }
 
 class StackFileErrors : public testing::TestWithParam<ErrorCase> {};
@@ -124,7 +129,8 @@ class StackFileErrors : public testing::TestWithParam<ErrorCase> {};
 TEST_P(StackFileErrors, NamesLineAndProblem) {
   const ErrorCase& c = GetParam();
   std::string message = error_of(c.yaml);
-  EXPECT_NE(message.find(c.expected), std::string::npos) << "message: " << message << "\nexpected: " << c.expected;
+  EXPECT_NE(message.find(c.expected), std::string::npos)
+      << "message: " << message << "\nexpected: " << c.expected;
 }
 
 const ErrorCase kErrorCases[] = {
@@ -144,8 +150,10 @@ const ErrorCase kErrorCases[] = {
      "stack.yaml:2:9: zones[0]: expected a zone name of lowercase letters and digits"},
     {"MissingGateway", "name: s\nzones: [a]\ngroups: []\n", "missing key 'gateway'"},
     {"MissingListen", with_gateway("  admin: 127.0.0.1:9901\n"), "missing key 'listen'"},
-    {"BadListen", with_gateway("  listen: localhost\n"), "stack.yaml:4:11: gateway.listen: expected HOST:PORT"},
-    {"ListenPortZero", with_gateway("  listen: 127.0.0.1:0\n"), "stack.yaml:4:11: gateway.listen: listen needs a fixed port"},
+    {"BadListen", with_gateway("  listen: localhost\n"),
+     "stack.yaml:4:11: gateway.listen: expected HOST:PORT"},
+    {"ListenPortZero", with_gateway("  listen: 127.0.0.1:0\n"),
+     "stack.yaml:4:11: gateway.listen: listen needs a fixed port"},
     {"AdminNotLoopback", with_gateway("  listen: 127.0.0.1:8080\n  admin: 0.0.0.0:9901\n"),
      "stack.yaml:5:10: gateway.admin: the admin API must listen on a loopback address"},
     {"AdminSamePortAsListen", with_gateway("  listen: 127.0.0.1:8080\n  admin: 127.0.0.1:8080\n"),
@@ -158,19 +166,25 @@ const ErrorCase kErrorCases[] = {
      "stack.yaml:5:12: gateway.balance: expected round_robin, weighted or least_outstanding"},
     {"BadLogLevel", with_gateway("  listen: 127.0.0.1:8080\n  log_level: loud\n"),
      "stack.yaml:5:14: gateway.log_level: expected debug, info, warn or error"},
-    {"WorkersZero", with_gateway("  listen: 127.0.0.1:8080\n  workers: 0\n"), "stack.yaml:5:12: gateway.workers"},
-    {"UnknownHealthCheckKey", with_gateway("  listen: 127.0.0.1:8080\n  health_check: {path: /h, intervall: 1s}\n"),
+    {"WorkersZero", with_gateway("  listen: 127.0.0.1:8080\n  workers: 0\n"),
+     "stack.yaml:5:12: gateway.workers"},
+    {"UnknownHealthCheckKey",
+     with_gateway("  listen: 127.0.0.1:8080\n  health_check: {path: /h, intervall: 1s}\n"),
      "stack.yaml:5:28: gateway.health_check: unknown key 'intervall'"},
-    {"HealthCheckPathWithoutSlash", with_gateway("  listen: 127.0.0.1:8080\n  health_check: {path: healthz}\n"),
+    {"HealthCheckPathWithoutSlash",
+     with_gateway("  listen: 127.0.0.1:8080\n  health_check: {path: healthz}\n"),
      "stack.yaml:5:24: gateway.health_check.path: expected a path starting with '/'"},
-    {"BadExpectedCodes", with_gateway("  listen: 127.0.0.1:8080\n  health_check: {expected_codes: 299-200}\n"),
+    {"BadExpectedCodes",
+     with_gateway("  listen: 127.0.0.1:8080\n  health_check: {expected_codes: 299-200}\n"),
      "stack.yaml:5:34: gateway.health_check.expected_codes: expected status codes"},
-    {"HealthCheckIntervalWithoutUnit", with_gateway("  listen: 127.0.0.1:8080\n  health_check: {interval: 5}\n"),
+    {"HealthCheckIntervalWithoutUnit",
+     with_gateway("  listen: 127.0.0.1:8080\n  health_check: {interval: 5}\n"),
      "stack.yaml:5:28: gateway.health_check.interval"},
     {"MissingGroups", "name: s\nzones: [a]\ngateway: {listen: 127.0.0.1:8080}\n", "missing key 'groups'"},
     {"EmptyGroups", "name: s\nzones: [a]\ngateway: {listen: 127.0.0.1:8080}\ngroups: []\n",
      "stack.yaml:4:9: groups: expected at least one group"},
-    {"MissingCommand", with_group("  - name: web\n    instances_per_zone: 2\n"), "stack.yaml:6:5: groups[0]: missing key 'command'"},
+    {"MissingCommand", with_group("  - name: web\n    instances_per_zone: 2\n"),
+     "stack.yaml:6:5: groups[0]: missing key 'command'"},
     {"MissingGroupName", with_group("  - command: [app, \"{port}\"]\n"), "groups[0]: missing key 'name'"},
     {"BadGroupName", with_group("  - name: Web\n    command: [app, \"{port}\"]\n"),
      "stack.yaml:6:11: groups[0].name: expected a name of lowercase letters"},
@@ -178,32 +192,38 @@ const ErrorCase kErrorCases[] = {
      "stack.yaml:7:14: groups[0].command: expected a list of arguments"},
     {"EmptyCommand", with_group("  - name: web\n    command: []\n"),
      "stack.yaml:7:14: groups[0].command: expected the program to run as first item"},
-    {"InstancesPerZoneZero", with_group("  - name: web\n    command: [app, \"{port}\"]\n    instances_per_zone: 0\n"),
+    {"InstancesPerZoneZero",
+     with_group("  - name: web\n    command: [app, \"{port}\"]\n    instances_per_zone: 0\n"),
      "stack.yaml:8:25: groups[0].instances_per_zone"},
     {"InstancesPerZoneNotANumber",
      with_group("  - name: web\n    command: [app, \"{port}\"]\n    instances_per_zone: two\n"),
      "stack.yaml:8:25: groups[0].instances_per_zone"},
     {"UnknownGroupKey", with_group("  - name: web\n    command: [app, \"{port}\"]\n    replicas: 2\n"),
      "stack.yaml:8:5: groups[0]: unknown key 'replicas'"},
-    {"UnknownPlaceholder", with_group("  - name: web\n    command: [app, \"--listen\", \"127.0.0.1:{prot}\"]\n"),
+    {"UnknownPlaceholder",
+     with_group("  - name: web\n    command: [app, \"--listen\", \"127.0.0.1:{prot}\"]\n"),
      "stack.yaml:7:32: groups[0].command[2]: unknown placeholder {prot}"},
     {"UnpairedBrace", with_group("  - name: web\n    command: [app, \"{port\"]\n"),
      "stack.yaml:7:20: groups[0].command[1]: unpaired '{'"},
     {"NoPortPlaceholder", with_group("  - name: web\n    command: [app, --listen, \"127.0.0.1:8000\"]\n"),
      "stack.yaml:7:14: groups[0].command: neither the command nor env uses {port}"},
-    {"PathPrefixWithoutSlash", with_group("  - name: web\n    command: [app, \"{port}\"]\n    path_prefix: api\n"),
+    {"PathPrefixWithoutSlash",
+     with_group("  - name: web\n    command: [app, \"{port}\"]\n    path_prefix: api\n"),
      "stack.yaml:8:18: groups[0].path_prefix: expected a path starting with '/'"},
     {"BadEnvName", with_group("  - name: web\n    command: [app, \"{port}\"]\n    env: {MY-VAR: 1}\n"),
      "groups[0].env.MY-VAR: 'MY-VAR' is not a valid variable name"},
     {"EnvNotAMap", with_group("  - name: web\n    command: [app, \"{port}\"]\n    env: [A=1]\n"),
      "stack.yaml:8:10: groups[0].env: expected a map"},
-    {"BadPlaceholderInEnv", with_group("  - name: web\n    command: [app, \"{port}\"]\n    env: {A: \"{host}\"}\n"),
+    {"BadPlaceholderInEnv",
+     with_group("  - name: web\n    command: [app, \"{port}\"]\n    env: {A: \"{host}\"}\n"),
      "stack.yaml:8:14: groups[0].env.A: unknown placeholder {host}"},
     {"DuplicateGroupName",
-     with_group("  - {name: web, command: [app, \"{port}\"]}\n  - {name: web, command: [app, \"{port}\"], path_prefix: /x}\n"),
+     with_group("  - {name: web, command: [app, \"{port}\"]}\n  - {name: web, command: [app, \"{port}\"], "
+                "path_prefix: /x}\n"),
      "stack.yaml:7:12: groups[1].name: group name 'web' is used twice"},
     {"DuplicatePathPrefix",
-     with_group("  - {name: web, command: [app, \"{port}\"]}\n  - {name: api, command: [app, \"{port}\"], path_prefix: /}\n"),
+     with_group("  - {name: web, command: [app, \"{port}\"]}\n  - {name: api, command: [app, \"{port}\"], "
+                "path_prefix: /}\n"),
      "stack.yaml:7:56: groups[1].path_prefix: path_prefix '/' is already routed to group 'web'"},
     {"StartTimeoutZero", with_group("  - name: web\n    command: [app, \"{port}\"]\n    start_timeout: 0s\n"),
      "stack.yaml:8:20: groups[0].start_timeout: expected a duration above 0"},
@@ -240,9 +260,10 @@ TEST(Placeholders, RejectsUnknownAndUnpaired) {
 TEST(Placeholders, ExpandCommandCoversArgumentsAndEnv) {
   StackSpec s = parse(kValid);
   ExpandedCommand c = expand_command(s.groups[0], PlaceholderValues{"40001", "b", "web-b-2", "/bin/dir"});
-  EXPECT_EQ(c.argv, (std::vector<std::string>{"/bin/dir/cumulo-webapp", "--listen", "127.0.0.1:40001", "--zone", "b",
-                                              "--id", "web-b-2"}));
-  EXPECT_EQ(c.env, (std::vector<std::pair<std::string, std::string>>{{"GREETING", "hello"}, {"PORT_COPY", "40001"}}));
+  EXPECT_EQ(c.argv, (std::vector<std::string>{"/bin/dir/cumulo-webapp", "--listen", "127.0.0.1:40001",
+                                              "--zone", "b", "--id", "web-b-2"}));
+  EXPECT_EQ(c.env, (std::vector<std::pair<std::string, std::string>>{{"GREETING", "hello"},
+                                                                     {"PORT_COPY", "40001"}}));
 }
 
 TEST(InstancePlan, GroupsThenZonesThenIndex) {
@@ -250,7 +271,8 @@ TEST(InstancePlan, GroupsThenZonesThenIndex) {
   std::vector<InstancePlan> plans = plan_instances(s);
   std::vector<std::string> ids;
   for (const InstancePlan& p : plans) ids.push_back(p.id);
-  EXPECT_EQ(ids, (std::vector<std::string>{"web-a-1", "web-a-2", "web-b-1", "web-b-2", "api-a-1", "api-b-1"}));
+  EXPECT_EQ(ids,
+            (std::vector<std::string>{"web-a-1", "web-a-2", "web-b-1", "web-b-2", "api-a-1", "api-b-1"}));
   EXPECT_EQ(plans[2].group, "web");
   EXPECT_EQ(plans[2].zone, "b");
   EXPECT_EQ(plans[2].index, 1);
@@ -270,8 +292,9 @@ TEST(ResolveExecutable, MissingProgramIsAnErrorAtTheCommand) {
     resolve_executable(s.groups[0], "/nonexistent/cumulo-webapp");
     FAIL() << "no error";
   } catch (const core::ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("stack.yaml:12:14: group 'web': cannot run '/nonexistent/cumulo-webapp'"),
-              std::string::npos)
+    EXPECT_NE(
+        std::string(e.what()).find("stack.yaml:12:14: group 'web': cannot run '/nonexistent/cumulo-webapp'"),
+        std::string::npos)
         << e.what();
   }
   EXPECT_THROW(resolve_executable(s.groups[0], "no-such-program-anywhere"), core::ConfigError);
@@ -373,7 +396,8 @@ TEST(CheckStackFile, RejectsAMissingProgramAndNamesTheFile) {
     check_stack_file(f.path());
     FAIL() << "no error";
   } catch (const core::ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find(f.path() + ":6:26: group 'web': cannot run"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(f.path() + ":6:26: group 'web': cannot run"), std::string::npos)
+        << e.what();
   }
 }
 
