@@ -53,7 +53,7 @@ build=${CUMULO_BUILD:-build/release}
 [ -x "$build/cumulo" ] || { echo "gateway.sh: $build/cumulo is missing: scripts/build.sh release cumulo" >&2; exit 2; }
 [ -f bench/gateway.yaml.in ] || { echo "gateway.sh: bench/gateway.yaml.in is missing" >&2; exit 2; }
 
-if [ -z "$idle_conns" ]; then
+if [ -z "$idle_conns" ] && [[ ",$tests," == *,idle,* ]]; then
   idle_conns=10000
   if [[ ",$peers," == *,haproxy,* ]]; then
     hard=$(ulimit -Hn); [ "$hard" = unlimited ] && hard=1000000
@@ -82,7 +82,7 @@ for t in "${test_list[@]}"; do
   echo
   echo "## $t"
   echo
-  echo "\`bench/gateway.sh --tests $t ${pass[*]:-}\` (http-peers.sh --test $t --peers $peers)"
+  echo "\`bench/gateway.sh --tests $t${pass[*]:+ ${pass[*]}}\` (http-peers.sh --test $t --peers $peers)"
   "$harness" "${args[@]}" "${pass[@]}" || status=$?
 done
 exit $status

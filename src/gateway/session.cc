@@ -352,8 +352,11 @@ void Session::connect_upstream() {
   for (;;) {
     Target* t = pick_target(group, group.balancer[w_.index()], snapshot_->config->zone, now_ms, tried_, tried_count_);
     if (!t) {
-      respond_error(attempts_ == 0 ? 503 : 502, attempts_ == 0 ? "no healthy target in target group"
-                                                                : "every target tried failed");
+      if (attempts_ == 0) {
+        respond_error(503, "no healthy target in target group '" + group.config.name + "'");
+      } else {
+        respond_error(502, last_failure_ + "; no other target to try");
+      }
       return;
     }
     // Find the shared_ptr that owns t, so the request keeps it alive even if it is deregistered meanwhile.
@@ -373,8 +376,9 @@ void Session::connect_upstream() {
       target_->in_flight.fetch_sub(1, std::memory_order_relaxed);
       target_->metrics.connect_failures->inc();
       target_->outlier.record_failure(health::OutlierDetector::Failure::kConnect, group.config.outlier, now_ms);
+      last_failure_ = "connect to target " + t->address_text + ": " + core::errno_text(err);
       if (attempts_ >= group.config.retries.attempts) {
-        respond_error(502, "cannot connect to target");
+        respond_error(502, last_failure_);
         return;
       }
       ++attempts_;
@@ -431,8 +435,18 @@ bool Session::send_request() {
           break;
         }
         if (st == ParseStatus::kInvalid || st == ParseStatus::kTooLarge) {
-          if (req_body_sent_ == 0 && !resp_started_) {
+          if (!resp_started_) {
             respond_error(400, req_chunks_.error().reason);
+          } else {
+            abort();
+          }
+          return true;
+        }
+        uint64_t max_body = snapshot_->config->limits.max_body_bytes;
+        if (max_body && req_chunks_.payload_bytes() > max_body) {
+          // Its size was not known up front; the target sees a cut request and the client the limit.
+          if (!resp_started_) {
+            respond_error(413, "request body larger than limits.max_body_bytes");
           } else {
             abort();
           }
@@ -480,11 +494,6 @@ bool Session::send_request() {
       req_body_sent_ += body_part;
       if (req_body_ == BodyKind::kContentLength) req_body_left_ -= body_part;
       if (req_body_ == BodyKind::kChunked) req_chunk_ready_ -= body_part;
-      const Limits& limits = snapshot_->config->limits;
-      if (limits.max_body_bytes && req_body_sent_ > limits.max_body_bytes + 64 * 1024) {
-        abort();  // a chunked body past the limit; its size was not known up front
-        return true;
-      }
     }
     target_->metrics.bytes_out->inc(sent);
     progress = true;
@@ -712,6 +721,8 @@ void Session::upstream_failed(Failure kind, int err, const char* what) {
   if (log_enabled(core::LogLevel::kDebug))
     core::log(core::LogLevel::kDebug, "gateway", "target failed",
               {{"target", target_->address_text}, {"what", what}, {"error", err ? core::errno_text(err) : ""}});
+  last_failure_ = std::string(what) + (err ? std::string(": ") + core::errno_text(err) : std::string()) +
+                  " (target " + target_->address_text + ")";
   release_upstream(false);
   bool nothing_sent = kind == Failure::kConnect || kind == Failure::kTimeout;
   bool safe = nothing_sent || (idempotent(method_) && req_body_sent_ == 0 && kind != Failure::kBadResponse);
@@ -727,13 +738,7 @@ void Session::upstream_failed(Failure kind, int err, const char* what) {
     abort();
     return;
   }
-  if (kind == Failure::kTimeout) {
-    respond_error(504, what);
-  } else {
-    std::string detail = std::string(what) + (err ? std::string(": ") + core::errno_text(err) : std::string()) +
-                         " (target " + target_->address_text + ")";
-    respond_error(502, detail);
-  }
+  respond_error(kind == Failure::kTimeout ? 504 : 502, last_failure_);
 }
 
 void Session::release_upstream(bool reusable) {

@@ -85,6 +85,7 @@ class Session final : public core::IoHandler {
   char request_id_[64];  // fixed size: an idle connection keeps no heap memory for it
   uint8_t request_id_len_ = 0;
   std::string_view request_id() const { return {request_id_, request_id_len_}; }
+  std::string last_failure_;  // what went wrong with the last target tried, for the 502/504 body
   std::string log_line_;  // access-log fields gathered at request start (only when the access log is on)
   http::Method method_ = http::Method::kGet;
   http::BodyKind req_body_ = http::BodyKind::kNone;
