@@ -536,6 +536,7 @@ bool Session::receive_response() {
             continue;
           }
           resp_head_done_ = resp_started_ = true;
+          if (up_head_sent_ == up_head_.size()) up_head_.clear();  // no retry from here on: free its buffer
           status_ = resp.status;
           resp_body_ = resp.body;
           resp_body_left_ = resp.body == BodyKind::kContentLength ? resp.content_length : 0;
@@ -764,13 +765,7 @@ void Session::finish_request() {
   bool reusable = !close_after_ && resp_body_ != BodyKind::kUntilClose && req_done_ && up_->in.empty() && !up_->hangup;
   release_upstream(reusable);
   log_access(status_);
-  if (in_flight_counted_) {
-    --w_.active_requests;
-    in_flight_counted_ = false;
-  }
-  target_.reset();
-  route_ = nullptr;
-  snapshot_.reset();
+  end_request();
   if (close_after_ || !req_done_ || !keep_alive_ || client_eof_) {
     phase_ = Phase::kClosing;
     return;
@@ -805,12 +800,18 @@ void Session::respond_error(int status, std::string_view detail) {
   std::string body = std::to_string(status) + " " + failure_text(status) + ": " + std::string(detail) + "\n";
   std::string head = "HTTP/1.1 " + std::to_string(status) + " " + failure_text(status) +
                      "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " + std::to_string(body.size()) +
-                     "\r\nConnection: close\r\nX-Request-Id: " + (request_id_len_ ? std::string(request_id()) : std::string("-")) +
+                     "\r\nConnection: close\r\nX-Request-Id: " +
+                     (request_id_len_ ? std::string(request_id()) : std::string("-")) +
                      "\r\nVia: 1.1 cumulo\r\n\r\n";
   out_.clear();
   out_.append(head);
   out_.append(body);
   log_access(status);
+  end_request();
+  phase_ = Phase::kClosing;
+}
+
+void Session::end_request() {
   if (up_) release_upstream(false);
   if (in_flight_counted_) {
     --w_.active_requests;
@@ -819,7 +820,7 @@ void Session::respond_error(int status, std::string_view detail) {
   target_.reset();
   route_ = nullptr;
   snapshot_.reset();
-  phase_ = Phase::kClosing;
+  up_head_.clear();
 }
 
 bool Session::step_closing() {
@@ -857,12 +858,7 @@ bool Session::step_closing() {
 
 void Session::abort() {
   if (route_ && status_ == 0) route_->metrics.responses[0]->inc();
-  route_ = nullptr;
-  if (up_) release_upstream(false);
-  if (in_flight_counted_) {
-    --w_.active_requests;
-    in_flight_counted_ = false;
-  }
+  end_request();
   close();
 }
 
@@ -901,14 +897,9 @@ void Session::close() {
   if (phase_ == Phase::kClosed) return;
   phase_ = Phase::kClosed;
   timer_.cancel();
-  if (up_) release_upstream(false);
-  if (in_flight_counted_) {
-    --w_.active_requests;
-    in_flight_counted_ = false;
-  }
+  end_request();
   in_.clear();
   out_.clear();
-  up_head_.clear();
   w_.loop().remove(client_->fd());
   w_.session_closed(this);
 }

@@ -43,6 +43,7 @@ class Session final : public core::IoHandler {
   void connect_upstream();
   void upstream_failed(Failure kind, int err, const char* what);
   void finish_request();
+  void end_request();  // lets go of the target, the route and the snapshot of the request that ended
   void respond_error(int status, std::string_view detail);
   void abort();
   void close();

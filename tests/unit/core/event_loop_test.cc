@@ -359,8 +359,9 @@ TEST(Buffer, AppendConsumeCompact) {
   EXPECT_EQ(b.append("more"), 0u);
   b.consume(100);
   EXPECT_FALSE(b.full());
-  EXPECT_EQ(b.write_space(), 100u);  // at the end only after compaction, which write_ptr() does
+  EXPECT_EQ(b.write_space(), 0u);  // the free bytes are at the front until write_ptr() compacts
   char* w = b.write_ptr();
+  EXPECT_EQ(b.write_space(), 100u);
   EXPECT_EQ(b.view().substr(0, 5), "xxxxx");
   std::memcpy(w, "tail", 4);
   b.commit(4);
