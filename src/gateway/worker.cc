@@ -143,9 +143,6 @@ void Worker::start(std::shared_ptr<const Snapshot> snapshot,
   request_id_prefix_ = prefix;
   for (auto& l : listeners) {
     core::Fd fd = core::listen_tcp(l->address, true);
-    int defer_secs = 1;
-    // Wake us when the first bytes arrive, not at the handshake: one event and one read per new connection.
-    setsockopt(fd.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_secs, sizeof defer_secs);
     acceptors_.push_back(std::make_unique<Acceptor>(*this, *l, std::move(fd)));
   }
   housekeeping_timer_ = std::make_unique<core::Timer>(loop_, [this] { housekeeping(); });
@@ -255,6 +252,14 @@ Target* pick_target(const TargetGroup& group, BalancerState& state, std::string_
   }
   switch (group.config.balance) {
     case Balance::kRoundRobin: {
+      // A target in slow start takes its turn only with the probability of its ramp, so it gets a growing share.
+      for (size_t k = 0; k < count; ++k) {
+        Target* t = targets[cand[state.next++ % count]].get();
+        double f = slow_start_factor(*t, group.config, now_ms);
+        if (f >= 1.0) return t;
+        state.rng = state.rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        if (static_cast<double>(state.rng >> 11) * 0x1.0p-53 < f) return t;
+      }
       return targets[cand[state.next++ % count]].get();
     }
     case Balance::kWeighted: {

@@ -4,6 +4,7 @@ pipelining."""
 import hashlib
 import json
 import subprocess
+import time
 
 import pytest
 import requests
@@ -92,7 +93,16 @@ def test_expect_100_continue_with_curl(webapp, gateway, curl, tmp_path):
 def test_keep_alive_connection_is_reused(webapp, gateway, curl):
     app = webapp("a")
     gw = gateway({"target_groups": [{"name": "web", "targets": [app.target()]}]})
-    before = metric_value(gw.metrics(), "cumulo_gateway_client_connections_accepted_total") or 0
+    def accepted():
+        return metric_value(gw.metrics(), "cumulo_gateway_client_connections_accepted_total") or 0
+    # The start-up probe's connection may be accepted a moment later: start from a settled count.
+    before = accepted()
+    for _ in range(50):
+        time.sleep(0.1)
+        now = accepted()
+        if now == before:
+            break
+        before = now
     with requests.Session() as s:
         for _ in range(25):
             r = s.get(gw.url("/"), timeout=5)

@@ -131,6 +131,7 @@ struct Target {
 // Per-worker balancing state, padded so workers never share a cache line.
 struct alignas(64) BalancerState {
   uint64_t next = 0;
+  uint64_t rng = 0x9e3779b97f4a7c15ULL;  // a per-worker sequence for slow start, no shared state
   std::vector<int64_t> current_weight;  // smooth weighted round robin (one per target)
   double retry_tokens = 0;
   int64_t retry_window_start_ms = 0;

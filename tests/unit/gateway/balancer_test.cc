@@ -105,6 +105,27 @@ TEST(Balancer, ZoneAwarePrefersOwnZoneAndSpillsWhenItLacksCapacity) {
   EXPECT_EQ(hits["127.0.0.1:9003"], 50);
 }
 
+TEST(Balancer, SlowStartRampsANewTargetUp) {
+  TargetGroup g;
+  g.config.slow_start = std::chrono::milliseconds(10'000);
+  g.targets.push_back(make("127.0.0.1:9000", "a"));
+  g.targets.push_back(make("127.0.0.1:9001", "a"));
+  g.targets[0]->added_at_ms.store(-1'000'000);  // long established
+  g.targets[0]->health->changed_at_ms.store(-1'000'000);
+  g.targets[1]->added_at_ms.store(0);           // new at time 0
+  auto share_of_new = [&](int64_t now_ms) {
+    BalancerState st;
+    int n = 0;
+    for (int i = 0; i < 2000; ++i) n += pick_target(g, st, "", now_ms, nullptr, 0) == g.targets[1].get();
+    return n / 2000.0;
+  };
+  double early = share_of_new(1'000), half = share_of_new(5'000), done = share_of_new(10'000);
+  EXPECT_LT(early, 0.15);
+  EXPECT_GT(half, early);
+  EXPECT_LT(half, 0.45);
+  EXPECT_NEAR(done, 0.5, 0.01);
+}
+
 TEST(Balancer, NoTargetsGivesNull) {
   TargetGroup g;
   BalancerState st;
