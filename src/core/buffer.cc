@@ -9,7 +9,7 @@ namespace cumulo::core {
 
 namespace {
 // Blocks beyond this many stay with the allocator, so a burst does not pin memory for ever.
-constexpr size_t kMaxPooled = 256;
+constexpr size_t kMaxPooled = 64;
 
 struct Pool {
   std::vector<char*> free;

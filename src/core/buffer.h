@@ -10,7 +10,7 @@ namespace cumulo::core {
 
 class Buffer {
  public:
-  static constexpr size_t kCapacity = 16 * 1024;
+  static constexpr size_t kCapacity = 64 * 1024;
 
   Buffer() = default;
   ~Buffer() { release(); }

@@ -82,6 +82,32 @@ Admin::Admin(Control& control, core::EventLoop& loop, const core::SocketAddress&
 
 Admin::~Admin() = default;
 
+// Per-target counters in one JSON document, for the scaling metrics pipeline (cumulative; readers take deltas).
+nlohmann::json Admin::stats_json() const {
+  json targets = json::array();
+  auto add = [&](const Target& t) {
+    uint64_t requests = 0;
+    for (auto* c : t.metrics.responses) requests += c->value();
+    const core::Histogram& h = *t.metrics.latency;
+    json counts = h.cumulative_counts();
+    counts.push_back(h.count());
+    targets.push_back({{"group", t.group},
+                       {"address", t.address_text},
+                       {"zone", t.zone},
+                       {"requests", requests},
+                       {"responses_5xx", t.metrics.responses[5]->value()},
+                       {"bytes_in", t.metrics.bytes_in->value()},
+                       {"bytes_out", t.metrics.bytes_out->value()},
+                       {"in_flight", t.in_flight.load()},
+                       {"latency_bounds", h.upper_bounds()},
+                       {"latency_counts", counts}});
+  };
+  for (const auto& [group, list] : control_.targets())
+    for (const auto& t : list) add(*t);
+  for (const auto& d : control_.draining()) add(*d.target);
+  return json{{"targets", targets}};
+}
+
 void Admin::handle(http::Request& req, http::Responder respond) {
   auto parts = split_path(req.path);
   const std::string& m = req.method;
@@ -91,6 +117,7 @@ void Admin::handle(http::Request& req, http::Responder respond) {
       return respond(http::Response::text(200, core::MetricsRegistry::global().render(),
                                           "text/plain; version=0.0.4; charset=utf-8"));
     }
+    if (req.path == "/stats" && m == "GET") return respond(http::Response::json(200, stats_json().dump() + "\n"));
     if (req.path == "/reload" && m == "POST") {
       std::string err;
       if (!control_.reload(&err)) return respond(error(400, err));

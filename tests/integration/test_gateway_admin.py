@@ -105,3 +105,25 @@ def test_access_log_writes_json_lines(webapp, gateway, tmp_path):
     assert first["status"] == 200 and first["method"] == "GET" and first["path"] == "/echo?q=1", first
     assert first["route"] == "site" and first["target"] == app.address, first
     assert any(e.get("status") == 404 for e in got), got
+
+
+def test_stats_count_requests_bytes_and_latency_per_target(webapp, gateway):
+    a, b = webapp("a"), webapp("b")
+    gw = gateway({"target_groups": [{"name": "web", "targets": [a.target(), b.target()]}]})
+    with requests.Session() as s:
+        for _ in range(10):
+            assert s.get(gw.url("/slow?ms=20"), timeout=5).status_code == 200
+    stats = gw.admin("GET", "/stats").json()["targets"]
+    by_addr = {t["address"]: t for t in stats}
+    assert set(by_addr) == {a.target()["address"], b.target()["address"]}
+    for t in stats:
+        assert t["group"] == "web"
+        assert t["requests"] == 5, t
+        assert t["responses_5xx"] == 0
+        assert t["bytes_in"] > 0 and t["bytes_out"] >= 0
+        assert t["in_flight"] == 0
+        counts, bounds = t["latency_counts"], t["latency_bounds"]
+        assert len(counts) == len(bounds) + 1 and counts[-1] == 5
+        assert counts == sorted(counts)  # cumulative
+        # Every request took at least 20 ms: none in the buckets below that.
+        assert all(c == 0 for c, le in zip(counts, bounds) if le < 0.02), t

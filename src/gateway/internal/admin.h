@@ -3,6 +3,8 @@
 
 #include <memory>
 
+#include <nlohmann/json.hpp>
+
 #include "core/event_loop.h"
 #include "core/net.h"
 #include "http/server.h"
@@ -18,6 +20,7 @@ class Admin {
 
  private:
   void handle(http::Request& req, http::Responder respond);
+  nlohmann::json stats_json() const;
   Control& control_;
   std::unique_ptr<http::Server> server_;
 };
