@@ -206,8 +206,15 @@ void Control::check_drains() {
     auto& d = draining_[i];
     int64_t left = d.target->in_flight.load();
     if (left == 0 || now >= d.deadline) {
-      core::log_info("gateway", left == 0 ? "target drained" : "target drain timed out",
+      core::log_info("gateway", left == 0 ? "target drained" : "target drain timed out: cutting its requests",
                      {{"group", d.target->group}, {"target", d.target->address_text}, {"in_flight", left}});
+      if (left != 0) {
+        for (auto& w : workers_) {
+          Worker* worker = w.get();
+          std::shared_ptr<Target> t = d.target;
+          worker->loop().post([worker, t] { worker->cut_requests_to(t.get()); });
+        }
+      }
       core::MetricsRegistry::global().remove_matching({{"group", d.target->group}, {"target", d.target->address_text}});
       draining_.erase(draining_.begin() + static_cast<long>(i));
     } else {

@@ -124,6 +124,16 @@ void Session::drain() {
   if (phase_ == Phase::kHead && in_.empty()) close();
 }
 
+void Session::cut_if_using(const Target* t) {
+  if (phase_ != Phase::kProxy || target_.get() != t) return;
+  if (!resp_started_ && out_.empty()) {
+    respond_error(502, "the target was deregistered and its drain timeout passed");
+  } else {
+    abort();
+  }
+  pump();
+}
+
 void Session::pump() {
   for (int rounds = 0; rounds < 100000; ++rounds) {
     bool progress = false;

@@ -169,6 +169,11 @@ void Worker::begin_drain() {
   for (Session* s : copy) s->drain();
 }
 
+void Worker::cut_requests_to(const Target* t) {
+  std::vector<Session*> copy = sessions_;
+  for (Session* s : copy) s->cut_if_using(t);
+}
+
 void Worker::housekeeping() {
   core::AccessLog::flush();
   int64_t now = health::steady_ms(loop_.now());

@@ -71,6 +71,32 @@ def test_deregistered_target_finishes_in_flight_request_then_disappears(webapp, 
     assert counts == {staying_id: 10}, counts
 
 
+@pytest.mark.time_limit(30)
+def test_drain_timeout_cuts_requests_still_running(webapp, gateway):
+    """A request outliving the drain timeout ends (502) when the timeout passes; the target is then gone."""
+    a = webapp("a")
+    gw = gateway({"target_groups": [{"name": "web", "targets": [a.target()]}]})
+    slow = {}
+
+    def slow_request():
+        started = time.monotonic()
+        try:
+            r = requests.get(gw.url("/slow?ms=8000"), timeout=15)
+            slow.update(status=r.status_code, body=r.text, took=time.monotonic() - started)
+        except requests.RequestException as e:
+            slow.update(error=repr(e), took=time.monotonic() - started)
+
+    t = threading.Thread(target=slow_request)
+    t.start()
+    wait_for(lambda: [x for x in gw.targets() if x["in_flight"] >= 1], 3, what="the slow request in flight")
+    r = gw.admin("DELETE", f"/targets/web/{a.address}?drain_timeout=1s")
+    assert r.status_code == 202, r.text
+    t.join(timeout=10)
+    assert slow.get("took", 99) < 4, f"the request should end at the drain timeout, not run its 8 s: {slow}"
+    assert slow.get("status") == 502 and "drain timeout" in slow.get("body", ""), slow
+    wait_for(lambda: gw.target(a.address) is None, 2, what="the target gone after its drain timeout")
+
+
 @pytest.mark.time_limit(40)
 def test_active_health_check_takes_a_target_out_and_back(webapp, gateway):
     sick, well = webapp("a"), webapp("a")

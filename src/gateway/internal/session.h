@@ -23,6 +23,7 @@ class Session final : public core::IoHandler {
   void on_io(uint32_t events) override;  // the client socket
   void on_upstream_io();                 // readiness of up_, recorded in its flags
   void drain();                          // the gateway is shutting down
+  void cut_if_using(const Target* t);    // the target's drain timeout passed
   size_t index = 0;                      // in the worker's session list
 
  private:

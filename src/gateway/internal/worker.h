@@ -80,6 +80,7 @@ class Worker {
   const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
   void set_snapshot(std::shared_ptr<const Snapshot> s) { snapshot_ = std::move(s); }
   void begin_drain();  // stop accepting; sessions close after their current response
+  void cut_requests_to(const Target* t);  // a drain timeout passed: requests still on t end now
   bool draining() const { return draining_; }
 
   void adopt_client(int fd, const ListenerRuntime& listener);
