@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cache/store.h"
 #include "core/config.h"
 #include "core/metrics.h"
 #include "gateway/internal/control.h"
@@ -116,6 +117,24 @@ void Admin::handle(http::Request& req, http::Responder respond) {
     if (req.path == "/metrics" && m == "GET") {
       return respond(http::Response::text(200, core::MetricsRegistry::global().render(),
                                           "text/plain; version=0.0.4; charset=utf-8"));
+    }
+    if (req.path == "/cache" && m == "GET") {
+      auto st = control_.cache().stats();
+      return respond(http::Response::json(
+          200, json{{"objects", st.objects}, {"bytes", st.bytes}, {"evictions", st.evictions},
+                    {"max_bytes", control_.cache().max_bytes()}}.dump() + "\n"));
+    }
+    if (req.path == "/cache/purge" && m == "POST") {
+      json body = json::parse(req.body);
+      if (!body.is_object() || !body.contains("host") || !body["host"].is_string() || !body.contains("path") ||
+          !body["path"].is_string())
+        return respond(error(400, "expected {\"host\": \"example.com\", \"path\": \"/a/b\", \"prefix\": false}"));
+      std::string key;
+      for (char c : body["host"].get<std::string>()) key.push_back(static_cast<char>(std::tolower(c)));
+      key += body["path"].get<std::string>();
+      bool prefix = body.value("prefix", false);
+      size_t n = control_.cache().purge(key, prefix);
+      return respond(http::Response::json(200, json{{"purged", n}}.dump() + "\n"));
     }
     if (req.path == "/stats" && m == "GET") return respond(http::Response::json(200, stats_json().dump() + "\n"));
     if (req.path == "/reload" && m == "POST") {

@@ -95,9 +95,14 @@ TargetGroupConfig parse_group(const ConfigNode& n) {
 GatewayConfig parse_gateway_config(const std::string& path) {
   ConfigNode root = ConfigNode::load_file(path);
   if (!root.is_map()) root.fail("expected a mapping with listeners, routes and target_groups");
-  root.check_keys({"zone", "workers", "log_level", "access_log", "admin", "limits", "listeners", "routes",
+  root.check_keys({"zone", "workers", "log_level", "access_log", "admin", "limits", "cache", "listeners", "routes",
                    "target_groups"});
   GatewayConfig c;
+  if (auto cache = root["cache"]; cache.defined()) {
+    cache.check_keys({"max_bytes"});
+    c.cache_max_bytes = cache.size_or("max_bytes", c.cache_max_bytes);
+    if (c.cache_max_bytes < (1u << 20)) cache["max_bytes"].fail("expected at least 1MiB");
+  }
   c.source = path;
   c.zone = root.string_or("zone", "");
   c.workers = static_cast<int>(root.int_or("workers", 0, 0, 256));
@@ -151,7 +156,7 @@ GatewayConfig parse_gateway_config(const std::string& path) {
     c.target_groups.push_back(std::move(tg));
   }
   for (auto& r : root.required("routes").items()) {
-    r.check_keys({"name", "host", "path_prefix", "target_group", "timeouts"});
+    r.check_keys({"name", "host", "path_prefix", "target_group", "timeouts", "cache"});
     RouteConfig rc;
     rc.name = r.required("name").as_string();
     if (!names.insert("route " + rc.name).second) r["name"].fail("route '" + rc.name + "' is defined twice");
@@ -166,6 +171,17 @@ GatewayConfig parse_gateway_config(const std::string& path) {
       rc.timeouts.connect = t.duration_or("connect", rc.timeouts.connect);
       rc.timeouts.first_byte = t.duration_or("first_byte", rc.timeouts.first_byte);
       rc.timeouts.idle = t.duration_or("idle", rc.timeouts.idle);
+    }
+    if (auto k = r["cache"]; k.defined()) {
+      k.check_keys({"enabled", "default_ttl", "max_ttl", "ignore_origin_cache_control", "max_object_bytes"});
+      auto& cc = rc.cache;
+      cc.enabled = k.bool_or("enabled", true);
+      cc.default_ttl = k.duration_or("default_ttl", cc.default_ttl);
+      cc.max_ttl = k.duration_or("max_ttl", cc.max_ttl);
+      cc.ignore_origin_cache_control = k.bool_or("ignore_origin_cache_control", false);
+      cc.max_object_bytes = k.size_or("max_object_bytes", cc.max_object_bytes);
+      if (cc.ignore_origin_cache_control && cc.default_ttl.count() <= 0)
+        k["ignore_origin_cache_control"].fail("needs a default_ttl above zero (how long would objects stay?)");
     }
     c.routes.push_back(std::move(rc));
   }

@@ -9,6 +9,7 @@
 #include <set>
 #include <thread>
 
+#include "cache/store.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -155,6 +156,7 @@ void Control::apply_config(std::shared_ptr<const GatewayConfig> cfg) {
 std::shared_ptr<const Snapshot> Control::build_snapshot() const {
   auto snap = std::make_shared<Snapshot>();
   snap->config = config_;
+  snap->cache = cache_;
   auto& reg = core::MetricsRegistry::global();
   for (const auto& g : config_->target_groups) {
     auto tg = std::make_shared<TargetGroup>();
@@ -177,6 +179,15 @@ std::shared_ptr<const Snapshot> Control::build_snapshot() const {
     r.metrics.latency = &reg.histogram("cumulo_gateway_request_duration_seconds",
                                        "Time from request head to the end of the response, per route", l);
     r.metrics.bytes_out = &reg.counter("cumulo_gateway_response_bytes_total", "Bytes sent to clients, per route", l);
+    static const char* const kCacheResults[4] = {"hit", "miss", "stale", "bypass"};
+    for (int i = 0; i < 4; ++i) {
+      core::Labels lc = l;
+      lc.emplace_back("result", kCacheResults[i]);
+      r.metrics.cache_results[i] = &reg.counter("cumulo_gateway_cache_requests_total",
+                                                "Cacheable requests by outcome (stale: served stale or revalidated)", lc);
+    }
+    r.metrics.cache_bytes =
+        &reg.counter("cumulo_gateway_cache_served_bytes_total", "Body bytes served from the cache, per route", l);
     snap->routes.push_back(std::move(r));
   }
   return snap;
@@ -301,6 +312,13 @@ int Control::run() {
                      {"reason", why}});
         });
     config_ = cfg;
+    cache_ = std::make_shared<cache::Store>(cfg->cache_max_bytes);
+    reg.gauge_fn("cumulo_gateway_cache_bytes", "Bytes held by the cache", {}, [store = cache_] {
+      return static_cast<double>(store->stats().bytes);
+    });
+    reg.gauge_fn("cumulo_gateway_cache_objects", "Objects held by the cache", {}, [store = cache_] {
+      return static_cast<double>(store->stats().objects);
+    });
     apply_config(cfg);  // targets, health checks, first snapshot
     for (auto& w : workers_) w->start(current_, listeners_);
     admin_ = std::make_unique<Admin>(*this, loop_, *core::SocketAddress::parse(cfg->admin_listen));

@@ -89,7 +89,8 @@ Session::Session(Worker& w, std::unique_ptr<http::Transport> client, const Liste
       client_(std::move(client)),
       listener_(listener),
       peer_(peer),
-      timer_(w.loop(), [this] { on_timer(); }) {
+      timer_(w.loop(), [this] { on_timer(); }),
+      self_(std::make_shared<Session*>(this)) {
   http::ParseLimits limits;
   limits.max_head_bytes = w.snapshot()->config->limits.max_header_bytes;
   req_parser_ = http::RequestParser(limits);
@@ -140,6 +141,8 @@ void Session::pump() {
     switch (phase_) {
       case Phase::kHead: progress = step_head(); break;
       case Phase::kProxy: progress = step_proxy(); break;
+      case Phase::kServeCached: progress = step_serve_cached(); break;
+      case Phase::kWaitCache: return;  // woken by the request that fills the cache
       case Phase::kClosing:
       case Phase::kLinger: progress = step_closing(); break;
       case Phase::kClosed: return;
@@ -286,6 +289,11 @@ void Session::begin_request(const http::RequestHead& req) {
     return;
   }
   snapshot_ = w_.snapshot();
+  cache_mode_ = CacheMode::kOff;
+  if (route_->config.cache.enabled && snap.cache &&
+      (req.method == http::Method::kGet || req.method == http::Method::kHead)) {
+    if (cache_lookup(req)) return;  // answered from the cache, or waiting for the request that fills it
+  }
 
   // The request head as the target sees it (RFC 9110 section 7.6: hop-by-hop fields removed, Via added).
   HeadWriter hw{up_head_};
@@ -338,6 +346,17 @@ void Session::begin_request(const http::RequestHead& req) {
   hw.put("\r\nVia: ");
   hw.put(kVia);
   if (req.version_minor == 0) hw.put("\r\nConnection: keep-alive");
+  if (cache_mode_ == CacheMode::kRevalidate && req.header("if-none-match").empty() &&
+      req.header("if-modified-since").empty()) {
+    // RFC 9111 section 4.3.1: validate the stored response instead of fetching it again.
+    if (!stale_->etag.empty()) {
+      hw.put("\r\nIf-None-Match: ");
+      hw.put(stale_->etag);
+    } else if (!stale_->last_modified.empty()) {
+      hw.put("\r\nIf-Modified-Since: ");
+      hw.put(stale_->last_modified);
+    }
+  }
   hw.put("\r\n\r\n");
   in_.consume(req.head_bytes);
   req_parser_.reset();
@@ -362,6 +381,7 @@ void Session::connect_upstream() {
   for (;;) {
     Target* t = pick_target(group, group.balancer[w_.index()], snapshot_->config->zone, now_ms, tried_, tried_count_);
     if (!t) {
+      if (cache_serve_stale_on_error()) return;
       if (attempts_ == 0) {
         respond_error(503, "no healthy target in target group '" + group.config.name + "'");
       } else {
@@ -545,6 +565,7 @@ bool Session::receive_response() {
             progress = true;
             continue;
           }
+          if (cache_mode_ != CacheMode::kOff && cache_on_response(resp)) return true;  // answered from the cache
           resp_head_done_ = resp_started_ = true;
           if (up_head_sent_ == up_head_.size()) up_head_.clear();  // no retry from here on: free its buffer
           status_ = resp.status;
@@ -570,6 +591,7 @@ bool Session::receive_response() {
             hw.header(h.name, h.value);
           }
           hw.header("Via", kVia);
+          if (cache_mode_ != CacheMode::kOff) hw.put("X-Cache: MISS\r\n");
           if (close_after_) {
             hw.put("Connection: close\r\n");
           } else if (version_minor_ == 0) {
@@ -615,6 +637,7 @@ bool Session::receive_response() {
             std::string_view payload;
             ParseStatus st = resp_chunks_.decode(u.in.view().substr(resp_chunk_ready_), used, payload);
             resp_chunk_ready_ += used;
+            if (capture_) capture_body(payload);
             if (st == ParseStatus::kComplete) {
               resp_done_ = true;
               break;
@@ -633,6 +656,7 @@ bool Session::receive_response() {
         size_t body_written = 0;
         if (!write_client(u.in.data(), body_ready, body_written)) return true;  // client gone
         if (body_written) {
+          if (capture_ && resp_body_ != BodyKind::kChunked) capture_body({u.in.data(), body_written});
           u.in.consume(body_written);
           target_->metrics.bytes_in->inc(body_written);
           if (resp_body_ == BodyKind::kContentLength) {
@@ -749,6 +773,7 @@ void Session::upstream_failed(Failure kind, int err, const char* what) {
     abort();
     return;
   }
+  if (cache_serve_stale_on_error()) return;
   respond_error(kind == Failure::kTimeout ? 504 : 502, last_failure_);
 }
 
@@ -774,6 +799,7 @@ void Session::finish_request() {
   target_->metrics.latency->observe(elapsed);
   bool reusable = !close_after_ && resp_body_ != BodyKind::kUntilClose && req_done_ && up_->in.empty() && !up_->hangup;
   release_upstream(reusable);
+  if (capture_) cache_store();
   log_access(status_);
   end_request();
   if (close_after_ || !req_done_ || !keep_alive_ || client_eof_) {
@@ -823,6 +849,7 @@ void Session::respond_error(int status, std::string_view detail) {
 
 void Session::end_request() {
   if (up_) release_upstream(false);
+  cache_end();
   if (in_flight_counted_) {
     --w_.active_requests;
     in_flight_counted_ = false;
@@ -893,10 +920,16 @@ void Session::on_timer() {
       }
       break;
     case TimerFor::kBodyIdle:
-      if (phase_ == Phase::kProxy) abort();
+      if (phase_ == Phase::kProxy || phase_ == Phase::kServeCached) abort();
       break;
     case TimerFor::kLinger:
       close();
+      break;
+    case TimerFor::kCacheWait:
+      if (phase_ == Phase::kWaitCache) {
+        coalesced_ = true;  // waited long enough: fetch alone
+        phase_ = Phase::kHead;
+      }
       break;
     case TimerFor::kNone: break;
   }
@@ -906,6 +939,7 @@ void Session::on_timer() {
 void Session::close() {
   if (phase_ == Phase::kClosed) return;
   phase_ = Phase::kClosed;
+  *self_ = nullptr;
   timer_.cancel();
   end_request();
   in_.clear();

@@ -1,5 +1,7 @@
 """The admin API (docs/admin-api.md): register, weights, errors as JSON, /metrics."""
 
+import time
+
 import requests
 
 from support import instance_counts, metric_value, wait_for
@@ -52,10 +54,14 @@ def test_registered_target_waits_for_its_first_health_check(webapp, gateway):
     a, b = webapp("a"), webapp("a")
     gw = gateway({"target_groups": [{"name": "web", "health_check": {"interval": "300ms", "healthy_threshold": 2},
                                      "targets": [a.target()]}]})
+    b.fail_health()  # its checks fail until it says otherwise: traffic must wait for the first passed check
     r = gw.admin("POST", "/targets/web", json={"address": b.address, "zone": "a"})
     assert r.status_code == 201, r.text
     assert gw.target(b.address)["health"] == "initial", gw.target(b.address)
+    time.sleep(0.7)  # a couple of failed checks
+    assert gw.target(b.address)["health"] in ("initial", "unhealthy"), gw.target(b.address)
     assert instance_counts(gw.url("/"), 6) == {a.id: 6}, "an unchecked registered target must not get traffic yet"
+    b.ok_health()
     gw.wait_target(b.address, lambda t: t["health"] == "healthy", 5, what="the registered target to pass its checks")
     counts = instance_counts(gw.url("/"), 10)
     assert counts.get(b.id, 0) > 0, counts

@@ -17,6 +17,9 @@
 namespace cumulo::http {
 class Client;
 }
+namespace cumulo::cache {
+class Store;
+}
 
 namespace cumulo::gateway {
 
@@ -36,6 +39,7 @@ class Control {
   bool reload(std::string* error);
 
   const GatewayConfig& config() const { return *config_; }
+  cache::Store& cache() { return *cache_; }
   const std::map<std::string, std::vector<std::shared_ptr<Target>>, std::less<>>& targets() const { return targets_; }
   struct Draining {
     std::shared_ptr<Target> target;
@@ -60,6 +64,7 @@ class Control {
   std::map<std::string, std::vector<std::shared_ptr<Target>>, std::less<>> targets_;
   std::vector<Draining> draining_;
   std::shared_ptr<const Snapshot> current_;
+  std::shared_ptr<cache::Store> cache_;  // one for the process: reloads keep what it holds
   WorkerShared shared_;
   std::vector<std::unique_ptr<ListenerRuntime>> listeners_;
   std::unique_ptr<http::Client> http_client_;

@@ -56,12 +56,21 @@ struct RouteTimeouts {
   milliseconds idle{60'000};
 };
 
+struct RouteCacheConfig {
+  bool enabled = false;
+  milliseconds default_ttl{0};   // for storable responses that say nothing about freshness
+  milliseconds max_ttl{-1};      // caps any freshness lifetime (-1: no cap)
+  bool ignore_origin_cache_control = false;
+  uint64_t max_object_bytes = 64ull << 20;
+};
+
 struct RouteConfig {
   std::string name;
   std::string host = "*";
   std::string path_prefix = "/";
   std::string target_group;
   RouteTimeouts timeouts;
+  RouteCacheConfig cache;
 };
 
 struct ListenerConfig {
@@ -82,6 +91,7 @@ struct Limits {
 
 struct GatewayConfig {
   std::string source;  // the file it came from
+  uint64_t cache_max_bytes = 256ull << 20;  // memory for every route's cached objects together
   std::string zone;
   int workers = 0;  // 0: number of cores
   std::string log_level = "info";
@@ -145,6 +155,8 @@ struct TargetGroup {
 };
 
 struct RouteMetrics {
+  core::Counter* cache_results[4] = {};  // hit, miss, stale (served stale or revalidated), bypass
+  core::Counter* cache_bytes = nullptr;   // body bytes served from the cache
   core::Counter* responses[6] = {};
   core::Histogram* latency = nullptr;
   core::Counter* bytes_out = nullptr;  // to clients
@@ -156,9 +168,16 @@ struct Route {
   RouteMetrics metrics;
 };
 
+}  // namespace cumulo::gateway
+namespace cumulo::cache {
+class Store;
+}
+namespace cumulo::gateway {
+
 // What the workers route by. Immutable once published.
 struct Snapshot {
   std::shared_ptr<const GatewayConfig> config;
+  std::shared_ptr<cache::Store> cache;  // shared by every route that caches, across reloads
   std::vector<Route> routes;
   std::map<std::string, std::shared_ptr<const TargetGroup>, std::less<>> groups;
 

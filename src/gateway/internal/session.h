@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "cache/store.h"
 #include "core/buffer.h"
 #include "core/event_loop.h"
 #include "core/net.h"
@@ -27,8 +28,9 @@ class Session final : public core::IoHandler {
   size_t index = 0;                      // in the worker's session list
 
  private:
-  enum class Phase : uint8_t { kHead, kProxy, kClosing, kLinger, kClosed };
-  enum class TimerFor : uint8_t { kNone, kIdle, kHeader, kConnect, kFirstByte, kBodyIdle, kLinger };
+  enum class Phase : uint8_t { kHead, kProxy, kWaitCache, kServeCached, kClosing, kLinger, kClosed };
+  enum class TimerFor : uint8_t { kNone, kIdle, kHeader, kConnect, kFirstByte, kBodyIdle, kLinger, kCacheWait };
+  enum class CacheMode : uint8_t { kOff, kFill, kRevalidate };
   enum class Failure : uint8_t { kConnect, kReset, kTimeout, kBadResponse };
 
   void pump();
@@ -53,6 +55,18 @@ class Session final : public core::IoHandler {
   void enter_idle();
   void release_upstream(bool reusable);
   void log_access(int status);
+
+  // The cache (session_cache.cc).
+  bool cache_lookup(const http::RequestHead& req);
+  bool cache_on_response(const http::ResponseHead& resp);
+  bool cache_serve_stale_on_error();
+  void serve_cached(const http::RequestHead& req, std::shared_ptr<const cache::Object> obj, std::string_view label);
+  bool step_serve_cached();
+  void capture_body(std::string_view bytes);
+  void cache_store();
+  void cache_end();
+  void cache_wake();
+  bool saved_request(http::RequestHead& out);
 
   Worker& w_;
   std::unique_ptr<http::Transport> client_;
@@ -106,6 +120,20 @@ class Session final : public core::IoHandler {
   bool resp_done_ = false;
   bool close_after_ = false;
   bool in_flight_counted_ = false;
+
+  // The cache, for the request in flight.
+  CacheMode cache_mode_ = CacheMode::kOff;
+  bool filling_ = false;    // this request fetches the key for every request waiting on it
+  bool coalesced_ = false;  // it waited once already: it fetches alone if the key is still missing
+  std::string cache_key_;
+  std::string cache_request_;  // a copy of the request head, to judge the response (storable? Vary?)
+  int64_t cache_request_time_ = 0;
+  std::shared_ptr<const cache::Object> stale_;  // being revalidated, or served if the origin fails
+  std::shared_ptr<cache::Object> capture_;      // the response on its way into the cache
+  std::shared_ptr<const cache::Object> serving_;
+  uint64_t serve_pos_ = 0;
+  uint64_t serve_end_ = 0;
+  std::shared_ptr<Session*> self_;  // wake-ups from other threads find the session through it; null once closed
 };
 
 }  // namespace cumulo::gateway

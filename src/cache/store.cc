@@ -1,0 +1,122 @@
+#include "cache/store.h"
+
+namespace cumulo::cache {
+
+EntryTimes Object::current_times() const {
+  EntryTimes t = times;
+  if (int64_t r = refreshed_response_time.load(std::memory_order_relaxed)) {
+    // A 304 revalidated it (RFC 9111 section 4.3.4): its age starts again from that response.
+    int64_t lifetime = t.freshness_lifetime;
+    t.request_time = r;
+    t.response_time = r;
+    t.date_value = refreshed_date.load(std::memory_order_relaxed);
+    t.age_value = 0;
+    t.freshness_lifetime = lifetime;
+  }
+  return t;
+}
+
+Store::Store(uint64_t max_bytes) : max_bytes_(max_bytes) {}
+
+Store::~Store() = default;
+
+std::shared_ptr<const Object> Store::lookup(std::string_view key, const http::RequestHead& req) {
+  std::lock_guard lock(mu_);
+  auto [first, last] = entries_.equal_range(std::string(key));
+  for (auto it = first; it != last; ++it) {
+    Entry* e = it->second.get();
+    const Object& o = *e->object;
+    if (!o.vary.empty()) {
+      auto k = vary_key(o.vary, req);
+      if (!k || *k != o.vary_key) continue;
+    }
+    lru_.splice(lru_.begin(), lru_, e->lru);
+    return e->object;
+  }
+  return nullptr;
+}
+
+void Store::insert(std::shared_ptr<Object> object) {
+  if (object->charge() > max_bytes_ / 4) return;
+  std::lock_guard lock(mu_);
+  auto [first, last] = entries_.equal_range(object->key);
+  for (auto it = first; it != last; ++it) {
+    if (it->second->object->vary_key == object->vary_key) {
+      erase_locked(it->second.get());
+      break;
+    }
+  }
+  auto e = std::make_unique<Entry>();
+  e->object = std::move(object);
+  lru_.push_front(e.get());
+  e->lru = lru_.begin();
+  bytes_ += e->object->charge();
+  std::string key = e->object->key;
+  entries_.emplace(std::move(key), std::move(e));
+  evict_locked();
+}
+
+void Store::erase_locked(Entry* e) {
+  bytes_ -= e->object->charge();
+  lru_.erase(e->lru);
+  auto [first, last] = entries_.equal_range(e->object->key);
+  for (auto it = first; it != last; ++it) {
+    if (it->second.get() == e) {
+      entries_.erase(it);
+      return;
+    }
+  }
+}
+
+void Store::evict_locked() {
+  while (bytes_ > max_bytes_ && !lru_.empty()) {
+    erase_locked(lru_.back());
+    ++evictions_;
+  }
+}
+
+size_t Store::purge(std::string_view key, bool prefix) {
+  std::lock_guard lock(mu_);
+  std::vector<Entry*> doomed;
+  for (auto& [k, e] : entries_) {
+    if (prefix ? std::string_view(k).substr(0, key.size()) == key : k == key) doomed.push_back(e.get());
+  }
+  for (Entry* e : doomed) erase_locked(e);
+  return doomed.size();
+}
+
+StoreStats Store::stats() const {
+  std::lock_guard lock(mu_);
+  return StoreStats{entries_.size(), bytes_, evictions_};
+}
+
+bool Store::begin_fill(const std::string& key) {
+  std::lock_guard lock(mu_);
+  return fills_.try_emplace(key).second;
+}
+
+void Store::wait_fill(const std::string& key, core::EventLoop& loop, std::function<void()> wake) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = fills_.find(key);
+    if (it != fills_.end()) {
+      it->second.push_back({&loop, std::move(wake)});
+      return;
+    }
+  }
+  loop.post(std::move(wake));  // the fill ended meanwhile
+}
+
+void Store::end_fill(const std::string& key) {
+  std::vector<Waiter> waiters;
+  {
+    std::lock_guard lock(mu_);
+    auto it = fills_.find(key);
+    if (it == fills_.end()) return;
+    waiters.swap(it->second);
+    fills_.erase(it);
+  }
+  for (auto& w : waiters) w.loop->post(std::move(w.wake));
+}
+
+}  // namespace cumulo::cache

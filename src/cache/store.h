@@ -1,0 +1,90 @@
+// The gateway's HTTP cache storage: objects in memory under a size cap with LRU eviction, shared by every worker,
+// with request coalescing (one origin fetch per key; other requests wait for it). Freshness and the other
+// RFC 9111 rules live in policy.h; this file only keeps and finds objects.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "cache/policy.h"
+#include "core/event_loop.h"
+
+namespace cumulo::cache {
+
+// A stored response. Immutable once published, except its times (refreshed by a 304), which are atomics.
+struct Object {
+  std::string key;       // primary key: host + request target
+  std::string vary;      // the response's Vary value ("" when none)
+  std::string vary_key;  // the request's values of the fields Vary names
+  int status = 200;
+  std::string reason;
+  std::string headers;  // "Name: value\r\n" lines to send with it (no hop-by-hop, Age, Via, X-Cache)
+  std::string body;
+  std::string etag;
+  std::string last_modified;
+  CacheControl cache_control;
+  EntryTimes times;
+  mutable std::atomic<int64_t> refreshed_response_time{0};  // a 304 moved the response time here (0: not yet)
+  mutable std::atomic<int64_t> refreshed_date{0};
+
+  EntryTimes current_times() const;
+  size_t charge() const { return key.size() + vary_key.size() + headers.size() + body.size() + 256; }
+};
+
+struct StoreStats {
+  uint64_t objects = 0;
+  uint64_t bytes = 0;
+  uint64_t evictions = 0;
+};
+
+class Store {
+ public:
+  explicit Store(uint64_t max_bytes);
+  ~Store();
+
+  // The object for this key whose Vary matches the request, or nullptr.
+  std::shared_ptr<const Object> lookup(std::string_view key, const http::RequestHead& req);
+  // Adds or replaces (same key and vary_key); evicts least recently used objects beyond the cap. An object larger
+  // than a quarter of the cap is not kept.
+  void insert(std::shared_ptr<Object> object);
+  // Removes objects whose key equals `key` (or starts with it, when prefix); returns how many.
+  size_t purge(std::string_view key, bool prefix);
+  StoreStats stats() const;
+  uint64_t max_bytes() const { return max_bytes_; }
+
+  // Coalescing. The first request for a missing key becomes its filler (returns true); others register a
+  // waiter, run on their own loop once the filler finishes (or gives up), and look the key up again.
+  bool begin_fill(const std::string& key);
+  void wait_fill(const std::string& key, core::EventLoop& loop, std::function<void()> wake);
+  void end_fill(const std::string& key);  // wakes every waiter of the key
+
+ private:
+  struct Entry {
+    std::shared_ptr<Object> object;
+    std::list<Entry*>::iterator lru;
+  };
+  struct Waiter {
+    core::EventLoop* loop;
+    std::function<void()> wake;
+  };
+  void evict_locked();
+  void erase_locked(Entry* e);
+
+  const uint64_t max_bytes_;
+  mutable std::mutex mu_;  // the cache is shared by the workers: one copy of each object, coalescing across them
+  std::unordered_multimap<std::string, std::unique_ptr<Entry>> entries_;
+  std::list<Entry*> lru_;  // front: most recently used
+  uint64_t bytes_ = 0;
+  uint64_t evictions_ = 0;
+  std::unordered_map<std::string, std::vector<Waiter>> fills_;
+};
+
+}  // namespace cumulo::cache

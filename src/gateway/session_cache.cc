@@ -1,0 +1,292 @@
+// The cache's part of a session: look-ups, coalescing, revalidation, storing responses and serving stored ones.
+// RFC 9111 decisions come from cache/policy.h; objects live in the shared cache::Store.
+#include <ctime>
+
+#include "cache/policy.h"
+#include "cache/store.h"
+#include "gateway/internal/session.h"
+
+namespace cumulo::gateway {
+
+using http::BodyKind;
+
+namespace {
+
+enum CacheResult { kHit = 0, kMiss = 1, kStale = 2, kBypass = 3 };
+
+cache::RoutePolicy policy_of(const RouteCacheConfig& c) {
+  cache::RoutePolicy p;
+  p.default_ttl = c.default_ttl.count() / 1000;
+  p.max_ttl = c.max_ttl.count() < 0 ? -1 : c.max_ttl.count() / 1000;
+  p.ignore_origin_cache_control = c.ignore_origin_cache_control;
+  return p;
+}
+
+// Fields a stored response does not keep: hop-by-hop ones, and those the cache writes itself when serving.
+bool kept_in_store(std::string_view name) {
+  return !http::is_hop_by_hop(name) && !http::iequals(name, "content-length") && !http::iequals(name, "age") &&
+         !http::iequals(name, "via") && !http::iequals(name, "x-cache");
+}
+
+}  // namespace
+
+bool Session::saved_request(http::RequestHead& out) {
+  http::RequestParser parser;
+  return parser.parse(cache_request_, out) == http::ParseStatus::kComplete;
+}
+
+bool Session::cache_lookup(const http::RequestHead& req) {
+  cache::Store& store = *snapshot_->cache;
+  const RouteMetrics& m = route_->metrics;
+  if (req.body != BodyKind::kNone) {
+    m.cache_results[kBypass]->inc();
+    return false;
+  }
+  std::string_view host = req.host;
+  if (auto colon = host.rfind(':'); colon != std::string_view::npos && host.find(']') == std::string_view::npos)
+    host = host.substr(0, colon);
+  cache_key_.clear();
+  for (char c : host) cache_key_.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c);
+  cache_key_.append(req.target);
+  cache::CacheControl req_cc = cache::parse_cache_control(req);
+  int64_t now = ::time(nullptr);
+
+  if (auto obj = store.lookup(cache_key_, req)) {
+    if (!req_cc.no_cache) {
+      auto fresh = cache::freshness(obj->current_times(), obj->cache_control, req_cc, now);
+      if (fresh != cache::Freshness::kStale) {
+        m.cache_results[fresh == cache::Freshness::kFresh ? kHit : kStale]->inc();
+        size_t head_bytes = req.head_bytes;
+        serve_cached(req, std::move(obj), fresh == cache::Freshness::kFresh ? "HIT" : "STALE");
+        in_.consume(head_bytes);
+        req_parser_.reset();
+        return true;
+      }
+    }
+    stale_ = std::move(obj);
+    cache_mode_ = CacheMode::kRevalidate;
+  } else if (req_cc.only_if_cached) {
+    in_.consume(req.head_bytes);
+    req_parser_.reset();
+    respond_error(504, "only-if-cached, and the response is not in the cache");
+    return true;
+  }
+  if (!stale_) {
+    if (store.begin_fill(cache_key_)) {
+      filling_ = true;
+    } else if (!coalesced_) {
+      // Another request is fetching this key already: wait for its response instead of asking the origin too.
+      std::weak_ptr<Session*> weak = self_;
+      store.wait_fill(cache_key_, w_.loop(), [weak] {
+        auto p = weak.lock();
+        if (p && *p) (*p)->cache_wake();
+      });
+      phase_ = Phase::kWaitCache;
+      req_parser_.reset();
+      arm(TimerFor::kCacheWait, route_->config.timeouts.first_byte);
+      route_ = nullptr;
+      snapshot_.reset();
+      return true;
+    }
+    cache_mode_ = CacheMode::kFill;
+  }
+  m.cache_results[kMiss]->inc();
+  cache_request_.assign(in_.data(), req.head_bytes);
+  cache_request_time_ = now;
+  return false;
+}
+
+void Session::cache_wake() {
+  if (phase_ != Phase::kWaitCache) return;
+  coalesced_ = true;
+  phase_ = Phase::kHead;
+  timer_.cancel();
+  pump();
+}
+
+bool Session::cache_on_response(const http::ResponseHead& resp) {
+  int64_t now = ::time(nullptr);
+  http::RequestHead& rq = w_.scratch_request;
+  if (!saved_request(rq)) return false;
+  if (stale_ && (resp.status == 304 || resp.status >= 500)) {
+    cache::CacheControl req_cc = cache::parse_cache_control(rq);
+    bool revalidated = resp.status == 304;
+    if (!revalidated && !cache::stale_if_error_allows(stale_->current_times(), stale_->cache_control, req_cc, now))
+      return false;
+    if (revalidated) {
+      // RFC 9111 section 4.3.4: the stored response is fresh again from this 304 on.
+      auto date = cache::parse_http_date(resp.header("date"));
+      stale_->refreshed_date.store(date.value_or(now));
+      stale_->refreshed_response_time.store(now);
+    }
+    UpstreamConn& u = *up_;
+    u.in.consume(resp.head_bytes);
+    resp_parser_.reset();
+    release_upstream(revalidated && resp.keep_alive && u.in.empty());
+    route_->metrics.cache_results[kStale]->inc();
+    serve_cached(rq, stale_, revalidated ? "REVALIDATED" : "STALE");
+    return true;
+  }
+  const RouteCacheConfig& cfg = route_->config.cache;
+  if (resp.status < 200 || resp.body == BodyKind::kUntilClose) return false;
+  if (resp.body == BodyKind::kContentLength && resp.content_length > cfg.max_object_bytes) return false;
+  cache::RoutePolicy policy = policy_of(cfg);
+  if (!cache::storable(rq, resp, policy).ok) return false;
+  auto obj = std::make_shared<cache::Object>();
+  obj->key = cache_key_;
+  obj->vary.assign(resp.header("vary"));
+  if (!obj->vary.empty()) {
+    auto k = cache::vary_key(obj->vary, rq);
+    if (!k) return false;
+    obj->vary_key = std::move(*k);
+  }
+  obj->status = resp.status;
+  obj->reason.assign(resp.reason);
+  for (size_t i = 0; i < resp.header_count; ++i) {
+    const http::Header& h = resp.headers[i];
+    if (!kept_in_store(h.name)) continue;
+    obj->headers.append(h.name).append(": ").append(h.value).append("\r\n");
+  }
+  obj->etag.assign(resp.header("etag"));
+  obj->last_modified.assign(resp.header("last-modified"));
+  obj->cache_control = cache::parse_cache_control(resp);
+  obj->times = cache::entry_times(resp, cache_request_time_, now, policy);
+  if (resp.body == BodyKind::kContentLength) obj->body.reserve(resp.content_length);
+  capture_ = std::move(obj);
+  return false;
+}
+
+void Session::capture_body(std::string_view bytes) {
+  if (capture_->body.size() + bytes.size() > route_->config.cache.max_object_bytes) {
+    capture_.reset();  // larger than it said, or than a chunked body may grow: not kept
+    return;
+  }
+  capture_->body.append(bytes);
+}
+
+void Session::cache_store() {
+  if (resp_done_ && snapshot_ && snapshot_->cache) snapshot_->cache->insert(std::move(capture_));
+  capture_.reset();
+}
+
+bool Session::cache_serve_stale_on_error() {
+  if (!stale_ || resp_started_ || !out_.empty()) return false;
+  http::RequestHead& rq = w_.scratch_request;
+  if (!saved_request(rq)) return false;
+  cache::CacheControl req_cc = cache::parse_cache_control(rq);
+  if (!cache::stale_if_error_allows(stale_->current_times(), stale_->cache_control, req_cc, ::time(nullptr)))
+    return false;
+  if (up_) release_upstream(false);
+  route_->metrics.cache_results[kStale]->inc();
+  serve_cached(rq, stale_, "STALE");
+  return true;
+}
+
+void Session::serve_cached(const http::RequestHead& req, std::shared_ptr<const cache::Object> obj,
+                           std::string_view label) {
+  int64_t now = ::time(nullptr);
+  int status = obj->status;
+  std::string_view reason = obj->reason;
+  uint64_t length = obj->body.size(), first = 0, end = length;
+  std::string extra;
+  if (cache::answer_not_modified(req, obj->etag, obj->last_modified, obj->times.date_value)) {
+    status = 304;
+    reason = "Not Modified";
+  } else if (status == 200 && !req.header("range").empty() &&
+             (req.header("if-range").empty() ||
+              cache::if_range_allows(req.header("if-range"), obj->etag, obj->last_modified, obj->times.date_value))) {
+    std::vector<cache::ByteRange> ranges;
+    switch (cache::parse_range(req.header("range"), length, ranges)) {
+      case cache::RangeKind::kRanges:
+        // One range is served as 206; several are answered whole, which RFC 9110 section 14.2 allows.
+        if (ranges.size() == 1) {
+          status = 206;
+          reason = "Partial Content";
+          first = ranges[0].first;
+          end = ranges[0].last + 1;
+          extra = "Content-Range: bytes " + std::to_string(first) + "-" + std::to_string(end - 1) + "/" +
+                  std::to_string(length) + "\r\n";
+        }
+        break;
+      case cache::RangeKind::kUnsatisfiable:
+        status = 416;
+        reason = "Range Not Satisfiable";
+        first = end = 0;
+        extra = "Content-Range: bytes */" + std::to_string(length) + "\r\n";
+        break;
+      default: break;
+    }
+  }
+  close_after_ = !keep_alive_ || w_.draining();
+  bool body = status != 304 && status != 416 && req.method != http::Method::kHead;
+  out_.append(version_minor_ == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  out_.append(std::to_string(status));
+  out_.append(" ");
+  out_.append(reason);
+  out_.append("\r\n");
+  if (status != 416) out_.append(obj->headers);
+  if (status != 304) {
+    out_.append("Content-Length: ");
+    out_.append(std::to_string(status == 416 ? 0 : end - first));
+    out_.append("\r\n");
+  }
+  out_.append(extra);
+  out_.append("Age: ");
+  out_.append(std::to_string(cache::current_age(obj->current_times(), now)));
+  out_.append("\r\nX-Cache: ");
+  out_.append(label);
+  out_.append("\r\nVia: 1.1 cumulo\r\n");
+  if (close_after_) {
+    out_.append("Connection: close\r\n");
+  } else if (version_minor_ == 0) {
+    out_.append("Connection: keep-alive\r\n");
+  }
+  out_.append("\r\n");
+  status_ = status;
+  serve_pos_ = first;
+  serve_end_ = body ? end : first;
+  serving_ = std::move(obj);
+  resp_started_ = true;
+  req_done_ = true;
+  phase_ = Phase::kServeCached;
+  arm(TimerFor::kBodyIdle, route_->config.timeouts.idle);
+}
+
+bool Session::step_serve_cached() {
+  if (!out_.empty() || serve_pos_ < serve_end_) {
+    if (!client_writable_) return false;
+    size_t before = out_.size();
+    size_t written = 0;
+    if (!write_client(serving_->body.data() + serve_pos_, serve_end_ - serve_pos_, written)) return true;
+    serve_pos_ += written;
+    route_->metrics.cache_bytes->inc(written);
+    if (written) arm(TimerFor::kBodyIdle, route_->config.timeouts.idle);
+    return written > 0 || out_.size() != before;
+  }
+  auto elapsed = std::chrono::duration<double>(w_.loop().update_now() - started_).count();
+  route_->metrics.responses[status_ / 100]->inc();
+  route_->metrics.latency->observe(elapsed);
+  route_->metrics.bytes_out->inc(bytes_to_client_);
+  log_access(status_);
+  serving_.reset();
+  end_request();
+  if (close_after_ || !keep_alive_ || client_eof_) {
+    phase_ = Phase::kClosing;
+  } else {
+    enter_idle();
+  }
+  return true;
+}
+
+void Session::cache_end() {
+  if (filling_) {
+    if (snapshot_ && snapshot_->cache) snapshot_->cache->end_fill(cache_key_);
+    filling_ = false;
+  }
+  stale_.reset();
+  capture_.reset();
+  cache_mode_ = CacheMode::kOff;
+  coalesced_ = false;
+}
+
+}  // namespace cumulo::gateway

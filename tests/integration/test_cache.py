@@ -1,0 +1,250 @@
+"""The gateway's HTTP cache: coalescing, stale-if-error, revalidation, purge, ranges, Vary, edges."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import selectors
+import socket
+import threading
+import time
+
+import pytest
+import requests
+
+from support import LOCALHOST, metric_value
+
+
+class Origin:
+    """An origin whose answers a test steers: cache headers, delay, down (503 or refusing), ETag validation."""
+
+    def __init__(self):
+        self.counts: dict[str, int] = {}
+        self.conditional = 0
+        self.lock = threading.Lock()
+        self.cache_control = "public, max-age=60"
+        self.delay = 0.0
+        self.down = False
+        self.version = 1
+        self.big = bytes(range(256)) * (50 * 1024 * 1024 // 256)
+        origin = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                path = self.path.split("?")[0]
+                with origin.lock:
+                    origin.counts[path] = origin.counts.get(path, 0) + 1
+                if origin.delay:
+                    time.sleep(origin.delay)
+                if origin.down:
+                    self.send_response(503)
+                    self.send_header("Content-Length", "5")
+                    self.end_headers()
+                    self.wfile.write(b"down\n")
+                    return
+                etag = f'"v{origin.version}"'
+                if self.headers.get("If-None-Match") == etag:
+                    with origin.lock:
+                        origin.conditional += 1
+                    self.send_response(304)
+                    self.send_header("ETag", etag)
+                    self.send_header("Cache-Control", origin.cache_control)
+                    self.end_headers()
+                    return
+                if path == "/big":
+                    body = origin.big
+                elif path == "/vary":
+                    body = f"encoding={self.headers.get('Accept-Encoding', '')}\n".encode()
+                else:
+                    body = f"{path} version {origin.version}\n".encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Cache-Control", origin.cache_control)
+                self.send_header("ETag", etag)
+                if path == "/vary":
+                    self.send_header("Vary", "Accept-Encoding")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer((LOCALHOST, 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def target(self) -> dict:
+        return {"address": f"{LOCALHOST}:{self.port}", "zone": "a"}
+
+    def count(self, path: str) -> int:
+        with self.lock:
+            return self.counts.get(path, 0)
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def origin():
+    o = Origin()
+    yield o
+    o.stop()
+
+
+def caching_gateway(gateway, targets: list[dict], **route_cache):
+    cache = {"enabled": True}
+    cache.update(route_cache)
+    return gateway({"routes": [{"name": "site", "target_group": "web", "cache": cache}],
+                    "target_groups": [{"name": "web", "targets": targets}]})
+
+
+def test_cold_key_from_500_concurrent_clients_is_one_origin_request(origin, gateway):
+    origin.delay = 0.5  # the first fetch is still running when every other client asks
+    gw = caching_gateway(gateway, [origin.target()])
+    sel = selectors.DefaultSelector()
+    socks, data = [], {}
+    for _ in range(500):
+        s = socket.create_connection((LOCALHOST, gw.port), timeout=10)
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+        socks.append(s)
+        data[s] = bytearray()
+    for s in socks:
+        s.sendall(b"GET /cold HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n")
+    done, deadline = 0, time.monotonic() + 20
+    while done < len(socks) and time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=1):
+            chunk = key.fileobj.recv(65536)
+            if chunk:
+                data[key.fileobj].extend(chunk)
+            else:
+                sel.unregister(key.fileobj)
+                done += 1
+    for s in socks:
+        s.close()
+    assert done == 500, f"only {done} of 500 responses completed"
+    for raw in data.values():
+        assert raw.startswith(b"HTTP/1.1 200 ") and raw.endswith(b"/cold version 1\n"), raw[:200]
+    assert origin.count("/cold") == 1, f"the origin saw {origin.count('/cold')} requests for one cold key"
+    hits = metric_value(gw.metrics(), "cumulo_gateway_cache_requests_total", route="site", result="hit") or 0
+    assert hits == 499, f"every waiter should be answered from the stored object, hits: {hits}"
+
+
+def test_responses_are_byte_exact_and_marked(origin, gateway):
+    gw = caching_gateway(gateway, [origin.target()])
+    with requests.Session() as s:
+        first = s.get(gw.url("/a"), headers={"Host": "site.test"}, timeout=5)
+        second = s.get(gw.url("/a"), headers={"Host": "site.test"}, timeout=5)
+    assert first.headers["X-Cache"] == "MISS" and second.headers["X-Cache"] == "HIT"
+    assert first.content == second.content == b"/a version 1\n"
+    assert second.headers["ETag"] == '"v1"' and "Age" in second.headers
+    assert origin.count("/a") == 1
+
+
+def test_purge_makes_the_next_request_a_miss(origin, gateway):
+    gw = caching_gateway(gateway, [origin.target()])
+    url, h = gw.url("/p"), {"Host": "site.test"}
+    assert requests.get(url, headers=h, timeout=5).headers["X-Cache"] == "MISS"
+    assert requests.get(url, headers=h, timeout=5).headers["X-Cache"] == "HIT"
+    r = gw.admin("POST", "/cache/purge", json={"host": "site.test", "path": "/p"})
+    assert r.status_code == 200 and r.json()["purged"] == 1, r.text
+    assert requests.get(url, headers=h, timeout=5).headers["X-Cache"] == "MISS"
+    assert origin.count("/p") == 2
+    # By prefix.
+    requests.get(gw.url("/p/1"), headers=h, timeout=5)
+    requests.get(gw.url("/p/2"), headers=h, timeout=5)
+    r = gw.admin("POST", "/cache/purge", json={"host": "site.test", "path": "/p/", "prefix": True})
+    assert r.json()["purged"] == 2, r.text
+
+
+def test_stale_if_error_serves_stale_while_the_origin_is_down_then_refreshes(origin, gateway):
+    origin.cache_control = "public, max-age=1, stale-if-error=60"
+    gw = caching_gateway(gateway, [origin.target()])
+    url, h = gw.url("/s"), {"Host": "site.test"}
+    assert requests.get(url, headers=h, timeout=5).content == b"/s version 1\n"
+    time.sleep(1.6)
+    origin.down = True
+    r = requests.get(url, headers=h, timeout=5)
+    assert r.status_code == 200 and r.headers["X-Cache"] == "STALE", (r.status_code, r.headers, r.text)
+    assert r.content == b"/s version 1\n"
+    origin.down = False
+    origin.version = 2
+    r = requests.get(url, headers=h, timeout=5)
+    assert r.status_code == 200 and r.content == b"/s version 2\n", (r.headers, r.text)
+    assert r.headers["X-Cache"] == "MISS"
+    r = requests.get(url, headers=h, timeout=5)
+    assert r.headers["X-Cache"] == "HIT" and r.content == b"/s version 2\n"
+
+
+def test_stale_entry_is_revalidated_with_its_etag(origin, gateway):
+    origin.cache_control = "public, max-age=1"
+    gw = caching_gateway(gateway, [origin.target()])
+    url, h = gw.url("/r"), {"Host": "site.test"}
+    requests.get(url, headers=h, timeout=5)
+    time.sleep(1.6)
+    r = requests.get(url, headers=h, timeout=5)
+    assert r.headers["X-Cache"] == "REVALIDATED" and r.content == b"/r version 1\n", r.headers
+    assert origin.conditional == 1
+    assert requests.get(url, headers=h, timeout=5).headers["X-Cache"] == "HIT"
+    # A client's own conditional request is answered 304 from the cache.
+    r = requests.get(url, headers={**h, "If-None-Match": '"v1"'}, timeout=5)
+    assert r.status_code == 304 and r.headers["X-Cache"] == "HIT"
+
+
+def test_ranges_of_a_cached_50_mib_object_are_byte_exact(origin, gateway):
+    gw = caching_gateway(gateway, [origin.target()])
+    url, h = gw.url("/big"), {"Host": "site.test"}
+    full = requests.get(url, headers=h, timeout=30)
+    assert full.status_code == 200 and len(full.content) == len(origin.big)
+    assert hashlib.sha256(full.content).digest() == hashlib.sha256(origin.big).digest()
+    size = len(origin.big)
+    for first, last in [(0, 0), (1000, 1999), (size - 4096, size - 1), (12345678, 23456789)]:
+        r = requests.get(url, headers={**h, "Range": f"bytes={first}-{last}"}, timeout=30)
+        assert r.status_code == 206, r.status_code
+        assert r.headers["X-Cache"] == "HIT"
+        assert r.headers["Content-Range"] == f"bytes {first}-{last}/{size}"
+        assert r.content == origin.big[first:last + 1]
+    r = requests.get(url, headers={**h, "Range": "bytes=-100"}, timeout=30)
+    assert r.status_code == 206 and r.content == origin.big[-100:]
+    r = requests.get(url, headers={**h, "Range": f"bytes={size}-"}, timeout=30)
+    assert r.status_code == 416 and r.headers["Content-Range"] == f"bytes */{size}"
+    assert origin.count("/big") == 1
+
+
+def test_vary_keeps_one_variant_per_accept_encoding(origin, gateway):
+    gw = caching_gateway(gateway, [origin.target()])
+    url, h = gw.url("/vary"), {"Host": "site.test"}
+    a = requests.get(url, headers={**h, "Accept-Encoding": "gzip"}, timeout=5)
+    b = requests.get(url, headers={**h, "Accept-Encoding": "identity"}, timeout=5)
+    a2 = requests.get(url, headers={**h, "Accept-Encoding": "gzip"}, timeout=5)
+    assert a.headers["X-Cache"] == "MISS" and b.headers["X-Cache"] == "MISS" and a2.headers["X-Cache"] == "HIT"
+    assert a2.content == a.content != b.content
+
+
+def test_private_and_no_store_responses_are_not_stored(origin, gateway):
+    gw = caching_gateway(gateway, [origin.target()])
+    for cc in ["private, max-age=60", "no-store"]:
+        origin.cache_control = cc
+        path = "/n" + str(len(cc))
+        for _ in range(2):
+            r = requests.get(gw.url(path), headers={"Host": "site.test"}, timeout=5)
+            assert r.headers["X-Cache"] == "MISS"
+        assert origin.count(path) == 2
+
+
+def test_an_edge_in_front_of_the_gateway_serves_repeats_without_the_origin(origin, gateway):
+    main = gateway({"target_groups": [{"name": "web", "targets": [origin.target()]}]}, name="main")
+    edge = gateway({"routes": [{"name": "edge", "target_group": "main", "cache": {"enabled": True}}],
+                    "target_groups": [{"name": "main", "targets": [{"address": f"{LOCALHOST}:{main.port}"}]}]},
+                   name="edge")
+    with requests.Session() as s:
+        answers = [s.get(edge.url("/e"), headers={"Host": "site.test"}, timeout=5) for _ in range(20)]
+    assert all(r.status_code == 200 and r.content == b"/e version 1\n" for r in answers)
+    assert [r.headers["X-Cache"] for r in answers].count("HIT") == 19
+    assert origin.count("/e") == 1
