@@ -1,5 +1,7 @@
 #include "cache/store.h"
 
+#include <zlib.h>
+
 namespace cumulo::cache {
 
 EntryTimes Object::current_times() const {
@@ -83,6 +85,49 @@ size_t Store::purge(std::string_view key, bool prefix) {
   }
   for (Entry* e : doomed) erase_locked(e);
   return doomed.size();
+}
+
+size_t Store::purge_tag(std::string_view tag) {
+  std::lock_guard lock(mu_);
+  std::vector<Entry*> doomed;
+  for (auto& [k, e] : entries_)
+    for (const auto& t : e->object->tags)
+      if (t == tag) {
+        doomed.push_back(e.get());
+        break;
+      }
+  for (Entry* e : doomed) erase_locked(e);
+  return doomed.size();
+}
+
+bool compressible_type(std::string_view ct) {
+  auto semi = ct.find(';');
+  if (semi != std::string_view::npos) ct = ct.substr(0, semi);
+  while (!ct.empty() && ct.back() == ' ') ct.remove_suffix(1);
+  std::string t;
+  for (char c : ct) t.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
+  return t.rfind("text/", 0) == 0 || t == "application/json" || t == "application/javascript" ||
+         t == "application/xml" || t == "image/svg+xml" || t == "application/wasm" ||
+         (t.size() > 5 && (t.ends_with("+json") || t.ends_with("+xml")));
+}
+
+bool gzip_compress(std::string_view in, std::string& out) {
+  z_stream z{};
+  // windowBits 15 + 16: a gzip wrapper (RFC 1952), which is what Content-Encoding: gzip means.
+  if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) return false;
+  out.resize(deflateBound(&z, in.size()));
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  z.avail_in = static_cast<uInt>(in.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  int rc = deflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  if (rc != Z_STREAM_END || out.size() >= in.size()) {
+    out.clear();
+    return false;
+  }
+  return true;
 }
 
 StoreStats Store::stats() const {

@@ -28,6 +28,9 @@ struct Object {
   std::string reason;
   std::string headers;  // "Name: value\r\n" lines to send with it (no hop-by-hop, Age, Via, X-Cache)
   std::string body;
+  std::string gzip_body;            // the body gzip-compressed, when worth it and the origin did not compress
+  bool compressible = false;        // a 200 of a compressible type that the origin sent uncompressed
+  std::vector<std::string> tags;    // from Surrogate-Key (space separated) and Cache-Tag (comma separated)
   std::string etag;
   std::string last_modified;
   CacheControl cache_control;
@@ -36,8 +39,15 @@ struct Object {
   mutable std::atomic<int64_t> refreshed_date{0};
 
   EntryTimes current_times() const;
-  size_t charge() const { return key.size() + vary_key.size() + headers.size() + body.size() + 256; }
+  size_t charge() const {
+    return key.size() + vary_key.size() + headers.size() + body.size() + gzip_body.size() + 256;
+  }
 };
+
+// Compressible content (text, JSON, JavaScript, XML, SVG) of at least 1 KiB without a Content-Encoding gets a
+// gzip variant; returns false when compression does not pay (the result is not smaller).
+bool gzip_compress(std::string_view in, std::string& out);
+bool compressible_type(std::string_view content_type);
 
 struct StoreStats {
   uint64_t objects = 0;
@@ -57,6 +67,8 @@ class Store {
   void insert(std::shared_ptr<Object> object);
   // Removes objects whose key equals `key` (or starts with it, when prefix); returns how many.
   size_t purge(std::string_view key, bool prefix);
+  // Removes objects carrying this tag (surrogate key); returns how many.
+  size_t purge_tag(std::string_view tag);
   StoreStats stats() const;
   uint64_t max_bytes() const { return max_bytes_; }
 

@@ -126,9 +126,14 @@ void Admin::handle(http::Request& req, http::Responder respond) {
     }
     if (req.path == "/cache/purge" && m == "POST") {
       json body = json::parse(req.body);
+      if (body.is_object() && body.contains("tag") && body["tag"].is_string()) {
+        size_t n = control_.cache().purge_tag(body["tag"].get<std::string>());
+        return respond(http::Response::json(200, json{{"purged", n}}.dump() + "\n"));
+      }
       if (!body.is_object() || !body.contains("host") || !body["host"].is_string() || !body.contains("path") ||
           !body["path"].is_string())
-        return respond(error(400, "expected {\"host\": \"example.com\", \"path\": \"/a/b\", \"prefix\": false}"));
+        return respond(error(400, "expected {\"host\": \"example.com\", \"path\": \"/a/b\", \"prefix\": false} "
+                                  "or {\"tag\": \"product-42\"}"));
       std::string key;
       for (char c : body["host"].get<std::string>()) key.push_back(static_cast<char>(std::tolower(c)));
       key += body["path"].get<std::string>();

@@ -28,7 +28,73 @@ bool kept_in_store(std::string_view name) {
          !http::iequals(name, "via") && !http::iequals(name, "x-cache");
 }
 
+bool accepts_gzip(std::string_view accept_encoding) {
+  // RFC 9110 section 12.5.3: "gzip" (or "*") listed without q=0.
+  while (!accept_encoding.empty()) {
+    auto comma = accept_encoding.find(',');
+    std::string_view item = accept_encoding.substr(0, comma);
+    accept_encoding = comma == std::string_view::npos ? std::string_view{} : accept_encoding.substr(comma + 1);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    auto semi = item.find(';');
+    std::string_view coding = item.substr(0, semi);
+    while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t')) coding.remove_suffix(1);
+    if (!http::iequals(coding, "gzip") && coding != "*") continue;
+    if (semi == std::string_view::npos) return true;
+    std::string_view params = item.substr(semi + 1);
+    auto q = params.find("q=");
+    if (q == std::string_view::npos) return true;
+    std::string_view v = params.substr(q + 2);
+    return !(v.substr(0, 1) == "0" && v.find_first_not_of("0.", 0) > 4);
+  }
+  return false;
+}
+
+void add_tags(std::string_view value, char separator, std::vector<std::string>& tags) {
+  while (!value.empty()) {
+    auto sep = value.find(separator);
+    std::string_view t = value.substr(0, sep);
+    value = sep == std::string_view::npos ? std::string_view{} : value.substr(sep + 1);
+    while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+    if (!t.empty()) tags.emplace_back(t);
+  }
+}
+
 }  // namespace
+
+std::shared_ptr<cache::Object> build_cache_object(const std::string& key, const http::RequestHead& rq,
+                                                  const http::ResponseHead& resp, const RouteCacheConfig& cfg,
+                                                  int64_t request_time, int64_t now) {
+  cache::RoutePolicy policy = policy_of(cfg);
+  if (!cache::storable(rq, resp, policy).ok) return nullptr;
+  auto obj = std::make_shared<cache::Object>();
+  obj->key = key;
+  obj->vary.assign(resp.header("vary"));
+  if (!obj->vary.empty()) {
+    auto k = cache::vary_key(obj->vary, rq);
+    if (!k) return nullptr;
+    obj->vary_key = std::move(*k);
+  }
+  obj->status = resp.status;
+  obj->reason.assign(resp.reason);
+  for (size_t i = 0; i < resp.header_count; ++i) {
+    const http::Header& h = resp.headers[i];
+    if (!kept_in_store(h.name) || http::iequals(h.name, "etag")) continue;  // ETag: written when served
+    if (http::iequals(h.name, "surrogate-key")) {
+      add_tags(h.value, ' ', obj->tags);
+      continue;  // for this cache only (the Surrogate-Key convention)
+    }
+    if (http::iequals(h.name, "cache-tag")) add_tags(h.value, ',', obj->tags);
+    obj->headers.append(h.name).append(": ").append(h.value).append("\r\n");
+  }
+  obj->etag.assign(resp.header("etag"));
+  obj->last_modified.assign(resp.header("last-modified"));
+  obj->cache_control = cache::parse_cache_control(resp);
+  obj->times = cache::entry_times(resp, request_time, now, policy);
+  obj->compressible = resp.status == 200 && resp.header("content-encoding").empty() &&
+                      cache::compressible_type(resp.header("content-type"));
+  return obj;
+}
 
 bool Session::saved_request(http::RequestHead& out) {
   http::RequestParser parser;
@@ -57,6 +123,8 @@ bool Session::cache_lookup(const http::RequestHead& req) {
       if (fresh != cache::Freshness::kStale) {
         m.cache_results[fresh == cache::Freshness::kFresh ? kHit : kStale]->inc();
         size_t head_bytes = req.head_bytes;
+        if (fresh == cache::Freshness::kStaleWhileRevalidate)
+          w_.refresh_in_background(snapshot_, route_, cache_key_, obj, std::string(in_.data(), head_bytes));
         serve_cached(req, std::move(obj), fresh == cache::Freshness::kFresh ? "HIT" : "STALE");
         in_.consume(head_bytes);
         req_parser_.reset();
@@ -130,27 +198,8 @@ bool Session::cache_on_response(const http::ResponseHead& resp) {
   const RouteCacheConfig& cfg = route_->config.cache;
   if (resp.status < 200 || resp.body == BodyKind::kUntilClose) return false;
   if (resp.body == BodyKind::kContentLength && resp.content_length > cfg.max_object_bytes) return false;
-  cache::RoutePolicy policy = policy_of(cfg);
-  if (!cache::storable(rq, resp, policy).ok) return false;
-  auto obj = std::make_shared<cache::Object>();
-  obj->key = cache_key_;
-  obj->vary.assign(resp.header("vary"));
-  if (!obj->vary.empty()) {
-    auto k = cache::vary_key(obj->vary, rq);
-    if (!k) return false;
-    obj->vary_key = std::move(*k);
-  }
-  obj->status = resp.status;
-  obj->reason.assign(resp.reason);
-  for (size_t i = 0; i < resp.header_count; ++i) {
-    const http::Header& h = resp.headers[i];
-    if (!kept_in_store(h.name)) continue;
-    obj->headers.append(h.name).append(": ").append(h.value).append("\r\n");
-  }
-  obj->etag.assign(resp.header("etag"));
-  obj->last_modified.assign(resp.header("last-modified"));
-  obj->cache_control = cache::parse_cache_control(resp);
-  obj->times = cache::entry_times(resp, cache_request_time_, now, policy);
+  auto obj = build_cache_object(cache_key_, rq, resp, cfg, cache_request_time_, now);
+  if (!obj) return false;
   if (resp.body == BodyKind::kContentLength) obj->body.reserve(resp.content_length);
   capture_ = std::move(obj);
   return false;
@@ -165,8 +214,19 @@ void Session::capture_body(std::string_view bytes) {
 }
 
 void Session::cache_store() {
-  if (resp_done_ && snapshot_ && snapshot_->cache) snapshot_->cache->insert(std::move(capture_));
+  if (resp_done_ && snapshot_ && snapshot_->cache) {
+    prepare_variants(*capture_);
+    snapshot_->cache->insert(std::move(capture_));
+  }
   capture_.reset();
+}
+
+void prepare_variants(cache::Object& obj) {
+  // Compressed once when stored, not per request; large objects (media) are rarely compressible and would stall
+  // the worker while compressing.
+  constexpr size_t kMinGzip = 1024, kMaxGzip = 4u << 20;
+  if (obj.compressible && obj.body.size() >= kMinGzip && obj.body.size() <= kMaxGzip)
+    cache::gzip_compress(obj.body, obj.gzip_body);
 }
 
 bool Session::cache_serve_stale_on_error() {
@@ -217,6 +277,10 @@ void Session::serve_cached(const http::RequestHead& req, std::shared_ptr<const c
       default: break;
     }
   }
+  // The gzip variant: for a whole 200 to a client that takes gzip (RFC 9110 section 8.4); ranges use the identity
+  // body, whose offsets the client asked for.
+  bool gzip = status == 200 && !obj->gzip_body.empty() && accepts_gzip(req.header("accept-encoding"));
+  if (gzip) end = obj->gzip_body.size();
   close_after_ = !keep_alive_ || w_.draining();
   bool body = status != 304 && status != 416 && req.method != http::Method::kHead;
   out_.append(version_minor_ == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
@@ -225,6 +289,17 @@ void Session::serve_cached(const http::RequestHead& req, std::shared_ptr<const c
   out_.append(reason);
   out_.append("\r\n");
   if (status != 416) out_.append(obj->headers);
+  if (!obj->etag.empty() && status != 416) {
+    out_.append("ETag: ");
+    // Another representation needs another tag; a weak one still matches the identity's in If-None-Match.
+    if (gzip && obj->etag.rfind("W/", 0) != 0) out_.append("W/");
+    out_.append(obj->etag);
+    out_.append("\r\n");
+  }
+  if (obj->compressible && !obj->gzip_body.empty()) {
+    if (gzip) out_.append("Content-Encoding: gzip\r\n");
+    if (obj->vary.find("ccept-") == std::string::npos) out_.append("Vary: Accept-Encoding\r\n");
+  }
   if (status != 304) {
     out_.append("Content-Length: ");
     out_.append(std::to_string(status == 416 ? 0 : end - first));
@@ -245,6 +320,7 @@ void Session::serve_cached(const http::RequestHead& req, std::shared_ptr<const c
   status_ = status;
   serve_pos_ = first;
   serve_end_ = body ? end : first;
+  serving_body_ = gzip ? &obj->gzip_body : &obj->body;
   serving_ = std::move(obj);
   resp_started_ = true;
   req_done_ = true;
@@ -257,7 +333,7 @@ bool Session::step_serve_cached() {
     if (!client_writable_) return false;
     size_t before = out_.size();
     size_t written = 0;
-    if (!write_client(serving_->body.data() + serve_pos_, serve_end_ - serve_pos_, written)) return true;
+    if (!write_client(serving_body_->data() + serve_pos_, serve_end_ - serve_pos_, written)) return true;
     serve_pos_ += written;
     route_->metrics.cache_bytes->inc(written);
     if (written) arm(TimerFor::kBodyIdle, route_->config.timeouts.idle);

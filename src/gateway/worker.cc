@@ -8,10 +8,13 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <random>
 
 #include "core/log.h"
+#include "cache/store.h"
 #include "gateway/internal/session.h"
+#include "http/client.h"
 #include "health/health.h"
 
 namespace cumulo::gateway {
@@ -127,6 +130,8 @@ void Worker::session_closed(Session* s) {
 
 // ---- the worker thread ----
 
+Worker::Worker(int index, WorkerShared& shared) : index_(index), shared_(shared) {}
+
 Worker::~Worker() {
   join();
   for (Session* s : sessions_) delete s;
@@ -172,6 +177,71 @@ void Worker::begin_drain() {
 void Worker::cut_requests_to(const Target* t) {
   std::vector<Session*> copy = sessions_;
   for (Session* s : copy) s->cut_if_using(t);
+}
+
+void Worker::refresh_in_background(std::shared_ptr<const Snapshot> snapshot, const Route* route,
+                                   const std::string& key, std::shared_ptr<const cache::Object> stale,
+                                   std::string request_head) {
+  cache::Store& store = *snapshot->cache;
+  if (!store.begin_fill(key)) return;  // a refresh or a fill of this key is under way already
+  const TargetGroup& group = *route->group;
+  Target* target = pick_target(group, group.balancer[index_], snapshot->config->zone,
+                               health::steady_ms(loop_.now()), nullptr, 0);
+  http::RequestParser parser;
+  http::RequestHead rq;
+  if (!target || parser.parse(request_head, rq) != http::ParseStatus::kComplete) {
+    store.end_fill(key);
+    return;
+  }
+  http::ClientRequest cr;
+  cr.method = "GET";
+  cr.target.assign(rq.target);
+  cr.host.assign(rq.host);
+  cr.timeout = route->config.timeouts.first_byte;
+  for (size_t i = 0; i < rq.header_count; ++i) {
+    const http::Header& h = rq.headers[i];
+    if (http::is_hop_by_hop(h.name) || http::iequals(h.name, "host") || http::iequals(h.name, "range") ||
+        h.name.substr(0, 3) == "If-" || h.name.substr(0, 3) == "if-")
+      continue;
+    cr.headers.emplace_back(h.name, h.value);
+  }
+  if (!stale->etag.empty()) cr.headers.emplace_back("If-None-Match", stale->etag);
+  else if (!stale->last_modified.empty()) cr.headers.emplace_back("If-Modified-Since", stale->last_modified);
+  cr.headers.emplace_back("Via", "1.1 cumulo");
+  if (!refresher_) refresher_ = std::make_unique<http::Client>(loop_);
+  int64_t request_time = ::time(nullptr);
+  refresher_->request(target->address, std::move(cr),
+                      [snapshot, route, key, stale, request_head = std::move(request_head),
+                       request_time](http::ClientResponse resp) {
+                        cache::Store& store = *snapshot->cache;
+                        int64_t now = ::time(nullptr);
+                        if (resp.ok() && resp.status == 304) {
+                          stale->refreshed_date.store(now);
+                          stale->refreshed_response_time.store(now);
+                        } else if (resp.ok()) {
+                          // The client gathered the body; judge the response as its head would have been read.
+                          std::string head = "HTTP/1.1 " + std::to_string(resp.status) + " -\r\n";
+                          for (auto& [name, value] : resp.headers) {
+                            if (http::iequals(name, "transfer-encoding") || http::iequals(name, "content-length"))
+                              continue;
+                            head += name + ": " + value + "\r\n";
+                          }
+                          head += "Content-Length: " + std::to_string(resp.body.size()) + "\r\n\r\n";
+                          http::ResponseParser rp;
+                          http::ResponseHead rh;
+                          http::RequestParser qp;
+                          http::RequestHead rq;
+                          if (rp.parse(head, http::Method::kGet, rh) == http::ParseStatus::kComplete &&
+                              qp.parse(request_head, rq) == http::ParseStatus::kComplete) {
+                            if (auto obj = build_cache_object(key, rq, rh, route->config.cache, request_time, now)) {
+                              obj->body = std::move(resp.body);
+                              prepare_variants(*obj);
+                              store.insert(std::move(obj));
+                            }
+                          }
+                        }
+                        store.end_fill(key);
+                      });
 }
 
 void Worker::housekeeping() {

@@ -26,6 +26,7 @@ class Origin:
         self.delay = 0.0
         self.down = False
         self.version = 1
+        self.extra_headers: dict[str, str] = {}
         self.big = bytes(range(256)) * (50 * 1024 * 1024 // 256)
         origin = self
 
@@ -58,6 +59,8 @@ class Origin:
                     return
                 if path == "/big":
                     body = origin.big
+                elif path.startswith("/text"):
+                    body = (f"{path} version {origin.version}\n" * 200).encode()
                 elif path == "/vary":
                     body = f"encoding={self.headers.get('Accept-Encoding', '')}\n".encode()
                 else:
@@ -68,6 +71,8 @@ class Origin:
                 self.send_header("ETag", etag)
                 if path == "/vary":
                     self.send_header("Vary", "Accept-Encoding")
+                for name, value in origin.extra_headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -248,3 +253,58 @@ def test_an_edge_in_front_of_the_gateway_serves_repeats_without_the_origin(origi
     assert all(r.status_code == 200 and r.content == b"/e version 1\n" for r in answers)
     assert [r.headers["X-Cache"] for r in answers].count("HIT") == 19
     assert origin.count("/e") == 1
+
+
+def test_compressible_content_gets_a_gzip_variant(origin, gateway):
+    import gzip
+
+    gw = caching_gateway(gateway, [origin.target()])
+    url, h = gw.url("/text"), {"Host": "site.test"}
+    plain = requests.get(url, headers={**h, "Accept-Encoding": "identity"}, timeout=5)
+    assert plain.headers["X-Cache"] == "MISS" and "Content-Encoding" not in plain.headers
+    r = requests.get(url, headers={**h, "Accept-Encoding": "gzip, br"}, timeout=5, stream=True)
+    raw = r.raw.read(decode_content=False)
+    assert r.headers["X-Cache"] == "HIT" and r.headers["Content-Encoding"] == "gzip", r.headers
+    assert "Accept-Encoding" in r.headers["Vary"]
+    assert r.headers["ETag"] == 'W/"v1"'
+    assert len(raw) < len(plain.content) and gzip.decompress(raw) == plain.content
+    again = requests.get(url, headers={**h, "Accept-Encoding": "identity"}, timeout=5)
+    assert again.headers["X-Cache"] == "HIT" and again.content == plain.content
+    no = requests.get(url, headers={**h, "Accept-Encoding": "gzip;q=0"}, timeout=5)
+    assert "Content-Encoding" not in no.headers
+    assert origin.count("/text") == 1
+
+
+def test_purge_by_tag_removes_every_object_carrying_it(origin, gateway):
+    gw = caching_gateway(gateway, [origin.target()])
+    h = {"Host": "site.test"}
+    origin.extra_headers = {"Surrogate-Key": "product-7 catalogue"}
+    for p in ["/t1", "/t2"]:
+        requests.get(gw.url(p), headers=h, timeout=5)
+    origin.extra_headers = {"Cache-Tag": "other"}
+    requests.get(gw.url("/t3"), headers=h, timeout=5)
+    r = gw.admin("POST", "/cache/purge", json={"tag": "product-7"})
+    assert r.json()["purged"] == 2, r.text
+    assert requests.get(gw.url("/t1"), headers=h, timeout=5).headers["X-Cache"] == "MISS"
+    assert requests.get(gw.url("/t3"), headers=h, timeout=5).headers["X-Cache"] == "HIT"
+    r = requests.get(gw.url("/t3"), headers=h, timeout=5)
+    assert "Surrogate-Key" not in r.headers and r.headers.get("Cache-Tag") == "other"
+
+
+def test_stale_while_revalidate_answers_at_once_and_refreshes_behind(origin, gateway):
+    origin.cache_control = "public, max-age=1, stale-while-revalidate=30"
+    gw = caching_gateway(gateway, [origin.target()])
+    url, h = gw.url("/w"), {"Host": "site.test"}
+    requests.get(url, headers=h, timeout=5)
+    time.sleep(1.6)
+    origin.version = 2
+    origin.cache_control = "public, max-age=60"  # what the refresh brings stays fresh
+    origin.delay = 1.0  # a slow origin: the stale answer must not wait for it
+    started = time.monotonic()
+    r = requests.get(url, headers=h, timeout=5)
+    assert time.monotonic() - started < 0.5, "stale-while-revalidate must not wait for the origin"
+    assert r.headers["X-Cache"] == "STALE" and r.content == b"/w version 1\n"
+    time.sleep(1.5)  # the background refresh lands
+    r = requests.get(url, headers=h, timeout=5)
+    assert r.headers["X-Cache"] == "HIT" and r.content == b"/w version 2\n", (r.headers, r.content)
+    assert origin.count("/w") == 2

@@ -15,6 +15,13 @@
 
 namespace cumulo::gateway {
 
+// A stored object for this response to this request, or nullptr when RFC 9111 says it must not be stored.
+std::shared_ptr<cache::Object> build_cache_object(const std::string& key, const http::RequestHead& rq,
+                                                  const http::ResponseHead& resp, const RouteCacheConfig& cfg,
+                                                  int64_t request_time, int64_t now);
+// Extra representations made once when an object is stored (a gzip variant of compressible content).
+void prepare_variants(cache::Object& obj);
+
 class Session final : public core::IoHandler {
  public:
   Session(Worker& w, std::unique_ptr<http::Transport> client, const ListenerRuntime& listener, core::SocketAddress peer);
@@ -131,6 +138,7 @@ class Session final : public core::IoHandler {
   std::shared_ptr<const cache::Object> stale_;  // being revalidated, or served if the origin fails
   std::shared_ptr<cache::Object> capture_;      // the response on its way into the cache
   std::shared_ptr<const cache::Object> serving_;
+  const std::string* serving_body_ = nullptr;  // serving_'s identity or gzip body
   uint64_t serve_pos_ = 0;
   uint64_t serve_end_ = 0;
   std::shared_ptr<Session*> self_;  // wake-ups from other threads find the session through it; null once closed

@@ -17,6 +17,13 @@
 #include "http/transport.h"
 #include "http/wire/h1.h"
 
+namespace cumulo::http {
+class Client;
+}
+namespace cumulo::cache {
+struct Object;
+}
+
 namespace cumulo::gateway {
 
 class Worker;
@@ -68,7 +75,7 @@ struct WorkerShared {
 
 class Worker {
  public:
-  Worker(int index, WorkerShared& shared) : index_(index), shared_(shared) {}
+  Worker(int index, WorkerShared& shared);
   ~Worker();
 
   int index() const { return index_; }
@@ -81,6 +88,9 @@ class Worker {
   void set_snapshot(std::shared_ptr<const Snapshot> s) { snapshot_ = std::move(s); }
   void begin_drain();  // stop accepting; sessions close after their current response
   void cut_requests_to(const Target* t);  // a drain timeout passed: requests still on t end now
+  // stale-while-revalidate (RFC 5861): fetch the key again without a client waiting; one refresh per key at once.
+  void refresh_in_background(std::shared_ptr<const Snapshot> snapshot, const Route* route, const std::string& key,
+                             std::shared_ptr<const cache::Object> stale, std::string request_head);
   bool draining() const { return draining_; }
 
   void adopt_client(int fd, const ListenerRuntime& listener);
@@ -110,6 +120,7 @@ class Worker {
   std::vector<Session*> sessions_;  // owned; index kept in the session for O(1) removal
   std::unordered_map<const Target*, std::vector<UpstreamConn*>> idle_;  // owned
   std::unique_ptr<core::Timer> housekeeping_timer_;
+  std::unique_ptr<http::Client> refresher_;  // background revalidation of stale cache entries
   bool draining_ = false;
   uint64_t request_counter_ = 0;
   std::string request_id_prefix_;
