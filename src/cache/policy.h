@@ -75,7 +75,7 @@ struct RoutePolicy {
   int64_t default_ttl = 0;  // seconds of freshness when the response gives none and no heuristic applies
   bool ignore_origin_cache_control = false;  // freshness is default_ttl; no-store, private, no-cache,
                                              // max-age, Expires... of the response are not consulted
-  int64_t max_ttl = -1;           // caps any freshness lifetime; -1: no cap
+  int64_t max_ttl = -1;                      // caps any freshness lifetime; -1: no cap
   bool cache_authorized = false;  // store responses to requests with Authorization (the route has made
                                   // sure they do not differ per user)
 };
@@ -84,7 +84,8 @@ struct RoutePolicy {
 // short static text for logs and X-Cache explanations: "method", "status not final", "status 206",
 // "status 304", "status not understood" (with must-understand), "request no-store", "no-store", "private",
 // "Authorization without public/s-maxage/must-revalidate", "Set-Cookie", "Vary: *",
-// "status not cacheable without explicit freshness", "no validator and no freshness".
+// "Vary malformed or over 32 fields", "status not cacheable without explicit freshness",
+// "no validator and no freshness".
 // Set-Cookie: RFC 9111 allows storing such responses, but a shared cache that replays one user's cookie to
 // everybody is a session leak, so they are never stored (as Varnish does by default).
 struct Storable {
@@ -121,7 +122,8 @@ enum class Freshness {
 // Section 4.2 and 4.2.4 with the request's wishes (section 5.2.1): request no-cache, max-age, min-fresh
 // ask for revalidation; max-stale accepts stale responses; a stored no-cache always revalidates; a stale
 // response with must-revalidate, proxy-revalidate or s-maxage (section 5.2.2.10) is never served stale.
-Freshness freshness(const EntryTimes& t, const CacheControl& stored, const CacheControl& request, int64_t now);
+Freshness freshness(const EntryTimes& t, const CacheControl& stored, const CacheControl& request,
+                    int64_t now);
 // RFC 5861 section 4: when the origin fails (5xx, unreachable), may the stale stored response be served?
 // The request's stale-if-error, when present, decides the window, else the stored response's; directives
 // that forbid serving stale (section 4.2.4) forbid it here too. True for a response still fresh.
@@ -133,7 +135,8 @@ bool stale_if_error_allows(const EntryTimes& t, const CacheControl& stored, cons
 // same set of fields gives the same key whatever their order. Values: all lines of the field joined with
 // ",", OWS around the commas and at the ends removed; an absent field differs from an empty one.
 // Accept-Encoding is reduced to the coding the cache would pick (normalized_accept_encoding). Empty for no
-// Vary; nullopt for "Vary: *", which never matches (section 4.1).
+// Vary; nullopt for "Vary: *", which never matches (section 4.1), and for a Vary that is not a list of
+// field names or names more than 32 fields (storable() refuses both).
 // Because of that reduction, a miss on a response that varies on Accept-Encoding must be fetched with the
 // request's Accept-Encoding replaced by the normalised one (or removed when it is ""), as Varnish does, so
 // that what is stored under a key is what every request with that key accepts.

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "cache/policy.h"
 #include "core/log.h"
 #include "health/health.h"
 
@@ -323,6 +324,13 @@ void Session::begin_request(const http::RequestHead& req) {
       continue;
     if (http::iequals(h.name, "host")) host_seen = true;
     if (req.header_count > 0 && dropped_by_connection(req, h.name)) continue;
+    if (cache_mode_ != CacheMode::kOff && http::iequals(h.name, "accept-encoding")) {
+      // The cache keys variants by the encodings it tells apart (br, gzip, none): ask the origin for just that,
+      // so no other coding is stored under a key whose clients did not ask for it.
+      std::string_view coding = cache::normalized_accept_encoding(h.value);
+      if (!coding.empty()) hw.header(h.name, coding);
+      continue;
+    }
     hw.header(h.name, h.value);
   }
   if (!host_seen && !req.host.empty()) hw.header("Host", req.host);

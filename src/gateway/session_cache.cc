@@ -69,7 +69,11 @@ std::shared_ptr<cache::Object> build_cache_object(const std::string& key, const 
   if (!cache::storable(rq, resp, policy).ok) return nullptr;
   auto obj = std::make_shared<cache::Object>();
   obj->key = key;
-  obj->vary.assign(resp.header("vary"));
+  for (size_t i = 0; i < resp.header_count; ++i) {  // several Vary fields make one list (RFC 9110 section 5.3)
+    if (!http::iequals(resp.headers[i].name, "vary")) continue;
+    if (!obj->vary.empty()) obj->vary.append(", ");
+    obj->vary.append(resp.headers[i].value);
+  }
   if (!obj->vary.empty()) {
     auto k = cache::vary_key(obj->vary, rq);
     if (!k) return nullptr;
@@ -196,7 +200,8 @@ bool Session::cache_on_response(const http::ResponseHead& resp) {
     return true;
   }
   const RouteCacheConfig& cfg = route_->config.cache;
-  if (resp.status < 200 || resp.body == BodyKind::kUntilClose) return false;
+  // A HEAD response has no body to answer a later GET with.
+  if (rq.method != http::Method::kGet || resp.status < 200 || resp.body == BodyKind::kUntilClose) return false;
   if (resp.body == BodyKind::kContentLength && resp.content_length > cfg.max_object_bytes) return false;
   auto obj = build_cache_object(cache_key_, rq, resp, cfg, cache_request_time_, now);
   if (!obj) return false;

@@ -38,14 +38,8 @@ bool is_ows(char c) {
 }
 // tchar, RFC 9110 section 5.6.2.
 bool is_tchar(char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c)) return true;
-  switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-': case '.':
-    case '^': case '_': case '`': case '|': case '~':
-      return true;
-    default:
-      return false;
-  }
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) ||
+         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
 }
 char to_lower(char c) {
   return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c;
@@ -112,7 +106,8 @@ enum SeenBit : uint32_t {
 };
 
 // One numeric directive: only its first occurrence counts (section 4.2.1).
-// `value` is -1 when the argument was missing or invalid (delta-seconds are never negative; -2 is max-stale's "any").
+// `value` is -1 when the argument was missing or invalid (delta-seconds are never negative; -2 is max-stale's
+// "any").
 void set_number(int64_t& field, uint32_t bit, uint32_t& seen, int64_t value, int64_t if_invalid) {
   if (seen & bit) return;
   seen |= bit;
@@ -186,8 +181,9 @@ void apply_directive(std::string_view name, bool has_arg, bool arg_ok, std::stri
 }
 
 // Cache-Control = #cache-directive; cache-directive = token [ "=" ( token / quoted-string ) ].
-// A malformed element is skipped up to the next comma outside quotes; a malformed argument makes the
-// directive present with an invalid argument.
+// An element that does not start with a token is skipped up to the next comma outside quotes; one with
+// bytes after its name or argument (or a malformed argument) names its directive with an invalid argument,
+// so that "no-store;x" still forbids storing.
 void parse_directives(std::string_view s, CacheControl& cc, uint32_t& seen) {
   size_t i = 0;
   while (i < s.size()) {
@@ -258,11 +254,11 @@ uint32_t seen_from(const CacheControl& cc) {
 // ---- HTTP-date (RFC 9110 section 5.6.7) ----
 
 constexpr std::array<std::string_view, 12> kMonths = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+                                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 // Indexed by std::chrono::weekday::c_encoding(): Sunday is 0.
 constexpr std::array<std::string_view, 7> kDays = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
 constexpr std::array<std::string_view, 7> kLongDays = {"Sunday",   "Monday", "Tuesday", "Wednesday",
-                                                        "Thursday", "Friday", "Saturday"};
+                                                       "Thursday", "Friday", "Saturday"};
 
 // Reads fixed-width fields of a date; the first failure makes every later read fail.
 struct DateCursor {
@@ -467,24 +463,15 @@ std::optional<int> parse_qvalue(std::string_view s) {
 
 // RFC 9110 section 15.1: status codes that are heuristically cacheable.
 bool heuristically_cacheable(int status) {
-  switch (status) {
-    case 200: case 203: case 204: case 206: case 300: case 301: case 308: case 404: case 405: case 410:
-    case 414: case 501:
-      return true;
-    default:
-      return false;
-  }
+  static constexpr std::array<int, 12> kCodes = {200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501};
+  return std::find(kCodes.begin(), kCodes.end(), status) != kCodes.end();
 }
 
 // Status codes whose caching requirements this cache implements (RFC 9111 sections 3 and 5.2.2.3).
 bool status_understood(int status) {
-  switch (status) {
-    case 200: case 203: case 204: case 206: case 300: case 301: case 302: case 303: case 304: case 307:
-    case 308: case 404: case 405: case 410: case 414: case 451: case 501:
-      return true;
-    default:
-      return false;
-  }
+  static constexpr std::array<int, 17> kCodes = {200, 203, 204, 206, 300, 301, 302, 303, 304,
+                                                 307, 308, 404, 405, 410, 414, 451, 501};
+  return std::find(kCodes.begin(), kCodes.end(), status) != kCodes.end();
 }
 
 std::optional<int64_t> header_date(const http::MessageHead& head, std::string_view name) {
@@ -544,7 +531,8 @@ bool parse_u64(std::string_view s, uint64_t& v) {
   for (char c : s) {
     if (!is_digit(c)) return false;
     const uint64_t d = static_cast<uint64_t>(c - '0');
-    v = v > (std::numeric_limits<uint64_t>::max() - d) / 10 ? std::numeric_limits<uint64_t>::max() : v * 10 + d;
+    v = v > (std::numeric_limits<uint64_t>::max() - d) / 10 ? std::numeric_limits<uint64_t>::max()
+                                                            : v * 10 + d;
   }
   return true;
 }
@@ -925,10 +913,16 @@ bool answer_not_modified(const http::RequestHead& req, std::string_view etag, st
 
 bool header_updatable_from_304(std::string_view name) {
   if (name.empty() || http::is_hop_by_hop(name)) return false;
-  static constexpr std::array<std::string_view, 10> kKept = {
-      "content-length", "content-encoding",    "content-range",       "transfer-encoding", "vary",
-      "age",            "set-cookie",          "proxy-authenticate",  "proxy-authorization",
-      "proxy-authentication-info"};
+  static constexpr std::array<std::string_view, 10> kKept = {"content-length",
+                                                             "content-encoding",
+                                                             "content-range",
+                                                             "transfer-encoding",
+                                                             "vary",
+                                                             "age",
+                                                             "set-cookie",
+                                                             "proxy-authenticate",
+                                                             "proxy-authorization",
+                                                             "proxy-authentication-info"};
   for (std::string_view k : kKept) {
     if (iequals(name, k)) return false;
   }

@@ -10,7 +10,8 @@ namespace {
 TEST(CacheControl, EmptyMeansNothing) {
   const CacheControl cc = parse_cache_control("");
   EXPECT_FALSE(cc.no_store || cc.no_cache || cc.private_ || cc.public_ || cc.must_revalidate ||
-               cc.proxy_revalidate || cc.must_understand || cc.immutable || cc.no_transform || cc.only_if_cached);
+               cc.proxy_revalidate || cc.must_understand || cc.immutable || cc.no_transform ||
+               cc.only_if_cached);
   EXPECT_EQ(cc.max_age, -1);
   EXPECT_EQ(cc.s_maxage, -1);
   EXPECT_EQ(cc.max_stale, -1);
@@ -25,7 +26,8 @@ TEST(CacheControl, EveryDirective) {
       "no-transform, only-if-cached, max-age=1, s-maxage=2, max-stale=3, min-fresh=4, "
       "stale-while-revalidate=5, stale-if-error=6");
   EXPECT_TRUE(cc.no_store && cc.no_cache && cc.private_ && cc.public_ && cc.must_revalidate &&
-              cc.proxy_revalidate && cc.must_understand && cc.immutable && cc.no_transform && cc.only_if_cached);
+              cc.proxy_revalidate && cc.must_understand && cc.immutable && cc.no_transform &&
+              cc.only_if_cached);
   EXPECT_EQ(cc.max_age, 1);
   EXPECT_EQ(cc.s_maxage, 2);
   EXPECT_EQ(cc.max_stale, 3);
@@ -71,8 +73,9 @@ TEST(CacheControl, FirstDuplicateWins) {
   EXPECT_EQ(parse_cache_control("max-age=abc, max-age=20").max_age, 0);
   EXPECT_EQ(parse_cache_control("min-fresh=1, min-fresh=2").min_fresh, 1);
   // All field lines form one list (RFC 9110 section 5.3).
-  const http::ResponseHead resp = test::response(
-      200, {{"Cache-Control", "max-age=30"}, {"Content-Type", "text/plain"}, {"cache-control", "max-age=60, public"}});
+  const http::ResponseHead resp = test::response(200, {{"Cache-Control", "max-age=30"},
+                                                       {"Content-Type", "text/plain"},
+                                                       {"cache-control", "max-age=60, public"}});
   const CacheControl cc = parse_cache_control(resp);
   EXPECT_EQ(cc.max_age, 30);
   EXPECT_TRUE(cc.public_);

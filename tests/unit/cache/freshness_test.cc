@@ -61,14 +61,16 @@ TEST(FreshnessLifetime, InvalidOrPastExpiresIsStale) {
 
 TEST(FreshnessLifetime, HeuristicIsTenPercentOfLastModifiedAge) {
   // Modified 5 hours before Date: 30 minutes.
-  EXPECT_EQ(lifetime(response(200, {{"Date", DATE}, {"Last-Modified", "Sun, 06 Nov 1994 03:49:37 GMT"}})), 1800);
+  EXPECT_EQ(lifetime(response(200, {{"Date", DATE}, {"Last-Modified", "Sun, 06 Nov 1994 03:49:37 GMT"}})),
+            1800);
   // Modified a year ago: capped at a day.
   EXPECT_EQ(lifetime(response(200, {{"Date", DATE}, {"Last-Modified", "Sat, 06 Nov 1993 08:49:37 GMT"}})),
             kMaxHeuristicLifetime);
   // For every heuristically cacheable status (RFC 9110 section 15.1).
   for (int status : {200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501}) {
-    EXPECT_EQ(lifetime(response(status, {{"Date", DATE}, {"Last-Modified", "Sun, 06 Nov 1994 03:49:37 GMT"}})),
-              1800)
+    EXPECT_EQ(
+        lifetime(response(status, {{"Date", DATE}, {"Last-Modified", "Sun, 06 Nov 1994 03:49:37 GMT"}})),
+        1800)
         << status;
   }
 }
@@ -102,7 +104,8 @@ TEST(FreshnessLifetime, RouteDefaultWhenNoHeuristicApplies) {
                      {.default_ttl = 300}),
             300);
   // The origin's explicit lifetime wins over the route default.
-  EXPECT_EQ(lifetime(response(200, {{"Date", DATE}, {"Cache-Control", "max-age=5"}}), {.default_ttl = 300}), 5);
+  EXPECT_EQ(lifetime(response(200, {{"Date", DATE}, {"Cache-Control", "max-age=5"}}), {.default_ttl = 300}),
+            5);
 }
 
 TEST(FreshnessLifetime, RouteOverrides) {
@@ -119,8 +122,8 @@ TEST(Age, WorkedThrough) {
   // Request sent at 1000, response received at 1002 (response_delay 2). The origin dated it 995 (our clocks
   // differ: apparent_age = 1002 - 995 = 7) and an upstream cache said Age: 3 (corrected_age_value =
   // 3 + 2 = 5). corrected_initial_age = max(7, 5) = 7; at 1100 it has been resident 98 s: age 105.
-  http::ResponseHead resp = response(200, {{"Date", "Thu, 01 Jan 1970 00:16:35 GMT"}, {"Age", "3"},
-                                           {"Cache-Control", "max-age=60"}});
+  http::ResponseHead resp = response(
+      200, {{"Date", "Thu, 01 Jan 1970 00:16:35 GMT"}, {"Age", "3"}, {"Cache-Control", "max-age=60"}});
   const EntryTimes t = entry_times(resp, 1000, 1002, {});
   EXPECT_EQ(t.request_time, 1000);
   EXPECT_EQ(t.response_time, 1002);
@@ -236,16 +239,16 @@ TEST(StaleIfError, Window) {
   EXPECT_FALSE(stale_if_error_allows(t, cc, {}, 1661));
   EXPECT_FALSE(stale_if_error_allows(t, parse_cache_control("max-age=60"), {}, 1061));
   // The request's stale-if-error decides when present (RFC 5861 section 4).
-  EXPECT_TRUE(stale_if_error_allows(t, parse_cache_control("max-age=60"), parse_cache_control("stale-if-error=5"),
-                                    1065));
+  EXPECT_TRUE(stale_if_error_allows(t, parse_cache_control("max-age=60"),
+                                    parse_cache_control("stale-if-error=5"), 1065));
   EXPECT_FALSE(stale_if_error_allows(t, cc, parse_cache_control("stale-if-error=5"), 1066));
 }
 
 TEST(StaleIfError, ForbiddenByRevalidationDirectives) {
   const EntryTimes t = times(60);
-  for (const char* stored : {"max-age=60, stale-if-error=600, must-revalidate",
-                             "max-age=60, stale-if-error=600, proxy-revalidate",
-                             "s-maxage=60, stale-if-error=600"}) {
+  for (const char* stored :
+       {"max-age=60, stale-if-error=600, must-revalidate", "max-age=60, stale-if-error=600, proxy-revalidate",
+        "s-maxage=60, stale-if-error=600"}) {
     EXPECT_FALSE(stale_if_error_allows(t, parse_cache_control(stored), {}, 1100)) << stored;
   }
   EXPECT_FALSE(stale_if_error_allows(t, parse_cache_control("no-cache, stale-if-error=600"), {}, 1000));

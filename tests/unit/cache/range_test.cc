@@ -41,7 +41,8 @@ TEST(Range, ExamplesOfRfc9110) {
 }
 
 TEST(Range, ClampedToTheRepresentation) {
-  // Section 14.1.1: a last-pos past the end means the end; a suffix longer than the representation is all of it.
+  // Section 14.1.1: a last-pos past the end means the end; a suffix longer than the representation is all of
+  // it.
   EXPECT_EQ(ranges("bytes=9000-20000"), (Ranges{{9000, 9999}}));
   EXPECT_EQ(ranges("bytes=-20000"), (Ranges{{0, 9999}}));
   EXPECT_EQ(ranges("bytes=0-"), (Ranges{{0, 9999}}));
@@ -76,8 +77,8 @@ TEST(Range, EmptyRepresentation) {
 
 TEST(Range, InvalidSyntax) {
   for (const char* v : {"bytes", "bytes=", "bytes=,", "bytes=500-400", "bytes=abc", "bytes=1-2-3", "bytes=1",
-                        "bytes=--1", "bytes=-", "bytes=- 1", "bytes=1 -2", "bytes=0x1-2", "bytes =0-1", "=0-1",
-                        "bytes=0-1;x", "by tes=0-1", "bytes=+1-2"}) {
+                        "bytes=--1", "bytes=-", "bytes=- 1", "bytes=1 -2", "bytes=0x1-2", "bytes =0-1",
+                        "=0-1", "bytes=0-1;x", "by tes=0-1", "bytes=+1-2"}) {
     EXPECT_EQ(kind(v), RangeKind::kInvalid) << v;
   }
 }

@@ -35,8 +35,8 @@ TEST(NotModified, IfNoneMatchUsesWeakComparison) {
   EXPECT_TRUE(answer_not_modified(request({{"If-None-Match", "\"abc\""}}), "W/\"abc\"", "", kDate));
   EXPECT_TRUE(answer_not_modified(request({{"If-None-Match", "W/\"abc\""}}), "\"abc\"", "", kDate));
   EXPECT_TRUE(answer_not_modified(request({{"If-None-Match", "\"x\", W/\"abc\""}}), "\"abc\"", "", kDate));
-  EXPECT_TRUE(answer_not_modified(request({{"If-None-Match", "\"x\""}, {"If-None-Match", "\"abc\""}}), "\"abc\"",
-                                  "", kDate));
+  EXPECT_TRUE(answer_not_modified(request({{"If-None-Match", "\"x\""}, {"If-None-Match", "\"abc\""}}),
+                                  "\"abc\"", "", kDate));
   EXPECT_FALSE(answer_not_modified(request({{"If-None-Match", "\"abd\""}}), "\"abc\"", "", kDate));
   // An entity-tag may hold a comma.
   EXPECT_TRUE(answer_not_modified(request({{"If-None-Match", "\"a,b\""}}), "\"a,b\"", "", kDate));
@@ -68,22 +68,25 @@ TEST(NotModified, IfModifiedSince) {
   const char* lm = "Sat, 05 Nov 1994 08:49:37 GMT";
   EXPECT_TRUE(answer_not_modified(request({{"If-Modified-Since", lm}}), "", lm, kDate));
   EXPECT_TRUE(answer_not_modified(request({{"If-Modified-Since", DATE}}), "\"abc\"", lm, kDate));
-  EXPECT_FALSE(answer_not_modified(request({{"If-Modified-Since", "Fri, 04 Nov 1994 08:49:37 GMT"}}), "", lm,
-                                   kDate));
+  EXPECT_FALSE(
+      answer_not_modified(request({{"If-Modified-Since", "Fri, 04 Nov 1994 08:49:37 GMT"}}), "", lm, kDate));
   // Any of the three date formats.
-  EXPECT_TRUE(answer_not_modified(request({{"If-Modified-Since", "Sat Nov  5 08:49:37 1994"}}), "", lm, kDate));
+  EXPECT_TRUE(
+      answer_not_modified(request({{"If-Modified-Since", "Sat Nov  5 08:49:37 1994"}}), "", lm, kDate));
   // Without Last-Modified, the stored response's Date (section 4.3.2).
   EXPECT_TRUE(answer_not_modified(request({{"If-Modified-Since", DATE}}), "", "", kDate));
   EXPECT_FALSE(answer_not_modified(request({{"If-Modified-Since", lm}}), "", "", kDate));
   // Invalid or repeated: ignored (RFC 9110 section 13.1.3).
   EXPECT_FALSE(answer_not_modified(request({{"If-Modified-Since", "yesterday"}}), "", lm, kDate));
-  EXPECT_FALSE(answer_not_modified(request({{"If-Modified-Since", DATE}, {"If-Modified-Since", DATE}}), "", lm,
-                                   kDate));
+  EXPECT_FALSE(answer_not_modified(request({{"If-Modified-Since", DATE}, {"If-Modified-Since", DATE}}), "",
+                                   lm, kDate));
 }
 
 TEST(NotModified, OnlyForGetAndHead) {
-  EXPECT_TRUE(answer_not_modified(request({{"If-None-Match", "*"}}, http::Method::kHead), "\"a\"", "", kDate));
-  EXPECT_FALSE(answer_not_modified(request({{"If-None-Match", "*"}}, http::Method::kPost), "\"a\"", "", kDate));
+  EXPECT_TRUE(
+      answer_not_modified(request({{"If-None-Match", "*"}}, http::Method::kHead), "\"a\"", "", kDate));
+  EXPECT_FALSE(
+      answer_not_modified(request({{"If-None-Match", "*"}}, http::Method::kPost), "\"a\"", "", kDate));
   EXPECT_FALSE(answer_not_modified(request({}), "\"a\"", DATE, kDate));
 }
 
@@ -92,10 +95,10 @@ TEST(UpdateFrom304, WhichFieldsAreReplaced) {
                            "X-Custom", "content-location", "Surrogate-Key"}) {
     EXPECT_TRUE(header_updatable_from_304(name)) << name;
   }
-  for (const char* name : {"Content-Length", "content-encoding", "Content-Range", "Transfer-Encoding",
-                           "Connection", "Keep-Alive", "TE", "Trailer", "Upgrade", "Proxy-Connection", "Vary",
-                           "Age", "Set-Cookie", "Proxy-Authenticate", "Proxy-Authorization",
-                           "Proxy-Authentication-Info", ""}) {
+  for (const char* name :
+       {"Content-Length", "content-encoding", "Content-Range", "Transfer-Encoding", "Connection",
+        "Keep-Alive", "TE", "Trailer", "Upgrade", "Proxy-Connection", "Vary", "Age", "Set-Cookie",
+        "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Authentication-Info", ""}) {
     EXPECT_FALSE(header_updatable_from_304(name)) << name;
   }
 }

@@ -32,7 +32,8 @@ TEST(Vary, KeyHoldsTheListedFields) {
   EXPECT_EQ(vary_key("Accept-Language", request({})), "accept-language\n");
   EXPECT_EQ(vary_key("Accept-Language", request({{"Accept-Language", ""}})), "accept-language:\n");
   // Values are compared as sent (case matters unless the field says otherwise).
-  EXPECT_NE(vary_key("X-Tenant", request({{"X-Tenant", "a"}})), vary_key("X-Tenant", request({{"X-Tenant", "A"}})));
+  EXPECT_NE(vary_key("X-Tenant", request({{"X-Tenant", "a"}})),
+            vary_key("X-Tenant", request({{"X-Tenant", "A"}})));
 }
 
 TEST(Vary, OrderCaseAndDuplicatesOfNamesDoNotMatter) {
@@ -61,8 +62,9 @@ TEST(Vary, AcceptEncodingIsReducedToTheCodingThatMatters) {
   EXPECT_EQ(vary_key("Accept-Encoding", request({{"Accept-Encoding", "deflate"}})), "accept-encoding:\n");
   EXPECT_EQ(vary_key("Accept-Encoding", request({})), "accept-encoding:\n");
   // Several lines are one list.
-  EXPECT_EQ(vary_key("Accept-Encoding", request({{"Accept-Encoding", "deflate"}, {"Accept-Encoding", "gzip"}})),
-            "accept-encoding:gzip\n");
+  EXPECT_EQ(
+      vary_key("Accept-Encoding", request({{"Accept-Encoding", "deflate"}, {"Accept-Encoding", "gzip"}})),
+      "accept-encoding:gzip\n");
 }
 
 TEST(AcceptEncoding, Normalised) {
