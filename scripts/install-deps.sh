@@ -7,8 +7,9 @@
 set -euo pipefail
 
 build=(cmake ninja-build g++ clang libclang-rt-14-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libfmt-dev
-       libspdlog-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev)
-tests=(curl wrk python3 python3-pytest python3-requests openssl procps iproute2 util-linux)
+       libspdlog-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev)
+tests=(curl wrk python3 python3-pytest python3-requests openssl procps iproute2 util-linux
+       python3-boto3 s3cmd rclone)
 bench=(haproxy varnish)
 # Any nginx flavour will do; Debian 12's plain `nginx` is installed when none is.
 nginx_flavours=(nginx nginx-light nginx-core nginx-full nginx-extras)
@@ -24,6 +25,8 @@ for p in "${nginx_flavours[@]}"; do
   if installed "$p"; then have_nginx=true; break; fi
 done
 $have_nginx || missing+=(nginx)
+# The object store's tests drive the aws cli; any `aws` on PATH will do (a newer one from pip, say).
+command -v aws >/dev/null || missing+=(awscli)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

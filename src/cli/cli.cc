@@ -7,8 +7,10 @@
 #include <cstdio>
 #include <string>
 
+#include "cli/control_commands.h"
 #include "core/config.h"
 #include "gateway/gateway.h"
+#include "objstore/objstore.h"
 #include "stack/stack.h"
 
 namespace cumulo::cli {
@@ -39,12 +41,73 @@ int main(int argc, char** argv) {
   std::string stack_file = "examples/webapp/stack.yaml";
   bool stack_check = false;
   stack::UpOptions up_options;
-  auto* up = app.add_subcommand("up", "Run a whole stack on this machine: instances in each zone behind a gateway");
+  auto* up = app.add_subcommand(
+      "up", "Run a whole stack on this machine: auto scaling groups over zones behind a gateway");
   up->add_option("stack", stack_file, "Stack file (see docs/configuration.md)")->capture_default_str();
   up->add_option("--state-dir", up_options.state_dir, "Where generated configs and instance logs go")
       ->capture_default_str();
   up->add_flag("--check", stack_check, "Only validate the stack file, then exit");
   up->footer("Ctrl-C stops the gateway (draining requests) and then every instance.");
+
+  // The control API of a running stack (docs/scaling.md).
+  ControlTarget target;
+  auto add_target_options = [&target](CLI::App* cmd) {
+    cmd->add_option("--state-dir", target.state_dir, "State directory of the running cumulo up")
+        ->capture_default_str();
+    cmd->add_option("--api", target.api, "Control API URL (default: from STATE_DIR/stack.json)");
+    cmd->add_option("--token", target.token, "Control API token (default: from STATE_DIR/api-token)");
+    cmd->add_flag("--json", target.json, "Print the API's JSON");
+  };
+  auto* status =
+      app.add_subcommand("status", "Groups of the running stack: min, max, desired, in service, zones");
+  add_target_options(status);
+  auto* instances =
+      app.add_subcommand("instances", "Instances of the running stack with their state and usage");
+  add_target_options(instances);
+  std::string scale_group;
+  int scale_desired = -1;
+  auto* scale = app.add_subcommand("scale", "Set a group's desired capacity");
+  scale->add_option("group", scale_group, "Group name")->required();
+  scale->add_option("--desired", scale_desired, "Instances wanted, within the group's min..max")->required();
+  add_target_options(scale);
+  unsigned long long events_since = 0;
+  auto* events = app.add_subcommand("events", "Scaling decisions and instance changes, with their reasons");
+  events->add_option("--since", events_since, "Only events after this sequence number");
+  add_target_options(events);
+  auto* metrics = app.add_subcommand("metrics", "Custom metrics for scaling policies (metric: custom:NAME)");
+  metrics->require_subcommand(1);
+  std::string metric_group, metric_name, metric_instance;
+  double metric_value = 0;
+  auto* put = metrics->add_subcommand("put", "Push one data point");
+  put->add_option("group", metric_group, "Group name")->required();
+  put->add_option("name", metric_name, "Metric name (a policy reads it as custom:NAME)")->required();
+  put->add_option("value", metric_value, "Value")->required();
+  put->add_option("--instance", metric_instance, "Instance the value is about (e.g. web-a-1)");
+  add_target_options(put);
+
+  // `cumulo s3 -c FILE`: the object store runs from the subcommand's callback (its exit code via RuntimeError).
+  std::string s3_config;
+  bool s3_check = false;
+  auto* s3 = app.add_subcommand("s3", "Run the S3-compatible object store (docs/objstore.md)");
+  s3->add_option("-c,--config", s3_config, "Object store configuration file (see docs/configuration.md)")
+      ->required();
+  s3->add_flag("--check", s3_check, "Only validate the configuration file, then exit");
+  s3->footer("SIGINT/SIGTERM finish in-flight requests, then exit.");
+  s3->callback([&] {
+    int code = 0;
+    try {
+      if (s3_check) {
+        objstore::check_config(s3_config);
+        std::printf("%s: ok\n", s3_config.c_str());
+      } else {
+        code = objstore::run(s3_config);
+      }
+    } catch (const core::ConfigError& e) {
+      std::fprintf(stderr, "cumulo: %s\n", e.what());
+      code = 2;
+    }
+    throw CLI::RuntimeError(code);
+  });
 
   try {
     app.parse(argc, argv);
@@ -69,6 +132,13 @@ int main(int argc, char** argv) {
       }
       up_options.cumulo_binary = self_path(argv[0]);
       return stack::run_up(stack_file, up_options);
+    }
+    if (status->parsed()) return command_status(target);
+    if (instances->parsed()) return command_instances(target);
+    if (scale->parsed()) return command_scale(target, scale_group, scale_desired);
+    if (events->parsed()) return command_events(target, events_since);
+    if (put->parsed()) {
+      return command_metrics_put(target, metric_group, metric_name, metric_value, metric_instance);
     }
   } catch (const core::ConfigError& e) {
     std::fprintf(stderr, "cumulo: %s\n", e.what());

@@ -35,7 +35,7 @@ void check_commands(const StackSpec& spec, const std::string& bin_dir) {
   for (const GroupSpec& group : spec.groups) {
     const std::string& zone = spec.zones.front();
     PlaceholderValues values{"0", zone, group.name + "-" + zone + "-1", bin_dir};
-    resolve_executable(group, expand_placeholders(group.command.front(), values));
+    resolve_executable(group, expand_placeholders(group.launch_template.command.front(), values));
   }
 }
 

@@ -1,5 +1,6 @@
-// `cumulo up`: runs a stack (a gateway in front of groups of instances spread over zones) on one machine.
-// The stack file's schema is in docs/configuration.md, "Stack file".
+// `cumulo up`: runs a stack (a gateway in front of auto scaling groups of instances spread over zones) on one
+// machine, with a control API for the groups (docs/scaling.md). The stack file's schema is in
+// docs/configuration.md, "Stack file".
 #pragma once
 
 #include <string>
@@ -8,7 +9,7 @@ namespace cumulo::stack {
 
 struct UpOptions {
   std::string cumulo_binary;          // path of the running cumulo, for child gateways; empty: /proc/self/exe
-  std::string state_dir = ".cumulo";  // generated configs and per-instance logs
+  std::string state_dir = ".cumulo";  // generated configs, per-instance logs, stack.json, api-token
 };
 
 // Runs the stack until SIGINT/SIGTERM, then stops everything it started and returns the exit code (0 on a

@@ -776,3 +776,521 @@ class PatternBody:
     def sha256(self) -> str:
         assert self.produced == self.total, "the body was not produced in full"
         return self._hash.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# auto scaling: `cumulo up` with scaling groups, its state directory (stack.json, api-token), control API and CLI
+
+
+def pid_running(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (from /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(") ", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def webapp_launch_template(**overrides) -> dict:
+    """A launch template running the demo application, a quarter of a CPU per instance."""
+    t = {
+        "command": ["{bin_dir}/cumulo-webapp", "--listen", "127.0.0.1:{port}", "--zone", "{zone}",
+                    "--id", "{instance_id}"],
+        "health_check": {"path": "/healthz", "grace_period": "10s"},
+        "stop_signal": "SIGTERM",
+        "stop_timeout": "5s",
+        "cpu": 0.25,
+    }
+    t.update(overrides)
+    return t
+
+
+def scaling_group(name: str = "web", min: int = 2, max: int = 8, desired: int | None = None, **extra) -> dict:
+    g = {"name": name, "min": min, "max": max, "desired": min if desired is None else desired,
+         "launch_template": webapp_launch_template()}
+    g.update(extra)
+    return g
+
+
+def cpu_target_policy(target: int = 60, window: str = "10s", stabilization: str = "20s") -> dict:
+    return {"name": "cpu-target", "type": "target_tracking", "metric": "cpu", "statistic": "average",
+            "target": target, "window": window, "scale_in_stabilization": stabilization}
+
+
+def event_epoch(event: dict) -> float | None:
+    """An event's time as seconds since the epoch, whether the API gives a number or an ISO 8601 string."""
+    import datetime
+
+    t = event.get("time")
+    if isinstance(t, (int, float)):
+        return t / 1000.0 if t > 1e11 else float(t)
+    if isinstance(t, str):
+        try:
+            return datetime.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+class ScalingStack:
+    """`cumulo up STACK.yaml` with scaling groups, run from `tmp` with the state directory `tmp/.cumulo`.
+
+    The stack file is generated: the gateway's listen and admin addresses and the control API get free ports,
+    the gateway gets one worker, a fast health check and a short drain timeout unless `gateway` says otherwise.
+    CLI commands run in `tmp`, so they find the state directory by its default name too.
+    """
+
+    def __init__(self, tmp: Path, groups: list[dict], zones=("a", "b"), gateway: dict | None = None,
+                 name: str = "itest", start: bool = True, settle: bool = True, settle_groups=None):
+        self.tmp = tmp
+        self.gw_port, self.admin_port, self.control_port = free_port(), free_port(), free_port()
+        gw = {"listen": f"{LOCALHOST}:{self.gw_port}", "admin": f"{LOCALHOST}:{self.admin_port}", "workers": 1,
+              "drain_timeout": "5s",
+              "health_check": {"path": "/healthz", "interval": "500ms", "timeout": "500ms", "healthy_threshold": 2,
+                               "unhealthy_threshold": 2}}
+        gw.update(gateway or {})
+        self.spec = {"name": name, "zones": list(zones), "control": {"listen": f"{LOCALHOST}:{self.control_port}"},
+                     "gateway": gw, "groups": groups}
+        self.path = tmp / "stack.yaml"
+        self.path.write_text(to_yaml(self.spec) + "\n")
+        self.state_dir = tmp / ".cumulo"
+        self.proc: Process | None = None
+        self._token: str | None = None
+        self._last_state: dict = {}
+        self._session = requests.Session()
+        if start:
+            self.start(settle=settle, settle_groups=settle_groups)
+
+    # -- life cycle
+    def start(self, settle: bool = True, settle_groups=None, timeout: float = 30.0, wait_running: bool = True):
+        """Starts `cumulo up` and waits for the gateway, stack.json (state running unless `wait_running` is
+        false), the token, the control API and, when `settle`, every group (or those named) settled."""
+        self.proc = Process("cumulo-up", [binary("cumulo"), "up", self.path, "--state-dir", self.state_dir],
+                            self.tmp / "cumulo-up.log", cwd=self.tmp)
+        self.proc.wait_port(self.gw_port, timeout=timeout)
+
+        def running():
+            if not self.proc.alive():
+                raise AssertionError(f"cumulo up exited with {self.proc.returncode}:\n{self.proc.log_tail()}")
+            return self.state().get("state") in (("running",) if wait_running else ("starting", "running"))
+
+        wait_for(running, timeout, interval=0.1, what="stack.json state running")
+        wait_for(lambda: self.token, 10, interval=0.1, what=f"{self.state_dir}/api-token")
+        wait_for(lambda: port_open(self.control_port), 10, what="the control API listening")
+        if settle:
+            names = settle_groups if settle_groups is not None else [g["name"] for g in self.spec["groups"]]
+            for name in names:
+                self.wait_settled(name, timeout=timeout)
+
+    def stop(self, timeout: float = 30.0):
+        """SIGINT (as Ctrl-C), then SIGKILL if it hangs; then any instance it left behind, by PID."""
+        if self.proc is None:
+            return
+        known = self.state() if self.proc.alive() else self._last_state
+        if self.proc.alive():
+            self.proc.signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc.stop()
+        pids = [i.get("pid") for i in known.get("instances", [])] + [known.get("gateway", {}).get("pid")]
+        for pid in pids:
+            if isinstance(pid, int) and pid > 0 and pid_running(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self._session.close()
+
+    def report(self) -> str:
+        out = [f"----- cumulo up (pid {self.proc.pid if self.proc else '-'}) {self.tmp / 'cumulo-up.log'}"]
+        if self.proc:
+            out.append(self.proc.log_tail(60))
+        gw_log = self.state_dir / "logs" / "gateway.log"
+        if gw_log.exists():
+            out.append(f"----- {gw_log}\n" + "\n".join(gw_log.read_text(errors="replace").splitlines()[-30:]))
+        try:
+            out.append("----- events\n" + "\n".join(f"{e.get('time')} {e.get('message')}" for e in self.events()))
+            out.append("----- status\n" + json.dumps(self.status(), indent=1))
+        except Exception as e:  # the stack may be gone already
+            out.append(f"(control API not available: {e!r})")
+        out.append("----- stack.json\n" + json.dumps(self._last_state, indent=1))
+        return "\n".join(out)
+
+    # -- state directory
+    def state(self) -> dict:
+        """STATE_DIR/stack.json; the last good read when it is being rewritten."""
+        for _ in range(20):
+            try:
+                self._last_state = json.loads((self.state_dir / "stack.json").read_text())
+                return self._last_state
+            except (OSError, ValueError):
+                time.sleep(0.02)
+        return self._last_state
+
+    @property
+    def token(self) -> str | None:
+        if self._token is None:
+            try:
+                self._token = (self.state_dir / "api-token").read_text().strip() or None
+            except OSError:
+                return None
+        return self._token
+
+    def instances(self, group: str | None = None, states=("in_service",), zone: str | None = None) -> list[dict]:
+        """Instances from stack.json in one of `states` (all states when `states` is None)."""
+        return [i for i in self.state().get("instances", [])
+                if (group is None or i.get("group") == group) and (states is None or i.get("state") in states)
+                and (zone is None or i.get("zone") == zone)]
+
+    # -- control API
+    def control_url(self, path: str) -> str:
+        return f"http://{LOCALHOST}:{self.control_port}{path}"
+
+    def api(self, method: str, path: str, token: str | None | bool = True, **kw) -> requests.Response:
+        """A control API request; token=True uses the stack's token, None sends none, a string sends that."""
+        headers = dict(kw.pop("headers", {}))
+        if token is True:
+            token = self.token
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return self._session.request(method, self.control_url(path), headers=headers, timeout=10, **kw)
+
+    def status(self) -> dict:
+        r = self.api("GET", "/v1/status")
+        assert r.status_code == 200, f"GET /v1/status: {r.status_code} {r.text}"
+        return r.json()
+
+    def group(self, name: str = "web") -> dict:
+        for g in self.status()["groups"]:
+            if g["name"] == name:
+                return g
+        raise AssertionError(f"no group {name} in GET /v1/status")
+
+    def events(self, group: str | None = None) -> list[dict]:
+        r = self.api("GET", "/v1/events")
+        assert r.status_code == 200, f"GET /v1/events: {r.status_code} {r.text}"
+        return [e for e in r.json()["events"] if group is None or e.get("group") == group]
+
+    def set_desired(self, group: str, desired) -> requests.Response:
+        return self.api("POST", f"/v1/groups/{group}/desired", json={"desired": desired})
+
+    def put_metric(self, group: str, name: str, value: float, instance: str | None = None) -> requests.Response:
+        body = {"group": group, "name": name, "value": value}
+        if instance is not None:
+            body["instance"] = instance
+        return self.api("POST", "/v1/metrics", json=body)
+
+    def wait_settled(self, group: str = "web", timeout: float = 30.0, desired: int | None = None) -> dict:
+        """Waits until the group has `desired` (default: its own desired) instances in service and none pending
+        or draining; returns its status."""
+
+        def settled():
+            g = self.group(group)
+            want = g["desired"] if desired is None else desired
+            return g if (g["desired"] == want and g["in_service"] == want and g["pending"] == 0
+                         and g["draining"] == 0) else None
+
+        return wait_for(settled, timeout, interval=0.1, what=f"group {group} settled")
+
+    # -- CLI
+    def cli(self, *args, timeout: float = 20.0) -> subprocess.CompletedProcess:
+        """`cumulo ARGS...` run in the stack's directory (so the default state directory is this stack's)."""
+        return subprocess.run([str(binary("cumulo")), *[str(a) for a in args]], cwd=str(self.tmp), text=True,
+                              capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    # -- the gateway
+    def url(self, path: str = "/") -> str:
+        return f"http://{LOCALHOST}:{self.gw_port}{path}"
+
+
+class StackWatcher:
+    """Polls stack.json in the background and keeps what it saw: each instance's states in order (with the time
+    each was first seen) and in-service counts per zone over time."""
+
+    def __init__(self, stack: ScalingStack, group: str = "web", interval: float = 0.05):
+        self.stack = stack
+        self.group = group
+        self.interval = interval
+        self.lock = threading.Lock()
+        self.history: dict[tuple[str, int], list[tuple[float, str]]] = {}  # (id, pid) -> [(time, state)]
+        self.samples: list[tuple[float, dict[str, int]]] = []  # (time, {zone: in-service count})
+        self.ever_seen: dict[tuple[str, int], dict] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.poll()
+            self._stop.wait(self.interval)
+
+    def poll(self):
+        now = time.monotonic()
+        try:
+            instances = [i for i in self.stack.state().get("instances", []) if i.get("group") == self.group]
+        except Exception:
+            return
+        zones: dict[str, int] = {}
+        with self.lock:
+            for i in instances:
+                key = (i.get("id"), i.get("pid"))
+                self.ever_seen[key] = i
+                h = self.history.setdefault(key, [])
+                if not h or h[-1][1] != i.get("state"):
+                    h.append((now, i.get("state")))
+                if i.get("state") == "in_service":
+                    zones[i.get("zone")] = zones.get(i.get("zone"), 0) + 1
+            self.samples.append((now, zones))
+
+    def in_service(self, zone: str | None = None) -> int:
+        with self.lock:
+            if not self.samples:
+                return 0
+            zones = self.samples[-1][1]
+        return zones.get(zone, 0) if zone else sum(zones.values())
+
+    def states_of(self, instance_id: str, pid: int | None = None) -> list[str]:
+        with self.lock:
+            return [s for (iid, p), h in self.history.items() if iid == instance_id and (pid is None or p == pid)
+                    for _, s in h]
+
+    def first_time(self, predicate, since: float = 0.0) -> float | None:
+        """The first sample time >= since whose zone counts satisfy predicate(zones)."""
+        with self.lock:
+            for t, zones in self.samples:
+                if t >= since and predicate(zones):
+                    return t
+        return None
+
+    def max_in_zone(self, zone: str, since: float = 0.0) -> int:
+        with self.lock:
+            return max((z.get(zone, 0) for t, z in self.samples if t >= since), default=0)
+
+    def __enter__(self):
+        self.poll()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+
+class GatewayProbe:
+    """GETs `url` every `interval` in the background and keeps (time, status or None, X-Instance-Id, error)."""
+
+    def __init__(self, url: str, interval: float = 0.05, timeout: float = 5.0):
+        self.url = url
+        self.interval = interval
+        self.timeout = timeout
+        self.results: list[tuple[float, int | None, str | None, str | None]] = []
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        with requests.Session() as s:
+            while not self._stop.is_set():
+                try:
+                    r = s.get(self.url, timeout=self.timeout)
+                    item = (time.monotonic(), r.status_code, r.headers.get("X-Instance-Id"), None)
+                except requests.RequestException as e:
+                    item = (time.monotonic(), None, None, repr(e))
+                with self.lock:
+                    self.results.append(item)
+                self._stop.wait(self.interval)
+
+    def first_from_other(self, known_ids, since: float = 0.0) -> tuple[float, str] | None:
+        """The first answer at or after `since` from an instance whose id is not in `known_ids`."""
+        with self.lock:
+            for t, status, iid, _ in self.results:
+                if t >= since and status == 200 and iid and iid not in known_ids:
+                    return t, iid
+        return None
+
+    def failures(self) -> list:
+        with self.lock:
+            return [r for r in self.results if r[1] is None or r[1] >= 400]
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.results)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=self.timeout + 2)
+
+
+WRK_LOAD_SCRIPT = r"""
+-- Counts responses by status, optionally paces each connection, and prints the summary and latency percentiles.
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) codes = {} end
+function response(status, headers, body) codes[status] = (codes[status] or 0) + 1 end
+@DELAY@
+function done(summary, latency, requests)
+  local e = summary.errors
+  local all = {}
+  for _, t in ipairs(threads) do
+    local c = t:get("codes")
+    if c then for k, v in pairs(c) do all[k] = (all[k] or 0) + v end end
+  end
+  local parts = {}
+  for k, v in pairs(all) do table.insert(parts, string.format("%d:%d", k, v)) end
+  io.write(string.format("WRKRESULT requests=%d status=%d connect=%d read=%d write=%d timeout=%d codes=%s\n",
+    summary.requests, e.status, e.connect, e.read, e.write, e.timeout, table.concat(parts, ",")))
+  io.write(string.format("WRKLATENCY p50=%d p90=%d p99=%d max=%d\n", latency:percentile(50),
+    latency:percentile(90), latency:percentile(99), latency.max))
+end
+"""
+
+
+class WrkLoadResult(WrkResult):
+    """WrkResult plus latency percentiles in milliseconds."""
+
+    def __init__(self, output: str):
+        super().__init__(output)
+        m = re.search(r"WRKLATENCY p50=(\d+) p90=(\d+) p99=(\d+) max=(\d+)", output)
+        if not m:
+            raise AssertionError(f"wrk printed no latency line:\n{output}")
+        self.p50_ms, self.p90_ms, self.p99_ms, self.max_ms = (int(m.group(i)) / 1000.0 for i in range(1, 5))
+
+    @property
+    def failed(self) -> int:
+        return self.non2xx + self.errors
+
+
+class WrkLoad:
+    """A bounded wrk run in the background with latency percentiles; `delay_ms` paces every connection (a wait
+    before each request) so that cheap requests do not take both cores of a small machine."""
+
+    _n = 0
+
+    def __init__(self, tmp: Path, url: str, duration_s: int = 5, connections: int = 8, threads: int = 1,
+                 delay_ms: int = 0, timeout_s: int = 5):
+        WrkLoad._n += 1
+        script = tmp / f"wrk-load-{WrkLoad._n}.lua"
+        script.write_text(WRK_LOAD_SCRIPT.replace(
+            "@DELAY@", f"function delay() return {int(delay_ms)} end" if delay_ms else ""))
+        self.duration_s = duration_s
+        self.argv = [tool("wrk"), f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--timeout",
+                     f"{timeout_s}s", "-s", str(script), url]
+        self.started = time.monotonic()
+        self.popen = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def sleep_until(self, seconds_in: float):
+        left = self.started + seconds_in - time.monotonic()
+        if left > 0:
+            time.sleep(left)
+
+    def result(self) -> WrkLoadResult:
+        try:
+            out, _ = self.popen.communicate(timeout=self.duration_s + 20)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            out, _ = self.popen.communicate()
+            raise AssertionError(f"wrk did not finish:\n{out}")
+        self.ended = time.monotonic()
+        return WrkLoadResult(out)
+
+    def stop(self):
+        """Ends a run early (teardown after a failure); its result is not read."""
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.communicate()
+
+
+@pytest.fixture
+def scaling_stack(tmp_path):
+    """scaling_stack(groups, ...) starts `cumulo up` with those groups (see ScalingStack); stopped at teardown,
+    with its log, events and state printed when the test failed."""
+    stacks: list[ScalingStack] = []
+
+    def start(groups, **kw):
+        s = ScalingStack(tmp_path, groups, start=False, **{k: v for k, v in kw.items()
+                                                           if k in ("zones", "gateway", "name")})
+        stacks.append(s)
+        s.start(**{k: v for k, v in kw.items() if k in ("settle", "settle_groups", "timeout", "wait_running")})
+        return s
+
+    yield start
+    for s in stacks:
+        try:
+            print(s.report())
+        except Exception as e:
+            print(f"(no report: {e!r})")
+        s.stop()
+
+
+class TargetTraffic:
+    """Polls the gateway's /metrics in the background and keeps, for every target, the first time it was seen
+    answering (its 2xx response counter above what it was when watching began)."""
+
+    def __init__(self, admin_url: str, interval: float = 0.05):
+        self.admin_url = admin_url
+        self.interval = interval
+        self.baseline: dict[str, float] = {}
+        self.first_answer: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _counts(self, session: requests.Session) -> dict[str, float]:
+        text = session.get(f"{self.admin_url}/metrics", timeout=2).text
+        counts: dict[str, float] = {}
+        for m in re.finditer(r'^cumulo_gateway_target_responses_total\{([^}]*)\}\s+(\S+)', text, re.M):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+            if labels.get("code") == "2xx":
+                counts[labels.get("target", "")] = counts.get(labels.get("target", ""), 0.0) + float(m.group(2))
+        return counts
+
+    def _run(self):
+        with requests.Session() as s:
+            first = True
+            while not self._stop.is_set():
+                try:
+                    counts = self._counts(s)
+                except (requests.RequestException, ValueError):
+                    counts = None
+                now = time.monotonic()
+                if counts is not None:
+                    with self.lock:
+                        if first:
+                            self.baseline = dict(counts)
+                            first = False
+                        for target, n in counts.items():
+                            if target not in self.first_answer and n > self.baseline.get(target, 0.0):
+                                self.first_answer[target] = now
+                self._stop.wait(self.interval)
+
+    def first_from(self, addresses, since: float = 0.0) -> tuple[float, str] | None:
+        """The earliest first answer at or after `since` among `addresses`."""
+        with self.lock:
+            hits = [(t, a) for a, t in self.first_answer.items() if a in addresses and t >= since]
+        return min(hits) if hits else None
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)

@@ -48,6 +48,7 @@ std::string render_gateway_config(const StackSpec& stack, const std::vector<Gate
     y += "  - name: " + quoted(g.name) + "\n";
     y += "    balance: " + quoted(gw.balance) + "\n";
     y += "    zone_aware: true\n";
+    y += "    drain_timeout: " + quoted(format_duration(g.drain_timeout)) + "\n";
     y += "    health_check:\n";
     y += "      path: " + quoted(hc.path) + "\n";
     y += "      expected_codes: " + quoted(hc.expected_codes) + "\n";

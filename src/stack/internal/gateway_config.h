@@ -15,8 +15,9 @@ struct GatewayTarget {
   std::string address;  // "127.0.0.1:40123"
 };
 
-// One listener, the admin API, one zone-aware target group per stack group with its targets, and one route
-// per group by its path prefix. Every string is double-quoted, so that values such as `off` or `yes` stay
+// One listener, the admin API, one zone-aware target group per stack group with its targets (none when the
+// scaling groups register their instances through the admin API, as `cumulo up` does), and one route per
+// group by its path prefix. Every string is double-quoted, so that values such as `off` or `yes` stay
 // strings.
 std::string render_gateway_config(const StackSpec& stack, const std::vector<GatewayTarget>& targets);
 

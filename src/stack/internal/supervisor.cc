@@ -12,10 +12,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <vector>
@@ -23,7 +25,12 @@
 #include "core/event_loop.h"
 #include "core/log.h"
 #include "core/net.h"
-#include "stack/instance_provider.h"
+#include "http/client.h"
+#include "http/server.h"
+#include "scaling/instance_provider.h"
+#include "scaling/scaling.h"
+#include "stack/internal/control_api.h"
+#include "stack/internal/gateway_admin.h"
 #include "stack/internal/gateway_config.h"
 
 namespace cumulo::stack::internal {
@@ -38,11 +45,13 @@ constexpr Millis kMaxBackoff{30'000};
 // An instance that ran this long before it died was not crash-looping: its next restart waits kFirstBackoff
 // again.
 constexpr Millis kStableUptime{30'000};
-constexpr Millis kInstanceStopGrace{5000};
 constexpr Millis kGatewayStartTimeout{10'000};
 // Time the gateway gets beyond its own drain timeout before it is killed.
 constexpr Millis kGatewayStopSlack{5000};
 constexpr Millis kReadyPollInterval{100};
+constexpr Millis kTickInterval{100};
+constexpr Millis kSampleInterval{1000};
+constexpr size_t kRecentPorts = 512;
 constexpr size_t kLogTailLines = 20;
 constexpr char kComponent[] = "stack";
 
@@ -85,18 +94,12 @@ class SupervisorSignals {
   core::Fd fd_;
 };
 
-// An instance of a group, or the gateway.
-struct Member {
-  std::string id;     // "web-a-1", or "gateway"
-  std::string group;  // empty for the gateway
-  std::string zone;
-  std::string address;                      // what it serves on
+// The gateway process: started first, restarted when it dies (and then told about every instance again).
+struct GatewayProcess {
   std::vector<core::SocketAddress> probes;  // accepting connections on all of these means ready
-  LaunchSpec launch;
-  Millis start_timeout{10'000};
-  InstanceHandle handle = 0;  // 0 while not running
+  scaling::LaunchSpec launch;
+  scaling::InstanceHandle handle = 0;  // 0 while not running
   bool ready = false;
-  bool slow_reported = false;
   core::TimePoint started_at{};
   Millis backoff = kFirstBackoff;
   int restarts = 0;
@@ -125,13 +128,11 @@ bool accepts_connections(const core::SocketAddress& addr) {
   return ::connect(fd.get(), addr.sa(), addr.length) == 0;
 }
 
-// Asks the kernel for free loopback ports. The sockets stay bound until all are picked, so no port comes
-// twice.
-std::vector<uint16_t> pick_ports(size_t count, const std::vector<uint16_t>& avoid) {
-  std::vector<core::Fd> held;
-  std::vector<uint16_t> ports;
-  while (ports.size() < count) {
-    if (held.size() > count + 64) throw std::runtime_error("cannot find enough free ports on 127.0.0.1");
+// Asks the kernel for a free loopback port, skipping those to avoid (the stack's own and the ones recently
+// given to instances, which may still be shutting down on them).
+uint16_t pick_port(const std::set<uint16_t>& avoid) {
+  std::vector<core::Fd> held;  // bound until the end, so that the kernel does not offer the same port again
+  for (int attempt = 0; attempt < 64; ++attempt) {
     core::Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd) throw std::runtime_error("socket: " + core::errno_text(errno));
     sockaddr_in sin{};
@@ -142,11 +143,10 @@ std::vector<uint16_t> pick_ports(size_t count, const std::vector<uint16_t>& avoi
     }
     auto local = core::SocketAddress::from_fd_local(fd.get());
     if (!local) throw std::runtime_error("getsockname: " + core::errno_text(errno));
+    if (!avoid.count(local->port())) return local->port();
     held.push_back(std::move(fd));
-    if (std::find(avoid.begin(), avoid.end(), local->port()) != avoid.end()) continue;
-    ports.push_back(local->port());
   }
-  return ports;
+  throw std::runtime_error("cannot find a free port on 127.0.0.1");
 }
 
 // The last `count` lines of a file (of its last 64 KiB at most); empty when the file is empty or unreadable.
@@ -178,27 +178,31 @@ class Supervisor : public core::IoHandler {
   void on_io(uint32_t events) override;
 
  private:
-  enum class Phase { kStartingInstances, kStartingGateway, kRunning, kStopping };
+  enum class Phase { kStartingGateway, kStartingGroups, kRunning, kStopping };
 
   void prepare_state_dir();
-  void check_gateway_ports() const;
-  void plan_members();
+  void check_ports() const;
+  void write_token();
+  void make_groups();
+  scaling::LaunchSpec make_launch(const GroupSpec& group, const std::string& id, const std::string& zone,
+                                  uint16_t port);
   void write_gateway_config() const;
-  bool start_member(Member& m);
-  void poll_ready();
-  void start_gateway();
-  void fail_start(const Member& m, const std::string& why);
-  void on_exit(InstanceHandle handle, const ExitStatus& status);
-  void schedule_restart(Member& m, const ExitStatus& status, InstanceHandle old_handle);
-  void restart(Member& m);
+  bool start_gateway();
+  void poll_gateway_ready();
+  void tick();
+  void sample();
+  void fail_start(const std::string& why);
+  void on_exit(scaling::InstanceHandle handle, const scaling::ExitStatus& status);
+  void gateway_died(const scaling::ExitStatus& status, scaling::InstanceHandle old_handle);
+  void restart_gateway();
   // A second stop signal while stopping kills everything at once: the way out of a stuck drain.
   void begin_stop(const std::string& reason, bool from_signal);
   void continue_stop();
+  bool all_stopped() const;
   void print_banner() const;
-  void write_status(std::string_view state) const;
-  bool all_stopped();
-  Member* find(InstanceHandle handle);
-  std::vector<Member*> all_members();
+  void status_changed();
+  void write_status() const;
+  const char* state_name() const;
 
   StackSpec stack_;
   SupervisorOptions options_;
@@ -207,12 +211,25 @@ class Supervisor : public core::IoHandler {
   core::EventLoop loop_;
   SupervisorSignals signals_;
   core::Fd lock_fd_;
-  std::unique_ptr<InstanceProvider> provider_;
-  std::vector<std::unique_ptr<Member>> instances_;  // by pointer: timers capture them
-  std::unique_ptr<Member> gateway_;
+  std::string token_;
+  std::unique_ptr<scaling::InstanceProvider> provider_;
+  GatewayProcess gateway_;
+  scaling::EventLog events_;
+  std::set<uint16_t> reserved_ports_;  // the gateway's and the control API's
+  std::deque<uint16_t> recent_ports_;
+  std::unique_ptr<http::Client> client_;
+  std::unique_ptr<GatewayAdmin> gateway_admin_;
+  std::unique_ptr<HttpProber> prober_;
+  std::vector<std::unique_ptr<scaling::ScalingGroup>> groups_;
+  std::unique_ptr<http::Server> control_server_;
+  ControlContext control_;
   core::Timer ready_timer_;
-  Phase phase_ = Phase::kStartingInstances;
-  bool instances_stopping_ = false;
+  core::Timer tick_timer_;
+  core::Timer sample_timer_;
+  bool sampling_ = false;
+  bool status_pending_ = false;
+  bool groups_stopping_ = false;
+  Phase phase_ = Phase::kStartingGateway;
   bool stopped_ = false;
   std::string last_start_error_;
   int exit_code_ = 0;
@@ -222,17 +239,67 @@ Supervisor::Supervisor(const StackSpec& stack, const SupervisorOptions& options)
     : stack_(stack),
       options_(options),
       state_dir_(options.state_dir.empty() ? ".cumulo" : options.state_dir),
-      ready_timer_(loop_, [this] { poll_ready(); }) {
+      ready_timer_(loop_, [this] { poll_gateway_ready(); }),
+      tick_timer_(loop_, [this] { tick(); }),
+      sample_timer_(loop_, [this] { sample(); }) {
   prepare_state_dir();
-  check_gateway_ports();
-  plan_members();
+  check_ports();
+  write_token();
   loop_.add(signals_.fd(), this, core::kReadable);
-  provider_ = make_process_provider(loop_, [this](InstanceHandle h, const ExitStatus& s) { on_exit(h, s); });
+  provider_ = scaling::make_process_provider(
+      loop_, [this](scaling::InstanceHandle h, const scaling::ExitStatus& s) { on_exit(h, s); });
+  client_ = std::make_unique<http::Client>(loop_);
+  gateway_admin_ =
+      std::make_unique<GatewayAdmin>(*client_, *core::SocketAddress::parse(stack_.gateway.admin));
+  prober_ = std::make_unique<HttpProber>(*client_);
+
+  const GatewaySpec& gw = stack_.gateway;
+  const auto listen = *core::SocketAddress::parse(gw.listen);
+  const auto admin = *core::SocketAddress::parse(gw.admin);
+  gateway_.probes = {probe_address(listen), probe_address(admin)};
+  gateway_.launch.name = "gateway";
+  gateway_.launch.executable = options_.cumulo_binary;
+  gateway_.launch.argv = {options_.cumulo_binary, "gateway", "-c", gateway_config_path_.string()};
+  gateway_.launch.log_path = (state_dir_ / "logs" / "gateway.log").string();
+  gateway_.restart_timer = std::make_unique<core::Timer>(loop_, [this] { restart_gateway(); });
+  {
+    std::ofstream truncate(gateway_.launch.log_path, std::ios::trunc);
+    if (!truncate) throw std::runtime_error("cannot write " + gateway_.launch.log_path);
+  }
+  if (stack_.gateway.access_log != "off" && stack_.gateway.access_log != "-") {
+    stack_.gateway.access_log = fs::absolute(stack_.gateway.access_log).string();
+  }
+  make_groups();
+
+  control_.stack_name = stack_.name;
+  control_.token = token_;
+  for (auto& g : groups_) control_.groups.push_back(g.get());
+  control_.events = &events_;
+  control_.now = [this] { return loop_.update_now(); };
+  control_.after_change = [this] {
+    if (phase_ == Phase::kRunning || phase_ == Phase::kStartingGroups) loop_.defer([this] { tick(); });
+  };
+  http::ServerOptions server_options;
+  server_options.listen = *core::SocketAddress::parse(stack_.control.listen);
+  server_options.max_body_bytes = 64 * 1024;
+  control_server_ = std::make_unique<http::Server>(loop_, server_options,
+                                                   [this](http::Request& req, http::Responder respond) {
+                                                     respond(handle_control_request(req, control_));
+                                                   });
+  try {
+    control_server_->start();
+  } catch (const std::exception& e) {
+    throw std::runtime_error(stack_.control.location + ": control.listen: " + e.what());
+  }
 }
 
 Supervisor::~Supervisor() {
   loop_.remove(signals_.fd());
-  provider_.reset();  // kills and reaps anything still running while the loop and the members are still there
+  control_server_.reset();
+  // Outstanding requests complete (with an error) while the groups they report to still exist.
+  client_.reset();
+  provider_.reset();  // kills and reaps anything still running while the loop is still there
+  groups_.clear();
 }
 
 void Supervisor::prepare_state_dir() {
@@ -261,11 +328,14 @@ void Supervisor::prepare_state_dir() {
     throw std::runtime_error("cannot write " + lock_path.string() + ": " + core::errno_text(errno));
   }
   gateway_config_path_ = fs::absolute(state_dir_ / "gateway.yaml");
+  // Instance logs of an earlier run: ids start from 1 again, and a log must tell one run's story.
+  for (const auto& entry : fs::directory_iterator(state_dir_ / "logs", ec)) {
+    if (entry.path().extension() == ".log") fs::remove(entry.path(), ec);
+  }
 }
 
-// Found before any instance starts, a taken gateway port is one clear message instead of a gateway crash
-// loop.
-void Supervisor::check_gateway_ports() const {
+// Found before anything starts, a taken port is one clear message instead of a crash loop.
+void Supervisor::check_ports() const {
   const GatewaySpec& gw = stack_.gateway;
   auto check = [](const std::string& address, std::string_view key, const std::string& location) {
     try {
@@ -278,73 +348,71 @@ void Supervisor::check_gateway_ports() const {
   check(gw.admin, "gateway.admin", gw.admin_location);
 }
 
-void Supervisor::plan_members() {
-  const GatewaySpec& gw = stack_.gateway;
-  const auto listen = *core::SocketAddress::parse(gw.listen);
-  const auto admin = *core::SocketAddress::parse(gw.admin);
-  std::vector<InstancePlan> plans = plan_instances(stack_);
-  std::vector<uint16_t> ports = pick_ports(plans.size(), {listen.port(), admin.port()});
-
-  for (size_t i = 0; i < plans.size(); ++i) {
-    const InstancePlan& plan = plans[i];
-    auto m = std::make_unique<Member>();
-    m->id = plan.id;
-    m->group = plan.group;
-    m->zone = plan.zone;
-    m->address = "127.0.0.1:" + std::to_string(ports[i]);
-    m->probes.push_back(*core::SocketAddress::parse(m->address));
-    ExpandedCommand cmd = expand_command(
-        *plan.spec, PlaceholderValues{std::to_string(ports[i]), plan.zone, plan.id, options_.bin_dir});
-    m->launch.name = plan.id;
-    m->launch.executable = resolve_executable(*plan.spec, cmd.argv.front());
-    m->launch.argv = std::move(cmd.argv);
-    m->launch.env = std::move(cmd.env);
-    m->launch.log_path = (state_dir_ / "logs" / (plan.id + ".log")).string();
-    m->start_timeout = plan.spec->start_timeout;
-    Member* raw = m.get();
-    m->restart_timer = std::make_unique<core::Timer>(loop_, [this, raw] { restart(*raw); });
-    instances_.push_back(std::move(m));
-  }
-
-  gateway_ = std::make_unique<Member>();
-  gateway_->id = "gateway";
-  gateway_->address = gw.listen;
-  gateway_->probes = {probe_address(listen), probe_address(admin)};
-  gateway_->launch.name = "gateway";
-  gateway_->launch.executable = options_.cumulo_binary;
-  gateway_->launch.argv = {options_.cumulo_binary, "gateway", "-c", gateway_config_path_.string()};
-  gateway_->launch.log_path = (state_dir_ / "logs" / "gateway.log").string();
-  gateway_->start_timeout = kGatewayStartTimeout;
-  gateway_->restart_timer = std::make_unique<core::Timer>(loop_, [this] { restart(*gateway_); });
-
-  // Each run starts with fresh logs; restarts within a run append, so a crash's last words stay readable.
-  for (Member* m : all_members()) {
-    std::ofstream truncate(m->launch.log_path, std::ios::trunc);
-    if (!truncate) throw std::runtime_error("cannot write " + m->launch.log_path);
-  }
-  if (stack_.gateway.access_log != "off" && stack_.gateway.access_log != "-") {
-    stack_.gateway.access_log = fs::absolute(stack_.gateway.access_log).string();
+// The token is readable by the owner only: whoever can read it can change the stack.
+void Supervisor::write_token() {
+  token_ = random_token();
+  const fs::path path = state_dir_ / "api-token";
+  ::unlink(path.c_str());
+  core::Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!fd) throw std::runtime_error("cannot write " + path.string() + ": " + core::errno_text(errno));
+  const std::string line = token_ + "\n";
+  if (::write(fd.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+    throw std::runtime_error("cannot write " + path.string() + ": " + core::errno_text(errno));
   }
 }
 
-std::vector<Member*> Supervisor::all_members() {
-  std::vector<Member*> out;
-  for (auto& m : instances_) out.push_back(m.get());
-  if (gateway_) out.push_back(gateway_.get());
-  return out;
+void Supervisor::make_groups() {
+  for (const std::string& address : {stack_.gateway.listen, stack_.gateway.admin, stack_.control.listen}) {
+    reserved_ports_.insert(core::SocketAddress::parse(address)->port());
+  }
+  for (const GroupSpec& spec : stack_.groups) {
+    scaling::GroupEnvironment env;
+    env.zones = stack_.zones;
+    env.provider = provider_.get();
+    env.registry = gateway_admin_.get();
+    env.prober = prober_.get();
+    const GroupSpec* group = &spec;
+    env.make_launch = [this, group](const std::string& id, const std::string& zone, uint16_t port) {
+      return make_launch(*group, id, zone, port);
+    };
+    env.pick_port = [this] {
+      std::set<uint16_t> avoid = reserved_ports_;
+      avoid.insert(recent_ports_.begin(), recent_ports_.end());
+      const uint16_t port = pick_port(avoid);
+      recent_ports_.push_back(port);
+      if (recent_ports_.size() > kRecentPorts) recent_ports_.pop_front();
+      return port;
+    };
+    env.events = &events_;
+    env.on_change = [this] { status_changed(); };
+    env.now = [this] { return loop_.update_now(); };
+    groups_.push_back(std::make_unique<scaling::ScalingGroup>(spec, std::move(env)));
+  }
 }
 
-Member* Supervisor::find(InstanceHandle handle) {
-  for (Member* m : all_members()) {
-    if (m->handle == handle) return m;
+scaling::LaunchSpec Supervisor::make_launch(const GroupSpec& group, const std::string& id,
+                                            const std::string& zone, uint16_t port) {
+  ExpandedCommand cmd = expand_command(group.launch_template,
+                                       PlaceholderValues{std::to_string(port), zone, id, options_.bin_dir});
+  scaling::LaunchSpec launch;
+  launch.name = id;
+  launch.executable = resolve_executable(group, cmd.argv.front());
+  launch.argv = std::move(cmd.argv);
+  launch.env = std::move(cmd.env);
+  launch.log_path = (state_dir_ / "logs" / (id + ".log")).string();
+  if (!group.launch_template.working_dir.empty()) {
+    launch.working_dir = fs::absolute(group.launch_template.working_dir).string();
   }
-  return nullptr;
+  launch.stop_signal = group.launch_template.stop_signal;
+  launch.cpu = group.launch_template.cpu;
+  launch.memory_bytes = group.launch_template.memory_bytes;
+  launch.cgroup = stack_.name + "/" + id;
+  return launch;
 }
 
 void Supervisor::write_gateway_config() const {
-  std::vector<GatewayTarget> targets;
-  for (const auto& m : instances_) targets.push_back(GatewayTarget{m->group, m->zone, m->address});
-  std::string text = render_gateway_config(stack_, targets);
+  // No targets: instances join through the admin API once they pass their health check.
+  std::string text = render_gateway_config(stack_, {});
   // Written aside and renamed, so a gateway reloading it never reads half a file.
   fs::path tmp = gateway_config_path_;
   tmp += ".tmp";
@@ -359,102 +427,132 @@ void Supervisor::write_gateway_config() const {
 }
 
 int Supervisor::run() {
+  long initial = 0;
+  for (const GroupSpec& g : stack_.groups) initial += g.desired;
   core::log_info(kComponent, "starting stack",
                  {{"stack", stack_.name},
                   {"file", stack_.source},
-                  {"instances", static_cast<long>(instances_.size())},
+                  {"instances", initial},
+                  {"control", stack_.control.listen},
                   {"state_dir", state_dir_.string()}});
-  for (auto& m : instances_) {
-    if (!start_member(*m)) {
-      fail_start(*m, "could not be started: " + last_start_error_);
-      break;
+  try {
+    write_gateway_config();
+  } catch (const std::exception& e) {
+    fail_start(e.what());
+  }
+  if (phase_ != Phase::kStopping) {
+    if (!start_gateway()) {
+      fail_start("could not be started: " + last_start_error_);
+    } else {
+      ready_timer_.arm(Millis(0));
     }
   }
-  write_status("starting");
-  if (phase_ == Phase::kStartingInstances) ready_timer_.arm(Millis(0));
-  loop_.run();
+  write_status();
+  if (phase_ != Phase::kStopping || !stopped_) loop_.run();
   return exit_code_;
 }
 
-bool Supervisor::start_member(Member& m) {
+bool Supervisor::start_gateway() {
   try {
-    m.handle = provider_->start(m.launch);
+    gateway_.handle = provider_->start(gateway_.launch);
   } catch (const std::exception& e) {
     last_start_error_ = e.what();
     return false;
   }
-  m.started_at = loop_.update_now();
-  m.ready = false;
-  m.slow_reported = false;
-  core::log_info(kComponent, m.id == "gateway" ? "gateway started" : "instance started",
-                 {{"instance", m.id},
-                  {"pid", static_cast<long>(m.handle)},
-                  {"address", m.address},
-                  {"restarts", m.restarts}});
+  gateway_.started_at = loop_.update_now();
+  gateway_.ready = false;
+  core::log_info(kComponent, "gateway started",
+                 {{"pid", static_cast<long>(gateway_.handle)},
+                  {"address", stack_.gateway.listen},
+                  {"restarts", gateway_.restarts}});
+  status_changed();
   return true;
 }
 
-void Supervisor::poll_ready() {
+void Supervisor::poll_gateway_ready() {
+  if (phase_ == Phase::kStopping || gateway_.handle == 0 || gateway_.ready) return;
   const core::TimePoint now = loop_.update_now();
-  bool waiting = false;
-  for (Member* m : all_members()) {
-    if (m->handle == 0 || m->ready) continue;
-    if (std::all_of(m->probes.begin(), m->probes.end(), accepts_connections)) {
-      m->ready = true;
-      core::log_info(kComponent, m->id == "gateway" ? "gateway ready" : "instance ready",
-                     {{"instance", m->id},
-                      {"pid", static_cast<long>(m->handle)},
-                      {"address", m->address},
-                      {"after_ms", as_long(std::chrono::duration_cast<Millis>(now - m->started_at))}});
-      continue;
+  if (std::all_of(gateway_.probes.begin(), gateway_.probes.end(), accepts_connections)) {
+    gateway_.ready = true;
+    core::log_info(kComponent, "gateway ready",
+                   {{"pid", static_cast<long>(gateway_.handle)},
+                    {"after_ms", as_long(std::chrono::duration_cast<Millis>(now - gateway_.started_at))}});
+    if (phase_ == Phase::kStartingGateway) {
+      phase_ = Phase::kStartingGroups;
+      tick_timer_.arm(Millis(0));
+      sample_timer_.arm(kSampleInterval);
+    } else {
+      // A restarted gateway knows only its config file, which names no instance.
+      for (auto& g : groups_) g->reregister_all();
+      if (!tick_timer_.armed()) tick_timer_.arm(Millis(0));
     }
-    waiting = true;
-    if (now - m->started_at < m->start_timeout || m->slow_reported) continue;
-    std::string why = "does not accept connections on " + m->probes.front().to_string() +
-                      (m->probes.size() > 1 ? " and " + m->probes.back().to_string() : std::string()) +
-                      " after " + format_duration(m->start_timeout);
-    if (phase_ == Phase::kRunning) {
-      m->slow_reported = true;
-      core::log_warn(kComponent, "restarted instance is not ready",
-                     {{"instance", m->id}, {"reason", why}, {"log", m->launch.log_path}});
-      continue;
-    }
-    fail_start(*m, why);
+    status_changed();
     return;
   }
+  if (now - gateway_.started_at >= kGatewayStartTimeout) {
+    const std::string why = "does not accept connections on " + gateway_.probes.front().to_string() +
+                            " and " + gateway_.probes.back().to_string() + " after " +
+                            format_duration(kGatewayStartTimeout);
+    if (phase_ == Phase::kStartingGateway) {
+      fail_start(why);
+      return;
+    }
+    core::log_warn(kComponent, "restarted gateway is not ready",
+                   {{"reason", why}, {"log", gateway_.launch.log_path}});
+    gateway_.started_at = now;  // say it again only after another timeout
+  }
+  ready_timer_.arm(kReadyPollInterval);
+}
 
-  if (phase_ == Phase::kStartingInstances &&
-      std::all_of(instances_.begin(), instances_.end(), [](const auto& m) { return m->ready; })) {
-    start_gateway();
-    waiting = phase_ == Phase::kStartingGateway;
-  } else if (phase_ == Phase::kStartingGateway && gateway_->ready) {
+void Supervisor::tick() {
+  if (phase_ != Phase::kStartingGroups && phase_ != Phase::kRunning) return;
+  const core::TimePoint now = loop_.update_now();
+  for (auto& g : groups_) g->tick(now);
+  if (phase_ == Phase::kStartingGroups &&
+      std::all_of(groups_.begin(), groups_.end(), [](const auto& g) { return g->settled(); })) {
     phase_ = Phase::kRunning;
-    write_status("running");
+    status_changed();
     print_banner();
   }
-  if (waiting && phase_ != Phase::kStopping) ready_timer_.arm(kReadyPollInterval);
+  if (!tick_timer_.armed()) tick_timer_.arm(kTickInterval);
 }
 
-void Supervisor::start_gateway() {
-  try {
-    write_gateway_config();
-  } catch (const std::exception& e) {
-    fail_start(*gateway_, e.what());
-    return;
-  }
-  phase_ = Phase::kStartingGateway;
-  if (!start_member(*gateway_)) fail_start(*gateway_, "could not be started: " + last_start_error_);
+// Every second: what each instance uses, and how the gateway sees the targets and what they served.
+void Supervisor::sample() {
+  if (phase_ != Phase::kStartingGroups && phase_ != Phase::kRunning) return;
+  sample_timer_.arm(kSampleInterval);
+  if (sampling_) return;  // the gateway has not answered the last round yet
+  sampling_ = true;
+  gateway_admin_->read_view([this](GatewayView view) {
+    sampling_ = false;
+    if (phase_ != Phase::kStartingGroups && phase_ != Phase::kRunning) return;
+    const core::TimePoint now = loop_.update_now();
+    for (auto& g : groups_) {
+      scaling::MetricsSample s;
+      for (const scaling::InstanceView& i : g->instances()) {
+        if (i.pid == 0) continue;
+        if (auto p = provider_->sample(i.pid)) s.processes[i.pid] = *p;
+      }
+      const std::string& name = g->spec().name;
+      s.gateway_targets_read = view.targets_read && gateway_.ready;
+      if (auto it = view.targets.find(name); it != view.targets.end()) s.targets = it->second;
+      s.gateway_stats_read = view.stats_read;
+      if (auto it = view.stats.find(name); it != view.stats.end()) s.stats = it->second;
+      g->sample(now, s);
+    }
+    tick();
+  });
 }
 
-void Supervisor::fail_start(const Member& m, const std::string& why) {
+void Supervisor::fail_start(const std::string& why) {
   core::log_error(kComponent, "start-up failed",
-                  {{"instance", m.id}, {"reason", why}, {"log", m.launch.log_path}});
-  std::string tail = log_tail(m.launch.log_path, kLogTailLines);
-  std::string msg = "cumulo up: " + m.id + " " + why + "\n";
+                  {{"instance", "gateway"}, {"reason", why}, {"log", gateway_.launch.log_path}});
+  std::string tail = log_tail(gateway_.launch.log_path, kLogTailLines);
+  std::string msg = "cumulo up: gateway " + why + "\n";
   if (tail.empty()) {
-    msg += "  (its log " + m.launch.log_path + " is empty)\n";
+    msg += "  (its log " + gateway_.launch.log_path + " is empty)\n";
   } else {
-    msg += "  last lines of " + m.launch.log_path + ":\n";
+    msg += "  last lines of " + gateway_.launch.log_path + ":\n";
     std::istringstream lines(tail);
     for (std::string line; std::getline(lines, line);) msg += "  | " + line + "\n";
   }
@@ -464,147 +562,179 @@ void Supervisor::fail_start(const Member& m, const std::string& why) {
   begin_stop("start-up failed", false);
 }
 
-void Supervisor::on_exit(InstanceHandle handle, const ExitStatus& status) {
-  Member* m = find(handle);
-  if (!m) return;
-  m->handle = 0;
-  m->ready = false;
-  switch (phase_) {
-    case Phase::kStartingInstances:
-    case Phase::kStartingGateway:
-      fail_start(*m, "exited during start-up (" + status.describe() + ")");
-      break;
-    case Phase::kRunning:
-      schedule_restart(*m, status, handle);
-      write_status("running");
-      break;
-    case Phase::kStopping:
-      core::log_info(
-          kComponent, m == gateway_.get() ? "gateway stopped" : "instance stopped",
-          {{"instance", m->id}, {"pid", static_cast<long>(handle)}, {"status", status.describe()}});
-      continue_stop();
-      break;
-  }
-}
-
-void Supervisor::schedule_restart(Member& m, const ExitStatus& status, InstanceHandle old_handle) {
-  const Millis uptime = std::chrono::duration_cast<Millis>(loop_.update_now() - m.started_at);
-  if (uptime >= kStableUptime) m.backoff = kFirstBackoff;
-  const std::string_view msg =
-      m.id == "gateway" ? "gateway died; restarting it" : "instance died; restarting it";
-  const std::string description = status.describe();
-  if (status.signal > 0) {
-    const char* abbrev = sigabbrev_np(status.signal);
-    core::log_warn(kComponent, msg,
-                   {{"instance", m.id},
-                    {"pid", static_cast<long>(old_handle)},
-                    {"status", description},
-                    {"signal", abbrev ? std::string("SIG") + abbrev : std::to_string(status.signal)},
-                    {"uptime_ms", as_long(uptime)},
-                    {"restart_in_ms", as_long(m.backoff)},
-                    {"log", m.launch.log_path}});
-  } else {
-    core::log_warn(kComponent, msg,
-                   {{"instance", m.id},
-                    {"pid", static_cast<long>(old_handle)},
-                    {"status", description},
-                    {"exit_code", status.exit_code},
-                    {"uptime_ms", as_long(uptime)},
-                    {"restart_in_ms", as_long(m.backoff)},
-                    {"log", m.launch.log_path}});
-  }
-  m.restart_timer->arm(m.backoff);
-  m.backoff = std::min(m.backoff * 2, kMaxBackoff);
-}
-
-void Supervisor::restart(Member& m) {
-  if (phase_ != Phase::kRunning) return;
-  ++m.restarts;
-  if (!start_member(m)) {
-    core::log_error(kComponent, "restart failed",
-                    {{"instance", m.id}, {"reason", last_start_error_}, {"retry_in_ms", as_long(m.backoff)}});
-    m.restart_timer->arm(m.backoff);
-    m.backoff = std::min(m.backoff * 2, kMaxBackoff);
+void Supervisor::on_exit(scaling::InstanceHandle handle, const scaling::ExitStatus& status) {
+  const core::TimePoint now = loop_.update_now();
+  if (handle == gateway_.handle) {
+    gateway_.handle = 0;
+    gateway_.ready = false;
+    switch (phase_) {
+      case Phase::kStartingGateway:
+        fail_start("exited during start-up (" + status.describe() + ")");
+        break;
+      case Phase::kStartingGroups:
+      case Phase::kRunning:
+        gateway_died(status, handle);
+        break;
+      case Phase::kStopping:
+        core::log_info(kComponent, "gateway stopped",
+                       {{"pid", static_cast<long>(handle)}, {"status", status.describe()}});
+        continue_stop();
+        break;
+    }
+    status_changed();
     return;
   }
-  write_status("running");
-  if (!ready_timer_.armed()) ready_timer_.arm(kReadyPollInterval);
+  for (auto& g : groups_) {
+    if (g->on_exit(handle, status, now)) break;
+  }
+  if (phase_ == Phase::kStopping) {
+    continue_stop();
+  } else if (phase_ == Phase::kStartingGroups || phase_ == Phase::kRunning) {
+    loop_.defer([this] { tick(); });  // a replacement now, not at the next tick
+  }
+}
+
+void Supervisor::gateway_died(const scaling::ExitStatus& status, scaling::InstanceHandle old_handle) {
+  const Millis uptime = std::chrono::duration_cast<Millis>(loop_.update_now() - gateway_.started_at);
+  if (uptime >= kStableUptime) gateway_.backoff = kFirstBackoff;
+  core::log_warn(kComponent, "gateway died; restarting it",
+                 {{"pid", static_cast<long>(old_handle)},
+                  {"status", status.describe()},
+                  {"uptime_ms", as_long(uptime)},
+                  {"restart_in_ms", as_long(gateway_.backoff)},
+                  {"log", gateway_.launch.log_path}});
+  events_.add("gateway",
+              "gateway " + status.describe() + " -> restarting it in " + format_duration(gateway_.backoff));
+  gateway_.restart_timer->arm(gateway_.backoff);
+  gateway_.backoff = std::min(gateway_.backoff * 2, kMaxBackoff);
+}
+
+void Supervisor::restart_gateway() {
+  if (phase_ == Phase::kStopping) return;
+  ++gateway_.restarts;
+  if (!start_gateway()) {
+    core::log_error(kComponent, "gateway restart failed",
+                    {{"reason", last_start_error_}, {"retry_in_ms", as_long(gateway_.backoff)}});
+    gateway_.restart_timer->arm(gateway_.backoff);
+    gateway_.backoff = std::min(gateway_.backoff * 2, kMaxBackoff);
+    return;
+  }
+  ready_timer_.arm(kReadyPollInterval);
 }
 
 void Supervisor::begin_stop(const std::string& reason, bool from_signal) {
   if (phase_ == Phase::kStopping) {
     if (!from_signal) return;
     core::log_warn(kComponent, "stopping already; killing everything now", {{"reason", reason}});
-    for (Member* m : all_members()) {
-      if (m->handle != 0) provider_->kill(m->handle);
+    if (gateway_.handle != 0) provider_->kill(gateway_.handle);
+    for (auto& g : groups_) {
+      for (const scaling::InstanceView& i : g->instances()) {
+        if (i.pid != 0) provider_->kill(i.pid);
+      }
     }
     return;
   }
   phase_ = Phase::kStopping;
   ready_timer_.cancel();
-  for (Member* m : all_members()) m->restart_timer->cancel();
+  tick_timer_.cancel();
+  sample_timer_.cancel();
+  gateway_.restart_timer->cancel();
   core::log_info(kComponent, "stopping stack", {{"stack", stack_.name}, {"reason", reason}});
+  status_changed();
   // The gateway goes first: it drains in-flight requests while the instances behind it can still answer them.
-  if (gateway_->handle != 0) {
+  if (gateway_.handle != 0) {
     const Millis grace = stack_.gateway.drain_timeout + kGatewayStopSlack;
     core::log_info(kComponent, "stopping gateway",
-                   {{"pid", static_cast<long>(gateway_->handle)}, {"grace_ms", as_long(grace)}});
-    provider_->stop(gateway_->handle, grace);
+                   {{"pid", static_cast<long>(gateway_.handle)}, {"grace_ms", as_long(grace)}});
+    provider_->stop(gateway_.handle, grace);
   }
   continue_stop();
 }
 
-bool Supervisor::all_stopped() {
-  const auto members = all_members();
-  return std::all_of(members.begin(), members.end(), [](const Member* m) { return m->handle == 0; });
+bool Supervisor::all_stopped() const {
+  if (gateway_.handle != 0) return false;
+  for (const auto& g : groups_) {
+    for (const scaling::InstanceView& i : g->instances()) {
+      if (i.pid != 0) return false;
+    }
+  }
+  return true;
 }
 
 void Supervisor::continue_stop() {
-  if (gateway_->handle != 0) return;
-  if (!instances_stopping_) {
-    instances_stopping_ = true;
+  if (gateway_.handle != 0) return;
+  if (!groups_stopping_) {
+    groups_stopping_ = true;
     long count = 0;
-    for (auto& m : instances_) {
-      if (m->handle == 0) continue;
-      provider_->stop(m->handle, kInstanceStopGrace);
-      ++count;
+    for (auto& g : groups_) {
+      for (const scaling::InstanceView& i : g->instances()) count += i.pid != 0;
+      g->stop_all();
     }
-    if (count > 0) {
-      core::log_info(kComponent, "stopping instances",
-                     {{"count", count}, {"grace_ms", as_long(kInstanceStopGrace)}});
-    }
+    if (count > 0) core::log_info(kComponent, "stopping instances", {{"count", count}});
   }
-  // By the members, not the provider: an exit the provider has seen but not yet reported is still to be
+  // By the groups, not the provider: an exit the provider has seen but not yet reported is still to be
   // logged.
   if (!stopped_ && all_stopped()) {
     stopped_ = true;
-    write_status("stopped");
+    write_status();
     core::log_info(kComponent, "stack stopped", {{"stack", stack_.name}, {"exit_code", exit_code_}});
     loop_.stop();
   }
 }
 
-// STATE_DIR/stack.json: what runs where, for people and scripts (which PID to look at, which port an instance
-// has).
-void Supervisor::write_status(std::string_view state) const {
+const char* Supervisor::state_name() const {
+  switch (phase_) {
+    case Phase::kStartingGateway:
+    case Phase::kStartingGroups:
+      return "starting";
+    case Phase::kRunning:
+      return "running";
+    case Phase::kStopping:
+      return stopped_ ? "stopped" : "stopping";
+  }
+  return "?";
+}
+
+// Many changes come in one burst (a scale-out launches several instances): one write after the burst.
+void Supervisor::status_changed() {
+  if (status_pending_) return;
+  status_pending_ = true;
+  loop_.defer([this] {
+    status_pending_ = false;
+    write_status();
+  });
+}
+
+// STATE_DIR/stack.json: what runs where, for people and scripts (which PID to look at, where the control API
+// is).
+void Supervisor::write_status() const {
   nlohmann::json doc = {{"stack", stack_.name},
-                        {"state", state},
+                        {"state", state_name()},
                         {"pid", static_cast<long>(getpid())},
                         {"url", url_for(stack_.gateway.listen, "/")},
                         {"admin", url_for(stack_.gateway.admin, "/")}};
-  auto describe = [](const Member& m) {
-    nlohmann::json j = {{"id", m.id},
-                        {"address", m.address},
-                        {"pid", m.handle},
-                        {"restarts", m.restarts},
-                        {"log", m.launch.log_path}};
-    if (!m.group.empty()) j["group"] = m.group;
-    if (!m.zone.empty()) j["zone"] = m.zone;
-    return j;
-  };
-  doc["gateway"] = describe(*gateway_);
+  doc["gateway"] = {{"id", "gateway"},
+                    {"pid", gateway_.handle},
+                    {"address", stack_.gateway.listen},
+                    {"admin", stack_.gateway.admin},
+                    {"restarts", gateway_.restarts},
+                    {"log", gateway_.launch.log_path}};
+  doc["control"] = {{"address", stack_.control.listen},
+                    {"url", url_for(stack_.control.listen, "/v1/")},
+                    {"token_file", fs::absolute(state_dir_ / "api-token").string()}};
   doc["instances"] = nlohmann::json::array();
-  for (const auto& m : instances_) doc["instances"].push_back(describe(*m));
+  for (const auto& g : groups_) {
+    for (const scaling::InstanceView& i : g->instances()) {
+      doc["instances"].push_back({{"id", i.id},
+                                  {"group", i.group},
+                                  {"zone", i.zone},
+                                  {"address", i.address},
+                                  {"pid", i.pid},
+                                  {"state", scaling::to_string(i.state)},
+                                  {"restarts", i.restarts},
+                                  {"log", (state_dir_ / "logs" / (i.id + ".log")).string()}});
+    }
+  }
   const fs::path path = state_dir_ / "stack.json";
   fs::path tmp = path;
   tmp += ".tmp";
@@ -632,25 +762,39 @@ void Supervisor::print_banner() const {
   const GatewaySpec& gw = stack_.gateway;
   const std::string url = url_for(gw.listen, "/");
   const std::string admin_url = url_for(gw.admin, "/targets");
-  core::log_info(kComponent, "stack is up", {{"stack", stack_.name}, {"url", url}, {"admin", admin_url}});
+  const std::string control_url = url_for(stack_.control.listen, "/v1/status");
+  core::log_info(kComponent, "stack is up",
+                 {{"stack", stack_.name}, {"url", url}, {"admin", admin_url}, {"control", control_url}});
 
-  std::vector<std::vector<std::string>> rows = {{"NAME", "GROUP", "ZONE", "ADDRESS", "PID", "LOG"}};
-  auto add_row = [&](const Member& m) {
-    rows.push_back({m.id, m.group.empty() ? "-" : m.group, m.zone.empty() ? "-" : m.zone, m.address,
-                    std::to_string(m.handle), m.launch.log_path});
-  };
-  add_row(*gateway_);
-  for (const auto& m : instances_) add_row(*m);
+  std::vector<std::vector<std::string>> rows = {{"NAME", "GROUP", "ZONE", "ADDRESS", "PID", "STATE"}};
+  rows.push_back(
+      {"gateway", "-", gw.zone.empty() ? "-" : gw.zone, gw.listen, std::to_string(gateway_.handle), "-"});
+  size_t count = 0;
+  for (const auto& g : groups_) {
+    for (const scaling::InstanceView& i : g->instances()) {
+      if (i.pid == 0) continue;
+      rows.push_back({i.id, i.group, i.zone, i.address, std::to_string(i.pid), scaling::to_string(i.state)});
+      ++count;
+    }
+  }
   std::vector<size_t> widths(rows.front().size(), 0);
   for (const auto& row : rows) {
     for (size_t c = 0; c < row.size(); ++c) widths[c] = std::max(widths[c], row[c].size());
   }
 
-  std::string out = "\nstack \"" + stack_.name + "\" is up (" + std::to_string(instances_.size()) +
-                    " instances in " + std::to_string(stack_.zones.size()) + " zones)\n\n";
-  out += "  open   " + url + "\n";
-  out += "  admin  " + admin_url + "\n";
-  out += "  state  " + state_dir_.string() + "/ (gateway.yaml, logs/)\n\n";
+  std::string out = "\nstack \"" + stack_.name + "\" is up (" + std::to_string(count) + " instances in " +
+                    std::to_string(stack_.zones.size()) + " zones)\n\n";
+  out += "  open     " + url + "\n";
+  out += "  admin    " + admin_url + "\n";
+  out += "  control  " + control_url + " (token in " + (state_dir_ / "api-token").string() + ")\n";
+  out += "  state    " + state_dir_.string() + "/ (stack.json, gateway.yaml, logs/)\n\n";
+  for (const auto& g : groups_) {
+    const scaling::GroupStatus s = g->status();
+    out += "  group " + s.name + ": min " + std::to_string(s.min) + ", max " + std::to_string(s.max) +
+           ", desired " + std::to_string(s.desired) + ", " + std::to_string(g->spec().policies.size()) +
+           " policies\n";
+  }
+  out += "\n";
   for (const auto& row : rows) {
     out += "  ";
     for (size_t c = 0; c < row.size(); ++c) {
@@ -660,8 +804,9 @@ void Supervisor::print_banner() const {
     out += "\n";
   }
   out +=
-      "\nCrashed instances are restarted. Ctrl-C stops the stack: the gateway first (it drains), then the "
-      "instances.\n";
+      "\nInstances are replaced when they die or fail health checks; `cumulo status`, `cumulo instances` and "
+      "`cumulo events` show what the groups do. Ctrl-C stops the stack: the gateway first (it drains), then "
+      "the instances.\n";
   std::fputs(out.c_str(), stdout);
   std::fflush(stdout);
 }

@@ -28,16 +28,21 @@ gateway:
   access_log: off
   health_check: {path: /health, interval: 500ms, unhealthy_threshold: 3}
   balance: least_outstanding
+control: {listen: 127.0.0.1:9999}
 groups:
   - name: web
-    command: ["{bin_dir}/cumulo-webapp", "--listen", "127.0.0.1:{port}", "--zone", "{zone}", "--id", "{instance_id}"]
-    instances_per_zone: 2
+    min: 2
+    max: 8
     path_prefix: /
-    env: {GREETING: hello, PORT_COPY: "{port}"}
+    launch_template:
+      command: ["{bin_dir}/cumulo-webapp", "--listen", "127.0.0.1:{port}", "--zone", "{zone}", "--id", "{instance_id}"]
+      env: {GREETING: hello, PORT_COPY: "{port}"}
+    drain_timeout: 5s
   - name: api
-    command: [/bin/sh, -c, "exec server {port}"]
     path_prefix: /api/
-    start_timeout: 3s
+    launch_template:
+      command: [/bin/sh, -c, "exec server {port}"]
+      health_check: {grace_period: 3s}
 )";
 
 StackSpec parse(const std::string& text) {
@@ -69,21 +74,24 @@ TEST(StackFile, ParsesAValidFile) {
   EXPECT_EQ(s.gateway.health_check.unhealthy_threshold, 3);
   EXPECT_EQ(s.gateway.health_check.healthy_threshold, 2);
   EXPECT_EQ(s.gateway.listen_location, "stack.yaml:4:11");
+  EXPECT_EQ(s.control.listen, "127.0.0.1:9999");
   ASSERT_EQ(s.groups.size(), 2u);
   const GroupSpec& web = s.groups[0];
   EXPECT_EQ(web.name, "web");
-  EXPECT_EQ(web.command.size(), 7u);
-  EXPECT_EQ(web.command[0], "{bin_dir}/cumulo-webapp");
-  EXPECT_EQ(web.instances_per_zone, 2);
+  EXPECT_EQ(web.min, 2);
+  EXPECT_EQ(web.max, 8);
+  EXPECT_EQ(web.desired, 2);
+  EXPECT_EQ(web.launch_template.command.size(), 7u);
+  EXPECT_EQ(web.launch_template.command[0], "{bin_dir}/cumulo-webapp");
   EXPECT_EQ(web.path_prefix, "/");
-  EXPECT_EQ(web.env, (std::vector<std::pair<std::string, std::string>>{{"GREETING", "hello"},
-                                                                       {"PORT_COPY", "{port}"}}));
-  EXPECT_EQ(web.start_timeout, 10s);
-  EXPECT_EQ(web.command_location, "stack.yaml:12:14");
+  EXPECT_EQ(web.launch_template.env, (std::vector<std::pair<std::string, std::string>>{
+                                         {"GREETING", "hello"}, {"PORT_COPY", "{port}"}}));
+  EXPECT_EQ(web.drain_timeout, 5s);
+  EXPECT_EQ(web.launch_template.command_location, "stack.yaml:17:16");
   const GroupSpec& api = s.groups[1];
-  EXPECT_EQ(api.instances_per_zone, 1);
+  EXPECT_EQ(api.min, 1);
   EXPECT_EQ(api.path_prefix, "/api/");
-  EXPECT_EQ(api.start_timeout, 3s);
+  EXPECT_EQ(api.launch_template.health_check.grace_period, 3s);
 }
 
 TEST(StackFile, AppliesDefaults) {
@@ -91,9 +99,10 @@ TEST(StackFile, AppliesDefaults) {
 zones: [a]
 gateway: {listen: "127.0.0.1:8080"}
 groups:
-  - {name: web, command: [app, "{port}"]}
+  - {name: web, launch_template: {command: [app, "{port}"]}}
 )");
   EXPECT_EQ(s.gateway.admin, "127.0.0.1:9901");
+  EXPECT_EQ(s.control.listen, "127.0.0.1:9902");
   EXPECT_EQ(s.gateway.zone, "");
   EXPECT_EQ(s.gateway.workers, 0);
   EXPECT_EQ(s.gateway.log_level, "info");
@@ -103,9 +112,10 @@ groups:
   EXPECT_EQ(s.gateway.health_check.path, "/healthz");
   EXPECT_EQ(s.gateway.health_check.interval, 1s);
   EXPECT_EQ(s.gateway.health_check.expected_codes, "200-399");
-  EXPECT_EQ(s.groups[0].instances_per_zone, 1);
+  EXPECT_EQ(s.groups[0].min, 1);
+  EXPECT_EQ(s.groups[0].desired, 1);
   EXPECT_EQ(s.groups[0].path_prefix, "/");
-  EXPECT_TRUE(s.groups[0].env.empty());
+  EXPECT_TRUE(s.groups[0].launch_template.env.empty());
 }
 
 struct ErrorCase {
@@ -121,7 +131,7 @@ std::string with_group(const std::string& group) {
 // A valid stack whose gateway map is replaced.
 std::string with_gateway(const std::string& gateway) {
   return "name: s\nzones: [a, b]\ngateway:\n" + gateway +
-         "groups:\n  - {name: web, command: [app, \"{port}\"]}\n";
+         "groups:\n  - {name: web, launch_template: {command: [app, \"{port}\"]}}\n";
 }
 
 class StackFileErrors : public testing::TestWithParam<ErrorCase> {};
@@ -183,50 +193,70 @@ const ErrorCase kErrorCases[] = {
     {"MissingGroups", "name: s\nzones: [a]\ngateway: {listen: 127.0.0.1:8080}\n", "missing key 'groups'"},
     {"EmptyGroups", "name: s\nzones: [a]\ngateway: {listen: 127.0.0.1:8080}\ngroups: []\n",
      "stack.yaml:4:9: groups: expected at least one group"},
-    {"MissingCommand", with_group("  - name: web\n    instances_per_zone: 2\n"),
-     "stack.yaml:6:5: groups[0]: missing key 'command'"},
-    {"MissingGroupName", with_group("  - command: [app, \"{port}\"]\n"), "groups[0]: missing key 'name'"},
-    {"BadGroupName", with_group("  - name: Web\n    command: [app, \"{port}\"]\n"),
+    {"MissingLaunchTemplate", with_group("  - name: web\n    min: 2\n"),
+     "stack.yaml:6:5: groups[0]: missing key 'launch_template'"},
+    {"MissingCommand", with_group("  - name: web\n    launch_template:\n      cpu: 0.5\n"),
+     "stack.yaml:8:7: groups[0].launch_template: missing key 'command'"},
+    {"InstancesPerZoneIsGone", with_group("  - name: web\n    instances_per_zone: 2\n"),
+     "stack.yaml:7:5: groups[0]: unknown key 'instances_per_zone'"},
+    {"MissingGroupName", with_group("  - launch_template: {command: [app, \"{port}\"]}\n"),
+     "groups[0]: missing key 'name'"},
+    {"BadGroupName", with_group("  - name: Web\n    launch_template: {command: [app, \"{port}\"]}\n"),
      "stack.yaml:6:11: groups[0].name: expected a name of lowercase letters"},
-    {"CommandIsAString", with_group("  - name: web\n    command: \"app {port}\"\n"),
-     "stack.yaml:7:14: groups[0].command: expected a list of arguments"},
-    {"EmptyCommand", with_group("  - name: web\n    command: []\n"),
-     "stack.yaml:7:14: groups[0].command: expected the program to run as first item"},
-    {"InstancesPerZoneZero",
-     with_group("  - name: web\n    command: [app, \"{port}\"]\n    instances_per_zone: 0\n"),
-     "stack.yaml:8:25: groups[0].instances_per_zone"},
-    {"InstancesPerZoneNotANumber",
-     with_group("  - name: web\n    command: [app, \"{port}\"]\n    instances_per_zone: two\n"),
-     "stack.yaml:8:25: groups[0].instances_per_zone"},
-    {"UnknownGroupKey", with_group("  - name: web\n    command: [app, \"{port}\"]\n    replicas: 2\n"),
-     "stack.yaml:8:5: groups[0]: unknown key 'replicas'"},
+    {"CommandIsAString", with_group("  - name: web\n    launch_template: {command: \"app {port}\"}\n"),
+     "stack.yaml:7:32: groups[0].launch_template.command: expected a list of arguments"},
+    {"MinAboveMax",
+     with_group("  - name: web\n    min: 5\n    max: 3\n    launch_template: {command: [app, \"{port}\"]}\n"),
+     "stack.yaml:7:10: groups[0].min: min 5 is above max 3"},
+    {"DesiredOutsideMinMax",
+     with_group("  - name: web\n    min: 1\n    max: 3\n    desired: 5\n    launch_template: {command: [app, "
+                "\"{port}\"]}\n"),
+     "stack.yaml:9:14: groups[0].desired: desired 5 is outside min..max (1..3)"},
+    {"UnknownMetric",
+     with_group("  - name: web\n    launch_template: {command: [app, \"{port}\"]}\n    policies:\n      - "
+                "{name: p, type: "
+                "target_tracking, metric: cpu_load, target: 60}\n"),
+     "groups[0].policies[0].metric: unknown metric 'cpu_load'"},
+    {"BadWindow",
+     with_group("  - name: web\n    launch_template: {command: [app, \"{port}\"]}\n    policies:\n      - "
+                "{name: p, type: "
+                "target_tracking, metric: cpu, target: 60, window: 15 parsecs}\n"),
+     "groups[0].policies[0].window"},
+    {"BadCron",
+     with_group("  - name: web\n    launch_template: {command: [app, \"{port}\"]}\n    scheduled:\n      - "
+                "{name: s, cron: "
+                "\"0 8 * *\", min: 1}\n"),
+     "groups[0].scheduled[0].cron: expected 5 cron fields"},
     {"UnknownPlaceholder",
-     with_group("  - name: web\n    command: [app, \"--listen\", \"127.0.0.1:{prot}\"]\n"),
-     "stack.yaml:7:32: groups[0].command[2]: unknown placeholder {prot}"},
-    {"UnpairedBrace", with_group("  - name: web\n    command: [app, \"{port\"]\n"),
-     "stack.yaml:7:20: groups[0].command[1]: unpaired '{'"},
-    {"NoPortPlaceholder", with_group("  - name: web\n    command: [app, --listen, \"127.0.0.1:8000\"]\n"),
-     "stack.yaml:7:14: groups[0].command: neither the command nor env uses {port}"},
+     with_group("  - name: web\n    launch_template: {command: [app, \"127.0.0.1:{prot}\"]}\n"),
+     "groups[0].launch_template.command[1]: unknown placeholder {prot}"},
+    {"NoPortPlaceholder",
+     with_group("  - name: web\n    launch_template: {command: [app, \"127.0.0.1:8000\"]}\n"),
+     "groups[0].launch_template.command: neither the command nor env uses {port}"},
     {"PathPrefixWithoutSlash",
-     with_group("  - name: web\n    command: [app, \"{port}\"]\n    path_prefix: api\n"),
-     "stack.yaml:8:18: groups[0].path_prefix: expected a path starting with '/'"},
-    {"BadEnvName", with_group("  - name: web\n    command: [app, \"{port}\"]\n    env: {MY-VAR: 1}\n"),
-     "groups[0].env.MY-VAR: 'MY-VAR' is not a valid variable name"},
-    {"EnvNotAMap", with_group("  - name: web\n    command: [app, \"{port}\"]\n    env: [A=1]\n"),
-     "stack.yaml:8:10: groups[0].env: expected a map"},
-    {"BadPlaceholderInEnv",
-     with_group("  - name: web\n    command: [app, \"{port}\"]\n    env: {A: \"{host}\"}\n"),
-     "stack.yaml:8:14: groups[0].env.A: unknown placeholder {host}"},
+     with_group("  - name: web\n    path_prefix: api\n    launch_template: {command: [app, \"{port}\"]}\n"),
+     "stack.yaml:7:18: groups[0].path_prefix: expected a path starting with '/'"},
     {"DuplicateGroupName",
-     with_group("  - {name: web, command: [app, \"{port}\"]}\n  - {name: web, command: [app, \"{port}\"], "
-                "path_prefix: /x}\n"),
+     with_group(
+         "  - {name: web, launch_template: {command: [app, \"{port}\"]}}\n  - {name: web, path_prefix: /x, "
+         "launch_template: {command: [app, \"{port}\"]}}\n"),
      "stack.yaml:7:12: groups[1].name: group name 'web' is used twice"},
     {"DuplicatePathPrefix",
-     with_group("  - {name: web, command: [app, \"{port}\"]}\n  - {name: api, command: [app, \"{port}\"], "
-                "path_prefix: /}\n"),
-     "stack.yaml:7:56: groups[1].path_prefix: path_prefix '/' is already routed to group 'web'"},
-    {"StartTimeoutZero", with_group("  - name: web\n    command: [app, \"{port}\"]\n    start_timeout: 0s\n"),
-     "stack.yaml:8:20: groups[0].start_timeout: expected a duration above 0"},
+     with_group(
+         "  - {name: web, launch_template: {command: [app, \"{port}\"]}}\n  - {name: api, path_prefix: /, "
+         "launch_template: {command: [app, \"{port}\"]}}\n"),
+     "groups[1].path_prefix: path_prefix '/' is already routed to group 'web'"},
+    {"ControlNotLoopback",
+     "name: s\nzones: [a]\ncontrol: {listen: 0.0.0.0:9902}\ngateway: {listen: 127.0.0.1:8080}\ngroups: []\n",
+     "stack.yaml:3:19: control.listen: the control API must listen on a loopback address"},
+    {"ControlUnknownKey",
+     "name: s\nzones: [a]\ncontrol: {address: 127.0.0.1:9902}\ngateway: {listen: 127.0.0.1:8080}\ngroups: "
+     "[]\n",
+     "control: unknown key 'address'"},
+    {"ControlOnTheGatewayPort",
+     "name: s\nzones: [a]\ncontrol: {listen: 127.0.0.1:8080}\ngateway: {listen: 127.0.0.1:8080}\ngroups: "
+     "[]\n",
+     "control.listen: port 8080 is taken by the gateway"},
     {"NotAMap", "- just\n- a list\n", "stack.yaml:1:1: expected a stack"},
 };
 
@@ -259,24 +289,12 @@ TEST(Placeholders, RejectsUnknownAndUnpaired) {
 
 TEST(Placeholders, ExpandCommandCoversArgumentsAndEnv) {
   StackSpec s = parse(kValid);
-  ExpandedCommand c = expand_command(s.groups[0], PlaceholderValues{"40001", "b", "web-b-2", "/bin/dir"});
+  ExpandedCommand c =
+      expand_command(s.groups[0].launch_template, PlaceholderValues{"40001", "b", "web-b-2", "/bin/dir"});
   EXPECT_EQ(c.argv, (std::vector<std::string>{"/bin/dir/cumulo-webapp", "--listen", "127.0.0.1:40001",
                                               "--zone", "b", "--id", "web-b-2"}));
   EXPECT_EQ(c.env, (std::vector<std::pair<std::string, std::string>>{{"GREETING", "hello"},
                                                                      {"PORT_COPY", "40001"}}));
-}
-
-TEST(InstancePlan, GroupsThenZonesThenIndex) {
-  StackSpec s = parse(kValid);
-  std::vector<InstancePlan> plans = plan_instances(s);
-  std::vector<std::string> ids;
-  for (const InstancePlan& p : plans) ids.push_back(p.id);
-  EXPECT_EQ(ids,
-            (std::vector<std::string>{"web-a-1", "web-a-2", "web-b-1", "web-b-2", "api-a-1", "api-b-1"}));
-  EXPECT_EQ(plans[2].group, "web");
-  EXPECT_EQ(plans[2].zone, "b");
-  EXPECT_EQ(plans[2].index, 1);
-  EXPECT_EQ(plans[5].spec, &s.groups[1]);
 }
 
 TEST(ResolveExecutable, FindsPathsAndNamesInPath) {
@@ -293,7 +311,7 @@ TEST(ResolveExecutable, MissingProgramIsAnErrorAtTheCommand) {
     FAIL() << "no error";
   } catch (const core::ConfigError& e) {
     EXPECT_NE(
-        std::string(e.what()).find("stack.yaml:12:14: group 'web': cannot run '/nonexistent/cumulo-webapp'"),
+        std::string(e.what()).find("stack.yaml:17:16: group 'web': cannot run '/nonexistent/cumulo-webapp'"),
         std::string::npos)
         << e.what();
   }
@@ -343,6 +361,8 @@ TEST(GatewayConfig, HasListenerAdminAndAZoneAwareGroupPerStackGroup) {
   EXPECT_EQ(groups[0]["health_check"]["interval"].as_duration(), 500ms);
   EXPECT_EQ(groups[0]["health_check"]["timeout"].as_duration(), 1s);
   EXPECT_EQ(groups[0]["health_check"]["unhealthy_threshold"].as_int(), 3);
+  EXPECT_EQ(groups[0]["drain_timeout"].as_duration(), 5s) << "the group's deregistration delay";
+  EXPECT_EQ(groups[1]["drain_timeout"].as_duration(), 30s);
   auto web_targets = groups[0]["targets"].items();
   ASSERT_EQ(web_targets.size(), 3u);
   EXPECT_EQ(web_targets[0]["address"].as_string(), "127.0.0.1:40001");
@@ -358,7 +378,7 @@ TEST(GatewayConfig, GatewayZoneAndOddStringsSurviveQuoting) {
 zones: [a, b]
 gateway: {listen: "127.0.0.1:8080", zone: b, access_log: "/var/log/x: \"quoted\".log"}
 groups:
-  - {name: web, command: [app, "{port}"]}
+  - {name: web, launch_template: {command: [app, "{port}"]}}
 )");
   core::ConfigNode root =
       core::ConfigNode::load_string(internal::render_gateway_config(s, {}), "gateway.yaml");
@@ -386,17 +406,19 @@ class TempStackFile {
 };
 
 TEST(CheckStackFile, AcceptsAValidFileWhoseProgramsExist) {
-  TempStackFile f(with_group("  - {name: web, command: [/bin/sh, -c, \"exec server {port}\"]}\n"));
+  TempStackFile f(
+      with_group("  - {name: web, launch_template: {command: [/bin/sh, -c, \"exec server {port}\"]}}\n"));
   EXPECT_NO_THROW(check_stack_file(f.path()));
 }
 
 TEST(CheckStackFile, RejectsAMissingProgramAndNamesTheFile) {
-  TempStackFile f(with_group("  - {name: web, command: [\"{bin_dir}/no-such-binary\", \"{port}\"]}\n"));
+  TempStackFile f(with_group(
+      "  - {name: web, launch_template: {command: [\"{bin_dir}/no-such-binary\", \"{port}\"]}}\n"));
   try {
     check_stack_file(f.path());
     FAIL() << "no error";
   } catch (const core::ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find(f.path() + ":6:26: group 'web': cannot run"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find(f.path() + ":6:44: group 'web': cannot run"), std::string::npos)
         << e.what();
   }
 }

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -20,6 +21,7 @@
 
 #include "core/config.h"
 #include "core/net.h"
+#include "http/client.h"
 #include "stack/stack.h"
 
 namespace cumulo::stack {
@@ -28,24 +30,71 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-// Listens on every `listen:` of its config, as the real gateway would, and on SIGTERM records which targets
-// still accepted connections: the supervisor must stop the gateway while the instances still run.
+// Listens where the generated config says, as the real gateway would, and serves the part of the admin API
+// that the supervisor uses (targets registered and deregistered, GET /targets, GET /stats). On SIGTERM it
+// records which registered targets still accepted connections: the supervisor must stop the gateway while the
+// instances still run.
 constexpr char kFakeGateway[] = R"py(#!/usr/bin/python3
-import os, re, signal, socket, sys, time
+import json, os, re, signal, socket, sys, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 assert sys.argv[1:3] == ["gateway", "-c"], sys.argv
 here = os.path.dirname(os.path.abspath(sys.argv[0]))
 text = open(sys.argv[3]).read()
-socks = []
-for addr in re.findall(r'listen: "([^"]+)"', text):
-    host, port = addr.rsplit(":", 1)
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((host, int(port)))
-    s.listen(16)
-    socks.append(s)
+listen, admin = re.findall(r'listen: "([^"]+)"', text)[1], re.findall(r'listen: "([^"]+)"', text)[0]
+targets = {}  # address -> (group, zone)
+lock = threading.Lock()
+def log(line):
+    with open(os.path.join(here, "gateway-calls"), "a") as f:
+        f.write(line + "\n")
+class Admin(BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def answer(self, status, body):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def do_GET(self):
+        with lock:
+            if self.path == "/targets":
+                groups = {}
+                for a, (g, z) in targets.items():
+                    groups.setdefault(g, []).append({"address": a, "zone": z, "health": "healthy", "state": "active"})
+                return self.answer(200, {"groups": [{"name": g, "targets": t} for g, t in groups.items()]})
+            if self.path == "/stats":
+                return self.answer(200, {"targets": [{"group": g, "address": a, "requests": 0, "bytes_in": 0,
+                                                      "bytes_out": 0, "latency_bounds": [0.1], "latency_counts": [0, 0]}
+                                                     for a, (g, z) in targets.items()]})
+        self.answer(404, {"error": "no"})
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        group = self.path.split("/")[2]
+        with lock:
+            if body["address"] in targets:
+                return self.answer(409, {"error": "there"})
+            targets[body["address"]] = (group, body.get("zone", ""))
+        log("register " + group + " " + body["address"] + " " + body.get("zone", ""))
+        self.answer(201, {})
+    def do_DELETE(self):
+        parts = self.path.split("?")[0].split("/")
+        address = parts[3].replace("%3A", ":")
+        with lock:
+            known = targets.pop(address, None)
+        log("deregister " + parts[2] + " " + address)
+        self.answer(202 if known else 404, {})
+server = ThreadingHTTPServer(tuple([admin.rsplit(":", 1)[0], int(admin.rsplit(":", 1)[1])]), Admin)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+public = socket.socket()
+public.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+host, port = listen.rsplit(":", 1)
+public.bind((host, int(port)))
+public.listen(16)
 def on_term(*_):
     up = []
-    for addr in re.findall(r'address: "([^"]+)"', text):
+    with lock:
+        addresses = list(targets)
+    for addr in addresses:
         host, port = addr.rsplit(":", 1)
         try:
             socket.create_connection((host, int(port)), timeout=1).close()
@@ -54,7 +103,7 @@ def on_term(*_):
             pass
     with open(os.path.join(here, "targets-up-at-gateway-stop"), "w") as f:
         f.write("\n".join(up))
-    sys.exit(0)
+    os._exit(0)
 signal.signal(signal.SIGTERM, on_term)
 with open(os.path.join(here, "gateway.pid"), "w") as f:
     f.write(str(os.getpid()))
@@ -147,6 +196,7 @@ class SupervisorTest : public testing::Test {
     fs::permissions(fake_gateway_, fs::perms::owner_all);
     listen_ = "127.0.0.1:" + std::to_string(free_port());
     admin_ = "127.0.0.1:" + std::to_string(free_port());
+    control_ = "127.0.0.1:" + std::to_string(free_port());
     options_.cumulo_binary = fake_gateway_.string();
     options_.state_dir = (dir_ / "state").string();
   }
@@ -154,108 +204,162 @@ class SupervisorTest : public testing::Test {
 
   fs::path write_stack(const std::string& groups) {
     fs::path p = dir_ / "stack.yaml";
-    std::ofstream(p) << "name: test\nzones: [a, b]\ngateway:\n  listen: " << listen_
-                     << "\n  admin: " << admin_ << "\n  drain_timeout: 2s\ngroups:\n"
+    std::ofstream(p) << "name: test\nzones: [a, b]\ncontrol: {listen: " << control_
+                     << "}\ngateway:\n  listen: " << listen_ << "\n  admin: " << admin_
+                     << "\n  drain_timeout: 2s\ngroups:\n"
                      << groups;
     return p;
+  }
+
+  // A group of Python HTTP servers that record their PIDs; "/" answers 200, so it is the health check path.
+  std::string http_group(int min, int max, int desired) {
+    return "  - name: web\n    min: " + std::to_string(min) + "\n    max: " + std::to_string(max) +
+           "\n    desired: " + std::to_string(desired) +
+           "\n    drain_timeout: 1s\n    launch_template:\n      command: [/bin/sh, -c, \"echo $$ > " +
+           dir_.string() +
+           "/{instance_id}.pid; exec /usr/bin/python3 -m http.server {port} --bind 127.0.0.1\"]\n"
+           "      health_check: {path: /, grace_period: 10s}\n      stop_timeout: 2s\n";
+  }
+
+  std::vector<nlohmann::json> instances_in(const nlohmann::json& status, const std::string& state) {
+    std::vector<nlohmann::json> out;
+    for (const auto& i : status.value("instances", nlohmann::json::array())) {
+      if (i["state"] == state) out.push_back(i);
+    }
+    return out;
+  }
+
+  http::ClientResponse control(std::string_view method, const std::string& path, const std::string& body = {},
+                               bool with_token = true) {
+    http::HeaderList headers;
+    if (with_token) {
+      std::string token = read_file(fs::path(options_.state_dir) / "api-token");
+      while (!token.empty() && token.back() == '\n') token.pop_back();
+      headers.emplace_back("Authorization", "Bearer " + token);
+    }
+    return http::fetch_blocking(method, "http://" + control_ + path, body, headers);
   }
 
   fs::path dir_;
   fs::path fake_gateway_;
   std::string listen_;
   std::string admin_;
+  std::string control_;
   UpOptions options_;
 };
 
-TEST_F(SupervisorTest, RunsRestartsAndStopsTheStackInOrder) {
-  // Each instance records its PID (the shell execs the server, so the PID stays) and serves HTTP on {port}.
-  fs::path stack =
-      write_stack("  - name: web\n    command: [/bin/sh, -c, \"echo $$ > " + dir_.string() +
-                  "/{instance_id}.pid; exec /usr/bin/python3 -m http.server {port} --bind 127.0.0.1\"]\n");
-
+TEST_F(SupervisorTest, RunsReplacesAndStopsTheStackInOrder) {
+  fs::path stack = write_stack(http_group(2, 4, 2));
   RunningStack running(stack.string(), options_);
 
   const fs::path state = options_.state_dir;
   ASSERT_TRUE(eventually([&] { return read_status(state).value("state", "") == "running"; }, 20s))
       << "the stack did not come up; gateway log:\n"
-      << read_file(state / "logs/gateway.log");
+      << read_file(state / "logs/gateway.log") << "\nstatus: " << read_status(state).dump(1);
   nlohmann::json status = read_status(state);
   const pid_t gateway_pid = read_pid(dir_ / "gateway.pid");
   EXPECT_EQ(status["gateway"]["pid"], gateway_pid);
+  EXPECT_EQ(status["gateway"]["admin"], admin_);
+  EXPECT_EQ(status["control"]["address"], control_);
   EXPECT_EQ(status["url"], "http://" + listen_ + "/");
-  ASSERT_EQ(status["instances"].size(), 2u);
-  EXPECT_EQ(status["instances"][0]["id"], "web-a-1");
-  EXPECT_EQ(status["instances"][0]["pid"], read_pid(dir_ / "web-a-1.pid"));
+  auto serving = instances_in(status, "in_service");
+  ASSERT_EQ(serving.size(), 2u) << status.dump(1);
+  EXPECT_EQ(serving[0]["id"], "web-a-1");
+  EXPECT_EQ(serving[1]["id"], "web-b-1");
+  EXPECT_EQ(serving[0]["zone"], "a");
+  EXPECT_EQ(serving[0]["pid"], read_pid(dir_ / "web-a-1.pid"));
   EXPECT_TRUE(accepts(listen_));
+  EXPECT_EQ(fs::status(state / "api-token").permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
 
-  // The generated config holds one target per instance, tagged with its zone.
-  core::ConfigNode config = core::ConfigNode::load_file((dir_ / "state/gateway.yaml").string());
-  auto targets = config["target_groups"].items().at(0)["targets"].items();
-  ASSERT_EQ(targets.size(), 2u);
-  EXPECT_EQ(targets[0]["zone"].as_string(), "a");
-  EXPECT_EQ(targets[1]["zone"].as_string(), "b");
-  const std::string web_a_address = targets[0]["address"].as_string();
-  EXPECT_EQ(status["instances"][0]["address"], web_a_address);
-  EXPECT_TRUE(accepts(web_a_address));
-  EXPECT_EQ(config["listeners"].items().at(0)["listen"].as_string(), listen_);
+  // The generated config names no targets: the instances were registered through the admin API once healthy.
+  core::ConfigNode config = core::ConfigNode::load_file((state / "gateway.yaml").string());
+  EXPECT_TRUE(config["target_groups"].items().at(0)["targets"].items().empty());
+  const std::string web_a_address = serving[0]["address"];
+  std::string calls = read_file(dir_ / "gateway-calls");
+  EXPECT_NE(calls.find("register web " + web_a_address + " a"), std::string::npos) << calls;
 
-  // A crashed instance comes back on the same port after the first backoff (1 s).
+  // A crashed instance is replaced by a new one (a new id and port) and deregistered.
   const pid_t first_pid = read_pid(dir_ / "web-a-1.pid");
   ASSERT_GT(first_pid, 0);
   ASSERT_EQ(::kill(first_pid, SIGKILL), 0);
   EXPECT_TRUE(eventually(
       [&] {
-        nlohmann::json web_a = read_status(state)["instances"][0];
-        pid_t now = read_pid(dir_ / "web-a-1.pid");
-        return web_a["restarts"] == 1 && web_a["pid"] == now && now != first_pid && accepts(web_a_address);
+        nlohmann::json now = read_status(state);
+        auto in = instances_in(now, "in_service");
+        return in.size() == 2 &&
+               std::none_of(in.begin(), in.end(), [](auto& i) { return i["id"] == "web-a-1"; });
       },
       10s))
-      << "web-a-1 was not restarted on " << web_a_address;
-  const pid_t second_pid = read_pid(dir_ / "web-a-1.pid");
+      << read_status(state).dump(1);
+  calls = read_file(dir_ / "gateway-calls");
+  EXPECT_NE(calls.find("deregister web " + web_a_address), std::string::npos) << calls;
+  const auto replacement = instances_in(read_status(state), "in_service");
   const pid_t web_b_pid = read_pid(dir_ / "web-b-1.pid");
+
+  // The control API: a token, and desired within min..max.
+  EXPECT_EQ(control("GET", "/v1/status", {}, false).status, 401);
+  http::ClientResponse r = control("GET", "/v1/status");
+  ASSERT_EQ(r.status, 200) << r.error << r.body;
+  nlohmann::json st = nlohmann::json::parse(r.body);
+  EXPECT_EQ(st["stack"], "test");
+  EXPECT_EQ(st["groups"][0]["in_service"], 2);
+  r = control("POST", "/v1/groups/web/desired", R"({"desired": 5})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("outside min..max (2..4)"), std::string::npos) << r.body;
+  r = control("POST", "/v1/groups/web/desired", R"({"desired": 3})");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(eventually([&] { return instances_in(read_status(state), "in_service").size() == 3; }, 10s))
+      << read_status(state).dump(1);
+  r = control("GET", "/v1/events");
+  EXPECT_NE(r.body.find("web: desired 2 -> 3 (set through the control API)"), std::string::npos) << r.body;
+  std::vector<pid_t> pids = {gateway_pid, web_b_pid};
+  for (const auto& i : instances_in(read_status(state), "in_service")) pids.push_back(i["pid"].get<pid_t>());
 
   EXPECT_EQ(running.stop(), 0);
   EXPECT_EQ(read_status(state)["state"], "stopped");
   // Stopped and reaped, every one of them.
-  for (pid_t pid : {gateway_pid, second_pid, web_b_pid}) EXPECT_EQ(::kill(pid, 0), -1) << "pid " << pid;
-  // The gateway was stopped while both instances still served.
+  for (pid_t pid : pids) EXPECT_EQ(::kill(pid, 0), -1) << "pid " << pid;
+  // The gateway was stopped while the instances still served.
   std::string up = read_file(dir_ / "targets-up-at-gateway-stop");
-  EXPECT_NE(up.find(web_a_address), std::string::npos) << up;
-  EXPECT_NE(up.find(targets[1]["address"].as_string()), std::string::npos) << up;
-  EXPECT_NE(read_file(dir_ / "state/logs/gateway.log").find("fake gateway listening"), std::string::npos);
+  for (const auto& i : replacement)
+    EXPECT_NE(up.find(i["address"].get<std::string>()), std::string::npos) << up;
+  EXPECT_NE(read_file(state / "logs/gateway.log").find("fake gateway listening"), std::string::npos);
 }
 
-TEST_F(SupervisorTest, AnInstanceThatExitsAtStartFailsTheStartWithItsLog) {
-  fs::path stack =
-      write_stack("  - name: web\n    command: [/bin/sh, -c, \"echo cannot serve {port}; exit 7\"]\n");
-  auto started = std::chrono::steady_clock::now();
-  EXPECT_EQ(run_up(stack.string(), options_), 1);
-  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
-  // Whichever instance failed first ended the start; the other may have been stopped before it said anything.
-  std::string logs = read_file(dir_ / "state/logs/web-a-1.log") + read_file(dir_ / "state/logs/web-b-1.log");
-  EXPECT_NE(logs.find("cannot serve "), std::string::npos) << logs;
-  EXPECT_FALSE(fs::exists(dir_ / "gateway.pid")) << "the gateway starts only once every instance is ready";
-}
-
-TEST_F(SupervisorTest, AnInstanceThatNeverListensFailsAfterItsStartTimeout) {
+TEST_F(SupervisorTest, ALaunchTemplateThatExitsIsBackedOffAndTheStackStillRuns) {
   fs::path stack = write_stack(
-      "  - name: web\n    command: [/bin/sh, -c, \"exec sleep 30 {port}\"]\n    start_timeout: 300ms\n");
-  auto started = std::chrono::steady_clock::now();
-  EXPECT_EQ(run_up(stack.string(), options_), 1);
-  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s)
-      << "the sleeping instances were stopped with SIGTERM";
+      "  - name: web\n    launch_template:\n      command: [/bin/sh, -c, \"echo cannot serve {port}; exit "
+      "7\"]\n");
+  RunningStack running(stack.string(), options_);
+  const fs::path state = options_.state_dir;
+  ASSERT_TRUE(eventually([&] { return read_status(state).value("state", "") == "running"; }, 20s));
+  EXPECT_TRUE(eventually(
+      [&] { return control("GET", "/v1/events").body.find("retrying in 2s") != std::string::npos; }, 10s))
+      << control("GET", "/v1/events").body;
+  EXPECT_NE(read_file(state / "logs/web-a-1.log").find("cannot serve "), std::string::npos);
+  EXPECT_EQ(running.stop(), 0);
 }
 
 TEST_F(SupervisorTest, ATakenGatewayPortFailsBeforeAnythingStarts) {
-  fs::path stack = write_stack("  - name: web\n    command: [/bin/sh, -c, \"echo started > " + dir_.string() +
-                               "/started; exec sleep 30 {port}\"]\n");
+  fs::path stack =
+      write_stack("  - name: web\n    launch_template:\n      command: [/bin/sh, -c, \"echo started > " +
+                  dir_.string() + "/started; exec sleep 30 {port}\"]\n");
   core::Fd taken = core::listen_tcp(*core::SocketAddress::parse(listen_), false);
   EXPECT_EQ(run_up(stack.string(), options_), 1);
   EXPECT_FALSE(fs::exists(dir_ / "started"));
 }
 
+TEST_F(SupervisorTest, ATakenControlPortFailsBeforeAnythingStarts) {
+  fs::path stack = write_stack(http_group(1, 1, 1));
+  core::Fd taken = core::listen_tcp(*core::SocketAddress::parse(control_), false);
+  EXPECT_EQ(run_up(stack.string(), options_), 1);
+  EXPECT_FALSE(fs::exists(dir_ / "gateway.pid"));
+}
+
 TEST_F(SupervisorTest, AMissingProgramIsABadStackFile) {
-  fs::path stack = write_stack("  - name: web\n    command: [\"{bin_dir}/not-built-yet\", \"{port}\"]\n");
+  fs::path stack = write_stack(
+      "  - name: web\n    launch_template:\n      command: [\"{bin_dir}/not-built-yet\", \"{port}\"]\n");
   EXPECT_EQ(run_up(stack.string(), options_), 2);
 }
 

@@ -8,17 +8,23 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
+#include <sstream>
 #include <stdexcept>
+#include <string>
 
 #include "core/log.h"
 #include "core/net.h"
-#include "stack/instance_provider.h"
+#include "scaling/instance_provider.h"
 
 extern char** environ;
 
-namespace cumulo::stack {
+namespace cumulo::scaling {
 
 ExitStatus ExitStatus::from_wait_status(int status) {
   ExitStatus s;
@@ -48,6 +54,72 @@ namespace {
 // Between a slow poll and SIGCHLD, an exit is noticed at once; the poll only covers a SIGCHLD lost to a
 // thread that did not block it.
 constexpr core::Millis kReapPollInterval{1000};
+constexpr char kCgroupRoot[] = "/sys/fs/cgroup";
+constexpr long kCfsPeriodUs = 100'000;
+
+bool write_file(const std::string& path, const std::string& value) {
+  std::ofstream out(path);
+  out << value;
+  return static_cast<bool>(out.flush());
+}
+
+// Puts pid into cgroup v1 directories with the spec's limits. The child may run a few instructions before it
+// is moved: the limits bound a long-running instance, not its first microseconds. Returns the directories
+// made, to be removed when the instance has ended.
+std::vector<std::string> enter_cgroups(const LaunchSpec& spec, pid_t pid) {
+  std::vector<std::string> made;
+  if (spec.cgroup.empty() || (spec.cpu <= 0 && spec.memory_bytes == 0)) return made;
+  static bool warned = false;
+  auto fail = [&](const std::string& what) {
+    if (!warned) {
+      warned = true;
+      core::log_warn("scaling", "cannot enforce cpu/memory limits with cgroups; instances run without them",
+                     {{"reason", what}});
+    }
+  };
+  auto make = [&](std::string_view controller) -> std::string {
+    namespace fs = std::filesystem;
+    std::string dir = std::string(kCgroupRoot) + "/" + std::string(controller) + "/cumulo/" + spec.cgroup;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) {
+      fail(dir + ": " + ec.message());
+      return {};
+    }
+    made.push_back(dir);
+    return dir;
+  };
+  if (spec.cpu > 0) {
+    std::string dir = make("cpu");
+    if (!dir.empty()) {
+      long quota = static_cast<long>(spec.cpu * kCfsPeriodUs);
+      if (!write_file(dir + "/cpu.cfs_period_us", std::to_string(kCfsPeriodUs)) ||
+          !write_file(dir + "/cpu.cfs_quota_us", std::to_string(quota)) ||
+          !write_file(dir + "/cgroup.procs", std::to_string(pid))) {
+        fail("cannot write the cpu limit in " + dir);
+      }
+    }
+  }
+  if (spec.memory_bytes > 0) {
+    std::string dir = make("memory");
+    if (!dir.empty()) {
+      if (!write_file(dir + "/memory.limit_in_bytes", std::to_string(spec.memory_bytes)) ||
+          !write_file(dir + "/cgroup.procs", std::to_string(pid))) {
+        fail("cannot write the memory limit in " + dir);
+      }
+    }
+  }
+  return made;
+}
+
+void remove_cgroups(const std::vector<std::string>& dirs) {
+  // rmdir only succeeds once the cgroup is empty, which it is after the reap.
+  for (const std::string& d : dirs) {
+    ::rmdir(d.c_str());
+    // The stack's directory too, once its last instance is gone (it fails while others are in it).
+    ::rmdir(std::filesystem::path(d).parent_path().c_str());
+  }
+}
 
 class ProcessProvider final : public InstanceProvider, public core::IoHandler {
  public:
@@ -62,6 +134,7 @@ class ProcessProvider final : public InstanceProvider, public core::IoHandler {
     return processes_.count(static_cast<pid_t>(handle)) > 0;
   }
   size_t running_count() const override { return processes_.size(); }
+  std::optional<ProcSample> sample(InstanceHandle handle) const override;
 
   // core::IoHandler
   void on_io(uint32_t events) override;
@@ -69,6 +142,8 @@ class ProcessProvider final : public InstanceProvider, public core::IoHandler {
  private:
   struct Process {
     std::string name;
+    int stop_signal = SIGTERM;
+    std::vector<std::string> cgroups;
     std::unique_ptr<core::Timer> kill_timer;  // armed while stopping
   };
 
@@ -106,12 +181,13 @@ ProcessProvider::ProcessProvider(core::EventLoop& loop, ExitCallback on_exit)
 ProcessProvider::~ProcessProvider() {
   loop_.remove(signal_fd_.get());
   for (auto& [pid, process] : processes_) {
-    core::log_warn("stack", "killing a process still running at shutdown",
+    core::log_warn("scaling", "killing a process still running at shutdown",
                    {{"instance", process.name}, {"pid", static_cast<long>(pid)}});
     ::kill(pid, SIGKILL);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
+    remove_cgroups(process.cgroups);
   }
   processes_.clear();
   if (!sigismember(&previous_mask_, SIGCHLD)) {
@@ -178,6 +254,11 @@ InstanceHandle ProcessProvider::start(const LaunchSpec& spec) {
     dup2(null_fd.get(), STDIN_FILENO);
     dup2(log_fd.get(), STDOUT_FILENO);
     dup2(log_fd.get(), STDERR_FILENO);
+    if (!spec.working_dir.empty() && chdir(spec.working_dir.c_str()) != 0) {
+      int err = errno;
+      [[maybe_unused]] ssize_t n = write(exec_write.get(), &err, sizeof err);
+      _exit(127);
+    }
     execve(spec.executable.c_str(), argv.data(), envp.data());
     int err = errno;
     [[maybe_unused]] ssize_t n = write(exec_write.get(), &err, sizeof err);
@@ -193,10 +274,11 @@ InstanceHandle ProcessProvider::start(const LaunchSpec& spec) {
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
-    throw std::runtime_error("cannot run " + spec.executable + " for " + spec.name + ": " +
+    std::string where = spec.working_dir.empty() ? std::string() : " in " + spec.working_dir;
+    throw std::runtime_error("cannot run " + spec.executable + " for " + spec.name + where + ": " +
                              core::errno_text(child_errno));
   }
-  processes_.emplace(pid, Process{spec.name, nullptr});
+  processes_.emplace(pid, Process{spec.name, spec.stop_signal, enter_cgroups(spec, pid), nullptr});
   return pid;
 }
 
@@ -204,11 +286,11 @@ void ProcessProvider::stop(InstanceHandle handle, std::chrono::milliseconds grac
   auto it = processes_.find(static_cast<pid_t>(handle));
   if (it == processes_.end() || it->second.kill_timer) return;
   const pid_t pid = it->first;
-  ::kill(pid, SIGTERM);
+  ::kill(pid, it->second.stop_signal);
   it->second.kill_timer = std::make_unique<core::Timer>(loop_, [this, pid, grace] {
     auto p = processes_.find(pid);
     if (p == processes_.end()) return;
-    core::log_warn("stack", "still running after SIGTERM; sending SIGKILL",
+    core::log_warn("scaling", "still running after its stop signal; sending SIGKILL",
                    {{"instance", p->second.name},
                     {"pid", static_cast<long>(pid)},
                     {"grace_ms", static_cast<long>(grace.count())}});
@@ -220,6 +302,36 @@ void ProcessProvider::stop(InstanceHandle handle, std::chrono::milliseconds grac
 void ProcessProvider::kill(InstanceHandle handle) {
   auto it = processes_.find(static_cast<pid_t>(handle));
   if (it != processes_.end()) ::kill(it->first, SIGKILL);
+}
+
+// /proc/PID/stat fields 14 and 15 (utime, stime, in clock ticks) after the parenthesized command, which may
+// itself hold spaces and parentheses; VmRSS from /proc/PID/status.
+std::optional<ProcSample> ProcessProvider::sample(InstanceHandle handle) const {
+  if (!running(handle)) return std::nullopt;
+  const std::string dir = "/proc/" + std::to_string(handle);
+  std::ifstream stat_file(dir + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  std::istringstream fields(stat.substr(close + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  // After ')' the fields start at 3 (state); utime is 14, stime 15.
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14) utime = std::strtoull(field.c_str(), nullptr, 10);
+    if (i == 15) stime = std::strtoull(field.c_str(), nullptr, 10);
+  }
+  static const long ticks = sysconf(_SC_CLK_TCK) > 0 ? sysconf(_SC_CLK_TCK) : 100;
+  ProcSample s;
+  s.cpu_seconds = static_cast<double>(utime + stime) / static_cast<double>(ticks);
+  std::ifstream status(dir + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) {
+      s.rss_bytes = std::strtoull(line.c_str() + 6, nullptr, 10) * 1024;
+      break;
+    }
+  }
+  return s;
 }
 
 void ProcessProvider::on_io(uint32_t) {
@@ -241,6 +353,7 @@ void ProcessProvider::reap() {
       continue;
     }
     ended.emplace_back(it->first, r == it->first ? ExitStatus::from_wait_status(status) : ExitStatus{});
+    remove_cgroups(it->second.cgroups);
     it = processes_.erase(it);
   }
   // After the bookkeeping, so a callback that starts or stops instances sees the provider as it now is.
@@ -254,4 +367,4 @@ std::unique_ptr<InstanceProvider> make_process_provider(core::EventLoop& loop,
   return std::make_unique<ProcessProvider>(loop, std::move(on_exit));
 }
 
-}  // namespace cumulo::stack
+}  // namespace cumulo::scaling

@@ -1,18 +1,20 @@
-// Starting, stopping and observing instances. The supervisor decides what runs, where and when; a provider
-// knows how. Local processes are the first provider; auto scaling groups reuse this interface for theirs.
+// Starting, stopping and observing instances. A scaling group decides what runs, where and when; a provider
+// knows how. Local processes are the first provider; instances on other machines can be others.
 #pragma once
 
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "core/event_loop.h"
 
-namespace cumulo::stack {
+namespace cumulo::scaling {
 
 struct LaunchSpec {
   std::string name;                                      // for messages: "web-a-1"
@@ -20,6 +22,12 @@ struct LaunchSpec {
   std::vector<std::string> argv;                         // argv[0] as the program will see it
   std::vector<std::pair<std::string, std::string>> env;  // set on top of the supervisor's environment
   std::string log_path;                                  // stdout and stderr are appended here
+  std::string working_dir;                               // empty: the supervisor's
+  int stop_signal = SIGTERM;                             // what stop() sends first
+  // Resource limits, enforced where the provider can (cgroup v1 for local processes). cpu is in vCPUs.
+  double cpu = 0;             // 0: no limit
+  uint64_t memory_bytes = 0;  // 0: no limit
+  std::string cgroup;         // "STACK/INSTANCE": where the limits live
 };
 
 // How an instance ended.
@@ -34,6 +42,12 @@ struct ExitStatus {
 // A provider's name for a running instance; for local processes, the PID.
 using InstanceHandle = int64_t;
 
+// What an instance uses, for the metrics pipeline.
+struct ProcSample {
+  double cpu_seconds = 0;  // user + system since it started
+  uint64_t rss_bytes = 0;
+};
+
 class InstanceProvider {
  public:
   // Called on the provider's loop once for every instance that ended, whatever ended it.
@@ -44,18 +58,23 @@ class InstanceProvider {
   // Throws std::runtime_error saying what could not be started and why (the program could not be executed,
   // the log file could not be opened).
   virtual InstanceHandle start(const LaunchSpec& spec) = 0;
-  // Asks the instance to stop and forces it when it is still there after `grace`. Idempotent.
+  // Asks the instance to stop (its stop signal) and forces it when it is still there after `grace`.
+  // Idempotent.
   virtual void stop(InstanceHandle handle, std::chrono::milliseconds grace) = 0;
   // Forces the instance to stop now.
   virtual void kill(InstanceHandle handle) = 0;
   virtual bool running(InstanceHandle handle) const = 0;
   virtual size_t running_count() const = 0;
+  // Its resource use now; nullopt when it is not running or cannot be measured.
+  virtual std::optional<ProcSample> sample(InstanceHandle handle) const = 0;
 };
 
 // Child processes of this process. Each gets its own process group, so that a terminal's Ctrl-C reaches only
 // the supervisor, which then stops things in order; and each gets SIGTERM from the kernel should the
 // supervisor die without stopping it (PR_SET_PDEATHSIG), so a crash never leaves instances holding ports.
-// Signals go to PIDs only, never to groups. Stop is SIGTERM, then SIGKILL after the grace period.
+// Signals go to PIDs only, never to groups. Stop is the spec's stop signal, then SIGKILL after the grace
+// period. CPU and memory limits go into cgroup v1 directories under /sys/fs/cgroup/{cpu,memory}/cumulo/ when
+// those can be created; when not, one warning is logged and the instances run without limits.
 //
 // Exits are noticed through a signalfd for SIGCHLD on `loop` (with a slow poll as a safety net). The
 // constructor blocks SIGCHLD in the calling thread, which must be the one running `loop`, and creates no
@@ -63,4 +82,4 @@ class InstanceProvider {
 std::unique_ptr<InstanceProvider> make_process_provider(core::EventLoop& loop,
                                                         InstanceProvider::ExitCallback on_exit);
 
-}  // namespace cumulo::stack
+}  // namespace cumulo::scaling

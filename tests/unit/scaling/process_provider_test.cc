@@ -10,9 +10,9 @@
 #include <stdexcept>
 
 #include "core/event_loop.h"
-#include "stack/instance_provider.h"
+#include "scaling/instance_provider.h"
 
-namespace cumulo::stack {
+namespace cumulo::scaling {
 namespace {
 
 using namespace std::chrono_literals;
@@ -40,7 +40,12 @@ class ProcessProviderTest : public testing::Test {
   }
 
   LaunchSpec shell(const std::string& script) {
-    return LaunchSpec{"test", "/bin/sh", {"sh", "-c", script}, {}, log_path_};
+    LaunchSpec spec;
+    spec.name = "test";
+    spec.executable = "/bin/sh";
+    spec.argv = {"sh", "-c", script};
+    spec.log_path = log_path_;
+    return spec;
   }
 
   // Runs the loop until `done` holds or 10 s pass (the loop runs once per test: stop() is final).
@@ -114,6 +119,41 @@ TEST_F(ProcessProviderTest, StopSendsSigtermThenSigkillAfterTheGracePeriod) {
   EXPECT_EQ(exit_of(stubborn)->describe(), "killed by signal 9 (SIGKILL)");
 }
 
+TEST_F(ProcessProviderTest, StopSendsTheSpecsStopSignal) {
+  LaunchSpec spec = shell("trap 'echo got QUIT; exit 4' QUIT; echo ready; while :; do sleep 0.05; done");
+  spec.stop_signal = SIGQUIT;
+  InstanceHandle h = provider_->start(spec);
+  ASSERT_TRUE(log_shows("ready"));
+  provider_->stop(h, 5s);
+  run_until([&] { return exit_of(h) != nullptr; });
+  ASSERT_NE(exit_of(h), nullptr);
+  EXPECT_EQ(exit_of(h)->exit_code, 4);
+  EXPECT_NE(read_file(log_path_).find("got QUIT"), std::string::npos);
+}
+
+TEST_F(ProcessProviderTest, RunsInTheWorkingDirectory) {
+  LaunchSpec spec = shell("pwd");
+  spec.working_dir = "/tmp";
+  InstanceHandle h = provider_->start(spec);
+  run_until([&] { return exit_of(h) != nullptr; });
+  EXPECT_EQ(read_file(log_path_), "/tmp\n");
+  spec.working_dir = "/nonexistent/dir";
+  EXPECT_THROW(provider_->start(spec), std::runtime_error);
+}
+
+TEST_F(ProcessProviderTest, SamplesCpuAndMemoryOfARunningInstance) {
+  InstanceHandle h =
+      provider_->start(shell("i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; echo done; exec sleep 30"));
+  ASSERT_TRUE(log_shows("done"));
+  auto s = provider_->sample(h);
+  ASSERT_TRUE(s.has_value());
+  EXPECT_GT(s->cpu_seconds, 0.01);
+  EXPECT_GT(s->rss_bytes, 100u * 1024);
+  provider_->kill(h);
+  run_until([&] { return exit_of(h) != nullptr; });
+  EXPECT_FALSE(provider_->sample(h).has_value());
+}
+
 TEST_F(ProcessProviderTest, KillStopsAtOnce) {
   InstanceHandle h = provider_->start(shell("trap '' TERM; exec sleep 30"));
   provider_->kill(h);
@@ -123,7 +163,11 @@ TEST_F(ProcessProviderTest, KillStopsAtOnce) {
 }
 
 TEST_F(ProcessProviderTest, AProgramThatCannotRunIsAnErrorFromStart) {
-  LaunchSpec spec{"broken", "/nonexistent/program", {"program"}, {}, log_path_};
+  LaunchSpec spec;
+  spec.name = "broken";
+  spec.executable = "/nonexistent/program";
+  spec.argv = {"program"};
+  spec.log_path = log_path_;
   try {
     provider_->start(spec);
     FAIL() << "no error";
@@ -153,4 +197,4 @@ TEST(ExitStatus, DescribesExitsAndSignals) {
 }
 
 }  // namespace
-}  // namespace cumulo::stack
+}  // namespace cumulo::scaling

@@ -1,0 +1,1256 @@
+#include "objstore/internal/s3_api.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+
+#include "core/log.h"
+#include "http/wire/h1.h"
+#include "objstore/internal/auth.h"
+#include "objstore/wire/aws_chunked.h"
+#include "objstore/wire/checksum.h"
+#include "objstore/wire/sigv4.h"
+#include "objstore/wire/xml.h"
+
+namespace cumulo::objstore {
+
+namespace {
+
+constexpr const char* kComponent = "objstore";
+constexpr std::string_view kXmlns = "http://s3.amazonaws.com/doc/2006-03-01/";
+constexpr std::string_view kXmlDecl = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+// Objects (or ranges) up to one frame are read and verified whole before the response starts, so that a
+// corrupted one is answered with an error instead of a cut-off body. Larger ones stream frame by frame (no
+// per-request buffer of the object's size).
+constexpr uint64_t kVerifyBeforeSendBytes = kFrameBytes;
+constexpr uint64_t kMaxPartBytes = 5ull << 30;
+constexpr size_t kMaxDeleteObjects = 1000;
+
+enum class Op : uint8_t {
+  kListBuckets,
+  kCreateBucket,
+  kDeleteBucket,
+  kHeadBucket,
+  kGetBucketLocation,
+  kGetBucketVersioning,
+  kGetAcl,
+  kListObjects,
+  kListObjectsV2,
+  kListUploads,
+  kDeleteObjects,
+  kPutObject,
+  kCopyObject,
+  kGetObject,
+  kHeadObject,
+  kDeleteObject,
+  kCreateUpload,
+  kUploadPart,
+  kCompleteUpload,
+  kAbortUpload,
+  kListParts,
+  kNotImplemented,
+  kMethodNotAllowed,
+};
+
+using Params = std::vector<std::pair<std::string, std::string>>;
+
+struct Route {
+  std::string bucket;
+  std::string key;
+  Op op = Op::kNotImplemented;
+  Params params;
+  bool has(std::string_view name) const {
+    for (const auto& [k, v] : params)
+      if (k == name) return true;
+    return false;
+  }
+  std::string_view param(std::string_view name) const {
+    for (const auto& [k, v] : params)
+      if (k == name) return v;
+    return {};
+  }
+};
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+// Query values as clients send them: percent-encoded, '+' for a space (form encoding).
+bool decode_query(std::string_view q, Params& out) {
+  std::string name, value;
+  while (!q.empty()) {
+    size_t amp = q.find('&');
+    std::string_view pair = q.substr(0, amp);
+    q = amp == std::string_view::npos ? std::string_view{} : q.substr(amp + 1);
+    if (pair.empty()) continue;
+    size_t eq = pair.find('=');
+    std::string raw_value(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
+    std::replace(raw_value.begin(), raw_value.end(), '+', ' ');
+    if (!percent_decode(pair.substr(0, eq), name) || !percent_decode(raw_value, value)) return false;
+    out.emplace_back(name, value);
+  }
+  return true;
+}
+
+bool valid_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    for (size_t k = 1; k < n; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
+    if (n == 2 && c < 0xC2) return false;  // overlong
+    i += n;
+  }
+  return true;
+}
+
+S3Error check_key(std::string_view key) {
+  if (key.size() > 1024) return S3Error::kKeyTooLong;
+  if (key.find('\0') != std::string_view::npos || !valid_utf8(key)) return S3Error::kInvalidObjectName;
+  // A ".." segment would mean something else to every tool that maps keys to paths (sync to a directory).
+  size_t start = 0;
+  for (;;) {
+    size_t slash = key.find('/', start);
+    std::string_view seg =
+        key.substr(start, slash == std::string_view::npos ? key.size() - start : slash - start);
+    if (seg == "..") return S3Error::kInvalidObjectName;
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  return S3Error::kNone;
+}
+
+std::string iso8601(int64_t ms) {
+  time_t t = static_cast<time_t>(ms / 1000);
+  tm tmv{};
+  gmtime_r(&t, &tmv);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tmv.tm_year + 1900, tmv.tm_mon + 1,
+                tmv.tm_mday, tmv.tm_hour, tmv.tm_min, tmv.tm_sec, static_cast<int>(ms % 1000));
+  return buf;
+}
+
+std::string http_date(int64_t ms) {
+  time_t t = static_cast<time_t>(ms / 1000);
+  tm tmv{};
+  gmtime_r(&t, &tmv);
+  static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d GMT", kDays[tmv.tm_wday % 7], tmv.tm_mday,
+                kMonths[tmv.tm_mon % 12], tmv.tm_year + 1900, tmv.tm_hour, tmv.tm_min, tmv.tm_sec);
+  return buf;
+}
+
+std::optional<int64_t> parse_http_date_s(std::string_view s) {
+  std::string copy(s);
+  tm t{};
+  const char* end = strptime(copy.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &t);
+  if (!end || *end) return std::nullopt;
+  return static_cast<int64_t>(timegm(&t));
+}
+
+std::optional<std::string> base64_decode(std::string_view in) {
+  if (in.empty() || in.size() % 4 != 0) return std::nullopt;
+  std::string out(in.size() / 4 * 3, '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+  if (n < 0) return std::nullopt;
+  size_t pad = in.back() == '=' ? (in[in.size() - 2] == '=' ? 2 : 1) : 0;
+  out.resize(static_cast<size_t>(n) - pad);
+  return out;
+}
+
+std::optional<std::string> hex_decode(std::string_view in) {
+  if (in.size() % 2) return std::nullopt;
+  std::string out;
+  for (size_t i = 0; i < in.size(); i += 2) {
+    auto hv = [](char c) {
+      return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    };
+    int hi = hv(in[i]), lo = hv(in[i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out += static_cast<char>(hi * 16 + lo);
+  }
+  return out;
+}
+
+// Builds XML documents; elem() escapes, the rest is structure.
+class Xml {
+ public:
+  Xml() { s_.append(kXmlDecl); }
+  Xml& open(std::string_view name, bool ns = false) {
+    s_.append("<").append(name);
+    if (ns) s_.append(" xmlns=\"").append(kXmlns).append("\"");
+    s_.append(">");
+    return *this;
+  }
+  Xml& close(std::string_view name) {
+    s_.append("</").append(name).append(">");
+    return *this;
+  }
+  Xml& elem(std::string_view name, std::string_view value) {
+    open(name);
+    xml_escape_to(s_, value);
+    return close(name);
+  }
+  Xml& elem(std::string_view name, uint64_t value) { return elem(name, std::to_string(value)); }
+  Xml& elem_bool(std::string_view name, bool v) { return elem(name, v ? "true" : "false"); }
+  std::string take() { return std::move(s_); }
+
+ private:
+  std::string s_;
+};
+
+std::string quoted(std::string_view etag) {
+  std::string s = "\"";
+  s.append(etag).append("\"");
+  return s;
+}
+
+std::string unquote(std::string_view s) {
+  s = std::string_view(s);
+  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
+  if (s.substr(0, 2) == "W/") s.remove_prefix(2);
+  if (s.size() >= 2 && s.front() == '"' && s.back() == '"') s = s.substr(1, s.size() - 2);
+  return std::string(s);
+}
+
+bool etag_list_matches(std::string_view list, std::string_view etag) {
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    std::string item = unquote(list.substr(0, comma));
+    if (item == "*" || item == etag) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+// The headers stored with an object, as the request gave them.
+void collect_meta(const http::Request& r, std::string& content_type, MetaHeaders& out) {
+  content_type = std::string(r.header("content-type"));
+  if (content_type.empty()) content_type = "binary/octet-stream";
+  out.clear();
+  for (const auto& [name, value] : r.headers) {
+    std::string n = lower(name);
+    if (n == "cache-control" || n == "content-disposition" || n == "content-language" || n == "expires" ||
+        n == "x-amz-website-redirect-location") {
+      out.emplace_back(n, value);
+    } else if (n == "content-encoding") {
+      // aws-chunked describes the upload, not the object (S3 API: "Content-Encoding: aws-chunked").
+      std::string kept;
+      std::string_view v = value;
+      while (!v.empty()) {
+        size_t comma = v.find(',');
+        std::string_view tok = v.substr(0, comma);
+        while (!tok.empty() && tok.front() == ' ') tok.remove_prefix(1);
+        while (!tok.empty() && tok.back() == ' ') tok.remove_suffix(1);
+        if (!tok.empty() && lower(tok) != "aws-chunked") {
+          if (!kept.empty()) kept += ",";
+          kept.append(tok);
+        }
+        if (comma == std::string_view::npos) break;
+        v.remove_prefix(comma + 1);
+      }
+      if (!kept.empty()) out.emplace_back(n, kept);
+    } else if (n.rfind("x-amz-meta-", 0) == 0) {
+      out.emplace_back(n, value);
+    }
+  }
+}
+
+std::string display_name(std::string_view n) {
+  static constexpr std::pair<std::string_view, std::string_view> kNames[] = {
+      {"cache-control", "Cache-Control"},
+      {"content-disposition", "Content-Disposition"},
+      {"content-language", "Content-Language"},
+      {"expires", "Expires"},
+      {"content-encoding", "Content-Encoding"},
+      {"x-amz-website-redirect-location", "x-amz-website-redirect-location"}};
+  for (const auto& [k, v] : kNames)
+    if (k == n) return std::string(v);
+  return std::string(n);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The per-request state, carried from the head to the handler as the request's body sink.
+
+class Call final : public http::BodySink {
+ public:
+  Route route;
+  AuthResult auth;
+  S3Error error = S3Error::kNone;
+  std::string detail;
+  std::string request_id;
+  bool object_data = false;
+  std::string gathered;
+  uint64_t max_gather = 0;
+  std::unique_ptr<DataWriter> writer;
+  std::unique_ptr<AwsChunkedDecoder> chunked;
+  bool chunked_done = false;
+  EVP_MD_CTX* sha = nullptr;
+  int64_t decoded_length = -1;
+  std::optional<UploadInfo> upload;
+  int part_number = 0;
+  http::Responder responder;              // kept by handlers that answer later
+  std::unique_ptr<Checksummer> checksum;  // x-amz-checksum-*: computed while the body streams
+  std::string expected_checksum;          // from the header; empty when it comes as a trailer
+  bool checksum_in_trailer = false;
+
+  ~Call() override {
+    if (sha) EVP_MD_CTX_free(sha);
+  }
+
+  void fail(S3Error e, std::string d = {}) {
+    if (error == S3Error::kNone) {
+      error = e;
+      detail = std::move(d);
+    }
+    writer.reset();  // the partial upload goes at once
+    chunked.reset();
+  }
+
+  // http::BodySink
+  void data(std::string_view bytes) override {
+    if (error != S3Error::kNone) return;
+    if (!object_data) {
+      if (gathered.size() + bytes.size() > max_gather) return fail(S3Error::kMaxMessageLengthExceeded);
+      gathered.append(bytes);
+      return;
+    }
+    if (!chunked) return store(bytes);
+    while (!bytes.empty() && error == S3Error::kNone) {
+      if (chunked_done) return fail(S3Error::kIncompleteBody, "Data after the final aws-chunked chunk.");
+      size_t used = 0;
+      std::string_view payload;
+      ChunkedStatus st = chunked->decode(bytes, used, payload);
+      if (!payload.empty()) store(payload);
+      bytes.remove_prefix(used);
+      switch (st) {
+        case ChunkedStatus::kNeedMore:
+          if (used == 0) return fail(S3Error::kIncompleteBody, "aws-chunked decoding made no progress.");
+          break;
+        case ChunkedStatus::kComplete:
+          chunked_done = true;
+          break;
+        case ChunkedStatus::kSignatureMismatch:
+          return fail(S3Error::kSignatureDoesNotMatch, chunked->error_reason());
+        case ChunkedStatus::kMalformed:
+        case ChunkedStatus::kTooLarge:
+          return fail(S3Error::kIncompleteBody, chunked->error_reason());
+      }
+    }
+  }
+
+ private:
+  void store(std::string_view bytes) {
+    if (sha) EVP_DigestUpdate(sha, bytes.data(), bytes.size());
+    if (checksum) checksum->update(bytes);
+    if (S3Error e = writer->write(bytes); e != S3Error::kNone) fail(e);
+  }
+};
+
+Op classify(const http::Request& r, const Route& rt) {
+  const std::string& m = r.method;
+  if (rt.bucket.empty()) return m == "GET" ? Op::kListBuckets : Op::kMethodNotAllowed;
+  if (rt.key.empty()) {
+    if (m == "PUT") {
+      if (rt.has("acl") || rt.has("policy") || rt.has("cors") || rt.has("lifecycle") ||
+          rt.has("versioning") || rt.has("tagging") || rt.has("website") || rt.has("encryption"))
+        return Op::kNotImplemented;
+      return Op::kCreateBucket;
+    }
+    if (m == "DELETE") return rt.params.empty() ? Op::kDeleteBucket : Op::kNotImplemented;
+    if (m == "HEAD") return Op::kHeadBucket;
+    if (m == "POST") return rt.has("delete") ? Op::kDeleteObjects : Op::kNotImplemented;
+    if (m == "GET") {
+      if (rt.has("location")) return Op::kGetBucketLocation;
+      if (rt.has("versioning")) return Op::kGetBucketVersioning;
+      if (rt.has("acl")) return Op::kGetAcl;
+      if (rt.has("uploads")) return Op::kListUploads;
+      for (std::string_view sub : {"policy", "cors", "lifecycle", "tagging", "website", "encryption",
+                                   "logging", "notification", "replication", "object-lock", "versions",
+                                   "accelerate", "requestPayment", "ownershipControls", "publicAccessBlock"})
+        if (rt.has(sub)) return Op::kNotImplemented;
+      return rt.param("list-type") == "2" ? Op::kListObjectsV2 : Op::kListObjects;
+    }
+    return Op::kMethodNotAllowed;
+  }
+  for (std::string_view sub : {"tagging", "retention", "legal-hold", "torrent", "restore", "select"})
+    if (rt.has(sub)) return Op::kNotImplemented;
+  if (m == "GET" && rt.has("acl")) return Op::kGetAcl;
+  if (rt.has("acl")) return Op::kNotImplemented;
+  if (m == "PUT") {
+    if (rt.has("uploadId")) {
+      if (!r.header("x-amz-copy-source").empty()) return Op::kNotImplemented;  // UploadPartCopy
+      return Op::kUploadPart;
+    }
+    return r.header("x-amz-copy-source").empty() ? Op::kPutObject : Op::kCopyObject;
+  }
+  if (m == "GET") return rt.has("uploadId") ? Op::kListParts : Op::kGetObject;
+  if (m == "HEAD") return Op::kHeadObject;
+  if (m == "DELETE") return rt.has("uploadId") ? Op::kAbortUpload : Op::kDeleteObject;
+  if (m == "POST") {
+    if (rt.has("uploads")) return Op::kCreateUpload;
+    if (rt.has("uploadId")) return Op::kCompleteUpload;
+    return Op::kNotImplemented;
+  }
+  return Op::kMethodNotAllowed;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------
+
+struct S3Api::Impl {
+  Impl(const S3Config& c, Storage& s, S3Api& o) : config(c), storage(s), owner(o) {}
+
+  const S3Config& config;
+  Storage& storage;
+  S3Api& owner;
+  uint64_t next_request_id = 1;
+
+  bool parse_route(const http::Request& r, Route& rt, S3Error& err) {
+    std::string path;
+    if (!percent_decode(r.path, path) || path.empty() || path[0] != '/') {
+      err = S3Error::kInvalidRequest;
+      return false;
+    }
+    if (!decode_query(r.query, rt.params)) {
+      err = S3Error::kInvalidRequest;
+      return false;
+    }
+    std::string_view host = r.header("host");
+    if (!host.empty() && host.front() != '[')
+      host = host.substr(0, host.rfind(':') == std::string_view::npos ? host.size() : host.rfind(':'));
+    std::string h = lower(host);
+    for (const auto& d : config.domains) {
+      if (h.size() > d.size() + 1 && h.compare(h.size() - d.size(), d.size(), d) == 0 &&
+          h[h.size() - d.size() - 1] == '.') {
+        rt.bucket = h.substr(0, h.size() - d.size() - 1);
+        rt.key = path.substr(1);
+        return true;
+      }
+    }
+    std::string_view rest = std::string_view(path).substr(1);
+    size_t slash = rest.find('/');
+    rt.bucket = std::string(rest.substr(0, slash));
+    rt.key = slash == std::string_view::npos ? std::string() : std::string(rest.substr(slash + 1));
+    return true;
+  }
+
+  // Whether the caller may run the operation; looks the bucket up.
+  S3Error authorize(Call& c) {
+    const Route& rt = c.route;
+    if (c.auth.error != S3Error::kNone) return c.auth.error;
+    if (rt.op == Op::kNotImplemented) return S3Error::kNotImplemented;
+    if (rt.op == Op::kMethodNotAllowed) return S3Error::kMethodNotAllowed;
+    if (rt.op == Op::kListBuckets) return c.auth.user ? S3Error::kNone : S3Error::kAccessDenied;
+    if (!valid_bucket_name(rt.bucket)) {
+      // Names of existing buckets are valid, so a bad one can only be a missing bucket, except on creation.
+      return rt.op == Op::kCreateBucket ? S3Error::kInvalidBucketName : S3Error::kNoSuchBucket;
+    }
+    if (!rt.key.empty()) {
+      if (S3Error e = check_key(rt.key); e != S3Error::kNone) return e;
+    }
+    if (!c.auth.user) {
+      // Anonymous callers may only read objects of buckets marked public (static sites).
+      const S3BucketConfig* bc = config.bucket_config(rt.bucket);
+      if (!(bc && bc->is_public && (rt.op == Op::kGetObject || rt.op == Op::kHeadObject)))
+        return S3Error::kAccessDenied;
+      return storage.bucket(rt.bucket) ? S3Error::kNone : S3Error::kNoSuchBucket;
+    }
+    if (rt.op == Op::kCreateBucket) return S3Error::kNone;
+    auto b = storage.bucket(rt.bucket);
+    if (!b) return S3Error::kNoSuchBucket;
+    if (b->owner != c.auth.user->name) return S3Error::kAccessDenied;
+    return S3Error::kNone;
+  }
+
+  std::unique_ptr<http::BodySink> begin(const http::Request& head) {
+    auto c = std::make_unique<Call>();
+    char id[24];
+    std::snprintf(id, sizeof id, "%016llX", static_cast<unsigned long long>(next_request_id++));
+    c->request_id = id;
+    c->max_gather = config.max_xml_bytes;
+    S3Error err = S3Error::kNone;
+    if (!parse_route(head, c->route, err)) {
+      c->fail(err, "Bad percent-encoding in the request target.");
+      return c;
+    }
+    c->route.op = classify(head, c->route);
+    c->auth = authenticate(head, config, owner.clock());
+    if (S3Error e = authorize(*c); e != S3Error::kNone) {
+      c->fail(e, c->auth.detail);
+      return c;
+    }
+    if (c->route.op == Op::kPutObject || c->route.op == Op::kUploadPart) begin_object_data(*c, head);
+    return c;
+  }
+
+  void begin_object_data(Call& c, const http::Request& head) {
+    uint64_t limit = config.max_object_bytes;
+    if (c.route.op == Op::kUploadPart) {
+      limit = std::min(limit, kMaxPartBytes);
+      int n = 0;
+      std::string_view pn = c.route.param("partNumber");
+      auto [p, ec] = std::from_chars(pn.data(), pn.data() + pn.size(), n);
+      if (ec != std::errc() || p != pn.data() + pn.size() || n < 1 || n > 10000)
+        return c.fail(S3Error::kInvalidArgument, "Part number must be an integer between 1 and 10000.");
+      c.part_number = n;
+      c.upload = storage.upload(c.route.param("uploadId"));
+      if (!c.upload || c.upload->bucket != c.route.bucket || c.upload->key != c.route.key)
+        return c.fail(S3Error::kNoSuchUpload);
+    }
+    auto length_of = [](std::string_view v) -> int64_t {
+      uint64_t n = 0;
+      auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+      return (ec != std::errc() || p != v.data() + v.size() || n > (1ull << 62)) ? -2
+                                                                                 : static_cast<int64_t>(n);
+    };
+    if (c.auth.payload == PayloadMode::kStreaming) {
+      std::string_view d = head.header("x-amz-decoded-content-length");
+      if (d.empty()) return c.fail(S3Error::kMissingContentLength, "Missing x-amz-decoded-content-length.");
+      c.decoded_length = length_of(d);
+      if (c.decoded_length < 0) return c.fail(S3Error::kInvalidArgument, "Bad x-amz-decoded-content-length.");
+      c.chunked = std::make_unique<AwsChunkedDecoder>(c.auth.chunk_signing, c.auth.trailer);
+    }
+    int64_t declared = c.decoded_length;
+    if (declared < 0) {
+      std::string_view cl = head.header("content-length");
+      if (!cl.empty()) declared = length_of(cl);
+    }
+    if (declared > 0 && static_cast<uint64_t>(declared) > limit) return c.fail(S3Error::kEntityTooLarge);
+    if (c.auth.payload == PayloadMode::kSha256) {
+      c.sha = EVP_MD_CTX_new();
+      EVP_DigestInit_ex(c.sha, EVP_sha256(), nullptr);
+    }
+    // Flexible checksums: the value in a header, or announced by x-amz-trailer and sent after the body.
+    for (const auto& [name, value] : head.headers) {
+      if (auto alg = checksum_from_header(name)) {
+        if (c.checksum) return c.fail(S3Error::kInvalidRequest, "Expecting a single x-amz-checksum- header.");
+        c.checksum = std::make_unique<Checksummer>(*alg);
+        c.expected_checksum = value;
+      }
+    }
+    if (auto t = head.header("x-amz-trailer"); !t.empty() && !c.checksum) {
+      auto alg = checksum_from_header(t);
+      if (!alg || !c.chunked)
+        return c.fail(S3Error::kInvalidRequest,
+                      "x-amz-trailer must name an x-amz-checksum- "
+                      "header of an aws-chunked body.");
+      c.checksum = std::make_unique<Checksummer>(*alg);
+      c.checksum_in_trailer = true;
+    }
+    if (auto sdk = head.header("x-amz-sdk-checksum-algorithm"); !sdk.empty() && !c.checksum) {
+      auto alg = checksum_from_name(sdk);
+      if (!alg) return c.fail(S3Error::kInvalidRequest, "Unknown x-amz-sdk-checksum-algorithm.");
+      c.checksum = std::make_unique<Checksummer>(*alg);  // computed and stored; nothing to compare with
+    }
+    S3Error err = S3Error::kNone;
+    c.writer = storage.begin_write(&err);
+    if (!c.writer) return c.fail(err);
+    c.object_data = true;
+  }
+
+  // Compares the computed flexible checksum with the one the client sent. kNone when there is none.
+  S3Error check_checksum(Call& c, std::string& computed) {
+    if (!c.checksum) return S3Error::kNone;
+    computed = c.checksum->base64();
+    std::string expected = c.expected_checksum;
+    if (c.checksum_in_trailer) {
+      std::string_view name = checksum_header(c.checksum->algorithm());
+      for (const auto& [k, v] : c.chunked->trailers())
+        if (k == name) expected = v;
+      if (expected.empty()) return S3Error::kInvalidRequest;
+    }
+    if (!expected.empty() && expected != computed) return S3Error::kBadDigest;
+    return S3Error::kNone;
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // responses
+
+  http::Response base(int status, const Call& c) {
+    http::Response r;
+    r.status = status;
+    r.headers.emplace_back("x-amz-request-id", c.request_id);
+    r.headers.emplace_back("Server", "cumulo");
+    return r;
+  }
+
+  http::Response xml(const Call& c, std::string body, int status = 200) {
+    http::Response r = base(status, c);
+    r.headers.emplace_back("Content-Type", "application/xml");
+    r.body = std::move(body);
+    return r;
+  }
+
+  http::Response error(const Call& c, S3Error e, std::string_view detail = {}) {
+    const S3ErrorInfo& info = s3_error_info(e);
+    std::string resource = "/" + c.route.bucket;
+    if (!c.route.key.empty()) resource += "/" + c.route.key;
+    http::Response r = xml(c, s3_error_xml(e, resource, c.request_id, detail), info.http_status);
+    if (info.http_status >= 500)
+      core::log_warn(
+          kComponent, "request failed",
+          {{"code", info.code}, {"bucket", c.route.bucket}, {"key", c.route.key}, {"detail", detail}});
+    return r;
+  }
+
+  http::Response empty(const Call& c, int status) { return base(status, c); }
+
+  // -------------------------------------------------------------------------------------------------------
+
+  void handle(http::Request& req, http::Responder respond) {
+    auto* c = dynamic_cast<Call*>(req.body_sink);
+    if (!c) {
+      respond(http::Response::text(500, "internal error: no request state\n"));
+      return;
+    }
+    if (c->error != S3Error::kNone) {
+      respond(error(*c, c->error, c->detail));
+      return;
+    }
+    std::optional<http::Response> r;
+    c->responder = respond;
+    try {
+      r = dispatch(*c, req);
+    } catch (const std::exception& e) {
+      core::log_error(kComponent, "request failed with an exception", {{"error", e.what()}});
+      r = error(*c, S3Error::kInternalError);
+    }
+    if (r) respond(std::move(*r));
+  }
+
+  std::optional<http::Response> dispatch(Call& c, http::Request& req) {
+    switch (c.route.op) {
+      case Op::kListBuckets:
+        return list_buckets(c);
+      case Op::kCreateBucket:
+        return create_bucket(c);
+      case Op::kDeleteBucket: {
+        S3Error e = storage.delete_bucket(c.route.bucket);
+        return e == S3Error::kNone ? empty(c, 204) : error(c, e);
+      }
+      case Op::kHeadBucket:
+        return empty(c, 200);
+      case Op::kGetBucketLocation: {
+        Xml x;
+        x.open("LocationConstraint", true);
+        std::string body = x.take();
+        xml_escape_to(body, config.region);
+        body += "</LocationConstraint>";
+        return xml(c, std::move(body));
+      }
+      case Op::kGetBucketVersioning: {
+        Xml x;
+        x.open("VersioningConfiguration", true).close("VersioningConfiguration");
+        return xml(c, x.take());
+      }
+      case Op::kGetAcl:
+        return get_acl(c);
+      case Op::kListObjects:
+        return list_objects(c, false);
+      case Op::kListObjectsV2:
+        return list_objects(c, true);
+      case Op::kListUploads:
+        return list_uploads(c);
+      case Op::kDeleteObjects:
+        return delete_objects(c);
+      case Op::kPutObject:
+      case Op::kUploadPart:
+        return put_object(c, req);
+      case Op::kCopyObject:
+        return copy_object(c, req);
+      case Op::kGetObject:
+        return get_object(c, req, false);
+      case Op::kHeadObject:
+        return get_object(c, req, true);
+      case Op::kDeleteObject: {
+        S3Error e = storage.delete_object(c.route.bucket, c.route.key);
+        return e == S3Error::kNone ? empty(c, 204) : error(c, e);
+      }
+      case Op::kCreateUpload:
+        return create_upload(c, req);
+      case Op::kCompleteUpload:
+        return complete_upload(c);
+      case Op::kAbortUpload: {
+        auto up = storage.upload(c.route.param("uploadId"));
+        if (!up || up->bucket != c.route.bucket || up->key != c.route.key)
+          return error(c, S3Error::kNoSuchUpload);
+        S3Error e = storage.abort_upload(up->upload_id);
+        return e == S3Error::kNone ? empty(c, 204) : error(c, e);
+      }
+      case Op::kListParts:
+        return list_parts(c);
+      case Op::kNotImplemented:
+        return error(c, S3Error::kNotImplemented);
+      case Op::kMethodNotAllowed:
+        return error(c, S3Error::kMethodNotAllowed);
+    }
+    return error(c, S3Error::kNotImplemented);
+  }
+
+  http::Response list_buckets(Call& c) {
+    Xml x;
+    x.open("ListAllMyBucketsResult", true);
+    x.open("Owner").elem("ID", c.auth.user->name).elem("DisplayName", c.auth.user->name).close("Owner");
+    x.open("Buckets");
+    for (const auto& b : storage.buckets()) {
+      if (b.owner != c.auth.user->name) continue;
+      x.open("Bucket").elem("Name", b.name).elem("CreationDate", iso8601(b.created_ms)).close("Bucket");
+    }
+    x.close("Buckets").close("ListAllMyBucketsResult");
+    return xml(c, x.take());
+  }
+
+  http::Response create_bucket(Call& c) {
+    if (!c.gathered.empty()) {
+      XmlElement root;
+      XmlError err;
+      if (!parse_xml(c.gathered, root, err) || root.name != "CreateBucketConfiguration")
+        return error(c, S3Error::kMalformedXML);
+    }
+    S3Error e = storage.create_bucket(c.route.bucket, c.auth.user->name);
+    if (e != S3Error::kNone) return error(c, e);
+    http::Response r = empty(c, 200);
+    r.headers.emplace_back("Location", "/" + c.route.bucket);
+    return r;
+  }
+
+  http::Response get_acl(Call& c) {
+    if (!c.route.key.empty() && !storage.head(c.route.bucket, c.route.key))
+      return error(c, S3Error::kNoSuchKey);
+    const std::string& id = c.auth.user->name;
+    Xml x;
+    x.open("AccessControlPolicy", true);
+    x.open("Owner").elem("ID", id).elem("DisplayName", id).close("Owner");
+    std::string body = x.take();
+    body +=
+        "<AccessControlList><Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
+        "xsi:type=\"CanonicalUser\"><ID>";
+    xml_escape_to(body, id);
+    body += "</ID><DisplayName>";
+    xml_escape_to(body, id);
+    body +=
+        "</DisplayName></Grantee><Permission>FULL_CONTROL</Permission></Grant></AccessControlList>"
+        "</AccessControlPolicy>";
+    return xml(c, std::move(body));
+  }
+
+  bool parse_max(const Call& c, std::string_view name, size_t def, size_t cap, size_t& out) {
+    out = def;
+    if (!c.route.has(name)) return true;
+    std::string_view v = c.route.param(name);
+    int64_t n = 0;
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc() || p != v.data() + v.size() || n < 0) return false;
+    out = std::min<size_t>(static_cast<size_t>(n), cap);
+    return true;
+  }
+
+  http::Response list_objects(Call& c, bool v2) {
+    const Route& rt = c.route;
+    std::string prefix(rt.param("prefix")), delimiter(rt.param("delimiter"));
+    bool url = rt.param("encoding-type") == "url";
+    if (rt.has("encoding-type") && !url)
+      return error(c, S3Error::kInvalidArgument, "encoding-type must be url.");
+    size_t max_keys = 1000;
+    if (!parse_max(c, "max-keys", 1000, 1000, max_keys))
+      return error(c, S3Error::kInvalidArgument, "max-keys must be a non-negative integer.");
+    std::string after;
+    std::string token(rt.param("continuation-token"));
+    if (v2) {
+      if (rt.has("continuation-token")) {
+        auto decoded = hex_decode(token);
+        if (!decoded || decoded->empty())
+          return error(c, S3Error::kInvalidArgument, "The continuation token provided is incorrect.");
+        after = *decoded;
+      } else {
+        after = std::string(rt.param("start-after"));
+      }
+    } else {
+      after = std::string(rt.param("marker"));
+    }
+    ListResult res = storage.list(rt.bucket, prefix, delimiter, after, max_keys);
+    auto enc = [url](std::string_view s) { return url ? uri_encode(s, false) : std::string(s); };
+    Xml x;
+    x.open("ListBucketResult", true);
+    x.elem("Name", rt.bucket).elem("Prefix", enc(prefix));
+    if (v2) {
+      if (rt.has("continuation-token")) x.elem("ContinuationToken", token);
+      if (rt.has("start-after")) x.elem("StartAfter", enc(rt.param("start-after")));
+      x.elem("KeyCount", res.objects.size() + res.prefixes.size());
+    } else {
+      x.elem("Marker", enc(after));
+    }
+    x.elem("MaxKeys", max_keys);
+    if (!delimiter.empty()) x.elem("Delimiter", enc(delimiter));
+    if (url) x.elem("EncodingType", "url");
+    x.elem_bool("IsTruncated", res.truncated);
+    if (res.truncated) {
+      if (v2)
+        x.elem("NextContinuationToken",
+               hex_encode(reinterpret_cast<const uint8_t*>(res.last.data()), res.last.size()));
+      else
+        x.elem("NextMarker", enc(res.last));
+    }
+    bool owner = !v2 || rt.param("fetch-owner") == "true";
+    for (const auto& o : res.objects) {
+      x.open("Contents").elem("Key", enc(o.key)).elem("LastModified", iso8601(o.mtime_ms));
+      x.elem("ETag", quoted(o.etag)).elem("Size", o.size);
+      if (owner)
+        x.open("Owner").elem("ID", c.auth.user->name).elem("DisplayName", c.auth.user->name).close("Owner");
+      x.elem("StorageClass", "STANDARD").close("Contents");
+    }
+    for (const auto& p : res.prefixes)
+      x.open("CommonPrefixes").elem("Prefix", enc(p)).close("CommonPrefixes");
+    x.close("ListBucketResult");
+    return xml(c, x.take());
+  }
+
+  http::Response list_uploads(Call& c) {
+    size_t max = 1000;
+    if (!parse_max(c, "max-uploads", 1000, 1000, max))
+      return error(c, S3Error::kInvalidArgument, "max-uploads must be a non-negative integer.");
+    std::string prefix(c.route.param("prefix"));
+    bool truncated = false;
+    auto ups = storage.uploads(c.route.bucket, prefix, max, &truncated);
+    Xml x;
+    x.open("ListMultipartUploadsResult", true);
+    x.elem("Bucket", c.route.bucket).elem("KeyMarker", "").elem("UploadIdMarker", "");
+    x.elem("NextKeyMarker", ups.empty() ? "" : ups.back().key);
+    x.elem("NextUploadIdMarker", ups.empty() ? "" : ups.back().upload_id);
+    x.elem("Prefix", prefix).elem("MaxUploads", max).elem_bool("IsTruncated", truncated);
+    for (const auto& u : ups) {
+      x.open("Upload").elem("Key", u.key).elem("UploadId", u.upload_id);
+      x.open("Initiator")
+          .elem("ID", c.auth.user->name)
+          .elem("DisplayName", c.auth.user->name)
+          .close("Initiator");
+      x.open("Owner").elem("ID", c.auth.user->name).elem("DisplayName", c.auth.user->name).close("Owner");
+      x.elem("StorageClass", "STANDARD").elem("Initiated", iso8601(u.initiated_ms)).close("Upload");
+    }
+    x.close("ListMultipartUploadsResult");
+    return xml(c, x.take());
+  }
+
+  http::Response delete_objects(Call& c) {
+    XmlElement root;
+    XmlError err;
+    if (!parse_xml(c.gathered, root, err) || root.name != "Delete") return error(c, S3Error::kMalformedXML);
+    bool quiet = root.child_text("Quiet") == "true";
+    std::vector<std::string> keys;
+    for (const auto& ch : root.children) {
+      if (ch.name == "Quiet") continue;
+      if (ch.name != "Object") return error(c, S3Error::kMalformedXML);
+      const XmlElement* k = ch.child("Key");
+      if (!k) return error(c, S3Error::kMalformedXML);
+      keys.push_back(k->text);
+    }
+    if (keys.empty() || keys.size() > kMaxDeleteObjects) return error(c, S3Error::kMalformedXML);
+    Xml x;
+    x.open("DeleteResult", true);
+    for (const auto& k : keys) {
+      S3Error e = k.empty() ? S3Error::kInvalidObjectName : check_key(k);
+      if (e == S3Error::kNone) e = storage.delete_object(c.route.bucket, k);
+      if (e == S3Error::kNone) {
+        if (!quiet) x.open("Deleted").elem("Key", k).close("Deleted");
+      } else {
+        const S3ErrorInfo& info = s3_error_info(e);
+        x.open("Error").elem("Key", k).elem("Code", info.code).elem("Message", info.message).close("Error");
+      }
+    }
+    x.close("DeleteResult");
+    return xml(c, x.take());
+  }
+
+  // PutObject and UploadPart: the body has streamed into c.writer; check it, then commit it.
+  // nullopt: the reply comes later (an asynchronous commit).
+  std::optional<http::Response> put_object(Call& c, http::Request& req) {
+    if (!c.writer) return error(c, S3Error::kInternalError);
+    if (c.chunked) {
+      if (!c.chunked_done) return error(c, S3Error::kIncompleteBody, "The aws-chunked body ended early.");
+      if (static_cast<int64_t>(c.writer->size()) != c.decoded_length)
+        return error(c, S3Error::kIncompleteBody,
+                     "The decoded body length does not match x-amz-decoded-content-length.");
+    }
+    if (c.sha) {
+      uint8_t d[32];
+      unsigned int n = 0;
+      EVP_DigestFinal_ex(c.sha, d, &n);
+      if (hex_encode(d, 32) != c.auth.expected_sha256) return error(c, S3Error::kContentSha256Mismatch);
+    }
+    if (auto md5 = req.header("content-md5"); !md5.empty()) {
+      auto raw = base64_decode(md5);
+      if (!raw || raw->size() != 16) return error(c, S3Error::kInvalidDigest);
+      if (*raw != c.writer->md5()) return error(c, S3Error::kBadDigest);
+    }
+    std::string checksum;
+    if (S3Error e = check_checksum(c, checksum); e != S3Error::kNone)
+      return error(c, e, e == S3Error::kInvalidRequest ? "The announced checksum trailer is missing." : "");
+    if (c.route.op == Op::kUploadPart) {
+      PartInfo part;
+      S3Error e = storage.commit_part(std::move(c.writer), c.upload->upload_id, c.part_number, part);
+      if (e != S3Error::kNone) return error(c, e);
+      http::Response r = empty(c, 200);
+      r.headers.emplace_back("ETag", quoted(part.etag));
+      if (c.checksum) r.headers.emplace_back(std::string(checksum_header(c.checksum->algorithm())), checksum);
+      return r;
+    }
+    ObjectInfo info;
+    info.bucket = c.route.bucket;
+    info.key = c.route.key;
+    collect_meta(req, info.content_type, info.headers);
+    std::string checksum_name = c.checksum ? std::string(checksum_header(c.checksum->algorithm())) : "";
+    if (c.checksum) info.headers.emplace_back(checksum_name, checksum);
+    // The commit threads make it durable and visible; the reply is posted back to this loop when they are
+    // done. The responder outlives the request harmlessly, so a client that left meanwhile costs nothing.
+    core::EventLoop* loop = core::EventLoop::current();
+    http::Responder respond = c.responder;
+    auto rid = c.request_id;
+    auto bucket = c.route.bucket, key = c.route.key;
+    storage.commit_object_async(
+        std::move(c.writer), std::move(info),
+        [this, loop, respond, rid, bucket, key, checksum_name, checksum](S3Error e, const ObjectInfo& done) {
+          std::string etag = done.etag;
+          loop->post([this, respond, rid, bucket, key, checksum_name, checksum, e, etag] {
+            Call ctx;
+            ctx.request_id = rid;
+            ctx.route.bucket = bucket;
+            ctx.route.key = key;
+            if (e != S3Error::kNone) return respond(error(ctx, e));
+            http::Response r = empty(ctx, 200);
+            r.headers.emplace_back("ETag", quoted(etag));
+            if (!checksum_name.empty()) r.headers.emplace_back(checksum_name, checksum);
+            respond(std::move(r));
+          });
+        });
+    return std::nullopt;
+  }
+
+  http::Response copy_object(Call& c, http::Request& req) {
+    std::string_view src = req.header("x-amz-copy-source");
+    size_t q = src.find('?');
+    std::string decoded;
+    if (!percent_decode(src.substr(0, q), decoded))
+      return error(c, S3Error::kInvalidArgument, "Bad percent-encoding in x-amz-copy-source.");
+    std::string_view s = decoded;
+    if (!s.empty() && s.front() == '/') s.remove_prefix(1);
+    size_t slash = s.find('/');
+    if (slash == std::string_view::npos || slash == 0 || slash + 1 == s.size())
+      return error(c, S3Error::kInvalidArgument, "x-amz-copy-source must be BUCKET/KEY.");
+    std::string src_bucket(s.substr(0, slash)), src_key(s.substr(slash + 1));
+    if (check_key(src_key) != S3Error::kNone) return error(c, check_key(src_key));
+    auto sb = storage.bucket(src_bucket);
+    if (!sb) return error(c, S3Error::kNoSuchBucket);
+    if (sb->owner != c.auth.user->name) return error(c, S3Error::kAccessDenied);
+    auto so = storage.head(src_bucket, src_key);
+    if (!so) return error(c, S3Error::kNoSuchKey);
+    if (auto m = req.header("x-amz-copy-source-if-match"); !m.empty() && !etag_list_matches(m, so->etag))
+      return error(c, S3Error::kPreconditionFailed);
+    if (auto m = req.header("x-amz-copy-source-if-none-match"); !m.empty() && etag_list_matches(m, so->etag))
+      return error(c, S3Error::kPreconditionFailed);
+    std::string directive = lower(req.header("x-amz-metadata-directive"));
+    bool replace = directive == "replace";
+    if (!directive.empty() && directive != "copy" && !replace)
+      return error(c, S3Error::kInvalidArgument, "x-amz-metadata-directive must be COPY or REPLACE.");
+    if (src_bucket == c.route.bucket && src_key == c.route.key && !replace)
+      return error(c, S3Error::kInvalidRequest,
+                   "This copy request is illegal because it is trying to copy an object to itself without "
+                   "changing the object's metadata.");
+    S3Error err = S3Error::kNone;
+    auto writer = storage.begin_write(&err);
+    if (!writer) return error(c, err);
+    auto reader = storage.reader(*so);
+    std::string buf(256 * 1024, '\0');
+    for (uint64_t off = 0; off < so->size;) {
+      ssize_t n = reader->read(off, buf.data(), buf.size());
+      if (n <= 0) return error(c, n == kSealedIoError ? S3Error::kInternalError : S3Error::kCorruptObject);
+      if (S3Error e = writer->write(std::string_view(buf.data(), static_cast<size_t>(n)));
+          e != S3Error::kNone)
+        return error(c, e);
+      off += static_cast<uint64_t>(n);
+    }
+    ObjectInfo info;
+    info.bucket = c.route.bucket;
+    info.key = c.route.key;
+    if (replace) {
+      collect_meta(req, info.content_type, info.headers);
+    } else {
+      info.content_type = so->content_type;
+      info.headers = so->headers;
+    }
+    S3Error e = storage.commit_object(std::move(writer), info);
+    if (e != S3Error::kNone) return error(c, e);
+    // A multipart source keeps its "-N" ETag in S3; a copy is a single PUT here, so it gets the MD5 of the
+    // data.
+    Xml x;
+    x.open("CopyObjectResult", true).elem("LastModified", iso8601(info.mtime_ms));
+    x.elem("ETag", quoted(info.etag)).close("CopyObjectResult");
+    return xml(c, x.take());
+  }
+
+  // RFC 9110 section 13.2.2: the order in which preconditions are evaluated. 0 means go on.
+  int preconditions(const http::Request& req, const ObjectInfo& o) {
+    int64_t mtime_s = o.mtime_ms / 1000;
+    if (auto m = req.header("if-match"); !m.empty()) {
+      if (!etag_list_matches(m, o.etag)) return 412;
+    } else if (auto u = req.header("if-unmodified-since"); !u.empty()) {
+      if (auto t = parse_http_date_s(u); t && mtime_s > *t) return 412;
+    }
+    if (auto n = req.header("if-none-match"); !n.empty()) {
+      if (etag_list_matches(n, o.etag)) return 304;
+    } else if (auto s = req.header("if-modified-since"); !s.empty()) {
+      if (auto t = parse_http_date_s(s); t && mtime_s <= *t) return 304;
+    }
+    return 0;
+  }
+
+  void object_headers(http::Response& r, const ObjectInfo& o, const Call& c, const http::Request& req,
+                      bool partial) {
+    // Stored checksums are returned only when asked for (x-amz-checksum-mode: ENABLED), and never with a
+    // range: they describe the whole object, and clients would check the range against them.
+    const bool checksum_mode = !partial && http::iequals(req.header("x-amz-checksum-mode"), "ENABLED");
+    r.headers.emplace_back("ETag", quoted(o.etag));
+    r.headers.emplace_back("Last-Modified", http_date(o.mtime_ms));
+    r.headers.emplace_back("Accept-Ranges", "bytes");
+    static constexpr std::pair<std::string_view, std::string_view> kOverrides[] = {
+        {"response-content-type", "content-type"},
+        {"response-cache-control", "cache-control"},
+        {"response-content-disposition", "content-disposition"},
+        {"response-content-encoding", "content-encoding"},
+        {"response-content-language", "content-language"},
+        {"response-expires", "expires"}};
+    auto overridden = [&](std::string_view header) {
+      for (const auto& [param, h] : kOverrides)
+        if (h == header && c.route.has(param)) return true;
+      return false;
+    };
+    if (!overridden("content-type")) r.headers.emplace_back("Content-Type", o.content_type);
+    for (const auto& [k, v] : o.headers) {
+      if (!checksum_mode && k.rfind("x-amz-checksum-", 0) == 0) continue;
+      if (!overridden(k)) r.headers.emplace_back(display_name(k), v);
+    }
+    for (const auto& [param, h] : kOverrides)
+      if (c.route.has(param))
+        r.headers.emplace_back(display_name(h == "content-type" ? "Content-Type" : h),
+                               std::string(c.route.param(param)));
+  }
+
+  http::Response get_object(Call& c, const http::Request& req, bool head_only) {
+    auto o = storage.head(c.route.bucket, c.route.key);
+    if (!o) return error(c, S3Error::kNoSuchKey);
+    if (int st = preconditions(req, *o)) {
+      if (st == 412) return error(c, S3Error::kPreconditionFailed);
+      http::Response r = empty(c, 304);
+      r.headers.emplace_back("ETag", quoted(o->etag));
+      r.headers.emplace_back("Last-Modified", http_date(o->mtime_ms));
+      return r;
+    }
+    uint64_t start = 0, length = o->size;
+    bool partial = false;
+    if (auto range = req.header("range"); !range.empty()) {
+      int rs = parse_range(range, o->size, start, length);
+      if (rs < 0) {
+        http::Response r = error(c, S3Error::kInvalidRange);
+        r.headers.emplace_back("Content-Range", "bytes */" + std::to_string(o->size));
+        return r;
+      }
+      partial = rs > 0;
+    }
+    http::Response r = base(partial ? 206 : 200, c);
+    object_headers(r, *o, c, req, partial);
+    if (partial)
+      r.headers.emplace_back("Content-Range", "bytes " + std::to_string(start) + "-" +
+                                                  std::to_string(start + length - 1) + "/" +
+                                                  std::to_string(o->size));
+    auto reader = storage.reader(*o);
+    if (head_only) {
+      r.content_length = static_cast<int64_t>(length);
+      r.body_producer = [](char*, size_t) -> size_t { return 0; };
+      return r;
+    }
+    if (length <= kVerifyBeforeSendBytes) {
+      std::string body(length, '\0');
+      if (length > 0) {
+        ssize_t n = reader->read(start, body.data(), length);
+        if (n < 0 || static_cast<uint64_t>(n) != length)
+          return error(c, n == kSealedIoError ? S3Error::kInternalError : S3Error::kCorruptObject);
+      } else if (!reader->verify_all()) {
+        return error(c, S3Error::kCorruptObject);  // an empty object still has one authenticated frame
+      }
+      r.body = std::move(body);
+      return r;
+    }
+    struct Stream {
+      std::unique_ptr<ObjectReader> reader;
+      uint64_t offset;
+      uint64_t left;
+      std::string bucket, key;
+    };
+    // shared_ptr: std::function must be copyable; the producer is its only owner.
+    auto st = std::make_shared<Stream>(Stream{std::move(reader), start, length, c.route.bucket, c.route.key});
+    r.content_length = static_cast<int64_t>(length);
+    r.body_producer = [st](char* buf, size_t cap) -> size_t {
+      if (st->left == 0) return 0;
+      size_t want = static_cast<size_t>(std::min<uint64_t>(cap, st->left));
+      ssize_t n = st->reader->read(st->offset, buf, want);
+      if (n <= 0) {
+        // The head is out; ending early makes the server close the connection, so the client sees a
+        // truncated body (an error), never wrong bytes.
+        core::log_error(
+            kComponent, "object failed its integrity check while streaming",
+            {{"bucket", st->bucket}, {"key", st->key}, {"offset", static_cast<unsigned long>(st->offset)}});
+        st->left = 0;
+        return 0;
+      }
+      st->offset += static_cast<uint64_t>(n);
+      st->left -= static_cast<uint64_t>(n);
+      return static_cast<size_t>(n);
+    };
+    return r;
+  }
+
+  // RFC 9110 section 14.1.2 for one range. 0: no usable range (whole object); 1: a range; -1: unsatisfiable.
+  static int parse_range(std::string_view v, uint64_t size, uint64_t& start, uint64_t& length) {
+    if (v.substr(0, 6) != "bytes=") return 0;
+    v.remove_prefix(6);
+    if (v.find(',') != std::string_view::npos) return 0;  // several ranges: S3 serves the whole object
+    size_t dash = v.find('-');
+    if (dash == std::string_view::npos) return 0;
+    auto num = [](std::string_view s, uint64_t& out) {
+      if (s.empty() || s.size() > 19) return false;
+      auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+      return ec == std::errc() && p == s.data() + s.size();
+    };
+    std::string_view a = v.substr(0, dash), b = v.substr(dash + 1);
+    uint64_t first = 0, last = 0;
+    if (a.empty()) {
+      if (!num(b, last)) return 0;
+      if (last == 0 || size == 0) return -1;
+      last = std::min(last, size);
+      start = size - last;
+      length = last;
+      return 1;
+    }
+    if (!num(a, first)) return 0;
+    if (!b.empty()) {
+      if (!num(b, last) || last < first) return 0;
+    } else {
+      last = UINT64_MAX;
+    }
+    if (first >= size) return -1;
+    last = std::min(last, size - 1);
+    start = first;
+    length = last - first + 1;
+    return 1;
+  }
+
+  http::Response create_upload(Call& c, const http::Request& req) {
+    UploadInfo u;
+    u.bucket = c.route.bucket;
+    u.key = c.route.key;
+    collect_meta(req, u.content_type, u.headers);
+    std::string id = storage.create_upload(u);
+    if (id.empty()) return error(c, S3Error::kInternalError);
+    Xml x;
+    x.open("InitiateMultipartUploadResult", true).elem("Bucket", u.bucket).elem("Key", u.key);
+    x.elem("UploadId", id).close("InitiateMultipartUploadResult");
+    return xml(c, x.take());
+  }
+
+  http::Response complete_upload(Call& c) {
+    auto up = storage.upload(c.route.param("uploadId"));
+    if (!up || up->bucket != c.route.bucket || up->key != c.route.key)
+      return error(c, S3Error::kNoSuchUpload);
+    XmlElement root;
+    XmlError err;
+    if (!parse_xml(c.gathered, root, err) || root.name != "CompleteMultipartUpload")
+      return error(c, S3Error::kMalformedXML);
+    std::vector<std::pair<int, std::string>> parts;
+    for (const auto& p : root.children) {
+      if (p.name != "Part") return error(c, S3Error::kMalformedXML);
+      const XmlElement* num = p.child("PartNumber");
+      const XmlElement* etag = p.child("ETag");
+      if (!num || !etag) return error(c, S3Error::kMalformedXML);
+      int n = 0;
+      auto [ptr, ec] = std::from_chars(num->text.data(), num->text.data() + num->text.size(), n);
+      if (ec != std::errc() || ptr != num->text.data() + num->text.size() || n < 1 || n > 10000)
+        return error(c, S3Error::kMalformedXML);
+      parts.emplace_back(n, unquote(etag->text));
+    }
+    if (parts.empty()) return error(c, S3Error::kMalformedXML);
+    ObjectInfo info;
+    S3Error e = storage.complete_upload(up->upload_id, parts, info);
+    if (e != S3Error::kNone) return error(c, e);
+    Xml x;
+    x.open("CompleteMultipartUploadResult", true);
+    x.elem("Location", "/" + info.bucket + "/" + info.key).elem("Bucket", info.bucket).elem("Key", info.key);
+    x.elem("ETag", quoted(info.etag)).close("CompleteMultipartUploadResult");
+    return xml(c, x.take());
+  }
+
+  http::Response list_parts(Call& c) {
+    auto up = storage.upload(c.route.param("uploadId"));
+    if (!up || up->bucket != c.route.bucket || up->key != c.route.key)
+      return error(c, S3Error::kNoSuchUpload);
+    size_t max = 1000, marker = 0;
+    if (!parse_max(c, "max-parts", 1000, 1000, max) || !parse_max(c, "part-number-marker", 0, 10000, marker))
+      return error(c, S3Error::kInvalidArgument, "max-parts and part-number-marker must be integers.");
+    bool truncated = false;
+    auto ps = storage.parts(up->upload_id, static_cast<int>(marker), max, &truncated);
+    Xml x;
+    x.open("ListPartsResult", true)
+        .elem("Bucket", up->bucket)
+        .elem("Key", up->key)
+        .elem("UploadId", up->upload_id);
+    x.open("Initiator")
+        .elem("ID", c.auth.user->name)
+        .elem("DisplayName", c.auth.user->name)
+        .close("Initiator");
+    x.open("Owner").elem("ID", c.auth.user->name).elem("DisplayName", c.auth.user->name).close("Owner");
+    x.elem("StorageClass", "STANDARD").elem("PartNumberMarker", marker);
+    x.elem("NextPartNumberMarker", ps.empty() ? 0 : static_cast<uint64_t>(ps.back().number));
+    x.elem("MaxParts", max).elem_bool("IsTruncated", truncated);
+    for (const auto& p : ps) {
+      x.open("Part")
+          .elem("PartNumber", static_cast<uint64_t>(p.number))
+          .elem("LastModified", iso8601(p.mtime_ms));
+      x.elem("ETag", quoted(p.etag)).elem("Size", p.size).close("Part");
+    }
+    x.close("ListPartsResult");
+    return xml(c, x.take());
+  }
+};
+
+S3Api::S3Api(const S3Config& config, Storage& storage)
+    : impl_(std::make_unique<Impl>(config, storage, *this)) {
+  clock = [] { return static_cast<int64_t>(::time(nullptr)); };
+}
+
+S3Api::~S3Api() = default;
+
+std::unique_ptr<http::BodySink> S3Api::begin(const http::Request& head) {
+  return impl_->begin(head);
+}
+
+void S3Api::handle(http::Request& request, http::Responder respond) {
+  impl_->handle(request, std::move(respond));
+}
+
+}  // namespace cumulo::objstore

@@ -1,0 +1,37 @@
+// The S3 REST API on http::Server: routing (path-style and virtual-host-style), authentication and
+// authorization, and one handler per operation. Object bodies stream in through a BodySink straight into the
+// storage engine (never gathered), and out through a body producer that decrypts frame by frame.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "http/server.h"
+#include "objstore/internal/s3_config.h"
+#include "objstore/internal/storage.h"
+
+namespace cumulo::objstore {
+
+class S3Api {
+ public:
+  S3Api(const S3Config& config, Storage& storage);
+  ~S3Api();
+  S3Api(const S3Api&) = delete;
+  S3Api& operator=(const S3Api&) = delete;
+
+  // For http::ServerOptions::body_sink_for: every request gets a sink that carries its parsed route and
+  // authentication to the handler (and takes the body, when there is one).
+  std::unique_ptr<http::BodySink> begin(const http::Request& head);
+  // For http::Server's handler.
+  void handle(http::Request& request, http::Responder respond);
+
+  // Seconds since the epoch; replaced by tests.
+  std::function<int64_t()> clock;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cumulo::objstore

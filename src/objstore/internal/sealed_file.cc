@@ -1,0 +1,314 @@
+#include "objstore/internal/sealed_file.h"
+
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace cumulo::objstore {
+
+namespace {
+
+constexpr char kMagic[8] = {'C', 'U', 'M', 'U', 'L', 'O', 'S', '1'};
+
+void put_u64be(uint8_t* p, uint64_t v) {
+  for (int i = 7; i >= 0; --i) {
+    p[i] = static_cast<uint8_t>(v);
+    v >>= 8;
+  }
+}
+
+// Nonce of frame i: 4 zero bytes and i big-endian. Unique because every file has its own data key.
+void frame_nonce(uint64_t index, uint8_t nonce[12]) {
+  std::memset(nonce, 0, 4);
+  put_u64be(nonce + 4, index);
+}
+
+void frame_aad(const std::array<uint8_t, 16>& file_id, uint64_t index, bool final, uint8_t aad[25]) {
+  std::memcpy(aad, file_id.data(), 16);
+  put_u64be(aad + 16, index);
+  aad[24] = final ? 1 : 0;
+}
+
+// AES-256-GCM in one call; false on failure (for decryption: the tag did not verify).
+bool gcm(EVP_CIPHER_CTX* ctx, bool encrypt, const uint8_t* key, const uint8_t nonce[12], const uint8_t* aad,
+         size_t aad_len, const uint8_t* in, size_t len, uint8_t* out, uint8_t tag[16]) {
+  int n = 0;
+  if (EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), nullptr, nullptr, nullptr, encrypt ? 1 : 0) != 1)
+    return false;
+  if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, 12, nullptr) != 1) return false;
+  if (EVP_CipherInit_ex(ctx, nullptr, nullptr, key, nonce, encrypt ? 1 : 0) != 1) return false;
+  if (aad_len && EVP_CipherUpdate(ctx, nullptr, &n, aad, static_cast<int>(aad_len)) != 1) return false;
+  if (len && EVP_CipherUpdate(ctx, out, &n, in, static_cast<int>(len)) != 1) return false;
+  if (!encrypt && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, tag) != 1) return false;
+  if (EVP_CipherFinal_ex(ctx, out + len, &n) != 1) return false;
+  if (encrypt && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag) != 1) return false;
+  return true;
+}
+
+uint64_t frame_count(uint64_t size) {
+  return size == 0 ? 1 : (size + kFrameBytes - 1) / kFrameBytes;
+}
+
+void header_aad(const uint8_t* header, uint8_t aad[28]) {
+  std::memcpy(aad, header, 12);            // magic and frame size
+  std::memcpy(aad + 12, header + 16, 16);  // file id
+}
+
+}  // namespace
+
+MasterKey load_master_key(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read master key file " + path + ": " + std::strerror(errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string s = ss.str();
+  MasterKey key{};
+  if (s.size() == 32) {
+    std::memcpy(key.data(), s.data(), 32);
+  } else {
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+    auto hex = [](char c) {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+      return -1;
+    };
+    bool ok = s.size() == 64;
+    for (size_t i = 0; ok && i < 32; ++i) {
+      int hi = hex(s[2 * i]), lo = hex(s[2 * i + 1]);
+      if (hi < 0 || lo < 0)
+        ok = false;
+      else
+        key[i] = static_cast<uint8_t>(hi * 16 + lo);
+    }
+    if (!ok)
+      throw std::runtime_error("master key file " + path +
+                               " must hold 32 random bytes or 64 hex digits (make one with "
+                               "`openssl rand -hex 32 > FILE`)");
+  }
+  OPENSSL_cleanse(s.data(), s.size());
+  return key;
+}
+
+uint64_t sealed_file_size(uint64_t plaintext) {
+  return kSealedHeaderBytes + plaintext + frame_count(plaintext) * kTagBytes;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// SealedWriter
+
+std::unique_ptr<SealedWriter> SealedWriter::create(const MasterKey& master, const std::string& path,
+                                                   int* err) {
+  std::unique_ptr<SealedWriter> w(new SealedWriter());
+  w->ctx_ = EVP_CIPHER_CTX_new();
+  w->plain_ = std::make_unique_for_overwrite<uint8_t[]>(kFrameBytes);
+  w->sealed_ = std::make_unique_for_overwrite<uint8_t[]>(kFrameBytes + kTagBytes);
+  uint8_t header[kSealedHeaderBytes] = {};
+  uint8_t wrap_nonce[12];
+  if (RAND_bytes(w->data_key_.data(), 32) != 1 || RAND_bytes(w->file_id_.data(), 16) != 1 ||
+      RAND_bytes(wrap_nonce, 12) != 1) {
+    *err = EIO;
+    return nullptr;
+  }
+  std::memcpy(header, kMagic, 8);
+  uint32_t fb = kFrameBytes;
+  for (int i = 0; i < 4; ++i) header[8 + i] = static_cast<uint8_t>(fb >> (8 * i));
+  std::memcpy(header + 16, w->file_id_.data(), 16);
+  std::memcpy(header + 32, wrap_nonce, 12);
+  uint8_t aad[28];
+  header_aad(header, aad);
+  if (!gcm(static_cast<EVP_CIPHER_CTX*>(w->ctx_), true, master.data(), wrap_nonce, aad, sizeof aad,
+           w->data_key_.data(), 32, header + 44, header + 76)) {
+    *err = EIO;
+    return nullptr;
+  }
+  w->fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (w->fd_ < 0) {
+    *err = errno;
+    return nullptr;
+  }
+  if (int e = w->write_all(header, sizeof header)) {
+    *err = e;
+    return nullptr;
+  }
+  return w;
+}
+
+SealedWriter::~SealedWriter() {
+  if (fd_ >= 0) ::close(fd_);
+  if (ctx_) EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(ctx_));
+  OPENSSL_cleanse(data_key_.data(), data_key_.size());
+  if (plain_) OPENSSL_cleanse(plain_.get(), kFrameBytes);
+}
+
+int SealedWriter::write_all(const uint8_t* p, size_t n) {
+  while (n > 0) {
+    ssize_t w = ::write(fd_, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return 0;
+}
+
+int SealedWriter::seal_frame(bool final) {
+  uint8_t nonce[12], aad[25];
+  frame_nonce(frame_index_, nonce);
+  frame_aad(file_id_, frame_index_, final, aad);
+  if (!gcm(static_cast<EVP_CIPHER_CTX*>(ctx_), true, data_key_.data(), nonce, aad, sizeof aad, plain_.get(),
+           filled_, sealed_.get(), sealed_.get() + filled_))
+    return EIO;
+  int e = write_all(sealed_.get(), filled_ + kTagBytes);
+  filled_ = 0;
+  ++frame_index_;
+  return e;
+}
+
+int SealedWriter::write(std::string_view data) {
+  const uint8_t* p = reinterpret_cast<const uint8_t*>(data.data());
+  size_t n = data.size();
+  total_ += n;
+  while (n > 0) {
+    // A full frame is sealed only once more data arrives: until then it may be the final one.
+    if (filled_ == kFrameBytes) {
+      if (int e = seal_frame(false)) return e;
+    }
+    size_t take = std::min(n, kFrameBytes - filled_);
+    std::memcpy(plain_.get() + filled_, p, take);
+    filled_ += take;
+    p += take;
+    n -= take;
+  }
+  return 0;
+}
+
+int SealedWriter::finish() {
+  if (int e = seal_frame(true)) return e;
+  if (::fsync(fd_) != 0) return errno;
+  int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) return errno;
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// SealedReader
+
+std::unique_ptr<SealedReader> SealedReader::open(const MasterKey& master, const std::string& path,
+                                                 uint64_t plaintext_size, int* err, bool* corrupt) {
+  *err = 0;
+  *corrupt = false;
+  std::unique_ptr<SealedReader> r(new SealedReader());
+  r->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (r->fd_ < 0) {
+    *err = errno;
+    return nullptr;
+  }
+  uint8_t header[kSealedHeaderBytes];
+  ssize_t n = ::pread(r->fd_, header, sizeof header, 0);
+  if (n < 0) {
+    *err = errno;
+    return nullptr;
+  }
+  uint32_t fb = 0;
+  for (int i = 0; i < 4; ++i) fb |= static_cast<uint32_t>(header[8 + i]) << (8 * i);
+  if (n != static_cast<ssize_t>(sizeof header) || std::memcmp(header, kMagic, 8) != 0 || fb != kFrameBytes) {
+    *corrupt = true;
+    return nullptr;
+  }
+  r->ctx_ = EVP_CIPHER_CTX_new();
+  uint8_t aad[28];
+  header_aad(header, aad);
+  if (!gcm(static_cast<EVP_CIPHER_CTX*>(r->ctx_), false, master.data(), header + 32, aad, sizeof aad,
+           header + 44, 32, r->data_key_.data(), header + 76)) {
+    *corrupt = true;
+    return nullptr;
+  }
+  std::memcpy(r->file_id_.data(), header + 16, 16);
+  r->size_ = plaintext_size;
+  r->frames_ = frame_count(plaintext_size);
+  // Small objects need less than a whole frame; the buffers are not zeroed (every byte used is written
+  // first).
+  size_t frame = static_cast<size_t>(std::min<uint64_t>(kFrameBytes, plaintext_size));
+  r->plain_ = std::make_unique_for_overwrite<uint8_t[]>(frame + 1);
+  r->sealed_ = std::make_unique_for_overwrite<uint8_t[]>(frame + kTagBytes);
+  return r;
+}
+
+SealedReader::~SealedReader() {
+  if (fd_ >= 0) ::close(fd_);
+  if (ctx_) EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(ctx_));
+  OPENSSL_cleanse(data_key_.data(), data_key_.size());
+  if (plain_ && cached_frame_ != UINT64_MAX) OPENSSL_cleanse(plain_.get(), cached_len_);
+}
+
+bool SealedReader::load_frame(uint64_t index) {
+  if (cached_frame_ == index) return true;
+  cached_frame_ = UINT64_MAX;
+  bool final = index + 1 == frames_;
+  size_t len = final ? static_cast<size_t>(size_ - index * kFrameBytes) : kFrameBytes;
+  uint64_t off = kSealedHeaderBytes + index * (kFrameBytes + kTagBytes);
+  size_t want = len + kTagBytes, got = 0;
+  while (got < want) {
+    ssize_t n = ::pread(fd_, sealed_.get() + got, want - got, static_cast<off_t>(off + got));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      io_error_ = true;
+      return false;
+    }
+    if (n == 0) return false;  // shorter than the metadata says: corrupt
+    got += static_cast<size_t>(n);
+  }
+  uint8_t nonce[12], aad[25];
+  frame_nonce(index, nonce);
+  frame_aad(file_id_, index, final, aad);
+  if (!gcm(static_cast<EVP_CIPHER_CTX*>(ctx_), false, data_key_.data(), nonce, aad, sizeof aad, sealed_.get(),
+           len, plain_.get(), sealed_.get() + len)) {
+    OPENSSL_cleanse(plain_.get(), len);  // GCM decrypts before it checks the tag: drop what it produced
+    return false;
+  }
+  if (final) {
+    // Bytes after the final frame mean the file is not the one the metadata describes.
+    uint8_t extra;
+    if (::pread(fd_, &extra, 1, static_cast<off_t>(off + want)) != 0) return false;
+  }
+  cached_frame_ = index;
+  cached_len_ = len;
+  return true;
+}
+
+ssize_t SealedReader::read(uint64_t offset, char* out, size_t len) {
+  if (offset >= size_) return 0;
+  len = static_cast<size_t>(std::min<uint64_t>(len, size_ - offset));
+  size_t done = 0;
+  while (done < len) {
+    uint64_t pos = offset + done;
+    uint64_t index = pos / kFrameBytes;
+    if (!load_frame(index)) return io_error_ ? kSealedIoError : kSealedCorrupt;
+    size_t in_frame = static_cast<size_t>(pos - index * kFrameBytes);
+    size_t take = std::min(len - done, cached_len_ - in_frame);
+    std::memcpy(out + done, plain_.get() + in_frame, take);
+    done += take;
+  }
+  return static_cast<ssize_t>(done);
+}
+
+bool SealedReader::verify_all() {
+  for (uint64_t i = 0; i < frames_; ++i)
+    if (!load_frame(i)) return false;
+  return true;
+}
+
+}  // namespace cumulo::objstore

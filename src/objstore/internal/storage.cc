@@ -1,0 +1,919 @@
+#include "objstore/internal/storage.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "objstore/wire/sigv4.h"
+
+namespace cumulo::objstore {
+
+namespace {}  // namespace
+
+// Prepared statements of the loop thread's connection, kept across calls (preparing costs more than a point
+// lookup). Keyed by the SQL text's address: every statement is a literal.
+struct Storage::StatementCache {
+  struct Entry {
+    sqlite3_stmt* st = nullptr;
+    bool in_use = false;
+  };
+  std::unordered_map<const char*, Entry> entries;
+  ~StatementCache() {
+    for (auto& [sql, e] : entries) sqlite3_finalize(e.st);
+  }
+};
+
+namespace {
+
+// A prepared statement, from the cache when one is given (and not already in use), finalized or reset when it
+// goes out of scope.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, Storage::StatementCache* cache, const char* sql) {
+    if (cache) {
+      auto& e = cache->entries[sql];
+      if (!e.in_use) {
+        if (!e.st && sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &e.st, nullptr) != SQLITE_OK)
+          throw std::runtime_error(std::string("sqlite: ") + sqlite3_errmsg(db) + " in: " + sql);
+        e.in_use = true;
+        entry_ = &e;
+        st_ = e.st;
+        return;
+      }
+    }
+    if (sqlite3_prepare_v2(db, sql, -1, &st_, nullptr) != SQLITE_OK)
+      throw std::runtime_error(std::string("sqlite: ") + sqlite3_errmsg(db) + " in: " + sql);
+  }
+  ~Stmt() {
+    if (entry_) {
+      sqlite3_reset(st_);
+      sqlite3_clear_bindings(st_);
+      entry_->in_use = false;
+    } else {
+      sqlite3_finalize(st_);
+    }
+  }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  Stmt& bind(int i, std::string_view s) {
+    sqlite3_bind_text(st_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& bind(int i, int64_t v) {
+    sqlite3_bind_int64(st_, i, v);
+    return *this;
+  }
+  int step() { return sqlite3_step(st_); }
+  void reset() {
+    sqlite3_reset(st_);
+    sqlite3_clear_bindings(st_);
+  }
+  std::string text(int col) const {
+    const unsigned char* p = sqlite3_column_text(st_, col);
+    return p ? std::string(reinterpret_cast<const char*>(p),
+                           static_cast<size_t>(sqlite3_column_bytes(st_, col)))
+             : std::string();
+  }
+  int64_t integer(int col) const { return sqlite3_column_int64(st_, col); }
+  sqlite3_stmt* get() { return st_; }
+
+ private:
+  sqlite3_stmt* st_ = nullptr;
+  Storage::StatementCache::Entry* entry_ = nullptr;
+};
+
+// BEGIN IMMEDIATE ... COMMIT, rolled back when not committed.
+class Transaction {
+ public:
+  explicit Transaction(sqlite3* db) : db_(db) {
+    rc_ = sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+  }
+  ~Transaction() {
+    if (rc_ == SQLITE_OK && !done_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  bool ok() const { return rc_ == SQLITE_OK; }
+  int begin_rc() const { return rc_; }
+  int commit() {
+    int rc = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
+    if (rc == SQLITE_OK) done_ = true;
+    return rc;
+  }
+
+ private:
+  sqlite3* db_;
+  int rc_;
+  bool done_ = false;
+};
+
+std::string random_hex(size_t bytes) {
+  uint8_t buf[32];
+  RAND_bytes(buf, static_cast<int>(bytes));
+  return hex_encode(buf, bytes);
+}
+
+std::string headers_json(const MetaHeaders& h) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const auto& [k, v] : h) j.push_back({k, v});
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+MetaHeaders headers_from_json(const std::string& s) {
+  MetaHeaders out;
+  auto j = nlohmann::json::parse(s, nullptr, false);
+  if (!j.is_array()) return out;
+  for (const auto& e : j)
+    if (e.is_array() && e.size() == 2) out.emplace_back(e[0].get<std::string>(), e[1].get<std::string>());
+  return out;
+}
+
+std::string segments_json(const std::vector<Segment>& segs) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const auto& s : segs) j.push_back({s.file, s.size});
+  return j.dump();
+}
+
+std::vector<Segment> segments_from_json(const std::string& s) {
+  std::vector<Segment> out;
+  auto j = nlohmann::json::parse(s, nullptr, false);
+  if (!j.is_array()) return out;
+  for (const auto& e : j)
+    if (e.is_array() && e.size() == 2) out.push_back({e[0].get<std::string>(), e[1].get<uint64_t>()});
+  return out;
+}
+
+int fsync_dir(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  int rc = ::fsync(fd) == 0 ? 0 : errno;
+  ::close(fd);
+  return rc;
+}
+
+void make_dir(const std::string& path) {
+  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST)
+    throw std::runtime_error("cannot create directory " + path + ": " + std::strerror(errno));
+}
+
+S3Error errno_to_s3(int e) {
+  return (e == ENOSPC || e == EDQUOT) ? S3Error::kStorageFull : S3Error::kInternalError;
+}
+
+// The smallest string greater than every string starting with p (p ends with a byte below 0xFF: a delimiter).
+std::string prefix_successor(std::string p) {
+  while (!p.empty() && static_cast<unsigned char>(p.back()) == 0xFF) p.pop_back();
+  if (!p.empty()) p.back() = static_cast<char>(static_cast<unsigned char>(p.back()) + 1);
+  return p;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------
+// DataWriter
+
+DataWriter::~DataWriter() {
+  if (md5_) EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(md5_));
+  sealed_.reset();
+  // Still here: never committed, so the temporary file goes.
+  if (!tmp_path_.empty()) ::unlink(tmp_path_.c_str());
+}
+
+S3Error DataWriter::write(std::string_view data) {
+  if (failed_ != S3Error::kNone) return failed_;
+  if (size_ + data.size() > max_) return failed_ = S3Error::kEntityTooLarge;
+  size_ += data.size();
+  EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(md5_), data.data(), data.size());
+  if (int e = sealed_->write(data)) return failed_ = errno_to_s3(e);
+  return S3Error::kNone;
+}
+
+const std::string& DataWriter::md5() {
+  if (digest_.empty()) {
+    uint8_t d[16];
+    unsigned int n = 0;
+    EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(md5_), d, &n);
+    digest_.assign(reinterpret_cast<const char*>(d), 16);
+  }
+  return digest_;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// ObjectReader
+
+bool ObjectReader::open_part(Part& p) {
+  if (p.reader) return true;
+  int err = 0;
+  bool corrupt = false;
+  p.reader = SealedReader::open(*key_, p.path, p.size, &err, &corrupt);
+  if (!p.reader && err != 0 && err != ENOENT) io_error_ = true;
+  return p.reader != nullptr;
+}
+
+ssize_t ObjectReader::read(uint64_t offset, char* out, size_t len) {
+  if (offset >= size_) return 0;
+  len = static_cast<size_t>(std::min<uint64_t>(len, size_ - offset));
+  size_t done = 0;
+  for (auto& p : parts_) {
+    if (done == len) break;
+    uint64_t pos = offset + done;
+    if (pos >= p.start + p.size) continue;
+    if (!open_part(p)) return io_error_ ? kSealedIoError : kSealedCorrupt;
+    size_t want = static_cast<size_t>(std::min<uint64_t>(len - done, p.start + p.size - pos));
+    ssize_t n = p.reader->read(pos - p.start, out + done, want);
+    if (n < 0) return n;
+    if (static_cast<size_t>(n) != want) return kSealedCorrupt;
+    done += want;
+  }
+  return static_cast<ssize_t>(done);
+}
+
+bool ObjectReader::verify_all() {
+  for (auto& p : parts_)
+    if (!open_part(p) || !p.reader->verify_all()) return false;
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Storage
+
+int64_t Storage::now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::unique_ptr<Storage> Storage::open(const StorageOptions& options) {
+  std::unique_ptr<Storage> s(new Storage());
+  s->options_ = options;
+  s->dir_ = options.data_dir;
+  while (s->dir_.size() > 1 && s->dir_.back() == '/') s->dir_.pop_back();
+  make_dir(s->dir_);
+  make_dir(s->dir_ + "/tmp");
+  make_dir(s->dir_ + "/objects");
+  for (int i = 0; i < 256; ++i) {
+    char sub[8];
+    std::snprintf(sub, sizeof sub, "/%02x", i);
+    make_dir(s->dir_ + "/objects" + sub);
+  }
+  // Leftovers of uploads a crash interrupted: never visible, so they just go.
+  if (DIR* d = ::opendir((s->dir_ + "/tmp").c_str())) {
+    while (dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.') ::unlink((s->dir_ + "/tmp/" + e->d_name).c_str());
+    ::closedir(d);
+  }
+  s->db_ = s->open_db();
+  s->cache_ = std::make_unique<StatementCache>();
+  s->exec(
+      "CREATE TABLE IF NOT EXISTS buckets(name TEXT PRIMARY KEY, owner TEXT NOT NULL, created_ms INTEGER NOT "
+      "NULL) WITHOUT ROWID");
+  s->exec(
+      "CREATE TABLE IF NOT EXISTS objects(bucket TEXT NOT NULL, key TEXT NOT NULL, size INTEGER NOT NULL, "
+      "etag TEXT NOT NULL, mtime_ms INTEGER NOT NULL, content_type TEXT NOT NULL, headers TEXT NOT NULL, "
+      "segments TEXT NOT NULL, PRIMARY KEY(bucket, key)) WITHOUT ROWID");
+  s->exec(
+      "CREATE TABLE IF NOT EXISTS uploads(upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT "
+      "NULL, "
+      "initiated_ms INTEGER NOT NULL, content_type TEXT NOT NULL, headers TEXT NOT NULL) WITHOUT ROWID");
+  s->exec("CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads(bucket, key)");
+  s->exec(
+      "CREATE TABLE IF NOT EXISTS parts(upload_id TEXT NOT NULL, number INTEGER NOT NULL, size INTEGER NOT "
+      "NULL, etag TEXT NOT NULL, mtime_ms INTEGER NOT NULL, file TEXT NOT NULL, PRIMARY KEY(upload_id, "
+      "number)) "
+      "WITHOUT ROWID");
+  return s;
+}
+
+sqlite3* Storage::open_db() {
+  std::string db_path = dir_ + "/index.sqlite";
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
+    std::string why = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close_v2(db);
+    throw std::runtime_error("cannot open " + db_path + ": " + why);
+  }
+  sqlite3_busy_timeout(db, 10000);
+  for (const char* pragma : {"PRAGMA journal_mode=WAL",
+                             // FULL: a committed transaction is on disk before COMMIT returns, which is
+                             // when a PUT is acknowledged.
+                             "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=OFF"}) {
+    if (sqlite3_exec(db, pragma, nullptr, nullptr, nullptr) != SQLITE_OK) {
+      std::string why = sqlite3_errmsg(db);
+      sqlite3_close_v2(db);
+      throw std::runtime_error("cannot set up " + db_path + ": " + why);
+    }
+  }
+  return db;
+}
+
+Storage::~Storage() {
+  stop_commit_threads();
+  cache_.reset();
+  if (commit_db_) sqlite3_close_v2(commit_db_);
+  if (db_) sqlite3_close_v2(db_);
+}
+
+void Storage::start_commit_threads() {
+  if (indexer_.joinable()) return;
+  if (!commit_db_) commit_db_ = open_db();
+  // Enough sealers to keep a disk's queue busy with fsyncs; each holds one upload's final frame at a time.
+  for (int i = 0; i < 4; ++i) sealers_.emplace_back([this] { seal_loop(); });
+  indexer_ = std::thread([this] { index_loop(); });
+}
+
+void Storage::stop_commit_threads() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  seal_cv_.notify_all();
+  index_cv_.notify_all();
+  for (auto& t : sealers_) t.join();
+  sealers_.clear();
+  if (indexer_.joinable()) indexer_.join();
+}
+
+void Storage::commit_object_async(std::unique_ptr<DataWriter> writer, ObjectInfo info, CommitDone done) {
+  start_commit_threads();
+  auto job = std::make_unique<PendingCommit>();
+  job->writer = std::move(writer);
+  job->info = std::move(info);
+  job->done = std::move(done);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    to_seal_.push_back(std::move(job));
+  }
+  seal_cv_.notify_one();
+}
+
+void Storage::seal_loop() {
+  for (;;) {
+    std::unique_ptr<PendingCommit> job;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      seal_cv_.wait(lock, [this] { return stopping_ || !to_seal_.empty(); });
+      if (to_seal_.empty()) return;  // stopping, and nothing left
+      job = std::move(to_seal_.front());
+      to_seal_.pop_front();
+      ++sealing_;
+    }
+    std::string file;
+    job->error = seal(*job->writer, file);
+    if (job->error == S3Error::kNone) {
+      ObjectInfo& info = job->info;
+      info.size = job->writer->size();
+      info.etag = hex_encode(reinterpret_cast<const uint8_t*>(job->writer->md5().data()), 16);
+      info.segments = {Segment{file, info.size}};
+    }
+    job->writer.reset();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      to_index_.push_back(std::move(job));
+      --sealing_;
+    }
+    index_cv_.notify_one();
+  }
+}
+
+void Storage::index_loop() {
+  for (;;) {
+    std::deque<std::unique_ptr<PendingCommit>> batch;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      index_cv_.wait(
+          lock, [this] { return !to_index_.empty() || (stopping_ && to_seal_.empty() && sealing_ == 0); });
+      if (to_index_.empty()) return;
+      batch.swap(to_index_);
+    }
+    // Group commit: every PUT that is sealed by now becomes visible in one transaction, one WAL fsync.
+    std::vector<std::string> old_files;
+    int rc = sqlite3_exec(commit_db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+    if (rc == SQLITE_OK) {
+      int64_t now = now_ms();
+      for (auto& job : batch) {
+        if (job->error != S3Error::kNone) continue;
+        job->info.mtime_ms = now;
+        if (int irc = insert_object(commit_db_, job->info, old_files); irc != SQLITE_DONE) {
+          rc = irc;
+          break;
+        }
+      }
+      if (rc == SQLITE_OK) rc = sqlite3_exec(commit_db_, "COMMIT", nullptr, nullptr, nullptr);
+      if (rc != SQLITE_OK) sqlite3_exec(commit_db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+    if (rc == SQLITE_OK) {
+      remove_files(old_files);
+    } else {
+      S3Error e = db_error(rc);
+      for (auto& job : batch) {
+        if (job->error != S3Error::kNone) continue;
+        job->error = e;
+        for (auto& seg : job->info.segments) remove_files({seg.file});
+      }
+    }
+    for (auto& job : batch) job->done(job->error, job->info);
+  }
+}
+
+void Storage::exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    throw std::runtime_error("sqlite: " + msg + " in: " + sql);
+  }
+}
+
+S3Error Storage::db_error(int rc) {
+  // SQLite reports a full disk as SQLITE_FULL, or as an I/O error with errno left at ENOSPC.
+  if (rc == SQLITE_FULL || ((rc & 0xff) == SQLITE_IOERR && errno == ENOSPC)) return S3Error::kStorageFull;
+  return S3Error::kInternalError;
+}
+
+S3Error Storage::create_bucket(std::string_view name, std::string_view owner) {
+  if (auto b = bucket(name))
+    return b->owner == owner ? S3Error::kBucketAlreadyOwnedByYou : S3Error::kBucketAlreadyExists;
+  Stmt st(db_, cache_.get(), "INSERT INTO buckets(name, owner, created_ms) VALUES(?1, ?2, ?3)");
+  st.bind(1, name).bind(2, owner).bind(3, now_ms());
+  int rc = st.step();
+  return rc == SQLITE_DONE ? S3Error::kNone : db_error(rc);
+}
+
+S3Error Storage::delete_bucket(std::string_view name) {
+  if (!bucket(name)) return S3Error::kNoSuchBucket;
+  if (!bucket_empty(name)) return S3Error::kBucketNotEmpty;
+  // Unfinished multipart uploads go with the bucket, as in S3.
+  std::vector<std::string> files;
+  {
+    Stmt st(db_, cache_.get(),
+            "SELECT p.file FROM parts p JOIN uploads u ON p.upload_id = u.upload_id WHERE u.bucket = ?1");
+    st.bind(1, name);
+    while (st.step() == SQLITE_ROW) files.push_back(st.text(0));
+  }
+  Transaction tx(db_);
+  if (!tx.ok()) return db_error(tx.begin_rc());
+  Stmt a(db_, cache_.get(),
+         "DELETE FROM parts WHERE upload_id IN (SELECT upload_id FROM uploads WHERE bucket = ?1)");
+  a.bind(1, name);
+  Stmt b(db_, cache_.get(), "DELETE FROM uploads WHERE bucket = ?1");
+  b.bind(1, name);
+  Stmt c(db_, cache_.get(), "DELETE FROM buckets WHERE name = ?1");
+  c.bind(1, name);
+  if (a.step() != SQLITE_DONE || b.step() != SQLITE_DONE || c.step() != SQLITE_DONE)
+    return S3Error::kInternalError;
+  if (int rc = tx.commit(); rc != SQLITE_OK) return db_error(rc);
+  remove_files(files);
+  return S3Error::kNone;
+}
+
+std::optional<BucketInfo> Storage::bucket(std::string_view name) {
+  Stmt st(db_, cache_.get(), "SELECT name, owner, created_ms FROM buckets WHERE name = ?1");
+  st.bind(1, name);
+  if (st.step() != SQLITE_ROW) return std::nullopt;
+  return BucketInfo{st.text(0), st.text(1), st.integer(2)};
+}
+
+std::vector<BucketInfo> Storage::buckets() {
+  std::vector<BucketInfo> out;
+  Stmt st(db_, cache_.get(), "SELECT name, owner, created_ms FROM buckets ORDER BY name");
+  while (st.step() == SQLITE_ROW) out.push_back({st.text(0), st.text(1), st.integer(2)});
+  return out;
+}
+
+bool Storage::bucket_empty(std::string_view name) {
+  Stmt st(db_, cache_.get(), "SELECT 1 FROM objects WHERE bucket = ?1 LIMIT 1");
+  st.bind(1, name);
+  return st.step() != SQLITE_ROW;
+}
+
+std::unique_ptr<DataWriter> Storage::begin_write(S3Error* err) {
+  std::unique_ptr<DataWriter> w(new DataWriter());
+  w->id_ = random_hex(16);
+  w->max_ = options_.max_object_bytes;
+  std::string path = dir_ + "/tmp/" + w->id_;
+  int e = 0;
+  w->sealed_ = SealedWriter::create(options_.master_key, path, &e);
+  if (!w->sealed_) {
+    ::unlink(path.c_str());
+    *err = errno_to_s3(e);
+    return nullptr;
+  }
+  w->tmp_path_ = path;
+  w->md5_ = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(w->md5_), EVP_md5(), nullptr);
+  *err = S3Error::kNone;
+  return w;
+}
+
+S3Error Storage::seal(DataWriter& w, std::string& file) {
+  if (w.failed_ != S3Error::kNone) return w.failed_;
+  if (int e = w.sealed_->finish()) return errno_to_s3(e);
+  w.sealed_.reset();
+  std::string sub = "objects/" + w.id_.substr(0, 2);
+  file = sub + "/" + w.id_;
+  std::string dest = dir_ + "/" + file;
+  if (::rename(w.tmp_path_.c_str(), dest.c_str()) != 0) return errno_to_s3(errno);
+  w.tmp_path_.clear();
+  // The rename is durable only once its directory is.
+  if (int e = fsync_dir(dir_ + "/" + sub)) {
+    ::unlink(dest.c_str());
+    return errno_to_s3(e);
+  }
+  return S3Error::kNone;
+}
+
+void Storage::remove_files(const std::vector<std::string>& files) {
+  for (const auto& f : files) ::unlink((dir_ + "/" + f).c_str());
+}
+
+S3Error Storage::commit_object(std::unique_ptr<DataWriter> writer, ObjectInfo& info) {
+  std::string file;
+  if (S3Error e = seal(*writer, file); e != S3Error::kNone) return e;
+  info.size = writer->size();
+  info.etag = hex_encode(reinterpret_cast<const uint8_t*>(writer->md5().data()), 16);
+  info.mtime_ms = now_ms();
+  info.segments = {Segment{file, info.size}};
+  std::vector<std::string> old_files;
+  Transaction tx(db_);
+  if (!tx.ok()) {
+    remove_files({file});
+    return db_error(tx.begin_rc());
+  }
+  int rc = insert_object(db_, info, old_files);
+  if (rc != SQLITE_DONE || (rc = tx.commit()) != SQLITE_OK) {
+    remove_files({file});
+    return db_error(rc);
+  }
+  remove_files(old_files);
+  return S3Error::kNone;
+}
+
+int Storage::insert_object(sqlite3* db, const ObjectInfo& info, std::vector<std::string>& old_files) {
+  if (auto old = head_in(db, info.bucket, info.key))
+    for (auto& s : old->segments) old_files.push_back(s.file);
+  Stmt st(
+      db, db == db_ ? cache_.get() : nullptr,
+      "INSERT OR REPLACE INTO objects(bucket, key, size, etag, mtime_ms, content_type, headers, segments) "
+      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  st.bind(1, info.bucket).bind(2, info.key).bind(3, static_cast<int64_t>(info.size)).bind(4, info.etag);
+  st.bind(5, info.mtime_ms).bind(6, info.content_type).bind(7, headers_json(info.headers));
+  st.bind(8, segments_json(info.segments));
+  return st.step();
+}
+
+std::optional<ObjectInfo> Storage::row_to_object(sqlite3_stmt* raw) {
+  auto text = [raw](int col) {
+    const unsigned char* p = sqlite3_column_text(raw, col);
+    return p ? std::string(reinterpret_cast<const char*>(p),
+                           static_cast<size_t>(sqlite3_column_bytes(raw, col)))
+             : std::string();
+  };
+  ObjectInfo o;
+  o.bucket = text(0);
+  o.key = text(1);
+  o.size = static_cast<uint64_t>(sqlite3_column_int64(raw, 2));
+  o.etag = text(3);
+  o.mtime_ms = sqlite3_column_int64(raw, 4);
+  o.content_type = text(5);
+  o.headers = headers_from_json(text(6));
+  o.segments = segments_from_json(text(7));
+  return o;
+}
+
+std::optional<ObjectInfo> Storage::head(std::string_view bucket, std::string_view key) {
+  return head_in(db_, bucket, key);
+}
+
+std::optional<ObjectInfo> Storage::head_in(sqlite3* db, std::string_view bucket, std::string_view key) {
+  Stmt st(
+      db, db == db_ ? cache_.get() : nullptr,
+      "SELECT bucket, key, size, etag, mtime_ms, content_type, headers, segments FROM objects WHERE bucket "
+      "= ?1 AND key = ?2");
+  st.bind(1, bucket).bind(2, key);
+  if (st.step() != SQLITE_ROW) return std::nullopt;
+  return row_to_object(st.get());
+}
+
+S3Error Storage::delete_object(std::string_view bucket, std::string_view key) {
+  auto old = head(bucket, key);
+  if (!old) return S3Error::kNone;
+  Stmt st(db_, cache_.get(), "DELETE FROM objects WHERE bucket = ?1 AND key = ?2");
+  st.bind(1, bucket).bind(2, key);
+  int rc = st.step();
+  if (rc != SQLITE_DONE) return db_error(rc);
+  std::vector<std::string> files;
+  for (auto& s : old->segments) files.push_back(s.file);
+  remove_files(files);
+  return S3Error::kNone;
+}
+
+std::unique_ptr<ObjectReader> Storage::reader(const ObjectInfo& info) {
+  std::unique_ptr<ObjectReader> r(new ObjectReader());
+  r->key_ = &options_.master_key;
+  uint64_t start = 0;
+  for (const auto& s : info.segments) {
+    ObjectReader::Part p;
+    p.path = dir_ + "/" + s.file;
+    p.start = start;
+    p.size = s.size;
+    start += s.size;
+    r->parts_.push_back(std::move(p));
+  }
+  r->size_ = start;
+  if (start != info.size) r->parts_.clear();  // metadata that does not add up reads as corrupt
+  return r;
+}
+
+ListResult Storage::list(std::string_view bucket, std::string_view prefix, std::string_view delimiter,
+                         std::string_view after, size_t max_keys) {
+  ListResult out;
+  if (max_keys == 0) return out;
+  // Lower bound (inclusive) of the next scan.
+  std::string lower(prefix);
+  bool skip_equal = false;
+  if (!after.empty() && after >= lower) {
+    lower.assign(after);
+    skip_equal = true;
+    // A marker inside a rolled-up prefix continues after the whole prefix.
+    if (!delimiter.empty() && after.substr(0, prefix.size()) == prefix) {
+      size_t d = after.find(delimiter, prefix.size());
+      if (d != std::string_view::npos) {
+        lower = prefix_successor(std::string(after.substr(0, d + delimiter.size())));
+        skip_equal = false;
+      }
+    }
+  }
+  Stmt st(db_, cache_.get(),
+          "SELECT key, size, etag, mtime_ms FROM objects WHERE bucket = ?1 AND key >= ?2 ORDER BY key");
+  size_t count = 0;
+  for (;;) {
+    st.reset();
+    st.bind(1, bucket).bind(2, lower);
+    bool reseek = false;
+    while (st.step() == SQLITE_ROW) {
+      std::string key = st.text(0);
+      if (skip_equal && key == after) continue;
+      if (key.compare(0, prefix.size(), prefix) != 0) return out;  // past the prefix: done
+      if (count == max_keys) {
+        out.truncated = true;
+        return out;
+      }
+      if (!delimiter.empty()) {
+        size_t d = key.find(delimiter, prefix.size());
+        if (d != std::string::npos) {
+          std::string cp = key.substr(0, d + delimiter.size());
+          out.prefixes.push_back(cp);
+          out.last = cp;
+          ++count;
+          lower = prefix_successor(cp);
+          skip_equal = false;
+          reseek = true;
+          break;
+        }
+      }
+      out.objects.push_back({key, static_cast<uint64_t>(st.integer(1)), st.text(2), st.integer(3)});
+      out.last = std::move(key);
+      ++count;
+    }
+    if (!reseek) return out;
+  }
+}
+
+size_t Storage::sweep_orphans() {
+  std::unordered_set<std::string> referenced;
+  {
+    Stmt st(db_, nullptr, "SELECT segments FROM objects");  // uncached: once per start
+    while (st.step() == SQLITE_ROW)
+      for (auto& seg : segments_from_json(st.text(0))) referenced.insert(std::move(seg.file));
+  }
+  {
+    Stmt st(db_, nullptr, "SELECT file FROM parts");
+    while (st.step() == SQLITE_ROW) referenced.insert(st.text(0));
+  }
+  size_t removed = 0;
+  for (int i = 0; i < 256; ++i) {
+    char sub[16];
+    std::snprintf(sub, sizeof sub, "objects/%02x", i);
+    DIR* d = ::opendir((dir_ + "/" + sub).c_str());
+    if (!d) continue;
+    while (dirent* e = ::readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      std::string rel = std::string(sub) + "/" + e->d_name;
+      if (referenced.count(rel)) continue;
+      if (::unlink((dir_ + "/" + rel).c_str()) == 0) ++removed;
+    }
+    ::closedir(d);
+  }
+  return removed;
+}
+
+std::string Storage::create_upload(const UploadInfo& info) {
+  std::string id = random_hex(24);
+  Stmt st(
+      db_, cache_.get(),
+      "INSERT INTO uploads(upload_id, bucket, key, initiated_ms, content_type, headers) VALUES(?1, ?2, ?3, "
+      "?4, ?5, ?6)");
+  st.bind(1, id).bind(2, info.bucket).bind(3, info.key).bind(4, now_ms()).bind(5, info.content_type);
+  st.bind(6, headers_json(info.headers));
+  if (st.step() != SQLITE_DONE) return {};
+  return id;
+}
+
+std::optional<UploadInfo> Storage::upload(std::string_view upload_id) {
+  Stmt st(
+      db_, cache_.get(),
+      "SELECT upload_id, bucket, key, initiated_ms, content_type, headers FROM uploads WHERE upload_id = ?1");
+  st.bind(1, upload_id);
+  if (st.step() != SQLITE_ROW) return std::nullopt;
+  return UploadInfo{st.text(0),    st.text(1), st.text(2),
+                    st.integer(3), st.text(4), headers_from_json(st.text(5))};
+}
+
+S3Error Storage::commit_part(std::unique_ptr<DataWriter> writer, std::string_view upload_id, int number,
+                             PartInfo& out) {
+  std::string file;
+  if (S3Error e = seal(*writer, file); e != S3Error::kNone) return e;
+  out.number = number;
+  out.size = writer->size();
+  out.etag = hex_encode(reinterpret_cast<const uint8_t*>(writer->md5().data()), 16);
+  out.mtime_ms = now_ms();
+  out.file = file;
+  Transaction tx(db_);
+  if (!tx.ok()) {
+    remove_files({file});
+    return db_error(tx.begin_rc());
+  }
+  // The upload may have been completed or aborted while this part streamed in.
+  if (!upload(upload_id)) {
+    remove_files({file});
+    return S3Error::kNoSuchUpload;
+  }
+  std::vector<std::string> old;
+  {
+    Stmt q(db_, cache_.get(), "SELECT file FROM parts WHERE upload_id = ?1 AND number = ?2");
+    q.bind(1, upload_id).bind(2, int64_t{number});
+    if (q.step() == SQLITE_ROW) old.push_back(q.text(0));
+  }
+  Stmt st(
+      db_, cache_.get(),
+      "INSERT OR REPLACE INTO parts(upload_id, number, size, etag, mtime_ms, file) VALUES(?1, ?2, ?3, ?4, "
+      "?5, ?6)");
+  st.bind(1, upload_id).bind(2, int64_t{number}).bind(3, static_cast<int64_t>(out.size)).bind(4, out.etag);
+  st.bind(5, out.mtime_ms).bind(6, file);
+  int rc = st.step();
+  if (rc != SQLITE_DONE || (rc = tx.commit()) != SQLITE_OK) {
+    remove_files({file});
+    return db_error(rc);
+  }
+  remove_files(old);
+  return S3Error::kNone;
+}
+
+std::vector<PartInfo> Storage::parts(std::string_view upload_id, int after, size_t max, bool* truncated) {
+  std::vector<PartInfo> out;
+  *truncated = false;
+  Stmt st(
+      db_, cache_.get(),
+      "SELECT number, size, etag, mtime_ms, file FROM parts WHERE upload_id = ?1 AND number > ?2 ORDER BY "
+      "number");
+  st.bind(1, upload_id).bind(2, int64_t{after});
+  while (st.step() == SQLITE_ROW) {
+    if (out.size() == max) {
+      *truncated = true;
+      break;
+    }
+    out.push_back({static_cast<int>(st.integer(0)), static_cast<uint64_t>(st.integer(1)), st.text(2),
+                   st.integer(3), st.text(4)});
+  }
+  return out;
+}
+
+std::vector<UploadInfo> Storage::uploads(std::string_view bucket, std::string_view prefix, size_t max,
+                                         bool* truncated) {
+  std::vector<UploadInfo> out;
+  *truncated = false;
+  Stmt st(
+      db_, cache_.get(),
+      "SELECT upload_id, bucket, key, initiated_ms, content_type, headers FROM uploads WHERE bucket = ?1 AND "
+      "key >= ?2 ORDER BY key, initiated_ms");
+  st.bind(1, bucket).bind(2, prefix);
+  while (st.step() == SQLITE_ROW) {
+    std::string key = st.text(2);
+    if (key.compare(0, prefix.size(), prefix) != 0) break;
+    if (out.size() == max) {
+      *truncated = true;
+      break;
+    }
+    out.push_back({st.text(0), st.text(1), key, st.integer(3), st.text(4), headers_from_json(st.text(5))});
+  }
+  return out;
+}
+
+S3Error Storage::complete_upload(std::string_view upload_id,
+                                 const std::vector<std::pair<int, std::string>>& list, ObjectInfo& out) {
+  auto up = upload(upload_id);
+  if (!up) return S3Error::kNoSuchUpload;
+  if (list.empty()) return S3Error::kMalformedXML;
+  bool truncated = false;
+  std::vector<PartInfo> have = parts(upload_id, 0, 10001, &truncated);
+  std::vector<Segment> segments;
+  std::string md5s;
+  uint64_t total = 0;
+  int previous = 0;
+  std::vector<const PartInfo*> used;
+  for (const auto& [number, etag] : list) {
+    if (number <= previous) return S3Error::kInvalidPartOrder;
+    previous = number;
+  }
+  for (size_t i = 0; i < list.size(); ++i) {
+    const auto& [number, etag] = list[i];
+    const PartInfo* found = nullptr;
+    for (const auto& p : have)
+      if (p.number == number) found = &p;
+    if (!found || found->etag != etag) return S3Error::kInvalidPart;
+    // Every part but the last must be at least 5 MiB (S3 multipart limits).
+    if (i + 1 < list.size() && found->size < 5 * 1024 * 1024) return S3Error::kEntityTooSmall;
+    used.push_back(found);
+    segments.push_back({found->file, found->size});
+    total += found->size;
+    uint8_t raw[16];
+    for (size_t k = 0; k < 16; ++k) {
+      auto hv = [](char c) { return c <= '9' ? c - '0' : c - 'a' + 10; };
+      raw[k] = static_cast<uint8_t>(hv(found->etag[2 * k]) * 16 + hv(found->etag[2 * k + 1]));
+    }
+    md5s.append(reinterpret_cast<const char*>(raw), 16);
+  }
+  if (total > options_.max_object_bytes) return S3Error::kEntityTooLarge;
+  uint8_t digest[16];
+  unsigned int n = 0;
+  EVP_Digest(md5s.data(), md5s.size(), digest, &n, EVP_md5(), nullptr);
+  out.bucket = up->bucket;
+  out.key = up->key;
+  out.size = total;
+  out.etag = hex_encode(digest, 16) + "-" + std::to_string(list.size());
+  out.mtime_ms = now_ms();
+  out.content_type = up->content_type;
+  out.headers = up->headers;
+  out.segments = segments;
+
+  std::vector<std::string> unused, old_files;
+  for (const auto& p : have) {
+    bool is_used = false;
+    for (const auto* u : used) is_used = is_used || u == &p;
+    if (!is_used) unused.push_back(p.file);
+  }
+  Transaction tx(db_);
+  if (!tx.ok()) return db_error(tx.begin_rc());
+  if (auto old = head(out.bucket, out.key))
+    for (auto& s : old->segments) old_files.push_back(s.file);
+  Stmt ins(
+      db_, cache_.get(),
+      "INSERT OR REPLACE INTO objects(bucket, key, size, etag, mtime_ms, content_type, headers, segments) "
+      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  ins.bind(1, out.bucket).bind(2, out.key).bind(3, static_cast<int64_t>(out.size)).bind(4, out.etag);
+  ins.bind(5, out.mtime_ms).bind(6, out.content_type).bind(7, headers_json(out.headers));
+  ins.bind(8, segments_json(out.segments));
+  Stmt del_parts(db_, cache_.get(), "DELETE FROM parts WHERE upload_id = ?1");
+  del_parts.bind(1, upload_id);
+  Stmt del_upload(db_, cache_.get(), "DELETE FROM uploads WHERE upload_id = ?1");
+  del_upload.bind(1, upload_id);
+  int rc = ins.step();
+  if (rc != SQLITE_DONE) return db_error(rc);
+  if ((rc = del_parts.step()) != SQLITE_DONE) return db_error(rc);
+  if ((rc = del_upload.step()) != SQLITE_DONE) return db_error(rc);
+  if ((rc = tx.commit()) != SQLITE_OK) return db_error(rc);
+  remove_files(unused);
+  remove_files(old_files);
+  return S3Error::kNone;
+}
+
+S3Error Storage::abort_upload(std::string_view upload_id) {
+  if (!upload(upload_id)) return S3Error::kNoSuchUpload;
+  bool truncated = false;
+  std::vector<std::string> files;
+  for (auto& p : parts(upload_id, 0, 10001, &truncated)) files.push_back(p.file);
+  Transaction tx(db_);
+  if (!tx.ok()) return db_error(tx.begin_rc());
+  Stmt a(db_, cache_.get(), "DELETE FROM parts WHERE upload_id = ?1");
+  a.bind(1, upload_id);
+  Stmt b(db_, cache_.get(), "DELETE FROM uploads WHERE upload_id = ?1");
+  b.bind(1, upload_id);
+  if (a.step() != SQLITE_DONE || b.step() != SQLITE_DONE) return S3Error::kInternalError;
+  if (int rc = tx.commit(); rc != SQLITE_OK) return db_error(rc);
+  remove_files(files);
+  return S3Error::kNone;
+}
+
+}  // namespace cumulo::objstore

@@ -1,0 +1,241 @@
+// The storage engine: object data in sealed (encrypted, framed, authenticated) files, metadata in SQLite as
+// an ordered index, so that listing a prefix is an index range scan and never walks directories.
+//
+// Durability order of every write (an object, a part): the data file is written under tmp/, fsynced, renamed
+// into objects/XX/ and that directory fsynced; only then does the SQLite transaction that makes it visible
+// commit (WAL, synchronous=FULL). A crash before the commit leaves at most an unreferenced file, never a
+// visible partial object; after the commit the object survives kill -9 and power loss. Concurrent PUTs of one
+// key each write their own file; the last commit wins whole and the loser's file is removed.
+//
+// Used from one thread (the store's event loop), except commit_object_async(), which hands the durable part
+// of a PUT to commit threads: several seal files (fsync, rename, fsync the directory) in parallel and one
+// writes the index rows of every PUT that is ready in one transaction (group commit: one WAL fsync for many
+// PUTs). The commit threads have their own SQLite connection; WAL lets the loop thread read meanwhile.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "objstore/internal/sealed_file.h"
+#include "objstore/wire/s3_errors.h"
+
+namespace cumulo::objstore {
+
+using MetaHeaders = std::vector<std::pair<std::string, std::string>>;
+
+struct Segment {
+  std::string file;  // relative to the data directory: "objects/ab/abcdef..."
+  uint64_t size = 0;
+};
+
+struct ObjectInfo {
+  std::string bucket;
+  std::string key;
+  uint64_t size = 0;
+  std::string etag;  // without quotes: "md5hex" or "md5hex-N"
+  int64_t mtime_ms = 0;
+  std::string content_type;
+  // Cache-Control, Content-Disposition, Content-Encoding, Content-Language, Expires and x-amz-meta-*, as
+  // given.
+  MetaHeaders headers;
+  std::vector<Segment> segments;
+};
+
+struct BucketInfo {
+  std::string name;
+  std::string owner;
+  int64_t created_ms = 0;
+};
+
+struct ListEntry {
+  std::string key;
+  uint64_t size = 0;
+  std::string etag;
+  int64_t mtime_ms = 0;
+};
+
+struct ListResult {
+  std::vector<ListEntry> objects;
+  std::vector<std::string> prefixes;  // common prefixes, when a delimiter was given
+  bool truncated = false;
+  std::string last;  // the last key or prefix returned (the next marker when truncated)
+};
+
+struct UploadInfo {
+  std::string upload_id;
+  std::string bucket;
+  std::string key;
+  int64_t initiated_ms = 0;
+  std::string content_type;
+  MetaHeaders headers;
+};
+
+struct PartInfo {
+  int number = 0;
+  uint64_t size = 0;
+  std::string etag;  // without quotes
+  int64_t mtime_ms = 0;
+  std::string file;
+};
+
+struct StorageOptions {
+  std::string data_dir;
+  MasterKey master_key{};
+  uint64_t max_object_bytes = 5ull << 40;  // S3's limit: 5 TiB
+};
+
+// One upload of data on its way into the store: a PUT body or a part. Computes the MD5 (the ETag) as it goes.
+class DataWriter {
+ public:
+  ~DataWriter();
+  DataWriter(const DataWriter&) = delete;
+  DataWriter& operator=(const DataWriter&) = delete;
+  [[nodiscard]] S3Error write(std::string_view data);  // kStorageFull, kEntityTooLarge, kInternalError
+  uint64_t size() const { return size_; }
+  // MD5 of everything written, raw 16 bytes; valid after the first call to it (which ends the hash).
+  const std::string& md5();
+
+ private:
+  friend class Storage;
+  DataWriter() = default;
+  std::unique_ptr<SealedWriter> sealed_;
+  std::string tmp_path_;
+  std::string id_;
+  uint64_t size_ = 0;
+  uint64_t max_ = 0;
+  void* md5_ = nullptr;  // EVP_MD_CTX
+  std::string digest_;
+  S3Error failed_ = S3Error::kNone;
+};
+
+// Reads an object's plaintext across its segments.
+class ObjectReader {
+ public:
+  // Plaintext [offset, offset + len); the count, kSealedCorrupt or kSealedIoError.
+  [[nodiscard]] ssize_t read(uint64_t offset, char* out, size_t len);
+  bool verify_all();
+  uint64_t size() const { return size_; }
+
+ private:
+  friend class Storage;
+  struct Part {
+    std::string path;
+    uint64_t start = 0;
+    uint64_t size = 0;
+    std::unique_ptr<SealedReader> reader;
+  };
+  bool open_part(Part& p);
+  const MasterKey* key_ = nullptr;
+  std::vector<Part> parts_;
+  uint64_t size_ = 0;
+  bool io_error_ = false;
+};
+
+class Storage {
+ public:
+  // Opens or creates the data directory and its index. Throws std::runtime_error naming what failed.
+  static std::unique_ptr<Storage> open(const StorageOptions& options);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  // Buckets.
+  S3Error create_bucket(std::string_view name, std::string_view owner);
+  S3Error delete_bucket(std::string_view name);
+  std::optional<BucketInfo> bucket(std::string_view name);
+  std::vector<BucketInfo> buckets();
+
+  // Objects.
+  std::unique_ptr<DataWriter> begin_write(S3Error* err);
+  // Makes the written data the object `info.key` (size, etag, segments are filled in). On error the data is
+  // discarded.
+  S3Error commit_object(std::unique_ptr<DataWriter> writer, ObjectInfo& info);
+  // The same, on the commit threads; `done` runs on the index thread once the object is durable and visible
+  // (or failed), so the caller posts its reply to its own loop from there.
+  using CommitDone = std::function<void(S3Error, const ObjectInfo&)>;
+  void commit_object_async(std::unique_ptr<DataWriter> writer, ObjectInfo info, CommitDone done);
+  // Finishes every pending asynchronous commit and stops the commit threads (also done by the destructor).
+  void stop_commit_threads();
+  std::optional<ObjectInfo> head(std::string_view bucket, std::string_view key);
+  S3Error delete_object(std::string_view bucket, std::string_view key);  // kNone also when absent (S3)
+  std::unique_ptr<ObjectReader> reader(const ObjectInfo& info);
+  // Keys > after (when set) that start with prefix, in byte order; with a delimiter, keys that have it after
+  // the prefix roll up into common prefixes (each counted once against max_keys).
+  ListResult list(std::string_view bucket, std::string_view prefix, std::string_view delimiter,
+                  std::string_view after, size_t max_keys);
+  bool bucket_empty(std::string_view bucket);
+
+  // Multipart uploads.
+  std::string create_upload(const UploadInfo& info);  // returns the upload id
+  std::optional<UploadInfo> upload(std::string_view upload_id);
+  S3Error commit_part(std::unique_ptr<DataWriter> writer, std::string_view upload_id, int number,
+                      PartInfo& out);
+  std::vector<PartInfo> parts(std::string_view upload_id, int after, size_t max, bool* truncated);
+  std::vector<UploadInfo> uploads(std::string_view bucket, std::string_view prefix, size_t max,
+                                  bool* truncated);
+  // parts: (number, etag without quotes) as the client listed them.
+  S3Error complete_upload(std::string_view upload_id, const std::vector<std::pair<int, std::string>>& parts,
+                          ObjectInfo& out);
+  S3Error abort_upload(std::string_view upload_id);
+
+  // Removes data files that no object or part refers to: what a crash between a file's rename and its commit
+  // leaves. Reads every row's file names and every objects/ directory, so it runs once at start-up, before
+  // any upload. Returns how many files went.
+  size_t sweep_orphans();
+
+  const std::string& data_dir() const { return dir_; }
+  static int64_t now_ms();
+  struct StatementCache;
+
+ private:
+  Storage() = default;
+  void exec(const char* sql);
+  S3Error seal(DataWriter& w, std::string& file);  // finish, fsync, rename into objects/, fsync the directory
+  void remove_files(const std::vector<std::string>& files);
+  std::optional<ObjectInfo> row_to_object(sqlite3_stmt* st);
+  std::optional<ObjectInfo> head_in(sqlite3* db, std::string_view bucket, std::string_view key);
+  // Inserts (or replaces) the object's row in an open transaction; the replaced object's files go to
+  // old_files.
+  int insert_object(sqlite3* db, const ObjectInfo& info, std::vector<std::string>& old_files);
+  S3Error db_error(int rc);
+  sqlite3* open_db();
+
+  struct PendingCommit {
+    std::unique_ptr<DataWriter> writer;
+    ObjectInfo info;
+    CommitDone done;
+    S3Error error = S3Error::kNone;
+  };
+  void start_commit_threads();
+  void seal_loop();
+  void index_loop();
+
+  std::string dir_;
+  StorageOptions options_;
+  sqlite3* db_ = nullptr;
+  sqlite3* commit_db_ = nullptr;           // the index thread's connection
+  std::unique_ptr<StatementCache> cache_;  // db_'s statements
+  std::mutex mu_;
+  std::condition_variable seal_cv_;
+  std::condition_variable index_cv_;
+  std::deque<std::unique_ptr<PendingCommit>> to_seal_;
+  std::deque<std::unique_ptr<PendingCommit>> to_index_;
+  size_t sealing_ = 0;  // jobs taken by seal threads and not yet queued for the index
+  bool stopping_ = false;
+  std::vector<std::thread> sealers_;
+  std::thread indexer_;
+};
+
+}  // namespace cumulo::objstore

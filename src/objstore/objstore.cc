@@ -1,0 +1,141 @@
+#include "objstore/objstore.h"
+
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <functional>
+#include <memory>
+
+#include "core/config.h"
+#include "core/event_loop.h"
+#include "core/log.h"
+#include "core/net.h"
+#include "http/server.h"
+#include "http/transport.h"
+#include "objstore/internal/s3_api.h"
+#include "objstore/internal/s3_config.h"
+#include "objstore/internal/storage.h"
+
+namespace cumulo::objstore {
+
+namespace {
+constexpr const char* kComponent = "objstore";
+constexpr core::Millis kDrainLimit{10'000};
+}  // namespace
+
+void check_config(const std::string& config_path) {
+  parse_s3_config(config_path);
+}
+
+int run(const std::string& config_path) {
+  S3Config cfg;
+  MasterKey key{};
+  try {
+    cfg = parse_s3_config(config_path);
+    key = load_master_key(cfg.master_key_file);
+  } catch (const core::ConfigError& e) {
+    std::fprintf(stderr, "cumulo s3: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cumulo s3: %s: master_key_file: %s\n", config_path.c_str(), e.what());
+    return 2;
+  }
+  if (auto lvl = core::parse_log_level(cfg.log_level)) core::log_set_level(*lvl);
+
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  std::unique_ptr<Storage> storage;
+  std::unique_ptr<http::TlsServerContext> tls;
+  core::EventLoop loop;
+  std::unique_ptr<S3Api> api;
+  std::unique_ptr<http::Server> server;
+  try {
+    StorageOptions so;
+    so.data_dir = cfg.data_dir;
+    so.master_key = key;
+    so.max_object_bytes = cfg.max_object_bytes;
+    storage = Storage::open(so);
+    if (size_t n = storage->sweep_orphans())
+      core::log_info(kComponent, "removed data files no object refers to (left by a crash)", {{"files", n}});
+    for (const auto& b : cfg.buckets) {
+      auto existing = storage->bucket(b.name);
+      if (!existing) {
+        storage->create_bucket(b.name, b.owner);
+      } else if (existing->owner != b.owner) {
+        core::log_warn(kComponent, "configured bucket belongs to another user; left as it is",
+                       {{"bucket", b.name}, {"owner", existing->owner}, {"configured_owner", b.owner}});
+      }
+    }
+    if (!cfg.tls_cert.empty()) tls = http::TlsServerContext::create({{cfg.tls_cert, cfg.tls_key}});
+    api = std::make_unique<S3Api>(cfg, *storage);
+    http::ServerOptions opts;
+    opts.listen = *core::SocketAddress::parse(cfg.listen);
+    opts.header_timeout = cfg.header_timeout;
+    opts.idle_timeout = cfg.idle_timeout;
+    opts.max_body_bytes = cfg.max_xml_bytes;
+    opts.tls = tls.get();
+    S3Api* a = api.get();
+    opts.body_sink_for = [a](const http::Request& head) { return a->begin(head); };
+    server = std::make_unique<http::Server>(
+        loop, std::move(opts),
+        [a](http::Request& req, http::Responder respond) { a->handle(req, std::move(respond)); });
+    server->start();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cumulo s3: cannot start: %s\n", e.what());
+    return 1;
+  }
+
+  core::Fd sfd(signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+  bool stopping = false;
+  core::Timer drain_limit(loop, [&] { loop.stop(); });
+  std::unique_ptr<core::Timer> drain_check;
+  drain_check = std::make_unique<core::Timer>(loop, [&] {
+    if (server->open_connections() == 0) {
+      loop.stop();
+    } else {
+      drain_check->arm(core::Millis(50));
+    }
+  });
+  struct SignalHandler : core::IoHandler {
+    std::function<void()> on_signal;
+    int fd = -1;
+    void on_io(uint32_t) override {
+      signalfd_siginfo si;
+      while (::read(fd, &si, sizeof si) == sizeof si) on_signal();
+    }
+  } signals;
+  signals.fd = sfd.get();
+  signals.on_signal = [&] {
+    if (stopping) {
+      core::log_warn(kComponent, "second stop signal: exiting without waiting for in-flight requests");
+      loop.stop();
+      return;
+    }
+    stopping = true;
+    core::log_info(kComponent, "stopping: finishing in-flight requests");
+    server->shutdown();
+    drain_limit.arm(kDrainLimit);
+    drain_check->arm(core::Millis(0));
+  };
+  loop.add(sfd.get(), &signals, core::kReadable);
+  core::log_info(kComponent, "started",
+                 {{"listen", std::string(tls ? "https://" : "http://") + server->local_address().to_string()},
+                  {"data_dir", cfg.data_dir},
+                  {"config", config_path}});
+  loop.run();
+  // Commits in flight finish (their replies, posted to the stopped loop, are dropped with it).
+  storage->stop_commit_threads();
+  loop.remove(sfd.get());
+  server.reset();
+  core::log_info(kComponent, "stopped");
+  return 0;
+}
+
+}  // namespace cumulo::objstore

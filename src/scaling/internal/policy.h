@@ -1,0 +1,42 @@
+// Scaling policies as pure functions of a metric value and the group's capacity.
+#pragma once
+
+#include <deque>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "scaling/scaling.h"
+
+namespace cumulo::scaling::internal {
+
+struct Proposal {
+  int desired = 0;
+  std::string reason;  // "cpu average 87% over 15s > target 60%"
+};
+
+// "87%", "0.62s", "123 req/s": a metric value in its unit, for event messages.
+std::string format_value(const MetricName& metric, double value, bool memory_is_percent);
+// "15s", "250ms", "2m".
+std::string format_duration(Millis d);
+
+// Target tracking: desired = ceil(counted * value / target). Scale-out at once; scale-in only when every
+// evaluation during scale_in_stabilization (since desired last changed) asked for fewer, and then to the
+// largest of them (Kubernetes' HPA stabilization).
+class TargetTracker {
+ public:
+  explicit TargetTracker(const PolicySpec& spec) : spec_(spec) {}
+  // `counted`: in-service instances whose metrics counted; `desired_since`: when desired last changed.
+  std::optional<Proposal> evaluate(double value, int counted, int desired, TimePoint desired_since,
+                                   TimePoint now, bool memory_is_percent);
+
+ private:
+  const PolicySpec& spec_;
+  std::deque<std::pair<TimePoint, int>> history_;
+};
+
+// Step scaling: the first row whose [lower, upper) holds the value changes the desired capacity.
+std::optional<Proposal> evaluate_steps(const PolicySpec& spec, double value, int desired,
+                                       bool memory_is_percent);
+
+}  // namespace cumulo::scaling::internal

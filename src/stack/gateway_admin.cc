@@ -1,0 +1,168 @@
+#include "stack/internal/gateway_admin.h"
+
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "core/log.h"
+#include "stack/internal/gateway_config.h"
+
+namespace cumulo::stack::internal {
+
+using nlohmann::json;
+
+namespace {
+
+std::string percent_encode(std::string_view s) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+        c == '_' || c == '~' || c == ':') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+std::string error_of(const http::ClientResponse& r) {
+  if (!r.ok()) return r.error;
+  try {
+    json body = json::parse(r.body);
+    if (body.is_object() && body.contains("error"))
+      return "status " + std::to_string(r.status) + ": " + body["error"].get<std::string>();
+  } catch (const json::exception&) {
+  }
+  return "status " + std::to_string(r.status);
+}
+
+}  // namespace
+
+bool parse_targets_body(std::string_view body, GatewayView& view) {
+  try {
+    json doc = json::parse(body);
+    for (const json& g : doc.at("groups")) {
+      auto& targets = view.targets[g.at("name").get<std::string>()];
+      for (const json& t : g.at("targets")) {
+        scaling::GatewayTargetView v;
+        v.health = t.value("health", std::string());
+        v.draining = t.value("state", std::string()) == "draining";
+        targets[t.at("address").get<std::string>()] = v;
+      }
+    }
+    view.targets_read = true;
+    return true;
+  } catch (const json::exception&) {
+    return false;
+  }
+}
+
+bool parse_stats_body(std::string_view body, GatewayView& view) {
+  try {
+    json doc = json::parse(body);
+    for (const json& t : doc.at("targets")) {
+      scaling::TargetCounters c;
+      c.requests = t.value("requests", uint64_t{0});
+      c.responses_5xx = t.value("responses_5xx", uint64_t{0});
+      c.bytes_in = t.value("bytes_in", uint64_t{0});
+      c.bytes_out = t.value("bytes_out", uint64_t{0});
+      c.in_flight = t.value("in_flight", int64_t{0});
+      if (t.contains("latency_bounds")) c.latency_bounds = t["latency_bounds"].get<std::vector<double>>();
+      if (t.contains("latency_counts")) c.latency_counts = t["latency_counts"].get<std::vector<uint64_t>>();
+      view.stats[t.at("group").get<std::string>()][t.at("address").get<std::string>()] = std::move(c);
+    }
+    view.stats_read = true;
+    return true;
+  } catch (const json::exception&) {
+    return false;
+  }
+}
+
+void GatewayAdmin::register_target(const std::string& group, const std::string& address,
+                                   const std::string& zone, Done done) {
+  http::ClientRequest req;
+  req.method = "POST";
+  req.target = "/targets/" + percent_encode(group);
+  req.headers = {{"Content-Type", "application/json"}};
+  req.body = json{{"address", address}, {"zone", zone}, {"weight", 1}}.dump();
+  req.timeout = std::chrono::seconds(2);
+  client_.request(admin_, std::move(req), [done = std::move(done)](http::ClientResponse r) {
+    // 409: it is there already, which is what was asked.
+    const bool ok = r.ok() && (r.status == 201 || r.status == 200 || r.status == 409);
+    done(ok, ok ? std::string() : error_of(r));
+  });
+}
+
+void GatewayAdmin::deregister_target(const std::string& group, const std::string& address,
+                                     scaling::Millis drain_timeout, Done done) {
+  http::ClientRequest req;
+  req.method = "DELETE";
+  req.target = "/targets/" + percent_encode(group) + "/" + percent_encode(address) +
+               "?drain_timeout=" + format_duration(drain_timeout);
+  req.timeout = std::chrono::seconds(2);
+  client_.request(admin_, std::move(req), [done = std::move(done)](http::ClientResponse r) {
+    // 404: not there (any more), which is what was asked.
+    const bool ok = r.ok() && (r.status == 202 || r.status == 200 || r.status == 404);
+    done(ok, ok ? std::string() : error_of(r));
+  });
+}
+
+void GatewayAdmin::read_view(std::function<void(GatewayView)> done) {
+  struct Pending {
+    GatewayView view;
+    int left = 2;
+    std::function<void(GatewayView)> done;
+  };
+  auto pending = std::make_shared<Pending>();  // shared by the two requests: the last one to finish reports
+  pending->done = std::move(done);
+  auto finish = [pending] {
+    if (--pending->left == 0) pending->done(std::move(pending->view));
+  };
+  http::ClientRequest targets;
+  targets.target = "/targets";
+  targets.timeout = std::chrono::milliseconds(900);
+  client_.request(admin_, std::move(targets), [pending, finish](http::ClientResponse r) {
+    if (r.ok() && r.status == 200) parse_targets_body(r.body, pending->view);
+    finish();
+  });
+  http::ClientRequest stats;
+  stats.target = "/stats";
+  stats.timeout = std::chrono::milliseconds(900);
+  client_.request(admin_, std::move(stats), [this, pending, finish](http::ClientResponse r) {
+    if (r.ok() && r.status == 200) {
+      if (!parse_stats_body(r.body, pending->view) && !stats_missing_reported_) {
+        stats_missing_reported_ = true;
+        core::log_warn("stack",
+                       "the gateway's /stats is not what was expected: no request metrics for policies");
+      }
+    } else if (r.ok() && r.status == 404 && !stats_missing_reported_) {
+      stats_missing_reported_ = true;
+      core::log_warn("stack",
+                     "the gateway has no /stats: no request_rate, latency or network metrics for policies");
+    }
+    finish();
+  });
+}
+
+void HttpProber::probe(const std::string& address, const std::string& path, scaling::Millis timeout,
+                       Done done) {
+  auto addr = core::SocketAddress::parse(address);
+  if (!addr) {
+    done(false, "bad address " + address);
+    return;
+  }
+  http::ClientRequest req;
+  req.target = path;
+  req.timeout = timeout;
+  req.headers = {{"User-Agent", "cumulo-scaling-health-check"}};
+  client_.request(*addr, std::move(req), [done = std::move(done), path](http::ClientResponse r) {
+    if (!r.ok()) return done(false, r.error);
+    const bool passed = r.status >= 200 && r.status < 400;
+    done(passed, "status " + std::to_string(r.status) + " on " + path);
+  });
+}
+
+}  // namespace cumulo::stack::internal

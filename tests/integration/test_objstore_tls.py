@@ -1,0 +1,48 @@
+"""HTTPS on the store's listener (the gateway's TLS code): boto3 over TLS with a test CA, path and
+virtual-host style; plain HTTP to the TLS port gets nothing useful."""
+
+import subprocess
+
+import pytest
+import requests
+
+from objstore_support import S3Store, boto3_client, deterministic_bytes
+
+
+def make_cert(tmp):
+    """A CA and a server certificate for 127.0.0.1 and *.s3.localhost, made with the openssl command."""
+    ca_key, ca = tmp / "ca.key", tmp / "ca.pem"
+    key, csr, cert = tmp / "tls-server.key", tmp / "tls-server.csr", tmp / "tls-server.pem"
+    ext = tmp / "ext.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:s3.localhost,DNS:*.s3.localhost\n")
+    run = lambda *a: subprocess.run([str(x) for x in a], check=True, capture_output=True)  # noqa: E731
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=cumulo test CA")
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
+        "-out", csr, "-subj", "/CN=s3.localhost")
+    run("openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
+        "-days", "2", "-extfile", ext)
+    return ca, cert, key
+
+
+@pytest.mark.time_limit(90)
+def test_https(procs, tmp_path):
+    ca, cert, key = make_cert(tmp_path)
+    store = S3Store(procs, tmp_path, buckets="  - {name: assets, public: true}",
+                    extra=f"tls:\n  cert: {cert}\n  key: {key}\n")
+    store.endpoint = f"https://127.0.0.1:{store.port}"
+    store.start()
+    import boto3
+    from botocore.config import Config
+    from objstore_support import ADMIN
+    s3 = boto3.client("s3", endpoint_url=store.endpoint, aws_access_key_id=ADMIN[1], aws_secret_access_key=ADMIN[2],
+                      region_name="us-east-1", verify=str(ca),
+                      config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+    data = deterministic_bytes("tls", 2 * 1024 * 1024 + 1)
+    s3.put_object(Bucket="assets", Key="secure.bin", Body=data)
+    assert s3.get_object(Bucket="assets", Key="secure.bin")["Body"].read() == data
+    assert s3.get_object(Bucket="assets", Key="secure.bin", Range="bytes=5-9")["Body"].read() == data[5:10]
+    r = requests.get(f"{store.endpoint}/assets/secure.bin", verify=str(ca), timeout=10)
+    assert r.status_code == 200 and r.content == data
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(f"http://127.0.0.1:{store.port}/assets/secure.bin", timeout=5)

@@ -1,0 +1,73 @@
+#include "core/config.h"
+
+#include <gtest/gtest.h>
+
+#include "objstore/internal/s3_config.h"
+
+namespace cumulo::objstore {
+namespace {
+
+constexpr const char* kMinimal = R"(data_dir: /var/lib/s3
+master_key_file: /etc/s3.key
+users:
+  - {name: admin, access_key: AKADMIN, secret_key: secret-secret}
+)";
+
+TEST(S3Config, Defaults) {
+  S3Config c = parse_s3_config_string(kMinimal);
+  EXPECT_EQ(c.listen, "127.0.0.1:9000");
+  EXPECT_EQ(c.domains, std::vector<std::string>{"s3.localhost"});
+  EXPECT_EQ(c.clock_skew, std::chrono::minutes(15));
+  EXPECT_EQ(c.max_object_bytes, 5ull << 40);
+  ASSERT_NE(c.user_by_access_key("AKADMIN"), nullptr);
+  EXPECT_EQ(c.user_by_access_key("AKADMIN")->name, "admin");
+}
+
+TEST(S3Config, Full) {
+  S3Config c = parse_s3_config_string(std::string(kMinimal) + R"(listen: 127.0.0.1:9100
+region: eu-west-1
+domains: [s3.example.test]
+buckets:
+  - {name: assets, public: true}
+limits:
+  max_object_bytes: 1GiB
+  clock_skew: 5m
+)");
+  EXPECT_EQ(c.region, "eu-west-1");
+  ASSERT_EQ(c.buckets.size(), 1u);
+  EXPECT_TRUE(c.buckets[0].is_public);
+  EXPECT_EQ(c.buckets[0].owner, "admin");
+  EXPECT_EQ(c.max_object_bytes, 1ull << 30);
+}
+
+void expect_error(const std::string& text, const std::string& needle) {
+  try {
+    parse_s3_config_string(text, "s3.yaml");
+    ADD_FAILURE() << "no error for:\n" << text;
+  } catch (const core::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).rfind("s3.yaml:", 0), 0u) << e.what();
+  }
+}
+
+TEST(S3Config, Errors) {
+  expect_error(std::string(kMinimal) + "listn: x\n", "listn");
+  expect_error("master_key_file: k\nusers: [{name: a, access_key: AKA, secret_key: 12345678}]\n", "data_dir");
+  expect_error(std::string(kMinimal) + "buckets: [{name: Bad_Name}]\n", "not a valid bucket name");
+  expect_error(std::string(kMinimal) + "buckets: [{name: good, owner: nobody}]\n", "nobody");
+  expect_error(std::string(kMinimal) + "limits: {clock_skew: 5}\n", "s3.yaml:5");
+  expect_error("data_dir: d\nmaster_key_file: k\nusers: []\n", "at least one user");
+  expect_error(std::string(kMinimal) + "listen: nowhere\n", "address");
+}
+
+TEST(BucketNames, Rules) {
+  for (const char* ok : {"abc", "my-bucket", "my.bucket", "a1b2c3"}) EXPECT_TRUE(valid_bucket_name(ok)) << ok;
+  EXPECT_TRUE(valid_bucket_name(std::string(63, 'a')));
+  for (const char* bad :
+       {"ab", "ABC", "-abc", "abc-", "a..b", "a.-b", "a_b", "192.168.5.4", "xn--abc", "abc-s3alias", "a b"})
+    EXPECT_FALSE(valid_bucket_name(bad)) << bad;
+  EXPECT_FALSE(valid_bucket_name(std::string(64, 'a')));
+}
+
+}  // namespace
+}  // namespace cumulo::objstore
