@@ -7,7 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 results=build/test-results  # JUnit XML of every test run, for the closing count
-fuzz_seconds=15
+fuzz_seconds=10
 started=$SECONDS
 step_started=$SECONDS
 current=""

@@ -76,6 +76,18 @@ std::optional<Proposal> TargetTracker::evaluate(double value, int counted, int d
                   what + " < target " + target + " for " + format_duration(spec_.scale_in_stabilization)};
 }
 
+std::optional<Proposal> TargetTracker::scale_out_early(double recent_value, Millis recent, int counted,
+                                                       int desired, bool memory_is_percent) const {
+  if (spec_.target <= 0 || counted == 0) return std::nullopt;
+  const int wanted =
+      std::max(0, static_cast<int>(std::ceil(static_cast<double>(counted) * recent_value / spec_.target - 1e-9)));
+  if (wanted <= desired) return std::nullopt;
+  return Proposal{wanted, spec_.metric.text() + " " + to_string(spec_.statistic) + " " +
+                              format_value(spec_.metric, recent_value, memory_is_percent) + " over the last " +
+                              format_duration(recent) + " > target " +
+                              format_value(spec_.metric, spec_.target, memory_is_percent)};
+}
+
 std::optional<Proposal> evaluate_steps(const PolicySpec& spec, double value, int desired,
                                        bool memory_is_percent) {
   for (const StepAdjustment& row : spec.steps) {

@@ -25,7 +25,8 @@ groups:
     max: 8
     desired: 2
     launch_template:
-      command: ["{{bin_dir}}/cumulo-webapp", "--listen", "127.0.0.1:{{port}}", "--zone", "{{zone}}", "--id", "{{instance_id}}"]
+      command: ["{{bin_dir}}/cumulo-webapp", "--listen", "127.0.0.1:{{port}}", "--zone", "{{zone}}",
+                "--id", "{{instance_id}}"]
       env: {{GREETING: hello}}
       health_check: {{path: /healthz, grace_period: 10s}}
       stop_signal: SIGTERM

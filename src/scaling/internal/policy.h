@@ -29,6 +29,10 @@ class TargetTracker {
   // `counted`: in-service instances whose metrics counted; `desired_since`: when desired last changed.
   std::optional<Proposal> evaluate(double value, int counted, int desired, TimePoint desired_since,
                                    TimePoint now, bool memory_is_percent);
+  // Scale-out only, from a short recent window: a load step is acted on within seconds instead of waiting
+  // until it dominates the whole window. nullopt unless it asks for more than `desired`.
+  std::optional<Proposal> scale_out_early(double recent_value, Millis recent, int counted, int desired,
+                                          bool memory_is_percent) const;
 
  private:
   const PolicySpec& spec_;

@@ -151,3 +151,25 @@ TEST(Placement, TerminatesFromTheFullestZoneThenTheOldest) {
 
 }  // namespace
 }  // namespace cumulo::scaling::internal
+
+namespace cumulo::scaling::internal {
+namespace {
+
+TEST(TargetTrackerEarly, RecentSecondsAskForMoreBeforeTheWindowDoes) {
+  PolicySpec spec;
+  spec.name = "cpu60";
+  spec.type = PolicyType::kTargetTracking;
+  spec.metric = MetricName{MetricKind::kCpu, ""};
+  spec.target = 60;
+  spec.window = std::chrono::seconds(10);
+  TargetTracker t(spec);
+  auto early = t.scale_out_early(100, std::chrono::seconds(3), 2, 2, false);
+  ASSERT_TRUE(early.has_value());
+  EXPECT_EQ(early->desired, 4);
+  EXPECT_NE(early->reason.find("over the last 3s > target 60%"), std::string::npos) << early->reason;
+  EXPECT_FALSE(t.scale_out_early(50, std::chrono::seconds(3), 2, 2, false).has_value()) << "never scales in";
+  EXPECT_FALSE(t.scale_out_early(100, std::chrono::seconds(3), 0, 2, false).has_value()) << "nothing counted";
+}
+
+}  // namespace
+}  // namespace cumulo::scaling::internal
