@@ -6,5 +6,8 @@ cd "$(dirname "$0")/.."
 preset=${1:-release}; shift || true
 exec 9>/tmp/cumulo-build.lock
 flock 9
-[ -f "build/$preset/build.ninja" ] || cmake --preset "$preset" >/dev/null
+# ccache, where installed, lets several checkouts of the tree share compiled objects.
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+[ -f "build/$preset/build.ninja" ] || cmake --preset "$preset" "${launcher[@]}" >/dev/null
 if [ $# -gt 0 ]; then cmake --build "build/$preset" -j2 --target "$@"; else cmake --build "build/$preset" -j2; fi
