@@ -25,6 +25,11 @@ std::string address_of(const ConfigNode& n) {
   return s;
 }
 
+// What can stand as the first path segment towards the store; the store itself enforces S3's naming rules.
+bool valid_bucket_name(std::string_view name) {
+  return !name.empty() && name.size() <= 63 && name.find_first_of("/?#%\\ \t") == std::string_view::npos;
+}
+
 bool is_loopback(const core::SocketAddress& a) {
   std::string h = a.host();
   return h.rfind("127.", 0) == 0 || h == "::1";
@@ -156,13 +161,25 @@ GatewayConfig parse_gateway_config(const std::string& path) {
     c.target_groups.push_back(std::move(tg));
   }
   for (auto& r : root.required("routes").items()) {
-    r.check_keys({"name", "host", "path_prefix", "target_group", "timeouts", "cache"});
+    r.check_keys({"name", "host", "path_prefix", "target_group", "timeouts", "cache", "bucket",
+                  "default_cache_control"});
     RouteConfig rc;
     rc.name = r.required("name").as_string();
     if (!names.insert("route " + rc.name).second) r["name"].fail("route '" + rc.name + "' is defined twice");
     rc.host = r.string_or("host", "*");
     rc.path_prefix = r.string_or("path_prefix", "/");
     if (rc.path_prefix.empty() || rc.path_prefix[0] != '/') r["path_prefix"].fail("expected a path starting with '/'");
+    rc.bucket = r.string_or("bucket", "");
+    if (r["bucket"].defined()) {
+      if (!valid_bucket_name(rc.bucket))
+        r["bucket"].fail("expected a bucket name (at most 63 characters, no '/', '?', '#', '%' or spaces), got '" +
+                         rc.bucket + "'");
+      if (rc.path_prefix.back() != '/')
+        r["path_prefix"].fail("a bucket route's path_prefix must end with '/' (it stands for the bucket's root)");
+    }
+    rc.default_cache_control = r.string_or("default_cache_control", "");
+    if (rc.default_cache_control.find_first_of("\r\n") != std::string::npos)
+      r["default_cache_control"].fail("expected one line");
     rc.target_group = r.required("target_group").as_string();
     if (!names.count("group " + rc.target_group))
       r["target_group"].fail("no target group named '" + rc.target_group + "'");

@@ -47,6 +47,22 @@ bool has_token(std::string_view list, std::string_view token) {
   return false;
 }
 
+// A route's default_cache_control, for responses that say nothing about caching: a view of the route's own
+// string, which outlives the response head (the request holds its snapshot).
+void add_default_cache_control(http::ResponseHead& resp, std::string_view value) {
+  if (!((resp.status >= 200 && resp.status < 300) || resp.status == 304)) return;
+  if (resp.header_count >= http::kMaxHeaders || !resp.header("cache-control").empty()) return;
+  resp.headers[resp.header_count++] = http::Header{"Cache-Control", value};
+}
+
+void drop_header(http::MessageHead& head, std::string_view name) {
+  size_t kept = 0;
+  for (size_t i = 0; i < head.header_count; ++i) {
+    if (!http::iequals(head.headers[i].name, name)) head.headers[kept++] = head.headers[i];
+  }
+  head.header_count = kept;
+}
+
 // Headers named by Connection are hop-by-hop too (RFC 9110 section 7.6.1).
 bool dropped_by_connection(const http::MessageHead& h, std::string_view name) {
   for (size_t i = 0; i < h.header_count; ++i)
@@ -289,6 +305,13 @@ void Session::begin_request(const http::RequestHead& req) {
     respond_error(404, "no route matches this host and path");
     return;
   }
+  const std::string& bucket = route_->config.bucket;
+  if (!bucket.empty() && req.method != http::Method::kGet && req.method != http::Method::kHead) {
+    in_.consume(req.head_bytes);
+    req_parser_.reset();
+    respond_error(405, "a bucket route serves GET and HEAD only");
+    return;
+  }
   snapshot_ = w_.snapshot();
   cache_mode_ = CacheMode::kOff;
   if (route_->config.cache.enabled && snap.cache &&
@@ -300,7 +323,17 @@ void Session::begin_request(const http::RequestHead& req) {
   HeadWriter hw{up_head_};
   hw.put(req.method_name);
   hw.put(" ");
-  if (!req.target.empty() && req.target[0] != '/' && req.target != "*") {
+  if (!bucket.empty()) {
+    // Path-style S3: "/static/css/site.css" under path_prefix "/static/" is key "css/site.css" of the bucket.
+    hw.put("/");
+    hw.put(bucket);
+    hw.put("/");
+    hw.put(std::string_view(req.path).substr(route_->config.path_prefix.size()));
+    if (!req.query.empty()) {
+      hw.put("?");
+      hw.put(req.query);
+    }
+  } else if (!req.target.empty() && req.target[0] != '/' && req.target != "*") {
     hw.put(req.path.empty() ? std::string_view("/") : req.path);  // absolute-form becomes origin-form
     if (!req.query.empty()) {
       hw.put("?");
@@ -322,6 +355,7 @@ void Session::begin_request(const http::RequestHead& req) {
     if (http::iequals(h.name, "x-forwarded-proto") || http::iequals(h.name, "x-forwarded-port") ||
         http::iequals(h.name, "x-request-id"))
       continue;
+    if (!bucket.empty() && (http::iequals(h.name, "authorization") || http::iequals(h.name, "cookie"))) continue;
     if (http::iequals(h.name, "host")) host_seen = true;
     if (req.header_count > 0 && dropped_by_connection(req, h.name)) continue;
     if (cache_mode_ != CacheMode::kOff && http::iequals(h.name, "accept-encoding")) {
@@ -573,6 +607,10 @@ bool Session::receive_response() {
             progress = true;
             continue;
           }
+          if (!route_->config.default_cache_control.empty())
+            add_default_cache_control(resp, route_->config.default_cache_control);
+          // A caching hop says whether it hit: the X-Cache of a cache behind it (an edge's origin) is not ours.
+          if (cache_mode_ != CacheMode::kOff) drop_header(resp, "x-cache");
           if (cache_mode_ != CacheMode::kOff && cache_on_response(resp)) return true;  // answered from the cache
           resp_head_done_ = resp_started_ = true;
           if (up_head_sent_ == up_head_.size()) up_head_.clear();  // no retry from here on: free its buffer

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 namespace cumulo::objstore {
 
@@ -13,5 +14,8 @@ int run(const std::string& config_path);
 
 // Parses and validates a configuration file; throws core::ConfigError naming file, line and column.
 void check_config(const std::string& config_path);
+
+// The S3 bucket naming rules ("Bucket naming rules", general purpose buckets), for files that name buckets.
+bool valid_bucket_name(std::string_view name);
 
 }  // namespace cumulo::objstore

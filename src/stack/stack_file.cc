@@ -12,6 +12,7 @@
 
 #include "core/log.h"
 #include "core/net.h"
+#include "objstore/objstore.h"
 
 namespace cumulo::stack {
 
@@ -153,6 +154,125 @@ GatewaySpec parse_gateway(const core::ConfigNode& node, const std::vector<std::s
   return gw;
 }
 
+ObjectStoreSpec parse_object_store(const core::ConfigNode& node, const std::vector<std::string>& zones) {
+  ObjectStoreSpec store;
+  store.location = node.location();
+  if (!node.defined() || node.is_null()) return store;
+  if (!node.is_map()) node.fail("expected a map with buckets, and optionally listen, users and replication");
+  node.check_keys({"listen", "master_key_file", "users", "replication", "buckets"});
+  store.enabled = true;
+  for (const std::string& zone : zones) store.nodes.push_back({zone, ""});
+  if (core::ConfigNode listen = node["listen"]; listen.defined()) {
+    if (!listen.is_map())
+      listen.fail("expected one address per zone, such as {a: 127.0.0.1:9000, b: 127.0.0.1:9001}");
+    for (const auto& [zone, address] : listen.entries()) {
+      auto it = std::find_if(store.nodes.begin(), store.nodes.end(),
+                             [&](const StoreNodeSpec& n) { return n.zone == zone; });
+      if (it == store.nodes.end()) address.fail("zone '" + zone + "' is not one of the stack's zones");
+      parse_address(address, "listen");
+      it->listen = address.as_string();
+    }
+  }
+  store.master_key_file = node.string_or("master_key_file", "");
+  if (core::ConfigNode users = node["users"]; users.defined()) {
+    for (const core::ConfigNode& u : users.items()) {
+      u.check_keys({"name", "access_key", "secret_key"});
+      S3UserSpec user{u.required("name").as_string(), u.required("access_key").as_string(),
+                      u.required("secret_key").as_string()};
+      for (const S3UserSpec& other : store.users) {
+        if (other.name == user.name) u["name"].fail("user '" + user.name + "' is listed twice");
+        if (other.access_key == user.access_key) u["access_key"].fail("this access key is listed twice");
+      }
+      store.users.push_back(std::move(user));
+    }
+  }
+  if (core::ConfigNode r = node["replication"]; r.defined()) {
+    r.check_keys({"ack"});
+    store.replication_ack = r.string_or("ack", store.replication_ack);
+    if (store.replication_ack != "all" && store.replication_ack != "one") {
+      r["ack"].fail(
+          "expected all (a write is acknowledged once durable in every zone) or one (in its own zone, "
+          "the others marked behind)");
+    }
+  }
+  for (const core::ConfigNode& b : node.required("buckets").items()) {
+    b.check_keys({"name", "public", "route", "cache_control", "cache", "cache_ttl"});
+    BucketSpec bucket;
+    bucket.name = b.required("name").as_string();
+    if (!objstore::valid_bucket_name(bucket.name)) {
+      b["name"].fail(
+          "expected an S3 bucket name: 3 to 63 of a-z, 0-9, '.' and '-', starting and ending with a "
+          "letter or digit");
+    }
+    for (const BucketSpec& other : store.buckets) {
+      if (other.name == bucket.name) b["name"].fail("bucket '" + bucket.name + "' is listed twice");
+    }
+    bucket.is_public = b.bool_or("public", false);
+    bucket.route = b.string_or("route", "");
+    if (b["route"].defined()) {
+      if (bucket.route.size() < 2 || bucket.route.front() != '/' || bucket.route.back() != '/') {
+        b["route"].fail("expected a path prefix that starts and ends with '/', such as /static/");
+      }
+      if (!bucket.is_public) {
+        b["route"].fail("the gateway reads a routed bucket anonymously: set public: true on this bucket");
+      }
+    }
+    bucket.cache_control = b.string_or("cache_control", bucket.route.empty() ? "" : "public, max-age=3600");
+    bucket.cache = b.bool_or("cache", true);
+    bucket.cache_ttl = b.duration_or("cache_ttl", bucket.cache_ttl);
+    if (bucket.cache_ttl.count() < 0) b["cache_ttl"].fail("expected a duration of 0 or more");
+    store.buckets.push_back(std::move(bucket));
+  }
+  return store;
+}
+
+std::vector<EdgeSpec> parse_edges(const core::ConfigNode& node) {
+  std::vector<EdgeSpec> edges;
+  if (!node.defined() || node.is_null()) return edges;
+  for (const core::ConfigNode& e : node.items()) {
+    e.check_keys({"name", "listen", "admin", "shield", "workers", "cache"});
+    EdgeSpec edge;
+    edge.location = e.location();
+    edge.name = e.required("name").as_string();
+    if (edge.name.empty() || edge.name.size() > 32 ||
+        !std::all_of(edge.name.begin(), edge.name.end(),
+                     [](char c) { return is_lower_alnum(c) || c == '-'; })) {
+      e["name"].fail("expected a name of lowercase letters, digits and '-', at most 32 characters");
+    }
+    parse_address(e.required("listen"), "listen");
+    edge.listen = e["listen"].as_string();
+    if (e["admin"].defined()) {
+      std::string location;
+      parse_loopback_listen(e["admin"], "admin", "admin API", "purge its cache", edge.admin, location);
+    }
+    edge.shield = e.string_or("shield", "");
+    edge.workers = static_cast<int>(e.int_or("workers", edge.workers, 1, 256));
+    if (core::ConfigNode c = e["cache"]; c.defined()) {
+      c.check_keys({"max_bytes", "default_ttl"});
+      edge.cache_max_bytes = c.size_or("max_bytes", edge.cache_max_bytes);
+      if (edge.cache_max_bytes < (1u << 20)) c["max_bytes"].fail("expected at least 1MiB");
+      edge.default_ttl = c.duration_or("default_ttl", edge.default_ttl);
+    }
+    for (const EdgeSpec& other : edges) {
+      if (other.name == edge.name) e["name"].fail("edge '" + edge.name + "' is listed twice");
+    }
+    edges.push_back(std::move(edge));
+  }
+  // Shields name earlier or later edges; a loop would send a request around for ever.
+  for (size_t i = 0; i < edges.size(); ++i) {
+    std::string at = edges[i].shield;
+    for (size_t hops = 0; !at.empty(); ++hops) {
+      auto it = std::find_if(edges.begin(), edges.end(), [&](const EdgeSpec& x) { return x.name == at; });
+      if (it == edges.end()) {
+        node.items()[i]["shield"].fail("no edge named '" + at + "'");
+      }
+      if (hops >= edges.size()) node.items()[i]["shield"].fail("edges shield each other in a loop");
+      at = it->shield;
+    }
+  }
+  return edges;
+}
+
 }  // namespace
 
 StackSpec load_stack_file(const std::string& path) {
@@ -163,7 +283,7 @@ StackSpec load_stack_file(const std::string& path) {
 
 StackSpec parse_stack(const core::ConfigNode& root) {
   if (!root.is_map()) root.fail("expected a stack: a map with name, zones, gateway and groups");
-  root.check_keys({"name", "zones", "control", "gateway", "groups"});
+  root.check_keys({"name", "zones", "control", "gateway", "groups", "object_store", "edges"});
   StackSpec spec;
   spec.source = root.location();
 
@@ -217,6 +337,16 @@ StackSpec parse_stack(const core::ConfigNode& root) {
     spec.groups.push_back(std::move(group));
   }
   if (spec.groups.empty()) groups.fail("expected at least one group");
+  spec.object_store = parse_object_store(root["object_store"], spec.zones);
+  for (const BucketSpec& b : spec.object_store.buckets) {
+    for (const GroupSpec& g : spec.groups) {
+      if (!b.route.empty() && g.path_prefix == b.route) {
+        throw core::ConfigError(spec.object_store.location + ": bucket '" + b.name + "': route " + b.route +
+                                " is already routed to group '" + g.name + "'");
+      }
+    }
+  }
+  spec.edges = parse_edges(root["edges"]);
   return spec;
 }
 

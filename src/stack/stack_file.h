@@ -53,6 +53,51 @@ struct ControlSpec {
   std::string location;
 };
 
+// A bucket the stack's object store creates at start, and optionally serves through the gateway.
+struct BucketSpec {
+  std::string name;
+  bool is_public = false;     // anonymous GET/HEAD of its objects
+  std::string route;          // a gateway path prefix ("/static/") that serves the bucket; empty: none
+  std::string cache_control;  // given to objects served by the route that were stored without one
+  bool cache = true;          // the gateway caches what the route serves
+  std::chrono::milliseconds cache_ttl{60'000};  // for objects with no freshness of their own
+};
+
+struct StoreNodeSpec {
+  std::string zone;
+  std::string listen;  // empty until start: a free loopback port is taken then
+};
+
+struct S3UserSpec {
+  std::string name;
+  std::string access_key;
+  std::string secret_key;
+};
+
+// `object_store:` one S3-compatible store node per zone, replicating to each other (docs/objstore.md).
+struct ObjectStoreSpec {
+  bool enabled = false;
+  std::vector<StoreNodeSpec> nodes;  // one per stack zone, in the stack's zone order
+  std::string master_key_file;       // empty: STATE_DIR/objstore/master.key, made at the first start
+  std::vector<S3UserSpec> users;     // empty: one user "admin" with keys made at the first start
+  std::string replication_ack = "all";
+  std::vector<BucketSpec> buckets;
+  std::string location;
+};
+
+// `edges:` CDN edges: gateways whose only origin is the stack's gateway (or another edge, their shield),
+// caching what they serve.
+struct EdgeSpec {
+  std::string name;
+  std::string listen;
+  std::string admin;   // empty until start: a free loopback port is taken then
+  std::string shield;  // another edge's name: this edge fetches through it (tiered caching)
+  uint64_t cache_max_bytes = 256ull << 20;
+  std::chrono::milliseconds default_ttl{0};
+  int workers = 1;
+  std::string location;
+};
+
 struct StackSpec {
   std::string source;  // the file name, as given
   std::string name;
@@ -60,6 +105,8 @@ struct StackSpec {
   ControlSpec control;
   GatewaySpec gateway;
   std::vector<GroupSpec> groups;
+  ObjectStoreSpec object_store;
+  std::vector<EdgeSpec> edges;
 };
 
 // Throw core::ConfigError naming file, line, column and what was expected.

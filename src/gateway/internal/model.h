@@ -71,6 +71,11 @@ struct RouteConfig {
   std::string target_group;
   RouteTimeouts timeouts;
   RouteCacheConfig cache;
+  // A route to an object-store bucket: path_prefix is replaced by "/BUCKET/" towards the target (path-style S3),
+  // only GET and HEAD pass, and the client's credentials (Authorization, Cookie) are not forwarded.
+  std::string bucket;
+  // Given to 2xx/304 responses that carry no Cache-Control, before the cache or the client sees them.
+  std::string default_cache_control;
 };
 
 struct ListenerConfig {

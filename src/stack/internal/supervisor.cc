@@ -32,6 +32,7 @@
 #include "stack/internal/control_api.h"
 #include "stack/internal/gateway_admin.h"
 #include "stack/internal/gateway_config.h"
+#include "stack/internal/objstore_config.h"
 
 namespace cumulo::stack::internal {
 
@@ -94,8 +95,19 @@ class SupervisorSignals {
   core::Fd fd_;
 };
 
-// The gateway process: started first, restarted when it dies (and then told about every instance again).
-struct GatewayProcess {
+// A process of the stack itself rather than of a group: the gateway, the object-store nodes, the edges. All
+// start before the groups' instances and are restarted when they die (a restarted gateway is then told about
+// every instance again).
+struct ServiceProcess {
+  enum class Kind { kGateway, kStore, kEdge };
+  Kind kind = Kind::kGateway;
+  std::string id;       // "gateway", "objstore-a", "edge-eu"
+  std::string zone;     // "-" when it has none
+  std::string address;  // what it serves on
+  std::string config_path;
+  // Stopped with the gateway (before the instances), or after the instances, which may still read from it.
+  bool stops_last = false;
+  Millis stop_grace{10'000};
   std::vector<core::SocketAddress> probes;  // accepting connections on all of these means ready
   scaling::LaunchSpec launch;
   scaling::InstanceHandle handle = 0;  // 0 while not running
@@ -104,6 +116,7 @@ struct GatewayProcess {
   Millis backoff = kFirstBackoff;
   int restarts = 0;
   std::unique_ptr<core::Timer> restart_timer;
+  bool stop_sent = false;
 };
 
 // A wildcard address is probed through loopback: that is where a local client reaches it.
@@ -178,7 +191,7 @@ class Supervisor : public core::IoHandler {
   void on_io(uint32_t events) override;
 
  private:
-  enum class Phase { kStartingGateway, kStartingGroups, kRunning, kStopping };
+  enum class Phase { kStartingServices, kStartingGroups, kRunning, kStopping };
 
   void prepare_state_dir();
   void check_ports() const;
@@ -186,15 +199,22 @@ class Supervisor : public core::IoHandler {
   void make_groups();
   scaling::LaunchSpec make_launch(const GroupSpec& group, const std::string& id, const std::string& zone,
                                   uint16_t port);
-  void write_gateway_config() const;
-  bool start_gateway();
-  void poll_gateway_ready();
+  ServiceProcess& add_service(ServiceProcess::Kind kind, const std::string& id, const std::string& zone,
+                              const std::string& address, const std::vector<std::string>& probe_addresses);
+  void plan_object_store();
+  void plan_edges();
+  void write_configs() const;
+  bool start_service(ServiceProcess& service);
+  void poll_services_ready();
   void tick();
   void sample();
-  void fail_start(const std::string& why);
+  void fail_start(const ServiceProcess& service, const std::string& why);
   void on_exit(scaling::InstanceHandle handle, const scaling::ExitStatus& status);
-  void gateway_died(const scaling::ExitStatus& status, scaling::InstanceHandle old_handle);
-  void restart_gateway();
+  void service_died(ServiceProcess& service, const scaling::ExitStatus& status,
+                    scaling::InstanceHandle old_handle);
+  void restart_service(ServiceProcess& service);
+  void stop_services(bool last);
+  bool services_stopped(bool last) const;
   // A second stop signal while stopping kills everything at once: the way out of a stuck drain.
   void begin_stop(const std::string& reason, bool from_signal);
   void continue_stop();
@@ -207,13 +227,13 @@ class Supervisor : public core::IoHandler {
   StackSpec stack_;
   SupervisorOptions options_;
   fs::path state_dir_;
-  fs::path gateway_config_path_;
   core::EventLoop loop_;
   SupervisorSignals signals_;
   core::Fd lock_fd_;
   std::string token_;
   std::unique_ptr<scaling::InstanceProvider> provider_;
-  GatewayProcess gateway_;
+  std::vector<std::unique_ptr<ServiceProcess>> services_;  // the gateway first
+  ServiceProcess* gateway_ = nullptr;
   scaling::EventLog events_;
   std::set<uint16_t> reserved_ports_;  // the gateway's and the control API's
   std::deque<uint16_t> recent_ports_;
@@ -229,7 +249,7 @@ class Supervisor : public core::IoHandler {
   bool sampling_ = false;
   bool status_pending_ = false;
   bool groups_stopping_ = false;
-  Phase phase_ = Phase::kStartingGateway;
+  Phase phase_ = Phase::kStartingServices;
   bool stopped_ = false;
   std::string last_start_error_;
   int exit_code_ = 0;
@@ -239,7 +259,7 @@ Supervisor::Supervisor(const StackSpec& stack, const SupervisorOptions& options)
     : stack_(stack),
       options_(options),
       state_dir_(options.state_dir.empty() ? ".cumulo" : options.state_dir),
-      ready_timer_(loop_, [this] { poll_gateway_ready(); }),
+      ready_timer_(loop_, [this] { poll_services_ready(); }),
       tick_timer_(loop_, [this] { tick(); }),
       sample_timer_(loop_, [this] { sample(); }) {
   prepare_state_dir();
@@ -254,18 +274,11 @@ Supervisor::Supervisor(const StackSpec& stack, const SupervisorOptions& options)
   prober_ = std::make_unique<HttpProber>(*client_);
 
   const GatewaySpec& gw = stack_.gateway;
-  const auto listen = *core::SocketAddress::parse(gw.listen);
-  const auto admin = *core::SocketAddress::parse(gw.admin);
-  gateway_.probes = {probe_address(listen), probe_address(admin)};
-  gateway_.launch.name = "gateway";
-  gateway_.launch.executable = options_.cumulo_binary;
-  gateway_.launch.argv = {options_.cumulo_binary, "gateway", "-c", gateway_config_path_.string()};
-  gateway_.launch.log_path = (state_dir_ / "logs" / "gateway.log").string();
-  gateway_.restart_timer = std::make_unique<core::Timer>(loop_, [this] { restart_gateway(); });
-  {
-    std::ofstream truncate(gateway_.launch.log_path, std::ios::trunc);
-    if (!truncate) throw std::runtime_error("cannot write " + gateway_.launch.log_path);
-  }
+  gateway_ = &add_service(ServiceProcess::Kind::kGateway, "gateway", gw.zone.empty() ? "-" : gw.zone,
+                          gw.listen, {gw.listen, gw.admin});
+  gateway_->stop_grace = gw.drain_timeout + kGatewayStopSlack;
+  plan_object_store();
+  plan_edges();
   if (stack_.gateway.access_log != "off" && stack_.gateway.access_log != "-") {
     stack_.gateway.access_log = fs::absolute(stack_.gateway.access_log).string();
   }
@@ -327,7 +340,6 @@ void Supervisor::prepare_state_dir() {
   if (ftruncate(lock_fd_.get(), 0) != 0 || ::pwrite(lock_fd_.get(), pid.data(), pid.size(), 0) < 0) {
     throw std::runtime_error("cannot write " + lock_path.string() + ": " + core::errno_text(errno));
   }
-  gateway_config_path_ = fs::absolute(state_dir_ / "gateway.yaml");
   // Instance logs of an earlier run: ids start from 1 again, and a log must tell one run's story.
   for (const auto& entry : fs::directory_iterator(state_dir_ / "logs", ec)) {
     if (entry.path().extension() == ".log") fs::remove(entry.path(), ec);
@@ -410,11 +422,79 @@ scaling::LaunchSpec Supervisor::make_launch(const GroupSpec& group, const std::s
   return launch;
 }
 
-void Supervisor::write_gateway_config() const {
-  // No targets: instances join through the admin API once they pass their health check.
-  std::string text = render_gateway_config(stack_, {});
-  // Written aside and renamed, so a gateway reloading it never reads half a file.
-  fs::path tmp = gateway_config_path_;
+ServiceProcess& Supervisor::add_service(ServiceProcess::Kind kind, const std::string& id,
+                                        const std::string& zone, const std::string& address,
+                                        const std::vector<std::string>& probe_addresses) {
+  auto service = std::make_unique<ServiceProcess>();
+  ServiceProcess& s = *service;
+  s.kind = kind;
+  s.id = id;
+  s.zone = zone;
+  s.address = address;
+  s.config_path = fs::absolute(state_dir_ / (id + ".yaml")).string();
+  for (const std::string& a : probe_addresses)
+    s.probes.push_back(probe_address(*core::SocketAddress::parse(a)));
+  s.launch.name = id;
+  s.launch.executable = options_.cumulo_binary;
+  const char* command = kind == ServiceProcess::Kind::kStore ? "s3" : "gateway";
+  s.launch.argv = {options_.cumulo_binary, command, "-c", s.config_path};
+  s.launch.log_path = (state_dir_ / "logs" / (id + ".log")).string();
+  s.restart_timer = std::make_unique<core::Timer>(loop_, [this, &s] { restart_service(s); });
+  {
+    std::ofstream truncate(s.launch.log_path, std::ios::trunc);
+    if (!truncate) throw std::runtime_error("cannot write " + s.launch.log_path);
+  }
+  for (const std::string& a : probe_addresses) reserved_ports_.insert(core::SocketAddress::parse(a)->port());
+  services_.push_back(std::move(service));
+  return s;
+}
+
+// One node per zone; ports the stack file leaves open are taken now, so that every node's config can name the
+// others as its replication peers.
+void Supervisor::plan_object_store() {
+  ObjectStoreSpec& store = stack_.object_store;
+  if (!store.enabled) return;
+  prepare_store_secrets(store, state_dir_.string());
+  for (StoreNodeSpec& node : store.nodes) {
+    if (!node.listen.empty()) {
+      try {
+        core::listen_tcp(*core::SocketAddress::parse(node.listen), false);
+      } catch (const std::exception& e) {
+        throw std::runtime_error(store.location + ": object_store.listen." + node.zone + ": " + e.what());
+      }
+    } else {
+      std::set<uint16_t> avoid = reserved_ports_;
+      avoid.insert(core::SocketAddress::parse(stack_.gateway.listen)->port());
+      avoid.insert(core::SocketAddress::parse(stack_.gateway.admin)->port());
+      avoid.insert(core::SocketAddress::parse(stack_.control.listen)->port());
+      node.listen = "127.0.0.1:" + std::to_string(pick_port(avoid));
+    }
+    ServiceProcess& s = add_service(ServiceProcess::Kind::kStore, "objstore-" + node.zone, node.zone,
+                                    node.listen, {node.listen});
+    s.stops_last = true;
+  }
+}
+
+void Supervisor::plan_edges() {
+  for (EdgeSpec& edge : stack_.edges) {
+    try {
+      core::listen_tcp(*core::SocketAddress::parse(edge.listen), false);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(edge.location + ": edge " + edge.name + ": listen: " + e.what());
+    }
+    if (edge.admin.empty()) {
+      std::set<uint16_t> avoid = reserved_ports_;
+      avoid.insert(core::SocketAddress::parse(stack_.control.listen)->port());
+      edge.admin = "127.0.0.1:" + std::to_string(pick_port(avoid));
+    }
+    add_service(ServiceProcess::Kind::kEdge, "edge-" + edge.name, "-", edge.listen,
+                {edge.listen, edge.admin});
+  }
+}
+
+// Written aside and renamed, so a process reloading one never reads half a file.
+void write_file_atomically(const fs::path& path, const std::string& text) {
+  fs::path tmp = path;
   tmp += ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
@@ -422,8 +502,24 @@ void Supervisor::write_gateway_config() const {
     if (!out.flush()) throw std::runtime_error("cannot write " + tmp.string());
   }
   std::error_code ec;
-  fs::rename(tmp, gateway_config_path_, ec);
-  if (ec) throw std::runtime_error("cannot write " + gateway_config_path_.string() + ": " + ec.message());
+  fs::rename(tmp, path, ec);
+  if (ec) throw std::runtime_error("cannot write " + path.string() + ": " + ec.message());
+}
+
+void Supervisor::write_configs() const {
+  // No targets: instances join through the admin API once they pass their health check.
+  write_file_atomically(gateway_->config_path, render_gateway_config(stack_, {}));
+  for (const StoreNodeSpec& node : stack_.object_store.nodes) {
+    const ServiceProcess& s = **std::find_if(services_.begin(), services_.end(),
+                                             [&](const auto& x) { return x->id == "objstore-" + node.zone; });
+    StoreFiles files{fs::absolute(state_dir_ / "objstore" / node.zone).string(),
+                     stack_.object_store.master_key_file};
+    write_file_atomically(s.config_path, render_store_config(stack_, node, files));
+  }
+  for (const EdgeSpec& edge : stack_.edges) {
+    write_file_atomically(fs::absolute(state_dir_ / ("edge-" + edge.name + ".yaml")),
+                          render_edge_config(stack_, edge));
+  }
 }
 
 int Supervisor::run() {
@@ -433,75 +529,86 @@ int Supervisor::run() {
                  {{"stack", stack_.name},
                   {"file", stack_.source},
                   {"instances", initial},
+                  {"services", static_cast<long>(services_.size())},
                   {"control", stack_.control.listen},
                   {"state_dir", state_dir_.string()}});
   try {
-    write_gateway_config();
+    write_configs();
   } catch (const std::exception& e) {
-    fail_start(e.what());
+    fail_start(*gateway_, e.what());
   }
-  if (phase_ != Phase::kStopping) {
-    if (!start_gateway()) {
-      fail_start("could not be started: " + last_start_error_);
-    } else {
-      ready_timer_.arm(Millis(0));
-    }
+  for (auto& s : services_) {
+    if (phase_ == Phase::kStopping) break;
+    if (!start_service(*s)) fail_start(*s, "could not be started: " + last_start_error_);
   }
+  if (phase_ != Phase::kStopping) ready_timer_.arm(Millis(0));
   write_status();
   if (phase_ != Phase::kStopping || !stopped_) loop_.run();
   return exit_code_;
 }
 
-bool Supervisor::start_gateway() {
+bool Supervisor::start_service(ServiceProcess& s) {
   try {
-    gateway_.handle = provider_->start(gateway_.launch);
+    s.handle = provider_->start(s.launch);
   } catch (const std::exception& e) {
     last_start_error_ = e.what();
     return false;
   }
-  gateway_.started_at = loop_.update_now();
-  gateway_.ready = false;
-  core::log_info(kComponent, "gateway started",
-                 {{"pid", static_cast<long>(gateway_.handle)},
-                  {"address", stack_.gateway.listen},
-                  {"restarts", gateway_.restarts}});
+  s.started_at = loop_.update_now();
+  s.ready = false;
+  s.stop_sent = false;
+  core::log_info(kComponent, s.id + " started",
+                 {{"pid", static_cast<long>(s.handle)}, {"address", s.address}, {"restarts", s.restarts}});
   status_changed();
   return true;
 }
 
-void Supervisor::poll_gateway_ready() {
-  if (phase_ == Phase::kStopping || gateway_.handle == 0 || gateway_.ready) return;
+void Supervisor::poll_services_ready() {
+  if (phase_ == Phase::kStopping) return;
   const core::TimePoint now = loop_.update_now();
-  if (std::all_of(gateway_.probes.begin(), gateway_.probes.end(), accepts_connections)) {
-    gateway_.ready = true;
-    core::log_info(kComponent, "gateway ready",
-                   {{"pid", static_cast<long>(gateway_.handle)},
-                    {"after_ms", as_long(std::chrono::duration_cast<Millis>(now - gateway_.started_at))}});
-    if (phase_ == Phase::kStartingGateway) {
-      phase_ = Phase::kStartingGroups;
-      tick_timer_.arm(Millis(0));
-      sample_timer_.arm(kSampleInterval);
-    } else {
-      // A restarted gateway knows only its config file, which names no instance.
-      for (auto& g : groups_) g->reregister_all();
-      if (!tick_timer_.armed()) tick_timer_.arm(Millis(0));
+  bool all_ready = true;
+  for (auto& sp : services_) {
+    ServiceProcess& s = *sp;
+    if (s.ready) continue;
+    if (s.handle == 0) {
+      all_ready = false;
+      continue;
     }
+    if (std::all_of(s.probes.begin(), s.probes.end(), accepts_connections)) {
+      s.ready = true;
+      core::log_info(kComponent, s.id + " ready",
+                     {{"pid", static_cast<long>(s.handle)},
+                      {"after_ms", as_long(std::chrono::duration_cast<Millis>(now - s.started_at))}});
+      if (phase_ != Phase::kStartingServices && s.kind == ServiceProcess::Kind::kGateway) {
+        // A restarted gateway knows only its config file, which names no instance.
+        for (auto& g : groups_) g->reregister_all();
+        if (!tick_timer_.armed()) tick_timer_.arm(Millis(0));
+      }
+      status_changed();
+      continue;
+    }
+    all_ready = false;
+    if (now - s.started_at >= kGatewayStartTimeout) {
+      std::string why = "does not accept connections on";
+      for (const auto& p : s.probes) why += " " + p.to_string();
+      why += " after " + format_duration(kGatewayStartTimeout);
+      if (phase_ == Phase::kStartingServices) {
+        fail_start(s, why);
+        return;
+      }
+      core::log_warn(kComponent, "restarted " + s.id + " is not ready",
+                     {{"reason", why}, {"log", s.launch.log_path}});
+      s.started_at = now;  // say it again only after another timeout
+    }
+  }
+  if (all_ready && phase_ == Phase::kStartingServices) {
+    phase_ = Phase::kStartingGroups;
+    tick_timer_.arm(Millis(0));
+    sample_timer_.arm(kSampleInterval);
     status_changed();
     return;
   }
-  if (now - gateway_.started_at >= kGatewayStartTimeout) {
-    const std::string why = "does not accept connections on " + gateway_.probes.front().to_string() +
-                            " and " + gateway_.probes.back().to_string() + " after " +
-                            format_duration(kGatewayStartTimeout);
-    if (phase_ == Phase::kStartingGateway) {
-      fail_start(why);
-      return;
-    }
-    core::log_warn(kComponent, "restarted gateway is not ready",
-                   {{"reason", why}, {"log", gateway_.launch.log_path}});
-    gateway_.started_at = now;  // say it again only after another timeout
-  }
-  ready_timer_.arm(kReadyPollInterval);
+  if (!all_ready) ready_timer_.arm(kReadyPollInterval);
 }
 
 void Supervisor::tick() {
@@ -534,7 +641,7 @@ void Supervisor::sample() {
         if (auto p = provider_->sample(i.pid)) s.processes[i.pid] = *p;
       }
       const std::string& name = g->spec().name;
-      s.gateway_targets_read = view.targets_read && gateway_.ready;
+      s.gateway_targets_read = view.targets_read && gateway_->ready;
       if (auto it = view.targets.find(name); it != view.targets.end()) s.targets = it->second;
       s.gateway_stats_read = view.stats_read;
       if (auto it = view.stats.find(name); it != view.stats.end()) s.stats = it->second;
@@ -544,15 +651,15 @@ void Supervisor::sample() {
   });
 }
 
-void Supervisor::fail_start(const std::string& why) {
-  core::log_error(kComponent, "start-up failed",
-                  {{"instance", "gateway"}, {"reason", why}, {"log", gateway_.launch.log_path}});
-  std::string tail = log_tail(gateway_.launch.log_path, kLogTailLines);
-  std::string msg = "cumulo up: gateway " + why + "\n";
+void Supervisor::fail_start(const ServiceProcess& service, const std::string& why) {
+  const std::string& log = service.launch.log_path;
+  core::log_error(kComponent, "start-up failed", {{"instance", service.id}, {"reason", why}, {"log", log}});
+  std::string tail = log_tail(log, kLogTailLines);
+  std::string msg = "cumulo up: " + service.id + " " + why + "\n";
   if (tail.empty()) {
-    msg += "  (its log " + gateway_.launch.log_path + " is empty)\n";
+    msg += "  (its log " + log + " is empty)\n";
   } else {
-    msg += "  last lines of " + gateway_.launch.log_path + ":\n";
+    msg += "  last lines of " + log + ":\n";
     std::istringstream lines(tail);
     for (std::string line; std::getline(lines, line);) msg += "  | " + line + "\n";
   }
@@ -564,19 +671,21 @@ void Supervisor::fail_start(const std::string& why) {
 
 void Supervisor::on_exit(scaling::InstanceHandle handle, const scaling::ExitStatus& status) {
   const core::TimePoint now = loop_.update_now();
-  if (handle == gateway_.handle) {
-    gateway_.handle = 0;
-    gateway_.ready = false;
+  for (auto& sp : services_) {
+    ServiceProcess& s = *sp;
+    if (handle != s.handle) continue;
+    s.handle = 0;
+    s.ready = false;
     switch (phase_) {
-      case Phase::kStartingGateway:
-        fail_start("exited during start-up (" + status.describe() + ")");
+      case Phase::kStartingServices:
+        fail_start(s, "exited during start-up (" + status.describe() + ")");
         break;
       case Phase::kStartingGroups:
       case Phase::kRunning:
-        gateway_died(status, handle);
+        service_died(s, status, handle);
         break;
       case Phase::kStopping:
-        core::log_info(kComponent, "gateway stopped",
+        core::log_info(kComponent, s.id + " stopped",
                        {{"pid", static_cast<long>(handle)}, {"status", status.describe()}});
         continue_stop();
         break;
@@ -594,39 +703,41 @@ void Supervisor::on_exit(scaling::InstanceHandle handle, const scaling::ExitStat
   }
 }
 
-void Supervisor::gateway_died(const scaling::ExitStatus& status, scaling::InstanceHandle old_handle) {
-  const Millis uptime = std::chrono::duration_cast<Millis>(loop_.update_now() - gateway_.started_at);
-  if (uptime >= kStableUptime) gateway_.backoff = kFirstBackoff;
-  core::log_warn(kComponent, "gateway died; restarting it",
+void Supervisor::service_died(ServiceProcess& s, const scaling::ExitStatus& status,
+                              scaling::InstanceHandle old_handle) {
+  const Millis uptime = std::chrono::duration_cast<Millis>(loop_.update_now() - s.started_at);
+  if (uptime >= kStableUptime) s.backoff = kFirstBackoff;
+  core::log_warn(kComponent, s.id + " died; restarting it",
                  {{"pid", static_cast<long>(old_handle)},
                   {"status", status.describe()},
                   {"uptime_ms", as_long(uptime)},
-                  {"restart_in_ms", as_long(gateway_.backoff)},
-                  {"log", gateway_.launch.log_path}});
-  events_.add("gateway",
-              "gateway " + status.describe() + " -> restarting it in " + format_duration(gateway_.backoff));
-  gateway_.restart_timer->arm(gateway_.backoff);
-  gateway_.backoff = std::min(gateway_.backoff * 2, kMaxBackoff);
+                  {"restart_in_ms", as_long(s.backoff)},
+                  {"log", s.launch.log_path}});
+  events_.add(s.id, s.id + " " + status.describe() + " -> restarting it in " + format_duration(s.backoff));
+  s.restart_timer->arm(s.backoff);
+  s.backoff = std::min(s.backoff * 2, kMaxBackoff);
 }
 
-void Supervisor::restart_gateway() {
+void Supervisor::restart_service(ServiceProcess& s) {
   if (phase_ == Phase::kStopping) return;
-  ++gateway_.restarts;
-  if (!start_gateway()) {
-    core::log_error(kComponent, "gateway restart failed",
-                    {{"reason", last_start_error_}, {"retry_in_ms", as_long(gateway_.backoff)}});
-    gateway_.restart_timer->arm(gateway_.backoff);
-    gateway_.backoff = std::min(gateway_.backoff * 2, kMaxBackoff);
+  ++s.restarts;
+  if (!start_service(s)) {
+    core::log_error(kComponent, s.id + " restart failed",
+                    {{"reason", last_start_error_}, {"retry_in_ms", as_long(s.backoff)}});
+    s.restart_timer->arm(s.backoff);
+    s.backoff = std::min(s.backoff * 2, kMaxBackoff);
     return;
   }
-  ready_timer_.arm(kReadyPollInterval);
+  if (!ready_timer_.armed()) ready_timer_.arm(kReadyPollInterval);
 }
 
 void Supervisor::begin_stop(const std::string& reason, bool from_signal) {
   if (phase_ == Phase::kStopping) {
     if (!from_signal) return;
     core::log_warn(kComponent, "stopping already; killing everything now", {{"reason", reason}});
-    if (gateway_.handle != 0) provider_->kill(gateway_.handle);
+    for (auto& s : services_) {
+      if (s->handle != 0) provider_->kill(s->handle);
+    }
     for (auto& g : groups_) {
       for (const scaling::InstanceView& i : g->instances()) {
         if (i.pid != 0) provider_->kill(i.pid);
@@ -638,21 +749,33 @@ void Supervisor::begin_stop(const std::string& reason, bool from_signal) {
   ready_timer_.cancel();
   tick_timer_.cancel();
   sample_timer_.cancel();
-  gateway_.restart_timer->cancel();
+  for (auto& s : services_) s->restart_timer->cancel();
   core::log_info(kComponent, "stopping stack", {{"stack", stack_.name}, {"reason", reason}});
   status_changed();
-  // The gateway goes first: it drains in-flight requests while the instances behind it can still answer them.
-  if (gateway_.handle != 0) {
-    const Millis grace = stack_.gateway.drain_timeout + kGatewayStopSlack;
-    core::log_info(kComponent, "stopping gateway",
-                   {{"pid", static_cast<long>(gateway_.handle)}, {"grace_ms", as_long(grace)}});
-    provider_->stop(gateway_.handle, grace);
-  }
+  // The gateway and the edges go first: they drain in-flight requests while the instances (and the object
+  // store) behind them can still answer them.
+  stop_services(false);
   continue_stop();
 }
 
+void Supervisor::stop_services(bool last) {
+  for (auto& sp : services_) {
+    ServiceProcess& s = *sp;
+    if (s.stops_last != last || s.handle == 0 || s.stop_sent) continue;
+    s.stop_sent = true;
+    core::log_info(kComponent, "stopping " + s.id,
+                   {{"pid", static_cast<long>(s.handle)}, {"grace_ms", as_long(s.stop_grace)}});
+    provider_->stop(s.handle, s.stop_grace);
+  }
+}
+
+bool Supervisor::services_stopped(bool last) const {
+  return std::none_of(services_.begin(), services_.end(),
+                      [&](const auto& s) { return s->stops_last == last && s->handle != 0; });
+}
+
 bool Supervisor::all_stopped() const {
-  if (gateway_.handle != 0) return false;
+  if (!services_stopped(false) || !services_stopped(true)) return false;
   for (const auto& g : groups_) {
     for (const scaling::InstanceView& i : g->instances()) {
       if (i.pid != 0) return false;
@@ -662,7 +785,7 @@ bool Supervisor::all_stopped() const {
 }
 
 void Supervisor::continue_stop() {
-  if (gateway_.handle != 0) return;
+  if (!services_stopped(false)) return;
   if (!groups_stopping_) {
     groups_stopping_ = true;
     long count = 0;
@@ -674,6 +797,11 @@ void Supervisor::continue_stop() {
   }
   // By the groups, not the provider: an exit the provider has seen but not yet reported is still to be
   // logged.
+  bool instances_gone = true;
+  for (const auto& g : groups_) {
+    for (const scaling::InstanceView& i : g->instances()) instances_gone &= i.pid == 0;
+  }
+  if (instances_gone) stop_services(true);
   if (!stopped_ && all_stopped()) {
     stopped_ = true;
     write_status();
@@ -684,7 +812,7 @@ void Supervisor::continue_stop() {
 
 const char* Supervisor::state_name() const {
   switch (phase_) {
-    case Phase::kStartingGateway:
+    case Phase::kStartingServices:
     case Phase::kStartingGroups:
       return "starting";
     case Phase::kRunning:
@@ -714,11 +842,30 @@ void Supervisor::write_status() const {
                         {"url", url_for(stack_.gateway.listen, "/")},
                         {"admin", url_for(stack_.gateway.admin, "/")}};
   doc["gateway"] = {{"id", "gateway"},
-                    {"pid", gateway_.handle},
+                    {"pid", gateway_->handle},
                     {"address", stack_.gateway.listen},
                     {"admin", stack_.gateway.admin},
-                    {"restarts", gateway_.restarts},
-                    {"log", gateway_.launch.log_path}};
+                    {"restarts", gateway_->restarts},
+                    {"log", gateway_->launch.log_path}};
+  doc["services"] = nlohmann::json::array();
+  for (const auto& sp : services_) {
+    doc["services"].push_back({{"id", sp->id},
+                               {"zone", sp->zone},
+                               {"address", sp->address},
+                               {"pid", sp->handle},
+                               {"ready", sp->ready},
+                               {"restarts", sp->restarts},
+                               {"config", sp->config_path},
+                               {"log", sp->launch.log_path}});
+  }
+  if (stack_.object_store.enabled) {
+    nlohmann::json users = nlohmann::json::array();
+    for (const S3UserSpec& u : stack_.object_store.users)
+      users.push_back({{"name", u.name}, {"access_key", u.access_key}});
+    doc["object_store"] = {
+        {"users", users},
+        {"credentials_file", fs::absolute(state_dir_ / "objstore" / "credentials").string()}};
+  }
   doc["control"] = {{"address", stack_.control.listen},
                     {"url", url_for(stack_.control.listen, "/v1/")},
                     {"token_file", fs::absolute(state_dir_ / "api-token").string()}};
@@ -767,8 +914,10 @@ void Supervisor::print_banner() const {
                  {{"stack", stack_.name}, {"url", url}, {"admin", admin_url}, {"control", control_url}});
 
   std::vector<std::vector<std::string>> rows = {{"NAME", "GROUP", "ZONE", "ADDRESS", "PID", "STATE"}};
-  rows.push_back(
-      {"gateway", "-", gw.zone.empty() ? "-" : gw.zone, gw.listen, std::to_string(gateway_.handle), "-"});
+  for (const auto& sp : services_) {
+    rows.push_back(
+        {sp->id, "-", sp->zone, sp->address, std::to_string(sp->handle), sp->ready ? "ready" : "starting"});
+  }
   size_t count = 0;
   for (const auto& g : groups_) {
     for (const scaling::InstanceView& i : g->instances()) {

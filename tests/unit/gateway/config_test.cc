@@ -97,6 +97,25 @@ TEST_F(GatewayConfigTest, RejectsBadValues) {
   EXPECT_NE(with("address: \"[::1]:9002\"", "address: 127.0.0.1:9001").find("twice"), std::string::npos);
 }
 
+TEST_F(GatewayConfigTest, BucketRouteNeedsAPrefixEndingInASlashAndAUsableName) {
+  auto with = [&](const std::string& route) {
+    std::string text = kValid;
+    text.replace(text.find("    timeouts: {connect: 250ms"), 0, route);
+    return text;
+  };
+  std::string ok = with("    bucket: assets\n    default_cache_control: \"public, max-age=60\"\n");
+  ok.replace(ok.find("path_prefix: /api"), 17, "path_prefix: /api/");
+  GatewayConfig c = parse_gateway_config(write(ok));
+  EXPECT_EQ(c.routes[0].bucket, "assets");
+  EXPECT_EQ(c.routes[0].default_cache_control, "public, max-age=60");
+  EXPECT_TRUE(c.routes[1].bucket.empty());
+  EXPECT_NE(error_of(with("    bucket: assets\n")).find("must end with '/'"), std::string::npos)
+      << "path_prefix /api names no bucket root";
+  std::string slash = with("    bucket: \"a/b\"\n");
+  slash.replace(slash.find("path_prefix: /api"), 17, "path_prefix: /api/");
+  EXPECT_NE(error_of(slash).find("bucket name"), std::string::npos);
+}
+
 TEST_F(GatewayConfigTest, MissingFileSaysSo) {
   try {
     parse_gateway_config("/nonexistent/gw.yaml");

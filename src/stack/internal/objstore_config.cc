@@ -1,0 +1,97 @@
+#include "stack/internal/objstore_config.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+
+#include "core/log.h"
+#include "core/net.h"
+#include "stack/internal/control_api.h"
+#include "stack/internal/gateway_config.h"
+
+namespace cumulo::stack::internal {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Written whole with mode 0600 before anything reads it; an existing file is kept (its key wraps the data).
+void write_secret_file(const fs::path& path, const std::string& text) {
+  core::Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!fd) throw std::runtime_error("cannot create " + path.string() + ": " + core::errno_text(errno));
+  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
+      ::fsync(fd.get()) != 0) {
+    throw std::runtime_error("cannot write " + path.string() + ": " + core::errno_text(errno));
+  }
+}
+
+std::string upper(std::string s) {
+  for (char& c : s) {
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+  }
+  return s;
+}
+
+}  // namespace
+
+std::string render_store_config(const StackSpec& stack, const StoreNodeSpec& node, const StoreFiles& files) {
+  const ObjectStoreSpec& store = stack.object_store;
+  std::string y;
+  y += "# Written by `cumulo up` for the zone " + yaml_quoted(node.zone) + " object-store node of stack " +
+       yaml_quoted(stack.name) + " from " + stack.source + ".\n";
+  y += "# Rewritten on every start: change the stack file instead.\n";
+  y += "listen: " + yaml_quoted(node.listen) + "\n";
+  y += "data_dir: " + yaml_quoted(files.data_dir) + "\n";
+  y += "master_key_file: " + yaml_quoted(files.master_key_file) + "\n";
+  y += "log_level: " + yaml_quoted(stack.gateway.log_level) + "\n";
+  y += "users:\n";
+  for (const S3UserSpec& u : store.users) {
+    y += "  - name: " + yaml_quoted(u.name) + "\n";
+    y += "    access_key: " + yaml_quoted(u.access_key) + "\n";
+    y += "    secret_key: " + yaml_quoted(u.secret_key) + "\n";
+  }
+  if (!store.buckets.empty()) {
+    y += "buckets:\n";
+    for (const BucketSpec& b : store.buckets) {
+      y += "  - name: " + yaml_quoted(b.name) + "\n";
+      y += std::string("    public: ") + (b.is_public ? "true" : "false") + "\n";
+    }
+  }
+  return y;
+}
+
+void prepare_store_secrets(ObjectStoreSpec& store, const std::string& state_dir) {
+  const fs::path dir = fs::absolute(fs::path(state_dir) / "objstore");
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw std::runtime_error("cannot create " + dir.string() + ": " + ec.message());
+  if (store.master_key_file.empty()) {
+    const fs::path key = dir / "master.key";
+    if (!fs::exists(key)) write_secret_file(key, random_token() + "\n");
+    store.master_key_file = key.string();
+  } else {
+    store.master_key_file = fs::absolute(store.master_key_file).string();
+  }
+  if (!store.users.empty()) return;
+  // One user for the stack's own use, the same on every start: its buckets and their objects stay its own.
+  const fs::path credentials = dir / "credentials";
+  if (!fs::exists(credentials)) {
+    const std::string token = random_token();
+    write_secret_file(credentials,
+                      "admin " + upper("AK" + token.substr(0, 18)) + " " + token.substr(18, 40) + "\n");
+  }
+  std::ifstream in(credentials);
+  S3UserSpec user;
+  if (!(in >> user.name >> user.access_key >> user.secret_key)) {
+    throw std::runtime_error(
+        credentials.string() +
+        ": expected 'NAME ACCESS_KEY SECRET_KEY'; remove the file to have new keys made");
+  }
+  store.users.push_back(std::move(user));
+}
+
+}  // namespace cumulo::stack::internal
