@@ -187,12 +187,16 @@ ObjectStoreSpec parse_object_store(const core::ConfigNode& node, const std::vect
     }
   }
   if (core::ConfigNode r = node["replication"]; r.defined()) {
-    r.check_keys({"ack"});
+    r.check_keys({"ack", "on_peer_down"});
     store.replication_ack = r.string_or("ack", store.replication_ack);
     if (store.replication_ack != "all" && store.replication_ack != "one") {
       r["ack"].fail(
           "expected all (a write is acknowledged once durable in every zone) or one (in its own zone, "
           "the others marked behind)");
+    }
+    store.on_peer_down = r.string_or("on_peer_down", store.on_peer_down);
+    if (store.on_peer_down != "degrade" && store.on_peer_down != "fail") {
+      r["on_peer_down"].fail("expected degrade (answer the write, mark the zone behind) or fail (503)");
     }
   }
   for (const core::ConfigNode& b : node.required("buckets").items()) {

@@ -54,6 +54,19 @@ std::string render_store_config(const StackSpec& stack, const StoreNodeSpec& nod
     y += "    access_key: " + yaml_quoted(u.access_key) + "\n";
     y += "    secret_key: " + yaml_quoted(u.secret_key) + "\n";
   }
+  if (store.nodes.size() > 1) {
+    // Every node is the others' peer; the first user signs what the nodes send each other.
+    y += "replication:\n";
+    y += "  zone: " + yaml_quoted(node.zone) + "\n";
+    y += "  ack: " + yaml_quoted(store.replication_ack) + "\n";
+    y += "  on_peer_down: " + yaml_quoted(store.on_peer_down) + "\n";
+    y += "  peers:\n";
+    for (const StoreNodeSpec& peer : store.nodes) {
+      if (peer.zone == node.zone) continue;
+      y += "    - zone: " + yaml_quoted(peer.zone) + "\n";
+      y += "      url: " + yaml_quoted("http://" + peer.listen) + "\n";
+    }
+  }
   if (!store.buckets.empty()) {
     y += "buckets:\n";
     for (const BucketSpec& b : store.buckets) {

@@ -136,6 +136,7 @@ TEST(StackServices, StoreConfigNamesItsZoneDataUsersAndBuckets) {
   buckets: [{name: assets, public: true}, {name: private-files}]
 )");
   s.object_store.nodes[0].listen = "127.0.0.1:9000";
+  s.object_store.nodes[1].listen = "127.0.0.1:9001";
   core::ConfigNode root = core::ConfigNode::load_string(
       internal::render_store_config(s, s.object_store.nodes[0], {"/data/a", "/keys/master.key"}),
       "store.yaml");
@@ -147,6 +148,12 @@ TEST(StackServices, StoreConfigNamesItsZoneDataUsersAndBuckets) {
   ASSERT_EQ(buckets.size(), 2u);
   EXPECT_TRUE(buckets[0]["public"].as_bool());
   EXPECT_FALSE(buckets[1]["public"].as_bool());
+  EXPECT_EQ(root["replication"]["zone"].as_string(), "a");
+  EXPECT_EQ(root["replication"]["ack"].as_string(), "all");
+  auto peers = root["replication"]["peers"].items();
+  ASSERT_EQ(peers.size(), 1u);
+  EXPECT_EQ(peers[0]["zone"].as_string(), "b");
+  EXPECT_EQ(peers[0]["url"].as_string(), "http://127.0.0.1:9001");
 }
 
 }  // namespace
