@@ -14,6 +14,7 @@
 #include "core/net.h"
 #include "http/server.h"
 #include "http/transport.h"
+#include "objstore/internal/replication.h"
 #include "objstore/internal/s3_api.h"
 #include "objstore/internal/s3_config.h"
 #include "objstore/internal/storage.h"
@@ -55,12 +56,14 @@ int run(const std::string& config_path) {
   std::unique_ptr<http::TlsServerContext> tls;
   core::EventLoop loop;
   std::unique_ptr<S3Api> api;
+  std::unique_ptr<Replicator> replicator;
   std::unique_ptr<http::Server> server;
   try {
     StorageOptions so;
     so.data_dir = cfg.data_dir;
     so.master_key = key;
     so.max_object_bytes = cfg.max_object_bytes;
+    if (cfg.replication.enabled) so.zone = cfg.replication.zone;
     storage = Storage::open(so);
     if (size_t n = storage->sweep_orphans())
       core::log_info(kComponent, "removed data files no object refers to (left by a crash)", {{"files", n}});
@@ -75,6 +78,10 @@ int run(const std::string& config_path) {
     }
     if (!cfg.tls_cert.empty()) tls = http::TlsServerContext::create({{cfg.tls_cert, cfg.tls_key}});
     api = std::make_unique<S3Api>(cfg, *storage);
+    if (cfg.replication.enabled) {
+      replicator = std::make_unique<Replicator>(cfg, *storage, loop);
+      api->set_replicator(replicator.get());
+    }
     http::ServerOptions opts;
     opts.listen = *core::SocketAddress::parse(cfg.listen);
     opts.header_timeout = cfg.header_timeout;
@@ -87,6 +94,7 @@ int run(const std::string& config_path) {
         loop, std::move(opts),
         [a](http::Request& req, http::Responder respond) { a->handle(req, std::move(respond)); });
     server->start();
+    if (replicator) replicator->start();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cumulo s3: cannot start: %s\n", e.what());
     return 1;
@@ -130,6 +138,7 @@ int run(const std::string& config_path) {
                   {"data_dir", cfg.data_dir},
                   {"config", config_path}});
   loop.run();
+  if (replicator) replicator->stop();
   // Commits in flight finish (their replies, posted to the stopped loop, are dropped with it).
   storage->stop_commit_threads();
   loop.remove(sfd.get());

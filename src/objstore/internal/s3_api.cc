@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "http/wire/h1.h"
 #include "objstore/internal/auth.h"
+#include "objstore/internal/replication.h"
 #include "objstore/wire/aws_chunked.h"
 #include "objstore/wire/checksum.h"
 #include "objstore/wire/sigv4.h"
@@ -409,6 +410,22 @@ Op classify(const http::Request& r, const Route& rt) {
     return Op::kNotImplemented;
   }
   return Op::kMethodNotAllowed;
+}
+
+// The operations whose changes travel to the other zones (and wait for them with ack: all).
+bool replicated_op(Op op) {
+  switch (op) {
+    case Op::kCreateBucket:
+    case Op::kDeleteBucket:
+    case Op::kDeleteObjects:
+    case Op::kPutObject:
+    case Op::kCopyObject:
+    case Op::kDeleteObject:
+    case Op::kCompleteUpload:
+      return true;
+    default:
+      return false;
+  }
 }
 
 }  // namespace
@@ -1246,10 +1263,40 @@ S3Api::S3Api(const S3Config& config, Storage& storage)
 S3Api::~S3Api() = default;
 
 std::unique_ptr<http::BodySink> S3Api::begin(const http::Request& head) {
+  if (replicator_ && Replicator::is_endpoint(head)) return replicator_->begin(head, clock());
   return impl_->begin(head);
 }
 
 void S3Api::handle(http::Request& request, http::Responder respond) {
+  if (replicator_ && replicator_->handle(request, respond)) return;
+  if (replicator_) {
+    if (auto* c = dynamic_cast<Call*>(request.body_sink);
+        c && c->error == S3Error::kNone && replicated_op(c->route.op)) {
+      if (replicator_->refusing_writes()) {
+        respond(impl_->error(*c, S3Error::kServiceUnavailable,
+                             "A replica zone is down and replication.on_peer_down is fail."));
+        return;
+      }
+      // ack: all: the reply waits until the peers confirm the change (the feed's position once it is made).
+      Replicator* rep = replicator_;
+      Impl* impl = impl_.get();
+      respond = [rep, impl, rid = c->request_id, bucket = c->route.bucket, key = c->route.key,
+                 inner = std::move(respond)](http::Response r) {
+        if (r.status >= 300) return inner(std::move(r));
+        auto reply = std::make_shared<http::Response>(std::move(r));
+        rep->when_replicated(impl->storage.last_change_seq(),
+                             [impl, rid, bucket, key, inner, reply](bool ok) {
+                               if (ok) return inner(std::move(*reply));
+                               Call ctx;
+                               ctx.request_id = rid;
+                               ctx.route.bucket = bucket;
+                               ctx.route.key = key;
+                               inner(impl->error(ctx, S3Error::kServiceUnavailable,
+                                                 "A replica zone did not confirm the write in time."));
+                             });
+      };
+    }
+  }
   impl_->handle(request, std::move(respond));
 }
 

@@ -13,6 +13,8 @@
 
 namespace cumulo::objstore {
 
+class Replicator;
+
 class S3Api {
  public:
   S3Api(const S3Config& config, Storage& storage);
@@ -29,7 +31,11 @@ class S3Api {
   // Seconds since the epoch; replaced by tests.
   std::function<int64_t()> clock;
 
+  // Replication across zones: its endpoint is served here and writes wait for it (ack: all).
+  void set_replicator(Replicator* replicator) { replicator_ = replicator; }
+
  private:
+  Replicator* replicator_ = nullptr;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

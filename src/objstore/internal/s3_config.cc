@@ -43,9 +43,76 @@ bool valid_bucket_name(std::string_view n) {
 
 namespace {
 
+bool valid_zone_name(std::string_view z) {
+  if (z.empty() || z.size() > 63) return false;
+  for (char c : z)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+      return false;
+  return true;
+}
+
+void parse_replication(const ConfigNode& r, const std::set<std::string>& user_names, S3Config& c) {
+  r.check_keys({"zone", "peers", "ack", "on_peer_down", "ack_timeout", "retry_interval", "user"});
+  S3ReplicationConfig& rc = c.replication;
+  rc.enabled = true;
+  rc.zone = r.required("zone").as_string();
+  if (!valid_zone_name(rc.zone))
+    r["zone"].fail("expected a zone name of 1-63 characters a-z A-Z 0-9 '-' '_', got '" + rc.zone + "'");
+  std::set<std::string> zones{rc.zone};
+  auto peers = r.required("peers");
+  for (const auto& p : peers.items()) {
+    p.check_keys({"zone", "url"});
+    S3ReplicationPeer peer;
+    peer.zone = p.required("zone").as_string();
+    if (!valid_zone_name(peer.zone))
+      p["zone"].fail("expected a zone name of 1-63 characters a-z A-Z 0-9 '-' '_', got '" + peer.zone + "'");
+    if (!zones.insert(peer.zone).second)
+      p["zone"].fail("zone '" + peer.zone + "' is this node's own zone or another peer's: one node per zone");
+    peer.url = p.required("url").as_string();
+    std::string_view u = peer.url;
+    if (u.substr(0, 7) != "http://")
+      p["url"].fail(
+          "expected http://HOST:PORT (the peer's S3 listener; https is not supported between zones "
+          "yet), got '" +
+          peer.url + "'");
+    u.remove_prefix(7);
+    while (!u.empty() && u.back() == '/') u.remove_suffix(1);
+    std::string hostport(u);
+    if (hostport.rfind("localhost:", 0) == 0) hostport = "127.0.0.1:" + hostport.substr(10);
+    if (!core::SocketAddress::parse(hostport))
+      p["url"].fail("expected http://HOST:PORT with a numeric address (127.0.0.1:9001, [::1]:9001), got '" +
+                    peer.url + "'");
+    peer.address = hostport;
+    rc.peers.push_back(std::move(peer));
+  }
+  if (rc.peers.empty()) peers.fail("expected at least one peer (the store node of another zone)");
+  std::string ack = r.string_or("ack", "all");
+  if (ack == "all") {
+    rc.ack = ReplicationAck::kAll;
+  } else if (ack == "one") {
+    rc.ack = ReplicationAck::kOne;
+  } else {
+    r["ack"].fail("expected all or one, got '" + ack + "'");
+  }
+  std::string down = r.string_or("on_peer_down", "degrade");
+  if (down == "degrade") {
+    rc.on_peer_down = PeerDownPolicy::kDegrade;
+  } else if (down == "fail") {
+    rc.on_peer_down = PeerDownPolicy::kFail;
+  } else {
+    r["on_peer_down"].fail("expected degrade or fail, got '" + down + "'");
+  }
+  rc.ack_timeout = r.duration_or("ack_timeout", rc.ack_timeout);
+  if (rc.ack_timeout.count() <= 0) r["ack_timeout"].fail("expected a duration above zero");
+  rc.retry_interval = r.duration_or("retry_interval", rc.retry_interval);
+  if (rc.retry_interval.count() <= 0) r["retry_interval"].fail("expected a duration above zero");
+  rc.user = r.string_or("user", c.users.front().name);
+  if (!user_names.count(rc.user)) r["user"].fail("no user is named '" + rc.user + "'");
+}
+
 S3Config parse(const ConfigNode& root) {
   root.check_keys({"listen", "data_dir", "master_key_file", "region", "domains", "log_level", "tls", "users",
-                   "buckets", "limits"});
+                   "buckets", "limits", "replication"});
   S3Config c;
   c.listen = root.string_or("listen", c.listen);
   if (!core::SocketAddress::parse(c.listen))
@@ -109,6 +176,7 @@ S3Config parse(const ConfigNode& root) {
     if (c.header_timeout.count() <= 0) l["header_timeout"].fail("expected a duration above zero");
     if (c.idle_timeout.count() <= 0) l["idle_timeout"].fail("expected a duration above zero");
   }
+  if (auto r = root["replication"]; r.defined()) parse_replication(r, names, c);
   return c;
 }
 

@@ -21,6 +21,35 @@ struct S3BucketConfig {
   bool is_public = false;  // anonymous GET/HEAD of its objects
 };
 
+// Replication across zones (docs/objstore.md#replication-across-zones): one store node per zone, each naming
+// the nodes of the other zones as its peers.
+struct S3ReplicationPeer {
+  std::string zone;
+  std::string url;      // "http://HOST:PORT": the peer's S3 listener
+  std::string address;  // HOST:PORT of url, resolved at parse time
+};
+
+enum class ReplicationAck : uint8_t {
+  kAll,  // a write is answered once it is durable in every zone
+  kOne,  // once durable here; the peers catch up behind
+};
+
+enum class PeerDownPolicy : uint8_t {
+  kDegrade,  // ack: all, a peer does not confirm in time: answer anyway, mark the peer behind, log it
+  kFail,     // ... answer 503 ServiceUnavailable (and refuse writes while a peer is known down)
+};
+
+struct S3ReplicationConfig {
+  bool enabled = false;
+  std::string zone;
+  std::vector<S3ReplicationPeer> peers;
+  ReplicationAck ack = ReplicationAck::kAll;
+  PeerDownPolicy on_peer_down = PeerDownPolicy::kDegrade;
+  std::chrono::milliseconds ack_timeout{2'000};
+  std::chrono::milliseconds retry_interval{1'000};
+  std::string user;  // whose access key signs the requests between nodes
+};
+
 struct S3Config {
   std::string listen = "127.0.0.1:9000";
   std::string data_dir;
@@ -37,6 +66,7 @@ struct S3Config {
   std::chrono::milliseconds clock_skew{15 * 60 * 1000};
   std::chrono::milliseconds header_timeout{10'000};
   std::chrono::milliseconds idle_timeout{60'000};
+  S3ReplicationConfig replication;
 
   const S3User* user_by_access_key(const std::string& key) const;
   const S3BucketConfig* bucket_config(const std::string& name) const;

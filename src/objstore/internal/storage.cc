@@ -178,6 +178,12 @@ std::string prefix_successor(std::string p) {
   return p;
 }
 
+bool bucket_exists_in(sqlite3* db, std::string_view name) {
+  Stmt st(db, nullptr, "SELECT 1 FROM buckets WHERE name = ?1");
+  st.bind(1, name);
+  return st.step() == SQLITE_ROW;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------------
@@ -292,6 +298,21 @@ std::unique_ptr<Storage> Storage::open(const StorageOptions& options) {
       "NULL, etag TEXT NOT NULL, mtime_ms INTEGER NOT NULL, file TEXT NOT NULL, PRIMARY KEY(upload_id, "
       "number)) "
       "WITHOUT ROWID");
+  // Replication: the change feed (one row per bucket and key, the bucket itself under ""), the feed's
+  // counter, and how far the feed of each peer has been applied here.
+  s->exec(
+      "CREATE TABLE IF NOT EXISTS changes(bucket TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL "
+      "UNIQUE, version_ms INTEGER NOT NULL, origin TEXT NOT NULL, deleted INTEGER NOT NULL, PRIMARY "
+      "KEY(bucket, key)) WITHOUT ROWID");
+  s->exec(
+      "CREATE TABLE IF NOT EXISTS repl_state(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID");
+  s->exec("INSERT OR IGNORE INTO repl_state(name, value) VALUES('seq', 0)");
+  s->exec(
+      "CREATE TABLE IF NOT EXISTS peer_cursors(zone TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID");
+  {
+    Stmt st(s->db_, nullptr, "SELECT value FROM repl_state WHERE name = 'seq'");
+    if (st.step() == SQLITE_ROW) s->last_seq_ = static_cast<uint64_t>(st.integer(0));
+  }
   return s;
 }
 
@@ -374,7 +395,9 @@ void Storage::seal_loop() {
     if (job->error == S3Error::kNone) {
       ObjectInfo& info = job->info;
       info.size = job->writer->size();
-      info.etag = hex_encode(reinterpret_cast<const uint8_t*>(job->writer->md5().data()), 16);
+      // A peer's object keeps its origin's ETag (checked against the data: "-N" for a multipart upload).
+      if (!job->remote)
+        info.etag = hex_encode(reinterpret_cast<const uint8_t*>(job->writer->md5().data()), 16);
       info.segments = {Segment{file, info.size}};
     }
     job->writer.reset();
@@ -399,22 +422,37 @@ void Storage::index_loop() {
     }
     // Group commit: every PUT that is sealed by now becomes visible in one transaction, one WAL fsync.
     std::vector<std::string> old_files;
+    uint64_t batch_seq = 0;
     int rc = sqlite3_exec(commit_db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
     if (rc == SQLITE_OK) {
       int64_t now = now_ms();
       for (auto& job : batch) {
         if (job->error != S3Error::kNone) continue;
-        job->info.mtime_ms = now;
-        if (int irc = insert_object(commit_db_, job->info, old_files); irc != SQLITE_DONE) {
+        const RemoteChange* remote = job->remote ? &*job->remote : nullptr;
+        if (remote && !remote_is_newer(commit_db_, job->info.bucket, job->info.key, *remote)) {
+          // Already here, or older than what is here: only the peer's cursor moves.
+          for (auto& seg : job->info.segments) old_files.push_back(seg.file);
+          job->info.segments.clear();
+          if (int arc = advance_cursor(commit_db_, *remote); arc != SQLITE_DONE) {
+            rc = arc;
+            break;
+          }
+          continue;
+        }
+        if (!remote) job->info.mtime_ms = now;
+        uint64_t seq = 0;
+        if (int irc = insert_object(commit_db_, job->info, old_files, remote, &seq); irc != SQLITE_DONE) {
           rc = irc;
           break;
         }
+        batch_seq = std::max(batch_seq, seq);
       }
       if (rc == SQLITE_OK) rc = sqlite3_exec(commit_db_, "COMMIT", nullptr, nullptr, nullptr);
       if (rc != SQLITE_OK) sqlite3_exec(commit_db_, "ROLLBACK", nullptr, nullptr, nullptr);
     }
     if (rc == SQLITE_OK) {
       remove_files(old_files);
+      changed(batch_seq);
     } else {
       S3Error e = db_error(rc);
       for (auto& job : batch) {
@@ -445,10 +483,18 @@ S3Error Storage::db_error(int rc) {
 S3Error Storage::create_bucket(std::string_view name, std::string_view owner) {
   if (auto b = bucket(name))
     return b->owner == owner ? S3Error::kBucketAlreadyOwnedByYou : S3Error::kBucketAlreadyExists;
+  Transaction tx(db_);
+  if (!tx.ok()) return db_error(tx.begin_rc());
   Stmt st(db_, cache_.get(), "INSERT INTO buckets(name, owner, created_ms) VALUES(?1, ?2, ?3)");
   st.bind(1, name).bind(2, owner).bind(3, now_ms());
   int rc = st.step();
-  return rc == SQLITE_DONE ? S3Error::kNone : db_error(rc);
+  if (rc != SQLITE_DONE) return db_error(rc);
+  Recorded r;
+  if (replicated() && (r = record_change(db_, name, "", false, nullptr, now_ms())).rc != SQLITE_DONE)
+    return db_error(r.rc);
+  if ((rc = tx.commit()) != SQLITE_OK) return db_error(rc);
+  changed(r.seq);
+  return S3Error::kNone;
 }
 
 S3Error Storage::delete_bucket(std::string_view name) {
@@ -473,8 +519,12 @@ S3Error Storage::delete_bucket(std::string_view name) {
   c.bind(1, name);
   if (a.step() != SQLITE_DONE || b.step() != SQLITE_DONE || c.step() != SQLITE_DONE)
     return S3Error::kInternalError;
+  Recorded r;
+  if (replicated() && (r = record_change(db_, name, "", true, nullptr, now_ms())).rc != SQLITE_DONE)
+    return db_error(r.rc);
   if (int rc = tx.commit(); rc != SQLITE_OK) return db_error(rc);
   remove_files(files);
+  changed(r.seq);
   return S3Error::kNone;
 }
 
@@ -551,16 +601,34 @@ S3Error Storage::commit_object(std::unique_ptr<DataWriter> writer, ObjectInfo& i
     remove_files({file});
     return db_error(tx.begin_rc());
   }
-  int rc = insert_object(db_, info, old_files);
+  uint64_t seq = 0;
+  int rc = insert_object(db_, info, old_files, nullptr, &seq);
   if (rc != SQLITE_DONE || (rc = tx.commit()) != SQLITE_OK) {
     remove_files({file});
     return db_error(rc);
   }
   remove_files(old_files);
+  changed(seq);
   return S3Error::kNone;
 }
 
-int Storage::insert_object(sqlite3* db, const ObjectInfo& info, std::vector<std::string>& old_files) {
+int Storage::insert_object(sqlite3* db, ObjectInfo& info, std::vector<std::string>& old_files,
+                           const RemoteChange* remote, uint64_t* seq) {
+  if (replicated()) {
+    Recorded r = record_change(db, info.bucket, info.key, false, remote, info.mtime_ms);
+    if (r.rc != SQLITE_DONE) return r.rc;
+    info.mtime_ms = r.version_ms;
+    if (seq) *seq = r.seq;
+    if (remote) {
+      // A peer's object may arrive before (or without) its bucket's creation.
+      if (!bucket_exists_in(db, info.bucket)) {
+        Stmt b(db, nullptr, "INSERT OR IGNORE INTO buckets(name, owner, created_ms) VALUES(?1, ?2, ?3)");
+        b.bind(1, info.bucket).bind(2, remote->owner).bind(3, info.mtime_ms);
+        if (int brc = b.step(); brc != SQLITE_DONE) return brc;
+      }
+      if (int arc = advance_cursor(db, *remote); arc != SQLITE_DONE) return arc;
+    }
+  }
   if (auto old = head_in(db, info.bucket, info.key))
     for (auto& s : old->segments) old_files.push_back(s.file);
   Stmt st(
@@ -607,6 +675,24 @@ std::optional<ObjectInfo> Storage::head_in(sqlite3* db, std::string_view bucket,
 }
 
 S3Error Storage::delete_object(std::string_view bucket, std::string_view key) {
+  if (replicated()) {
+    // A tombstone even for a key that is not here: a peer's older write of it, still on its way, must not
+    // bring it back.
+    Transaction tx(db_);
+    if (!tx.ok()) return db_error(tx.begin_rc());
+    auto old = head(bucket, key);
+    Stmt st(db_, cache_.get(), "DELETE FROM objects WHERE bucket = ?1 AND key = ?2");
+    st.bind(1, bucket).bind(2, key);
+    int rc = st.step();
+    if (rc != SQLITE_DONE) return db_error(rc);
+    Recorded r = record_change(db_, bucket, key, true, nullptr, now_ms());
+    if (r.rc != SQLITE_DONE) return db_error(r.rc);
+    if ((rc = tx.commit()) != SQLITE_OK) return db_error(rc);
+    if (old)
+      for (auto& seg : old->segments) remove_files({seg.file});
+    changed(r.seq);
+    return S3Error::kNone;
+  }
   auto old = head(bucket, key);
   if (!old) return S3Error::kNone;
   Stmt st(db_, cache_.get(), "DELETE FROM objects WHERE bucket = ?1 AND key = ?2");
@@ -878,6 +964,12 @@ S3Error Storage::complete_upload(std::string_view upload_id,
   if (!tx.ok()) return db_error(tx.begin_rc());
   if (auto old = head(out.bucket, out.key))
     for (auto& s : old->segments) old_files.push_back(s.file);
+  Recorded recorded;
+  if (replicated()) {
+    recorded = record_change(db_, out.bucket, out.key, false, nullptr, out.mtime_ms);
+    if (recorded.rc != SQLITE_DONE) return db_error(recorded.rc);
+    out.mtime_ms = recorded.version_ms;
+  }
   Stmt ins(
       db_, cache_.get(),
       "INSERT OR REPLACE INTO objects(bucket, key, size, etag, mtime_ms, content_type, headers, segments) "
@@ -896,6 +988,7 @@ S3Error Storage::complete_upload(std::string_view upload_id,
   if ((rc = tx.commit()) != SQLITE_OK) return db_error(rc);
   remove_files(unused);
   remove_files(old_files);
+  changed(recorded.seq);
   return S3Error::kNone;
 }
 
@@ -914,6 +1007,215 @@ S3Error Storage::abort_upload(std::string_view upload_id) {
   if (int rc = tx.commit(); rc != SQLITE_OK) return db_error(rc);
   remove_files(files);
   return S3Error::kNone;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Replication
+
+Storage::Recorded Storage::record_change(sqlite3* db, std::string_view bucket, std::string_view key,
+                                         bool deleted, const RemoteChange* remote, int64_t now) {
+  StatementCache* cache = db == db_ ? cache_.get() : nullptr;
+  Recorded r;
+  ChangeVersion v;
+  if (remote) {
+    v = remote->version;
+  } else {
+    // Above the key's previous version even when the clock stepped back or two writes share a millisecond,
+    // so that the peers take it as the newer one.
+    int64_t previous = 0;
+    {
+      Stmt q(db, cache, "SELECT version_ms FROM changes WHERE bucket = ?1 AND key = ?2");
+      q.bind(1, bucket).bind(2, key);
+      if (q.step() == SQLITE_ROW) previous = q.integer(0);
+    }
+    v.ms = std::max(now, previous + 1);
+    v.origin = options_.zone;
+  }
+  {
+    Stmt q(db, cache, "UPDATE repl_state SET value = value + 1 WHERE name = 'seq' RETURNING value");
+    if ((r.rc = q.step()) != SQLITE_ROW) return r;
+    r.seq = static_cast<uint64_t>(q.integer(0));
+  }
+  Stmt st(
+      db, cache,
+      "INSERT OR REPLACE INTO changes(bucket, key, seq, version_ms, origin, deleted) VALUES(?1, ?2, ?3, ?4, "
+      "?5, ?6)");
+  st.bind(1, bucket).bind(2, key).bind(3, static_cast<int64_t>(r.seq)).bind(4, v.ms).bind(5, v.origin);
+  st.bind(6, int64_t{deleted ? 1 : 0});
+  r.rc = st.step();
+  r.version_ms = v.ms;
+  return r;
+}
+
+bool Storage::remote_is_newer(sqlite3* db, std::string_view bucket, std::string_view key,
+                              const RemoteChange& c) {
+  StatementCache* cache = db == db_ ? cache_.get() : nullptr;
+  {
+    Stmt q(db, cache, "SELECT seq FROM peer_cursors WHERE zone = ?1");
+    q.bind(1, c.from_zone);
+    if (q.step() == SQLITE_ROW && static_cast<uint64_t>(q.integer(0)) >= c.from_seq) return false;
+  }
+  Stmt q(db, cache, "SELECT version_ms, origin FROM changes WHERE bucket = ?1 AND key = ?2");
+  q.bind(1, bucket).bind(2, key);
+  if (q.step() != SQLITE_ROW) return true;
+  ChangeVersion here{q.integer(0), q.text(1)};
+  return here < c.version;
+}
+
+int Storage::advance_cursor(sqlite3* db, const RemoteChange& c) {
+  Stmt st(db, db == db_ ? cache_.get() : nullptr,
+          "INSERT INTO peer_cursors(zone, seq) VALUES(?1, ?2) ON CONFLICT(zone) DO UPDATE SET seq = "
+          "MAX(seq, excluded.seq)");
+  st.bind(1, c.from_zone).bind(2, static_cast<int64_t>(c.from_seq));
+  return st.step();
+}
+
+void Storage::changed(uint64_t seq) {
+  if (seq == 0) return;
+  uint64_t cur = last_seq_.load(std::memory_order_relaxed);
+  while (cur < seq && !last_seq_.compare_exchange_weak(cur, seq, std::memory_order_release)) {
+  }
+  if (on_change_) on_change_(seq);
+}
+
+uint64_t Storage::peer_cursor(std::string_view zone) {
+  Stmt q(db_, cache_.get(), "SELECT seq FROM peer_cursors WHERE zone = ?1");
+  q.bind(1, zone);
+  return q.step() == SQLITE_ROW ? static_cast<uint64_t>(q.integer(0)) : 0;
+}
+
+void Storage::apply_object_async(std::unique_ptr<DataWriter> writer, ObjectInfo info, RemoteChange change,
+                                 CommitDone done) {
+  start_commit_threads();
+  auto job = std::make_unique<PendingCommit>();
+  job->writer = std::move(writer);
+  job->info = std::move(info);
+  job->info.mtime_ms = change.version.ms;
+  job->remote = std::move(change);
+  job->done = std::move(done);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    to_seal_.push_back(std::move(job));
+  }
+  seal_cv_.notify_one();
+}
+
+S3Error Storage::apply_delete(std::string_view bucket, std::string_view key, const RemoteChange& change) {
+  Transaction tx(db_);
+  if (!tx.ok()) return db_error(tx.begin_rc());
+  std::optional<ObjectInfo> old;
+  Recorded r;
+  if (remote_is_newer(db_, bucket, key, change)) {
+    old = head(bucket, key);
+    Stmt st(db_, cache_.get(), "DELETE FROM objects WHERE bucket = ?1 AND key = ?2");
+    st.bind(1, bucket).bind(2, key);
+    if (int rc = st.step(); rc != SQLITE_DONE) return db_error(rc);
+    if ((r = record_change(db_, bucket, key, true, &change, 0)).rc != SQLITE_DONE) return db_error(r.rc);
+  }
+  if (int rc = advance_cursor(db_, change); rc != SQLITE_DONE) return db_error(rc);
+  if (int rc = tx.commit(); rc != SQLITE_OK) return db_error(rc);
+  if (old)
+    for (auto& seg : old->segments) remove_files({seg.file});
+  changed(r.seq);
+  return S3Error::kNone;
+}
+
+S3Error Storage::apply_bucket(std::string_view name, bool deleted, const RemoteChange& change) {
+  std::vector<std::string> files;
+  Transaction tx(db_);
+  if (!tx.ok()) return db_error(tx.begin_rc());
+  Recorded r;
+  if (remote_is_newer(db_, name, "", change)) {
+    bool exists = bucket_exists_in(db_, name);
+    bool apply = true;
+    if (deleted && exists) {
+      if (!bucket_empty(name)) {
+        // Objects written here meanwhile keep the bucket; they travel to the peer, which recreates it.
+        apply = false;
+      } else {
+        Stmt q(db_, nullptr,
+               "SELECT p.file FROM parts p JOIN uploads u ON p.upload_id = u.upload_id WHERE u.bucket = ?1");
+        q.bind(1, name);
+        while (q.step() == SQLITE_ROW) files.push_back(q.text(0));
+        Stmt a(db_, nullptr,
+               "DELETE FROM parts WHERE upload_id IN (SELECT upload_id FROM uploads WHERE bucket = ?1)");
+        a.bind(1, name);
+        Stmt b(db_, nullptr, "DELETE FROM uploads WHERE bucket = ?1");
+        b.bind(1, name);
+        Stmt c(db_, nullptr, "DELETE FROM buckets WHERE name = ?1");
+        c.bind(1, name);
+        if (a.step() != SQLITE_DONE || b.step() != SQLITE_DONE || c.step() != SQLITE_DONE)
+          return S3Error::kInternalError;
+      }
+    } else if (!deleted && !exists) {
+      Stmt st(db_, nullptr, "INSERT INTO buckets(name, owner, created_ms) VALUES(?1, ?2, ?3)");
+      st.bind(1, name).bind(2, change.owner).bind(3, change.version.ms);
+      if (int rc = st.step(); rc != SQLITE_DONE) return db_error(rc);
+    }
+    if (apply && (r = record_change(db_, name, "", deleted, &change, 0)).rc != SQLITE_DONE)
+      return db_error(r.rc);
+  }
+  if (int rc = advance_cursor(db_, change); rc != SQLITE_DONE) return db_error(rc);
+  if (int rc = tx.commit(); rc != SQLITE_OK) return db_error(rc);
+  remove_files(files);
+  changed(r.seq);
+  return S3Error::kNone;
+}
+
+std::unique_ptr<ChangeFeed> Storage::open_feed() {
+  std::unique_ptr<ChangeFeed> f(new ChangeFeed());
+  f->db_ = open_db();
+  return f;
+}
+
+ChangeFeed::~ChangeFeed() {
+  if (db_) sqlite3_close_v2(db_);
+}
+
+std::vector<Change> ChangeFeed::after(uint64_t after, size_t max) {
+  std::vector<Change> out;
+  // One statement: each row and its object come from one snapshot.
+  Stmt st(
+      db_, nullptr,
+      "SELECT c.seq, c.bucket, c.key, c.version_ms, c.origin, c.deleted, b.owner, o.size, o.etag, "
+      "o.mtime_ms, o.content_type, o.headers, o.segments FROM changes c LEFT JOIN buckets b ON b.name = "
+      "c.bucket LEFT JOIN objects o ON o.bucket = c.bucket AND o.key = c.key AND c.key <> '' WHERE c.seq > "
+      "?1 ORDER BY c.seq LIMIT ?2");
+  st.bind(1, static_cast<int64_t>(after)).bind(2, static_cast<int64_t>(max));
+  while (st.step() == SQLITE_ROW) {
+    Change c;
+    c.seq = static_cast<uint64_t>(st.integer(0));
+    c.bucket = st.text(1);
+    c.key = st.text(2);
+    c.version = {st.integer(3), st.text(4)};
+    c.deleted = st.integer(5) != 0;
+    c.owner = st.text(6);
+    if (!c.deleted && !c.key.empty() && sqlite3_column_type(st.get(), 7) != SQLITE_NULL) {
+      ObjectInfo o;
+      o.bucket = c.bucket;
+      o.key = c.key;
+      o.size = static_cast<uint64_t>(st.integer(7));
+      o.etag = st.text(8);
+      o.mtime_ms = st.integer(9);
+      o.content_type = st.text(10);
+      o.headers = headers_from_json(st.text(11));
+      o.segments = segments_from_json(st.text(12));
+      c.object = std::move(o);
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+uint64_t ChangeFeed::last_seq() {
+  Stmt st(db_, nullptr, "SELECT value FROM repl_state WHERE name = 'seq'");
+  return st.step() == SQLITE_ROW ? static_cast<uint64_t>(st.integer(0)) : 0;
+}
+
+uint64_t ChangeFeed::count_after(uint64_t after) {
+  Stmt st(db_, nullptr, "SELECT count(*) FROM changes WHERE seq > ?1");
+  st.bind(1, static_cast<int64_t>(after));
+  return st.step() == SQLITE_ROW ? static_cast<uint64_t>(st.integer(0)) : 0;
 }
 
 }  // namespace cumulo::objstore

@@ -15,6 +15,7 @@
 
 #include <sqlite3.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -94,6 +95,53 @@ struct StorageOptions {
   std::string data_dir;
   MasterKey master_key{};
   uint64_t max_object_bytes = 5ull << 40;  // S3's limit: 5 TiB
+  // Replication: this node's zone. When set, every change (object written or deleted, bucket created or
+  // deleted) is also recorded in the change feed, in the same transaction; empty: no feed (a single node).
+  std::string zone;
+};
+
+// Replication (docs/objstore.md#replication-across-zones). The change feed holds one row per bucket and key
+// (the bucket itself under the key ""): the last change to it, with this node's sequence number for it (the
+// feed's order) and its version (milliseconds, origin zone) that decides between concurrent writes of two
+// zones (the greater wins; deletes stay as tombstones). A peer that has applied the feed up to seq N needs
+// exactly the rows above N.
+struct ChangeVersion {
+  int64_t ms = 0;
+  std::string origin;  // zone
+  bool operator<(const ChangeVersion& o) const { return ms != o.ms ? ms < o.ms : origin < o.origin; }
+};
+
+struct Change {
+  uint64_t seq = 0;
+  std::string bucket;
+  std::string key;  // empty: the bucket itself
+  ChangeVersion version;
+  bool deleted = false;
+  std::string owner;                 // the bucket's owner (empty when the bucket is gone)
+  std::optional<ObjectInfo> object;  // a live object: its metadata as of the feed read
+};
+
+// A change received from a peer: `from_zone` sent it as its feed's row `from_seq`.
+struct RemoteChange {
+  std::string from_zone;
+  uint64_t from_seq = 0;
+  ChangeVersion version;
+  std::string owner;
+};
+
+// Reads the change feed on its own SQLite connection, for a thread of its own (a peer's sender).
+class ChangeFeed {
+ public:
+  ~ChangeFeed();
+  // Rows with seq > after, in seq order, at most max; each row and its object read in one snapshot.
+  std::vector<Change> after(uint64_t after, size_t max);
+  uint64_t last_seq();
+  uint64_t count_after(uint64_t after);
+
+ private:
+  friend class Storage;
+  ChangeFeed() = default;
+  sqlite3* db_ = nullptr;
 };
 
 // One upload of data on its way into the store: a PUT body or a part. Computes the MD5 (the ETag) as it goes.
@@ -195,6 +243,21 @@ class Storage {
   // any upload. Returns how many files went.
   size_t sweep_orphans();
 
+  // Replication (only with options.zone set).
+  std::unique_ptr<ChangeFeed> open_feed();
+  // The feed's last sequence number; any thread.
+  uint64_t last_change_seq() const { return last_seq_.load(std::memory_order_acquire); }
+  // Called after every commit that added to the feed, on the committing thread (loop or index thread).
+  void set_change_listener(std::function<void(uint64_t seq)> fn) { on_change_ = std::move(fn); }
+  // Applying a peer's change: skipped (kNone) when this node already has it (from_seq at or below the
+  // peer's cursor) or holds a newer version of the key; the peer's cursor advances in the same transaction.
+  void apply_object_async(std::unique_ptr<DataWriter> writer, ObjectInfo info, RemoteChange change,
+                          CommitDone done);
+  S3Error apply_delete(std::string_view bucket, std::string_view key, const RemoteChange& change);
+  S3Error apply_bucket(std::string_view bucket, bool deleted, const RemoteChange& change);
+  // How far this node has applied the feed of the peer of that zone.
+  uint64_t peer_cursor(std::string_view zone);
+
   const std::string& data_dir() const { return dir_; }
   static int64_t now_ms();
   struct StatementCache;
@@ -208,7 +271,10 @@ class Storage {
   std::optional<ObjectInfo> head_in(sqlite3* db, std::string_view bucket, std::string_view key);
   // Inserts (or replaces) the object's row in an open transaction; the replaced object's files go to
   // old_files.
-  int insert_object(sqlite3* db, const ObjectInfo& info, std::vector<std::string>& old_files);
+  // With replication, also records the change (info.mtime_ms becomes its version) and returns its seq in
+  // *seq.
+  int insert_object(sqlite3* db, ObjectInfo& info, std::vector<std::string>& old_files,
+                    const RemoteChange* remote = nullptr, uint64_t* seq = nullptr);
   S3Error db_error(int rc);
   sqlite3* open_db();
 
@@ -217,7 +283,24 @@ class Storage {
     ObjectInfo info;
     CommitDone done;
     S3Error error = S3Error::kNone;
+    std::optional<RemoteChange> remote;  // a peer's change being applied
   };
+  // Change feed: records the change of (bucket, key) in the open transaction, with a new seq. Local changes
+  // (remote == nullptr) get a version above the key's previous one (its ms is the object's mtime_ms).
+  struct Recorded {
+    int rc = SQLITE_DONE;  // SQLITE_DONE, or the SQLite error
+    uint64_t seq = 0;
+    int64_t version_ms = 0;
+  };
+  Recorded record_change(sqlite3* db, std::string_view bucket, std::string_view key, bool deleted,
+                         const RemoteChange* remote, int64_t now_ms);
+  // For a peer's change: whether it is new here (above the peer's cursor and newer than the key's version).
+  bool remote_is_newer(sqlite3* db, std::string_view bucket, std::string_view key, const RemoteChange& c);
+  int advance_cursor(sqlite3* db, const RemoteChange& c);
+  void changed(uint64_t seq);
+  bool replicated() const { return !options_.zone.empty(); }
+  std::atomic<uint64_t> last_seq_{0};
+  std::function<void(uint64_t)> on_change_;
   void start_commit_threads();
   void seal_loop();
   void index_loop();

@@ -83,6 +83,10 @@ constexpr std::array<S3ErrorInfo, static_cast<size_t>(S3Error::kCount)> kTable =
      "The store has no space left for this upload; nothing was stored. Free space or "
      "add capacity, then retry.",
      507},
+    {"ServiceUnavailable",
+     "A replica zone did not confirm the write in time and the store is configured to refuse writes that "
+     "are not durable in every zone (replication.on_peer_down: fail); retry later.",
+     503},
 }};
 
 }  // namespace

@@ -49,6 +49,7 @@ enum class S3Error : uint8_t {
   kContentSha256Mismatch,
   kMissingSecurityHeader,
   kStorageFull,
+  kServiceUnavailable,  // replication with on_peer_down: fail, and a peer is down
   kCount,
 };
 

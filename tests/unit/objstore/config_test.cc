@@ -60,6 +60,45 @@ TEST(S3Config, Errors) {
   expect_error(std::string(kMinimal) + "listen: nowhere\n", "address");
 }
 
+TEST(S3Config, Replication) {
+  S3Config plain = parse_s3_config_string(kMinimal);
+  EXPECT_FALSE(plain.replication.enabled);
+  S3Config c = parse_s3_config_string(std::string(kMinimal) + R"(replication:
+  zone: a
+  peers: [{zone: b, url: "http://localhost:9001/"}]
+)");
+  ASSERT_TRUE(c.replication.enabled);
+  EXPECT_EQ(c.replication.zone, "a");
+  ASSERT_EQ(c.replication.peers.size(), 1u);
+  EXPECT_EQ(c.replication.peers[0].address, "127.0.0.1:9001");
+  EXPECT_EQ(c.replication.ack, ReplicationAck::kAll);
+  EXPECT_EQ(c.replication.on_peer_down, PeerDownPolicy::kDegrade);
+  EXPECT_EQ(c.replication.ack_timeout, std::chrono::seconds(2));
+  EXPECT_EQ(c.replication.user, "admin");
+  S3Config d = parse_s3_config_string(std::string(kMinimal) + R"(replication:
+  zone: eu-1
+  peers: [{zone: eu-2, url: "http://127.0.0.1:9002"}]
+  ack: one
+  on_peer_down: fail
+  ack_timeout: 500ms
+  retry_interval: 250ms
+)");
+  EXPECT_EQ(d.replication.ack, ReplicationAck::kOne);
+  EXPECT_EQ(d.replication.on_peer_down, PeerDownPolicy::kFail);
+  EXPECT_EQ(d.replication.ack_timeout, std::chrono::milliseconds(500));
+  EXPECT_EQ(d.replication.retry_interval, std::chrono::milliseconds(250));
+  std::string r = std::string(kMinimal) + "replication:\n";
+  expect_error(r + "  zone: a\n", "peers");
+  expect_error(r + "  zone: a\n  peers: [{zone: a, url: \"http://127.0.0.1:1\"}]\n", "one node per zone");
+  expect_error(r + "  zone: a\n  peers: [{zone: b, url: \"https://127.0.0.1:1\"}]\n", "http://");
+  expect_error(r + "  zone: a\n  peers: [{zone: b, url: \"http://example.org:1\"}]\n", "numeric");
+  expect_error(r + "  zone: a\n  peers: [{zone: b, url: \"http://127.0.0.1:1\"}]\n  ack: some\n",
+               "all or one");
+  expect_error(r + "  zone: a\n  peers: [{zone: b, url: \"http://127.0.0.1:1\"}]\n  user: nobody\n",
+               "nobody");
+  expect_error(r + "  zone: a\n  peers: []\n  zonee: x\n", "zonee");
+}
+
 TEST(BucketNames, Rules) {
   for (const char* ok : {"abc", "my-bucket", "my.bucket", "a1b2c3"}) EXPECT_TRUE(valid_bucket_name(ok)) << ok;
   EXPECT_TRUE(valid_bucket_name(std::string(63, 'a')));
