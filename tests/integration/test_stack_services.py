@@ -103,6 +103,9 @@ def test_gateway_serves_a_bucket_under_its_route_with_type_and_cache_control(sta
     s3.put_object(Bucket="assets", Key="img/logo.png", Body=b"\x89PNG" + bytes(range(256)) * 8,
                   ContentType="image/png", CacheControl="public, max-age=31536000, immutable")
     gw = f"http://127.0.0.1:{ports['gw']}"
+    # Acknowledged once durable in both zones: zone b's node has it at once.
+    replica = s3_client(state, services["objstore-b"]["address"]).get_object(Bucket="assets", Key="css/site.css")
+    assert replica["Body"].read() == css and replica["ContentType"] == "text/css"
 
     first = requests.get(f"{gw}/static/css/site.css", timeout=5, headers={"Accept-Encoding": "identity"})
     assert first.status_code == 200 and first.content == css
