@@ -170,3 +170,12 @@ def test_a_killed_store_node_is_restarted_with_its_acknowledged_objects(stack):
     # The acknowledged object survived the kill -9.
     assert s3_client(state, services["objstore-a"]["address"]).get_object(Bucket="assets", Key="app.js")[
         "Body"].read() == b"console.log(1)\n"
+
+
+def test_the_example_stack_file_is_valid():
+    import subprocess
+    from pathlib import Path
+    example = Path(__file__).resolve().parents[2] / "examples" / "webapp" / "stack.yaml"
+    r = subprocess.run([binary("cumulo"), "up", "--check", str(example)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "ok" in r.stdout
