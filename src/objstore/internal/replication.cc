@@ -35,6 +35,12 @@ constexpr std::string_view kChangeHeader = "x-cumulo-change";
 constexpr size_t kFeedBatch = 64;
 constexpr int kIoTimeoutS = 30;
 constexpr core::Millis kBehindLogInterval{10'000};
+// A peer that is down (or not reached yet) when a write arrives is tried once at once, instead of at its
+// next retry_interval: a write right after a start, or right after the peer came back, must not be
+// answered without it only because the last attempt predates the peer's listener. The attempt is bounded by
+// the connect timeout and the wait for its outcome by the probe window (and ack_timeout).
+constexpr int kConnectTimeoutS = 1;
+constexpr core::Millis kProbeWindow{1'500};
 
 int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -59,7 +65,7 @@ class PeerConnection {
       return false;
     }
     timeval tv{kIoTimeoutS, 0};
-    timeval ctv{5, 0};
+    timeval ctv{kConnectTimeoutS, 0};  // connect() honours SO_SNDTIMEO
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &ctv, sizeof ctv);
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     int one = 1;
@@ -254,11 +260,19 @@ struct Replicator::Impl {
     uint64_t acked = 0;
     int64_t behind_since_ms = 0;
     std::string last_error;
+    uint64_t failures = 0;  // failed attempts reported so far (loop thread)
+    // Set by the loop when a write finds the peer down: the sender tries again now.
+    std::atomic<bool> retry_now{false};
   };
+  static constexpr uint64_t kNoProbe = UINT64_MAX;
   struct Waiter {
     uint64_t seq;
     core::TimePoint deadline;
     std::function<void(bool)> done;
+    // Per peer: its failure count when this write asked for an attempt (kNoProbe: none asked). The write
+    // waits for the peer until that attempt has failed, or until probe_deadline.
+    std::vector<uint64_t> probe;
+    core::TimePoint probe_deadline{};
   };
 
   const S3Config& config;
@@ -299,6 +313,7 @@ struct Replicator::Impl {
     PeerState before = p.state;
     if (acked > p.acked) p.acked = acked;
     if (!error.empty()) p.last_error = std::move(error);
+    if (s == PeerState::kDown) ++p.failures;
     if (s == before) {
       resolve_waiters();
       return;
@@ -327,12 +342,26 @@ struct Replicator::Impl {
     return true;
   }
 
+  // The same for a waiting write, which also waits for a peer it asked to try (on_peer_down: degrade).
+  bool waits_for(size_t i, const Waiter& w, core::TimePoint now) const {
+    const Peer& p = *peers[i];
+    if (must_wait_for(p, w.seq)) return true;
+    if (p.acked >= w.seq || i >= w.probe.size() || w.probe[i] == kNoProbe) return false;
+    return p.failures == w.probe[i] && now < w.probe_deadline;
+  }
+
+  bool waits(const Waiter& w, core::TimePoint now) const {
+    for (size_t i = 0; i < peers.size(); ++i)
+      if (waits_for(i, w, now)) return true;
+    return false;
+  }
+
   void resolve_waiters() {
     if (waiters.empty()) return;
     std::vector<Waiter> ready;
+    core::TimePoint now = core::Clock::now();
     auto it = std::remove_if(waiters.begin(), waiters.end(), [&](Waiter& w) {
-      for (const auto& p : peers)
-        if (must_wait_for(*p, w.seq)) return false;
+      if (waits(w, now)) return false;
       ready.push_back(std::move(w));
       return true;
     });
@@ -346,8 +375,12 @@ struct Replicator::Impl {
       wait_timer.cancel();
       return;
     }
+    core::TimePoint now = core::Clock::now();
     core::TimePoint first = waiters.front().deadline;
-    for (const auto& w : waiters) first = std::min(first, w.deadline);
+    for (const auto& w : waiters) {
+      first = std::min(first, w.deadline);
+      if (w.probe_deadline > now) first = std::min(first, w.probe_deadline);
+    }
     wait_timer.arm_at(first);
   }
 
@@ -377,7 +410,7 @@ struct Replicator::Impl {
       }
       w.done(rc.on_peer_down == PeerDownPolicy::kDegrade);
     }
-    resolve_waiters();
+    resolve_waiters();  // also the writes whose probe window is over
     arm_wait_timer();
   }
 
@@ -532,23 +565,28 @@ struct Replicator::Impl {
     return true;
   }
 
+  // The pause before the next attempt: retry_interval, cut short by a stop or a write asking for an attempt.
+  void wait_retry(Peer& p) {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait_for(lock, rc.retry_interval, [&] { return stopping || p.retry_now.load(); });
+    p.retry_now = false;
+  }
+
   void sender(Peer* p) {
     auto feed = storage.open_feed();
     PeerConnection conn(p->fd);
-    bool was_down = false;
     while (!stopped()) {
       std::string err, body;
       uint64_t cursor = 0;
       if (!conn.connect(p->address, err) ||
           !exchange(conn, *p, "GET", std::string(kPrefix) + "cursor?zone=" + rc.zone, body, err)) {
         conn.close();
-        if (!was_down) post_state(p, PeerState::kDown, 0, err);
-        was_down = true;
-        std::unique_lock<std::mutex> lock(mu);
-        cv.wait_for(lock, rc.retry_interval, [&] { return stopping; });
+        // Every failed attempt is reported (set_state logs only the transition): a write waiting for
+        // the outcome of the attempt it asked for learns it at once.
+        post_state(p, PeerState::kDown, 0, err);
+        wait_retry(*p);
         continue;
       }
-      was_down = false;
       auto j = nlohmann::json::parse(body, nullptr, false);
       if (j.is_object() && j["seq"].is_number_unsigned()) cursor = j["seq"].get<uint64_t>();
       post_state(p, PeerState::kCatchingUp, cursor);
@@ -580,9 +618,7 @@ struct Replicator::Impl {
       if (stopped()) break;
       if (!err.empty()) {
         post_state(p, PeerState::kDown, cursor, err);
-        was_down = true;
-        std::unique_lock<std::mutex> lock(mu);
-        cv.wait_for(lock, rc.retry_interval, [&] { return stopping; });
+        wait_retry(*p);
       }
     }
   }
@@ -643,10 +679,30 @@ void Replicator::stop() {
 void Replicator::when_replicated(uint64_t seq, std::function<void(bool ok)> done) {
   Impl& m = *impl_;
   if (m.rc.ack == ReplicationAck::kOne || seq == 0) return done(true);
-  bool wait = false;
-  for (const auto& p : m.peers) wait = wait || m.must_wait_for(*p, seq);
-  if (!wait) return done(true);
-  m.waiters.push_back({seq, core::Clock::now() + m.rc.ack_timeout, std::move(done)});
+  core::TimePoint now = core::Clock::now();
+  Impl::Waiter w{seq, now + m.rc.ack_timeout, std::move(done), {}, {}};
+  if (m.rc.on_peer_down == PeerDownPolicy::kDegrade) {
+    // A peer down or not reached yet: ask its sender for an attempt now and wait for its outcome (bounded)
+    // before answering without the peer.
+    w.probe.assign(m.peers.size(), Impl::kNoProbe);
+    bool asked = false;
+    for (size_t i = 0; i < m.peers.size(); ++i) {
+      Impl::Peer& p = *m.peers[i];
+      if (p.acked >= seq || (p.state != PeerState::kDown && p.state != PeerState::kConnecting)) continue;
+      w.probe[i] = p.failures;
+      p.retry_now = true;
+      asked = true;
+    }
+    if (asked) {
+      w.probe_deadline = now + std::min<core::Millis>(kProbeWindow, m.rc.ack_timeout);
+      {
+        std::lock_guard<std::mutex> lock(m.mu);  // no lost wake-up between the sender's check and its wait
+      }
+      m.cv.notify_all();
+    }
+  }
+  if (!m.waits(w, now)) return w.done(true);
+  m.waiters.push_back(std::move(w));
   m.arm_wait_timer();
 }
 
