@@ -64,6 +64,9 @@ int run(const std::string& config_path) {
     so.master_key = key;
     so.max_object_bytes = cfg.max_object_bytes;
     if (cfg.replication.enabled) so.zone = cfg.replication.zone;
+    so.lookup_cache_entries = cfg.lookup_cache_entries;
+    so.read_cache_max_bytes = cfg.read_cache_max_bytes;
+    so.read_cache_max_object_bytes = cfg.read_cache_max_object_bytes;
     storage = Storage::open(so);
     if (size_t n = storage->sweep_orphans())
       core::log_info(kComponent, "removed data files no object refers to (left by a crash)", {{"files", n}});

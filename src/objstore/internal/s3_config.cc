@@ -112,7 +112,7 @@ void parse_replication(const ConfigNode& r, const std::set<std::string>& user_na
 
 S3Config parse(const ConfigNode& root) {
   root.check_keys({"listen", "data_dir", "master_key_file", "region", "domains", "log_level", "tls", "users",
-                   "buckets", "limits", "replication"});
+                   "buckets", "limits", "replication", "read_cache", "lookup_cache"});
   S3Config c;
   c.listen = root.string_or("listen", c.listen);
   if (!core::SocketAddress::parse(c.listen))
@@ -177,6 +177,18 @@ S3Config parse(const ConfigNode& root) {
     if (c.idle_timeout.count() <= 0) l["idle_timeout"].fail("expected a duration above zero");
   }
   if (auto r = root["replication"]; r.defined()) parse_replication(r, names, c);
+  if (auto rc = root["read_cache"]; rc.defined()) {
+    rc.check_keys({"max_bytes", "max_object_bytes"});
+    c.read_cache_max_bytes = rc.size_or("max_bytes", c.read_cache_max_bytes);
+    c.read_cache_max_object_bytes = rc.size_or("max_object_bytes", c.read_cache_max_object_bytes);
+    if (c.read_cache_max_object_bytes > c.read_cache_max_bytes && c.read_cache_max_bytes > 0)
+      rc["max_object_bytes"].fail("expected at most read_cache.max_bytes");
+  }
+  if (auto lc = root["lookup_cache"]; lc.defined()) {
+    lc.check_keys({"max_entries"});
+    c.lookup_cache_entries =
+        static_cast<size_t>(lc.int_or("max_entries", static_cast<int64_t>(c.lookup_cache_entries), 0, 1 << 30));
+  }
   return c;
 }
 

@@ -67,6 +67,10 @@ struct S3Config {
   std::chrono::milliseconds header_timeout{10'000};
   std::chrono::milliseconds idle_timeout{60'000};
   S3ReplicationConfig replication;
+  // The GET path's caches (docs/objstore.md#caches); 0 disables each.
+  size_t lookup_cache_entries = 65536;
+  uint64_t read_cache_max_bytes = 64ull << 20;
+  uint64_t read_cache_max_object_bytes = 1ull << 20;
 
   const S3User* user_by_access_key(const std::string& key) const;
   const S3BucketConfig* bucket_config(const std::string& name) const;

@@ -1,5 +1,7 @@
 #include "objstore/internal/storage.h"
 
+#include "objstore/internal/object_cache.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -281,6 +283,8 @@ std::unique_ptr<Storage> Storage::open(const StorageOptions& options) {
   }
   s->db_ = s->open_db();
   s->cache_ = std::make_unique<StatementCache>();
+  s->object_cache_ = std::make_unique<ObjectCache>(ObjectCacheOptions{
+      options.lookup_cache_entries, options.read_cache_max_bytes, options.read_cache_max_object_bytes});
   s->exec(
       "CREATE TABLE IF NOT EXISTS buckets(name TEXT PRIMARY KEY, owner TEXT NOT NULL, created_ms INTEGER NOT "
       "NULL) WITHOUT ROWID");
@@ -451,6 +455,8 @@ void Storage::index_loop() {
       if (rc != SQLITE_OK) sqlite3_exec(commit_db_, "ROLLBACK", nullptr, nullptr, nullptr);
     }
     if (rc == SQLITE_OK) {
+      for (auto& job : batch)
+        if (job->error == S3Error::kNone) invalidate(job->info.bucket, job->info.key);
       remove_files(old_files);
       changed(batch_seq);
     } else {
@@ -493,6 +499,7 @@ S3Error Storage::create_bucket(std::string_view name, std::string_view owner) {
   if (replicated() && (r = record_change(db_, name, "", false, nullptr, now_ms())).rc != SQLITE_DONE)
     return db_error(r.rc);
   if ((rc = tx.commit()) != SQLITE_OK) return db_error(rc);
+  invalidate_buckets();
   changed(r.seq);
   return S3Error::kNone;
 }
@@ -523,16 +530,21 @@ S3Error Storage::delete_bucket(std::string_view name) {
   if (replicated() && (r = record_change(db_, name, "", true, nullptr, now_ms())).rc != SQLITE_DONE)
     return db_error(r.rc);
   if (int rc = tx.commit(); rc != SQLITE_OK) return db_error(rc);
+  invalidate_buckets();
   remove_files(files);
   changed(r.seq);
   return S3Error::kNone;
 }
 
 std::optional<BucketInfo> Storage::bucket(std::string_view name) {
+  if (auto cached = object_cache_->find_bucket(name)) return *cached;
+  uint64_t generation = object_cache_->generation();
   Stmt st(db_, cache_.get(), "SELECT name, owner, created_ms FROM buckets WHERE name = ?1");
   st.bind(1, name);
   if (st.step() != SQLITE_ROW) return std::nullopt;
-  return BucketInfo{st.text(0), st.text(1), st.integer(2)};
+  auto b = std::make_shared<const BucketInfo>(BucketInfo{st.text(0), st.text(1), st.integer(2)});
+  object_cache_->fill_bucket(b, generation);
+  return *b;
 }
 
 std::vector<BucketInfo> Storage::buckets() {
@@ -607,6 +619,7 @@ S3Error Storage::commit_object(std::unique_ptr<DataWriter> writer, ObjectInfo& i
     remove_files({file});
     return db_error(rc);
   }
+  invalidate(info.bucket, info.key);
   remove_files(old_files);
   changed(seq);
   return S3Error::kNone;
@@ -664,6 +677,51 @@ std::optional<ObjectInfo> Storage::head(std::string_view bucket, std::string_vie
   return head_in(db_, bucket, key);
 }
 
+std::shared_ptr<const ObjectInfo> Storage::lookup(std::string_view bucket, std::string_view key) {
+  if (auto cached = object_cache_->find_object(bucket, key)) return cached;
+  // Taken before the index read: a commit after it makes the fill below a no-op.
+  uint64_t generation = object_cache_->generation();
+  auto o = head_in(db_, bucket, key);
+  if (!o) return nullptr;
+  auto info = std::make_shared<const ObjectInfo>(std::move(*o));
+  object_cache_->fill_object(info, generation);
+  return info;
+}
+
+bool Storage::read_cacheable(uint64_t size) const {
+  return object_cache_->cacheable(size);
+}
+
+std::shared_ptr<const std::string> Storage::read_whole(const ObjectInfo& info, S3Error* err) {
+  if (auto cached = object_cache_->find_data(info)) return cached;
+  uint64_t generation = object_cache_->generation();
+  auto r = reader(info);
+  auto data = std::make_shared<std::string>();
+  data->resize(info.size);
+  // Every frame's tag is checked on this read (an empty object still has one authenticated frame): the
+  // cache only ever holds verified bytes.
+  ssize_t n = info.size > 0 ? r->read(0, data->data(), info.size) : (r->verify_all() ? 0 : kSealedCorrupt);
+  if (n < 0 || static_cast<uint64_t>(n) != info.size) {
+    *err = n == kSealedIoError ? S3Error::kInternalError : S3Error::kCorruptObject;
+    return nullptr;
+  }
+  std::shared_ptr<const std::string> out = std::move(data);
+  object_cache_->fill_data(info, out, generation);
+  return out;
+}
+
+ObjectCacheStats Storage::cache_stats() const {
+  return object_cache_->stats();
+}
+
+void Storage::invalidate(std::string_view bucket, std::string_view key) {
+  object_cache_->invalidate_object(bucket, key);
+}
+
+void Storage::invalidate_buckets() {
+  object_cache_->invalidate_all();
+}
+
 std::optional<ObjectInfo> Storage::head_in(sqlite3* db, std::string_view bucket, std::string_view key) {
   Stmt st(
       db, db == db_ ? cache_.get() : nullptr,
@@ -688,6 +746,7 @@ S3Error Storage::delete_object(std::string_view bucket, std::string_view key) {
     Recorded r = record_change(db_, bucket, key, true, nullptr, now_ms());
     if (r.rc != SQLITE_DONE) return db_error(r.rc);
     if ((rc = tx.commit()) != SQLITE_OK) return db_error(rc);
+    invalidate(bucket, key);
     if (old)
       for (auto& seg : old->segments) remove_files({seg.file});
     changed(r.seq);
@@ -699,6 +758,7 @@ S3Error Storage::delete_object(std::string_view bucket, std::string_view key) {
   st.bind(1, bucket).bind(2, key);
   int rc = st.step();
   if (rc != SQLITE_DONE) return db_error(rc);
+  invalidate(bucket, key);
   std::vector<std::string> files;
   for (auto& s : old->segments) files.push_back(s.file);
   remove_files(files);
@@ -986,6 +1046,7 @@ S3Error Storage::complete_upload(std::string_view upload_id,
   if ((rc = del_parts.step()) != SQLITE_DONE) return db_error(rc);
   if ((rc = del_upload.step()) != SQLITE_DONE) return db_error(rc);
   if ((rc = tx.commit()) != SQLITE_OK) return db_error(rc);
+  invalidate(out.bucket, out.key);
   remove_files(unused);
   remove_files(old_files);
   changed(recorded.seq);
@@ -1114,6 +1175,7 @@ S3Error Storage::apply_delete(std::string_view bucket, std::string_view key, con
   }
   if (int rc = advance_cursor(db_, change); rc != SQLITE_DONE) return db_error(rc);
   if (int rc = tx.commit(); rc != SQLITE_OK) return db_error(rc);
+  invalidate(bucket, key);
   if (old)
     for (auto& seg : old->segments) remove_files({seg.file});
   changed(r.seq);
@@ -1157,6 +1219,7 @@ S3Error Storage::apply_bucket(std::string_view name, bool deleted, const RemoteC
   }
   if (int rc = advance_cursor(db_, change); rc != SQLITE_DONE) return db_error(rc);
   if (int rc = tx.commit(); rc != SQLITE_OK) return db_error(rc);
+  invalidate_buckets();
   remove_files(files);
   changed(r.seq);
   return S3Error::kNone;

@@ -34,6 +34,9 @@
 
 namespace cumulo::objstore {
 
+class ObjectCache;
+struct ObjectCacheStats;
+
 using MetaHeaders = std::vector<std::pair<std::string, std::string>>;
 
 struct Segment {
@@ -98,6 +101,10 @@ struct StorageOptions {
   // Replication: this node's zone. When set, every change (object written or deleted, bucket created or
   // deleted) is also recorded in the change feed, in the same transaction; empty: no feed (a single node).
   std::string zone;
+  // The caches of the GET path (object_cache.h): 0 disables each.
+  size_t lookup_cache_entries = 65536;
+  uint64_t read_cache_max_bytes = 64ull << 20;
+  uint64_t read_cache_max_object_bytes = 1ull << 20;
 };
 
 // Replication (docs/objstore.md#replication-across-zones). The change feed holds one row per bucket and key
@@ -217,6 +224,15 @@ class Storage {
   // Finishes every pending asynchronous commit and stops the commit threads (also done by the destructor).
   void stop_commit_threads();
   std::optional<ObjectInfo> head(std::string_view bucket, std::string_view key);
+  // The same through the lookup cache (the GET path): no index read when the object was looked up before
+  // and has not changed since.
+  std::shared_ptr<const ObjectInfo> lookup(std::string_view bucket, std::string_view key);
+  // Whether the whole plaintext of an object of this size is kept in the read cache.
+  bool read_cacheable(uint64_t size) const;
+  // The whole plaintext of a read-cacheable object, from the read cache or read from its files (every frame
+  // verified) and put there; nullptr with *err set (kCorruptObject, kInternalError) when a file fails.
+  std::shared_ptr<const std::string> read_whole(const ObjectInfo& info, S3Error* err);
+  ObjectCacheStats cache_stats() const;
   S3Error delete_object(std::string_view bucket, std::string_view key);  // kNone also when absent (S3)
   std::unique_ptr<ObjectReader> reader(const ObjectInfo& info);
   // Keys > after (when set) that start with prefix, in byte order; with a delimiter, keys that have it after
@@ -310,6 +326,11 @@ class Storage {
   sqlite3* db_ = nullptr;
   sqlite3* commit_db_ = nullptr;           // the index thread's connection
   std::unique_ptr<StatementCache> cache_;  // db_'s statements
+  // Lookup and read caches; invalidated after every commit that changes an object or a bucket, before the
+  // replaced files go and before the write is answered.
+  std::unique_ptr<ObjectCache> object_cache_;
+  void invalidate(std::string_view bucket, std::string_view key);
+  void invalidate_buckets();
   std::mutex mu_;
   std::condition_variable seal_cv_;
   std::condition_variable index_cv_;

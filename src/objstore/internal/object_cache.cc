@@ -1,0 +1,157 @@
+#include "objstore/internal/object_cache.h"
+
+#include <utility>
+
+namespace cumulo::objstore {
+
+std::string ObjectCache::map_key(std::string_view bucket, std::string_view key) {
+  // Bucket names never hold a NUL, so the pair maps to one string without ambiguity.
+  std::string k;
+  k.reserve(bucket.size() + 1 + key.size());
+  k.append(bucket).push_back('\0');
+  k.append(key);
+  return k;
+}
+
+std::string ObjectCache::version_of(const ObjectInfo& info) {
+  // Data files are never rewritten in place (every write gets a new file id), so the files, the size and
+  // the ETag name one version of an object.
+  std::string v = info.etag;
+  v += '\0';
+  v += std::to_string(info.size);
+  for (const auto& s : info.segments) {
+    v += '\0';
+    v += s.file;
+  }
+  return v;
+}
+
+uint64_t ObjectCache::generation() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return generation_;
+}
+
+std::shared_ptr<const ObjectInfo> ObjectCache::find_object(std::string_view bucket, std::string_view key) {
+  if (options_.lookup_max_entries == 0) return nullptr;
+  std::string k = map_key(bucket, key);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = lookup_.find(k);
+  if (it == lookup_.end()) {
+    ++stats_.lookup_misses;
+    return nullptr;
+  }
+  ++stats_.lookup_hits;
+  lookup_lru_.splice(lookup_lru_.begin(), lookup_lru_, it->second);
+  return it->second->info;
+}
+
+void ObjectCache::fill_object(std::shared_ptr<const ObjectInfo> info, uint64_t generation) {
+  if (options_.lookup_max_entries == 0 || !info) return;
+  std::string k = map_key(info->bucket, info->key);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (generation != generation_) return;  // a commit since the index read: it may be older than the commit
+  if (auto it = lookup_.find(k); it != lookup_.end()) {
+    it->second->info = std::move(info);
+    lookup_lru_.splice(lookup_lru_.begin(), lookup_lru_, it->second);
+    return;
+  }
+  lookup_lru_.push_front(LookupEntry{k, std::move(info)});
+  lookup_.emplace(std::move(k), lookup_lru_.begin());
+  while (lookup_.size() > options_.lookup_max_entries) {
+    lookup_.erase(lookup_lru_.back().key);
+    lookup_lru_.pop_back();
+  }
+}
+
+std::shared_ptr<const BucketInfo> ObjectCache::find_bucket(std::string_view name) {
+  if (options_.lookup_max_entries == 0) return nullptr;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = buckets_.find(std::string(name));
+  return it == buckets_.end() ? nullptr : it->second;
+}
+
+void ObjectCache::fill_bucket(std::shared_ptr<const BucketInfo> info, uint64_t generation) {
+  if (options_.lookup_max_entries == 0 || !info) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (generation != generation_) return;
+  // Buckets are few (a user's handful); the bound only guards against a flood of names.
+  if (buckets_.size() >= 4096) buckets_.clear();
+  buckets_[info->name] = std::move(info);
+}
+
+std::shared_ptr<const std::string> ObjectCache::find_data(const ObjectInfo& info) {
+  if (!cacheable(info.size)) return nullptr;
+  std::string k = map_key(info.bucket, info.key);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = data_.find(k);
+  if (it == data_.end() || it->second->version != version_of(info)) {
+    ++stats_.read_misses;
+    return nullptr;
+  }
+  ++stats_.read_hits;
+  data_lru_.splice(data_lru_.begin(), data_lru_, it->second);
+  return it->second->data;
+}
+
+void ObjectCache::fill_data(const ObjectInfo& info, std::shared_ptr<const std::string> data,
+                            uint64_t generation) {
+  if (!cacheable(info.size) || !data || data->size() != info.size) return;
+  std::string k = map_key(info.bucket, info.key);
+  std::string version = version_of(info);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (generation != generation_) return;
+  if (auto it = data_.find(k); it != data_.end()) {
+    data_bytes_ -= it->second->data->size();
+    data_lru_.erase(it->second);
+    data_.erase(it);
+  }
+  data_bytes_ += data->size();
+  data_lru_.push_front(DataEntry{k, std::move(version), std::move(data)});
+  data_.emplace(std::move(k), data_lru_.begin());
+  while (data_bytes_ > options_.read_max_bytes && !data_lru_.empty()) {
+    data_bytes_ -= data_lru_.back().data->size();
+    data_.erase(data_lru_.back().key);
+    data_lru_.pop_back();
+  }
+}
+
+void ObjectCache::invalidate_locked(const std::string& k) {
+  ++generation_;
+  if (auto it = lookup_.find(k); it != lookup_.end()) {
+    lookup_lru_.erase(it->second);
+    lookup_.erase(it);
+  }
+  if (auto it = data_.find(k); it != data_.end()) {
+    data_bytes_ -= it->second->data->size();
+    data_lru_.erase(it->second);
+    data_.erase(it);
+  }
+}
+
+void ObjectCache::invalidate_object(std::string_view bucket, std::string_view key) {
+  std::string k = map_key(bucket, key);
+  std::lock_guard<std::mutex> lock(mu_);
+  invalidate_locked(k);
+}
+
+void ObjectCache::invalidate_all() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++generation_;
+  lookup_.clear();
+  lookup_lru_.clear();
+  data_.clear();
+  data_lru_.clear();
+  data_bytes_ = 0;
+  buckets_.clear();
+}
+
+ObjectCacheStats ObjectCache::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  ObjectCacheStats s = stats_;
+  s.lookup_entries = lookup_.size();
+  s.read_entries = data_.size();
+  s.read_bytes = data_bytes_;
+  return s;
+}
+
+}  // namespace cumulo::objstore

@@ -1,0 +1,107 @@
+// The storage engine's memory caches on the GET path (docs/objstore.md#caches):
+//
+//  - the lookup cache: (bucket, key) -> the object's metadata, so that a GET does not open an SQLite read
+//    transaction; and bucket name -> bucket, for the authorization of every request;
+//  - the read cache: (bucket, key) -> the decrypted bytes of a small object, read and verified (every frame's
+//    AES-GCM tag) once when it is filled, so that a GET of a hot small object neither opens a file, unwraps a
+//    data key nor decrypts.
+//
+// Both are invalidated by the storage engine after every commit that changes an object or a bucket (PUT,
+// copy, multipart completion, delete, a peer's replicated change), before the files of a replaced object are
+// removed and before the write is answered: a GET that starts after a write's reply never sees the old
+// version. A fill races with a concurrent commit: each fill carries the generation it read at the start of
+// its index read, and is dropped when any invalidation happened since (the index read may be older than the
+// commit). A read cache entry also names the object's data file and ETag, and only serves the metadata it
+// was filled from, so even a stale entry could not answer for another version.
+//
+// Thread-safe: the store's loop reads and fills, the commit thread invalidates; one mutex, held for map
+// operations only (never across I/O).
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "objstore/internal/storage.h"
+
+namespace cumulo::objstore {
+
+struct ObjectCacheOptions {
+  size_t lookup_max_entries = 65536;       // 0: no lookup cache
+  uint64_t read_max_bytes = 64ull << 20;   // 0: no read cache
+  uint64_t read_max_object_bytes = 1 << 20;
+};
+
+struct ObjectCacheStats {
+  uint64_t lookup_hits = 0;
+  uint64_t lookup_misses = 0;
+  uint64_t read_hits = 0;
+  uint64_t read_misses = 0;
+  size_t lookup_entries = 0;
+  size_t read_entries = 0;
+  uint64_t read_bytes = 0;
+};
+
+class ObjectCache {
+ public:
+  explicit ObjectCache(ObjectCacheOptions options) : options_(options) {}
+  ObjectCache(const ObjectCache&) = delete;
+  ObjectCache& operator=(const ObjectCache&) = delete;
+
+  // Taken before the index read whose result is offered to a fill.
+  uint64_t generation() const;
+
+  std::shared_ptr<const ObjectInfo> find_object(std::string_view bucket, std::string_view key);
+  void fill_object(std::shared_ptr<const ObjectInfo> info, uint64_t generation);
+  std::shared_ptr<const BucketInfo> find_bucket(std::string_view name);
+  void fill_bucket(std::shared_ptr<const BucketInfo> info, uint64_t generation);
+
+  // Whether an object of this size goes to the read cache.
+  bool cacheable(uint64_t size) const {
+    return options_.read_max_bytes > 0 && size <= options_.read_max_object_bytes &&
+           size <= options_.read_max_bytes;
+  }
+  // The plaintext of exactly this version of the object (same data files, size and ETag), or nullptr.
+  std::shared_ptr<const std::string> find_data(const ObjectInfo& info);
+  void fill_data(const ObjectInfo& info, std::shared_ptr<const std::string> data, uint64_t generation);
+
+  // After a commit that changed (bucket, key).
+  void invalidate_object(std::string_view bucket, std::string_view key);
+  // After a commit that changed a bucket (created, deleted, owner): drops everything.
+  void invalidate_all();
+
+  ObjectCacheStats stats() const;
+
+ private:
+  static std::string map_key(std::string_view bucket, std::string_view key);
+  static std::string version_of(const ObjectInfo& info);
+  void invalidate_locked(const std::string& k);
+
+  struct LookupEntry {
+    std::string key;
+    std::shared_ptr<const ObjectInfo> info;
+  };
+  struct DataEntry {
+    std::string key;
+    std::string version;
+    std::shared_ptr<const std::string> data;
+  };
+
+  const ObjectCacheOptions options_;
+  mutable std::mutex mu_;
+  uint64_t generation_ = 0;
+  // Most recently used first.
+  std::list<LookupEntry> lookup_lru_;
+  std::unordered_map<std::string, std::list<LookupEntry>::iterator> lookup_;
+  std::list<DataEntry> data_lru_;
+  std::unordered_map<std::string, std::list<DataEntry>::iterator> data_;
+  uint64_t data_bytes_ = 0;
+  std::unordered_map<std::string, std::shared_ptr<const BucketInfo>> buckets_;
+  ObjectCacheStats stats_;
+};
+
+}  // namespace cumulo::objstore
