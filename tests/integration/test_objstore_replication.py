@@ -146,3 +146,26 @@ def test_two_zones_node_down_and_catch_up(procs, tmp_path):
     sb.put_object(Bucket="site", Key="after.txt", Body=b"zone b is back")
     assert sa.get_object(Bucket="site", Key="after.txt")["Body"].read() == b"zone b is back"
     assert status(b)["peers"][0]["behind"] == 0
+
+
+@pytest.mark.time_limit(30)
+def test_a_write_right_after_start_reaches_a_peer_that_was_not_listening_yet(procs, tmp_path):
+    """Node a starts first and finds zone b's node not listening; b starts; a write to a right away must not be
+    acknowledged without b only because a's next attempt is a long retry_interval away."""
+    a = S3Store(procs, tmp_path, name="zone-a")
+    b = S3Store(procs, tmp_path, name="zone-b")
+    with open(a.config, "a") as f:
+        f.write(replication("a", b, "b").replace("retry_interval: 200ms", "retry_interval: 60s"))
+    with open(b.config, "a") as f:
+        f.write(replication("b", a, "a"))
+    a.start()
+    wait_for(lambda: status(a)["peers"][0]["state"] == "down", 10, what="zone a to find zone b down")
+    b.start()
+    sa, sb = boto3_client(a), boto3_client(b)
+    t0 = time.monotonic()
+    sa.create_bucket(Bucket="site")
+    sa.put_object(Bucket="site", Key="first.txt", Body=b"written right after the start")
+    assert time.monotonic() - t0 < 3.0
+    # Acknowledged once durable in both zones: zone b has it at once.
+    assert sb.get_object(Bucket="site", Key="first.txt")["Body"].read() == b"written right after the start"
+    assert status(a)["peers"][0]["state"] == "in_sync"
