@@ -13,17 +13,11 @@ std::string ObjectCache::map_key(std::string_view bucket, std::string_view key) 
   return k;
 }
 
-std::string ObjectCache::version_of(const ObjectInfo& info) {
-  // Data files are never rewritten in place (every write gets a new file id), so the files, the size and
-  // the ETag name one version of an object.
-  std::string v = info.etag;
-  v += '\0';
-  v += std::to_string(info.size);
-  for (const auto& s : info.segments) {
-    v += '\0';
-    v += s.file;
-  }
-  return v;
+bool ObjectCache::DataEntry::same_version(const ObjectInfo& info) const {
+  if (size != info.size || etag != info.etag || files.size() != info.segments.size()) return false;
+  for (size_t i = 0; i < files.size(); ++i)
+    if (files[i] != info.segments[i].file) return false;
+  return true;
 }
 
 uint64_t ObjectCache::generation() const {
@@ -84,7 +78,7 @@ std::shared_ptr<const std::string> ObjectCache::find_data(const ObjectInfo& info
   std::string k = map_key(info.bucket, info.key);
   std::lock_guard<std::mutex> lock(mu_);
   auto it = data_.find(k);
-  if (it == data_.end() || it->second->version != version_of(info)) {
+  if (it == data_.end() || !it->second->same_version(info)) {
     ++stats_.read_misses;
     return nullptr;
   }
@@ -97,7 +91,8 @@ void ObjectCache::fill_data(const ObjectInfo& info, std::shared_ptr<const std::s
                             uint64_t generation) {
   if (!cacheable(info.size) || !data || data->size() != info.size) return;
   std::string k = map_key(info.bucket, info.key);
-  std::string version = version_of(info);
+  DataEntry entry{k, info.etag, info.size, {}, std::move(data)};
+  for (const auto& s : info.segments) entry.files.push_back(s.file);
   std::lock_guard<std::mutex> lock(mu_);
   if (generation != generation_) return;
   if (auto it = data_.find(k); it != data_.end()) {
@@ -105,8 +100,8 @@ void ObjectCache::fill_data(const ObjectInfo& info, std::shared_ptr<const std::s
     data_lru_.erase(it->second);
     data_.erase(it);
   }
-  data_bytes_ += data->size();
-  data_lru_.push_front(DataEntry{k, std::move(version), std::move(data)});
+  data_bytes_ += entry.data->size();
+  data_lru_.push_front(std::move(entry));
   data_.emplace(std::move(k), data_lru_.begin());
   while (data_bytes_ > options_.read_max_bytes && !data_lru_.empty()) {
     data_bytes_ -= data_lru_.back().data->size();

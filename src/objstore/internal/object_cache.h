@@ -25,6 +25,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "objstore/internal/storage.h"
 
@@ -78,17 +79,21 @@ class ObjectCache {
 
  private:
   static std::string map_key(std::string_view bucket, std::string_view key);
-  static std::string version_of(const ObjectInfo& info);
   void invalidate_locked(const std::string& k);
 
   struct LookupEntry {
     std::string key;
     std::shared_ptr<const ObjectInfo> info;
   };
+  // Data files are never rewritten in place (every write gets a new file id), so the files, the size and the
+  // ETag name one version of an object.
   struct DataEntry {
     std::string key;
-    std::string version;
+    std::string etag;
+    uint64_t size = 0;
+    std::vector<std::string> files;
     std::shared_ptr<const std::string> data;
+    bool same_version(const ObjectInfo& info) const;
   };
 
   const ObjectCacheOptions options_;

@@ -148,10 +148,22 @@ std::string http_date(int64_t ms) {
   static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
   static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                             "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d GMT", kDays[tmv.tm_wday % 7], tmv.tm_mday,
-                kMonths[tmv.tm_mon % 12], tmv.tm_year + 1900, tmv.tm_hour, tmv.tm_min, tmv.tm_sec);
-  return buf;
+  // Every GET and HEAD answers a Last-Modified: formatted by hand, not by snprintf (RFC 9110 section 5.6.7).
+  std::string out = "Sun, 00 Jan 0000 00:00:00 GMT";
+  auto two = [&out](size_t at, int v) {
+    out[at] = static_cast<char>('0' + v / 10 % 10);
+    out[at + 1] = static_cast<char>('0' + v % 10);
+  };
+  std::memcpy(out.data(), kDays[tmv.tm_wday % 7], 3);
+  two(5, tmv.tm_mday);
+  std::memcpy(out.data() + 8, kMonths[tmv.tm_mon % 12], 3);
+  int year = std::clamp(tmv.tm_year + 1900, 0, 9999);
+  two(12, year / 100);
+  two(14, year % 100);
+  two(17, tmv.tm_hour);
+  two(20, tmv.tm_min);
+  two(23, tmv.tm_sec);
+  return out;
 }
 
 std::optional<int64_t> parse_http_date_s(std::string_view s) {
@@ -499,9 +511,10 @@ struct S3Api::Impl {
 
   std::unique_ptr<http::BodySink> begin(const http::Request& head) {
     auto c = std::make_unique<Call>();
-    char id[24];
-    std::snprintf(id, sizeof id, "%016llX", static_cast<unsigned long long>(next_request_id++));
-    c->request_id = id;
+    // 16 upper-case hex digits, as S3's request ids look.
+    c->request_id.assign(16, '0');
+    for (uint64_t v = next_request_id++, i = 16; i-- > 0 && v; v >>= 4)
+      c->request_id[i] = "0123456789ABCDEF"[v & 15];
     c->max_gather = config.max_xml_bytes;
     S3Error err = S3Error::kNone;
     if (!parse_route(head, c->route, err)) {
@@ -604,6 +617,7 @@ struct S3Api::Impl {
   http::Response base(int status, const Call& c) {
     http::Response r;
     r.status = status;
+    r.headers.reserve(12);  // an object's GET answers about ten
     r.headers.emplace_back("x-amz-request-id", c.request_id);
     r.headers.emplace_back("Server", "cumulo");
     return r;
