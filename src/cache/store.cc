@@ -1,5 +1,6 @@
 #include "cache/store.h"
 
+#include <brotli/encode.h>
 #include <zlib.h>
 
 namespace cumulo::cache {
@@ -127,6 +128,25 @@ bool gzip_compress(std::string_view in, std::string& out) {
     out.clear();
     return false;
   }
+  return true;
+}
+
+bool brotli_compress(std::string_view in, std::string& out) {
+  // Quality 5 with a 4 MiB window: close to quality 11's ratio on text at a small part of its time, which
+  // matters because variants are made on a worker when an object is stored (nginx's brotli and Cloudflare pick
+  // similar levels for on-the-fly compression).
+  constexpr int kQuality = 5, kWindowBits = 22;
+  out.resize(BrotliEncoderMaxCompressedSize(in.size()));
+  size_t out_size = out.size();
+  if (out_size == 0 ||
+      !BrotliEncoderCompress(kQuality, kWindowBits, BROTLI_MODE_TEXT, in.size(),
+                             reinterpret_cast<const uint8_t*>(in.data()), &out_size,
+                             reinterpret_cast<uint8_t*>(out.data())) ||
+      out_size >= in.size()) {
+    out.clear();
+    return false;
+  }
+  out.resize(out_size);
   return true;
 }
 

@@ -29,6 +29,7 @@ struct Object {
   std::string headers;  // "Name: value\r\n" lines to send with it (no hop-by-hop, Age, Via, X-Cache)
   std::string body;
   std::string gzip_body;            // the body gzip-compressed, when worth it and the origin did not compress
+  std::string br_body;              // the body brotli-compressed (RFC 7932), likewise
   bool compressible = false;        // a 200 of a compressible type that the origin sent uncompressed
   std::vector<std::string> tags;    // from Surrogate-Key (space separated) and Cache-Tag (comma separated)
   std::string etag;
@@ -40,13 +41,15 @@ struct Object {
 
   EntryTimes current_times() const;
   size_t charge() const {
-    return key.size() + vary_key.size() + headers.size() + body.size() + gzip_body.size() + 256;
+    return key.size() + vary_key.size() + headers.size() + body.size() + gzip_body.size() + br_body.size() + 256;
   }
 };
 
 // Compressible content (text, JSON, JavaScript, XML, SVG) of at least 1 KiB without a Content-Encoding gets a
-// gzip variant; returns false when compression does not pay (the result is not smaller).
+// gzip and a brotli variant; each returns false (and leaves `out` empty) when compression does not pay (the
+// result is not smaller).
 bool gzip_compress(std::string_view in, std::string& out);
+bool brotli_compress(std::string_view in, std::string& out);
 bool compressible_type(std::string_view content_type);
 
 struct StoreStats {

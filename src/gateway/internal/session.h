@@ -138,7 +138,8 @@ class Session final : public core::IoHandler {
   std::shared_ptr<const cache::Object> stale_;  // being revalidated, or served if the origin fails
   std::shared_ptr<cache::Object> capture_;      // the response on its way into the cache
   std::shared_ptr<const cache::Object> serving_;
-  const std::string* serving_body_ = nullptr;  // serving_'s identity or gzip body
+  const std::string* serving_body_ = nullptr;  // serving_'s identity or compressed body, or ranges_body_
+  std::string ranges_body_;                    // a multipart/byteranges answer built for this request
   uint64_t serve_pos_ = 0;
   uint64_t serve_end_ = 0;
   std::shared_ptr<Session*> self_;  // wake-ups from other threads find the session through it; null once closed
