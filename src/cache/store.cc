@@ -82,7 +82,9 @@ size_t Store::purge(std::string_view key, bool prefix) {
   std::lock_guard lock(mu_);
   std::vector<Entry*> doomed;
   for (auto& [k, e] : entries_) {
-    if (prefix ? std::string_view(k).substr(0, key.size()) == key : k == key) doomed.push_back(e.get());
+    std::string_view head = std::string_view(k).substr(0, key.size());
+    if (head == key && (prefix || k.size() == key.size() || k[key.size()] == kSliceSeparator))
+      doomed.push_back(e.get());
   }
   for (Entry* e : doomed) erase_locked(e);
   return doomed.size();

@@ -32,6 +32,10 @@ struct Object {
   std::string br_body;              // the body brotli-compressed (RFC 7932), likewise
   bool compressible = false;        // a 200 of a compressible type that the origin sent uncompressed
   std::vector<std::string> tags;    // from Surrogate-Key (space separated) and Cache-Tag (comma separated)
+  // A slice of a larger representation (routes with cache.slice): `body` holds its bytes from slice_first on,
+  // of slice_total in all. For whole objects slice_first is 0 and slice_total 0.
+  uint64_t slice_first = 0;
+  uint64_t slice_total = 0;
   std::string etag;
   std::string last_modified;
   CacheControl cache_control;
@@ -58,6 +62,10 @@ struct StoreStats {
   uint64_t evictions = 0;
 };
 
+// Slices of the object under `key` are stored under key + kSliceSeparator + the slice's index: a byte no request
+// target can hold, so no URL's key collides with a slice's.
+inline constexpr char kSliceSeparator = '\x1f';
+
 class Store {
  public:
   explicit Store(uint64_t max_bytes);
@@ -68,7 +76,8 @@ class Store {
   // Adds or replaces (same key and vary_key); evicts least recently used objects beyond the cap. An object larger
   // than a quarter of the cap is not kept.
   void insert(std::shared_ptr<Object> object);
-  // Removes objects whose key equals `key` (or starts with it, when prefix); returns how many.
+  // Removes objects whose key equals `key` (or starts with it, when prefix), slices of it included; returns how
+  // many.
   size_t purge(std::string_view key, bool prefix);
   // Removes objects carrying this tag (surrogate key); returns how many.
   size_t purge_tag(std::string_view tag);

@@ -160,6 +160,10 @@ bool Session::cache_lookup(const http::RequestHead& req) {
   cache_key_.clear();
   for (char c : host) cache_key_.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c);
   cache_key_.append(req.target);
+  if (route_->config.cache.slice) {
+    slices_begin(req);
+    return true;
+  }
   cache::CacheControl req_cc = cache::parse_cache_control(req);
   int64_t now = ::time(nullptr);
 
@@ -441,6 +445,7 @@ void Session::cache_end() {
   capture_.reset();
   cache_mode_ = CacheMode::kOff;
   coalesced_ = false;
+  slices_end();
 }
 
 }  // namespace cumulo::gateway
