@@ -362,3 +362,63 @@ def test_stale_while_revalidate_answers_at_once_and_refreshes_behind(origin, gat
     r = requests.get(url, headers=h, timeout=5)
     assert r.headers["X-Cache"] == "HIT" and r.content == b"/w version 2\n", (r.headers, r.content)
     assert origin.count("/w") == 2
+
+
+def test_a_large_object_reaches_the_client_while_it_is_being_stored(gateway):
+    """The origin sends the head and 1 MiB of an 8 MiB body, then stalls: the client has that MiB before the
+    origin sends the rest, and once it has, the object is stored (the next request is a HIT)."""
+    body = bytes(range(256)) * (8 * 1024 * 1024 // 256)
+    release, requests_seen = threading.Event(), []
+    listener = socket.create_server((LOCALHOST, 0))
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    head += chunk
+                requests_seen.append(head)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nCache-Control: public, max-age=60\r\n"
+                             b"Content-Length: %d\r\n\r\n" % len(body) + body[:1024 * 1024])
+                release.wait(20)
+                conn.sendall(body[1024 * 1024:])
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        gw = caching_gateway(gateway, [{"address": f"{LOCALHOST}:{listener.getsockname()[1]}"}])
+        with socket.create_connection((LOCALHOST, gw.port), timeout=10) as c:
+            c.sendall(b"GET /large.mp4 HTTP/1.1\r\nHost: site.test\r\n\r\n")
+            got = b""
+            while b"\r\n\r\n" not in got or len(got.split(b"\r\n\r\n", 1)[1]) < 1024 * 1024:
+                chunk = c.recv(1 << 20)
+                assert chunk, "the gateway closed before the first MiB arrived"
+                got += chunk
+            assert not release.is_set()  # everything so far came while the origin was holding the rest back
+            head, first = got.split(b"\r\n\r\n", 1)
+            assert b"X-Cache: MISS" in head and first == body[:len(first)]
+            release.set()
+            while len(got.split(b"\r\n\r\n", 1)[1]) < len(body):
+                chunk = c.recv(1 << 20)
+                assert chunk
+                got += chunk
+            assert got.split(b"\r\n\r\n", 1)[1] == body
+            # On the same connection, so that the request surely follows the first one's end.
+            c.sendall(b"GET /large.mp4 HTTP/1.1\r\nHost: site.test\r\n\r\n")
+            again = b""
+            while b"\r\n\r\n" not in again or len(again.split(b"\r\n\r\n", 1)[1]) < len(body):
+                chunk = c.recv(1 << 20)
+                assert chunk
+                again += chunk
+            head, rest = again.split(b"\r\n\r\n", 1)
+            assert b"X-Cache: HIT" in head and rest == body
+        assert len(requests_seen) == 1
+    finally:
+        release.set()
+        listener.close()
