@@ -7,7 +7,8 @@
 set -euo pipefail
 
 build=(cmake ninja-build g++ clang libclang-rt-14-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libfmt-dev
-       libspdlog-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev)
+       libspdlog-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev
+       libbrotli-dev)
 tests=(curl wrk python3 python3-pytest python3-requests openssl procps iproute2 util-linux
        python3-boto3 s3cmd rclone)
 bench=(haproxy varnish)

@@ -174,6 +174,24 @@ struct ByteRange {
 enum class RangeKind { kNone, kRanges, kUnsatisfiable, kInvalid };
 RangeKind parse_range(std::string_view value, uint64_t length, std::vector<ByteRange>& out);
 
+// RFC 9110 section 14.6: the multipart/byteranges body answering `ranges` (two or more, as parse_range gives
+// them) of the representation `body` whose Content-Type is `content_type` (omitted from the parts when empty),
+// with `boundary` (1 to 70 characters of bchars, RFC 2046 section 5.1.1; the caller picks one that cannot occur
+// in the body, e.g. random). Each part carries its Content-Range; the response's Content-Type is
+// "multipart/byteranges; boundary=" + boundary. Ranges must lie within `body`.
+std::string multipart_byteranges(std::string_view body, const std::vector<ByteRange>& ranges,
+                                 std::string_view content_type, std::string_view boundary);
+
+// RFC 9110 section 14.4: a Content-Range of a 206 as an origin sends it for one range, "bytes first-last/length"
+// (the length may be "*" when unknown: `complete_length` is then nullopt). nullopt when malformed, when last is
+// before first, or when last is not below a known complete length.
+struct ContentRange {
+  uint64_t first;
+  uint64_t last;
+  std::optional<uint64_t> complete_length;
+};
+std::optional<ContentRange> parse_content_range(std::string_view value);
+
 // RFC 9110 section 13.1.5: may the Range be honoured, given the stored response's ETag and Last-Modified?
 // An entity-tag must match the ETag by strong comparison; an HTTP-date must equal Last-Modified, which must
 // be a strong validator (section 8.8.2.2: at least 60 s before the stored response's Date, when

@@ -29,8 +29,13 @@ struct Object {
   std::string headers;  // "Name: value\r\n" lines to send with it (no hop-by-hop, Age, Via, X-Cache)
   std::string body;
   std::string gzip_body;            // the body gzip-compressed, when worth it and the origin did not compress
+  std::string br_body;              // the body brotli-compressed (RFC 7932), likewise
   bool compressible = false;        // a 200 of a compressible type that the origin sent uncompressed
   std::vector<std::string> tags;    // from Surrogate-Key (space separated) and Cache-Tag (comma separated)
+  // A slice of a larger representation (routes with cache.slice): `body` holds its bytes from slice_first on,
+  // of slice_total in all. For whole objects slice_first is 0 and slice_total 0.
+  uint64_t slice_first = 0;
+  uint64_t slice_total = 0;
   std::string etag;
   std::string last_modified;
   CacheControl cache_control;
@@ -40,13 +45,15 @@ struct Object {
 
   EntryTimes current_times() const;
   size_t charge() const {
-    return key.size() + vary_key.size() + headers.size() + body.size() + gzip_body.size() + 256;
+    return key.size() + vary_key.size() + headers.size() + body.size() + gzip_body.size() + br_body.size() + 256;
   }
 };
 
 // Compressible content (text, JSON, JavaScript, XML, SVG) of at least 1 KiB without a Content-Encoding gets a
-// gzip variant; returns false when compression does not pay (the result is not smaller).
+// gzip and a brotli variant; each returns false (and leaves `out` empty) when compression does not pay (the
+// result is not smaller).
 bool gzip_compress(std::string_view in, std::string& out);
+bool brotli_compress(std::string_view in, std::string& out);
 bool compressible_type(std::string_view content_type);
 
 struct StoreStats {
@@ -54,6 +61,10 @@ struct StoreStats {
   uint64_t bytes = 0;
   uint64_t evictions = 0;
 };
+
+// Slices of the object under `key` are stored under key + kSliceSeparator + the slice's index: a byte no request
+// target can hold, so no URL's key collides with a slice's.
+inline constexpr char kSliceSeparator = '\x1f';
 
 class Store {
  public:
@@ -65,7 +76,8 @@ class Store {
   // Adds or replaces (same key and vary_key); evicts least recently used objects beyond the cap. An object larger
   // than a quarter of the cap is not kept.
   void insert(std::shared_ptr<Object> object);
-  // Removes objects whose key equals `key` (or starts with it, when prefix); returns how many.
+  // Removes objects whose key equals `key` (or starts with it, when prefix), slices of it included; returns how
+  // many.
   size_t purge(std::string_view key, bool prefix);
   // Removes objects carrying this tag (surrogate key); returns how many.
   size_t purge_tag(std::string_view tag);

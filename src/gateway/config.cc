@@ -190,13 +190,21 @@ GatewayConfig parse_gateway_config(const std::string& path) {
       rc.timeouts.idle = t.duration_or("idle", rc.timeouts.idle);
     }
     if (auto k = r["cache"]; k.defined()) {
-      k.check_keys({"enabled", "default_ttl", "max_ttl", "ignore_origin_cache_control", "max_object_bytes"});
+      k.check_keys({"enabled", "default_ttl", "max_ttl", "ignore_origin_cache_control", "max_object_bytes", "slice",
+                    "slice_bytes"});
       auto& cc = rc.cache;
       cc.enabled = k.bool_or("enabled", true);
       cc.default_ttl = k.duration_or("default_ttl", cc.default_ttl);
       cc.max_ttl = k.duration_or("max_ttl", cc.max_ttl);
       cc.ignore_origin_cache_control = k.bool_or("ignore_origin_cache_control", false);
       cc.max_object_bytes = k.size_or("max_object_bytes", cc.max_object_bytes);
+      cc.slice = k.bool_or("slice", false);
+      cc.slice_bytes = k.size_or("slice_bytes", cc.slice_bytes);
+      if (cc.slice_bytes < (64u << 10) || cc.slice_bytes > (64u << 20))
+        k["slice_bytes"].fail("expected 64KiB to 64MiB");
+      if (cc.slice && cc.slice_bytes > c.cache_max_bytes / 8)
+        k["slice_bytes"].fail("expected at most an eighth of cache.max_bytes (" +
+                              std::to_string(c.cache_max_bytes) + " bytes), or no slice would stay cached");
       if (cc.ignore_origin_cache_control && cc.default_ttl.count() <= 0)
         k["ignore_origin_cache_control"].fail("needs a default_ttl above zero (how long would objects stay?)");
     }

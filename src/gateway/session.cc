@@ -159,6 +159,7 @@ void Session::pump() {
       case Phase::kHead: progress = step_head(); break;
       case Phase::kProxy: progress = step_proxy(); break;
       case Phase::kServeCached: progress = step_serve_cached(); break;
+      case Phase::kSlices: progress = step_slices(); break;
       case Phase::kWaitCache: return;  // woken by the request that fills the cache
       case Phase::kClosing:
       case Phase::kLinger: progress = step_closing(); break;
@@ -966,7 +967,7 @@ void Session::on_timer() {
       }
       break;
     case TimerFor::kBodyIdle:
-      if (phase_ == Phase::kProxy || phase_ == Phase::kServeCached) abort();
+      if (phase_ == Phase::kProxy || phase_ == Phase::kServeCached || phase_ == Phase::kSlices) abort();
       break;
     case TimerFor::kLinger:
       close();
@@ -975,6 +976,8 @@ void Session::on_timer() {
       if (phase_ == Phase::kWaitCache) {
         coalesced_ = true;  // waited long enough: fetch alone
         phase_ = Phase::kHead;
+      } else if (phase_ == Phase::kSlices && slice_waiting_) {
+        slice_woken(slice_token_);  // the same: the slice is fetched by this request too
       }
       break;
     case TimerFor::kNone: break;

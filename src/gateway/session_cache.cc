@@ -1,6 +1,7 @@
 // The cache's part of a session: look-ups, coalescing, revalidation, storing responses and serving stored ones.
 // RFC 9111 decisions come from cache/policy.h; objects live in the shared cache::Store.
 #include <ctime>
+#include <random>
 
 #include "cache/policy.h"
 #include "cache/store.h"
@@ -47,6 +48,47 @@ bool accepts_gzip(std::string_view accept_encoding) {
     return !(v.substr(0, 1) == "0" && v.find_first_not_of("0.", 0) > 4);
   }
   return false;
+}
+
+// The value of the field `name` in stored header lines ("Name: value\r\n" each), or "".
+std::string_view header_of(std::string_view lines, std::string_view name) {
+  while (!lines.empty()) {
+    size_t eol = lines.find("\r\n");
+    std::string_view line = lines.substr(0, eol);
+    lines = eol == std::string_view::npos ? std::string_view{} : lines.substr(eol + 2);
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos || !http::iequals(line.substr(0, colon), name)) continue;
+    std::string_view v = line.substr(colon + 1);
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    return v;
+  }
+  return {};
+}
+
+void append_headers_except(core::Buffer& out, std::string_view lines, std::string_view name) {
+  while (!lines.empty()) {
+    size_t eol = lines.find("\r\n");
+    std::string_view line = lines.substr(0, eol == std::string_view::npos ? lines.size() : eol + 2);
+    lines.remove_prefix(line.size());
+    size_t colon = line.find(':');
+    if (colon != std::string_view::npos && http::iequals(line.substr(0, colon), name)) continue;
+    out.append(line);
+  }
+}
+
+// A multipart boundary that occurs in none of the parts (RFC 2046 section 5.1.1): random, checked anyway.
+std::string multipart_boundary(std::string_view body, const std::vector<cache::ByteRange>& ranges) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (;;) {
+    std::string b = "cumulo-";
+    uint64_t r = rng();
+    for (int i = 0; i < 16; ++i, r >>= 4) b.push_back(kHex[r & 15]);
+    bool clash = false;
+    for (const auto& range : ranges)
+      clash = clash || body.substr(range.first, range.last - range.first + 1).find(b) != std::string_view::npos;
+    if (!clash) return b;
+  }
 }
 
 void add_tags(std::string_view value, char separator, std::vector<std::string>& tags) {
@@ -118,6 +160,10 @@ bool Session::cache_lookup(const http::RequestHead& req) {
   cache_key_.clear();
   for (char c : host) cache_key_.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c);
   cache_key_.append(req.target);
+  if (route_->config.cache.slice) {
+    slices_begin(req);
+    return true;
+  }
   cache::CacheControl req_cc = cache::parse_cache_control(req);
   int64_t now = ::time(nullptr);
 
@@ -230,8 +276,9 @@ void prepare_variants(cache::Object& obj) {
   // Compressed once when stored, not per request; large objects (media) are rarely compressible and would stall
   // the worker while compressing.
   constexpr size_t kMinGzip = 1024, kMaxGzip = 4u << 20;
-  if (obj.compressible && obj.body.size() >= kMinGzip && obj.body.size() <= kMaxGzip)
-    cache::gzip_compress(obj.body, obj.gzip_body);
+  if (obj.compressible && obj.body.size() >= kMinGzip && obj.body.size() <= kMaxGzip &&
+      cache::gzip_compress(obj.body, obj.gzip_body))
+    cache::brotli_compress(obj.body, obj.br_body);
 }
 
 bool Session::cache_serve_stale_on_error() {
@@ -254,6 +301,7 @@ void Session::serve_cached(const http::RequestHead& req, std::shared_ptr<const c
   std::string_view reason = obj->reason;
   uint64_t length = obj->body.size(), first = 0, end = length;
   std::string extra;
+  bool multipart = false;
   if (cache::answer_not_modified(req, obj->etag, obj->last_modified, obj->times.date_value)) {
     status = 304;
     reason = "Not Modified";
@@ -263,14 +311,22 @@ void Session::serve_cached(const http::RequestHead& req, std::shared_ptr<const c
     std::vector<cache::ByteRange> ranges;
     switch (cache::parse_range(req.header("range"), length, ranges)) {
       case cache::RangeKind::kRanges:
-        // One range is served as 206; several are answered whole, which RFC 9110 section 14.2 allows.
+        status = 206;
+        reason = "Partial Content";
         if (ranges.size() == 1) {
-          status = 206;
-          reason = "Partial Content";
           first = ranges[0].first;
           end = ranges[0].last + 1;
           extra = "Content-Range: bytes " + std::to_string(first) + "-" + std::to_string(end - 1) + "/" +
                   std::to_string(length) + "\r\n";
+        } else {
+          // RFC 9110 section 14.6: several ranges (parse_range has coalesced the overlapping ones and refused
+          // abusive sets) as multipart/byteranges, built here because its bytes are this request's alone.
+          std::string boundary = multipart_boundary(obj->body, ranges);
+          ranges_body_ = cache::multipart_byteranges(obj->body, ranges, header_of(obj->headers, "content-type"),
+                                                     boundary);
+          multipart = true;
+          end = ranges_body_.size();
+          extra = "Content-Type: multipart/byteranges; boundary=" + boundary + "\r\n";
         }
         break;
       case cache::RangeKind::kUnsatisfiable:
@@ -282,10 +338,22 @@ void Session::serve_cached(const http::RequestHead& req, std::shared_ptr<const c
       default: break;
     }
   }
-  // The gzip variant: for a whole 200 to a client that takes gzip (RFC 9110 section 8.4); ranges use the identity
-  // body, whose offsets the client asked for.
-  bool gzip = status == 200 && !obj->gzip_body.empty() && accepts_gzip(req.header("accept-encoding"));
-  if (gzip) end = obj->gzip_body.size();
+  // A compressed variant: for a whole 200 to a client that takes its coding (RFC 9110 section 8.4), br before
+  // gzip unless the client weighs gzip higher; ranges use the identity body, whose offsets the client asked for.
+  const std::string* variant = nullptr;
+  std::string_view coding;
+  if (status == 200 && !obj->gzip_body.empty()) {
+    std::string_view accept = req.header("accept-encoding");
+    if (!obj->br_body.empty() && cache::normalized_accept_encoding(accept) == "br") {
+      variant = &obj->br_body;
+      coding = "br";
+    } else if (accepts_gzip(accept)) {
+      variant = &obj->gzip_body;
+      coding = "gzip";
+    }
+  }
+  bool gzip = variant != nullptr;
+  if (variant) end = variant->size();
   close_after_ = !keep_alive_ || w_.draining();
   bool body = status != 304 && status != 416 && req.method != http::Method::kHead;
   out_.append(version_minor_ == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
@@ -293,7 +361,11 @@ void Session::serve_cached(const http::RequestHead& req, std::shared_ptr<const c
   out_.append(" ");
   out_.append(reason);
   out_.append("\r\n");
-  if (status != 416) out_.append(obj->headers);
+  if (multipart) {
+    append_headers_except(out_, obj->headers, "content-type");
+  } else if (status != 416) {
+    out_.append(obj->headers);
+  }
   if (!obj->etag.empty() && status != 416) {
     out_.append("ETag: ");
     // Another representation needs another tag; a weak one still matches the identity's in If-None-Match.
@@ -302,7 +374,11 @@ void Session::serve_cached(const http::RequestHead& req, std::shared_ptr<const c
     out_.append("\r\n");
   }
   if (obj->compressible && !obj->gzip_body.empty()) {
-    if (gzip) out_.append("Content-Encoding: gzip\r\n");
+    if (gzip) {
+      out_.append("Content-Encoding: ");
+      out_.append(coding);
+      out_.append("\r\n");
+    }
     if (obj->vary.find("ccept-") == std::string::npos) out_.append("Vary: Accept-Encoding\r\n");
   }
   if (status != 304) {
@@ -325,7 +401,7 @@ void Session::serve_cached(const http::RequestHead& req, std::shared_ptr<const c
   status_ = status;
   serve_pos_ = first;
   serve_end_ = body ? end : first;
-  serving_body_ = gzip ? &obj->gzip_body : &obj->body;
+  serving_body_ = multipart ? &ranges_body_ : variant ? variant : &obj->body;
   serving_ = std::move(obj);
   resp_started_ = true;
   req_done_ = true;
@@ -350,6 +426,7 @@ bool Session::step_serve_cached() {
   route_->metrics.bytes_out->inc(bytes_to_client_);
   log_access(status_);
   serving_.reset();
+  if (!ranges_body_.empty()) std::string().swap(ranges_body_);
   end_request();
   if (close_after_ || !keep_alive_ || client_eof_) {
     phase_ = Phase::kClosing;
@@ -368,6 +445,7 @@ void Session::cache_end() {
   capture_.reset();
   cache_mode_ = CacheMode::kOff;
   coalesced_ = false;
+  slices_end();
 }
 
 }  // namespace cumulo::gateway

@@ -244,6 +244,17 @@ void Worker::refresh_in_background(std::shared_ptr<const Snapshot> snapshot, con
                       });
 }
 
+bool Worker::fetch_for_cache(const Snapshot& snapshot, const Route* route, http::ClientRequest req,
+                             std::function<void(http::ClientResponse)> done) {
+  const TargetGroup& group = *route->group;
+  Target* target = pick_target(group, group.balancer[index_], snapshot.config->zone,
+                               health::steady_ms(loop_.now()), nullptr, 0);
+  if (!target) return false;
+  if (!refresher_) refresher_ = std::make_unique<http::Client>(loop_);
+  refresher_->request(target->address, std::move(req), std::move(done));
+  return true;
+}
+
 void Worker::housekeeping() {
   core::AccessLog::flush();
   int64_t now = health::steady_ms(loop_.now());

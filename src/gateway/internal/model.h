@@ -62,6 +62,10 @@ struct RouteCacheConfig {
   milliseconds max_ttl{-1};      // caps any freshness lifetime (-1: no cap)
   bool ignore_origin_cache_control = false;
   uint64_t max_object_bytes = 64ull << 20;
+  // Media: fetch the origin in aligned Range slices of slice_bytes, each stored as its own object, and answer
+  // every GET/HEAD (ranges included) from slices, so that seeking in a large file works from the cache.
+  bool slice = false;
+  uint64_t slice_bytes = 1ull << 20;
 };
 
 struct RouteConfig {

@@ -35,7 +35,7 @@ class Session final : public core::IoHandler {
   size_t index = 0;                      // in the worker's session list
 
  private:
-  enum class Phase : uint8_t { kHead, kProxy, kWaitCache, kServeCached, kClosing, kLinger, kClosed };
+  enum class Phase : uint8_t { kHead, kProxy, kWaitCache, kServeCached, kSlices, kClosing, kLinger, kClosed };
   enum class TimerFor : uint8_t { kNone, kIdle, kHeader, kConnect, kFirstByte, kBodyIdle, kLinger, kCacheWait };
   enum class CacheMode : uint8_t { kOff, kFill, kRevalidate };
   enum class Failure : uint8_t { kConnect, kReset, kTimeout, kBadResponse };
@@ -74,6 +74,14 @@ class Session final : public core::IoHandler {
   void cache_end();
   void cache_wake();
   bool saved_request(http::RequestHead& out);
+  // Cache slices (session_slices.cc).
+  void slices_begin(const http::RequestHead& req);
+  bool step_slices();
+  bool slice_get(uint64_t index, bool fetch = true);  // true: slice_ is it (or the request ended)
+  void slice_arrived(uint64_t token, std::shared_ptr<const cache::Object> obj, std::string error);
+  void slice_woken(uint64_t token);
+  void slices_write_head();
+  void slices_end();
 
   Worker& w_;
   std::unique_ptr<http::Transport> client_;
@@ -138,9 +146,20 @@ class Session final : public core::IoHandler {
   std::shared_ptr<const cache::Object> stale_;  // being revalidated, or served if the origin fails
   std::shared_ptr<cache::Object> capture_;      // the response on its way into the cache
   std::shared_ptr<const cache::Object> serving_;
-  const std::string* serving_body_ = nullptr;  // serving_'s identity or gzip body
+  const std::string* serving_body_ = nullptr;  // serving_'s identity or compressed body, or ranges_body_
+  std::string ranges_body_;                    // a multipart/byteranges answer built for this request
   uint64_t serve_pos_ = 0;
   uint64_t serve_end_ = 0;
+  // Cache slices, for a request on a route with cache.slice.
+  std::shared_ptr<const cache::Object> slice_;  // the slice (or the whole answer) being sent
+  std::string slice_etag_;                      // of the first slice: every later one must match it
+  uint64_t slice_probe_ = 0;                    // the slice that tells the length, before the head is sent
+  uint64_t slice_token_ = 0;                    // tells a wake-up of the current wait from stale ones
+  bool slice_waiting_ = false;                  // for a fetch, or for another request's fetch of the slice
+  bool slice_coalesced_ = false;                // waited for another fetch once: fetch alone now
+  bool slice_head_sent_ = false;
+  bool slice_fetched_ = false;                  // some slice of this request came from the origin
+  bool slice_from_origin_ = false;              // slice_ did
   std::shared_ptr<Session*> self_;  // wake-ups from other threads find the session through it; null once closed
 };
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -19,6 +20,8 @@
 
 namespace cumulo::http {
 class Client;
+struct ClientRequest;
+struct ClientResponse;
 }
 namespace cumulo::cache {
 struct Object;
@@ -91,6 +94,10 @@ class Worker {
   // stale-while-revalidate (RFC 5861): fetch the key again without a client waiting; one refresh per key at once.
   void refresh_in_background(std::shared_ptr<const Snapshot> snapshot, const Route* route, const std::string& key,
                              std::shared_ptr<const cache::Object> stale, std::string request_head);
+  // Sends `req` to a target of the route's group on the worker's own client, for cache slices (no client
+  // connection is tied to it); false when no target is available. `done` runs on this worker's loop.
+  bool fetch_for_cache(const Snapshot& snapshot, const Route* route, http::ClientRequest req,
+                       std::function<void(http::ClientResponse)> done);
   bool draining() const { return draining_; }
 
   void adopt_client(int fd, const ListenerRuntime& listener);

@@ -116,6 +116,25 @@ TEST_F(GatewayConfigTest, BucketRouteNeedsAPrefixEndingInASlashAndAUsableName) {
   EXPECT_NE(error_of(slash).find("bucket name"), std::string::npos);
 }
 
+TEST_F(GatewayConfigTest, CacheSlicesHaveASaneSize) {
+  auto with = [&](const std::string& cache) {
+    std::string text = kValid;
+    text.replace(text.find("    timeouts: {connect: 250ms"), 0, "    cache: " + cache + "\n");
+    return text;
+  };
+  GatewayConfig c = parse_gateway_config(write(with("{slice: true}")));
+  EXPECT_TRUE(c.routes[0].cache.slice);
+  EXPECT_EQ(c.routes[0].cache.slice_bytes, 1u << 20);
+  EXPECT_FALSE(c.routes[1].cache.slice);
+  c = parse_gateway_config(write(with("{slice: true, slice_bytes: 256KiB}")));
+  EXPECT_EQ(c.routes[0].cache.slice_bytes, 256u << 10);
+  EXPECT_NE(error_of(with("{slice: true, slice_bytes: 1KiB}")).find("64KiB to 64MiB"), std::string::npos);
+  EXPECT_NE(error_of(with("{slice: true, slice_bytes: 128MiB}")).find("64KiB to 64MiB"), std::string::npos);
+  // With the default 256 MiB cache, 64 MiB slices would leave room for four: refused.
+  EXPECT_NE(error_of(with("{slice: true, slice_bytes: 64MiB}")).find("eighth of cache.max_bytes"), std::string::npos);
+  EXPECT_NE(error_of(with("{slices: true}")).find("slices"), std::string::npos);
+}
+
 TEST_F(GatewayConfigTest, MissingFileSaysSo) {
   try {
     parse_gateway_config("/nonexistent/gw.yaml");

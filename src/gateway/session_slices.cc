@@ -1,0 +1,375 @@
+// Cache slices: on a route with cache.slice, every GET and HEAD is answered from stored slices of the
+// representation, slice_bytes each at aligned offsets, fetched from the origin with Range requests as they are
+// needed (the approach of nginx's slice module and of CDNs for video), so that a seek into a large file costs
+// at most one slice from the origin and nothing once the slice is stored.
+//
+// The first slice needed (the one holding the first byte a single "bytes=N-..." range asks for, else slice 0)
+// tells the representation's length (its Content-Range) and its validators; the head is written from it, and
+// the body from the slices in order, each looked up and, when missing or stale, fetched on the worker's own
+// HTTP client (one fetch per slice at a time across workers: Store::begin_fill). Every slice must carry the
+// first one's ETag: when the origin's representation changes in the middle, the response is cut and the
+// object's slices are purged.
+#include <ctime>
+
+#include "cache/policy.h"
+#include "cache/store.h"
+#include "gateway/internal/session.h"
+#include "gateway/internal/worker.h"
+#include "http/client.h"
+
+namespace cumulo::gateway {
+
+namespace {
+
+enum CacheResult { kHit = 0, kMiss = 1 };
+
+// Fields of an answer passed on as the origin sent it that the gateway writes itself.
+bool dropped_from_passed(std::string_view name) {
+  return http::is_hop_by_hop(name) || http::iequals(name, "content-length") || http::iequals(name, "age") || http::iequals(name, "via") || http::iequals(name, "x-cache");
+}
+
+// The object answering a slice request: a stored slice (206, or a 200 small enough to be one slice), or the
+// origin's answer to pass on as it is (another status, or a 200 that may not be stored or is larger than a
+// slice: it still answers this request). nullptr with `error` set when the exchange failed.
+std::shared_ptr<const cache::Object> slice_object(http::ClientResponse resp, uint64_t first, const std::string& key,
+                                                  const std::string& request_head, const RouteCacheConfig& cfg,
+                                                  int64_t request_time, cache::Store& store, std::string& error) {
+  if (!resp.ok()) {
+    error = resp.error;
+    return nullptr;
+  }
+  int64_t now = ::time(nullptr);
+  std::optional<cache::ContentRange> range;
+  if (resp.status == 206) {
+    range = cache::parse_content_range(resp.header("content-range"));
+    if (!range || !range->complete_length || range->first != first ||
+        range->last - range->first + 1 != resp.body.size()) {
+      error = "the origin answered the slice's Range with a Content-Range that does not match it";
+      return nullptr;
+    }
+  }
+  if (resp.status == 206 || resp.status == 200) {
+    // Judged as the 200 it is a part of (RFC 9111 section 3.4 allows storing parts; storable() knows 200s).
+    std::string head = "HTTP/1.1 200 OK\r\n";
+    for (auto& [name, value] : resp.headers) {
+      if (http::iequals(name, "transfer-encoding") || http::iequals(name, "content-length") ||
+          http::iequals(name, "content-range"))
+        continue;
+      head += name + ": " + value + "\r\n";
+    }
+    head += "Content-Length: " + std::to_string(resp.body.size()) + "\r\n\r\n";
+    http::ResponseParser rp;
+    http::ResponseHead rh;
+    http::RequestParser qp;
+    http::RequestHead rq;
+    if (rp.parse(head, http::Method::kGet, rh) == http::ParseStatus::kComplete &&
+        qp.parse(request_head, rq) == http::ParseStatus::kComplete) {
+      rq.method = http::Method::kGet;  // a HEAD's slice is fetched with GET
+      if (auto obj = build_cache_object(key, rq, rh, cfg, request_time, now)) {
+        obj->slice_total = range ? *range->complete_length : resp.body.size();
+        obj->slice_first = range ? range->first : 0;
+        obj->body = std::move(resp.body);
+        if (range || obj->body.size() <= cfg.slice_bytes) store.insert(obj);
+        return obj;
+      }
+    }
+    if (range) {
+      error = "the origin's response may not be stored, and a slice route answers only from stored slices";
+      return nullptr;
+    }
+  }
+  auto obj = std::make_shared<cache::Object>();
+  obj->status = resp.status;
+  obj->reason.assign(http::reason_phrase(resp.status));
+  for (auto& [name, value] : resp.headers) {
+    if (dropped_from_passed(name)) continue;
+    if (http::iequals(name, "etag")) {
+      obj->etag = value;
+      continue;
+    }
+    obj->headers.append(name).append(": ").append(value).append("\r\n");
+  }
+  obj->times.response_time = obj->times.request_time = obj->times.date_value = now;
+  obj->body = std::move(resp.body);
+  obj->slice_total = obj->body.size();
+  return obj;
+}
+
+}  // namespace
+
+void Session::slices_begin(const http::RequestHead& req) {
+  cache_request_.assign(in_.data(), req.head_bytes);
+  cache_request_time_ = ::time(nullptr);
+  slice_probe_ = 0;
+  std::string_view range = req.header("range");
+  if (!range.empty() && req.header("if-range").empty()) {
+    // A single "first-last" or "first-": start at the slice holding its first byte. A suffix or several
+    // ranges need the length first: slice 0 tells it.
+    std::vector<cache::ByteRange> r;
+    size_t eq = range.find('=');
+    std::string_view spec = eq == std::string_view::npos ? std::string_view{} : range.substr(eq + 1);
+    while (!spec.empty() && (spec.front() == ' ' || spec.front() == '\t')) spec.remove_prefix(1);
+    if (!spec.empty() && spec.front() != '-' && cache::parse_range(range, UINT64_MAX, r) == cache::RangeKind::kRanges &&
+        r.size() == 1)
+      slice_probe_ = r[0].first / route_->config.cache.slice_bytes;
+  }
+  in_.consume(req.head_bytes);
+  req_parser_.reset();
+  req_done_ = true;
+  phase_ = Phase::kSlices;
+  arm(TimerFor::kBodyIdle, route_->config.timeouts.idle);
+}
+
+bool Session::step_slices() {
+  if (slice_waiting_) return false;
+  if (!slice_head_sent_) {
+    // Any stored slice tells the length and the fields: the first one, when the wanted one is not stored, saves
+    // a fetch for a range that turns out unsatisfiable.
+    if (!slice_ && slice_probe_ != 0 && !slice_get(slice_probe_, false)) slice_get(0, false);
+    if (!slice_) return slice_get(slice_probe_);
+    slices_write_head();
+    return true;
+  }
+  const cache::Object* s = slice_.get();
+  if (serve_pos_ < serve_end_ && (!s || serve_pos_ < s->slice_first || serve_pos_ - s->slice_first >= s->body.size()))
+    return slice_get(serve_pos_ / route_->config.cache.slice_bytes);
+  if (!out_.empty() || serve_pos_ < serve_end_) {
+    if (!client_writable_) return false;
+    const char* data = nullptr;
+    size_t n = 0;
+    if (serve_pos_ < serve_end_) {
+      uint64_t offset = serve_pos_ - s->slice_first;
+      data = s->body.data() + offset;
+      n = static_cast<size_t>(std::min<uint64_t>(serve_end_ - serve_pos_, s->body.size() - offset));
+    }
+    size_t before = out_.size();
+    size_t written = 0;
+    if (!write_client(data, n, written)) return true;
+    serve_pos_ += written;
+    if (!slice_from_origin_) route_->metrics.cache_bytes->inc(written);
+    if (written) arm(TimerFor::kBodyIdle, route_->config.timeouts.idle);
+    return written > 0 || out_.size() != before;
+  }
+  auto elapsed = std::chrono::duration<double>(w_.loop().update_now() - started_).count();
+  route_->metrics.responses[status_ / 100]->inc();
+  route_->metrics.latency->observe(elapsed);
+  route_->metrics.bytes_out->inc(bytes_to_client_);
+  log_access(status_);
+  end_request();
+  if (close_after_ || !keep_alive_ || client_eof_) {
+    phase_ = Phase::kClosing;
+  } else {
+    enter_idle();
+  }
+  return true;
+}
+
+bool Session::slice_get(uint64_t index, bool fetch) {
+  cache::Store& store = *snapshot_->cache;
+  const RouteCacheConfig& cfg = route_->config.cache;
+  http::RequestHead& rq = w_.scratch_request;
+  if (!saved_request(rq)) {
+    abort();
+    return true;
+  }
+  std::string key = cache_key_;
+  key.push_back(cache::kSliceSeparator);
+  key.append(std::to_string(index));
+  int64_t now = ::time(nullptr);
+  if (auto obj = store.lookup(key, rq)) {
+    auto fresh = cache::freshness(obj->current_times(), obj->cache_control, cache::parse_cache_control(rq), now);
+    if (fresh != cache::Freshness::kStale && (!slice_head_sent_ || obj->etag == slice_etag_)) {
+      slice_ = std::move(obj);
+      slice_from_origin_ = false;
+      slice_coalesced_ = false;
+      return true;
+    }
+  }
+  if (!fetch) return false;
+  std::weak_ptr<Session*> weak = self_;
+  bool filler = store.begin_fill(key);
+  if (!filler && !slice_coalesced_) {
+    // Another request fetches this slice: wait for it rather than fetch it twice.
+    uint64_t token = ++slice_token_;
+    slice_waiting_ = true;
+    arm(TimerFor::kCacheWait, route_->config.timeouts.first_byte);
+    store.wait_fill(key, w_.loop(), [weak, token] {
+      auto p = weak.lock();
+      if (p && *p) (*p)->slice_woken(token);
+    });
+    return false;
+  }
+  slice_coalesced_ = false;
+  uint64_t first = index * cfg.slice_bytes;
+  http::ClientRequest cr;
+  cr.method = "GET";
+  cr.target.assign(rq.target);
+  cr.host.assign(rq.host);
+  cr.timeout = route_->config.timeouts.first_byte;
+  for (size_t i = 0; i < rq.header_count; ++i) {
+    const http::Header& h = rq.headers[i];
+    // Slices are identity bytes at fixed offsets: no conditional, range or coding of the client's goes along.
+    if (http::is_hop_by_hop(h.name) || http::iequals(h.name, "host") || http::iequals(h.name, "range") ||
+        http::iequals(h.name, "accept-encoding") || (h.name.size() > 3 && http::iequals(h.name.substr(0, 3), "if-")))
+      continue;
+    cr.headers.emplace_back(h.name, h.value);
+  }
+  cr.headers.emplace_back("Range", "bytes=" + std::to_string(first) + "-" + std::to_string(first + cfg.slice_bytes - 1));
+  cr.headers.emplace_back("Via", "1.1 cumulo");
+  uint64_t token = ++slice_token_;
+  std::shared_ptr<const Snapshot> snapshot = snapshot_;
+  const Route* route = route_;
+  bool sent = w_.fetch_for_cache(
+      *snapshot, route, std::move(cr),
+      [weak, token, snapshot, route, key, first, filler, request_head = cache_request_,
+       request_time = now](http::ClientResponse resp) {
+        std::string error;
+        auto obj = slice_object(std::move(resp), first, key, request_head, route->config.cache, request_time,
+                                *snapshot->cache, error);
+        if (filler) snapshot->cache->end_fill(key);
+        auto p = weak.lock();
+        if (p && *p) (*p)->slice_arrived(token, std::move(obj), std::move(error));
+      });
+  if (!sent) {
+    if (filler) store.end_fill(key);
+    if (slice_head_sent_) {
+      abort();
+    } else {
+      respond_error(503, "no healthy target to fetch the slice from");
+    }
+    return true;
+  }
+  slice_waiting_ = true;
+  // The client's own timeout (first_byte) ends the fetch; this only guards against losing its answer.
+  arm(TimerFor::kBodyIdle, route_->config.timeouts.first_byte + route_->config.timeouts.idle);
+  return false;
+}
+
+void Session::slice_woken(uint64_t token) {
+  if (phase_ != Phase::kSlices || !slice_waiting_ || token != slice_token_) return;
+  slice_waiting_ = false;
+  slice_coalesced_ = true;  // look once more; if it is still missing, fetch it alone
+  ++slice_token_;
+  pump();
+}
+
+void Session::slice_arrived(uint64_t token, std::shared_ptr<const cache::Object> obj, std::string error) {
+  if (phase_ != Phase::kSlices || !slice_waiting_ || token != slice_token_) return;
+  slice_waiting_ = false;
+  if (!obj) {
+    if (slice_head_sent_) {
+      abort();  // the head promised bytes that cannot come: cut the response
+    } else {
+      respond_error(502, "the origin's answer to a slice request failed: " + error);
+      pump();
+    }
+    return;
+  }
+  if (slice_head_sent_ && (obj->status != 200 || obj->etag != slice_etag_ || obj->slice_total != slice_->slice_total)) {
+    // RFC 9110 section 14.3's concern: parts of different representations must not be combined.
+    snapshot_->cache->purge(cache_key_, false);
+    abort();
+    return;
+  }
+  slice_ = std::move(obj);
+  slice_from_origin_ = true;
+  slice_fetched_ = true;
+  pump();
+}
+
+void Session::slices_write_head() {
+  const cache::Object& o = *slice_;
+  http::RequestHead& rq = w_.scratch_request;
+  if (!saved_request(rq)) {
+    abort();
+    return;
+  }
+  int status = o.status;
+  std::string_view reason = o.reason;
+  uint64_t total = o.slice_total, first = 0, end = total;
+  std::string extra;
+  bool representation = o.status == 200;
+  if (representation && cache::answer_not_modified(rq, o.etag, o.last_modified, o.times.date_value)) {
+    status = 304;
+    reason = "Not Modified";
+  } else if (representation && !rq.header("range").empty() &&
+             (rq.header("if-range").empty() ||
+              cache::if_range_allows(rq.header("if-range"), o.etag, o.last_modified, o.times.date_value))) {
+    std::vector<cache::ByteRange> ranges;
+    switch (cache::parse_range(rq.header("range"), total, ranges)) {
+      case cache::RangeKind::kRanges:
+        // Several ranges are answered whole (RFC 9110 section 14.2 allows it): a slice route serves media,
+        // whose players ask for one range at a time.
+        if (ranges.size() == 1) {
+          status = 206;
+          reason = "Partial Content";
+          first = ranges[0].first;
+          end = ranges[0].last + 1;
+          extra = "Content-Range: bytes " + std::to_string(first) + "-" + std::to_string(end - 1) + "/" +
+                  std::to_string(total) + "\r\n";
+        }
+        break;
+      case cache::RangeKind::kUnsatisfiable:
+        status = 416;
+        reason = "Range Not Satisfiable";
+        first = end = 0;
+        extra = "Content-Range: bytes */" + std::to_string(total) + "\r\n";
+        break;
+      default: break;
+    }
+  }
+  close_after_ = !keep_alive_ || w_.draining();
+  bool body = status != 304 && status != 416 && rq.method != http::Method::kHead;
+  out_.append(version_minor_ == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  out_.append(std::to_string(status));
+  out_.append(" ");
+  out_.append(reason);
+  out_.append("\r\n");
+  if (status != 416) out_.append(o.headers);
+  if (!o.etag.empty() && status != 416) {
+    out_.append("ETag: ");
+    out_.append(o.etag);
+    out_.append("\r\n");
+  }
+  if (status != 304) {
+    out_.append("Content-Length: ");
+    out_.append(std::to_string(end - first));
+    out_.append("\r\n");
+  }
+  out_.append(extra);
+  if (representation) {
+    out_.append("Age: ");
+    out_.append(std::to_string(cache::current_age(o.current_times(), ::time(nullptr))));
+    out_.append("\r\n");
+  }
+  out_.append(slice_fetched_ ? "X-Cache: MISS\r\n" : "X-Cache: HIT\r\n");
+  out_.append("Via: 1.1 cumulo\r\n");
+  if (close_after_) {
+    out_.append("Connection: close\r\n");
+  } else if (version_minor_ == 0) {
+    out_.append("Connection: keep-alive\r\n");
+  }
+  out_.append("\r\n");
+  route_->metrics.cache_results[slice_fetched_ ? kMiss : kHit]->inc();
+  status_ = status;
+  serve_pos_ = first;
+  serve_end_ = body ? end : first;
+  slice_etag_ = o.etag;
+  slice_head_sent_ = true;
+  resp_started_ = true;
+  arm(TimerFor::kBodyIdle, route_->config.timeouts.idle);
+}
+
+void Session::slices_end() {
+  slice_.reset();
+  slice_etag_.clear();
+  slice_probe_ = 0;
+  ++slice_token_;
+  slice_waiting_ = false;
+  slice_coalesced_ = false;
+  slice_head_sent_ = false;
+  slice_fetched_ = false;
+  slice_from_origin_ = false;
+}
+
+}  // namespace cumulo::gateway
