@@ -120,6 +120,8 @@ int main(int argc, char** argv) {
   dns_cmd->add_option("--origin", dns_options.origin, "Origin of --zone");
   dns_cmd->add_option("--admin", dns_options.admin, "Admin API address (overrides the file)");
   dns_cmd->add_option("--workers", dns_options.workers, "Worker threads (overrides the file)");
+  dns_cmd->add_option("--gateway-address", dns_options.gateway_addresses,
+                      "The gateway's address for ALIAS records with gateway: true (repeatable; cumulo up passes it)");
   dns_cmd->add_flag("--check", dns_check, "Only validate the configuration and its zone files, then exit");
   dns_cmd->footer("SIGINT/SIGTERM stop the server.");
   dns_cmd->callback([&] {

@@ -15,6 +15,7 @@
 #include "dns/internal/admin.h"
 #include "dns/internal/config.h"
 #include "dns/internal/server.h"
+#include "dns/wire/zone_file.h"
 #include "health/health.h"
 #include "http/client.h"
 #include "http/server.h"
@@ -42,6 +43,24 @@ DnsConfig load(const RunOptions& o) {
   if (o.workers > 0) cfg.workers = o.workers;
   for (const auto& a : cfg.listen)
     if (!core::SocketAddress::parse(a)) throw core::ConfigError("--listen: bad address '" + a + "'");
+  for (ZoneSource& z : cfg.zones) {
+    for (auto& [key, set] : z.sets) {
+      if (!set.alias_gateway) continue;
+      if (o.gateway_addresses.empty())
+        throw core::ConfigError(
+            cfg.source + ": ALIAS " + wire::name_to_text(set.name) +
+            " with gateway: true needs the gateway's addresses: run it from cumulo up, or pass "
+            "--gateway-address");
+      for (const std::string& a : o.gateway_addresses) {
+        Endpoint ep;
+        ep.text = a;
+        if (!wire::rdata_from_text(wire::type::kA, {a}, z.origin, ep.rdata, nullptr) &&
+            !wire::rdata_from_text(wire::type::kAAAA, {a}, z.origin, ep.rdata, nullptr))
+          throw core::ConfigError("--gateway-address: expected an IPv4 or IPv6 address, got '" + a + "'");
+        set.endpoints.push_back(std::move(ep));
+      }
+    }
+  }
   return cfg;
 }
 }  // namespace

@@ -16,6 +16,8 @@ struct RunOptions {
   std::string origin;
   std::string admin;  // overrides the file's admin address when set
   int workers = 0;    // 0: the file's (default 1)
+  // The stack gateway's addresses, for ALIAS records with `gateway: true` (cumulo up passes its listen host).
+  std::vector<std::string> gateway_addresses;
 };
 
 // Runs until SIGINT or SIGTERM. Returns the exit code: 0 after a clean stop, 2 for an invalid configuration

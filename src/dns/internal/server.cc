@@ -366,7 +366,9 @@ struct DnsServer::Worker::TcpConn : core::IoHandler {
 
   void on_io(uint32_t events) override {
     if (closed) return;
-    if (events & (core::kReadable | core::kHangup)) read_some();
+    // Reading also resumes on a writable event: it stops while too many answers wait for a slow reader.
+    (void)events;
+    read_some();
     if (!closed) flush();
   }
 

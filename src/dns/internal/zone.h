@@ -50,6 +50,7 @@ struct RecordSetSpec {
   std::vector<Endpoint> endpoints;
   std::string
       alias_target;  // ALIAS: a name (lowercase wire) whose A/AAAA answer; empty: the endpoints' addresses
+  bool alias_gateway = false;  // ALIAS: the stack gateway's addresses (given to `cumulo dns` at start)
 };
 
 struct RRset {
