@@ -9,6 +9,7 @@
 
 #include "cli/control_commands.h"
 #include "core/config.h"
+#include "dns/dns.h"
 #include "gateway/gateway.h"
 #include "objstore/objstore.h"
 #include "stack/stack.h"
@@ -101,6 +102,37 @@ int main(int argc, char** argv) {
         std::printf("%s: ok\n", s3_config.c_str());
       } else {
         code = objstore::run(s3_config);
+      }
+    } catch (const core::ConfigError& e) {
+      std::fprintf(stderr, "cumulo: %s\n", e.what());
+      code = 2;
+    }
+    throw CLI::RuntimeError(code);
+  });
+
+  // `cumulo dns -c FILE` (or --zone/--origin without a file): the authoritative DNS server (docs/dns.md).
+  dns::RunOptions dns_options;
+  bool dns_check = false;
+  auto* dns_cmd = app.add_subcommand("dns", "Run the authoritative DNS server with health-checked routing (docs/dns.md)");
+  dns_cmd->add_option("-c,--config", dns_options.config_path, "DNS configuration file (see docs/configuration.md)");
+  dns_cmd->add_option("--listen", dns_options.listen, "Address to serve on, UDP and TCP (repeatable; overrides the file)");
+  dns_cmd->add_option("--zone", dns_options.zone_file, "Zone file to serve without a configuration file");
+  dns_cmd->add_option("--origin", dns_options.origin, "Origin of --zone");
+  dns_cmd->add_option("--admin", dns_options.admin, "Admin API address (overrides the file)");
+  dns_cmd->add_option("--workers", dns_options.workers, "Worker threads (overrides the file)");
+  dns_cmd->add_option("--gateway-address", dns_options.gateway_addresses,
+                      "The gateway's address for ALIAS records with gateway: true (repeatable; cumulo up passes it)");
+  dns_cmd->add_flag("--check", dns_check, "Only validate the configuration and its zone files, then exit");
+  dns_cmd->footer("SIGINT/SIGTERM stop the server.");
+  dns_cmd->callback([&] {
+    int code = 0;
+    try {
+      if (dns_check) {
+        if (dns_options.config_path.empty()) throw core::ConfigError("--check needs -c FILE");
+        dns::check_config(dns_options.config_path);
+        std::printf("%s: ok\n", dns_options.config_path.c_str());
+      } else {
+        code = dns::run(dns_options);
       }
     } catch (const core::ConfigError& e) {
       std::fprintf(stderr, "cumulo: %s\n", e.what());

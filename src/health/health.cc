@@ -1,5 +1,6 @@
 #include "health/health.h"
 
+#include <cerrno>
 #include <charconv>
 
 #include "http/client.h"
@@ -102,6 +103,10 @@ void HealthChecker::run_probe(Probe& p) {
     return;
   }
   p.in_flight = true;
+  if (p.spec.kind == CheckKind::kTcp) {
+    run_tcp_probe(p);
+    return;
+  }
   http::ClientRequest req;
   req.target = p.spec.path;
   req.timeout = p.spec.timeout;
@@ -111,29 +116,83 @@ void HealthChecker::run_probe(Probe& p) {
   client_.request(p.address, std::move(req), [this, alive, probe](http::ClientResponse resp) {
     if (alive.expired() || !*alive.lock()) return;
     Probe& p = *probe;
-    p.in_flight = false;
     bool pass = resp.ok() && p.spec.expects(resp.status);
     std::string why = resp.ok() ? "status " + std::to_string(resp.status) + " on " + p.spec.path : resp.error;
-    Health before = p.state->health.load();
-    Health after = before;
-    if (pass) {
-      p.failures = 0;
-      ++p.passes;
-      // A target that has never been checked joins on its first pass; a failed one needs the full threshold.
-      if (before == Health::kInitial || (before == Health::kUnhealthy && p.passes >= p.spec.healthy_threshold))
-        after = Health::kHealthy;
-    } else {
-      p.passes = 0;
-      ++p.failures;
-      if (before != Health::kUnhealthy && p.failures >= p.spec.unhealthy_threshold) after = Health::kUnhealthy;
-    }
-    if (after != before) {
-      p.state->health.store(after);
-      p.state->changed_at_ms.store(steady_ms(loop_.now()));
-      if (on_transition_) on_transition_(p.endpoint, before, after, why);
-    }
-    p.timer.arm(p.spec.interval);
+    record_result(p, pass, why);
   });
+}
+
+void HealthChecker::record_result(Probe& p, bool pass, const std::string& why) {
+  p.in_flight = false;
+  Health before = p.state->health.load();
+  Health after = before;
+  if (pass) {
+    p.failures = 0;
+    ++p.passes;
+    // A target that has never been checked joins on its first pass; a failed one needs the full threshold.
+    if (before == Health::kInitial || (before == Health::kUnhealthy && p.passes >= p.spec.healthy_threshold))
+      after = Health::kHealthy;
+  } else {
+    p.passes = 0;
+    ++p.failures;
+    if (before != Health::kUnhealthy && p.failures >= p.spec.unhealthy_threshold) after = Health::kUnhealthy;
+  }
+  if (after != before) {
+    p.state->health.store(after);
+    p.state->changed_at_ms.store(steady_ms(loop_.now()));
+    if (on_transition_) on_transition_(p.endpoint, before, after, why);
+  }
+  p.timer.arm(p.spec.interval);
+}
+
+// A TCP check: the connection opening within the timeout is a pass. The attempt owns its socket and timer and
+// finishes exactly once (connected, refused or timed out).
+struct TcpAttempt : core::IoHandler {
+  TcpAttempt(core::EventLoop& l, std::function<void(bool, std::string)> d)
+      : loop(l), done(std::move(d)), timer(l, [this] { finish(false, "timeout"); }) {}
+  void on_io(uint32_t) override {
+    int err = core::socket_error(fd.get());
+    if (err == 0) {
+      finish(true, "connected");
+    } else if (err != EINPROGRESS) {
+      finish(false, "connect: " + core::errno_text(err));
+    }
+  }
+  void finish(bool pass, std::string why) {
+    if (finished) return;
+    finished = true;
+    timer.cancel();
+    loop.remove(fd.get());
+    fd.reset();
+    auto d = std::move(done);
+    std::unique_ptr<TcpAttempt> self(this);
+    loop.destroy_later(std::move(self));
+    d(pass, std::move(why));
+  }
+  core::EventLoop& loop;
+  std::function<void(bool, std::string)> done;
+  core::Timer timer;
+  core::Fd fd;
+  bool finished = false;
+};
+
+void HealthChecker::run_tcp_probe(Probe& p) {
+  std::weak_ptr<bool> alive = p.alive;
+  Probe* probe = &p;
+  auto done = [this, alive, probe](bool pass, std::string why) {
+    if (alive.expired() || !*alive.lock()) return;
+    record_result(*probe, pass, why);
+  };
+  int err = 0;
+  core::Fd fd = core::connect_tcp(p.address, &err);
+  if (!fd) {
+    done(false, "connect: " + core::errno_text(err));
+    return;
+  }
+  auto* attempt = new TcpAttempt(loop_, std::move(done));  // owns itself until finish()
+  attempt->fd = std::move(fd);
+  attempt->timer.arm(p.spec.timeout);
+  loop_.add(attempt->fd.get(), attempt, core::kWritable);
 }
 
 bool OutlierDetector::record_failure(Failure kind, const OutlierSpec& spec, int64_t now_ms) {

@@ -23,7 +23,12 @@ namespace cumulo::health {
 enum class Health : uint8_t { kInitial, kHealthy, kUnhealthy };
 const char* to_string(Health h);
 
+// kTcp passes when a TCP connection opens within the timeout (path and codes unused); the DNS server's checks
+// of non-HTTP endpoints use it.
+enum class CheckKind : uint8_t { kHttp, kTcp };
+
 struct HttpCheckSpec {
+  CheckKind kind = CheckKind::kHttp;
   std::string path = "/healthz";
   std::vector<std::pair<int, int>> expected_codes{{200, 399}};  // inclusive ranges
   std::chrono::milliseconds interval{2000};
@@ -63,6 +68,8 @@ class HealthChecker {
  private:
   struct Probe;
   void run_probe(Probe& probe);
+  void run_tcp_probe(Probe& probe);
+  void record_result(Probe& probe, bool pass, const std::string& why);
   core::EventLoop& loop_;
   http::Client& client_;
   TransitionFn on_transition_;

@@ -7,11 +7,13 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 #include <stdexcept>
 
 #include "core/log.h"
 #include "core/net.h"
+#include "dns/dns.h"
 #include "objstore/objstore.h"
 
 namespace cumulo::stack {
@@ -230,6 +232,26 @@ ObjectStoreSpec parse_object_store(const core::ConfigNode& node, const std::vect
   return store;
 }
 
+DnsSpec parse_dns(const core::ConfigNode& node) {
+  DnsSpec dns;
+  if (!node.defined() || node.is_null()) return dns;
+  node.check_keys({"config", "listen", "admin"});
+  dns.enabled = true;
+  dns.location = node.location();
+  auto config = node.required("config");
+  dns.config = std::filesystem::absolute(config.as_string()).string();
+  try {
+    dns::check_config(dns.config);  // its own file:line errors, before anything starts
+  } catch (const core::ConfigError& e) {
+    config.fail(std::string("invalid DNS configuration: ") + e.what());
+  }
+  dns.listen = node.required("listen").as_string();
+  if (!core::SocketAddress::parse(dns.listen)) node["listen"].fail("expected host:port, such as 127.0.0.1:5353");
+  dns.admin = node.string_or("admin", "");
+  if (!dns.admin.empty() && !core::SocketAddress::parse(dns.admin)) node["admin"].fail("expected host:port");
+  return dns;
+}
+
 std::vector<EdgeSpec> parse_edges(const core::ConfigNode& node) {
   std::vector<EdgeSpec> edges;
   if (!node.defined() || node.is_null()) return edges;
@@ -287,7 +309,7 @@ StackSpec load_stack_file(const std::string& path) {
 
 StackSpec parse_stack(const core::ConfigNode& root) {
   if (!root.is_map()) root.fail("expected a stack: a map with name, zones, gateway and groups");
-  root.check_keys({"name", "zones", "control", "gateway", "groups", "object_store", "edges"});
+  root.check_keys({"name", "zones", "control", "gateway", "groups", "object_store", "edges", "dns"});
   StackSpec spec;
   spec.source = root.location();
 
@@ -351,6 +373,7 @@ StackSpec parse_stack(const core::ConfigNode& root) {
     }
   }
   spec.edges = parse_edges(root["edges"]);
+  spec.dns = parse_dns(root["dns"]);
   return spec;
 }
 

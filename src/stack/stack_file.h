@@ -99,6 +99,16 @@ struct EdgeSpec {
   std::string location;
 };
 
+// `dns:` the authoritative DNS server (docs/dns.md), run with its own configuration file; its ALIAS records
+// with `gateway: true` answer with the gateway's listen address.
+struct DnsSpec {
+  bool enabled = false;
+  std::string config;  // a `cumulo dns` configuration file, made absolute
+  std::string listen;  // UDP and TCP; overrides the file's listen addresses
+  std::string admin;   // empty until start: a free loopback port is taken then
+  std::string location;
+};
+
 struct StackSpec {
   std::string source;  // the file name, as given
   std::string name;
@@ -108,6 +118,7 @@ struct StackSpec {
   std::vector<GroupSpec> groups;
   ObjectStoreSpec object_store;
   std::vector<EdgeSpec> edges;
+  DnsSpec dns;
 };
 
 // Throw core::ConfigError naming file, line, column and what was expected.

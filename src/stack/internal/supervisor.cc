@@ -99,7 +99,7 @@ class SupervisorSignals {
 // start before the groups' instances and are restarted when they die (a restarted gateway is then told about
 // every instance again).
 struct ServiceProcess {
-  enum class Kind { kGateway, kStore, kEdge };
+  enum class Kind { kGateway, kStore, kEdge, kDns };
   Kind kind = Kind::kGateway;
   std::string id;       // "gateway", "objstore-a", "edge-eu"
   std::string zone;     // "-" when it has none
@@ -203,6 +203,7 @@ class Supervisor : public core::IoHandler {
                               const std::string& address, const std::vector<std::string>& probe_addresses);
   void plan_object_store();
   void plan_edges();
+  void plan_dns();
   void write_configs() const;
   bool start_service(ServiceProcess& service);
   void poll_services_ready();
@@ -279,6 +280,7 @@ Supervisor::Supervisor(const StackSpec& stack, const SupervisorOptions& options)
   gateway_->stop_grace = gw.drain_timeout + kGatewayStopSlack;
   plan_object_store();
   plan_edges();
+  plan_dns();
   if (stack_.gateway.access_log != "off" && stack_.gateway.access_log != "-") {
     stack_.gateway.access_log = fs::absolute(stack_.gateway.access_log).string();
   }
@@ -490,6 +492,28 @@ void Supervisor::plan_edges() {
     add_service(ServiceProcess::Kind::kEdge, "edge-" + edge.name, "-", edge.listen,
                 {edge.listen, edge.admin});
   }
+}
+
+// `cumulo dns` with the stack file's DNS configuration as it is; the supervisor adds the listen and admin
+// addresses and the gateway's address for ALIAS records with `gateway: true`.
+void Supervisor::plan_dns() {
+  DnsSpec& dns = stack_.dns;
+  if (!dns.enabled) return;
+  try {
+    core::listen_tcp(*core::SocketAddress::parse(dns.listen), false);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(dns.location + ": dns.listen: " + e.what());
+  }
+  if (dns.admin.empty()) {
+    std::set<uint16_t> avoid = reserved_ports_;
+    avoid.insert(core::SocketAddress::parse(stack_.gateway.listen)->port());
+    avoid.insert(core::SocketAddress::parse(stack_.control.listen)->port());
+    dns.admin = "127.0.0.1:" + std::to_string(pick_port(avoid));
+  }
+  ServiceProcess& s = add_service(ServiceProcess::Kind::kDns, "dns", "-", dns.listen, {dns.listen, dns.admin});
+  s.config_path = dns.config;
+  s.launch.argv = {options_.cumulo_binary, "dns", "-c", dns.config, "--listen", dns.listen, "--admin", dns.admin,
+                   "--gateway-address", probe_address(*core::SocketAddress::parse(stack_.gateway.listen)).host()};
 }
 
 // Written aside and renamed, so a process reloading one never reads half a file.
