@@ -9,6 +9,7 @@
 
 #include "cli/control_commands.h"
 #include "core/config.h"
+#include "db/db.h"
 #include "dns/dns.h"
 #include "gateway/gateway.h"
 #include "objstore/objstore.h"
@@ -141,6 +142,25 @@ int main(int argc, char** argv) {
     throw CLI::RuntimeError(code);
   });
 
+  // `cumulo db ...`: the database tier (docs/db.md).
+  std::string db_config, db_admin, db_to;
+  bool db_check = false, db_json = false;
+  auto* db = app.add_subcommand("db", "The database tier: MariaDB primary and replicas, failover, endpoints");
+  db->require_subcommand(1);
+  auto* db_run = db->add_subcommand("run", "Run the database tier (docs/db.md)");
+  db_run->add_option("-c,--config", db_config, "Database tier configuration file (docs/configuration.md)")
+      ->required();
+  db_run->add_flag("--check", db_check, "Only validate the configuration file, then exit");
+  db_run->footer("SIGINT/SIGTERM close the endpoints, then stop every mariadbd cleanly.");
+  auto* db_status = db->add_subcommand("status", "Primary, replicas, replication threads, lag, semi-sync, events");
+  auto* db_switch = db->add_subcommand("switchover", "Planned switchover of the primary to a replica");
+  db_switch->add_option("--to", db_to, "Replica to promote (default: the most up-to-date one)");
+  for (CLI::App* cmd : {db_status, db_switch}) {
+    cmd->add_option("-c,--config", db_config, "The running tier's configuration file (for its admin address)");
+    cmd->add_option("--admin", db_admin, "The running tier's admin address (HOST:PORT)");
+  }
+  db_status->add_flag("--json", db_json, "Print the admin API's JSON");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -164,6 +184,22 @@ int main(int argc, char** argv) {
       }
       up_options.cumulo_binary = self_path(argv[0]);
       return stack::run_up(stack_file, up_options);
+    }
+    if (db_run->parsed()) {
+      if (db_check) {
+        db::check_config(db_config);
+        std::printf("%s: ok\n", db_config.c_str());
+        return 0;
+      }
+      return db::run(db_config);
+    }
+    if (db_status->parsed() || db_switch->parsed()) {
+      if (db_admin.empty() && db_config.empty()) {
+        std::fprintf(stderr, "cumulo db: give the running tier's --admin HOST:PORT or its -c CONFIG\n");
+        return 2;
+      }
+      if (db_admin.empty()) db_admin = db::admin_address(db_config);
+      return db_status->parsed() ? db::command_status(db_admin, db_json) : db::command_switchover(db_admin, db_to);
     }
     if (status->parsed()) return command_status(target);
     if (instances->parsed()) return command_instances(target);

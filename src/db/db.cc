@@ -1,0 +1,340 @@
+#include "db/db.h"
+
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "core/config.h"
+#include "core/event_loop.h"
+#include "core/log.h"
+#include "core/net.h"
+#include "db/internal/cluster.h"
+#include "db/internal/config.h"
+#include "db/internal/proxy.h"
+#include "http/client.h"
+#include "http/server.h"
+
+namespace cumulo::db {
+
+namespace {
+
+constexpr std::string_view kComponent = "db";
+constexpr std::chrono::milliseconds kWaitForPrimary{15'000};
+
+using nlohmann::json;
+
+// Hands each change of routes to every proxy loop. Before the loops exist the last change is kept for them.
+class Endpoints {
+ public:
+  explicit Endpoints(const DbConfig& cfg) {
+    for (const InstanceSpec& i : cfg.instances) {
+      addresses_[i.name] = *core::SocketAddress::parse("127.0.0.1:" + std::to_string(i.port));
+    }
+  }
+
+  void publish(const Publication& p) {
+    std::lock_guard lock(mu_);
+    last_ = p;
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      loops_[i]->post([w = workers_[i], routes = routes_for(p), close = p.close_backends] {
+        for (const std::string& c : close) w->close_backend(c);
+        w->set_routes(routes);
+      });
+    }
+  }
+
+  // Loop thread of `loop`.
+  void add_worker(core::EventLoop* loop, ProxyWorker* worker) {
+    std::lock_guard lock(mu_);
+    loops_.push_back(loop);
+    workers_.push_back(worker);
+    worker->set_routes(routes_for(last_));
+  }
+
+ private:
+  Routes routes_for(const Publication& p) const {
+    Routes r;
+    r.writer = p.writer;
+    r.reader = ReaderRoute(p.readers, p.writer);
+    r.addresses = addresses_;
+    return r;
+  }
+
+  std::mutex mu_;
+  Publication last_;
+  std::map<std::string, core::SocketAddress> addresses_;
+  std::vector<core::EventLoop*> loops_;
+  std::vector<ProxyWorker*> workers_;
+};
+
+const char* role_name(Role r) {
+  return r == Role::kPrimary ? "primary" : "replica";
+}
+const char* semi_name(SemiSync s) {
+  return s == SemiSync::kOn ? "on" : s == SemiSync::kAsync ? "async" : "off";
+}
+
+json status_json(const ClusterStatus& s, const DbConfig& cfg) {
+  json j;
+  j["primary"] = s.primary;
+  j["epoch"] = s.epoch;
+  j["writer"] = cfg.writer;
+  j["reader"] = cfg.reader;
+  j["readers"] = s.readers;
+  j["lag_limit_ms"] = cfg.lag_limit.count();
+  j["failovers"] = s.failovers;
+  j["last_failover_ms"] = s.last_failover_ms;
+  j["instances"] = json::array();
+  for (const InstanceStatus& i : s.instances) {
+    json x;
+    x["name"] = i.name;
+    x["zone"] = i.zone;
+    x["port"] = i.port;
+    x["pid"] = i.pid;
+    x["role"] = role_name(i.role);
+    x["state"] = i.state;
+    x["reachable"] = i.view.reachable;
+    x["gtid_current_pos"] = i.gtid_current_pos;
+    if (i.role == Role::kPrimary) {
+      x["semi_sync"] = semi_name(i.semi_sync);
+      x["replicas_connected"] = i.semi_sync_clients;
+    } else {
+      x["io_running"] = i.view.io_running;
+      x["sql_running"] = i.view.sql_running;
+      x["seconds_behind"] = i.view.seconds_behind ? json(*i.view.seconds_behind) : json(nullptr);
+      x["gtid_io_pos"] = i.view.gtid_io_pos;
+      x["gtid_slave_pos"] = i.view.gtid_slave_pos;
+    }
+    x["last_error"] = i.last_error;
+    j["instances"].push_back(std::move(x));
+  }
+  j["events"] = s.events;
+  return j;
+}
+
+void check_port_free(const std::string& what, const std::string& address) {
+  try {
+    core::listen_tcp(*core::SocketAddress::parse(address), false);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(what + " " + address + " cannot be used: " + e.what() +
+                             " (is another server or an earlier cumulo db still running on it?)");
+  }
+}
+
+}  // namespace
+
+void check_config(const std::string& config_path) {
+  (void)load_db_config(config_path);
+}
+
+std::string admin_address(const std::string& config_path) {
+  return load_db_config(config_path).admin;
+}
+
+int run(const std::string& config_path) {
+  DbConfig cfg;
+  try {
+    cfg = load_db_config(config_path);
+  } catch (const core::ConfigError& e) {
+    std::fprintf(stderr, "cumulo db: %s\n", e.what());
+    return 2;
+  }
+  if (auto lvl = core::parse_log_level(cfg.log_level)) core::log_set_level(*lvl);
+  if (!cfg.log_file.empty()) core::log_set_file(cfg.log_file);
+
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  try {
+    check_port_free("writer", cfg.writer);
+    check_port_free("reader", cfg.reader);
+    check_port_free("admin", cfg.admin);
+    for (const InstanceSpec& i : cfg.instances) {
+      check_port_free("instance " + i.name + " port", "127.0.0.1:" + std::to_string(i.port));
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cumulo db: %s: %s\n", config_path.c_str(), e.what());
+    return 1;
+  }
+
+  Endpoints endpoints(cfg);
+  std::unique_ptr<Cluster> cluster;
+  try {
+    cluster = std::make_unique<Cluster>(cfg, [&endpoints](const Publication& p) { endpoints.publish(p); });
+    cluster->start();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cumulo db: cannot start the database tier: %s\n", e.what());
+    core::log_error(kComponent, "cannot start", {{"error", e.what()}});
+    if (cluster) cluster->stop();
+    return 1;
+  }
+
+  core::EventLoop main_loop;
+  std::vector<std::unique_ptr<core::EventLoop>> extra_loops;
+  std::vector<std::unique_ptr<ProxyWorker>> workers;
+  std::vector<std::thread> threads;
+  std::unique_ptr<http::Server> admin;
+  std::mutex switch_mu;
+  std::vector<std::thread> switch_threads;
+  try {
+    auto writer = *core::SocketAddress::parse(cfg.writer);
+    auto reader = *core::SocketAddress::parse(cfg.reader);
+    workers.push_back(std::make_unique<ProxyWorker>(main_loop, writer, reader, kWaitForPrimary));
+    // Port 0 resolved by the first listener, so that every loop shares the same one.
+    writer = workers[0]->local_address(EndpointKind::kWriter);
+    reader = workers[0]->local_address(EndpointKind::kReader);
+    endpoints.add_worker(&main_loop, workers[0].get());
+    for (int i = 1; i < cfg.workers; ++i) {
+      extra_loops.push_back(std::make_unique<core::EventLoop>());
+      workers.push_back(std::make_unique<ProxyWorker>(*extra_loops.back(), writer, reader, kWaitForPrimary));
+      endpoints.add_worker(extra_loops.back().get(), workers.back().get());
+    }
+    http::ServerOptions opts;
+    opts.listen = *core::SocketAddress::parse(cfg.admin);
+    opts.max_body_bytes = 4096;
+    Cluster* c = cluster.get();
+    admin =
+        std::make_unique<http::Server>(main_loop, opts, [&, c](http::Request& req, http::Responder respond) {
+          if (req.method == "GET" && (req.path == "/status" || req.path == "/")) {
+            respond(http::Response::json(200, status_json(c->status(), cfg).dump(2) + "\n"));
+            return;
+          }
+          if (req.method == "POST" && req.path == "/switchover") {
+            std::string to(req.query_param("to"));
+            std::lock_guard lock(switch_mu);
+            switch_threads.emplace_back([c, to, respond, &main_loop] {
+              std::string err = c->switchover(to);
+              main_loop.post([respond, err, c] {
+                if (err.empty()) {
+                  respond(http::Response::json(200, json{{"primary", c->status().primary}}.dump() + "\n"));
+                } else {
+                  respond(http::Response::json(409, json{{"error", err}}.dump() + "\n"));
+                }
+              });
+            });
+            return;
+          }
+          respond(http::Response::json(
+              404, json{{"error", "GET /status or POST /switchover?to=NAME"}}.dump() + "\n"));
+        });
+    admin->start();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cumulo db: cannot start the endpoints: %s\n", e.what());
+    cluster->stop();
+    return 1;
+  }
+  for (auto& l : extra_loops) threads.emplace_back([loop = l.get()] { loop->run(); });
+  std::thread monitor([&] { cluster->run_monitor(); });
+
+  core::Fd sfd(signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+  struct SignalHandler : core::IoHandler {
+    int fd = -1;
+    core::EventLoop* loop = nullptr;
+    void on_io(uint32_t) override {
+      signalfd_siginfo si;
+      while (::read(fd, &si, sizeof si) == sizeof si) loop->stop();
+    }
+  } signals;
+  signals.fd = sfd.get();
+  signals.loop = &main_loop;
+  main_loop.add(sfd.get(), &signals, core::kReadable);
+  core::log_info(kComponent, "started",
+                 {{"writer", workers[0]->local_address(EndpointKind::kWriter).to_string()},
+                  {"reader", workers[0]->local_address(EndpointKind::kReader).to_string()},
+                  {"admin", cfg.admin},
+                  {"primary", cluster->status().primary}});
+  main_loop.run();
+
+  core::log_info(kComponent, "stopping: closing the endpoints, then stopping every server");
+  admin->shutdown();
+  for (auto& l : extra_loops) l->stop();
+  for (auto& t : threads) t.join();
+  cluster->stop();
+  monitor.join();
+  {
+    std::lock_guard lock(switch_mu);
+    for (auto& t : switch_threads) t.join();
+  }
+  workers.clear();
+  core::log_info(kComponent, "stopped");
+  return 0;
+}
+
+int command_status(const std::string& admin, bool as_json) {
+  http::ClientResponse r = http::fetch_blocking("GET", "http://" + admin + "/status");
+  if (!r.ok()) {
+    std::fprintf(stderr,
+                 "cumulo db status: cannot reach the database tier's admin API at %s: %s (is cumulo db "
+                 "running?)\n",
+                 admin.c_str(), r.error.c_str());
+    return 1;
+  }
+  if (as_json) {
+    std::fputs(r.body.c_str(), stdout);
+    return r.status == 200 ? 0 : 1;
+  }
+  json j = json::parse(r.body, nullptr, false);
+  if (!j.is_object()) {
+    std::fprintf(stderr, "cumulo db status: unexpected answer from %s\n", admin.c_str());
+    return 1;
+  }
+  std::printf("primary %s (epoch %llu), writer %s, reader %s, readers [", j.value("primary", "").c_str(),
+              static_cast<unsigned long long>(j.value("epoch", 0ull)), j.value("writer", "").c_str(),
+              j.value("reader", "").c_str());
+  bool first = true;
+  for (const auto& r2 : j["readers"]) {
+    std::printf("%s%s", first ? "" : " ", r2.get<std::string>().c_str());
+    first = false;
+  }
+  std::printf("], failovers %d\n", j.value("failovers", 0));
+  std::printf("%-12s %-5s %-8s %-10s %-6s %-8s %-4s %-4s %-5s %-9s %-16s %s\n", "NAME", "ZONE", "ROLE",
+              "STATE", "PORT", "PID", "IO", "SQL", "LAG", "SEMI-SYNC", "GTID", "ERROR");
+  for (const auto& i : j["instances"]) {
+    bool primary = i.value("role", "") == "primary";
+    auto yn = [&](const char* k) { return primary ? "-" : (i.value(k, false) ? "yes" : "no"); };
+    std::string lag = primary                         ? "-"
+                      : i["seconds_behind"].is_null() ? "?"
+                                                      : std::to_string(i["seconds_behind"].get<long>()) + "s";
+    std::printf("%-12s %-5s %-8s %-10s %-6d %-8d %-4s %-4s %-5s %-9s %-16s %s\n", i.value("name", "").c_str(),
+                i.value("zone", "").c_str(), i.value("role", "").c_str(), i.value("state", "").c_str(),
+                i.value("port", 0), i.value("pid", 0), yn("io_running"), yn("sql_running"), lag.c_str(),
+                primary ? i.value("semi_sync", "").c_str() : "-", i.value("gtid_current_pos", "").c_str(),
+                i.value("last_error", "").c_str());
+  }
+  const auto& ev = j["events"];
+  size_t from = ev.size() > 8 ? ev.size() - 8 : 0;
+  if (ev.size()) std::printf("recent events:\n");
+  for (size_t k = from; k < ev.size(); ++k) std::printf("  %s\n", ev[k].get<std::string>().c_str());
+  return 0;
+}
+
+int command_switchover(const std::string& admin, const std::string& target) {
+  std::string path = "/switchover";
+  if (!target.empty()) path += "?to=" + target;
+  http::ClientResponse r =
+      http::fetch_blocking("POST", "http://" + admin + path, {}, {}, std::chrono::seconds(60));
+  if (!r.ok()) {
+    std::fprintf(stderr, "cumulo db switchover: cannot reach the database tier's admin API at %s: %s\n",
+                 admin.c_str(), r.error.c_str());
+    return 1;
+  }
+  json j = json::parse(r.body, nullptr, false);
+  if (r.status != 200) {
+    std::fprintf(stderr, "cumulo db switchover: %s\n",
+                 j.is_object() ? j.value("error", r.body).c_str() : r.body.c_str());
+    return 1;
+  }
+  std::printf("switchover done: %s is the primary\n", j.value("primary", "").c_str());
+  return 0;
+}
+
+}  // namespace cumulo::db

@@ -1,0 +1,126 @@
+#include "db/internal/config.h"
+
+#include <algorithm>
+#include <set>
+
+#include "core/log.h"
+#include "core/net.h"
+
+namespace cumulo::db {
+
+namespace {
+
+bool valid_identifier(const std::string& s) {
+  if (s.empty() || s.size() > 64) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+  });
+}
+
+// Passwords go into SQL string literals; quotes and backslashes are refused rather than escaped.
+bool valid_password(const std::string& s) {
+  return !s.empty() && s.size() <= 128 && std::none_of(s.begin(), s.end(), [](char c) {
+    return c == '\'' || c == '\\' || c == '"' || c < 0x20;
+  });
+}
+
+std::string loopback_address(const core::ConfigNode& n) {
+  std::string text = n.as_string();
+  auto a = core::SocketAddress::parse(text);
+  if (!a) n.fail("expected HOST:PORT (numeric host or localhost), got '" + text + "'");
+  return text;
+}
+
+UserSpec parse_user(const core::ConfigNode& n, bool with_databases) {
+  if (with_databases) {
+    n.check_keys({"name", "password", "databases"});
+  } else {
+    n.check_keys({"name", "password"});
+  }
+  UserSpec u;
+  u.name = n.required("name").as_string();
+  if (!valid_identifier(u.name)) n["name"].fail("expected a user name of letters, digits, '_' or '-'");
+  u.password = n.required("password").as_string();
+  if (!valid_password(u.password)) {
+    n["password"].fail("expected a non-empty password without quotes, backslashes or control characters");
+  }
+  if (with_databases) {
+    u.databases = n.required("databases").as_string_list();
+    for (const auto& d : u.databases) {
+      if (!valid_identifier(d) || d.find('-') != std::string::npos) {
+        n["databases"].fail("expected database names of letters, digits and '_', got '" + d + "'");
+      }
+    }
+  }
+  return u;
+}
+
+}  // namespace
+
+DbConfig parse_db_config(const core::ConfigNode& root) {
+  root.check_keys({"data_dir", "bin_dir", "writer", "reader", "admin", "primary", "instances", "lag_limit",
+                   "failover_after", "monitor_interval", "semi_sync_timeout", "connect_timeout",
+                   "buffer_pool", "workers", "replication", "users", "log_level", "log_file"});
+  DbConfig c;
+  c.data_dir = root.required("data_dir").as_string();
+  c.bin_dir = root.string_or("bin_dir", c.bin_dir);
+  c.writer = loopback_address(root.required("writer"));
+  c.reader = loopback_address(root.required("reader"));
+  c.admin = loopback_address(root.required("admin"));
+  std::set<uint16_t> ports;
+  for (const char* key : {"writer", "reader", "admin"}) {
+    uint16_t p = core::SocketAddress::parse(root[key].as_string())->port();
+    if (p != 0 && !ports.insert(p).second) root[key].fail("port " + std::to_string(p) + " is used twice");
+  }
+  auto list = root.required("instances");
+  std::set<std::string> names;
+  for (const auto& n : list.items()) {
+    n.check_keys({"name", "zone", "port"});
+    InstanceSpec i;
+    i.name = n.required("name").as_string();
+    if (!valid_identifier(i.name)) n["name"].fail("expected a name of letters, digits, '_' or '-'");
+    if (!names.insert(i.name).second) n["name"].fail("instance '" + i.name + "' is named twice");
+    i.zone = n.string_or("zone", "-");
+    i.port = static_cast<uint16_t>(n.required("port").as_int(1, 65535));
+    if (!ports.insert(i.port).second) n["port"].fail("port " + std::to_string(i.port) + " is used twice");
+    c.instances.push_back(i);
+  }
+  if (c.instances.empty()) list.fail("expected at least one instance");
+  c.primary = root.required("primary").as_string();
+  if (!names.count(c.primary)) {
+    root["primary"].fail("expected the name of one of the instances, got '" + c.primary + "'");
+  }
+  c.lag_limit = root.duration_or("lag_limit", c.lag_limit);
+  c.failover_after = root.duration_or("failover_after", c.failover_after);
+  c.monitor_interval = root.duration_or("monitor_interval", c.monitor_interval);
+  if (c.monitor_interval.count() < 10) root["monitor_interval"].fail("expected at least 10ms");
+  c.semi_sync_timeout = root.duration_or("semi_sync_timeout", c.semi_sync_timeout);
+  if (c.semi_sync_timeout.count() < 1) root["semi_sync_timeout"].fail("expected at least 1ms");
+  c.connect_timeout = root.duration_or("connect_timeout", c.connect_timeout);
+  if (c.connect_timeout.count() < 1000)
+    root["connect_timeout"].fail("expected at least 1s (MariaDB counts seconds)");
+  c.buffer_pool_bytes = root.size_or("buffer_pool", c.buffer_pool_bytes);
+  if (c.buffer_pool_bytes < (8ull << 20)) root["buffer_pool"].fail("expected at least 8MiB");
+  c.workers = static_cast<int>(root.int_or("workers", c.workers, 1, 64));
+  c.replication = parse_user(root.required("replication"), false);
+  for (const auto& n : root["users"].defined() ? root["users"].items() : std::vector<core::ConfigNode>{}) {
+    UserSpec u = parse_user(n, true);
+    if (u.name == c.replication.name ||
+        std::any_of(c.users.begin(), c.users.end(), [&](const UserSpec& o) { return o.name == u.name; })) {
+      n["name"].fail("user '" + u.name + "' is defined twice");
+    }
+    c.users.push_back(std::move(u));
+  }
+  c.log_level = root.string_or("log_level", c.log_level);
+  if (!core::parse_log_level(c.log_level)) root["log_level"].fail("expected debug, info, warn or error");
+  c.log_file = root.string_or("log_file", "");
+  return c;
+}
+
+DbConfig load_db_config(const std::string& path) {
+  DbConfig c = parse_db_config(core::ConfigNode::load_file(path));
+  c.source = path;
+  return c;
+}
+
+}  // namespace cumulo::db

@@ -1,0 +1,107 @@
+#include "db/internal/process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <stdexcept>
+#include <thread>
+
+namespace cumulo::db {
+
+pid_t spawn(const std::vector<std::string>& argv, const std::string& output_path,
+            const std::string& stdin_path, const std::string& stdout_path) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  int in = ::open(stdin_path.empty() ? "/dev/null" : stdin_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) throw std::runtime_error("cannot open " + stdin_path + ": " + std::strerror(errno));
+  int out = ::open(output_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (out < 0) {
+    ::close(in);
+    throw std::runtime_error("cannot open " + output_path + ": " + std::strerror(errno));
+  }
+  int sout = out;
+  if (!stdout_path.empty()) {
+    sout = ::open(stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (sout < 0) {
+      ::close(in);
+      ::close(out);
+      throw std::runtime_error("cannot open " + stdout_path + ": " + std::strerror(errno));
+    }
+  }
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    // The parent blocks its stop signals for a signalfd; the child must get them back.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    signal(SIGPIPE, SIG_DFL);
+    ::setpgid(0, 0);  // a Ctrl-C at the terminal reaches cumulo, which stops its servers in order
+    ::dup2(in, 0);
+    ::dup2(sout, 1);
+    ::dup2(out, 2);
+    ::execv(args[0], args.data());
+    dprintf(2, "cannot run %s: %s\n", args[0], std::strerror(errno));
+    _exit(127);
+  }
+  int err = errno;
+  ::close(in);
+  ::close(out);
+  if (sout != out) ::close(sout);
+  if (pid < 0) throw std::runtime_error("cannot start " + argv[0] + ": " + std::strerror(err));
+  return pid;
+}
+
+int run_tool(const std::vector<std::string>& argv, const std::string& output_path,
+             const std::string& stdin_path, const std::string& stdout_path) {
+  pid_t pid = spawn(argv, output_path, stdin_path, stdout_path);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 1;
+}
+
+bool reap(pid_t pid, int* status) {
+  int st = 0;
+  pid_t r = ::waitpid(pid, &st, WNOHANG);
+  if (r == pid) {
+    if (status) *status = st;
+    return true;
+  }
+  return r < 0 && errno == ECHILD;
+}
+
+void stop_process(pid_t pid, std::chrono::milliseconds grace) {
+  if (pid <= 0 || reap(pid)) return;
+  ::kill(pid, SIGTERM);
+  auto deadline = std::chrono::steady_clock::now() + grace;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (reap(pid)) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ::kill(pid, SIGKILL);
+  int st = 0;
+  while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+}
+
+std::string file_tail(const std::string& path, size_t count) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) {
+    lines.push_back(std::move(line));
+    if (lines.size() > count) lines.erase(lines.begin());
+  }
+  std::string out;
+  for (const auto& l : lines) out += l + "\n";
+  return out;
+}
+
+}  // namespace cumulo::db

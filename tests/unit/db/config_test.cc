@@ -1,0 +1,86 @@
+#include "db/internal/config.h"
+
+#include <gtest/gtest.h>
+
+namespace cumulo::db {
+namespace {
+
+constexpr const char* kBase = R"(data_dir: /tmp/x
+writer: 127.0.0.1:3306
+reader: 127.0.0.1:3307
+admin: 127.0.0.1:3308
+primary: db-a
+instances:
+  - {name: db-a, zone: a, port: 13306}
+  - {name: db-b, zone: b, port: 13307}
+replication: {name: repl, password: secret}
+)";
+
+DbConfig parse(const std::string& extra) {
+  return parse_db_config(core::ConfigNode::load_string(kBase + extra, "db.yaml"));
+}
+
+std::string error_of(const std::string& text) {
+  try {
+    parse_db_config(core::ConfigNode::load_string(text, "db.yaml"));
+  } catch (const core::ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(DbConfig, DefaultsAndValues) {
+  DbConfig c = parse(
+      "lag_limit: 3s\nfailover_after: 500ms\nusers:\n  - {name: app, password: pw, databases: [app, "
+      "shop]}\n");
+  EXPECT_EQ(c.instances.size(), 2u);
+  EXPECT_EQ(c.instances[1].zone, "b");
+  EXPECT_EQ(c.instances[1].port, 13307);
+  EXPECT_EQ(c.primary, "db-a");
+  EXPECT_EQ(c.lag_limit, std::chrono::seconds(3));
+  EXPECT_EQ(c.failover_after, std::chrono::milliseconds(500));
+  EXPECT_EQ(c.semi_sync_timeout, std::chrono::seconds(5));
+  EXPECT_EQ(c.users.at(0).databases, (std::vector<std::string>{"app", "shop"}));
+  EXPECT_EQ(c.workers, 1);
+}
+
+TEST(DbConfig, UnknownKeysAreErrors) {
+  std::string e = error_of(std::string(kBase) + "lag_limt: 3s\n");
+  EXPECT_NE(e.find("lag_limt"), std::string::npos) << e;
+  EXPECT_NE(e.find("db.yaml:"), std::string::npos) << e;
+}
+
+TEST(DbConfig, PrimaryMustBeAnInstance) {
+  std::string text = kBase;
+  text.replace(text.find("primary: db-a"), 13, "primary: db-z");
+  std::string e = error_of(text);
+  EXPECT_NE(e.find("db-z"), std::string::npos) << e;
+}
+
+TEST(DbConfig, PortsMayNotRepeat) {
+  std::string text = kBase;
+  text.replace(text.find("port: 13307"), 11, "port: 13306");
+  EXPECT_NE(error_of(text).find("used twice"), std::string::npos);
+  std::string text2 = kBase;
+  text2.replace(text2.find("port: 13307"), 11, "port: 3306");
+  EXPECT_NE(error_of(text2).find("used twice"), std::string::npos);
+}
+
+TEST(DbConfig, PasswordsWithQuotesAreRefused) {
+  std::string text = kBase;
+  text.replace(text.find("password: secret"), 16, "password: \"a'b\"");
+  EXPECT_NE(error_of(text).find("without quotes"), std::string::npos);
+}
+
+TEST(DbConfig, BadDurationsAndMissingKeys) {
+  EXPECT_NE(error_of(std::string(kBase) + "lag_limit: 3\n").find("lag_limit"), std::string::npos);
+  std::string text = kBase;
+  text.erase(text.find("replication:"));
+  EXPECT_NE(error_of(text).find("replication"), std::string::npos);
+  EXPECT_NE(error_of(std::string(kBase) + "users:\n  - {name: app, password: pw, databases: [bad-name]}\n")
+                .find("bad-name"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace cumulo::db
