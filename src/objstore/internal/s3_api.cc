@@ -1226,7 +1226,8 @@ struct S3Api::Impl {
     if (want_parts && o->etag.find('-') != std::string::npos) {
       const uint64_t total = o->segments.size();
       const uint64_t first = std::min(marker, total), last = std::min(total, first + max_parts);
-      x.open("ObjectParts").elem("TotalPartsCount", total).elem("PartNumberMarker", marker);
+      // PartsCount: the wire name of the SDKs' TotalPartsCount.
+      x.open("ObjectParts").elem("PartsCount", total).elem("PartNumberMarker", marker);
       x.elem("NextPartNumberMarker", last).elem("MaxParts", max_parts).elem_bool("IsTruncated", last < total);
       for (uint64_t i = first; i < last; ++i) {
         x.open("Part").elem("PartNumber", i + 1).elem("Size", o->segments[i].size);

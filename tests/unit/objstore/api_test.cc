@@ -488,7 +488,7 @@ TEST_F(ApiTest, MultipartChecksums) {
   ASSERT_EQ(attrs.status, 200) << attrs.body;
   EXPECT_EQ(between(attrs.body, "<ETag>", "</"), between(done.body, "<ETag>&quot;", "&quot;"));
   EXPECT_EQ(between(attrs.body, "<Checksum><ChecksumCRC32>", "</"), composite);
-  EXPECT_EQ(between(attrs.body, "<TotalPartsCount>", "</"), "2");
+  EXPECT_EQ(between(attrs.body, "<PartsCount>", "</"), "2");
   EXPECT_NE(attrs.body.find("<Part><PartNumber>2</PartNumber><Size>4</Size><ChecksumCRC32>" + c2),
             std::string::npos)
       << attrs.body;
