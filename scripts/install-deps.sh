@@ -30,6 +30,9 @@ done
 $have_nginx || missing+=(nginx)
 # The object store's tests drive the aws cli; any `aws` on PATH will do (a newer one from pip, say).
 command -v aws >/dev/null || missing+=(awscli)
+# The object store's JavaScript SDK test: node >= 18 and npm (Debian 12's nodejs 18 will do; the SDK version
+# in tests/integration/js is pinned to one that supports it). Any node on PATH (a newer one, say) will do too.
+command -v npm >/dev/null || missing+=(nodejs npm)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

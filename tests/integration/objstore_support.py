@@ -145,6 +145,31 @@ def rclone(store: S3Store, *args, user=ADMIN, check=True, timeout=300):
                     env, timeout, check)
 
 
+def make_cert(tmp):
+    """A CA and a server certificate for 127.0.0.1 and *.s3.localhost, made with the openssl command."""
+    ca_key, ca = tmp / "ca.key", tmp / "ca.pem"
+    key, csr, cert = tmp / "tls-server.key", tmp / "tls-server.csr", tmp / "tls-server.pem"
+    ext = tmp / "ext.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:s3.localhost,DNS:*.s3.localhost\n")
+    run = lambda *a: subprocess.run([str(x) for x in a], check=True, capture_output=True)  # noqa: E731
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=cumulo test CA")
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
+        "-out", csr, "-subj", "/CN=s3.localhost")
+    run("openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
+        "-days", "2", "-extfile", ext)
+    return ca, cert, key
+
+
+def start_tls_store(procs: ProcessSet, tmp: Path, name: str = "s3tls") -> tuple[S3Store, Path]:
+    """A store with the public bucket `assets` on an HTTPS listener; returns it and the CA that signed it."""
+    ca, cert, key = make_cert(tmp)
+    store = S3Store(procs, tmp, buckets="  - {name: assets, public: true}",
+                    extra=f"tls:\n  cert: {cert}\n  key: {key}\n", name=name)
+    store.endpoint = f"https://{LOCALHOST}:{store.port}"
+    return store.start(), ca
+
+
 @pytest.fixture
 def s3store(procs, tmp_path):
     """A running store with a public bucket `assets` owned by admin."""

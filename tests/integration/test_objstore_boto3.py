@@ -189,6 +189,43 @@ def test_multipart_upload(s3store):
     assert error_code(e) == "EntityTooSmall"
 
 
+def test_multipart_checksums(s3store):
+    """Debian's boto3 (which predates default checksums) asking for them: a COMPOSITE SHA256 declared at
+    creation, and parts that carry CRC32s without a declaration, which give the object its whole CRC32
+    (FULL_OBJECT), validated by botocore on download; GetObjectAttributes lists the parts' checksums."""
+    import base64
+    import struct
+    import zlib
+    s3 = boto3_client(s3store)
+    part1, part2 = deterministic_bytes("cs1", 5 * 1024 * 1024), b"the end"
+
+    def upload(key, algorithm, declare):
+        extra = {"ChecksumAlgorithm": algorithm} if declare else {}
+        uid = s3.create_multipart_upload(Bucket="assets", Key=key, **extra)["UploadId"]
+        parts = []
+        for n, body in ((1, part1), (2, part2)):
+            r = s3.upload_part(Bucket="assets", Key=key, UploadId=uid, PartNumber=n, Body=body,
+                               ChecksumAlgorithm=algorithm)
+            parts.append({"PartNumber": n, "ETag": r["ETag"], f"Checksum{algorithm}": r[f"Checksum{algorithm}"]})
+        return s3.complete_multipart_upload(Bucket="assets", Key=key, UploadId=uid, MultipartUpload={"Parts": parts})
+
+    done = upload("composite", "SHA256", True)
+    raw = hashlib.sha256(hashlib.sha256(part1).digest() + hashlib.sha256(part2).digest()).digest()
+    composite = base64.b64encode(raw).decode() + "-2"
+    assert done["ChecksumSHA256"] == composite
+    assert s3.head_object(Bucket="assets", Key="composite", ChecksumMode="ENABLED")["ChecksumSHA256"] == composite
+    attrs = s3.get_object_attributes(Bucket="assets", Key="composite", ObjectAttributes=["ObjectParts", "Checksum"])
+    assert attrs["ObjectParts"]["TotalPartsCount"] == 2
+    assert [p["ChecksumSHA256"] for p in attrs["ObjectParts"]["Parts"]] == [
+        base64.b64encode(hashlib.sha256(p).digest()).decode() for p in (part1, part2)]
+
+    done = upload("whole", "CRC32", False)
+    whole = base64.b64encode(struct.pack(">I", zlib.crc32(part1 + part2))).decode()
+    assert done["ChecksumCRC32"] == whole
+    got = s3.get_object(Bucket="assets", Key="whole", ChecksumMode="ENABLED")
+    assert got["ChecksumCRC32"] == whole and got["Body"].read() == part1 + part2
+
+
 def test_managed_transfer_uses_multipart(s3store, tmp_path):
     from boto3.s3.transfer import TransferConfig
     s3 = boto3_client(s3store)

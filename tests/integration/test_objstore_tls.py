@@ -1,28 +1,10 @@
 """HTTPS on the store's listener (the gateway's TLS code): boto3 over TLS with a test CA, path and
 virtual-host style; plain HTTP to the TLS port gets nothing useful."""
 
-import subprocess
-
 import pytest
 import requests
 
-from objstore_support import S3Store, boto3_client, deterministic_bytes
-
-
-def make_cert(tmp):
-    """A CA and a server certificate for 127.0.0.1 and *.s3.localhost, made with the openssl command."""
-    ca_key, ca = tmp / "ca.key", tmp / "ca.pem"
-    key, csr, cert = tmp / "tls-server.key", tmp / "tls-server.csr", tmp / "tls-server.pem"
-    ext = tmp / "ext.cnf"
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:s3.localhost,DNS:*.s3.localhost\n")
-    run = lambda *a: subprocess.run([str(x) for x in a], check=True, capture_output=True)  # noqa: E731
-    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=cumulo test CA")
-    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
-        "-out", csr, "-subj", "/CN=s3.localhost")
-    run("openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
-        "-days", "2", "-extfile", ext)
-    return ca, cert, key
+from objstore_support import S3Store, boto3_client, deterministic_bytes, make_cert  # noqa: F401
 
 
 @pytest.mark.time_limit(90)

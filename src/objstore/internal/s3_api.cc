@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "http/wire/h1.h"
 #include "objstore/internal/auth.h"
+#include "objstore/internal/checksums.h"
 #include "objstore/internal/replication.h"
 #include "objstore/wire/aws_chunked.h"
 #include "objstore/wire/checksum.h"
@@ -48,6 +49,7 @@ enum class Op : uint8_t {
   kCopyObject,
   kGetObject,
   kHeadObject,
+  kGetObjectAttributes,
   kDeleteObject,
   kCreateUpload,
   kUploadPart,
@@ -172,17 +174,6 @@ std::optional<int64_t> parse_http_date_s(std::string_view s) {
   const char* end = strptime(copy.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &t);
   if (!end || *end) return std::nullopt;
   return static_cast<int64_t>(timegm(&t));
-}
-
-std::optional<std::string> base64_decode(std::string_view in) {
-  if (in.empty() || in.size() % 4 != 0) return std::nullopt;
-  std::string out(in.size() / 4 * 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
-  if (n < 0) return std::nullopt;
-  size_t pad = in.back() == '=' ? (in[in.size() - 2] == '=' ? 2 : 1) : 0;
-  out.resize(static_cast<size_t>(n) - pad);
-  return out;
 }
 
 std::optional<std::string> hex_decode(std::string_view in) {
@@ -413,6 +404,7 @@ Op classify(const http::Request& r, const Route& rt) {
     }
     return r.header("x-amz-copy-source").empty() ? Op::kPutObject : Op::kCopyObject;
   }
+  if (m == "GET" && rt.has("attributes")) return Op::kGetObjectAttributes;
   if (m == "GET") return rt.has("uploadId") ? Op::kListParts : Op::kGetObject;
   if (m == "HEAD") return Op::kHeadObject;
   if (m == "DELETE") return rt.has("uploadId") ? Op::kAbortUpload : Op::kDeleteObject;
@@ -590,6 +582,16 @@ struct S3Api::Impl {
       if (!alg) return c.fail(S3Error::kInvalidRequest, "Unknown x-amz-sdk-checksum-algorithm.");
       c.checksum = std::make_unique<Checksummer>(*alg);  // computed and stored; nothing to compare with
     }
+    if (c.upload) {
+      // An upload created with x-amz-checksum-algorithm: each part carries that checksum, computed here when
+      // the part came without one.
+      if (auto declared = declared_checksum(c.upload->headers).algorithm) {
+        if (c.checksum && c.checksum->algorithm() != *declared)
+          return c.fail(S3Error::kInvalidRequest, "Checksum type mismatch: the upload was created with " +
+                                                      std::string(checksum_name(*declared)) + ".");
+        if (!c.checksum) c.checksum = std::make_unique<Checksummer>(*declared);
+      }
+    }
     S3Error err = S3Error::kNone;
     c.writer = storage.begin_write(&err);
     if (!c.writer) return c.fail(err);
@@ -711,6 +713,8 @@ struct S3Api::Impl {
         return get_object(c, req, false);
       case Op::kHeadObject:
         return get_object(c, req, true);
+      case Op::kGetObjectAttributes:
+        return get_object_attributes(c, req);
       case Op::kDeleteObject: {
         S3Error e = storage.delete_object(c.route.bucket, c.route.key);
         return e == S3Error::kNone ? empty(c, 204) : error(c, e);
@@ -718,7 +722,7 @@ struct S3Api::Impl {
       case Op::kCreateUpload:
         return create_upload(c, req);
       case Op::kCompleteUpload:
-        return complete_upload(c);
+        return complete_upload(c, req);
       case Op::kAbortUpload: {
         auto up = storage.upload(c.route.param("uploadId"));
         if (!up || up->bucket != c.route.bucket || up->key != c.route.key)
@@ -936,6 +940,10 @@ struct S3Api::Impl {
       return error(c, e, e == S3Error::kInvalidRequest ? "The announced checksum trailer is missing." : "");
     if (c.route.op == Op::kUploadPart) {
       PartInfo part;
+      if (c.checksum) {
+        part.checksum_algorithm = checksum_name(c.checksum->algorithm());
+        part.checksum = checksum;
+      }
       S3Error e = storage.commit_part(std::move(c.writer), c.upload->upload_id, c.part_number, part);
       if (e != S3Error::kNone) return error(c, e);
       http::Response r = empty(c, 200);
@@ -948,7 +956,8 @@ struct S3Api::Impl {
     info.key = c.route.key;
     collect_meta(req, info.content_type, info.headers);
     std::string checksum_name = c.checksum ? std::string(checksum_header(c.checksum->algorithm())) : "";
-    if (c.checksum) info.headers.emplace_back(checksum_name, checksum);
+    if (c.checksum)
+      add_checksum_headers(info.headers, ObjectChecksum{c.checksum->algorithm(), checksum, true, {}});
     // The commit threads make it durable and visible; the reply is posted back to this loop when they are
     // done. The responder outlives the request harmlessly, so a client that left meanwhile costs nothing.
     core::EventLoop* loop = core::EventLoop::current();
@@ -1004,6 +1013,16 @@ struct S3Api::Impl {
       return error(c, S3Error::kInvalidRequest,
                    "This copy request is illegal because it is trying to copy an object to itself without "
                    "changing the object's metadata.");
+    // The copy's checksum: the algorithm the request asks for (x-amz-checksum-algorithm), else the source's,
+    // computed over the data as it is copied (a copy is one part: FULL_OBJECT, even of a multipart source).
+    DeclaredChecksum wanted;
+    if (std::string why = parse_declared_checksum(req.header("x-amz-checksum-algorithm"), {}, wanted);
+        !why.empty())
+      return error(c, S3Error::kInvalidRequest, why);
+    if (!wanted.algorithm)
+      if (auto src_sum = stored_checksum(so->headers)) wanted.algorithm = src_sum->algorithm;
+    std::optional<Checksummer> sum;
+    if (wanted.algorithm) sum.emplace(*wanted.algorithm);
     S3Error err = S3Error::kNone;
     auto writer = storage.begin_write(&err);
     if (!writer) return error(c, err);
@@ -1015,6 +1034,7 @@ struct S3Api::Impl {
       if (S3Error e = writer->write(std::string_view(buf.data(), static_cast<size_t>(n)));
           e != S3Error::kNone)
         return error(c, e);
+      if (sum) sum->update(std::string_view(buf.data(), static_cast<size_t>(n)));
       off += static_cast<uint64_t>(n);
     }
     ObjectInfo info;
@@ -1026,13 +1046,24 @@ struct S3Api::Impl {
       info.content_type = so->content_type;
       info.headers = so->headers;
     }
+    strip_checksum_headers(info.headers);
+    std::optional<ObjectChecksum> copied;
+    if (sum) {
+      copied = ObjectChecksum{sum->algorithm(), sum->base64(), true, {}};
+      add_checksum_headers(info.headers, *copied);
+    }
     S3Error e = storage.commit_object(std::move(writer), info);
     if (e != S3Error::kNone) return error(c, e);
     // A multipart source keeps its "-N" ETag in S3; a copy is a single PUT here, so it gets the MD5 of the
     // data.
     Xml x;
     x.open("CopyObjectResult", true).elem("LastModified", iso8601(info.mtime_ms));
-    x.elem("ETag", quoted(info.etag)).close("CopyObjectResult");
+    x.elem("ETag", quoted(info.etag));
+    if (copied) {
+      x.elem("Checksum" + std::string(checksum_name(copied->algorithm)), copied->value);
+      x.elem("ChecksumType", "FULL_OBJECT");
+    }
+    x.close("CopyObjectResult");
     return xml(c, x.take());
   }
 
@@ -1074,7 +1105,7 @@ struct S3Api::Impl {
     };
     if (!overridden("content-type")) r.headers.emplace_back("Content-Type", o.content_type);
     for (const auto& [k, v] : o.headers) {
-      if (!checksum_mode && k.rfind("x-amz-checksum-", 0) == 0) continue;
+      if (is_internal_header(k) || (!checksum_mode && is_checksum_header(k))) continue;
       if (!overridden(k)) r.headers.emplace_back(display_name(k), v);
     }
     for (const auto& [param, h] : kOverrides)
@@ -1179,6 +1210,77 @@ struct S3Api::Impl {
     return r;
   }
 
+  // GetObjectAttributes (GET ?attributes): those of ETag, Checksum, ObjectParts, StorageClass and ObjectSize
+  // that x-amz-object-attributes names. ObjectParts (multipart objects only) pages with x-amz-max-parts and
+  // x-amz-part-number-marker.
+  http::Response get_object_attributes(Call& c, const http::Request& req) {
+    bool want_etag = false, want_checksum = false, want_parts = false, want_class = false, want_size = false;
+    std::string_view list = req.header("x-amz-object-attributes");
+    if (list.empty()) return error(c, S3Error::kInvalidArgument, "x-amz-object-attributes is required.");
+    while (!list.empty()) {
+      size_t comma = list.find(',');
+      std::string_view a = list.substr(0, comma);
+      while (!a.empty() && a.front() == ' ') a.remove_prefix(1);
+      while (!a.empty() && a.back() == ' ') a.remove_suffix(1);
+      if (a == "ETag")
+        want_etag = true;
+      else if (a == "Checksum")
+        want_checksum = true;
+      else if (a == "ObjectParts")
+        want_parts = true;
+      else if (a == "StorageClass")
+        want_class = true;
+      else if (a == "ObjectSize")
+        want_size = true;
+      else
+        return error(c, S3Error::kInvalidArgument,
+                     "Unknown attribute in x-amz-object-attributes: " + std::string(a));
+      list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+    }
+    auto o = storage.head(c.route.bucket, c.route.key);
+    if (!o) return error(c, S3Error::kNoSuchKey);
+    auto number = [&](std::string_view header, uint64_t def, uint64_t& out) {
+      out = def;
+      std::string_view v = req.header(header);
+      if (v.empty()) return true;
+      auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+      return ec == std::errc() && p == v.data() + v.size();
+    };
+    uint64_t max_parts = 1000, marker = 0;
+    if (!number("x-amz-max-parts", 1000, max_parts) || !number("x-amz-part-number-marker", 0, marker))
+      return error(c, S3Error::kInvalidArgument,
+                   "x-amz-max-parts and x-amz-part-number-marker must be integers.");
+    max_parts = std::min<uint64_t>(max_parts, 1000);
+    auto sum = stored_checksum(o->headers);
+    Xml x;
+    x.open("GetObjectAttributesResponse", true);
+    if (want_etag) x.elem("ETag", o->etag);
+    if (want_checksum && sum) {
+      x.open("Checksum").elem("Checksum" + std::string(checksum_name(sum->algorithm)), sum->value);
+      x.elem("ChecksumType", sum->full_object ? "FULL_OBJECT" : "COMPOSITE").close("Checksum");
+    }
+    if (want_parts && o->etag.find('-') != std::string::npos) {
+      const uint64_t total = o->segments.size();
+      const uint64_t first = std::min(marker, total), last = std::min(total, first + max_parts);
+      // PartsCount: the wire name of the SDKs' TotalPartsCount.
+      x.open("ObjectParts").elem("PartsCount", total).elem("PartNumberMarker", marker);
+      x.elem("NextPartNumberMarker", last).elem("MaxParts", max_parts).elem_bool("IsTruncated", last < total);
+      for (uint64_t i = first; i < last; ++i) {
+        x.open("Part").elem("PartNumber", i + 1).elem("Size", o->segments[i].size);
+        if (sum && i < sum->part_values.size())
+          x.elem("Checksum" + std::string(checksum_name(sum->algorithm)), sum->part_values[i]);
+        x.close("Part");
+      }
+      x.close("ObjectParts");
+    }
+    if (want_class) x.elem("StorageClass", "STANDARD");
+    if (want_size) x.elem("ObjectSize", o->size);
+    x.close("GetObjectAttributesResponse");
+    http::Response r = xml(c, x.take());
+    r.headers.emplace_back("Last-Modified", http_date(o->mtime_ms));
+    return r;
+  }
+
   // RFC 9110 section 14.1.2 for one range. 0: no usable range (whole object); 1: a range; -1: unsatisfiable.
   static int parse_range(std::string_view v, uint64_t size, uint64_t& start, uint64_t& length) {
     if (v.substr(0, 6) != "bytes=") return 0;
@@ -1219,15 +1321,26 @@ struct S3Api::Impl {
     u.bucket = c.route.bucket;
     u.key = c.route.key;
     collect_meta(req, u.content_type, u.headers);
+    DeclaredChecksum declared;
+    if (std::string why = parse_declared_checksum(req.header("x-amz-checksum-algorithm"),
+                                                  req.header("x-amz-checksum-type"), declared);
+        !why.empty())
+      return error(c, S3Error::kInvalidRequest, why);
+    add_declaration(u.headers, declared);
     std::string id = storage.create_upload(u);
     if (id.empty()) return error(c, S3Error::kInternalError);
     Xml x;
     x.open("InitiateMultipartUploadResult", true).elem("Bucket", u.bucket).elem("Key", u.key);
     x.elem("UploadId", id).close("InitiateMultipartUploadResult");
-    return xml(c, x.take());
+    http::Response r = xml(c, x.take());
+    if (declared.algorithm)
+      r.headers.emplace_back(kChecksumAlgorithmHeader, checksum_name(*declared.algorithm));
+    if (declared.full_object)
+      r.headers.emplace_back(kChecksumTypeHeader, *declared.full_object ? "FULL_OBJECT" : "COMPOSITE");
+    return r;
   }
 
-  http::Response complete_upload(Call& c) {
+  http::Response complete_upload(Call& c, const http::Request& req) {
     auto up = storage.upload(c.route.param("uploadId"));
     if (!up || up->bucket != c.route.bucket || up->key != c.route.key)
       return error(c, S3Error::kNoSuchUpload);
@@ -1236,6 +1349,9 @@ struct S3Api::Impl {
     if (!parse_xml(c.gathered, root, err) || root.name != "CompleteMultipartUpload")
       return error(c, S3Error::kMalformedXML);
     std::vector<std::pair<int, std::string>> parts;
+    bool truncated = false;
+    std::vector<PartInfo> have = storage.parts(up->upload_id, 0, 10001, &truncated);
+    std::vector<PartInfo> used;  // in the order completed, for the object's checksum
     for (const auto& p : root.children) {
       if (p.name != "Part") return error(c, S3Error::kMalformedXML);
       const XmlElement* num = p.child("PartNumber");
@@ -1245,16 +1361,53 @@ struct S3Api::Impl {
       auto [ptr, ec] = std::from_chars(num->text.data(), num->text.data() + num->text.size(), n);
       if (ec != std::errc() || ptr != num->text.data() + num->text.size() || n < 1 || n > 10000)
         return error(c, S3Error::kMalformedXML);
+      if (!parts.empty() && n <= parts.back().first) return error(c, S3Error::kInvalidPartOrder);
       parts.emplace_back(n, unquote(etag->text));
+      auto found = std::find_if(have.begin(), have.end(), [n](const PartInfo& h) { return h.number == n; });
+      if (found == have.end()) return error(c, S3Error::kInvalidPart);
+      // A part's checksum in the list (ChecksumCRC32...) must be the one it was uploaded with.
+      for (const auto& ch : p.children) {
+        if (ch.name.rfind("Checksum", 0) != 0 || ch.name == "ChecksumType") continue;
+        auto alg = checksum_from_name(std::string_view(ch.name).substr(8));
+        if (!alg) return error(c, S3Error::kMalformedXML);
+        if (found->checksum_algorithm != checksum_name(*alg) || found->checksum != ch.text)
+          return error(c, S3Error::kInvalidPart,
+                       "The " + ch.name + " of part " + std::to_string(n) + " is not the part's.");
+      }
+      used.push_back(*found);
     }
     if (parts.empty()) return error(c, S3Error::kMalformedXML);
+    // The object's checksum, from the parts' (COMPOSITE or FULL_OBJECT), checked against the completion's
+    // own x-amz-checksum-* header when it sends one.
+    DeclaredChecksum asked;
+    if (std::string why = parse_declared_checksum({}, req.header("x-amz-checksum-type"), asked); !why.empty())
+      return error(c, S3Error::kInvalidRequest, why);
+    std::string expected;
+    for (const auto& [name, value] : req.headers)
+      if (auto alg = checksum_from_header(name)) {
+        asked.algorithm = alg;
+        expected = value;
+      }
+    S3Error sum_error = S3Error::kNone;
+    std::string sum_detail;
+    auto sum =
+        completed_checksum(declared_checksum(up->headers), asked, expected, used, sum_error, sum_detail);
+    if (sum_error != S3Error::kNone) return error(c, sum_error, sum_detail);
+    MetaHeaders headers = up->headers;
+    strip_checksum_headers(headers);
+    if (sum) add_checksum_headers(headers, *sum);
     ObjectInfo info;
-    S3Error e = storage.complete_upload(up->upload_id, parts, info);
+    S3Error e = storage.complete_upload(up->upload_id, parts, info, &headers);
     if (e != S3Error::kNone) return error(c, e);
     Xml x;
     x.open("CompleteMultipartUploadResult", true);
     x.elem("Location", "/" + info.bucket + "/" + info.key).elem("Bucket", info.bucket).elem("Key", info.key);
-    x.elem("ETag", quoted(info.etag)).close("CompleteMultipartUploadResult");
+    x.elem("ETag", quoted(info.etag));
+    if (sum) {
+      x.elem("Checksum" + std::string(checksum_name(sum->algorithm)), sum->value);
+      x.elem("ChecksumType", sum->full_object ? "FULL_OBJECT" : "COMPOSITE");
+    }
+    x.close("CompleteMultipartUploadResult");
     return xml(c, x.take());
   }
 
@@ -1278,13 +1431,21 @@ struct S3Api::Impl {
         .close("Initiator");
     x.open("Owner").elem("ID", c.auth.user->name).elem("DisplayName", c.auth.user->name).close("Owner");
     x.elem("StorageClass", "STANDARD").elem("PartNumberMarker", marker);
+    if (DeclaredChecksum d = declared_checksum(up->headers); d.algorithm) {
+      x.elem("ChecksumAlgorithm", checksum_name(*d.algorithm));
+      x.elem("ChecksumType", d.full_object.value_or(*d.algorithm == ChecksumAlgorithm::kCrc64Nvme)
+                                 ? "FULL_OBJECT"
+                                 : "COMPOSITE");
+    }
     x.elem("NextPartNumberMarker", ps.empty() ? 0 : static_cast<uint64_t>(ps.back().number));
     x.elem("MaxParts", max).elem_bool("IsTruncated", truncated);
     for (const auto& p : ps) {
       x.open("Part")
           .elem("PartNumber", static_cast<uint64_t>(p.number))
           .elem("LastModified", iso8601(p.mtime_ms));
-      x.elem("ETag", quoted(p.etag)).elem("Size", p.size).close("Part");
+      x.elem("ETag", quoted(p.etag)).elem("Size", p.size);
+      if (!p.checksum.empty()) x.elem("Checksum" + p.checksum_algorithm, p.checksum);
+      x.close("Part");
     }
     x.close("ListPartsResult");
     return xml(c, x.take());

@@ -313,11 +313,27 @@ std::unique_ptr<Storage> Storage::open(const StorageOptions& options) {
   s->exec("INSERT OR IGNORE INTO repl_state(name, value) VALUES('seq', 0)");
   s->exec(
       "CREATE TABLE IF NOT EXISTS peer_cursors(zone TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID");
+  s->migrate_schema();
   {
     Stmt st(s->db_, nullptr, "SELECT value FROM repl_state WHERE name = 'seq'");
     if (st.step() == SQLITE_ROW) s->last_seq_ = static_cast<uint64_t>(st.integer(0));
   }
   return s;
+}
+
+void Storage::migrate_schema() {
+  // Part checksums (x-amz-checksum-* on UploadPart): two columns of parts, empty for the parts of uploads
+  // begun before them. ALTER TABLE ... ADD COLUMN rewrites nothing; it runs once per store.
+  bool has_checksum = false;
+  {
+    Stmt st(db_, nullptr, "SELECT name FROM pragma_table_info('parts')");
+    while (st.step() == SQLITE_ROW)
+      if (st.text(0) == "checksum") has_checksum = true;
+  }
+  if (!has_checksum) {
+    exec("ALTER TABLE parts ADD COLUMN checksum_algorithm TEXT NOT NULL DEFAULT ''");
+    exec("ALTER TABLE parts ADD COLUMN checksum TEXT NOT NULL DEFAULT ''");
+  }
 }
 
 sqlite3* Storage::open_db() {
@@ -912,12 +928,11 @@ S3Error Storage::commit_part(std::unique_ptr<DataWriter> writer, std::string_vie
     q.bind(1, upload_id).bind(2, int64_t{number});
     if (q.step() == SQLITE_ROW) old.push_back(q.text(0));
   }
-  Stmt st(
-      db_, cache_.get(),
-      "INSERT OR REPLACE INTO parts(upload_id, number, size, etag, mtime_ms, file) VALUES(?1, ?2, ?3, ?4, "
-      "?5, ?6)");
+  Stmt st(db_, cache_.get(),
+          "INSERT OR REPLACE INTO parts(upload_id, number, size, etag, mtime_ms, file, checksum_algorithm, "
+          "checksum) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
   st.bind(1, upload_id).bind(2, int64_t{number}).bind(3, static_cast<int64_t>(out.size)).bind(4, out.etag);
-  st.bind(5, out.mtime_ms).bind(6, file);
+  st.bind(5, out.mtime_ms).bind(6, file).bind(7, out.checksum_algorithm).bind(8, out.checksum);
   int rc = st.step();
   if (rc != SQLITE_DONE || (rc = tx.commit()) != SQLITE_OK) {
     remove_files({file});
@@ -932,8 +947,8 @@ std::vector<PartInfo> Storage::parts(std::string_view upload_id, int after, size
   *truncated = false;
   Stmt st(
       db_, cache_.get(),
-      "SELECT number, size, etag, mtime_ms, file FROM parts WHERE upload_id = ?1 AND number > ?2 ORDER BY "
-      "number");
+      "SELECT number, size, etag, mtime_ms, file, checksum_algorithm, checksum FROM parts WHERE upload_id = "
+      "?1 AND number > ?2 ORDER BY number");
   st.bind(1, upload_id).bind(2, int64_t{after});
   while (st.step() == SQLITE_ROW) {
     if (out.size() == max) {
@@ -941,7 +956,7 @@ std::vector<PartInfo> Storage::parts(std::string_view upload_id, int after, size
       break;
     }
     out.push_back({static_cast<int>(st.integer(0)), static_cast<uint64_t>(st.integer(1)), st.text(2),
-                   st.integer(3), st.text(4)});
+                   st.integer(3), st.text(4), st.text(5), st.text(6)});
   }
   return out;
 }
@@ -968,7 +983,8 @@ std::vector<UploadInfo> Storage::uploads(std::string_view bucket, std::string_vi
 }
 
 S3Error Storage::complete_upload(std::string_view upload_id,
-                                 const std::vector<std::pair<int, std::string>>& list, ObjectInfo& out) {
+                                 const std::vector<std::pair<int, std::string>>& list, ObjectInfo& out,
+                                 const MetaHeaders* headers) {
   auto up = upload(upload_id);
   if (!up) return S3Error::kNoSuchUpload;
   if (list.empty()) return S3Error::kMalformedXML;
@@ -1011,7 +1027,7 @@ S3Error Storage::complete_upload(std::string_view upload_id,
   out.etag = hex_encode(digest, 16) + "-" + std::to_string(list.size());
   out.mtime_ms = now_ms();
   out.content_type = up->content_type;
-  out.headers = up->headers;
+  out.headers = headers ? *headers : up->headers;
   out.segments = segments;
 
   std::vector<std::string> unused, old_files;

@@ -92,6 +92,10 @@ struct PartInfo {
   std::string etag;  // without quotes
   int64_t mtime_ms = 0;
   std::string file;
+  // The part's flexible checksum (x-amz-checksum-* of its UploadPart), when it had one: the algorithm's name
+  // ("CRC32") and the base64 value. commit_part() stores what the caller puts here.
+  std::string checksum_algorithm;
+  std::string checksum;
 };
 
 struct StorageOptions {
@@ -249,9 +253,10 @@ class Storage {
   std::vector<PartInfo> parts(std::string_view upload_id, int after, size_t max, bool* truncated);
   std::vector<UploadInfo> uploads(std::string_view bucket, std::string_view prefix, size_t max,
                                   bool* truncated);
-  // parts: (number, etag without quotes) as the client listed them.
+  // parts: (number, etag without quotes) as the client listed them. headers: the object's headers when given
+  // (the upload's with the multipart checksum added), else the upload's.
   S3Error complete_upload(std::string_view upload_id, const std::vector<std::pair<int, std::string>>& parts,
-                          ObjectInfo& out);
+                          ObjectInfo& out, const MetaHeaders* headers = nullptr);
   S3Error abort_upload(std::string_view upload_id);
 
   // Removes data files that no object or part refers to: what a crash between a file's rename and its commit
@@ -281,6 +286,7 @@ class Storage {
  private:
   Storage() = default;
   void exec(const char* sql);
+  void migrate_schema();  // adds what later versions added to the tables of an existing store
   S3Error seal(DataWriter& w, std::string& file);  // finish, fsync, rename into objects/, fsync the directory
   void remove_files(const std::vector<std::string>& files);
   std::optional<ObjectInfo> row_to_object(sqlite3_stmt* st);

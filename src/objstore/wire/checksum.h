@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace cumulo::objstore {
 
@@ -17,6 +18,8 @@ std::optional<ChecksumAlgorithm> checksum_from_header(std::string_view header_na
 // "CRC32", "crc32c", "CRC64NVME", "SHA1", "SHA256" (x-amz-sdk-checksum-algorithm) -> the algorithm.
 std::optional<ChecksumAlgorithm> checksum_from_name(std::string_view name);
 std::string_view checksum_header(ChecksumAlgorithm a);  // "x-amz-checksum-crc32"
+std::string_view checksum_name(ChecksumAlgorithm a);    // "CRC32" (XML elements: "Checksum" + name)
+bool is_crc(ChecksumAlgorithm a);
 
 class Checksummer {
  public:
@@ -35,5 +38,19 @@ class Checksummer {
 };
 
 std::string base64_encode(std::string_view raw);
+// Strict: padded, a multiple of 4 characters; nullopt for anything else.
+std::optional<std::string> base64_decode(std::string_view text);
+
+// Multipart checksums (S3 user guide, "Checking object integrity": "Using part-level checksums for multipart
+// uploads"). COMPOSITE: the algorithm over the concatenated raw part checksums, "-N" appended (every
+// algorithm but CRC64NVME). FULL_OBJECT: the checksum of the whole object's bytes, combined from the parts'
+// CRCs and sizes without reading the data (CRC32, CRC32C, CRC64NVME only). nullopt when a part's checksum is
+// not a valid value of the algorithm, or the algorithm does not support the type.
+struct PartChecksum {
+  std::string base64;
+  uint64_t size = 0;
+};
+std::optional<std::string> multipart_checksum(ChecksumAlgorithm a, const std::vector<PartChecksum>& parts,
+                                              bool full_object);
 
 }  // namespace cumulo::objstore

@@ -17,6 +17,7 @@
 #include "objstore/internal/s3_api.h"
 #include "objstore/internal/s3_config.h"
 #include "objstore/internal/storage.h"
+#include "objstore/wire/checksum.h"
 #include "objstore/wire/sigv4.h"
 
 namespace cumulo::objstore {
@@ -424,6 +425,126 @@ TEST_F(ApiTest, FlexibleChecksums) {
   EXPECT_EQ(signed_send("PUT", "/public-site/ck2", "hello", {{"x-amz-checksum-crc32", "AAAAAA=="}}).code(),
             "BadDigest");
   EXPECT_EQ(signed_send("GET", "/public-site/ck2").code(), "NoSuchKey");
+}
+
+std::string checksum_of(ChecksumAlgorithm a, std::string_view data) {
+  Checksummer c(a);
+  c.update(data);
+  return c.base64();
+}
+
+std::string between(const std::string& body, const std::string& open, const std::string& close) {
+  size_t a = body.find(open);
+  if (a == std::string::npos) return "<none>";
+  size_t b = body.find(close, a + open.size());
+  return body.substr(a + open.size(), b - a - open.size());
+}
+
+// Part checksums stored with each part, the object's COMPOSITE and FULL_OBJECT checksums from them, returned
+// in checksum mode and by GetObjectAttributes, and kept (recomputed) by CopyObject.
+TEST_F(ApiTest, MultipartChecksums) {
+  const std::string p1(5 * 1024 * 1024, 'x'), p2 = "tail";
+  const std::string c1 = checksum_of(ChecksumAlgorithm::kCrc32, p1),
+                    c2 = checksum_of(ChecksumAlgorithm::kCrc32, p2);
+  Reply init = signed_send("POST", "/public-site/mc?uploads", {}, {{"x-amz-checksum-algorithm", "CRC32"}});
+  ASSERT_EQ(init.status, 200) << init.body;
+  EXPECT_EQ(init.header("x-amz-checksum-algorithm"), "CRC32");
+  std::string id = between(init.body, "<UploadId>", "</UploadId>");
+  std::string part = "/public-site/mc?uploadId=" + id + "&partNumber=";
+  Reply r1 = signed_send("PUT", part + "1", p1, {{"x-amz-checksum-crc32", c1}});
+  ASSERT_EQ(r1.status, 200) << r1.body;
+  Reply r2 = signed_send("PUT", part + "2", p2);  // no checksum sent: the upload's algorithm, computed here
+  ASSERT_EQ(r2.status, 200) << r2.body;
+  EXPECT_EQ(r2.header("x-amz-checksum-crc32"), c2);
+  EXPECT_EQ(signed_send("PUT", part + "3", p2,
+                        {{"x-amz-checksum-sha256", checksum_of(ChecksumAlgorithm::kSha256, p2)}})
+                .code(),
+            "InvalidRequest");
+  EXPECT_EQ(signed_send("PUT", part + "3", p2, {{"x-amz-checksum-crc32", "AAAAAA=="}}).code(), "BadDigest");
+  Reply listed = signed_send("GET", "/public-site/mc?uploadId=" + id);
+  EXPECT_NE(listed.body.find("<ChecksumCRC32>" + c2 + "</ChecksumCRC32>"), std::string::npos) << listed.body;
+  EXPECT_EQ(between(listed.body, "<ChecksumType>", "</"), "COMPOSITE");
+  auto complete_xml = [&](const std::string& sum1) {
+    return "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>" + r1.header("ETag") +
+           "</ETag><ChecksumCRC32>" + sum1 + "</ChecksumCRC32></Part><Part><PartNumber>2</PartNumber><ETag>" +
+           r2.header("ETag") + "</ETag></Part></CompleteMultipartUpload>";
+  };
+  EXPECT_EQ(signed_send("POST", "/public-site/mc?uploadId=" + id, complete_xml(c2)).code(), "InvalidPart");
+  Reply done = signed_send("POST", "/public-site/mc?uploadId=" + id, complete_xml(c1));
+  ASSERT_EQ(done.status, 200) << done.body;
+  const std::string composite =
+      *multipart_checksum(ChecksumAlgorithm::kCrc32, {{c1, p1.size()}, {c2, 4}}, false);
+  EXPECT_EQ(between(done.body, "<ChecksumCRC32>", "</"), composite);
+  EXPECT_EQ(between(done.body, "<ChecksumType>", "</"), "COMPOSITE");
+  Reply head = signed_send("HEAD", "/public-site/mc", {}, {{"x-amz-checksum-mode", "ENABLED"}});
+  EXPECT_EQ(head.header("x-amz-checksum-crc32"), composite);
+  EXPECT_EQ(head.header("x-amz-checksum-type"), "COMPOSITE");
+  EXPECT_EQ(head.header("x-cumulo-part-checksums"), "");  // internal, never sent
+  EXPECT_EQ(signed_send("HEAD", "/public-site/mc").header("x-amz-checksum-crc32"), "");
+
+  Reply attrs =
+      signed_send("GET", "/public-site/mc?attributes", {},
+                  {{"x-amz-object-attributes", "ETag,Checksum,ObjectParts,StorageClass,ObjectSize"}});
+  ASSERT_EQ(attrs.status, 200) << attrs.body;
+  EXPECT_EQ(between(attrs.body, "<ETag>", "</"), between(done.body, "<ETag>&quot;", "&quot;"));
+  EXPECT_EQ(between(attrs.body, "<Checksum><ChecksumCRC32>", "</"), composite);
+  EXPECT_EQ(between(attrs.body, "<PartsCount>", "</"), "2");
+  EXPECT_NE(attrs.body.find("<Part><PartNumber>2</PartNumber><Size>4</Size><ChecksumCRC32>" + c2),
+            std::string::npos)
+      << attrs.body;
+  EXPECT_EQ(between(attrs.body, "<ObjectSize>", "</"), std::to_string(p1.size() + 4));
+  EXPECT_EQ(between(attrs.body, "<StorageClass>", "</"), "STANDARD");
+  Reply paged = signed_send("GET", "/public-site/mc?attributes", {},
+                            {{"x-amz-object-attributes", "ObjectParts"}, {"x-amz-max-parts", "1"}});
+  EXPECT_EQ(between(paged.body, "<IsTruncated>", "</"), "true");
+  EXPECT_EQ(paged.body.find("<ETag>"), std::string::npos);
+  EXPECT_EQ(
+      signed_send("GET", "/public-site/mc?attributes", {}, {{"x-amz-object-attributes", "Colour"}}).code(),
+      "InvalidArgument");
+
+  // FULL_OBJECT CRC32C: the whole object's CRC, combined from the parts'; the completion's own value checked.
+  EXPECT_EQ(signed_send("POST", "/public-site/fo?uploads", {},
+                        {{"x-amz-checksum-algorithm", "SHA256"}, {"x-amz-checksum-type", "FULL_OBJECT"}})
+                .code(),
+            "InvalidRequest");
+  Reply init2 = signed_send("POST", "/public-site/fo?uploads", {},
+                            {{"x-amz-checksum-algorithm", "CRC32C"}, {"x-amz-checksum-type", "FULL_OBJECT"}});
+  std::string id2 = between(init2.body, "<UploadId>", "</UploadId>");
+  Reply f1 = signed_send("PUT", "/public-site/fo?uploadId=" + id2 + "&partNumber=1", p1);
+  Reply f2 = signed_send("PUT", "/public-site/fo?uploadId=" + id2 + "&partNumber=2", p2,
+                         {{"x-amz-checksum-crc32c", checksum_of(ChecksumAlgorithm::kCrc32c, p2)}});
+  ASSERT_EQ(f2.status, 200) << f2.body;
+  std::string xml2 = "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>" + f1.header("ETag") +
+                     "</ETag></Part><Part><PartNumber>2</PartNumber><ETag>" + f2.header("ETag") +
+                     "</ETag></Part></CompleteMultipartUpload>";
+  const std::string whole = checksum_of(ChecksumAlgorithm::kCrc32c, p1 + p2);
+  EXPECT_EQ(
+      signed_send("POST", "/public-site/fo?uploadId=" + id2, xml2, {{"x-amz-checksum-crc32c", "AAAAAA=="}})
+          .code(),
+      "BadDigest");
+  Reply done2 =
+      signed_send("POST", "/public-site/fo?uploadId=" + id2, xml2, {{"x-amz-checksum-crc32c", whole}});
+  ASSERT_EQ(done2.status, 200) << done2.body;
+  EXPECT_EQ(between(done2.body, "<ChecksumCRC32C>", "</"), whole);
+  Reply head2 = signed_send("HEAD", "/public-site/fo", {}, {{"x-amz-checksum-mode", "ENABLED"}});
+  EXPECT_EQ(head2.header("x-amz-checksum-crc32c"), whole);
+  EXPECT_EQ(head2.header("x-amz-checksum-type"), "FULL_OBJECT");
+
+  // CopyObject: the source's algorithm recomputed over the copy (one part: FULL_OBJECT), or the one asked
+  // for.
+  Reply copy = signed_send("PUT", "/public-site/mc-copy", {}, {{"x-amz-copy-source", "/public-site/mc"}});
+  ASSERT_EQ(copy.status, 200) << copy.body;
+  EXPECT_EQ(between(copy.body, "<ChecksumCRC32>", "</"), checksum_of(ChecksumAlgorithm::kCrc32, p1 + p2));
+  EXPECT_EQ(signed_send("HEAD", "/public-site/mc-copy", {}, {{"x-amz-checksum-mode", "ENABLED"}})
+                .header("x-amz-checksum-crc32"),
+            checksum_of(ChecksumAlgorithm::kCrc32, p1 + p2));
+  Reply copy2 =
+      signed_send("PUT", "/public-site/fo-copy", {},
+                  {{"x-amz-copy-source", "/public-site/fo"}, {"x-amz-checksum-algorithm", "SHA256"}});
+  EXPECT_EQ(between(copy2.body, "<ChecksumSHA256>", "</"), checksum_of(ChecksumAlgorithm::kSha256, p1 + p2));
+  Reply head3 = signed_send("HEAD", "/public-site/fo-copy", {}, {{"x-amz-checksum-mode", "ENABLED"}});
+  EXPECT_EQ(head3.header("x-amz-checksum-crc32c"), "");
+  EXPECT_EQ(head3.header("x-amz-checksum-sha256"), checksum_of(ChecksumAlgorithm::kSha256, p1 + p2));
 }
 
 }  // namespace

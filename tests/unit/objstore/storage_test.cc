@@ -299,6 +299,48 @@ TEST_F(StorageTest, Multipart) {
   EXPECT_EQ(files, 2u);
 }
 
+// A store whose index predates part checksums: its parts table gains the columns at start-up, the parts
+// already there keep working (no checksum), and new parts store theirs.
+TEST_F(StorageTest, PartChecksumColumnsAreAddedToAnOlderIndex) {
+  storage_.reset();
+  fs::remove_all(dir_);
+  fs::create_directories(dir_);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ + "/index.sqlite").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(db,
+                   "CREATE TABLE parts(upload_id TEXT NOT NULL, number INTEGER NOT NULL, size INTEGER NOT "
+                   "NULL, etag TEXT NOT NULL, mtime_ms INTEGER NOT NULL, file TEXT NOT NULL, PRIMARY "
+                   "KEY(upload_id, number)) WITHOUT ROWID;"
+                   "INSERT INTO parts VALUES('old-upload', 1, 3, 'abc', 1, 'objects/00/x');",
+                   nullptr, nullptr, nullptr),
+      SQLITE_OK);
+  sqlite3_close(db);
+  open();
+  bool truncated = false;
+  auto old = storage_->parts("old-upload", 0, 10, &truncated);
+  ASSERT_EQ(old.size(), 1u);
+  EXPECT_EQ(old[0].etag, "abc");
+  EXPECT_EQ(old[0].checksum, "");
+  storage_->create_bucket("b1", "alice");
+  UploadInfo u;
+  u.bucket = "b1";
+  u.key = "k";
+  std::string id = storage_->create_upload(u);
+  S3Error err;
+  auto w = storage_->begin_write(&err);
+  ASSERT_EQ(w->write("hello"), S3Error::kNone);
+  PartInfo part;
+  part.checksum_algorithm = "CRC32";
+  part.checksum = "NhCmhg==";
+  ASSERT_EQ(storage_->commit_part(std::move(w), id, 1, part), S3Error::kNone);
+  open();  // a second start finds the columns there
+  auto now = storage_->parts(id, 0, 10, &truncated);
+  ASSERT_EQ(now.size(), 1u);
+  EXPECT_EQ(now[0].checksum_algorithm, "CRC32");
+  EXPECT_EQ(now[0].checksum, "NhCmhg==");
+}
+
 TEST_F(StorageTest, AsyncCommitsGroupAndOneKeyEndsWhole) {
   storage_->create_bucket("b1", "alice");
   std::mutex mu;
