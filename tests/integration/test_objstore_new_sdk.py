@@ -139,10 +139,9 @@ def run_sdk(store, ca=""):
     assert attrs["part2"] == attrs["part2_expected"] and attrs["checksum"] == composite["complete"], out
     assert out["copy_crc32"] == out["full_crc32_expected"], out
     assert out["multi_checksum"], out  # the managed transfer's parts carried CRC32s: the object has one
-    return python
 
 
-def aws_cli_multipart(store, python, tmp_path, ca=""):
+def aws_cli_multipart(store, tmp_path, ca=""):
     """`aws s3 cp` of a file above the multipart threshold, its checksum read back in checksum mode."""
     aws = shutil.which("aws")
     assert aws and os.path.realpath(aws) != "/usr/bin/aws", "the aws cli beside the newer boto3 is missing"
@@ -168,12 +167,12 @@ def aws_cli_multipart(store, python, tmp_path, ca=""):
 
 @pytest.mark.time_limit(90)
 def test_current_boto3_and_aws_cli_http(s3store, tmp_path):
-    python = run_sdk(s3store)
-    aws_cli_multipart(s3store, python, tmp_path)
+    run_sdk(s3store)
+    aws_cli_multipart(s3store, tmp_path)
 
 
 @pytest.mark.time_limit(90)
 def test_current_boto3_and_aws_cli_https(procs, tmp_path):
     store, ca = start_tls_store(procs, tmp_path)
-    python = run_sdk(store, ca)
-    aws_cli_multipart(store, python, tmp_path, ca)
+    run_sdk(store, ca)
+    aws_cli_multipart(store, tmp_path, ca)

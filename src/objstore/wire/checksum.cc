@@ -197,6 +197,8 @@ std::optional<std::string> base64_decode(std::string_view in) {
   if (n < 0) return std::nullopt;
   size_t pad = in.back() == '=' ? (in[in.size() - 2] == '=' ? 2 : 1) : 0;
   out.resize(static_cast<size_t>(n) - pad);
+  // Canonical only: the bits after the last byte must be zero ("NhCmhgm=" is not another "NhCmhg==").
+  if (base64_encode(out) != in) return std::nullopt;
   return out;
 }
 

@@ -227,6 +227,46 @@ TEST(AwsChunked, UnsignedTrailer) {
   EXPECT_EQ(d.trailers()[0].second, "NhCmhg==");
 }
 
+// Hand-built trailer sections that are not well formed: each refused with the status that answers it.
+TEST(AwsChunked, CorruptedTrailers) {
+  const std::string head = "5\r\nhello\r\n0\r\n";
+  std::string many;
+  for (int i = 0; i < 17; ++i) many += "x-amz-meta-" + std::to_string(i) + ":v\r\n";
+  const std::pair<std::string, ChunkedStatus> cases[] = {
+      {head + "x-amz-checksum-crc32 NhCmhg==\r\n\r\n", ChunkedStatus::kMalformed},  // no colon
+      {head + ":NhCmhg==\r\n\r\n", ChunkedStatus::kMalformed},                      // no name
+      {head + "x-amz-checksum-crc32:NhCmhg==\n\r\n", ChunkedStatus::kMalformed},    // bare LF
+      {head + many + "\r\n", ChunkedStatus::kTooLarge},                             // too many
+      {head + "x-amz-checksum-crc32:" + std::string(5000, 'A') + "\r\n\r\n", ChunkedStatus::kTooLarge},
+  };
+  for (size_t step : {size_t{1}, size_t{9}, size_t{1000}}) {
+    for (const auto& [body, status] : cases) {
+      AwsChunkedDecoder d(std::nullopt, true);
+      std::string payload;
+      EXPECT_EQ(feed(d, body, step, payload), status) << body.substr(0, 80) << " step " << step;
+    }
+  }
+  // Trailers in a body that announced none.
+  AwsChunkedDecoder none(std::nullopt, false);
+  std::string payload;
+  EXPECT_EQ(feed(none, head + "x-amz-checksum-crc32:NhCmhg==\r\n\r\n", 4, payload),
+            ChunkedStatus::kMalformed);
+  // Signed trailers without their signature.
+  ChunkSigning s = StreamingExample::signing();
+  auto chunk_sig = [&](const std::string& prev, std::string_view data) {
+    std::string sts = "AWS4-HMAC-SHA256-PAYLOAD\n" + s.amz_date + "\n" + s.scope + "\n" + prev + "\n" +
+                      std::string(kEmptySha256) + "\n" + sha256_hex(data);
+    return hmac_sha256_hex(s.key, sts);
+  };
+  std::string sig1 = chunk_sig(s.seed_signature, "hello"), sig2 = chunk_sig(sig1, "");
+  AwsChunkedDecoder unsigned_trailer(s, true);
+  EXPECT_EQ(feed(unsigned_trailer,
+                 "5;chunk-signature=" + sig1 + "\r\nhello\r\n0;chunk-signature=" + sig2 +
+                     "\r\nx-amz-checksum-crc32:NhCmhg==\r\n\r\n",
+                 7, payload),
+            ChunkedStatus::kSignatureMismatch);
+}
+
 TEST(AwsChunked, SignedTrailer) {
   // Built with the same chaining rules: chunk signatures, then the trailer signature over the canonical
   // trailers.
