@@ -1,6 +1,8 @@
 #include "cache/store.h"
 
 #include <brotli/encode.h>
+
+#include "cache/internal/disk_tier.h"
 #include <zlib.h>
 
 namespace cumulo::cache {
@@ -21,25 +23,44 @@ EntryTimes Object::current_times() const {
 
 Store::Store(uint64_t max_bytes) : max_bytes_(max_bytes) {}
 
+Store::Store(uint64_t max_bytes, const std::string& disk_path, uint64_t disk_max_bytes) : max_bytes_(max_bytes) {
+  if (!disk_path.empty()) disk_ = std::make_unique<DiskTier>(disk_path, disk_max_bytes);
+}
+
+void Store::flush_disk() {
+  if (disk_) disk_->flush();
+}
+
 Store::~Store() = default;
 
 std::shared_ptr<const Object> Store::lookup(std::string_view key, const http::RequestHead& req) {
-  std::lock_guard lock(mu_);
-  auto [first, last] = entries_.equal_range(std::string(key));
-  for (auto it = first; it != last; ++it) {
-    Entry* e = it->second.get();
-    const Object& o = *e->object;
-    if (!o.vary.empty()) {
-      auto k = vary_key(o.vary, req);
-      if (!k || *k != o.vary_key) continue;
+  {
+    std::lock_guard lock(mu_);
+    auto [first, last] = entries_.equal_range(std::string(key));
+    for (auto it = first; it != last; ++it) {
+      Entry* e = it->second.get();
+      const Object& o = *e->object;
+      if (!o.vary.empty()) {
+        auto k = vary_key(o.vary, req);
+        if (!k || *k != o.vary_key) continue;
+      }
+      lru_.splice(lru_.begin(), lru_, e->lru);
+      return e->object;
     }
-    lru_.splice(lru_.begin(), lru_, e->lru);
-    return e->object;
   }
-  return nullptr;
+  if (!disk_) return nullptr;
+  if (auto queued = disk_->pending(key, req)) return queued;
+  auto object = disk_->read(key, req);
+  if (object) insert_memory(object);
+  return object;
 }
 
 void Store::insert(std::shared_ptr<Object> object) {
+  if (disk_) disk_->write(object);
+  insert_memory(std::move(object));
+}
+
+void Store::insert_memory(std::shared_ptr<Object> object) {
   if (object->charge() > max_bytes_ / 4) return;
   std::lock_guard lock(mu_);
   auto [first, last] = entries_.equal_range(object->key);
@@ -87,7 +108,7 @@ size_t Store::purge(std::string_view key, bool prefix) {
       doomed.push_back(e.get());
   }
   for (Entry* e : doomed) erase_locked(e);
-  return doomed.size();
+  return disk_ ? std::max(doomed.size(), disk_->purge(key, prefix)) : doomed.size();
 }
 
 size_t Store::purge_tag(std::string_view tag) {
@@ -100,7 +121,7 @@ size_t Store::purge_tag(std::string_view tag) {
         break;
       }
   for (Entry* e : doomed) erase_locked(e);
-  return doomed.size();
+  return disk_ ? std::max(doomed.size(), disk_->purge_tag(tag)) : doomed.size();
 }
 
 bool compressible_type(std::string_view ct) {
@@ -154,7 +175,12 @@ bool brotli_compress(std::string_view in, std::string& out) {
 
 StoreStats Store::stats() const {
   std::lock_guard lock(mu_);
-  return StoreStats{entries_.size(), bytes_, evictions_};
+  StoreStats s{entries_.size(), bytes_, evictions_};
+  if (disk_) {
+    s.disk_objects = disk_->objects();
+    s.disk_bytes = disk_->bytes();
+  }
+  return s;
 }
 
 bool Store::begin_fill(const std::string& key) {

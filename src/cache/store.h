@@ -60,7 +60,11 @@ struct StoreStats {
   uint64_t objects = 0;
   uint64_t bytes = 0;
   uint64_t evictions = 0;
+  uint64_t disk_objects = 0;
+  uint64_t disk_bytes = 0;
 };
+
+class DiskTier;
 
 // Slices of the object under `key` are stored under key + kSliceSeparator + the slice's index: a byte no request
 // target can hold, so no URL's key collides with a slice's.
@@ -69,20 +73,26 @@ inline constexpr char kSliceSeparator = '\x1f';
 class Store {
  public:
   explicit Store(uint64_t max_bytes);
+  // With a disk tier in `disk_path` (created when missing; objects already there are found again), of at most
+  // `disk_max_bytes`: every object inserted is also written there by a writer thread, and a memory miss reads
+  // it back (a blocking read on the caller's thread). Throws std::runtime_error when the directory is unusable.
+  Store(uint64_t max_bytes, const std::string& disk_path, uint64_t disk_max_bytes);
   ~Store();
 
-  // The object for this key whose Vary matches the request, or nullptr.
+  // The object for this key whose Vary matches the request, or nullptr; from the disk tier (then kept in memory
+  // again) when memory does not have it.
   std::shared_ptr<const Object> lookup(std::string_view key, const http::RequestHead& req);
   // Adds or replaces (same key and vary_key); evicts least recently used objects beyond the cap. An object larger
   // than a quarter of the cap is not kept.
   void insert(std::shared_ptr<Object> object);
-  // Removes objects whose key equals `key` (or starts with it, when prefix), slices of it included; returns how
-  // many.
+  // Removes objects whose key equals `key` (or starts with it, when prefix), slices of it included, from memory
+  // and disk; returns how many (those of the tier that held more).
   size_t purge(std::string_view key, bool prefix);
   // Removes objects carrying this tag (surrogate key); returns how many.
   size_t purge_tag(std::string_view tag);
   StoreStats stats() const;
   uint64_t max_bytes() const { return max_bytes_; }
+  void flush_disk();  // waits for queued disk writes (tests)
 
   // Coalescing. The first request for a missing key becomes its filler (returns true); others register a
   // waiter, run on their own loop once the filler finishes (or gives up), and look the key up again.
@@ -100,6 +110,7 @@ class Store {
     std::function<void()> wake;
   };
   void evict_locked();
+  void insert_memory(std::shared_ptr<Object> object);
   void erase_locked(Entry* e);
 
   const uint64_t max_bytes_;
@@ -109,6 +120,7 @@ class Store {
   uint64_t bytes_ = 0;
   uint64_t evictions_ = 0;
   std::unordered_map<std::string, std::vector<Waiter>> fills_;
+  std::unique_ptr<DiskTier> disk_;
 };
 
 }  // namespace cumulo::cache

@@ -104,9 +104,12 @@ GatewayConfig parse_gateway_config(const std::string& path) {
                    "target_groups"});
   GatewayConfig c;
   if (auto cache = root["cache"]; cache.defined()) {
-    cache.check_keys({"max_bytes"});
+    cache.check_keys({"max_bytes", "disk_path", "disk_max_bytes"});
     c.cache_max_bytes = cache.size_or("max_bytes", c.cache_max_bytes);
     if (c.cache_max_bytes < (1u << 20)) cache["max_bytes"].fail("expected at least 1MiB");
+    c.cache_disk_path = cache.string_or("disk_path", "");
+    c.cache_disk_max_bytes = cache.size_or("disk_max_bytes", c.cache_disk_max_bytes);
+    if (c.cache_disk_max_bytes < (1u << 20)) cache["disk_max_bytes"].fail("expected at least 1MiB");
   }
   c.source = path;
   c.zone = root.string_or("zone", "");

@@ -312,13 +312,20 @@ int Control::run() {
                      {"reason", why}});
         });
     config_ = cfg;
-    cache_ = std::make_shared<cache::Store>(cfg->cache_max_bytes);
+    cache_ = std::make_shared<cache::Store>(cfg->cache_max_bytes, cfg->cache_disk_path, cfg->cache_disk_max_bytes);
     reg.gauge_fn("cumulo_gateway_cache_bytes", "Bytes held by the cache", {}, [store = cache_] {
       return static_cast<double>(store->stats().bytes);
     });
     reg.gauge_fn("cumulo_gateway_cache_objects", "Objects held by the cache", {}, [store = cache_] {
       return static_cast<double>(store->stats().objects);
     });
+    if (!cfg->cache_disk_path.empty()) {
+      reg.gauge_fn("cumulo_gateway_cache_disk_bytes", "Bytes held by the cache's disk tier", {}, [store = cache_] {
+        return static_cast<double>(store->stats().disk_bytes);
+      });
+      reg.gauge_fn("cumulo_gateway_cache_disk_objects", "Objects held by the cache's disk tier", {},
+                   [store = cache_] { return static_cast<double>(store->stats().disk_objects); });
+    }
     apply_config(cfg);  // targets, health checks, first snapshot
     for (auto& w : workers_) w->start(current_, listeners_);
     admin_ = std::make_unique<Admin>(*this, loop_, *core::SocketAddress::parse(cfg->admin_listen));
@@ -356,6 +363,7 @@ int Control::run() {
   for (auto& w : workers_) w->join();
   loop_.remove(sfd.get());
   core::AccessLog::close();
+  if (cache_) cache_->flush_disk();  // what the disk tier has queued is kept for the next start
   core::log_info("gateway", "stopped");
   return 0;
 }

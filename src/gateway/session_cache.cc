@@ -352,7 +352,7 @@ void Session::serve_cached(const http::RequestHead& req, std::shared_ptr<const c
       coding = "gzip";
     }
   }
-  bool gzip = variant != nullptr;
+  bool compressed = variant != nullptr;
   if (variant) end = variant->size();
   close_after_ = !keep_alive_ || w_.draining();
   bool body = status != 304 && status != 416 && req.method != http::Method::kHead;
@@ -369,12 +369,12 @@ void Session::serve_cached(const http::RequestHead& req, std::shared_ptr<const c
   if (!obj->etag.empty() && status != 416) {
     out_.append("ETag: ");
     // Another representation needs another tag; a weak one still matches the identity's in If-None-Match.
-    if (gzip && obj->etag.rfind("W/", 0) != 0) out_.append("W/");
+    if (compressed && obj->etag.rfind("W/", 0) != 0) out_.append("W/");
     out_.append(obj->etag);
     out_.append("\r\n");
   }
   if (obj->compressible && !obj->gzip_body.empty()) {
-    if (gzip) {
+    if (compressed) {
       out_.append("Content-Encoding: ");
       out_.append(coding);
       out_.append("\r\n");

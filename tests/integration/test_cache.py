@@ -422,3 +422,26 @@ def test_a_large_object_reaches_the_client_while_it_is_being_stored(gateway):
     finally:
         release.set()
         listener.close()
+
+
+def test_the_disk_tier_keeps_objects_across_a_restart(origin, gateway, tmp_path):
+    disk = {"max_bytes": "8MiB", "disk_path": str(tmp_path / "cache-disk"), "disk_max_bytes": "256MiB"}
+    config = {"cache": disk, "routes": [{"name": "site", "target_group": "web", "cache": {"enabled": True}}],
+              "target_groups": [{"name": "web", "targets": [origin.target()]}]}
+    first = gateway(config, name="first")
+    h = {"Host": "site.test"}
+    assert requests.get(first.url("/big"), headers=h, timeout=30).headers["X-Cache"] == "MISS"  # 50 MiB: disk only
+    assert requests.get(first.url("/d"), headers=h, timeout=5).headers["X-Cache"] == "MISS"
+    r = requests.get(first.url("/big"), headers={**h, "Range": "bytes=100-199"}, timeout=30)
+    assert r.status_code == 206 and r.headers["X-Cache"] == "HIT" and r.content == origin.big[100:200]
+    first.proc.stop()
+    second = gateway(config, name="second")
+    assert metric_value(second.metrics(), "cumulo_gateway_cache_disk_objects") == 2
+    r = requests.get(second.url("/d"), headers=h, timeout=5)
+    assert r.headers["X-Cache"] == "HIT" and r.content == b"/d version 1\n"
+    r = requests.get(second.url("/big"), headers=h, timeout=30)
+    assert r.headers["X-Cache"] == "HIT" and hashlib.sha256(r.content).digest() == hashlib.sha256(origin.big).digest()
+    assert origin.count("/big") == 1 and origin.count("/d") == 1
+    assert second.admin("POST", "/cache/purge", json={"host": "site.test", "path": "/d"}).json()["purged"] == 1
+    assert metric_value(second.metrics(), "cumulo_gateway_cache_disk_objects") == 1
+    assert requests.get(second.url("/d"), headers=h, timeout=5).headers["X-Cache"] == "MISS"

@@ -101,6 +101,8 @@ struct Limits {
 struct GatewayConfig {
   std::string source;  // the file it came from
   uint64_t cache_max_bytes = 256ull << 20;  // memory for every route's cached objects together
+  std::string cache_disk_path;              // the disk tier's directory ("" : memory only)
+  uint64_t cache_disk_max_bytes = 1ull << 30;
   std::string zone;
   int workers = 0;  // 0: number of cores
   std::string log_level = "info";

@@ -135,6 +135,16 @@ TEST_F(GatewayConfigTest, CacheSlicesHaveASaneSize) {
   EXPECT_NE(error_of(with("{slices: true}")).find("slices"), std::string::npos);
 }
 
+TEST_F(GatewayConfigTest, CacheDiskTier) {
+  GatewayConfig c = parse_gateway_config(write(kValid));
+  EXPECT_TRUE(c.cache_disk_path.empty());
+  c = parse_gateway_config(write(std::string(kValid) + "cache: {disk_path: /var/cache/x, disk_max_bytes: 2GiB}\n"));
+  EXPECT_EQ(c.cache_disk_path, "/var/cache/x");
+  EXPECT_EQ(c.cache_disk_max_bytes, 2ull << 30);
+  EXPECT_NE(error_of(std::string(kValid) + "cache: {disk_path: /x, disk_max_bytes: 1KiB}\n").find("at least 1MiB"),
+            std::string::npos);
+}
+
 TEST_F(GatewayConfigTest, MissingFileSaysSo) {
   try {
     parse_gateway_config("/nonexistent/gw.yaml");

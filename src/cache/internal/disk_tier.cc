@@ -1,0 +1,369 @@
+#include "cache/internal/disk_tier.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+namespace cumulo::cache {
+namespace {
+
+constexpr std::string_view kMagic = "CUMULOC1";
+// The index is rebuilt from this much of each file: enough for any key, Vary and tags the gateway accepts.
+constexpr size_t kIndexPrefix = 256 * 1024;
+
+void put_u64(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
+}
+void put_str(std::string& out, std::string_view s) {
+  put_u64(out, s.size());
+  out.append(s);
+}
+
+// Bounds-checked reader: the first failure makes every later read fail too (checked once at the end).
+struct Reader {
+  std::string_view in;
+  bool ok = true;
+  uint64_t u64() {
+    if (!ok || in.size() < 8) {
+      ok = false;
+      return 0;
+    }
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(in[i])) << (8 * i);
+    in.remove_prefix(8);
+    return v;
+  }
+  std::string_view str() {
+    uint64_t n = u64();
+    if (!ok || n > in.size()) {
+      ok = false;
+      return {};
+    }
+    std::string_view s = in.substr(0, n);
+    in.remove_prefix(n);
+    return s;
+  }
+};
+
+// The head of a file: what the index keeps.
+bool read_index_fields(Reader& r, std::string& key, std::string& vary, std::string& vary_key,
+                       std::vector<std::string>& tags) {
+  if (r.in.substr(0, kMagic.size()) != kMagic) return false;
+  r.in.remove_prefix(kMagic.size());
+  key = r.str();
+  vary = r.str();
+  vary_key = r.str();
+  uint64_t n = r.u64();
+  if (n > 4096) return false;
+  tags.clear();
+  for (uint64_t i = 0; i < n && r.ok; ++i) tags.emplace_back(r.str());
+  return r.ok;
+}
+
+bool read_file(const std::string& path, std::string& out, size_t limit) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    return false;
+  }
+  size_t want = std::min<size_t>(static_cast<size_t>(st.st_size), limit);
+  out.resize(want);
+  size_t got = 0;
+  while (got < want) {
+    ssize_t n = ::pread(fd, out.data() + got, want - got, static_cast<off_t>(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  out.resize(got);
+  return got == want;
+}
+
+}  // namespace
+
+std::string serialize_object(const Object& o) {
+  std::string out;
+  out.reserve(o.charge() + 256);
+  out.append(kMagic);
+  put_str(out, o.key);
+  put_str(out, o.vary);
+  put_str(out, o.vary_key);
+  put_u64(out, o.tags.size());
+  for (const auto& t : o.tags) put_str(out, t);
+  put_u64(out, static_cast<uint64_t>(o.status));
+  put_str(out, o.reason);
+  put_str(out, o.headers);
+  put_str(out, o.etag);
+  put_str(out, o.last_modified);
+  EntryTimes t = o.current_times();
+  for (int64_t v : {t.request_time, t.response_time, t.date_value, t.age_value, t.freshness_lifetime, t.expires})
+    put_u64(out, static_cast<uint64_t>(v));
+  put_u64(out, o.compressible ? 1 : 0);
+  put_u64(out, o.slice_first);
+  put_u64(out, o.slice_total);
+  put_str(out, o.body);
+  put_str(out, o.gzip_body);
+  put_str(out, o.br_body);
+  return out;
+}
+
+std::shared_ptr<Object> deserialize_object(std::string_view bytes) {
+  auto o = std::make_shared<Object>();
+  Reader r{bytes};
+  if (!read_index_fields(r, o->key, o->vary, o->vary_key, o->tags)) return nullptr;
+  uint64_t status = r.u64();
+  o->reason = r.str();
+  o->headers = r.str();
+  o->etag = r.str();
+  o->last_modified = r.str();
+  int64_t* times[] = {&o->times.request_time, &o->times.response_time, &o->times.date_value,
+                      &o->times.age_value,    &o->times.freshness_lifetime, &o->times.expires};
+  for (int64_t* v : times) *v = static_cast<int64_t>(r.u64());
+  o->compressible = r.u64() != 0;
+  o->slice_first = r.u64();
+  o->slice_total = r.u64();
+  o->body = r.str();
+  o->gzip_body = r.str();
+  o->br_body = r.str();
+  if (!r.ok || !r.in.empty() || status < 100 || status > 999) return nullptr;
+  o->status = static_cast<int>(status);
+  // The Cache-Control lines of the stored fields are the object's directives (as build_cache_object read them).
+  std::string_view lines = o->headers;
+  while (!lines.empty()) {
+    size_t eol = lines.find("\r\n");
+    std::string_view line = lines.substr(0, eol);
+    lines = eol == std::string_view::npos ? std::string_view{} : lines.substr(eol + 2);
+    size_t colon = line.find(':');
+    if (colon != std::string_view::npos && http::iequals(line.substr(0, colon), "cache-control"))
+      merge_cache_control(line.substr(colon + 1), o->cache_control);
+  }
+  return o;
+}
+
+DiskTier::DiskTier(std::string dir, uint64_t max_bytes) : dir_(std::move(dir)), max_bytes_(max_bytes) {
+  if (::mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST)
+    throw std::runtime_error("cache disk path " + dir_ + ": " + std::strerror(errno));
+  DIR* d = ::opendir(dir_.c_str());
+  if (!d) throw std::runtime_error("cache disk path " + dir_ + ": " + std::strerror(errno));
+  std::lock_guard lock(mu_);
+  while (dirent* de = ::readdir(d)) {
+    std::string_view name = de->d_name;
+    std::string path = dir_ + "/" + std::string(name);
+    if (name.ends_with(".tmp")) {
+      ::unlink(path.c_str());  // a write cut by a crash
+      continue;
+    }
+    if (!name.ends_with(".obj") || name.size() != 20) continue;
+    uint64_t id = std::strtoull(std::string(name.substr(0, 16)).c_str(), nullptr, 16);
+    struct stat st {};
+    std::string head;
+    auto e = std::make_unique<Entry>();
+    Reader r{};
+    if (id == 0 || ::stat(path.c_str(), &st) != 0 || !read_file(path, head, kIndexPrefix) ||
+        !(r.in = head, read_index_fields(r, e->key, e->vary, e->vary_key, e->tags))) {
+      ::unlink(path.c_str());
+      continue;
+    }
+    e->id = id;
+    e->size = static_cast<uint64_t>(st.st_size);
+    next_id_ = std::max(next_id_, id + 1);
+    add_locked(std::move(e));
+  }
+  ::closedir(d);
+  writer_ = std::thread([this] { run(); });
+}
+
+DiskTier::~DiskTier() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  writer_.join();
+}
+
+std::string DiskTier::path_of(uint64_t id) const {
+  char name[24];
+  std::snprintf(name, sizeof name, "%016llx", static_cast<unsigned long long>(id));
+  return dir_ + "/" + name + ".obj";
+}
+
+void DiskTier::add_locked(std::unique_ptr<Entry> e) {
+  // The same key and Vary key replaces what was there (its file goes).
+  auto [first, last] = entries_.equal_range(e->key);
+  for (auto it = first; it != last; ++it) {
+    if (it->second->vary_key == e->vary_key) {
+      erase_locked(it->second.get());
+      break;
+    }
+  }
+  lru_.push_front(e.get());
+  e->lru = lru_.begin();
+  bytes_ += e->size;
+  std::string key = e->key;
+  entries_.emplace(std::move(key), std::move(e));
+  while (bytes_ > max_bytes_ && lru_.size() > 1) erase_locked(lru_.back());
+}
+
+void DiskTier::erase_locked(Entry* e) {
+  ::unlink(path_of(e->id).c_str());
+  bytes_ -= e->size;
+  lru_.erase(e->lru);
+  auto [first, last] = entries_.equal_range(e->key);
+  for (auto it = first; it != last; ++it) {
+    if (it->second.get() == e) {
+      entries_.erase(it);
+      return;
+    }
+  }
+}
+
+void DiskTier::write(std::shared_ptr<const Object> object) {
+  {
+    std::lock_guard lock(mu_);
+    if (object->charge() > max_bytes_ / 4) return;
+    queue_.push_back(std::move(object));
+  }
+  cv_.notify_all();
+}
+
+void DiskTier::run() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, and everything queued is written
+    std::shared_ptr<const Object> o = std::move(queue_.front());
+    queue_.pop_front();
+    writing_ = o;
+    uint64_t id = next_id_++;
+    uint64_t purges = purges_;
+    lock.unlock();
+    std::string bytes = serialize_object(*o);
+    std::string path = path_of(id), tmp = path.substr(0, path.size() - 4) + ".tmp";
+    bool ok = false;
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      size_t done = 0;
+      while (done < bytes.size()) {
+        ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        done += static_cast<size_t>(n);
+      }
+      ok = ::close(fd) == 0 && done == bytes.size() && ::rename(tmp.c_str(), path.c_str()) == 0;
+    }
+    if (!ok) ::unlink(tmp.c_str());  // a full disk: the object stays in memory only
+    lock.lock();
+    if (ok && purges != purges_) {
+      ::unlink(path.c_str());
+      ok = false;
+    }
+    if (ok) {
+      auto e = std::make_unique<Entry>();
+      e->key = o->key;
+      e->vary = o->vary;
+      e->vary_key = o->vary_key;
+      e->tags = o->tags;
+      e->id = id;
+      e->size = bytes.size();
+      add_locked(std::move(e));
+    }
+    writing_.reset();
+    cv_.notify_all();
+  }
+}
+
+void DiskTier::flush() {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [this] { return queue_.empty() && !writing_; });
+}
+
+std::shared_ptr<const Object> DiskTier::pending(std::string_view key, const http::RequestHead& req) const {
+  auto matches = [&](const Object& o) {
+    if (o.key != key) return false;
+    if (o.vary.empty()) return true;
+    auto k = vary_key(o.vary, req);
+    return k && *k == o.vary_key;
+  };
+  std::lock_guard lock(mu_);
+  for (auto it = queue_.rbegin(); it != queue_.rend(); ++it)  // the latest first: it replaces earlier ones
+    if (matches(**it)) return *it;
+  if (writing_ && matches(*writing_)) return writing_;
+  return nullptr;
+}
+
+std::shared_ptr<Object> DiskTier::read(std::string_view key, const http::RequestHead& req) {
+  uint64_t id = 0;
+  {
+    std::lock_guard lock(mu_);
+    auto [first, last] = entries_.equal_range(std::string(key));
+    for (auto it = first; it != last; ++it) {
+      Entry* e = it->second.get();
+      if (!e->vary.empty()) {
+        auto k = vary_key(e->vary, req);
+        if (!k || *k != e->vary_key) continue;
+      }
+      lru_.splice(lru_.begin(), lru_, e->lru);
+      id = e->id;
+      break;
+    }
+  }
+  if (id == 0) return nullptr;
+  std::string bytes;
+  if (!read_file(path_of(id), bytes, SIZE_MAX)) return nullptr;  // purged or replaced meanwhile
+  auto o = deserialize_object(bytes);
+  return o && o->key == key ? o : nullptr;
+}
+
+namespace {
+bool key_matches(std::string_view k, std::string_view key, bool prefix) {
+  return k.substr(0, key.size()) == key && (prefix || k.size() == key.size() || k[key.size()] == kSliceSeparator);
+}
+bool has_tag(const std::vector<std::string>& tags, std::string_view tag) {
+  for (const auto& t : tags)
+    if (t == tag) return true;
+  return false;
+}
+}  // namespace
+
+size_t DiskTier::purge(std::string_view key, bool prefix) {
+  std::lock_guard lock(mu_);
+  ++purges_;
+  std::erase_if(queue_, [&](const auto& o) { return key_matches(o->key, key, prefix); });
+  std::vector<Entry*> doomed;
+  for (auto& [k, e] : entries_)
+    if (key_matches(k, key, prefix)) doomed.push_back(e.get());
+  for (Entry* e : doomed) erase_locked(e);
+  return doomed.size();
+}
+
+size_t DiskTier::purge_tag(std::string_view tag) {
+  std::lock_guard lock(mu_);
+  ++purges_;
+  std::erase_if(queue_, [&](const auto& o) { return has_tag(o->tags, tag); });
+  std::vector<Entry*> doomed;
+  for (auto& [k, e] : entries_)
+    if (has_tag(e->tags, tag)) doomed.push_back(e.get());
+  for (Entry* e : doomed) erase_locked(e);
+  return doomed.size();
+}
+
+uint64_t DiskTier::objects() const {
+  std::lock_guard lock(mu_);
+  return entries_.size();
+}
+
+uint64_t DiskTier::bytes() const {
+  std::lock_guard lock(mu_);
+  return bytes_;
+}
+
+}  // namespace cumulo::cache

@@ -1,0 +1,73 @@
+// The cache's optional disk tier: every object stored in memory is also written to a file of its own by a
+// writer thread, indexed in memory (key, Vary key, size, LRU) and found again on a memory miss, after an
+// eviction or a restart. Used by cache::Store only.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "cache/store.h"
+
+namespace cumulo::cache {
+
+// One object as a file: a magic, then length-prefixed fields with key, Vary and Vary key first, so that the
+// index is rebuilt at start from each file's first bytes. nullopt-like nullptr for anything malformed: the
+// files are the cache's own, but a torn or foreign file must not crash the gateway.
+std::string serialize_object(const Object& o);
+std::shared_ptr<Object> deserialize_object(std::string_view bytes);
+
+class DiskTier {
+ public:
+  // Creates `dir` when missing and indexes the object files already in it (throws std::runtime_error when the
+  // directory cannot be created or read).
+  DiskTier(std::string dir, uint64_t max_bytes);
+  ~DiskTier();  // writes what is queued, then stops the writer
+
+  void write(std::shared_ptr<const Object> object);  // queued; replaces the file of the same key and Vary key
+  // Reads the object for `key` whose Vary matches `req` (blocking read of its file), or nullptr.
+  std::shared_ptr<Object> read(std::string_view key, const http::RequestHead& req);
+  // The object for `key` matching `req` that is queued or being written, or nullptr: found before its file is.
+  std::shared_ptr<const Object> pending(std::string_view key, const http::RequestHead& req) const;
+  size_t purge(std::string_view key, bool prefix);
+  size_t purge_tag(std::string_view tag);
+  void flush();  // waits until every queued write is done
+  uint64_t objects() const;
+  uint64_t bytes() const;
+
+ private:
+  struct Entry {
+    std::string key, vary, vary_key;
+    std::vector<std::string> tags;
+    uint64_t id = 0;
+    uint64_t size = 0;
+    std::list<Entry*>::iterator lru;
+  };
+  std::string path_of(uint64_t id) const;
+  void add_locked(std::unique_ptr<Entry> e);
+  void erase_locked(Entry* e);  // unlinks its file
+  void run();
+
+  const std::string dir_;
+  const uint64_t max_bytes_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::unordered_multimap<std::string, std::unique_ptr<Entry>> entries_;
+  std::list<Entry*> lru_;  // front: most recently used
+  uint64_t bytes_ = 0;
+  uint64_t next_id_ = 1;
+  uint64_t purges_ = 0;  // a write that was under way during a purge is dropped (it may be of a purged object)
+  std::deque<std::shared_ptr<const Object>> queue_;
+  std::shared_ptr<const Object> writing_;  // taken off the queue, its file not yet indexed
+  bool stop_ = false;
+  std::thread writer_;
+};
+
+}  // namespace cumulo::cache
