@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <unordered_map>
@@ -350,11 +351,15 @@ Storage::~Storage() {
   if (db_) sqlite3_close_v2(db_);
 }
 
+// Seal threads: each spends most of its time in fsync (the file, then its directory), so more of them than
+// cores keeps more fsyncs in flight, which the file system's journal commits together.
+constexpr int kSealThreads = 8;
+
 void Storage::start_commit_threads() {
   if (indexer_.joinable()) return;
   if (!commit_db_) commit_db_ = open_db();
-  // Enough sealers to keep a disk's queue busy with fsyncs; each holds one upload's final frame at a time.
-  for (int i = 0; i < 4; ++i) sealers_.emplace_back([this] { seal_loop(); });
+  // Each sealer holds one upload's final frame at a time.
+  for (int i = 0; i < kSealThreads; ++i) sealers_.emplace_back([this] { seal_loop(); });
   indexer_ = std::thread([this] { index_loop(); });
 }
 
@@ -368,6 +373,13 @@ void Storage::stop_commit_threads() {
   for (auto& t : sealers_) t.join();
   sealers_.clear();
   if (indexer_.joinable()) indexer_.join();
+  // What the index thread's last batches replaced after the seal threads had gone.
+  std::vector<std::string> left;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    left.swap(to_remove_);
+  }
+  remove_files(left);
 }
 
 void Storage::commit_object_async(std::unique_ptr<DataWriter> writer, ObjectInfo info, CommitDone done) {
@@ -388,8 +400,15 @@ void Storage::seal_loop() {
     std::unique_ptr<PendingCommit> job;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      seal_cv_.wait(lock, [this] { return stopping_ || !to_seal_.empty(); });
-      if (to_seal_.empty()) return;  // stopping, and nothing left
+      seal_cv_.wait(lock, [this] { return stopping_ || !to_seal_.empty() || !to_remove_.empty(); });
+      if (to_seal_.empty()) {
+        if (to_remove_.empty()) return;  // stopping, and nothing left
+        std::vector<std::string> files;
+        files.swap(to_remove_);
+        lock.unlock();
+        remove_files(files);
+        continue;
+      }
       job = std::move(to_seal_.front());
       to_seal_.pop_front();
       ++sealing_;
@@ -457,7 +476,14 @@ void Storage::index_loop() {
     if (rc == SQLITE_OK) {
       for (auto& job : batch)
         if (job->error == S3Error::kNone) invalidate(job->info.bucket, job->info.key);
-      remove_files(old_files);
+      if (!old_files.empty()) {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          to_remove_.insert(to_remove_.end(), std::make_move_iterator(old_files.begin()),
+                            std::make_move_iterator(old_files.end()));
+        }
+        seal_cv_.notify_one();
+      }
       changed(batch_seq);
     } else {
       S3Error e = db_error(rc);

@@ -336,6 +336,9 @@ class Storage {
   std::condition_variable index_cv_;
   std::deque<std::unique_ptr<PendingCommit>> to_seal_;
   std::deque<std::unique_ptr<PendingCommit>> to_index_;
+  // Files of objects replaced by the index thread's commits: unlinked by the seal threads when they have no
+  // seal to do, so that the unlinks (slow while fsyncs run) keep off the index thread, and off the replies.
+  std::vector<std::string> to_remove_;
   size_t sealing_ = 0;  // jobs taken by seal threads and not yet queued for the index
   bool stopping_ = false;
   std::vector<std::thread> sealers_;
