@@ -347,6 +347,7 @@ sqlite3* Storage::open_db() {
 Storage::~Storage() {
   stop_commit_threads();
   cache_.reset();
+  commit_cache_.reset();
   if (commit_db_) sqlite3_close_v2(commit_db_);
   if (db_) sqlite3_close_v2(db_);
 }
@@ -357,7 +358,10 @@ constexpr int kSealThreads = 8;
 
 void Storage::start_commit_threads() {
   if (indexer_.joinable()) return;
-  if (!commit_db_) commit_db_ = open_db();
+  if (!commit_db_) {
+    commit_db_ = open_db();
+    commit_cache_ = std::make_unique<StatementCache>();
+  }
   // Each sealer holds one upload's final frame at a time.
   for (int i = 0; i < kSealThreads; ++i) sealers_.emplace_back([this] { seal_loop(); });
   indexer_ = std::thread([this] { index_loop(); });
@@ -671,7 +675,7 @@ int Storage::insert_object(sqlite3* db, ObjectInfo& info, std::vector<std::strin
   if (auto old = head_in(db, info.bucket, info.key))
     for (auto& s : old->segments) old_files.push_back(s.file);
   Stmt st(
-      db, db == db_ ? cache_.get() : nullptr,
+      db, statements(db),
       "INSERT OR REPLACE INTO objects(bucket, key, size, etag, mtime_ms, content_type, headers, segments) "
       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
   st.bind(1, info.bucket).bind(2, info.key).bind(3, static_cast<int64_t>(info.size)).bind(4, info.etag);
@@ -750,7 +754,7 @@ void Storage::invalidate_buckets() {
 
 std::optional<ObjectInfo> Storage::head_in(sqlite3* db, std::string_view bucket, std::string_view key) {
   Stmt st(
-      db, db == db_ ? cache_.get() : nullptr,
+      db, statements(db),
       "SELECT bucket, key, size, etag, mtime_ms, content_type, headers, segments FROM objects WHERE bucket "
       "= ?1 AND key = ?2");
   st.bind(1, bucket).bind(2, key);
@@ -1101,7 +1105,7 @@ S3Error Storage::abort_upload(std::string_view upload_id) {
 
 Storage::Recorded Storage::record_change(sqlite3* db, std::string_view bucket, std::string_view key,
                                          bool deleted, const RemoteChange* remote, int64_t now) {
-  StatementCache* cache = db == db_ ? cache_.get() : nullptr;
+  StatementCache* cache = statements(db);
   Recorded r;
   ChangeVersion v;
   if (remote) {
@@ -1136,7 +1140,7 @@ Storage::Recorded Storage::record_change(sqlite3* db, std::string_view bucket, s
 
 bool Storage::remote_is_newer(sqlite3* db, std::string_view bucket, std::string_view key,
                               const RemoteChange& c) {
-  StatementCache* cache = db == db_ ? cache_.get() : nullptr;
+  StatementCache* cache = statements(db);
   {
     Stmt q(db, cache, "SELECT seq FROM peer_cursors WHERE zone = ?1");
     q.bind(1, c.from_zone);
@@ -1150,7 +1154,7 @@ bool Storage::remote_is_newer(sqlite3* db, std::string_view bucket, std::string_
 }
 
 int Storage::advance_cursor(sqlite3* db, const RemoteChange& c) {
-  Stmt st(db, db == db_ ? cache_.get() : nullptr,
+  Stmt st(db, statements(db),
           "INSERT INTO peer_cursors(zone, seq) VALUES(?1, ?2) ON CONFLICT(zone) DO UPDATE SET seq = "
           "MAX(seq, excluded.seq)");
   st.bind(1, c.from_zone).bind(2, static_cast<int64_t>(c.from_seq));

@@ -326,6 +326,10 @@ class Storage {
   sqlite3* db_ = nullptr;
   sqlite3* commit_db_ = nullptr;           // the index thread's connection
   std::unique_ptr<StatementCache> cache_;  // db_'s statements
+  std::unique_ptr<StatementCache> commit_cache_;  // commit_db_'s (the index thread's), prepared once
+  StatementCache* statements(sqlite3* db) {
+    return db == db_ ? cache_.get() : db == commit_db_ ? commit_cache_.get() : nullptr;
+  }
   // Lookup and read caches; invalidated after every commit that changes an object or a bucket, before the
   // replaced files go and before the write is answered.
   std::unique_ptr<ObjectCache> object_cache_;
