@@ -1,7 +1,5 @@
 #include "objstore/internal/storage.h"
 
-#include "objstore/internal/object_cache.h"
-
 #include <dirent.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -20,6 +18,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "objstore/internal/object_cache.h"
 #include "objstore/wire/sigv4.h"
 
 namespace cumulo::objstore {
