@@ -148,8 +148,9 @@ get1_s3=$(rps "http://127.0.0.1:$s3_port/bench/obj-1m"); get1_ng=$(rps "http://1
   python3 "$work/s3req.py" headers "$s3_port" /bench/put-4k
 } > "$work/put.lua"
 put_s3=$(rps "http://127.0.0.1:$s3_port/bench/put-4k" -s "$work/put.lua")
-# The raw loop: as many writers as connections would be unfair to the disk either way; it gets 4 threads.
-put_raw=$(python3 - "$work/data" "$duration" <<'PY'
+# The raw loop: as many writers as connections would be unfair to the disk either way; it gets 4 threads, and
+# the store's core (as nginx does for the GETs), so that both sides have the same CPU in front of the same disk.
+put_raw=$("${pin_server[@]}" python3 - "$work/data" "$duration" <<'PY'
 import os, sys, threading, time
 d, dur = sys.argv[1] + "/rawbench", float(sys.argv[2])
 os.makedirs(d, exist_ok=True)

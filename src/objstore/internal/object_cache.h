@@ -32,8 +32,8 @@
 namespace cumulo::objstore {
 
 struct ObjectCacheOptions {
-  size_t lookup_max_entries = 65536;       // 0: no lookup cache
-  uint64_t read_max_bytes = 64ull << 20;   // 0: no read cache
+  size_t lookup_max_entries = 65536;      // 0: no lookup cache
+  uint64_t read_max_bytes = 64ull << 20;  // 0: no read cache
   uint64_t read_max_object_bytes = 1 << 20;
 };
 

@@ -257,6 +257,14 @@ SealedReader::~SealedReader() {
 bool SealedReader::load_frame(uint64_t index) {
   if (cached_frame_ == index) return true;
   cached_frame_ = UINT64_MAX;
+  ssize_t n = decrypt_frame(index, plain_.get());
+  if (n < 0) return false;
+  cached_frame_ = index;
+  cached_len_ = static_cast<size_t>(n);
+  return true;
+}
+
+ssize_t SealedReader::decrypt_frame(uint64_t index, uint8_t* dest) {
   bool final = index + 1 == frames_;
   size_t len = final ? static_cast<size_t>(size_ - index * kFrameBytes) : kFrameBytes;
   uint64_t off = kSealedHeaderBytes + index * (kFrameBytes + kTagBytes);
@@ -266,27 +274,28 @@ bool SealedReader::load_frame(uint64_t index) {
     if (n < 0) {
       if (errno == EINTR) continue;
       io_error_ = true;
-      return false;
+      return -1;
     }
-    if (n == 0) return false;  // shorter than the metadata says: corrupt
+    if (n == 0) return -1;  // shorter than the metadata says: corrupt
     got += static_cast<size_t>(n);
   }
   uint8_t nonce[12], aad[25];
   frame_nonce(index, nonce);
   frame_aad(file_id_, index, final, aad);
   if (!gcm(static_cast<EVP_CIPHER_CTX*>(ctx_), false, data_key_.data(), nonce, aad, sizeof aad, sealed_.get(),
-           len, plain_.get(), sealed_.get() + len)) {
-    OPENSSL_cleanse(plain_.get(), len);  // GCM decrypts before it checks the tag: drop what it produced
-    return false;
+           len, dest, sealed_.get() + len)) {
+    OPENSSL_cleanse(dest, len);  // GCM decrypts before it checks the tag: drop what it produced
+    return -1;
   }
   if (final) {
     // Bytes after the final frame mean the file is not the one the metadata describes.
     uint8_t extra;
-    if (::pread(fd_, &extra, 1, static_cast<off_t>(off + want)) != 0) return false;
+    if (::pread(fd_, &extra, 1, static_cast<off_t>(off + want)) != 0) {
+      OPENSSL_cleanse(dest, len);
+      return -1;
+    }
   }
-  cached_frame_ = index;
-  cached_len_ = len;
-  return true;
+  return static_cast<ssize_t>(len);
 }
 
 ssize_t SealedReader::read(uint64_t offset, char* out, size_t len) {
@@ -296,8 +305,17 @@ ssize_t SealedReader::read(uint64_t offset, char* out, size_t len) {
   while (done < len) {
     uint64_t pos = offset + done;
     uint64_t index = pos / kFrameBytes;
-    if (!load_frame(index)) return io_error_ ? kSealedIoError : kSealedCorrupt;
     size_t in_frame = static_cast<size_t>(pos - index * kFrameBytes);
+    size_t frame_len = index + 1 == frames_ ? static_cast<size_t>(size_ - index * kFrameBytes) : kFrameBytes;
+    if (in_frame == 0 && len - done >= frame_len && cached_frame_ != index) {
+      // The caller wants the whole frame: decrypted straight into its buffer (the response's, or the read
+      // cache's), without passing through the frame cache.
+      ssize_t n = decrypt_frame(index, reinterpret_cast<uint8_t*>(out + done));
+      if (n < 0) return io_error_ ? kSealedIoError : kSealedCorrupt;
+      done += static_cast<size_t>(n);
+      continue;
+    }
+    if (!load_frame(index)) return io_error_ ? kSealedIoError : kSealedCorrupt;
     size_t take = std::min(len - done, cached_len_ - in_frame);
     std::memcpy(out + done, plain_.get() + in_frame, take);
     done += take;

@@ -87,6 +87,9 @@ class SealedReader {
  private:
   SealedReader() = default;
   bool load_frame(uint64_t index);
+  // Reads and authenticates frame `index` into dest (room for its plaintext); the plaintext length, or -1 (and
+  // dest holds nothing of it).
+  ssize_t decrypt_frame(uint64_t index, uint8_t* dest);
 
   int fd_ = -1;
   uint64_t size_ = 0;

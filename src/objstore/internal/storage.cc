@@ -1,7 +1,5 @@
 #include "objstore/internal/storage.h"
 
-#include "objstore/internal/object_cache.h"
-
 #include <dirent.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -14,11 +12,13 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <unordered_map>
 #include <unordered_set>
 
+#include "objstore/internal/object_cache.h"
 #include "objstore/wire/sigv4.h"
 
 namespace cumulo::objstore {
@@ -362,15 +362,23 @@ sqlite3* Storage::open_db() {
 Storage::~Storage() {
   stop_commit_threads();
   cache_.reset();
+  commit_cache_.reset();
   if (commit_db_) sqlite3_close_v2(commit_db_);
   if (db_) sqlite3_close_v2(db_);
 }
 
+// Seal threads: each spends most of its time in fsync (the file, then its directory), so more of them than
+// cores keeps more fsyncs in flight, which the file system's journal commits together.
+constexpr int kSealThreads = 8;
+
 void Storage::start_commit_threads() {
   if (indexer_.joinable()) return;
-  if (!commit_db_) commit_db_ = open_db();
-  // Enough sealers to keep a disk's queue busy with fsyncs; each holds one upload's final frame at a time.
-  for (int i = 0; i < 4; ++i) sealers_.emplace_back([this] { seal_loop(); });
+  if (!commit_db_) {
+    commit_db_ = open_db();
+    commit_cache_ = std::make_unique<StatementCache>();
+  }
+  // Each sealer holds one upload's final frame at a time.
+  for (int i = 0; i < kSealThreads; ++i) sealers_.emplace_back([this] { seal_loop(); });
   indexer_ = std::thread([this] { index_loop(); });
 }
 
@@ -384,6 +392,13 @@ void Storage::stop_commit_threads() {
   for (auto& t : sealers_) t.join();
   sealers_.clear();
   if (indexer_.joinable()) indexer_.join();
+  // What the index thread's last batches replaced after the seal threads had gone.
+  std::vector<std::string> left;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    left.swap(to_remove_);
+  }
+  remove_files(left);
 }
 
 void Storage::commit_object_async(std::unique_ptr<DataWriter> writer, ObjectInfo info, CommitDone done) {
@@ -404,8 +419,15 @@ void Storage::seal_loop() {
     std::unique_ptr<PendingCommit> job;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      seal_cv_.wait(lock, [this] { return stopping_ || !to_seal_.empty(); });
-      if (to_seal_.empty()) return;  // stopping, and nothing left
+      seal_cv_.wait(lock, [this] { return stopping_ || !to_seal_.empty() || !to_remove_.empty(); });
+      if (to_seal_.empty()) {
+        if (to_remove_.empty()) return;  // stopping, and nothing left
+        std::vector<std::string> files;
+        files.swap(to_remove_);
+        lock.unlock();
+        remove_files(files);
+        continue;
+      }
       job = std::move(to_seal_.front());
       to_seal_.pop_front();
       ++sealing_;
@@ -473,7 +495,14 @@ void Storage::index_loop() {
     if (rc == SQLITE_OK) {
       for (auto& job : batch)
         if (job->error == S3Error::kNone) invalidate(job->info.bucket, job->info.key);
-      remove_files(old_files);
+      if (!old_files.empty()) {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          to_remove_.insert(to_remove_.end(), std::make_move_iterator(old_files.begin()),
+                            std::make_move_iterator(old_files.end()));
+        }
+        seal_cv_.notify_one();
+      }
       changed(batch_seq);
     } else {
       S3Error e = db_error(rc);
@@ -661,7 +690,7 @@ int Storage::insert_object(sqlite3* db, ObjectInfo& info, std::vector<std::strin
   if (auto old = head_in(db, info.bucket, info.key))
     for (auto& s : old->segments) old_files.push_back(s.file);
   Stmt st(
-      db, db == db_ ? cache_.get() : nullptr,
+      db, statements(db),
       "INSERT OR REPLACE INTO objects(bucket, key, size, etag, mtime_ms, content_type, headers, segments) "
       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
   st.bind(1, info.bucket).bind(2, info.key).bind(3, static_cast<int64_t>(info.size)).bind(4, info.etag);
@@ -740,7 +769,7 @@ void Storage::invalidate_buckets() {
 
 std::optional<ObjectInfo> Storage::head_in(sqlite3* db, std::string_view bucket, std::string_view key) {
   Stmt st(
-      db, db == db_ ? cache_.get() : nullptr,
+      db, statements(db),
       "SELECT bucket, key, size, etag, mtime_ms, content_type, headers, segments FROM objects WHERE bucket "
       "= ?1 AND key = ?2");
   st.bind(1, bucket).bind(2, key);
@@ -1091,7 +1120,7 @@ S3Error Storage::abort_upload(std::string_view upload_id) {
 
 Storage::Recorded Storage::record_change(sqlite3* db, std::string_view bucket, std::string_view key,
                                          bool deleted, const RemoteChange* remote, int64_t now) {
-  StatementCache* cache = db == db_ ? cache_.get() : nullptr;
+  StatementCache* cache = statements(db);
   Recorded r;
   ChangeVersion v;
   if (remote) {
@@ -1126,7 +1155,7 @@ Storage::Recorded Storage::record_change(sqlite3* db, std::string_view bucket, s
 
 bool Storage::remote_is_newer(sqlite3* db, std::string_view bucket, std::string_view key,
                               const RemoteChange& c) {
-  StatementCache* cache = db == db_ ? cache_.get() : nullptr;
+  StatementCache* cache = statements(db);
   {
     Stmt q(db, cache, "SELECT seq FROM peer_cursors WHERE zone = ?1");
     q.bind(1, c.from_zone);
@@ -1140,7 +1169,7 @@ bool Storage::remote_is_newer(sqlite3* db, std::string_view bucket, std::string_
 }
 
 int Storage::advance_cursor(sqlite3* db, const RemoteChange& c) {
-  Stmt st(db, db == db_ ? cache_.get() : nullptr,
+  Stmt st(db, statements(db),
           "INSERT INTO peer_cursors(zone, seq) VALUES(?1, ?2) ON CONFLICT(zone) DO UPDATE SET seq = "
           "MAX(seq, excluded.seq)");
   st.bind(1, c.from_zone).bind(2, static_cast<int64_t>(c.from_seq));

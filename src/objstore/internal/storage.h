@@ -332,6 +332,10 @@ class Storage {
   sqlite3* db_ = nullptr;
   sqlite3* commit_db_ = nullptr;           // the index thread's connection
   std::unique_ptr<StatementCache> cache_;  // db_'s statements
+  std::unique_ptr<StatementCache> commit_cache_;  // commit_db_'s (the index thread's), prepared once
+  StatementCache* statements(sqlite3* db) {
+    return db == db_ ? cache_.get() : db == commit_db_ ? commit_cache_.get() : nullptr;
+  }
   // Lookup and read caches; invalidated after every commit that changes an object or a bucket, before the
   // replaced files go and before the write is answered.
   std::unique_ptr<ObjectCache> object_cache_;
@@ -342,6 +346,9 @@ class Storage {
   std::condition_variable index_cv_;
   std::deque<std::unique_ptr<PendingCommit>> to_seal_;
   std::deque<std::unique_ptr<PendingCommit>> to_index_;
+  // Files of objects replaced by the index thread's commits: unlinked by the seal threads when they have no
+  // seal to do, so that the unlinks (slow while fsyncs run) keep off the index thread, and off the replies.
+  std::vector<std::string> to_remove_;
   size_t sealing_ = 0;  // jobs taken by seal threads and not yet queued for the index
   bool stopping_ = false;
   std::vector<std::thread> sealers_;

@@ -2,8 +2,6 @@
 // engine's lookups and whole reads through it, which must never answer with a version a commit replaced:
 // overwrites (direct and through the commit threads), deletes, multipart completions and a peer's
 // replicated writes, deletes and bucket changes.
-#include "objstore/internal/object_cache.h"
-
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -12,6 +10,7 @@
 #include <future>
 #include <string>
 
+#include "objstore/internal/object_cache.h"
 #include "objstore/internal/storage.h"
 
 namespace cumulo::objstore {
@@ -99,7 +98,8 @@ TEST(ObjectCache, BoundsAreKept) {
   EXPECT_FALSE(cache.find_object("b1", "b"));
   EXPECT_TRUE(cache.find_object("b1", "c"));
 
-  for (const char* k : {"d1", "d2", "d3"}) cache.fill_data(*info(k, "e", 40, k), bytes(40, 'd'), cache.generation());
+  for (const char* k : {"d1", "d2", "d3"})
+    cache.fill_data(*info(k, "e", 40, k), bytes(40, 'd'), cache.generation());
   // 120 bytes over a 100-byte bound: the least recently used went.
   EXPECT_FALSE(cache.find_data(*info("d1", "e", 40, "d1")));
   EXPECT_TRUE(cache.find_data(*info("d2", "e", 40, "d2")));
