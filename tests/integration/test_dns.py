@@ -2,6 +2,7 @@
 truncation and the TCP retry, routing policies with health checks, run-time changes, zone transfers, bad input
 and rate limiting."""
 
+import json
 import socket
 import struct
 import time
@@ -45,7 +46,7 @@ def test_every_record_type_with_dig(procs, tmp_path):
 
 
 def test_nxdomain_nodata_and_refused(procs, tmp_path):
-    s = DnsServer(procs, tmp_path, [ZONE_FILE])
+    s = DnsServer(procs, tmp_path, [ZONE_FILE], query_log=str(tmp_path / "queries.log"))
     nx = s.udp("missing.example.test", "A")
     assert nx.rcode() == dns.rcode.NXDOMAIN
     assert [r.rdtype for r in nx.authority] == [dns.rdatatype.SOA] and nx.authority[0].ttl == 60
@@ -54,6 +55,12 @@ def test_nxdomain_nodata_and_refused(procs, tmp_path):
     assert [r.rdtype for r in nodata.authority] == [dns.rdatatype.SOA]
     refused = s.udp("www.example.org", "A")
     assert refused.rcode() == dns.rcode.REFUSED and not refused.flags & dns.flags.AA
+    # The query log has one JSON line per query (written in blocks about every 100 ms).
+    def logged():
+        lines = [json.loads(ln) for ln in (tmp_path / "queries.log").read_text().splitlines()]
+        return [(q["name"], q["type"], q["rcode"]) for q in lines if q["name"] != "example.test."]
+    wait_for(lambda: logged() == [("missing.example.test.", "A", "NXDOMAIN"), ("mail.example.test.", "AAAA", "NOERROR"),
+                                  ("www.example.org.", "A", "REFUSED")], 3, what="the query log lines")
 
 
 def test_truncation_then_tcp_retry(procs, tmp_path):
