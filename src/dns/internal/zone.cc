@@ -103,6 +103,16 @@ std::shared_ptr<const Zone> Zone::build(const ZoneSource& source) {
                                 ": the zone needs exactly one SOA record at its apex");
   if (apex->second.find(type::kCNAME))
     throw std::invalid_argument(wire::name_to_text(source.origin) + ": CNAME at the zone apex (use ALIAS)");
+  size_t slots = 16;
+  while (slots < z->nodes_.size() * 2) slots *= 2;
+  z->index_.assign(slots, IndexSlot{});
+  z->index_mask_ = slots - 1;
+  for (const auto& [name, node] : z->nodes_) {
+    const uint64_t h = hash_name(name);
+    size_t i = h & z->index_mask_;
+    while (z->index_[i].node) i = (i + 1) & z->index_mask_;
+    z->index_[i] = IndexSlot{h, name, &node};
+  }
   z->soa_ = soa;
   const std::string& rd = soa->endpoints[0].rdata;
   z->negative_ttl_ = std::min(soa->ttl, get32(rd, rd.size() - 4));
