@@ -256,3 +256,16 @@ def test_rate_limit_per_client_network(procs, tmp_path):
     assert len(replies) < 200
     metrics = requests.get(s.admin("/metrics")).text
     assert "cumulo_dns_rate_limited_total" in metrics
+
+
+def test_example_configuration_validates_and_bad_files_name_the_line(tmp_path):
+    from support import REPO
+    import subprocess
+    ok = subprocess.run([binary("cumulo"), "dns", "--check", "-c", REPO / "examples/dns/dns.yaml"],
+                        capture_output=True, text=True, timeout=10)
+    assert ok.returncode == 0, ok.stderr
+    (tmp_path / "bad.zone").write_text("$ORIGIN example.test.\n@ IN SOA a b 1 2 3 4 5\nwww IN A 192.0.2.300\n")
+    (tmp_path / "bad.yaml").write_text("zones:\n  - origin: example.test\n    file: bad.zone\n")
+    bad = subprocess.run([binary("cumulo"), "dns", "--check", "-c", tmp_path / "bad.yaml"],
+                         capture_output=True, text=True, timeout=10)
+    assert bad.returncode == 2 and "bad.zone:3: bad IPv4 address '192.0.2.300'" in bad.stderr, bad.stderr
