@@ -247,8 +247,9 @@ void Answerer::answer(const ZoneSet& zones, const wire::Query& q, const ClientVi
       if (const RRset* alias = node->find(kTypeAlias))
         added = add_alias(*zone, zones, name, *alias, q.qtype, client, w);
     }
-    if (!added && w.count(Section::kAnswer) == 0 && !w.truncated()) {
-      // NODATA (RFC 2308 section 2.2): NOERROR, no answer, the SOA in the authority section.
+    if (!added && !w.truncated()) {
+      // NODATA (RFC 2308 section 2.2): NOERROR, no answer of the asked type (after a CNAME chain too), the
+      // SOA in the authority section.
       w.add(Section::kAuthority, zone->origin(), type::kSOA, wire::kClassIN, zone->negative_ttl(),
             zone->soa().endpoints[0].rdata);
     }

@@ -167,6 +167,11 @@ TEST_F(Fixture, FollowsCnameChainsInsideTheZone) {
   ASSERT_EQ(out.answer.size(), 1u);  // the target is not ours: the resolver follows it
   auto cname = ask("alias.example.com.", type::kCNAME);
   ASSERT_EQ(cname.answer.size(), 1u);
+  // NODATA at the end of a chain still carries the SOA (RFC 2308 section 2.2).
+  auto nodata = ask("alias.example.com.", type::kMX);
+  ASSERT_EQ(nodata.answer.size(), 1u);
+  ASSERT_EQ(nodata.authority.size(), 1u);
+  EXPECT_EQ(nodata.authority[0].type, type::kSOA);
 }
 
 TEST_F(Fixture, WildcardsSynthesizeButNotBelowExistingNames) {
