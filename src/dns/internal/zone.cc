@@ -113,6 +113,8 @@ std::shared_ptr<const Zone> Zone::build(const ZoneSource& source) {
     while (z->index_[i].node) i = (i + 1) & z->index_mask_;
     z->index_[i] = IndexSlot{h, name, &node};
   }
+  for (const auto& [name, node] : z->nodes_)
+    if (name != source.origin && node.find(type::kNS)) z->has_delegations_ = true;
   z->soa_ = soa;
   const std::string& rd = soa->endpoints[0].rdata;
   z->negative_ttl_ = std::min(soa->ttl, get32(rd, rd.size() - 4));
@@ -213,6 +215,7 @@ void Answerer::answer(const ZoneSet& zones, const wire::Query& q, const ClientVi
   }
   std::string_view name = q.name();
   for (int chain = 0;; ++chain) {
+    if (zone->has_delegations() && refer(*zone, name, q.qtype, w)) return;
     const Node* node = zone->find(name);
     if (!node) {
       node = zone->wildcard_for(name);
@@ -255,6 +258,39 @@ void Answerer::answer(const ZoneSet& zones, const wire::Query& q, const ClientVi
     }
     return;
   }
+}
+
+bool Answerer::refer(const Zone& zone, std::string_view name, uint16_t qtype, ResponseWriter& w) {
+  // RFC 1034 section 4.3.2 step 3.b: the highest zone cut between the apex and the name wins.
+  size_t starts[wire::kMaxNameBytes / 2 + 1];
+  size_t n = 0;
+  for (size_t p = 0; p < name.size() && name.size() - p > zone.origin().size();
+       p += 1u + static_cast<uint8_t>(name[p]))
+    starts[n++] = p;
+  constexpr uint16_t kTypeDs = 43;  // answered by the parent side of the cut (RFC 4035 section 3.1.4.1)
+  while (n > 0) {
+    size_t p = starts[--n];
+    std::string_view cut = name.substr(p);
+    const Node* node = zone.find(cut);
+    const RRset* ns = node ? node->find(type::kNS) : nullptr;
+    if (!ns || (p == 0 && qtype == kTypeDs)) continue;
+    // A referral is not authoritative: NS records in the authority section, glue for the name servers inside
+    // the delegated zone in the additional section (RFC 1034 section 4.3.2 step 3.b).
+    w.set_authoritative(false);
+    for (const Endpoint& ep : ns->endpoints)
+      w.add(Section::kAuthority, cut, type::kNS, wire::kClassIN, ns->ttl, ep.rdata);
+    for (const Endpoint& ep : ns->endpoints) {
+      if (!wire::name_in_zone(ep.rdata, cut)) continue;
+      const Node* host = zone.find(ep.rdata);
+      if (!host) continue;
+      for (uint16_t t : {type::kA, type::kAAAA})
+        if (const RRset* glue = host->find(t))
+          for (const Endpoint& g : glue->endpoints)
+            w.add(Section::kAdditional, ep.rdata, t, wire::kClassIN, glue->ttl, g.rdata);
+    }
+    return true;
+  }
+  return false;
 }
 
 bool Answerer::add_alias(const Zone& zone, const ZoneSet& zones, std::string_view owner, const RRset& alias,

@@ -107,7 +107,8 @@ class Zone {
   // null.
   const Node* wildcard_for(std::string_view name) const;
   const RRset& soa() const { return *soa_; }
-  uint32_t negative_ttl() const { return negative_ttl_; }  // RFC 2308 section 5: min(SOA TTL, SOA MINIMUM)
+  bool has_delegations() const { return has_delegations_; }  // NS records below the apex
+  uint32_t negative_ttl() const { return negative_ttl_; }    // RFC 2308 section 5: min(SOA TTL, SOA MINIMUM)
   uint32_t serial() const;
   // Every node in name order, for AXFR and GET /zones.
   std::vector<std::pair<std::string_view, const Node*>> sorted_nodes() const;
@@ -132,6 +133,7 @@ class Zone {
   size_t index_mask_ = 0;
   const RRset* soa_ = nullptr;
   uint32_t negative_ttl_ = 0;
+  bool has_delegations_ = false;
 };
 
 struct NetworkRegion {
@@ -169,6 +171,8 @@ class Answerer {
  private:
   bool add_rrset(const Zone& zone, const ZoneSet& zones, std::string_view owner, const RRset& set,
                  const ClientView& client, wire::ResponseWriter& w, uint16_t qtype);
+  // A referral when `name` is at or below a zone cut (NS records below the apex), else false.
+  bool refer(const Zone& zone, std::string_view name, uint16_t qtype, wire::ResponseWriter& w);
   bool add_alias(const Zone& zone, const ZoneSet& zones, std::string_view owner, const RRset& alias,
                  uint16_t qtype, const ClientView& client, wire::ResponseWriter& w);
   uint32_t random(uint32_t n) { return static_cast<uint32_t>(rng_() % n); }
