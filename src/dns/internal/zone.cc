@@ -228,7 +228,7 @@ void Answerer::answer(const ZoneSet& zones, const wire::Query& q, const ClientVi
     }
     const RRset* cname = node->find(type::kCNAME);
     if (cname && q.qtype != type::kCNAME) {
-      if (!add_rrset(*zone, zones, name, *cname, client, w, q.qtype)) return;
+      if (!add_rrset(zones, name, *cname, client, w)) return;
       // The chain is followed while it stays in this zone (RFC 1034 section 4.3.2 step 3.a); a loop or an
       // overly long chain ends with what was gathered.
       std::string_view target = cname->endpoints.empty() ? std::string_view{} : cname->endpoints[0].rdata;
@@ -242,13 +242,13 @@ void Answerer::answer(const ZoneSet& zones, const wire::Query& q, const ClientVi
       // RFC 8482 allows a subset; every record set of the name is cheap enough here.
       for (const RRset& set : node->rrsets) {
         if (set.type == kTypeAlias) continue;
-        added |= add_rrset(*zone, zones, name, set, client, w, q.qtype);
+        added |= add_rrset(zones, name, set, client, w);
       }
     } else if (const RRset* set = node->find(q.qtype)) {
-      added = add_rrset(*zone, zones, name, *set, client, w, q.qtype);
+      added = add_rrset(zones, name, *set, client, w);
     } else if (q.qtype == type::kA || q.qtype == type::kAAAA) {
       if (const RRset* alias = node->find(kTypeAlias))
-        added = add_alias(*zone, zones, name, *alias, q.qtype, client, w);
+        added = add_alias(zones, name, *alias, q.qtype, client, w);
     }
     if (!added && !w.truncated()) {
       // NODATA (RFC 2308 section 2.2): NOERROR, no answer of the asked type (after a CNAME chain too), the
@@ -293,8 +293,8 @@ bool Answerer::refer(const Zone& zone, std::string_view name, uint16_t qtype, Re
   return false;
 }
 
-bool Answerer::add_alias(const Zone& zone, const ZoneSet& zones, std::string_view owner, const RRset& alias,
-                         uint16_t qtype, const ClientView& client, ResponseWriter& w) {
+bool Answerer::add_alias(const ZoneSet& zones, std::string_view owner, const RRset& alias, uint16_t qtype,
+                         const ClientView& client, ResponseWriter& w) {
   bool added = false;
   if (alias.alias_target.empty()) {
     for (const Endpoint& ep : alias.endpoints) {
@@ -309,14 +309,11 @@ bool Answerer::add_alias(const Zone& zone, const ZoneSet& zones, std::string_vie
   const RRset* set = target->find(qtype);
   if (!set) return false;
   // The target's routing policy decides, and its TTL is the alias's, as Route 53 does.
-  return add_rrset(zone, zones, owner, *set, client, w, qtype);
+  return add_rrset(zones, owner, *set, client, w);
 }
 
-bool Answerer::add_rrset(const Zone& zone, const ZoneSet& zones, std::string_view owner, const RRset& set,
-                         const ClientView& client, ResponseWriter& w, uint16_t qtype) {
-  (void)zone;
-  (void)zones;
-  (void)qtype;
+bool Answerer::add_rrset(const ZoneSet& zones, std::string_view owner, const RRset& set,
+                         const ClientView& client, ResponseWriter& w) {
   const auto& eps = set.endpoints;
   auto put = [&](const Endpoint& ep) {
     return w.add(Section::kAnswer, owner, set.type, wire::kClassIN, set.ttl, ep.rdata);

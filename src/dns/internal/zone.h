@@ -169,12 +169,12 @@ class Answerer {
   void answer(const ZoneSet& zones, const wire::Query& q, const ClientView& client, wire::ResponseWriter& w);
 
  private:
-  bool add_rrset(const Zone& zone, const ZoneSet& zones, std::string_view owner, const RRset& set,
-                 const ClientView& client, wire::ResponseWriter& w, uint16_t qtype);
+  bool add_rrset(const ZoneSet& zones, std::string_view owner, const RRset& set, const ClientView& client,
+                 wire::ResponseWriter& w);
   // A referral when `name` is at or below a zone cut (NS records below the apex), else false.
   bool refer(const Zone& zone, std::string_view name, uint16_t qtype, wire::ResponseWriter& w);
-  bool add_alias(const Zone& zone, const ZoneSet& zones, std::string_view owner, const RRset& alias,
-                 uint16_t qtype, const ClientView& client, wire::ResponseWriter& w);
+  bool add_alias(const ZoneSet& zones, std::string_view owner, const RRset& alias, uint16_t qtype,
+                 const ClientView& client, wire::ResponseWriter& w);
   uint32_t random(uint32_t n) { return static_cast<uint32_t>(rng_() % n); }
   std::minstd_rand rng_;
 };
