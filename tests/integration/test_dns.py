@@ -2,6 +2,7 @@
 truncation and the TCP retry, routing policies with health checks, run-time changes, zone transfers, bad input
 and rate limiting."""
 
+import json
 import socket
 import struct
 import time
@@ -45,7 +46,7 @@ def test_every_record_type_with_dig(procs, tmp_path):
 
 
 def test_nxdomain_nodata_and_refused(procs, tmp_path):
-    s = DnsServer(procs, tmp_path, [ZONE_FILE])
+    s = DnsServer(procs, tmp_path, [ZONE_FILE], query_log=str(tmp_path / "queries.log"))
     nx = s.udp("missing.example.test", "A")
     assert nx.rcode() == dns.rcode.NXDOMAIN
     assert [r.rdtype for r in nx.authority] == [dns.rdatatype.SOA] and nx.authority[0].ttl == 60
@@ -54,6 +55,12 @@ def test_nxdomain_nodata_and_refused(procs, tmp_path):
     assert [r.rdtype for r in nodata.authority] == [dns.rdatatype.SOA]
     refused = s.udp("www.example.org", "A")
     assert refused.rcode() == dns.rcode.REFUSED and not refused.flags & dns.flags.AA
+    # The query log has one JSON line per query (written in blocks about every 100 ms).
+    def logged():
+        lines = [json.loads(ln) for ln in (tmp_path / "queries.log").read_text().splitlines()]
+        return [(q["name"], q["type"], q["rcode"]) for q in lines if q["name"] != "example.test."]
+    wait_for(lambda: logged() == [("missing.example.test.", "A", "NXDOMAIN"), ("mail.example.test.", "AAAA", "NOERROR"),
+                                  ("www.example.org.", "A", "REFUSED")], 3, what="the query log lines")
 
 
 def test_truncation_then_tcp_retry(procs, tmp_path):
@@ -135,7 +142,9 @@ def test_failover_follows_health_checks(procs, tmp_path):
     t0 = time.monotonic()
     wait_for(lambda: address_answer(s, "api.example.test") == "192.0.2.10", budget + 2, interval=0.05,
              what="the answer moving back to the primary")
-    assert time.monotonic() - t0 <= budget + 0.5
+    back = time.monotonic() - t0
+    assert back <= budget + 0.5, f"took {back:.2f}s to come back, budget {budget}s"
+    print(f"failover: moved to the secondary after {moved:.2f}s, back after {back:.2f}s (budget {budget}s)")
     metrics = requests.get(s.admin("/metrics")).text
     assert 'cumulo_dns_queries_total{type="A",worker="0"}' in metrics
 
@@ -247,3 +256,16 @@ def test_rate_limit_per_client_network(procs, tmp_path):
     assert len(replies) < 200
     metrics = requests.get(s.admin("/metrics")).text
     assert "cumulo_dns_rate_limited_total" in metrics
+
+
+def test_example_configuration_validates_and_bad_files_name_the_line(tmp_path):
+    from support import REPO
+    import subprocess
+    ok = subprocess.run([binary("cumulo"), "dns", "--check", "-c", REPO / "examples/dns/dns.yaml"],
+                        capture_output=True, text=True, timeout=10)
+    assert ok.returncode == 0, ok.stderr
+    (tmp_path / "bad.zone").write_text("$ORIGIN example.test.\n@ IN SOA a b 1 2 3 4 5\nwww IN A 192.0.2.300\n")
+    (tmp_path / "bad.yaml").write_text("zones:\n  - origin: example.test\n    file: bad.zone\n")
+    bad = subprocess.run([binary("cumulo"), "dns", "--check", "-c", tmp_path / "bad.yaml"],
+                         capture_output=True, text=True, timeout=10)
+    assert bad.returncode == 2 and "bad.zone:3: bad IPv4 address '192.0.2.300'" in bad.stderr, bad.stderr

@@ -28,7 +28,7 @@ class Admin {
   ZoneStore& store_;
 };
 
-// Adds `by` to the serial in a SOA rdata (RFC 1982 arithmetic wraps).
+// Adds one to the serial in a SOA rdata (RFC 1982 serial arithmetic: it wraps).
 void bump_serial(std::string& soa_rdata);
 
 }  // namespace cumulo::dns

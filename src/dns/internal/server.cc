@@ -564,7 +564,6 @@ DnsServer::~DnsServer() {
 void DnsServer::start() {
   for (int i = 0; i < options_.workers; ++i)
     workers_.push_back(std::make_unique<Worker>(i, options_, zones_));
-  bool reuse = options_.workers > 1;
   for (const std::string& text : options_.listen) {
     auto addr = core::SocketAddress::parse(text);
     if (!addr) throw std::runtime_error("bad listen address " + text);
@@ -597,7 +596,6 @@ void DnsServer::start() {
       }
     }
   }
-  (void)reuse;
   for (auto& w : workers_) {
     for (auto& u : w->udp) w->loop.add(u->fd.get(), u.get(), core::kReadable);
     for (auto& t : w->tcp) w->loop.add(t->fd.get(), t.get(), core::kReadable);

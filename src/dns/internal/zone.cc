@@ -103,6 +103,18 @@ std::shared_ptr<const Zone> Zone::build(const ZoneSource& source) {
                                 ": the zone needs exactly one SOA record at its apex");
   if (apex->second.find(type::kCNAME))
     throw std::invalid_argument(wire::name_to_text(source.origin) + ": CNAME at the zone apex (use ALIAS)");
+  size_t slots = 16;
+  while (slots < z->nodes_.size() * 2) slots *= 2;
+  z->index_.assign(slots, IndexSlot{});
+  z->index_mask_ = slots - 1;
+  for (const auto& [name, node] : z->nodes_) {
+    const uint64_t h = hash_name(name);
+    size_t i = h & z->index_mask_;
+    while (z->index_[i].node) i = (i + 1) & z->index_mask_;
+    z->index_[i] = IndexSlot{h, name, &node};
+  }
+  for (const auto& [name, node] : z->nodes_)
+    if (name != source.origin && node.find(type::kNS)) z->has_delegations_ = true;
   z->soa_ = soa;
   const std::string& rd = soa->endpoints[0].rdata;
   z->negative_ttl_ = std::min(soa->ttl, get32(rd, rd.size() - 4));
@@ -203,6 +215,7 @@ void Answerer::answer(const ZoneSet& zones, const wire::Query& q, const ClientVi
   }
   std::string_view name = q.name();
   for (int chain = 0;; ++chain) {
+    if (zone->has_delegations() && refer(*zone, name, q.qtype, w)) return;
     const Node* node = zone->find(name);
     if (!node) {
       node = zone->wildcard_for(name);
@@ -215,7 +228,7 @@ void Answerer::answer(const ZoneSet& zones, const wire::Query& q, const ClientVi
     }
     const RRset* cname = node->find(type::kCNAME);
     if (cname && q.qtype != type::kCNAME) {
-      if (!add_rrset(*zone, zones, name, *cname, client, w, q.qtype)) return;
+      if (!add_rrset(zones, name, *cname, client, w)) return;
       // The chain is followed while it stays in this zone (RFC 1034 section 4.3.2 step 3.a); a loop or an
       // overly long chain ends with what was gathered.
       std::string_view target = cname->endpoints.empty() ? std::string_view{} : cname->endpoints[0].rdata;
@@ -229,16 +242,17 @@ void Answerer::answer(const ZoneSet& zones, const wire::Query& q, const ClientVi
       // RFC 8482 allows a subset; every record set of the name is cheap enough here.
       for (const RRset& set : node->rrsets) {
         if (set.type == kTypeAlias) continue;
-        added |= add_rrset(*zone, zones, name, set, client, w, q.qtype);
+        added |= add_rrset(zones, name, set, client, w);
       }
     } else if (const RRset* set = node->find(q.qtype)) {
-      added = add_rrset(*zone, zones, name, *set, client, w, q.qtype);
+      added = add_rrset(zones, name, *set, client, w);
     } else if (q.qtype == type::kA || q.qtype == type::kAAAA) {
       if (const RRset* alias = node->find(kTypeAlias))
-        added = add_alias(*zone, zones, name, *alias, q.qtype, client, w);
+        added = add_alias(zones, name, *alias, q.qtype, client, w);
     }
-    if (!added && w.count(Section::kAnswer) == 0 && !w.truncated()) {
-      // NODATA (RFC 2308 section 2.2): NOERROR, no answer, the SOA in the authority section.
+    if (!added && !w.truncated()) {
+      // NODATA (RFC 2308 section 2.2): NOERROR, no answer of the asked type (after a CNAME chain too), the
+      // SOA in the authority section.
       w.add(Section::kAuthority, zone->origin(), type::kSOA, wire::kClassIN, zone->negative_ttl(),
             zone->soa().endpoints[0].rdata);
     }
@@ -246,8 +260,41 @@ void Answerer::answer(const ZoneSet& zones, const wire::Query& q, const ClientVi
   }
 }
 
-bool Answerer::add_alias(const Zone& zone, const ZoneSet& zones, std::string_view owner, const RRset& alias,
-                         uint16_t qtype, const ClientView& client, ResponseWriter& w) {
+bool Answerer::refer(const Zone& zone, std::string_view name, uint16_t qtype, ResponseWriter& w) {
+  // RFC 1034 section 4.3.2 step 3.b: the highest zone cut between the apex and the name wins.
+  size_t starts[wire::kMaxNameBytes / 2 + 1];
+  size_t n = 0;
+  for (size_t p = 0; p < name.size() && name.size() - p > zone.origin().size();
+       p += 1u + static_cast<uint8_t>(name[p]))
+    starts[n++] = p;
+  constexpr uint16_t kTypeDs = 43;  // answered by the parent side of the cut (RFC 4035 section 3.1.4.1)
+  while (n > 0) {
+    size_t p = starts[--n];
+    std::string_view cut = name.substr(p);
+    const Node* node = zone.find(cut);
+    const RRset* ns = node ? node->find(type::kNS) : nullptr;
+    if (!ns || (p == 0 && qtype == kTypeDs)) continue;
+    // A referral is not authoritative: NS records in the authority section, glue for the name servers inside
+    // the delegated zone in the additional section (RFC 1034 section 4.3.2 step 3.b).
+    w.set_authoritative(false);
+    for (const Endpoint& ep : ns->endpoints)
+      w.add(Section::kAuthority, cut, type::kNS, wire::kClassIN, ns->ttl, ep.rdata);
+    for (const Endpoint& ep : ns->endpoints) {
+      if (!wire::name_in_zone(ep.rdata, cut)) continue;
+      const Node* host = zone.find(ep.rdata);
+      if (!host) continue;
+      for (uint16_t t : {type::kA, type::kAAAA})
+        if (const RRset* glue = host->find(t))
+          for (const Endpoint& g : glue->endpoints)
+            w.add(Section::kAdditional, ep.rdata, t, wire::kClassIN, glue->ttl, g.rdata);
+    }
+    return true;
+  }
+  return false;
+}
+
+bool Answerer::add_alias(const ZoneSet& zones, std::string_view owner, const RRset& alias, uint16_t qtype,
+                         const ClientView& client, ResponseWriter& w) {
   bool added = false;
   if (alias.alias_target.empty()) {
     for (const Endpoint& ep : alias.endpoints) {
@@ -262,14 +309,11 @@ bool Answerer::add_alias(const Zone& zone, const ZoneSet& zones, std::string_vie
   const RRset* set = target->find(qtype);
   if (!set) return false;
   // The target's routing policy decides, and its TTL is the alias's, as Route 53 does.
-  return add_rrset(zone, zones, owner, *set, client, w, qtype);
+  return add_rrset(zones, owner, *set, client, w);
 }
 
-bool Answerer::add_rrset(const Zone& zone, const ZoneSet& zones, std::string_view owner, const RRset& set,
-                         const ClientView& client, ResponseWriter& w, uint16_t qtype) {
-  (void)zone;
-  (void)zones;
-  (void)qtype;
+bool Answerer::add_rrset(const ZoneSet& zones, std::string_view owner, const RRset& set,
+                         const ClientView& client, ResponseWriter& w) {
   const auto& eps = set.endpoints;
   auto put = [&](const Endpoint& ep) {
     return w.add(Section::kAnswer, owner, set.type, wire::kClassIN, set.ttl, ep.rdata);

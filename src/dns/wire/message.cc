@@ -320,7 +320,6 @@ ParseResult parse_query(std::span<const uint8_t> packet, Query& q) {
   if (records * 11 > c.remaining()) return ParseResult::kFormErr;
   for (size_t i = 0; i < size_t{q.ancount} + q.nscount && c.ok(); ++i) skip_record(c);
   uint8_t name[kMaxNameBytes];
-  uint8_t ext_rcode = 0;
   for (size_t i = 0; i < q.arcount && c.ok(); ++i) {
     size_t nlen = read_name(c, name, false);
     uint16_t rtype = c.u16();
@@ -334,7 +333,6 @@ ParseResult parse_query(std::span<const uint8_t> packet, Query& q) {
     if (q.has_edns || nlen != 1) return ParseResult::kFormErr;
     q.has_edns = true;
     q.udp_payload = std::max<uint16_t>(rclass, kMaxUdpPlain);
-    ext_rcode = static_cast<uint8_t>(ttl >> 24);
     q.edns_version = static_cast<uint8_t>(ttl >> 16);
     q.dnssec_ok = (ttl & 0x8000) != 0;
     Cursor o(rdata, rdlen);
@@ -360,7 +358,6 @@ ParseResult parse_query(std::span<const uint8_t> packet, Query& q) {
       q.client_subnet = ecs;
     }
   }
-  (void)ext_rcode;
   if (!c.ok()) return ParseResult::kFormErr;
   if (q.has_edns && q.edns_version != 0) return ParseResult::kBadVers;
   return ParseResult::kOk;

@@ -95,13 +95,13 @@ class SupervisorSignals {
   core::Fd fd_;
 };
 
-// A process of the stack itself rather than of a group: the gateway, the object-store nodes, the edges. All
+// A process of the stack itself rather than of a group: the gateway, the object-store nodes, the edges, DNS. All
 // start before the groups' instances and are restarted when they die (a restarted gateway is then told about
 // every instance again).
 struct ServiceProcess {
   enum class Kind { kGateway, kStore, kEdge, kDns };
   Kind kind = Kind::kGateway;
-  std::string id;       // "gateway", "objstore-a", "edge-eu"
+  std::string id;       // "gateway", "objstore-a", "edge-eu", "dns"
   std::string zone;     // "-" when it has none
   std::string address;  // what it serves on
   std::string config_path;

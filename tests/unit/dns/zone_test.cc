@@ -167,6 +167,11 @@ TEST_F(Fixture, FollowsCnameChainsInsideTheZone) {
   ASSERT_EQ(out.answer.size(), 1u);  // the target is not ours: the resolver follows it
   auto cname = ask("alias.example.com.", type::kCNAME);
   ASSERT_EQ(cname.answer.size(), 1u);
+  // NODATA at the end of a chain still carries the SOA (RFC 2308 section 2.2).
+  auto nodata = ask("alias.example.com.", type::kMX);
+  ASSERT_EQ(nodata.answer.size(), 1u);
+  ASSERT_EQ(nodata.authority.size(), 1u);
+  EXPECT_EQ(nodata.authority[0].type, type::kSOA);
 }
 
 TEST_F(Fixture, WildcardsSynthesizeButNotBelowExistingNames) {
@@ -179,6 +184,41 @@ TEST_F(Fixture, WildcardsSynthesizeButNotBelowExistingNames) {
   auto nodata = ask("x.wild.example.com.", type::kMX);
   EXPECT_EQ(nodata.rcode, 0);
   EXPECT_TRUE(nodata.answer.empty());
+}
+
+TEST(DnsZoneCut, DelegationsAreReferralsWithGlue) {
+  ZoneSet zones;
+  zones.zones.push_back(
+      Zone::build(source_from("@ IN SOA ns hm 1 2 3 4 60\n@ IN NS ns\nns IN A 192.0.2.1\n"
+                              "sub IN NS ns1.sub\nsub IN NS ns.other.net.\nns1.sub IN A 192.0.2.53\n"
+                              "www IN A 192.0.2.80\n")));
+  Answerer answerer(1);
+  uint8_t buf[4096];
+  auto ask = [&](const std::string& name, uint16_t qtype) {
+    auto p = make_query(name, qtype);
+    wire::Query q;
+    EXPECT_EQ(wire::parse_query(p, q), wire::ParseResult::kOk);
+    wire::ResponseWriter w(buf, sizeof buf);
+    w.begin(q, p, 512);
+    answerer.answer(zones, q, ClientView{}, w);
+    return decode(buf, w.finish());
+  };
+  for (const char* name : {"sub.example.com.", "a.b.sub.example.com.", "ns1.sub.example.com."}) {
+    auto d = ask(name, type::kA);
+    EXPECT_EQ(d.rcode, 0) << name;
+    EXPECT_FALSE(d.aa) << name;
+    EXPECT_TRUE(d.answer.empty()) << name;
+    ASSERT_EQ(d.authority.size(), 2u) << name;
+    EXPECT_EQ(d.authority[0].name, "sub.example.com.");
+    ASSERT_EQ(d.additional.size(), 1u) << name;  // glue only for the server inside the cut
+    EXPECT_EQ(d.additional[0].text, "192.0.2.53");
+  }
+  auto www = ask("www.example.com.", type::kA);
+  EXPECT_TRUE(www.aa);
+  EXPECT_EQ(www.answer.size(), 1u);
+  auto apex_ns = ask("example.com.", type::kNS);
+  EXPECT_TRUE(apex_ns.aa);
+  EXPECT_EQ(apex_ns.answer.size(), 1u);
 }
 
 TEST_F(Fixture, EveryTypeAnswers) {
