@@ -1,6 +1,9 @@
 #include "db/internal/cluster.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +15,7 @@
 #include <stdexcept>
 
 #include "core/log.h"
+#include "core/net.h"
 #include "db/internal/process.h"
 
 namespace cumulo::db {
@@ -62,6 +66,22 @@ struct Cluster::Instance {
   SemiSync semi_sync = SemiSync::kOff;
   int dump_threads = 0;
   Clock::time_point next_restart{};
+  // Bound (not listening) while the server is down, so that the kernel does not hand its port to an outgoing
+  // connection as an ephemeral port meanwhile: a client reconnecting during a failover could take it and keep
+  // the server from starting again.
+  core::Fd port_guard;
+
+  void guard_port() {
+    if (port_guard) return;
+    core::Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    int one = 1;
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(spec.port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sin), sizeof sin) == 0) port_guard = std::move(fd);
+  }
 };
 
 Cluster::Cluster(DbConfig config, Publish publish)
@@ -185,6 +205,7 @@ void Cluster::start_instance(Instance& inst) {
     fs::remove(pid_file);
   }
   inst.conn.close();
+  inst.port_guard.reset();
   inst.pid = spawn(server_args(inst), (inst.dir / "mariadbd.out").string());
   inst.state = "starting";
   inst.reachable = false;
@@ -195,6 +216,7 @@ bool Cluster::wait_ready(Instance& inst, milliseconds limit) {
   while (Clock::now() < deadline) {
     if (inst.pid == 0 || reap(inst.pid)) {
       inst.pid = 0;
+      inst.guard_port();
       inst.state = "down";
       inst.last_error =
           "mariadbd exited during start-up; " + inst.error_log + ":\n" + file_tail(inst.error_log, 8);
@@ -429,6 +451,7 @@ void Cluster::fence(Instance& inst) {
     event("fenced " + inst.spec.name + ": killed (pid " + std::to_string(inst.pid) + ")");
   }
   inst.pid = 0;
+  inst.guard_port();
 }
 
 bool Cluster::failover(const std::string& why) {
@@ -505,6 +528,7 @@ void Cluster::rebuild(Instance& inst) {
   event("rebuilding " + inst.spec.name + " from " + p.spec.name + " (its own data is discarded)");
   if (inst.pid > 0) stop_process(inst.pid, kStopGrace);
   inst.pid = 0;
+  inst.guard_port();
   update_status();
   const std::string log = (inst.dir / "rebuild.log").string();
   const std::string dump = (inst.dir / "rebuild.sql").string();
@@ -568,6 +592,7 @@ void Cluster::rebuild(Instance& inst) {
     event(inst.spec.name + ": " + inst.last_error);
     if (inst.pid > 0) stop_process(inst.pid, kStopGrace);
     inst.pid = 0;
+    inst.guard_port();
     inst.next_restart = Clock::now() + milliseconds(5'000);
   }
 }
@@ -603,6 +628,7 @@ void Cluster::tick() {
             (WIFSIGNALED(st) ? " on signal " + std::to_string(WTERMSIG(st))
                              : " with " + std::to_string(WEXITSTATUS(st))));
       i->pid = 0;
+      i->guard_port();
       i->conn.close();
       i->reachable = false;
       if (i->state != "fenced") i->state = "down";
