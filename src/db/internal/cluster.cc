@@ -261,7 +261,7 @@ void Cluster::apply_users(Instance& inst) {
   }
 }
 
-void Cluster::make_replica_of(Instance& inst, const Instance& p, bool) {
+void Cluster::make_replica_of(Instance& inst, const Instance& p) {
   const UserSpec& r = config_.replication;
   // current_pos: a former primary continues from its own binary log, a replica from what it applied.
   std::vector<std::string> sql = {
@@ -347,7 +347,7 @@ void Cluster::start() {
     if (i->needs_rebuild) {
       rebuild(*i);
     } else {
-      make_replica_of(*i, p, false);
+      make_replica_of(*i, p);
     }
   }
   save_state();
@@ -502,7 +502,7 @@ bool Cluster::failover(const std::string& why) {
   for (Instance* r : replicas) {
     if (r == &c) continue;
     try {
-      make_replica_of(*r, c, false);
+      make_replica_of(*r, c);
     } catch (const std::exception& e) {
       event(e.what());
     }
@@ -579,7 +579,7 @@ void Cluster::rebuild(Instance& inst) {
     }
     if (!inst.conn.exec("SET GLOBAL gtid_slave_pos=" + sql_literal(gtid)))
       throw std::runtime_error(inst.conn.error());
-    make_replica_of(inst, p, false);
+    make_replica_of(inst, p);
     inst.needs_rebuild = false;
     inst.fenced = false;
     inst.state = "running";
@@ -662,7 +662,7 @@ void Cluster::tick() {
       try {
         start_instance(*i);
         if (!wait_ready(*i, kStartLimit)) throw std::runtime_error(i->last_error);
-        make_replica_of(*i, primary(), false);
+        make_replica_of(*i, primary());
         event(i->spec.name + " restarted as a replica");
       } catch (const std::exception& e) {
         event(i->spec.name + ": restart failed: " + e.what());
@@ -788,7 +788,7 @@ std::string Cluster::switchover(const std::string& target) {
   for (auto& i : instances_) {
     if (i.get() == c || !i->reachable) continue;
     try {
-      make_replica_of(*i, *c, false);
+      make_replica_of(*i, *c);
     } catch (const std::exception& e) {
       event(e.what());
     }
