@@ -677,8 +677,23 @@ void Cluster::tick() {
     v.fenced = i->fenced || i->state != "running";
     views.push_back(v);
   }
-  readers_ = readers_within_lag(views, config_.lag_limit);
-  publish();
+  std::vector<std::string> readers = readers_within_lag(views, config_.lag_limit);
+  // A reader that stopped replicating (threads stopped, unreachable) loses its open reader connections too,
+  // so that no client goes on reading data that no longer changes; one that merely lags keeps them.
+  std::vector<std::string> cut;
+  for (const ReplicaView& v : views) {
+    bool was_reader = std::find(readers_.begin(), readers_.end(), v.name) != readers_.end();
+    bool replicating = v.reachable && !v.fenced && v.io_running && v.sql_running;
+    if (was_reader && !replicating) {
+      cut.push_back(v.name);
+      event(
+          v.name + " left the reader endpoint: " +
+          (v.reachable ? "not replicating (" + find(v.name)->last_error + ")" : std::string("unreachable")) +
+          "; its reader connections are closed");
+    }
+  }
+  readers_ = std::move(readers);
+  publish(std::move(cut));
   update_status();
 }
 
