@@ -8,12 +8,14 @@ set -euo pipefail
 
 build=(cmake ninja-build g++ clang libclang-rt-14-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libfmt-dev
        libspdlog-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev
-       libbrotli-dev)
+       libbrotli-dev mariadb-server mariadb-client libmariadb-dev pkg-config)
 tests=(curl wrk python3 python3-pytest python3-requests openssl procps iproute2 util-linux
        python3-boto3 s3cmd rclone
-       knot-dnsutils python3-dnspython dnsutils)
+       knot-dnsutils python3-dnspython dnsutils
+       python3-pymysql)
 bench=(haproxy varnish
-       knot nsd dnsperf)
+       knot nsd dnsperf
+       sysbench)
 # Any nginx flavour will do; Debian 12's plain `nginx` is installed when none is.
 nginx_flavours=(nginx nginx-light nginx-core nginx-full nginx-extras)
 

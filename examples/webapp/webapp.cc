@@ -22,6 +22,7 @@
 #include "core/log.h"
 #include "core/net.h"
 #include "http/server.h"
+#include "guestbook.h"
 
 namespace {
 
@@ -148,6 +149,7 @@ class WebApp {
       return reply(respond,
                    http::Response::text(200, healthy_ ? "healthz now ok\n" : "healthz now failing\n"));
     }
+    if (path == "/guestbook" && guestbook_) return guestbook_->handle(req, std::move(respond));
     if (path == "/burn") return burn(req, respond);
     if (path == "/slow") return slow(req, respond);
     if (path == "/bytes") return bytes(req, respond);
@@ -263,6 +265,11 @@ class WebApp {
   std::string zone_;
   std::string hello_;
   bool healthy_ = true;
+
+ public:
+  std::unique_ptr<webapp::Guestbook> guestbook_;  // with --db-writer and --db-reader
+
+ private:
   uint64_t next_slow_ = 0;
   std::unordered_map<uint64_t, std::unique_ptr<SlowReply>> slow_;
 };
@@ -282,7 +289,15 @@ int main(int argc, char** argv) {
   listen_opt->excludes(port_opt);
   app.add_option("--zone", zone, "zone this instance reports (default local)");
   app.add_option("--id", id, "instance id this instance reports (default web-PID)");
+  webapp::GuestbookOptions db;
+  app.add_option("--db-writer", db.writer, "database writer endpoint HOST:PORT: enables /guestbook");
+  app.add_option("--db-reader", db.reader, "database reader endpoint HOST:PORT (default: the writer)");
+  app.add_option("--db-user", db.user, "database user (default app)");
+  app.add_option("--db-name", db.database, "database name (default app)");
+  app.add_option("--db-password", db.password, "database password (default: $CUMULO_DB_PASSWORD)");
   CLI11_PARSE(app, argc, argv);
+  if (db.password.empty() && std::getenv("CUMULO_DB_PASSWORD")) db.password = std::getenv("CUMULO_DB_PASSWORD");
+  if (db.reader.empty()) db.reader = db.writer;
 
   if (port >= 0) listen = "127.0.0.1:" + std::to_string(port);
   if (listen.empty()) listen = "127.0.0.1:8080";
@@ -298,6 +313,7 @@ int main(int argc, char** argv) {
   try {
     core::EventLoop loop;
     WebApp webapp(loop, id, zone);
+    if (!db.writer.empty()) webapp.guestbook_ = std::make_unique<webapp::Guestbook>(loop, db);
     http::ServerOptions opts;
     opts.listen = *address;
     opts.body_sink_for = [&webapp](const http::Request& head) { return webapp.sink_for(head); };

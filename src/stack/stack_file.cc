@@ -299,6 +299,58 @@ std::vector<EdgeSpec> parse_edges(const core::ConfigNode& node) {
   return edges;
 }
 
+DatabaseSpec parse_database(const core::ConfigNode& node, const std::vector<std::string>& zones) {
+  DatabaseSpec db;
+  db.location = node.location();
+  if (!node.defined() || node.is_null()) return db;
+  if (!node.is_map()) node.fail("expected a map with primary_zone, replicas, writer, reader and users");
+  node.check_keys({"primary_zone", "replicas", "writer", "reader", "admin", "lag_limit", "failover_after", "users"});
+  db.enabled = true;
+  auto is_zone = [&](const std::string& z) { return std::find(zones.begin(), zones.end(), z) != zones.end(); };
+  if (!node["primary_zone"].defined()) {
+    node.fail(node["replicas"].defined()
+                  ? "replicas need a primary: add primary_zone: ZONE (the zone of the primary)"
+                  : "missing key 'primary_zone' (the zone of the primary)");
+  }
+  db.primary_zone = node["primary_zone"].as_string();
+  if (!is_zone(db.primary_zone)) node["primary_zone"].fail("zone '" + db.primary_zone + "' is not one of the stack's zones");
+  if (core::ConfigNode r = node["replicas"]; r.defined() && !r.is_null()) {
+    if (!r.is_map()) r.fail("expected replicas per zone, such as {a: 1, b: 1}");
+    for (const auto& [zone, count] : r.entries()) {
+      if (!is_zone(zone)) count.fail("zone '" + zone + "' is not one of the stack's zones");
+      db.replicas.emplace_back(zone, static_cast<int>(count.as_int(0, 8)));
+    }
+  }
+  db.writer = node.required("writer").as_string();
+  parse_address(node["writer"], "writer");
+  db.reader = node.required("reader").as_string();
+  parse_address(node["reader"], "reader");
+  if (node["admin"].defined()) {
+    parse_address(node["admin"], "admin");
+    db.admin = node["admin"].as_string();
+  }
+  if (core::SocketAddress::parse(db.writer)->port() == core::SocketAddress::parse(db.reader)->port()) {
+    node["reader"].fail("the reader endpoint needs its own port");
+  }
+  db.lag_limit = node.duration_or("lag_limit", db.lag_limit);
+  db.failover_after = node.duration_or("failover_after", db.failover_after);
+  if (core::ConfigNode users = node["users"]; users.defined()) {
+    for (const core::ConfigNode& u : users.items()) {
+      u.check_keys({"name", "password", "databases"});
+      DatabaseUserSpec user{u.required("name").as_string(), u.required("password").as_string(),
+                            u.required("databases").as_string_list()};
+      db.users.push_back(std::move(user));
+    }
+  }
+  // Instance names and ports: the primary first, then the replicas zone by zone.
+  db.instances.push_back({"db-" + db.primary_zone + "-1", db.primary_zone, 0});
+  for (const auto& [zone, count] : db.replicas) {
+    int first = zone == db.primary_zone ? 2 : 1;
+    for (int i = 0; i < count; ++i) db.instances.push_back({"db-" + zone + "-" + std::to_string(first + i), zone, 0});
+  }
+  return db;
+}
+
 }  // namespace
 
 StackSpec load_stack_file(const std::string& path) {
@@ -309,7 +361,7 @@ StackSpec load_stack_file(const std::string& path) {
 
 StackSpec parse_stack(const core::ConfigNode& root) {
   if (!root.is_map()) root.fail("expected a stack: a map with name, zones, gateway and groups");
-  root.check_keys({"name", "zones", "control", "gateway", "groups", "object_store", "edges", "dns"});
+  root.check_keys({"name", "zones", "control", "gateway", "groups", "object_store", "edges", "dns", "database"});
   StackSpec spec;
   spec.source = root.location();
 
@@ -374,6 +426,7 @@ StackSpec parse_stack(const core::ConfigNode& root) {
   }
   spec.edges = parse_edges(root["edges"]);
   spec.dns = parse_dns(root["dns"]);
+  spec.database = parse_database(root["database"], spec.zones);
   return spec;
 }
 

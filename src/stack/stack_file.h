@@ -109,6 +109,35 @@ struct DnsSpec {
   std::string location;
 };
 
+// `database:` the database tier (docs/db.md): a MariaDB primary in one zone and replicas per zone, behind a
+// writer and a reader endpoint, run by one `cumulo db run` process.
+struct DatabaseUserSpec {
+  std::string name;
+  std::string password;
+  std::vector<std::string> databases;
+};
+
+struct DatabaseInstancePlan {
+  std::string name;  // "db-a-1"
+  std::string zone;
+  uint16_t port = 0;  // taken at start
+};
+
+struct DatabaseSpec {
+  bool enabled = false;
+  std::string primary_zone;
+  std::vector<std::pair<std::string, int>> replicas;  // zone -> count, in the stack's zone order
+  std::string writer;
+  std::string reader;
+  std::string admin;  // empty until start: a free loopback port is taken then
+  std::chrono::milliseconds lag_limit{5'000};
+  std::chrono::milliseconds failover_after{2'000};
+  std::vector<DatabaseUserSpec> users;
+  std::vector<DatabaseInstancePlan> instances;  // filled at start: the primary first
+  std::string replication_password;             // made at the first start, kept in the state directory
+  std::string location;
+};
+
 struct StackSpec {
   std::string source;  // the file name, as given
   std::string name;
@@ -119,6 +148,7 @@ struct StackSpec {
   ObjectStoreSpec object_store;
   std::vector<EdgeSpec> edges;
   DnsSpec dns;
+  DatabaseSpec database;
 };
 
 // Throw core::ConfigError naming file, line, column and what was expected.

@@ -1,6 +1,9 @@
 #include "db/internal/cluster.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +15,7 @@
 #include <stdexcept>
 
 #include "core/log.h"
+#include "core/net.h"
 #include "db/internal/process.h"
 
 namespace cumulo::db {
@@ -62,6 +66,22 @@ struct Cluster::Instance {
   SemiSync semi_sync = SemiSync::kOff;
   int dump_threads = 0;
   Clock::time_point next_restart{};
+  // Bound (not listening) while the server is down, so that the kernel does not hand its port to an outgoing
+  // connection as an ephemeral port meanwhile: a client reconnecting during a failover could take it and keep
+  // the server from starting again.
+  core::Fd port_guard;
+
+  void guard_port() {
+    if (port_guard) return;
+    core::Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    int one = 1;
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(spec.port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sin), sizeof sin) == 0) port_guard = std::move(fd);
+  }
 };
 
 Cluster::Cluster(DbConfig config, Publish publish)
@@ -185,6 +205,7 @@ void Cluster::start_instance(Instance& inst) {
     fs::remove(pid_file);
   }
   inst.conn.close();
+  inst.port_guard.reset();
   inst.pid = spawn(server_args(inst), (inst.dir / "mariadbd.out").string());
   inst.state = "starting";
   inst.reachable = false;
@@ -195,6 +216,7 @@ bool Cluster::wait_ready(Instance& inst, milliseconds limit) {
   while (Clock::now() < deadline) {
     if (inst.pid == 0 || reap(inst.pid)) {
       inst.pid = 0;
+      inst.guard_port();
       inst.state = "down";
       inst.last_error =
           "mariadbd exited during start-up; " + inst.error_log + ":\n" + file_tail(inst.error_log, 8);
@@ -239,7 +261,7 @@ void Cluster::apply_users(Instance& inst) {
   }
 }
 
-void Cluster::make_replica_of(Instance& inst, const Instance& p, bool) {
+void Cluster::make_replica_of(Instance& inst, const Instance& p) {
   const UserSpec& r = config_.replication;
   // current_pos: a former primary continues from its own binary log, a replica from what it applied.
   std::vector<std::string> sql = {
@@ -325,7 +347,7 @@ void Cluster::start() {
     if (i->needs_rebuild) {
       rebuild(*i);
     } else {
-      make_replica_of(*i, p, false);
+      make_replica_of(*i, p);
     }
   }
   save_state();
@@ -429,6 +451,7 @@ void Cluster::fence(Instance& inst) {
     event("fenced " + inst.spec.name + ": killed (pid " + std::to_string(inst.pid) + ")");
   }
   inst.pid = 0;
+  inst.guard_port();
 }
 
 bool Cluster::failover(const std::string& why) {
@@ -479,7 +502,7 @@ bool Cluster::failover(const std::string& why) {
   for (Instance* r : replicas) {
     if (r == &c) continue;
     try {
-      make_replica_of(*r, c, false);
+      make_replica_of(*r, c);
     } catch (const std::exception& e) {
       event(e.what());
     }
@@ -505,6 +528,7 @@ void Cluster::rebuild(Instance& inst) {
   event("rebuilding " + inst.spec.name + " from " + p.spec.name + " (its own data is discarded)");
   if (inst.pid > 0) stop_process(inst.pid, kStopGrace);
   inst.pid = 0;
+  inst.guard_port();
   update_status();
   const std::string log = (inst.dir / "rebuild.log").string();
   const std::string dump = (inst.dir / "rebuild.sql").string();
@@ -555,7 +579,7 @@ void Cluster::rebuild(Instance& inst) {
     }
     if (!inst.conn.exec("SET GLOBAL gtid_slave_pos=" + sql_literal(gtid)))
       throw std::runtime_error(inst.conn.error());
-    make_replica_of(inst, p, false);
+    make_replica_of(inst, p);
     inst.needs_rebuild = false;
     inst.fenced = false;
     inst.state = "running";
@@ -568,6 +592,7 @@ void Cluster::rebuild(Instance& inst) {
     event(inst.spec.name + ": " + inst.last_error);
     if (inst.pid > 0) stop_process(inst.pid, kStopGrace);
     inst.pid = 0;
+    inst.guard_port();
     inst.next_restart = Clock::now() + milliseconds(5'000);
   }
 }
@@ -603,6 +628,7 @@ void Cluster::tick() {
             (WIFSIGNALED(st) ? " on signal " + std::to_string(WTERMSIG(st))
                              : " with " + std::to_string(WEXITSTATUS(st))));
       i->pid = 0;
+      i->guard_port();
       i->conn.close();
       i->reachable = false;
       if (i->state != "fenced") i->state = "down";
@@ -636,7 +662,7 @@ void Cluster::tick() {
       try {
         start_instance(*i);
         if (!wait_ready(*i, kStartLimit)) throw std::runtime_error(i->last_error);
-        make_replica_of(*i, primary(), false);
+        make_replica_of(*i, primary());
         event(i->spec.name + " restarted as a replica");
       } catch (const std::exception& e) {
         event(i->spec.name + ": restart failed: " + e.what());
@@ -651,8 +677,23 @@ void Cluster::tick() {
     v.fenced = i->fenced || i->state != "running";
     views.push_back(v);
   }
-  readers_ = readers_within_lag(views, config_.lag_limit);
-  publish();
+  std::vector<std::string> readers = readers_within_lag(views, config_.lag_limit);
+  // A reader that stopped replicating (threads stopped, unreachable) loses its open reader connections too,
+  // so that no client goes on reading data that no longer changes; one that merely lags keeps them.
+  std::vector<std::string> cut;
+  for (const ReplicaView& v : views) {
+    bool was_reader = std::find(readers_.begin(), readers_.end(), v.name) != readers_.end();
+    bool replicating = v.reachable && !v.fenced && v.io_running && v.sql_running;
+    if (was_reader && !replicating) {
+      cut.push_back(v.name);
+      event(
+          v.name + " left the reader endpoint: " +
+          (v.reachable ? "not replicating (" + find(v.name)->last_error + ")" : std::string("unreachable")) +
+          "; its reader connections are closed");
+    }
+  }
+  readers_ = std::move(readers);
+  publish(std::move(cut));
   update_status();
 }
 
@@ -762,7 +803,7 @@ std::string Cluster::switchover(const std::string& target) {
   for (auto& i : instances_) {
     if (i.get() == c || !i->reachable) continue;
     try {
-      make_replica_of(*i, *c, false);
+      make_replica_of(*i, *c);
     } catch (const std::exception& e) {
       event(e.what());
     }

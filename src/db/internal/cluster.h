@@ -85,7 +85,7 @@ class Cluster {
   void start_instance(Instance& inst);
   bool wait_ready(Instance& inst, std::chrono::milliseconds limit);
   void apply_users(Instance& inst);
-  void make_replica_of(Instance& inst, const Instance& primary, bool use_current_pos);
+  void make_replica_of(Instance& inst, const Instance& primary);
   void poll(Instance& inst);
   void tick();
   void handle_primary_loss();

@@ -61,6 +61,8 @@ class ProxyConnection {
 
   void on_io(bool backend_side, uint32_t events) {
     if (closed_) return;
+    if (events & (core::kReadable | core::kHangup))
+      (backend_side ? backend_readable_ : client_readable_) = true;
     if (backend_side && !connected_) {
       if (!(events & (core::kWritable | core::kHangup))) return;
       if (core::socket_error(backend_.get()) != 0) {
@@ -78,7 +80,10 @@ class ProxyConnection {
   }
 
   // Moves bytes src -> buf -> dst until one side would block. False on an error (the connection closes).
-  bool transfer(int src, core::Buffer& buf, int dst, bool& src_eof, bool& dst_shut) {
+  // Edge-triggered: a read shorter than the space offered emptied the socket, and new bytes bring a new
+  // event, so `src_readable` saves the recv that would only say EAGAIN (one syscall per message and
+  // direction).
+  bool transfer(int src, core::Buffer& buf, int dst, bool& src_readable, bool& src_eof, bool& dst_shut) {
     for (;;) {
       if (!buf.empty()) {
         ssize_t n = ::send(dst, buf.data(), buf.size(), MSG_NOSIGNAL);
@@ -100,15 +105,18 @@ class ProxyConnection {
         }
         return true;
       }
+      if (!src_readable) return true;
       char* p = buf.write_ptr();
       size_t space = buf.write_space();
       if (space == 0) return true;
       ssize_t n = ::recv(src, p, space, 0);
       if (n > 0) {
         buf.commit(static_cast<size_t>(n));
+        if (static_cast<size_t>(n) < space) src_readable = false;
       } else if (n == 0) {
         src_eof = true;
       } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        src_readable = false;
         if (buf.empty()) buf.release();
         return true;
       } else if (errno != EINTR) {
@@ -119,8 +127,8 @@ class ProxyConnection {
 
   void pump() {
     if (!connected_) return;
-    if (!transfer(client_.get(), up_, backend_.get(), client_eof_, backend_shut_) ||
-        !transfer(backend_.get(), down_, client_.get(), backend_eof_, client_shut_)) {
+    if (!transfer(client_.get(), up_, backend_.get(), client_readable_, client_eof_, backend_shut_) ||
+        !transfer(backend_.get(), down_, client_.get(), backend_readable_, backend_eof_, client_shut_)) {
       close();
       return;
     }
@@ -139,6 +147,7 @@ class ProxyConnection {
   core::Buffer down_;  // backend -> client
   bool connected_ = false;
   bool closed_ = false;
+  bool client_readable_ = true, backend_readable_ = true;
   bool client_eof_ = false, backend_eof_ = false;
   bool client_shut_ = false, backend_shut_ = false;
 };

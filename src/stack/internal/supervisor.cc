@@ -32,6 +32,7 @@
 #include "stack/internal/control_api.h"
 #include "stack/internal/gateway_admin.h"
 #include "stack/internal/gateway_config.h"
+#include "stack/internal/db_config.h"
 #include "stack/internal/objstore_config.h"
 
 namespace cumulo::stack::internal {
@@ -99,7 +100,7 @@ class SupervisorSignals {
 // start before the groups' instances and are restarted when they die (a restarted gateway is then told about
 // every instance again).
 struct ServiceProcess {
-  enum class Kind { kGateway, kStore, kEdge, kDns };
+  enum class Kind { kGateway, kStore, kEdge, kDns, kDatabase };
   Kind kind = Kind::kGateway;
   std::string id;       // "gateway", "objstore-a", "edge-eu", "dns"
   std::string zone;     // "-" when it has none
@@ -108,6 +109,7 @@ struct ServiceProcess {
   // Stopped with the gateway (before the instances), or after the instances, which may still read from it.
   bool stops_last = false;
   Millis stop_grace{10'000};
+  Millis start_timeout = kGatewayStartTimeout;  // not accepting on every probe by then: the start failed
   std::vector<core::SocketAddress> probes;  // accepting connections on all of these means ready
   scaling::LaunchSpec launch;
   scaling::InstanceHandle handle = 0;  // 0 while not running
@@ -204,6 +206,7 @@ class Supervisor : public core::IoHandler {
   void plan_object_store();
   void plan_edges();
   void plan_dns();
+  void plan_database();
   void write_configs() const;
   bool start_service(ServiceProcess& service);
   void poll_services_ready();
@@ -281,6 +284,7 @@ Supervisor::Supervisor(const StackSpec& stack, const SupervisorOptions& options)
   plan_object_store();
   plan_edges();
   plan_dns();
+  plan_database();
   if (stack_.gateway.access_log != "off" && stack_.gateway.access_log != "-") {
     stack_.gateway.access_log = fs::absolute(stack_.gateway.access_log).string();
   }
@@ -509,11 +513,47 @@ void Supervisor::plan_dns() {
     avoid.insert(core::SocketAddress::parse(stack_.gateway.listen)->port());
     avoid.insert(core::SocketAddress::parse(stack_.control.listen)->port());
     dns.admin = "127.0.0.1:" + std::to_string(pick_port(avoid));
+    reserved_ports_.insert(core::SocketAddress::parse(dns.admin)->port());
   }
   ServiceProcess& s = add_service(ServiceProcess::Kind::kDns, "dns", "-", dns.listen, {dns.listen, dns.admin});
   s.config_path = dns.config;
   s.launch.argv = {options_.cumulo_binary, "dns", "-c", dns.config, "--listen", dns.listen, "--admin", dns.admin,
                    "--gateway-address", probe_address(*core::SocketAddress::parse(stack_.gateway.listen)).host()};
+}
+
+// `database:` one `cumulo db run` with every MariaDB instance of the stack; ready once both endpoints accept,
+// which they do only when the primary serves and the replicas replicate.
+void Supervisor::plan_database() {
+  DatabaseSpec& db = stack_.database;
+  if (!db.enabled) return;
+  for (const auto& [what, address] : {std::pair{"writer", db.writer}, std::pair{"reader", db.reader}}) {
+    try {
+      core::listen_tcp(*core::SocketAddress::parse(address), false);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(db.location + ": database." + what + ": " + e.what());
+    }
+  }
+  prepare_database_secret(db, state_dir_.string());
+  std::set<uint16_t> avoid = reserved_ports_;
+  avoid.insert(core::SocketAddress::parse(stack_.control.listen)->port());
+  avoid.insert(core::SocketAddress::parse(db.writer)->port());
+  avoid.insert(core::SocketAddress::parse(db.reader)->port());
+  auto take = [&] {
+    uint16_t p = pick_port(avoid);
+    avoid.insert(p);
+    return p;
+  };
+  if (db.admin.empty()) db.admin = "127.0.0.1:" + std::to_string(take());
+  for (DatabaseInstancePlan& i : db.instances) {
+    i.port = take();
+    reserved_ports_.insert(i.port);
+  }
+  ServiceProcess& s = add_service(ServiceProcess::Kind::kDatabase, "db", db.primary_zone, db.writer,
+                                  {db.writer, db.reader, db.admin});
+  s.launch.argv = {options_.cumulo_binary, "db", "run", "-c", s.config_path};
+  s.stops_last = true;
+  s.stop_grace = Millis(60'000);
+  s.start_timeout = Millis(90'000);
 }
 
 // Written aside and renamed, so a process reloading one never reads half a file.
@@ -539,6 +579,10 @@ void Supervisor::write_configs() const {
     StoreFiles files{fs::absolute(state_dir_ / "objstore" / node.zone).string(),
                      stack_.object_store.master_key_file};
     write_file_atomically(s.config_path, render_store_config(stack_, node, files));
+  }
+  if (stack_.database.enabled) {
+    write_file_atomically(fs::absolute(state_dir_ / "db.yaml"),
+                          render_db_config(stack_.database, fs::absolute(state_dir_ / "db").string()));
   }
   for (const EdgeSpec& edge : stack_.edges) {
     write_file_atomically(fs::absolute(state_dir_ / ("edge-" + edge.name + ".yaml")),
@@ -612,10 +656,10 @@ void Supervisor::poll_services_ready() {
       continue;
     }
     all_ready = false;
-    if (now - s.started_at >= kGatewayStartTimeout) {
+    if (now - s.started_at >= s.start_timeout) {
       std::string why = "does not accept connections on";
       for (const auto& p : s.probes) why += " " + p.to_string();
-      why += " after " + format_duration(kGatewayStartTimeout);
+      why += " after " + format_duration(s.start_timeout);
       if (phase_ == Phase::kStartingServices) {
         fail_start(s, why);
         return;
@@ -889,6 +933,15 @@ void Supervisor::write_status() const {
     doc["object_store"] = {
         {"users", users},
         {"credentials_file", fs::absolute(state_dir_ / "objstore" / "credentials").string()}};
+  }
+  if (stack_.database.enabled) {
+    nlohmann::json instances = nlohmann::json::array();
+    for (const DatabaseInstancePlan& i : stack_.database.instances)
+      instances.push_back({{"name", i.name}, {"zone", i.zone}, {"port", i.port}});
+    doc["database"] = {{"writer", stack_.database.writer},
+                       {"reader", stack_.database.reader},
+                       {"admin", stack_.database.admin},
+                       {"instances", instances}};
   }
   doc["control"] = {{"address", stack_.control.listen},
                     {"url", url_for(stack_.control.listen, "/v1/")},
