@@ -3,7 +3,6 @@
 // answers, large downloads and uploads). Single-threaded on one event loop.
 #include <openssl/evp.h>
 #include <signal.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -21,6 +20,7 @@
 #include "core/event_loop.h"
 #include "core/log.h"
 #include "core/net.h"
+#include "core/signals.h"
 #include "http/server.h"
 #include "guestbook.h"
 
@@ -90,37 +90,6 @@ class UploadSink final : public http::BodySink {
  private:
   EVP_MD_CTX* ctx_;
   uint64_t bytes_ = 0;
-};
-
-// SIGTERM and SIGINT arrive as readable bytes on the loop rather than as asynchronous handlers.
-class SignalWatcher final : public core::IoHandler {
- public:
-  SignalWatcher(core::EventLoop& loop, std::function<void(int)> on_signal)
-      : loop_(loop), on_signal_(std::move(on_signal)) {
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    if (sigprocmask(SIG_BLOCK, &mask, nullptr) != 0)
-      throw std::runtime_error("sigprocmask: " + core::errno_text(errno));
-    fd_ = core::Fd(signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
-    if (!fd_) throw std::runtime_error("signalfd: " + core::errno_text(errno));
-    loop_.add(fd_.get(), this, core::kReadable);
-  }
-  ~SignalWatcher() override { loop_.remove(fd_.get()); }
-
-  // core::IoHandler
-  void on_io(uint32_t) override {
-    signalfd_siginfo info;
-    while (::read(fd_.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
-      on_signal_(static_cast<int>(info.ssi_signo));
-    }
-  }
-
- private:
-  core::EventLoop& loop_;
-  std::function<void(int)> on_signal_;
-  core::Fd fd_;
 };
 
 class WebApp {
@@ -308,7 +277,8 @@ int main(int argc, char** argv) {
                  listen.c_str());
     return 2;
   }
-  ::signal(SIGPIPE, SIG_IGN);
+  // SIGTERM and SIGINT arrive as readable bytes on the loop rather than as asynchronous handlers.
+  const sigset_t stop_signals = core::block_signals({SIGTERM, SIGINT});
 
   try {
     core::EventLoop loop;
@@ -331,7 +301,7 @@ int main(int argc, char** argv) {
       }
       drain_check.arm(core::Millis(20));
     });
-    SignalWatcher signals(loop, [&](int signo) {
+    core::SignalWatcher signals(loop, stop_signals, [&](int signo) {
       if (draining) {
         loop.stop();  // a second signal: no more patience
         return;

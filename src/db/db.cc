@@ -1,7 +1,6 @@
 #include "db/db.h"
 
 #include <signal.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -13,6 +12,7 @@
 #include "core/event_loop.h"
 #include "core/log.h"
 #include "core/net.h"
+#include "core/signals.h"
 #include "db/internal/cluster.h"
 #include "db/internal/config.h"
 #include "db/internal/proxy.h"
@@ -147,12 +147,7 @@ int run(const std::string& config_path) {
   if (auto lvl = core::parse_log_level(cfg.log_level)) core::log_set_level(*lvl);
   if (!cfg.log_file.empty()) core::log_set_file(cfg.log_file);
 
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGINT);
-  sigaddset(&mask, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  const sigset_t mask = core::block_signals({SIGINT, SIGTERM});
 
   try {
     check_port_free("writer", cfg.writer);
@@ -235,18 +230,7 @@ int run(const std::string& config_path) {
   for (auto& l : extra_loops) threads.emplace_back([loop = l.get()] { loop->run(); });
   std::thread monitor([&] { cluster->run_monitor(); });
 
-  core::Fd sfd(signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
-  struct SignalHandler : core::IoHandler {
-    int fd = -1;
-    core::EventLoop* loop = nullptr;
-    void on_io(uint32_t) override {
-      signalfd_siginfo si;
-      while (::read(fd, &si, sizeof si) == sizeof si) loop->stop();
-    }
-  } signals;
-  signals.fd = sfd.get();
-  signals.loop = &main_loop;
-  main_loop.add(sfd.get(), &signals, core::kReadable);
+  core::SignalWatcher signals(main_loop, mask, [&main_loop](int) { main_loop.stop(); });
   core::log_info(kComponent, "started",
                  {{"writer", workers[0]->local_address(EndpointKind::kWriter).to_string()},
                   {"reader", workers[0]->local_address(EndpointKind::kReader).to_string()},

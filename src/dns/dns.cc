@@ -1,17 +1,18 @@
 #include "dns/dns.h"
 
 #include <signal.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 
 #include "core/config.h"
 #include "core/event_loop.h"
 #include "core/log.h"
+#include "core/signals.h"
 #include "dns/internal/admin.h"
 #include "dns/internal/config.h"
 #include "dns/internal/server.h"
@@ -84,12 +85,7 @@ int run(const RunOptions& options) {
     return 2;
   }
 
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGINT);
-  sigaddset(&mask, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  const sigset_t mask = core::block_signals({SIGINT, SIGTERM});
 
   core::EventLoop loop;
   ZoneStore store;
@@ -141,18 +137,7 @@ int run(const RunOptions& options) {
     return 1;
   }
 
-  core::Fd sfd(signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
-  struct SignalHandler : core::IoHandler {
-    std::function<void()> on_signal;
-    int fd = -1;
-    void on_io(uint32_t) override {
-      signalfd_siginfo si;
-      while (::read(fd, &si, sizeof si) == sizeof si) on_signal();
-    }
-  } signals;
-  signals.fd = sfd.get();
-  signals.on_signal = [&] { loop.stop(); };
-  loop.add(sfd.get(), &signals, core::kReadable);
+  std::optional<core::SignalWatcher> signals(std::in_place, loop, mask, [&loop](int) { loop.stop(); });
 
   std::string listening;
   for (const auto& a : server.bound()) listening += (listening.empty() ? "" : " ") + a.to_string();
@@ -165,7 +150,7 @@ int run(const RunOptions& options) {
                   {"config", cfg.source}});
   loop.run();
   server.stop();
-  loop.remove(sfd.get());
+  signals.reset();
   admin_server.reset();
   core::AccessLog::close();
   core::log_info(kComponent, "stopped");

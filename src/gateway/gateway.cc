@@ -1,11 +1,11 @@
 #include "gateway/gateway.h"
 
 #include <signal.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -13,6 +13,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/signals.h"
 #include "gateway/internal/admin.h"
 #include "gateway/internal/control.h"
 #include "http/client.h"
@@ -279,13 +280,7 @@ int Control::run() {
   }
 
   // Signals are taken by the control loop alone; worker threads inherit the mask.
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGINT);
-  sigaddset(&mask, SIGTERM);
-  sigaddset(&mask, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  const sigset_t mask = core::block_signals({SIGINT, SIGTERM, SIGHUP});
 
   int workers = cfg->workers > 0 ? cfg->workers : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   try {
@@ -336,17 +331,7 @@ int Control::run() {
     return 1;
   }
 
-  core::Fd sfd(signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
-  struct SignalHandler : core::IoHandler {
-    explicit SignalHandler(Control& c, int fd) : control(c), fd(fd) {}
-    void on_io(uint32_t) override {
-      signalfd_siginfo si;
-      while (::read(fd, &si, sizeof si) == sizeof si) control.on_signal(static_cast<int>(si.ssi_signo));
-    }
-    Control& control;
-    int fd;
-  } signals(*this, sfd.get());
-  loop_.add(sfd.get(), &signals, core::kReadable);
+  std::optional<core::SignalWatcher> signals(std::in_place, loop_, mask, [this](int signo) { on_signal(signo); });
   drain_check_ = std::make_unique<core::Timer>(loop_, [this] {
     check_drains();
     drain_check_->arm(std::chrono::milliseconds(100));
@@ -361,7 +346,7 @@ int Control::run() {
 
   for (auto& w : workers_) w->loop().stop();
   for (auto& w : workers_) w->join();
-  loop_.remove(sfd.get());
+  signals.reset();
   core::AccessLog::close();
   if (cache_) cache_->flush_disk();  // what the disk tier has queued is kept for the next start
   core::log_info("gateway", "stopped");

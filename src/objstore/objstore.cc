@@ -1,17 +1,18 @@
 #include "objstore/objstore.h"
 
 #include <signal.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <optional>
 
 #include "core/config.h"
 #include "core/event_loop.h"
 #include "core/log.h"
 #include "core/net.h"
+#include "core/signals.h"
 #include "http/server.h"
 #include "http/transport.h"
 #include "objstore/internal/replication.h"
@@ -45,12 +46,7 @@ int run(const std::string& config_path) {
   }
   if (auto lvl = core::parse_log_level(cfg.log_level)) core::log_set_level(*lvl);
 
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGINT);
-  sigaddset(&mask, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  const sigset_t mask = core::block_signals({SIGINT, SIGTERM});
 
   std::unique_ptr<Storage> storage;
   std::unique_ptr<http::TlsServerContext> tls;
@@ -103,7 +99,6 @@ int run(const std::string& config_path) {
     return 1;
   }
 
-  core::Fd sfd(signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
   bool stopping = false;
   core::Timer drain_limit(loop, [&] { loop.stop(); });
   std::unique_ptr<core::Timer> drain_check;
@@ -114,16 +109,7 @@ int run(const std::string& config_path) {
       drain_check->arm(core::Millis(50));
     }
   });
-  struct SignalHandler : core::IoHandler {
-    std::function<void()> on_signal;
-    int fd = -1;
-    void on_io(uint32_t) override {
-      signalfd_siginfo si;
-      while (::read(fd, &si, sizeof si) == sizeof si) on_signal();
-    }
-  } signals;
-  signals.fd = sfd.get();
-  signals.on_signal = [&] {
+  std::optional<core::SignalWatcher> signals(std::in_place, loop, mask, [&](int) {
     if (stopping) {
       core::log_warn(kComponent, "second stop signal: exiting without waiting for in-flight requests");
       loop.stop();
@@ -134,8 +120,7 @@ int run(const std::string& config_path) {
     server->shutdown();
     drain_limit.arm(kDrainLimit);
     drain_check->arm(core::Millis(0));
-  };
-  loop.add(sfd.get(), &signals, core::kReadable);
+  });
   core::log_info(kComponent, "started",
                  {{"listen", std::string(tls ? "https://" : "http://") + server->local_address().to_string()},
                   {"data_dir", cfg.data_dir},
@@ -144,7 +129,7 @@ int run(const std::string& config_path) {
   if (replicator) replicator->stop();
   // Commits in flight finish (their replies, posted to the stopped loop, are dropped with it).
   storage->stop_commit_threads();
-  loop.remove(sfd.get());
+  signals.reset();
   server.reset();
   core::log_info(kComponent, "stopped");
   return 0;
