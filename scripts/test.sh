@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The test command. Installs what is missing, builds the release preset and the asan unit tests, runs every unit test of both,
-# a short fuzz run of every fuzz target, then the integration tests against the release build. Stops at the first
-# failing step and says which one and how to rerun it.
+# The test command. Installs what is missing, builds the release preset and the asan unit tests, runs every unit
+# test of both, a short fuzz run of every fuzz target, then the integration tests against the release build. Stops
+# at the first failing step and says which one and how to rerun it.
 #   scripts/test.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
