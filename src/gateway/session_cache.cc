@@ -142,6 +142,29 @@ std::shared_ptr<cache::Object> build_cache_object(const std::string& key, const 
   return obj;
 }
 
+std::shared_ptr<cache::Object> build_cache_object(const std::string& key, const std::string& request_head,
+                                                  const http::ClientResponse& resp, bool as_part_of_200,
+                                                  const RouteCacheConfig& cfg, int64_t request_time, int64_t now) {
+  std::string head = as_part_of_200 ? std::string("HTTP/1.1 200 OK\r\n")
+                                    : "HTTP/1.1 " + std::to_string(resp.status) + " -\r\n";
+  for (auto& [name, value] : resp.headers) {
+    if (http::iequals(name, "transfer-encoding") || http::iequals(name, "content-length") ||
+        (as_part_of_200 && http::iequals(name, "content-range")))
+      continue;
+    head += name + ": " + value + "\r\n";
+  }
+  head += "Content-Length: " + std::to_string(resp.body.size()) + "\r\n\r\n";
+  http::ResponseParser rp;
+  http::ResponseHead rh;
+  http::RequestParser qp;
+  http::RequestHead rq;
+  if (rp.parse(head, http::Method::kGet, rh) != http::ParseStatus::kComplete ||
+      qp.parse(request_head, rq) != http::ParseStatus::kComplete)
+    return nullptr;
+  if (as_part_of_200) rq.method = http::Method::kGet;  // a HEAD's slice is fetched with GET
+  return build_cache_object(key, rq, rh, cfg, request_time, now);
+}
+
 bool Session::saved_request(http::RequestHead& out) {
   http::RequestParser parser;
   return parser.parse(cache_request_, out) == http::ParseStatus::kComplete;
@@ -420,20 +443,25 @@ bool Session::step_serve_cached() {
     if (written) arm(TimerFor::kBodyIdle, route_->config.timeouts.idle);
     return written > 0 || out_.size() != before;
   }
+  serving_.reset();
+  if (!ranges_body_.empty()) std::string().swap(ranges_body_);
+  finish_cache_response();
+  return true;
+}
+
+// A response the gateway answered itself (from stored objects or slices) is all sent.
+void Session::finish_cache_response() {
   auto elapsed = std::chrono::duration<double>(w_.loop().update_now() - started_).count();
   route_->metrics.responses[status_ / 100]->inc();
   route_->metrics.latency->observe(elapsed);
   route_->metrics.bytes_out->inc(bytes_to_client_);
   log_access(status_);
-  serving_.reset();
-  if (!ranges_body_.empty()) std::string().swap(ranges_body_);
   end_request();
   if (close_after_ || !keep_alive_ || client_eof_) {
     phase_ = Phase::kClosing;
   } else {
     enter_idle();
   }
-  return true;
 }
 
 void Session::cache_end() {

@@ -49,29 +49,12 @@ std::shared_ptr<const cache::Object> slice_object(http::ClientResponse resp, uin
     }
   }
   if (resp.status == 206 || resp.status == 200) {
-    // Judged as the 200 it is a part of (RFC 9111 section 3.4 allows storing parts; storable() knows 200s).
-    std::string head = "HTTP/1.1 200 OK\r\n";
-    for (auto& [name, value] : resp.headers) {
-      if (http::iequals(name, "transfer-encoding") || http::iequals(name, "content-length") ||
-          http::iequals(name, "content-range"))
-        continue;
-      head += name + ": " + value + "\r\n";
-    }
-    head += "Content-Length: " + std::to_string(resp.body.size()) + "\r\n\r\n";
-    http::ResponseParser rp;
-    http::ResponseHead rh;
-    http::RequestParser qp;
-    http::RequestHead rq;
-    if (rp.parse(head, http::Method::kGet, rh) == http::ParseStatus::kComplete &&
-        qp.parse(request_head, rq) == http::ParseStatus::kComplete) {
-      rq.method = http::Method::kGet;  // a HEAD's slice is fetched with GET
-      if (auto obj = build_cache_object(key, rq, rh, cfg, request_time, now)) {
-        obj->slice_total = range ? *range->complete_length : resp.body.size();
-        obj->slice_first = range ? range->first : 0;
-        obj->body = std::move(resp.body);
-        if (range || obj->body.size() <= cfg.slice_bytes) store.insert(obj);
-        return obj;
-      }
+    if (auto obj = build_cache_object(key, request_head, resp, /*as_part_of_200=*/true, cfg, request_time, now)) {
+      obj->slice_total = range ? *range->complete_length : resp.body.size();
+      obj->slice_first = range ? range->first : 0;
+      obj->body = std::move(resp.body);
+      if (range || obj->body.size() <= cfg.slice_bytes) store.insert(obj);
+      return obj;
     }
     if (range) {
       error = "the origin's response may not be stored, and a slice route answers only from stored slices";
@@ -150,17 +133,7 @@ bool Session::step_slices() {
     if (written) arm(TimerFor::kBodyIdle, route_->config.timeouts.idle);
     return written > 0 || out_.size() != before;
   }
-  auto elapsed = std::chrono::duration<double>(w_.loop().update_now() - started_).count();
-  route_->metrics.responses[status_ / 100]->inc();
-  route_->metrics.latency->observe(elapsed);
-  route_->metrics.bytes_out->inc(bytes_to_client_);
-  log_access(status_);
-  end_request();
-  if (close_after_ || !keep_alive_ || client_eof_) {
-    phase_ = Phase::kClosing;
-  } else {
-    enter_idle();
-  }
+  finish_cache_response();
   return true;
 }
 

@@ -219,25 +219,11 @@ void Worker::refresh_in_background(std::shared_ptr<const Snapshot> snapshot, con
                           stale->refreshed_date.store(now);
                           stale->refreshed_response_time.store(now);
                         } else if (resp.ok()) {
-                          // The client gathered the body; judge the response as its head would have been read.
-                          std::string head = "HTTP/1.1 " + std::to_string(resp.status) + " -\r\n";
-                          for (auto& [name, value] : resp.headers) {
-                            if (http::iequals(name, "transfer-encoding") || http::iequals(name, "content-length"))
-                              continue;
-                            head += name + ": " + value + "\r\n";
-                          }
-                          head += "Content-Length: " + std::to_string(resp.body.size()) + "\r\n\r\n";
-                          http::ResponseParser rp;
-                          http::ResponseHead rh;
-                          http::RequestParser qp;
-                          http::RequestHead rq;
-                          if (rp.parse(head, http::Method::kGet, rh) == http::ParseStatus::kComplete &&
-                              qp.parse(request_head, rq) == http::ParseStatus::kComplete) {
-                            if (auto obj = build_cache_object(key, rq, rh, route->config.cache, request_time, now)) {
-                              obj->body = std::move(resp.body);
-                              prepare_variants(*obj);
-                              store.insert(std::move(obj));
-                            }
+                          if (auto obj = build_cache_object(key, request_head, resp, /*as_part_of_200=*/false,
+                                                            route->config.cache, request_time, now)) {
+                            obj->body = std::move(resp.body);
+                            prepare_variants(*obj);
+                            store.insert(std::move(obj));
                           }
                         }
                         store.end_fill(key);

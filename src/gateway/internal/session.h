@@ -10,6 +10,7 @@
 #include "core/event_loop.h"
 #include "core/net.h"
 #include "gateway/internal/worker.h"
+#include "http/client.h"
 #include "http/transport.h"
 #include "http/wire/h1.h"
 
@@ -19,6 +20,12 @@ namespace cumulo::gateway {
 std::shared_ptr<cache::Object> build_cache_object(const std::string& key, const http::RequestHead& rq,
                                                   const http::ResponseHead& resp, const RouteCacheConfig& cfg,
                                                   int64_t request_time, int64_t now);
+// The same for a response an http::Client gathered whole (a background refresh, a slice), judged as its head
+// would have been read for `request_head`. `as_part_of_200`: a slice (a 206, or a 200 fetched with GET for a GET
+// or a HEAD) judged as the 200 it is a part of (RFC 9111 section 3.4 allows storing parts; storable() knows 200s).
+std::shared_ptr<cache::Object> build_cache_object(const std::string& key, const std::string& request_head,
+                                                  const http::ClientResponse& resp, bool as_part_of_200,
+                                                  const RouteCacheConfig& cfg, int64_t request_time, int64_t now);
 // Extra representations made once when an object is stored (a gzip variant of compressible content).
 void prepare_variants(cache::Object& obj);
 
@@ -69,6 +76,7 @@ class Session final : public core::IoHandler {
   bool cache_serve_stale_on_error();
   void serve_cached(const http::RequestHead& req, std::shared_ptr<const cache::Object> obj, std::string_view label);
   bool step_serve_cached();
+  void finish_cache_response();
   void capture_body(std::string_view bytes);
   void cache_store();
   void cache_end();
