@@ -86,6 +86,19 @@ def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "con
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
 
 
+def running_stack_status(state_dir) -> dict | None:
+    """STATE_DIR/stack.json of `cumulo up` when it says the stack is running; None otherwise or while rewritten."""
+    try:
+        status = json.loads((Path(state_dir) / "stack.json").read_text())
+        return status if status["state"] == "running" else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def wait_stack_running(state_dir, timeout: float, what: str = "stack.json says running") -> dict:
+    return wait_for(lambda: running_stack_status(state_dir), timeout, what=what)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # processes
 

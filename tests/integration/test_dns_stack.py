@@ -10,7 +10,7 @@ import signal
 import requests
 
 from dns_support import DnsServer, answers, dns, free_udp_tcp_port  # noqa: F401 (dnspython check)
-from support import Process, binary, free_port, wait_for
+from support import Process, binary, free_port, running_stack_status, wait_for, wait_stack_running
 
 
 def test_stack_runs_the_dns_server_and_restarts_it(tmp_path):
@@ -42,19 +42,12 @@ dns:
     state = tmp_path / "state"
     up = Process("cumulo-up", [binary("cumulo"), "up", stack, "--state-dir", state], tmp_path / "up.log")
 
-    def status():
-        try:
-            s = json.loads((state / "stack.json").read_text())
-            return s if s["state"] == "running" else None
-        except (OSError, ValueError, KeyError):
-            return None
-
     def ask(name, rdtype="A"):
         q = dns.message.make_query(name, rdtype)
         return dns.query.udp(q, "127.0.0.1", port=dns_port, timeout=1)
 
     try:
-        st = wait_for(status, timeout=30, what="stack.json says running")
+        st = wait_stack_running(state, timeout=30)
         services = {s["id"]: s for s in st["services"]}
         assert services["dns"]["ready"] and services["dns"]["pid"] > 0
         assert answers(ask("site.test")) == ["127.0.0.1"]  # the gateway's listen address
@@ -63,7 +56,7 @@ dns:
         os.kill(services["dns"]["pid"], signal.SIGKILL)
 
         def restarted():
-            s = status()
+            s = running_stack_status(state)
             if not s:
                 return None
             d = {x["id"]: x for x in s["services"]}["dns"]

@@ -4,7 +4,6 @@ primary, or for an endpoint port in use, are refused."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -15,7 +14,7 @@ import pytest
 import requests
 
 from db_support import need_mariadb
-from support import Process, binary, free_port, wait_for
+from support import Process, binary, free_port, wait_for, wait_stack_running
 
 
 def write_stack(tmp_path, ports, database: str) -> str:
@@ -72,15 +71,8 @@ def test_stack_runs_the_database_tier_and_the_guestbook_uses_it(tmp_path):
     up = Process("cumulo-up", [binary("cumulo"), "up", write_stack(tmp_path, ports, database_section(ports)),
                                "--state-dir", state], tmp_path / "up.log")
 
-    def running():
-        try:
-            return json.loads((state / "stack.json").read_text())["state"] == "running"
-        except (OSError, ValueError, KeyError):
-            return False
-
     try:
-        wait_for(running, timeout=90, what="stack.json says running\n" + up.log_tail(20))
-        status = json.loads((state / "stack.json").read_text())
+        status = wait_stack_running(state, timeout=90, what="stack.json says running\n" + up.log_tail(20))
         services = {s["id"]: s for s in status["services"]}
         assert services["db"]["ready"] and services["db"]["pid"] > 0
         names = [i["name"] for i in status["database"]["instances"]]

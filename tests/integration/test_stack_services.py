@@ -12,7 +12,7 @@ import pytest
 import requests
 from botocore.config import Config
 
-from support import Process, binary, free_port, wait_for
+from support import Process, binary, free_port, wait_for, wait_stack_running
 
 
 def write_stack(tmp_path, gw_port, admin_port, control_port, edge_port, edge2_port) -> str:
@@ -58,15 +58,8 @@ def stack(tmp_path):
                                            ports["edge2"]),
                                "--state-dir", state], tmp_path / "up.log")
 
-    def running():
-        try:
-            return json.loads((state / "stack.json").read_text())["state"] == "running"
-        except (OSError, ValueError, KeyError):
-            return False
-
     try:
-        wait_for(running, timeout=30, what="stack.json says running")
-        yield ports, state, json.loads((state / "stack.json").read_text())
+        yield ports, state, wait_stack_running(state, timeout=30)
     finally:
         up.stop()
 

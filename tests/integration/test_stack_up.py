@@ -9,7 +9,7 @@ import time
 
 import requests
 
-from support import Process, binary, free_port, port_open, wait_for
+from support import Process, binary, free_port, port_open, wait_for, wait_stack_running
 
 
 def write_stack(tmp_path, gw_port: int, admin_port: int, control_port: int) -> str:
@@ -53,13 +53,7 @@ def test_up_runs_zones_restarts_crashes_and_stops_on_ctrl_c(tmp_path):
                                state], tmp_path / "up.log")
     try:
         up.wait_port(gw_port, timeout=20)
-        def running():
-            try:
-                return json.loads((state / "stack.json").read_text())["state"] == "running"
-            except (OSError, ValueError, KeyError):
-                return False
-        wait_for(running, timeout=20, what="stack.json says running")
-        status = json.loads((state / "stack.json").read_text())
+        status = wait_stack_running(state, timeout=20)
         instances = [i for i in status["instances"] if i["state"] == "in_service"]
         assert sorted(i["id"] for i in instances) == ["web-a-1", "web-a-2", "web-b-1", "web-b-2"]
         assert {i["zone"] for i in instances} == {"a", "b"}
