@@ -12,6 +12,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,22 @@ class S3Store:
 
 # ---------------------------------------------------------------------------------------------------------------
 # clients
+
+
+def send_cut_off_upload(store: S3Store, partial_request: bytes):
+    """Sends the start of an upload and closes the connection once the store streams it into a temporary file;
+    asserts that the store then discards that file."""
+    tmp = store.dir / "tmp"
+    with socket.create_connection(("127.0.0.1", store.port)) as sock:
+        sock.sendall(partial_request)
+        deadline = time.monotonic() + 5
+        while not os.listdir(tmp) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert os.listdir(tmp), "the upload should be streaming into a temporary file"
+    deadline = time.monotonic() + 5
+    while os.listdir(tmp) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not os.listdir(tmp), "the partial upload must be discarded"
 
 
 def boto3_client(store: S3Store, user=ADMIN, addressing: str = "path", endpoint: str | None = None):
