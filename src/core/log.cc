@@ -237,8 +237,7 @@ bool log_enabled(LogLevel level) {
   return static_cast<int>(level) >= g_min_level.load(std::memory_order_relaxed);
 }
 
-void log(LogLevel level, std::string_view component, std::string_view msg,
-         std::initializer_list<LogField> fields) {
+void log(LogLevel level, std::string_view component, std::string_view msg, std::span<const LogField> fields) {
   if (!log_enabled(level)) return;
   std::string line;
   line.reserve(160);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -67,7 +68,11 @@ void log_set_level(LogLevel min);
 // "-" or "" means stderr. False when the file cannot be opened; the log then stays where it was.
 bool log_set_file(const std::string& path);
 bool log_enabled(LogLevel level);
-void log(LogLevel level, std::string_view component, std::string_view msg, std::initializer_list<LogField> fields = {});
+void log(LogLevel level, std::string_view component, std::string_view msg, std::span<const LogField> fields);
+inline void log(LogLevel level, std::string_view component, std::string_view msg,
+                std::initializer_list<LogField> fields = {}) {
+  log(level, component, msg, std::span<const LogField>(fields.begin(), fields.size()));
+}
 inline void log_info(std::string_view c, std::string_view m, std::initializer_list<LogField> f = {}) { log(LogLevel::kInfo, c, m, f); }
 inline void log_warn(std::string_view c, std::string_view m, std::initializer_list<LogField> f = {}) { log(LogLevel::kWarn, c, m, f); }
 inline void log_error(std::string_view c, std::string_view m, std::initializer_list<LogField> f = {}) { log(LogLevel::kError, c, m, f); }
