@@ -151,10 +151,17 @@ int main(int argc, char** argv) {
   db_run->add_option("-c,--config", db_config, "Database tier configuration file (docs/configuration.md)")
       ->required();
   db_run->add_flag("--check", db_check, "Only validate the configuration file, then exit");
-  db_run->footer("SIGINT/SIGTERM close the endpoints, then stop every mariadbd cleanly.");
+  db_run->footer("SIGINT/SIGTERM close the endpoints, then stop every mariadbd cleanly. Killed, it leaves the "
+                 "servers and the endpoints serving; started again, it adopts them without a failover.");
+  auto* db_endpoints = db->add_subcommand(
+      "endpoints", "The writer and reader endpoints alone (started by `db run` as a process of their own)");
+  db_endpoints->add_option("-c,--config", db_config, "Database tier configuration file")->required();
+  db_endpoints->footer("SIGHUP re-reads DATA_DIR/routes.json, which `db run` writes; SIGINT/SIGTERM stop it.");
   auto* db_status = db->add_subcommand("status", "Primary, replicas, replication threads, lag, semi-sync, events");
   auto* db_switch = db->add_subcommand("switchover", "Planned switchover of the primary to a replica");
-  db_switch->add_option("--to", db_to, "Replica to promote (default: the most up-to-date one)");
+  db_switch->add_option("--to", db_to,
+                        "Replica to promote (default: the most up-to-date one); with the primary lost, promotes "
+                        "it even if it may lack acknowledged commits that only other replicas hold");
   for (CLI::App* cmd : {db_status, db_switch}) {
     cmd->add_option("-c,--config", db_config, "The running tier's configuration file (for its admin address)");
     cmd->add_option("--admin", db_admin, "The running tier's admin address (HOST:PORT)");
@@ -193,6 +200,7 @@ int main(int argc, char** argv) {
       }
       return db::run(db_config);
     }
+    if (db_endpoints->parsed()) return db::run_endpoints(db_config);
     if (db_status->parsed() || db_switch->parsed()) {
       if (db_admin.empty() && db_config.empty()) {
         std::fprintf(stderr, "cumulo db: give the running tier's --admin HOST:PORT or its -c CONFIG\n");

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -15,7 +16,8 @@
 #include "core/signals.h"
 #include "db/internal/cluster.h"
 #include "db/internal/config.h"
-#include "db/internal/proxy.h"
+#include "db/internal/endpoints.h"
+#include "db/internal/process.h"
 #include "http/client.h"
 #include "http/server.h"
 
@@ -24,53 +26,9 @@ namespace cumulo::db {
 namespace {
 
 constexpr std::string_view kComponent = "db";
-constexpr std::chrono::milliseconds kWaitForPrimary{15'000};
+constexpr std::chrono::milliseconds kEndpointsWatch{250};
 
 using nlohmann::json;
-
-// Hands each change of routes to every proxy loop. Before the loops exist the last change is kept for them.
-class Endpoints {
- public:
-  explicit Endpoints(const DbConfig& cfg) {
-    for (const InstanceSpec& i : cfg.instances) {
-      addresses_[i.name] = *core::SocketAddress::parse("127.0.0.1:" + std::to_string(i.port));
-    }
-  }
-
-  void publish(const Publication& p) {
-    std::lock_guard lock(mu_);
-    last_ = p;
-    for (size_t i = 0; i < workers_.size(); ++i) {
-      loops_[i]->post([w = workers_[i], routes = routes_for(p), close = p.close_backends] {
-        for (const std::string& c : close) w->close_backend(c);
-        w->set_routes(routes);
-      });
-    }
-  }
-
-  // Loop thread of `loop`.
-  void add_worker(core::EventLoop* loop, ProxyWorker* worker) {
-    std::lock_guard lock(mu_);
-    loops_.push_back(loop);
-    workers_.push_back(worker);
-    worker->set_routes(routes_for(last_));
-  }
-
- private:
-  Routes routes_for(const Publication& p) const {
-    Routes r;
-    r.writer = p.writer;
-    r.reader = ReaderRoute(p.readers, p.writer);
-    r.addresses = addresses_;
-    return r;
-  }
-
-  std::mutex mu_;
-  Publication last_;
-  std::map<std::string, core::SocketAddress> addresses_;
-  std::vector<core::EventLoop*> loops_;
-  std::vector<ProxyWorker*> workers_;
-};
 
 const char* role_name(Role r) {
   return r == Role::kPrimary ? "primary" : "replica";
@@ -79,7 +37,7 @@ const char* semi_name(SemiSync s) {
   return s == SemiSync::kOn ? "on" : s == SemiSync::kAsync ? "async" : "off";
 }
 
-json status_json(const ClusterStatus& s, const DbConfig& cfg) {
+json status_json(const ClusterStatus& s, const DbConfig& cfg, const EndpointsProcess& endpoints) {
   json j;
   j["primary"] = s.primary;
   j["epoch"] = s.epoch;
@@ -87,8 +45,12 @@ json status_json(const ClusterStatus& s, const DbConfig& cfg) {
   j["reader"] = cfg.reader;
   j["readers"] = s.readers;
   j["lag_limit_ms"] = cfg.lag_limit.count();
+  j["semi_sync"] = cfg.semi_sync == DbConfig::SemiSyncMode::kStrict ? "strict" : "fallback";
   j["failovers"] = s.failovers;
   j["last_failover_ms"] = s.last_failover_ms;
+  j["failover"] = s.failover.empty() ? json(nullptr) : json(s.failover);
+  j["manager_pid"] = static_cast<long>(::getpid());
+  j["endpoints"] = {{"pid", static_cast<long>(endpoints.pid())}, {"adopted", endpoints.adopted()}};
   j["instances"] = json::array();
   for (const InstanceStatus& i : s.instances) {
     json x;
@@ -96,19 +58,22 @@ json status_json(const ClusterStatus& s, const DbConfig& cfg) {
     x["zone"] = i.zone;
     x["port"] = i.port;
     x["pid"] = i.pid;
+    x["adopted"] = i.adopted;
     x["role"] = role_name(i.role);
     x["state"] = i.state;
-    x["reachable"] = i.view.reachable;
+    x["reachable"] = i.reachable;
     x["gtid_current_pos"] = i.gtid_current_pos;
+    x["gtid_binlog_state"] = i.gtid_binlog_state;
     if (i.role == Role::kPrimary) {
       x["semi_sync"] = semi_name(i.semi_sync);
       x["replicas_connected"] = i.semi_sync_clients;
     } else {
-      x["io_running"] = i.view.io_running;
-      x["sql_running"] = i.view.sql_running;
-      x["seconds_behind"] = i.view.seconds_behind ? json(*i.view.seconds_behind) : json(nullptr);
-      x["gtid_io_pos"] = i.view.gtid_io_pos;
-      x["gtid_slave_pos"] = i.view.gtid_slave_pos;
+      x["source"] = i.source;
+      x["io_running"] = i.io_running;
+      x["sql_running"] = i.sql_running;
+      x["seconds_behind"] = i.seconds_behind ? json(*i.seconds_behind) : json(nullptr);
+      x["gtid_io_pos"] = i.gtid_io_pos;
+      x["gtid_slave_pos"] = i.gtid_slave_pos;
     }
     x["last_error"] = i.last_error;
     j["instances"].push_back(std::move(x));
@@ -126,6 +91,19 @@ void check_port_free(const std::string& what, const std::string& address) {
   }
 }
 
+std::string self_binary() {
+  std::error_code ec;
+  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string("cumulo") : p.string();
+}
+
+bool server_running(const DbConfig& cfg, const InstanceSpec& i) {
+  const auto dir = std::filesystem::absolute(cfg.data_dir) / i.name;
+  return find_running((dir / "mariadbd.pid").string(),
+                      {"--datadir=" + (dir / "data").string() + std::string(1, '\0')})
+      .has_value();
+}
+
 }  // namespace
 
 void check_config(const std::string& config_path) {
@@ -134,6 +112,19 @@ void check_config(const std::string& config_path) {
 
 std::string admin_address(const std::string& config_path) {
   return load_db_config(config_path).admin;
+}
+
+int run_endpoints(const std::string& config_path) {
+  DbConfig cfg;
+  try {
+    cfg = load_db_config(config_path);
+  } catch (const core::ConfigError& e) {
+    std::fprintf(stderr, "cumulo db endpoints: %s\n", e.what());
+    return 2;
+  }
+  if (auto lvl = core::parse_log_level(cfg.log_level)) core::log_set_level(*lvl);
+  if (!cfg.log_file.empty()) core::log_set_file(cfg.log_file);
+  return db::run_endpoints(cfg);
 }
 
 int run(const std::string& config_path) {
@@ -149,11 +140,16 @@ int run(const std::string& config_path) {
 
   const sigset_t mask = core::block_signals({SIGINT, SIGTERM});
 
+  EndpointsProcess endpoints(cfg, self_binary(), std::filesystem::absolute(config_path).string());
+  const bool endpoints_adopted = endpoints.adopt();
   try {
-    check_port_free("writer", cfg.writer);
-    check_port_free("reader", cfg.reader);
     check_port_free("admin", cfg.admin);
+    if (!endpoints_adopted) {
+      check_port_free("writer", cfg.writer);
+      check_port_free("reader", cfg.reader);
+    }
     for (const InstanceSpec& i : cfg.instances) {
+      if (server_running(cfg, i)) continue;  // adopted below
       check_port_free("instance " + i.name + " port", "127.0.0.1:" + std::to_string(i.port));
     }
   } catch (const std::exception& e) {
@@ -161,38 +157,39 @@ int run(const std::string& config_path) {
     return 1;
   }
 
-  Endpoints endpoints(cfg);
   std::unique_ptr<Cluster> cluster;
   try {
-    cluster = std::make_unique<Cluster>(cfg, [&endpoints](const Publication& p) { endpoints.publish(p); });
+    cluster = std::make_unique<Cluster>(cfg, [&endpoints](const Publication& p) {
+      try {
+        endpoints.publish(p);
+      } catch (const std::exception& e) {
+        core::log_error(kComponent, "cannot hand the routes to the endpoints", {{"error", e.what()}});
+      }
+    });
     cluster->start();
+    if (!endpoints_adopted) endpoints.start();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cumulo db: cannot start the database tier: %s\n", e.what());
     core::log_error(kComponent, "cannot start", {{"error", e.what()}});
-    if (cluster) cluster->stop();
+    // Servers and endpoints of an earlier run keep serving as they were; only what this run started stops.
+    if (cluster && !cluster->adopted()) {
+      if (!endpoints_adopted) endpoints.stop();
+      cluster->stop();
+    }
     return 1;
   }
 
   core::EventLoop main_loop;
-  std::vector<std::unique_ptr<core::EventLoop>> extra_loops;
-  std::vector<std::unique_ptr<ProxyWorker>> workers;
-  std::vector<std::thread> threads;
   std::unique_ptr<http::Server> admin;
   std::mutex switch_mu;
   std::vector<std::thread> switch_threads;
+  // The endpoints process is started again should it die (its clients are gone then, new ones find the
+  // routes).
+  core::Timer watch_timer(main_loop, [&] {
+    endpoints.watch();
+    watch_timer.arm(kEndpointsWatch);
+  });
   try {
-    auto writer = *core::SocketAddress::parse(cfg.writer);
-    auto reader = *core::SocketAddress::parse(cfg.reader);
-    workers.push_back(std::make_unique<ProxyWorker>(main_loop, writer, reader, kWaitForPrimary));
-    // Port 0 resolved by the first listener, so that every loop shares the same one.
-    writer = workers[0]->local_address(EndpointKind::kWriter);
-    reader = workers[0]->local_address(EndpointKind::kReader);
-    endpoints.add_worker(&main_loop, workers[0].get());
-    for (int i = 1; i < cfg.workers; ++i) {
-      extra_loops.push_back(std::make_unique<core::EventLoop>());
-      workers.push_back(std::make_unique<ProxyWorker>(*extra_loops.back(), writer, reader, kWaitForPrimary));
-      endpoints.add_worker(extra_loops.back().get(), workers.back().get());
-    }
     http::ServerOptions opts;
     opts.listen = *core::SocketAddress::parse(cfg.admin);
     opts.max_body_bytes = 4096;
@@ -200,7 +197,7 @@ int run(const std::string& config_path) {
     admin =
         std::make_unique<http::Server>(main_loop, opts, [&, c](http::Request& req, http::Responder respond) {
           if (req.method == "GET" && (req.path == "/status" || req.path == "/")) {
-            respond(http::Response::json(200, status_json(c->status(), cfg).dump(2) + "\n"));
+            respond(http::Response::json(200, status_json(c->status(), cfg, endpoints).dump(2) + "\n"));
             return;
           }
           if (req.method == "POST" && req.path == "/switchover") {
@@ -223,32 +220,33 @@ int run(const std::string& config_path) {
         });
     admin->start();
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "cumulo db: cannot start the endpoints: %s\n", e.what());
+    std::fprintf(stderr, "cumulo db: cannot start the admin API: %s\n", e.what());
+    endpoints.stop();
     cluster->stop();
     return 1;
   }
-  for (auto& l : extra_loops) threads.emplace_back([loop = l.get()] { loop->run(); });
+  watch_timer.arm(kEndpointsWatch);
   std::thread monitor([&] { cluster->run_monitor(); });
 
   core::SignalWatcher signals(main_loop, mask, [&main_loop](int) { main_loop.stop(); });
   core::log_info(kComponent, "started",
-                 {{"writer", workers[0]->local_address(EndpointKind::kWriter).to_string()},
-                  {"reader", workers[0]->local_address(EndpointKind::kReader).to_string()},
+                 {{"writer", cfg.writer},
+                  {"reader", cfg.reader},
                   {"admin", cfg.admin},
+                  {"endpoints_pid", static_cast<long>(endpoints.pid())},
                   {"primary", cluster->status().primary}});
   main_loop.run();
 
   core::log_info(kComponent, "stopping: closing the endpoints, then stopping every server");
   admin->shutdown();
-  for (auto& l : extra_loops) l->stop();
-  for (auto& t : threads) t.join();
+  watch_timer.cancel();
+  endpoints.stop();
   cluster->stop();
   monitor.join();
   {
     std::lock_guard lock(switch_mu);
     for (auto& t : switch_threads) t.join();
   }
-  workers.clear();
   core::log_info(kComponent, "stopped");
   return 0;
 }

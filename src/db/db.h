@@ -7,10 +7,16 @@
 
 namespace cumulo::db {
 
-// Runs until SIGINT or SIGTERM, then stops the endpoints and every mariadbd cleanly. Returns the exit code: 0
-// after a clean stop, 2 for an invalid configuration, 1 when start-up fails (a port in use, a server that
-// does not start).
+// The manager: runs until SIGINT or SIGTERM, then stops the endpoints and every mariadbd cleanly. Servers and
+// endpoints that an earlier run left running (it was killed) are adopted, not restarted. Returns the exit
+// code: 0 after a clean stop, 2 for an invalid configuration, 1 when start-up fails (a port in use, a server
+// that does not start).
 int run(const std::string& config_path);
+
+// The writer and reader endpoints alone (`cumulo db endpoints -c FILE`), as `run` starts them: a process
+// apart from the manager, so that clients keep their connections while the manager is down or restarting.
+// Runs until SIGINT or SIGTERM; SIGHUP re-reads the routes the manager wrote (docs/db.md, "Endpoints").
+int run_endpoints(const std::string& config_path);
 
 // Parses and validates a configuration file; throws core::ConfigError naming file, line and column.
 void check_config(const std::string& config_path);

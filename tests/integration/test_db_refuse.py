@@ -14,7 +14,7 @@ from support import wait_for
 
 @pytest.mark.time_limit(60)
 def test_no_automatic_failover_after_semi_sync_fell_back(procs, tmp_path):
-    tier = DbTier(procs, tmp_path, zones=("a", "b"), semi_sync_timeout="300ms")
+    tier = DbTier(procs, tmp_path, zones=("a", "b"), semi_sync="fallback", semi_sync_timeout="300ms")
     try:
         primary = tier.status()["primary"]
         replica = tier.instances[1]["name"]

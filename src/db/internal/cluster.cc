@@ -1,13 +1,19 @@
+// The cluster's instances and processes, its state file, the monitor's tick, status and switchover. Replicas'
+// repairs are in replica.cc, the failover in failover.cc.
 #include "db/internal/cluster.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -15,7 +21,7 @@
 #include <stdexcept>
 
 #include "core/log.h"
-#include "core/net.h"
+#include "db/internal/instance.h"
 #include "db/internal/process.h"
 
 namespace cumulo::db {
@@ -30,8 +36,12 @@ constexpr std::string_view kComponent = "db";
 constexpr size_t kMaxEvents = 50;
 constexpr milliseconds kStartLimit{60'000};
 constexpr milliseconds kStopGrace{30'000};
-constexpr milliseconds kRestartBackoff{1'000};
-constexpr int kCatchUpSeconds = 10;  // MASTER_GTID_WAIT before a promotion
+constexpr milliseconds kKillWait{10'000};
+constexpr milliseconds kAdoptConnect{5'000};
+constexpr int kSwitchoverCatchUpSeconds = 10;
+// Strict semi-sync: the primary waits this long for a replica's acknowledgement, which is to say it does not
+// give up (rpl_semi_sync_master_timeout counts milliseconds; this is about 49 days).
+constexpr uint64_t kStrictSemiSyncTimeoutMs = 4'294'967'295ull;
 
 std::string sql_literal(const std::string& s) {
   return "'" + s + "'";
@@ -44,45 +54,76 @@ std::string read_text(const fs::path& p) {
   return ss.str();
 }
 
+// Written aside, flushed to disk, then renamed over the old file: a crash leaves the old state or the new
+// one.
+void write_durably(const fs::path& path, const std::string& text) {
+  fs::path tmp = path;
+  tmp += ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::runtime_error("cannot write " + tmp.string() + ": " + std::strerror(errno));
+  size_t off = 0;
+  while (off < text.size()) {
+    ssize_t n = ::write(fd, text.data() + off, text.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int err = errno;
+      ::close(fd);
+      throw std::runtime_error("cannot write " + tmp.string() + ": " + std::strerror(err));
+    }
+    off += static_cast<size_t>(n);
+  }
+  ::fsync(fd);
+  ::close(fd);
+  fs::rename(tmp, path);
+  int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir >= 0) {
+    ::fsync(dir);
+    ::close(dir);
+  }
+}
+
+std::string column(const SqlRow& row, const char* key) {
+  auto it = row.find(key);
+  return it != row.end() && it->second ? *it->second : std::string();
+}
+
+GtidSet parse_set(const std::string& text) {
+  return GtidSet::parse(text).value_or(GtidSet{});
+}
+
 }  // namespace
 
-struct Cluster::Instance {
-  InstanceSpec spec;
-  int server_id = 0;
-  fs::path dir;      // DATA_DIR/NAME
-  fs::path datadir;  // DATA_DIR/NAME/data
-  std::string socket;
-  std::string error_log;
-  pid_t pid = 0;
-  Role role = Role::kReplica;
-  std::string state = "down";
-  bool needs_rebuild = false;
-  bool fenced = false;
-  SqlConnection conn;
-  bool reachable = false;
-  ReplicaView view;
-  std::string gtid_current_pos;
-  std::string last_error;
-  SemiSync semi_sync = SemiSync::kOff;
-  int dump_threads = 0;
-  Clock::time_point next_restart{};
-  // Bound (not listening) while the server is down, so that the kernel does not hand its port to an outgoing
-  // connection as an ephemeral port meanwhile: a client reconnecting during a failover could take it and keep
-  // the server from starting again.
-  core::Fd port_guard;
+void Cluster::Instance::guard_port() {
+  if (port_guard) return;
+  core::Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  int one = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(spec.port);
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sin), sizeof sin) == 0) port_guard = std::move(fd);
+}
 
-  void guard_port() {
-    if (port_guard) return;
-    core::Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    int one = 1;
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons(spec.port);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sin), sizeof sin) == 0) port_guard = std::move(fd);
+const char* Cluster::state_name(State s) {
+  switch (s) {
+    case State::kDown:
+      return "down";
+    case State::kStarting:
+      return "starting";
+    case State::kRecovering:
+      return "recovering";
+    case State::kRunning:
+      return "running";
+    case State::kBroken:
+      return "broken";
+    case State::kFenced:
+      return "fenced";
+    case State::kRebuilding:
+      return "rebuilding";
   }
-};
+  return "?";
+}
 
 Cluster::Cluster(DbConfig config, Publish publish)
     : config_(std::move(config)), publish_(std::move(publish)) {
@@ -98,7 +139,7 @@ Cluster::Cluster(DbConfig config, Publish publish)
     inst->datadir = inst->dir / "data";
     inst->socket = (inst->dir / "mariadbd.sock").string();
     inst->error_log = (inst->dir / "error.log").string();
-    inst->view.name = spec.name;
+    inst->pid_file = (inst->dir / "mariadbd.pid").string();
     if (inst->socket.size() >= 100) {
       throw std::runtime_error("data_dir " + root.string() + " is too deep: the Unix socket path " +
                                inst->socket + " would pass the 107-byte limit; choose a shorter data_dir");
@@ -118,25 +159,41 @@ Cluster::Instance* Cluster::find(const std::string& name) {
   return nullptr;
 }
 
+Cluster::Instance* Cluster::find_by_port(int port) {
+  for (auto& i : instances_) {
+    if (i->spec.port == port) return i.get();
+  }
+  return nullptr;
+}
+
 Cluster::Instance& Cluster::primary() {
   return *find(primary_);
 }
 
-void Cluster::event(const std::string& msg) {
-  core::log_info(kComponent, msg, {{"primary", primary_}});
+void Cluster::event(std::string_view kind, const std::string& msg,
+                    std::initializer_list<core::LogField> fields) {
+  std::vector<core::LogField> all;
+  all.reserve(fields.size() + 2);
+  all.emplace_back("event", kind);
+  all.insert(all.end(), fields.begin(), fields.end());
+  all.emplace_back("primary", primary_);
+  core::log(core::LogLevel::kInfo, kComponent, msg, std::span<const core::LogField>(all));
   std::lock_guard lock(status_mu_);
   events_.push_back(core::utc_timestamp() + " " + msg);
   while (events_.size() > kMaxEvents) events_.pop_front();
 }
 
-std::vector<std::string> Cluster::server_args(const Instance& inst) const {
+std::vector<std::string> Cluster::server_args(const Instance& inst, bool after_fence) const {
   const std::string bin = config_.bin_dir;
+  const bool strict = config_.semi_sync == DbConfig::SemiSyncMode::kStrict;
+  const uint64_t semi_timeout =
+      strict ? kStrictSemiSyncTimeoutMs : static_cast<uint64_t>(config_.semi_sync_timeout.count());
   std::vector<std::string> a = {
       bin + "/sbin/mariadbd",
       "--no-defaults",
       "--datadir=" + inst.datadir.string(),
       "--socket=" + inst.socket,
-      "--pid-file=" + (inst.dir / "mariadbd.pid").string(),
+      "--pid-file=" + inst.pid_file,
       "--port=" + std::to_string(inst.spec.port),
       "--bind-address=127.0.0.1",
       "--log-error=" + inst.error_log,
@@ -144,15 +201,23 @@ std::vector<std::string> Cluster::server_args(const Instance& inst) const {
       "--log-bin=binlog",
       "--relay-log=relay",
       "--binlog-format=ROW",
-      "--sync-binlog=1",
-      "--innodb-flush-log-at-trx-commit=1",
+      // The primary flushes every commit; a replica flushes its binary log and redo log to the OS only (a
+      // killed replica loses nothing; one whose machine loses power may lose its last second, which the
+      // primary still holds), and is made as durable as a primary before it is promoted (promote()). A
+      // replica's acknowledgement of a commit never meant more than that: its relay log is not flushed
+      // either.
+      std::string("--sync-binlog=") + (inst.role == Role::kPrimary ? "1" : "0"),
+      std::string("--innodb-flush-log-at-trx-commit=") + (inst.role == Role::kPrimary ? "1" : "2"),
       "--log-slave-updates=ON",
       "--gtid-strict-mode=ON",
       "--rpl-semi-sync-master-wait-point=AFTER_SYNC",
-      "--rpl-semi-sync-master-timeout=" + std::to_string(config_.semi_sync_timeout.count()),
-      "--rpl-semi-sync-master-enabled=OFF",  // switched on once a replica is connected
+      "--rpl-semi-sync-master-timeout=" + std::to_string(semi_timeout),
+      "--rpl-semi-sync-master-wait-no-slave=ON",
+      "--rpl-semi-sync-master-enabled=OFF",  // switched on when it becomes the primary
       "--rpl-semi-sync-slave-enabled=ON",
       std::string("--read-only=") + (inst.role == Role::kPrimary ? "OFF" : "ON"),
+      // Replication starts only when the tier says so: a restarted IO thread would discard the relay log,
+      // which may be the only copy of acknowledged commits.
       "--skip-slave-start",
       "--skip-name-resolve",
       "--slave-net-timeout=5",
@@ -162,6 +227,10 @@ std::vector<std::string> Cluster::server_args(const Instance& inst) const {
       "--performance-schema=OFF",
       "--max-connections=1000",
   };
+  // A fenced primary recovers as a semi-sync replica: transactions that were written to its binary log but
+  // never acknowledged (prepared, not committed) are truncated instead of committed, so that it usually holds
+  // nothing its successor lacks and can rejoin without a rebuild.
+  if (after_fence) a.push_back("--init-rpl-role=SLAVE");
   if (::geteuid() == 0) a.push_back("--user=root");
   return a;
 }
@@ -189,41 +258,44 @@ void Cluster::prepare_data_dir(Instance& inst) {
   fs::copy(template_dir_, inst.datadir, fs::copy_options::recursive);
 }
 
-void Cluster::start_instance(Instance& inst) {
-  // A server left by an earlier run that did not stop (cumulo killed): stop it by its PID file first.
-  const fs::path pid_file = inst.dir / "mariadbd.pid";
-  if (fs::exists(pid_file)) {
-    pid_t old = static_cast<pid_t>(std::atol(read_text(pid_file).c_str()));
-    std::string cmdline = old > 0 ? read_text("/proc/" + std::to_string(old) + "/cmdline") : "";
-    if (old > 0 && cmdline.find(inst.datadir.string()) != std::string::npos) {
-      core::log_warn(kComponent, "stopping a server left running by an earlier run",
-                     {{"instance", inst.spec.name}, {"pid", static_cast<long>(old)}});
-      ::kill(old, SIGTERM);
-      for (int i = 0; i < 1500 && ::kill(old, 0) == 0; ++i) ::usleep(20'000);
-      if (::kill(old, 0) == 0) ::kill(old, SIGKILL);
-    }
-    fs::remove(pid_file);
+void Cluster::start_instance(Instance& inst, bool after_fence) {
+  // A server still running on this data directory (an earlier run's, not adopted) would keep this one from
+  // starting: end it first.
+  if (auto leftover = find_running(inst.pid_file, {inst.datadir_arg()})) {
+    core::log_warn(kComponent, "stopping a server left running on this data directory",
+                   {{"instance", inst.spec.name}, {"pid", static_cast<long>(leftover->pid)}});
+    kill_now(leftover->pid, false, kKillWait);
   }
+  fs::remove(inst.pid_file);
   inst.conn.close();
   inst.port_guard.reset();
-  inst.pid = spawn(server_args(inst), (inst.dir / "mariadbd.out").string());
-  inst.state = "starting";
+  inst.pid = spawn(server_args(inst, after_fence), (inst.dir / "mariadbd.out").string());
+  inst.adopted = false;
+  inst.state = State::kStarting;
   inst.reachable = false;
+  inst.received_known = false;
+  inst.io_pos = GtidSet{};
+  inst.unreachable_since = Clock::now();
+}
+
+bool Cluster::process_running(Instance& inst) {
+  if (inst.pid <= 0) return false;
+  if (inst.adopted) return running(inst.adopted_process);
+  return !reap(inst.pid);
 }
 
 bool Cluster::wait_ready(Instance& inst, milliseconds limit) {
   const auto deadline = Clock::now() + limit;
   while (Clock::now() < deadline) {
-    if (inst.pid == 0 || reap(inst.pid)) {
+    if (!process_running(inst)) {
       inst.pid = 0;
       inst.guard_port();
-      inst.state = "down";
+      inst.state = State::kDown;
       inst.last_error =
           "mariadbd exited during start-up; " + inst.error_log + ":\n" + file_tail(inst.error_log, 8);
       return false;
     }
     if (inst.conn.connect_socket(inst.socket, config_.connect_timeout)) {
-      inst.state = "running";
       inst.reachable = true;
       return true;
     }
@@ -232,6 +304,14 @@ bool Cluster::wait_ready(Instance& inst, milliseconds limit) {
   inst.last_error =
       "mariadbd did not accept connections within " + std::to_string(limit.count() / 1000) + " s";
   return false;
+}
+
+std::vector<std::string> Cluster::application_databases() const {
+  std::vector<std::string> dbs;
+  for (const UserSpec& u : config_.users)
+    for (const std::string& d : u.databases)
+      if (std::find(dbs.begin(), dbs.end(), d) == dbs.end()) dbs.push_back(d);
+  return dbs;
 }
 
 void Cluster::apply_users(Instance& inst) {
@@ -261,64 +341,122 @@ void Cluster::apply_users(Instance& inst) {
   }
 }
 
-void Cluster::make_replica_of(Instance& inst, const Instance& p) {
-  const UserSpec& r = config_.replication;
-  // current_pos: a former primary continues from its own binary log, a replica from what it applied.
-  std::vector<std::string> sql = {
-      "STOP SLAVE", "SET GLOBAL read_only=ON", "SET GLOBAL rpl_semi_sync_master_enabled=OFF",
-      "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=" + std::to_string(p.spec.port) +
-          ", MASTER_USER=" + sql_literal(r.name) + ", MASTER_PASSWORD=" + sql_literal(r.password) +
-          ", MASTER_USE_GTID=current_pos, MASTER_CONNECT_RETRY=1",
-      "START SLAVE"};
-  for (const std::string& s : sql) {
-    if (!inst.conn.exec(s)) {
-      throw std::runtime_error(inst.spec.name + ": cannot replicate from " + p.spec.name + ": " +
-                               inst.conn.error());
-    }
+void Cluster::load_state() {
+  primary_ = config_.primary;
+  const fs::path state_path = fs::path(config_.data_dir) / "cluster.json";
+  if (!fs::exists(state_path)) return;
+  auto j = nlohmann::json::parse(read_text(state_path), nullptr, false);
+  if (!j.is_object() || !j.contains("primary") || !find(j["primary"].get<std::string>())) {
+    throw std::runtime_error(
+        state_path.string() +
+        " is not a state this tier wrote (no known primary in it); move it away to start "
+        "afresh from the configured primary");
   }
-  inst.role = Role::kReplica;
+  primary_ = j["primary"].get<std::string>();
+  epoch_ = j.value("epoch", 0ull);
+  failovers_ = j.value("failovers", 0);
+  last_failover_ms_ = j.value("last_failover_ms", -1ll);
+  history_ = parse_set(j.value("history", ""));
+  for (const auto& n : j.value("rebuild", nlohmann::json::array())) {
+    if (Instance* i = find(n.get<std::string>())) i->needs_rebuild = true;
+  }
+  if (j.contains("failover") && j["failover"].is_object()) {
+    const auto& f = j["failover"];
+    failover_.active = true;
+    failover_.old_primary = f.value("old", primary_);
+    failover_.candidate = f.value("candidate", "");
+    failover_.target = parse_set(f.value("target", ""));
+    failover_.started = Clock::now();
+    if (!find(failover_.old_primary)) failover_.old_primary = primary_;
+    if (!failover_.candidate.empty() && !find(failover_.candidate)) failover_.candidate.clear();
+  }
 }
 
-void Cluster::save_state() const {
+void Cluster::save_state() {
   nlohmann::json j;
   j["primary"] = primary_;
   j["epoch"] = epoch_;
+  j["failovers"] = failovers_;
+  j["last_failover_ms"] = last_failover_ms_;
+  j["history"] = history_.to_string();
   j["rebuild"] = nlohmann::json::array();
   for (const auto& i : instances_) {
     if (i->needs_rebuild) j["rebuild"].push_back(i->spec.name);
   }
-  const fs::path path = fs::path(config_.data_dir) / "cluster.json";
-  fs::path tmp = path;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << j.dump(2) << "\n";
+  if (failover_.active) {
+    j["failover"] = {{"old", failover_.old_primary},
+                     {"candidate", failover_.candidate},
+                     {"target", failover_.target.to_string()}};
   }
-  fs::rename(tmp, path);
+  write_durably(fs::path(config_.data_dir) / "cluster.json", j.dump(2) + "\n");
+}
+
+void Cluster::adopt(Instance& inst) {
+  auto p = find_running(inst.pid_file, {inst.datadir_arg()});
+  if (!p) return;
+  inst.pid = p->pid;
+  inst.adopted = true;
+  inst.adopted_process = *p;
+  inst.state = State::kStarting;
+  inst.received_known = false;  // what its IO thread did before is unknown to this run
+  adopted_any_ = true;
+  event("adopted",
+        "adopted " + inst.spec.name + " (pid " + std::to_string(p->pid) + "), left running by an earlier run",
+        {{"instance", inst.spec.name}, {"pid", static_cast<long>(p->pid)}});
 }
 
 void Cluster::start() {
   fs::create_directories(config_.data_dir);
   ::chmod(config_.data_dir.c_str(), 0700);
-  primary_ = config_.primary;
-  const fs::path state_path = fs::path(config_.data_dir) / "cluster.json";
-  if (fs::exists(state_path)) {
-    auto j = nlohmann::json::parse(read_text(state_path), nullptr, false);
-    if (j.is_object() && j.contains("primary") && find(j["primary"].get<std::string>())) {
-      primary_ = j["primary"].get<std::string>();
-      epoch_ = j.value("epoch", 0ull);
-      for (const auto& n : j.value("rebuild", nlohmann::json::array())) {
-        if (Instance* i = find(n.get<std::string>())) i->needs_rebuild = true;
-      }
-    }
-  }
-  bool fresh = false;
+  load_state();
   for (auto& i : instances_) {
     i->role = i->spec.name == primary_ ? Role::kPrimary : Role::kReplica;
+    adopt(*i);
+  }
+  if (adopted_any_) {
+    // An earlier run died and left its servers serving: take them over as they are, with no failover. Roles
+    // come from cluster.json and are checked against the servers by the monitor (a replica not replicating
+    // from the primary is repaired, a failover that was under way is resumed).
+    for (auto& i : instances_) {
+      if (i->pid == 0) {
+        i->state = State::kDown;
+        i->guard_port();
+        continue;
+      }
+      if (!wait_ready(*i, kAdoptConnect)) {
+        core::log_warn(kComponent, "an adopted server does not answer yet",
+                       {{"instance", i->spec.name}, {"error", i->last_error}});
+      }
+    }
+    for (auto& i : instances_)
+      if (i->spec.name != primary_) poll(*i);
+    poll(primary());
+    Instance& p = primary();
+    if (!failover_.active && p.reachable && (p.read_only || p.has_source)) {
+      // Left read-only by a switchover that the earlier run did not finish (the target was not promoted: it
+      // would be the recorded primary otherwise).
+      std::string err = promote(p);
+      if (!err.empty()) throw std::runtime_error(p.spec.name + ": cannot make it the primary again: " + err);
+      event("primary_restored",
+            p.spec.name + " was left read-only by an unfinished switchover: writable again",
+            {{"instance", p.spec.name}});
+      poll(p);
+    }
+    if (p.reachable) last_semi_sync_ = p.semi_sync;
+    save_state();
+    event("started", "adopted the running tier: " + primary_ + " is the primary" +
+                         (failover_.active ? "; resuming the failover from " + failover_.old_primary : ""));
+    publish();
+    update_status();
+    return;
+  }
+
+  bool fresh = false;
+  for (auto& i : instances_) {
     if (!fs::exists(i->datadir / "mysql")) fresh = true;
   }
   if (fresh) bootstrap_template();
-  primary().needs_rebuild = false;
+  if (!failover_.active) primary().needs_rebuild = false;
   for (auto& i : instances_) {
     if (fs::exists(i->datadir / "mysql") || i->needs_rebuild) continue;
     if (i->role == Role::kReplica && !fresh) {
@@ -330,396 +468,309 @@ void Cluster::start() {
     }
   }
   for (auto& i : instances_) {
-    if (!i->needs_rebuild) start_instance(*i);
+    if (failover_.active && i->spec.name == failover_.old_primary) {
+      i->state = State::kFenced;  // stays down until the failover is done, then rejoins
+      i->guard_port();
+      continue;
+    }
+    if (i->needs_rebuild) {
+      i->guard_port();
+      continue;
+    }
+    start_instance(*i);
   }
   for (auto& i : instances_) {
-    if (i->needs_rebuild) continue;
+    if (i->needs_rebuild || i->state == State::kFenced) continue;
     if (!wait_ready(*i, kStartLimit)) throw std::runtime_error(i->spec.name + ": " + i->last_error);
     apply_users(*i);
   }
-  Instance& p = primary();
-  if (!p.conn.exec("STOP SLAVE") || !p.conn.exec("RESET SLAVE ALL") ||
-      !p.conn.exec("SET GLOBAL read_only=OFF")) {
-    throw std::runtime_error(p.spec.name + ": cannot make it the primary: " + p.conn.error());
+  for (auto& i : instances_)
+    if (i->spec.name != primary_) poll(*i);
+  poll(primary());
+  if (failover_.active) {
+    // Stopped in the middle of a failover: the monitor resumes it (the old primary stays fenced).
+    save_state();
+    event("started", "resuming the failover from " + failover_.old_primary + " that an earlier run began");
+    publish();
+    update_status();
+    return;
   }
+  Instance& p = primary();
+  std::string err = promote(p);
+  if (!err.empty()) throw std::runtime_error(p.spec.name + ": cannot make it the primary: " + err);
+  poll(p);
+  history_.merge(p.binlog_state);
   for (auto& i : instances_) {
-    if (i.get() == &p) continue;
-    if (i->needs_rebuild) {
-      rebuild(*i);
-    } else {
-      make_replica_of(*i, p);
-    }
+    if (i.get() == &p || i->needs_rebuild) continue;
+    reconcile(*i);
   }
   save_state();
-  event("started: " + p.spec.name + " is the primary, " + std::to_string(instances_.size() - 1) +
-        " replica(s)");
-  for (auto& i : instances_) poll(*i);
-  last_semi_sync_ = primary().semi_sync;
+  event("started", "started: " + p.spec.name + " is the primary, " + std::to_string(instances_.size() - 1) +
+                       " replica(s)");
+  for (auto& i : instances_)
+    if (i.get() != &p) poll(*i);
+  poll(p);
+  last_semi_sync_ = p.semi_sync;
   readers_.clear();
   publish();
   update_status();
 }
 
+void Cluster::reap_exited() {
+  for (auto& i : instances_) {
+    if (i->pid <= 0 || i->state == State::kRebuilding) continue;
+    int st = 0;
+    bool gone = i->adopted ? !running(i->adopted_process) : reap(i->pid, &st);
+    if (!gone) continue;
+    std::string how = i->adopted ? std::string(" is gone")
+                                 : (WIFSIGNALED(st) ? " exited on signal " + std::to_string(WTERMSIG(st))
+                                                    : " exited with " + std::to_string(WEXITSTATUS(st)));
+    event("exited", i->spec.name + " (pid " + std::to_string(i->pid) + ")" + how,
+          {{"instance", i->spec.name}, {"pid", static_cast<long>(i->pid)}});
+    i->pid = 0;
+    i->adopted = false;
+    i->guard_port();
+    i->conn.close();
+    i->reachable = false;
+    i->received_known = false;
+    i->io_pos = GtidSet{};
+    if (i->state != State::kFenced) i->state = State::kDown;
+    i->next_attempt = Clock::now() + milliseconds(1'000);
+  }
+}
+
 void Cluster::poll(Instance& inst) {
-  if (inst.pid == 0 || inst.state == "rebuilding") {
+  auto unreachable = [&](const std::string& why) {
+    if (inst.reachable || inst.unreachable_since == Clock::time_point{})
+      inst.unreachable_since = Clock::now();
+    inst.reachable = false;
+    inst.last_error = "unreachable: " + why;
+  };
+  if (inst.pid == 0 || inst.state == State::kRebuilding) {
     inst.reachable = false;
     return;
   }
   if (!inst.conn.connected() && !inst.conn.connect_socket(inst.socket, config_.connect_timeout)) {
-    inst.reachable = false;
-    inst.last_error = "unreachable: " + inst.conn.error();
+    unreachable(inst.conn.error());
     return;
   }
+  const auto asked = Clock::now();
   auto vars = inst.conn.query(
-      "SELECT @@gtid_current_pos AS cur, @@gtid_slave_pos AS slave, @@rpl_semi_sync_master_enabled AS sse, "
-      "(SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%') AS dumps");
+      "SELECT @@gtid_current_pos AS cur, @@gtid_slave_pos AS slave, @@gtid_binlog_state AS bstate, "
+      "@@read_only AS ro, @@rpl_semi_sync_master_enabled AS sse");
   auto slave = vars ? inst.conn.query("SHOW SLAVE STATUS") : std::nullopt;
-  auto semi = slave ? inst.conn.query("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_status'") : std::nullopt;
-  if (!vars || vars->empty() || !slave || !semi) {
-    inst.reachable = false;
-    inst.last_error = "unreachable: " + inst.conn.error();
+  auto semi = slave ? inst.conn.query("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_%'") : std::nullopt;
+  // Replicas connected to it (registered binlog dump threads): without a temporary table, unlike a query of
+  // information_schema.PROCESSLIST, which MariaDB 10.11 was seen to crash on (in free_tmp_table) during a
+  // poll.
+  auto hosts = semi && inst.spec.name == primary_ ? inst.conn.query("SHOW SLAVE HOSTS")
+                                                  : std::optional<std::vector<SqlRow>>(std::vector<SqlRow>{});
+  if (!vars || vars->empty() || !slave || !semi || !hosts) {
+    unreachable(inst.conn.error());
     inst.conn.close();
     return;
   }
+  inst.last_seen = asked;
   inst.reachable = true;
-  inst.view.reachable = true;
-  inst.state = "running";
+  inst.unreachable_since = Clock::time_point{};
   const SqlRow& v = (*vars)[0];
-  auto str = [](const SqlRow& row, const char* key) {
-    auto it = row.find(key);
-    return it != row.end() && it->second ? *it->second : std::string();
-  };
-  inst.gtid_current_pos = str(v, "cur");
-  inst.view.gtid_slave_pos = str(v, "slave");
-  inst.dump_threads = std::atoi(str(v, "dumps").c_str());
-  bool semi_enabled = str(v, "sse") == "1";
+  inst.gtid_current_pos = column(v, "cur");
+  inst.slave_pos = parse_set(column(v, "slave"));
+  inst.binlog_state = parse_set(column(v, "bstate"));
+  inst.read_only = column(v, "ro") == "1";
+  inst.dump_threads = static_cast<int>(hosts->size());
+  bool semi_enabled = column(v, "sse") == "1";
   if (!slave->empty()) {
     const SqlRow& s = (*slave)[0];
-    inst.view.io_running = str(s, "Slave_IO_Running") == "Yes";
-    inst.view.sql_running = str(s, "Slave_SQL_Running") == "Yes";
-    auto it = s.find("Seconds_Behind_Master");
-    inst.view.seconds_behind.reset();
-    if (it != s.end() && it->second) inst.view.seconds_behind = std::atoll(it->second->c_str());
-    inst.view.gtid_io_pos = str(s, "Gtid_IO_Pos");
-    std::string err = str(s, "Last_IO_Error");
-    if (err.empty()) err = str(s, "Last_SQL_Error");
-    if (!err.empty())
-      inst.last_error = err;
-    else if (inst.view.io_running && inst.view.sql_running)
-      inst.last_error.clear();
+    inst.has_source = !column(s, "Master_Host").empty();
+    inst.source_port = std::atoi(column(s, "Master_Port").c_str());
+    const std::string io = column(s, "Slave_IO_Running");
+    inst.io_running = io == "Yes";
+    inst.io_connecting = io == "Connecting";
+    inst.sql_running = column(s, "Slave_SQL_Running") == "Yes";
+    if (inst.io_running) inst.received_known = true;
+    inst.seconds_behind.reset();
+    std::string behind = column(s, "Seconds_Behind_Master");
+    if (!behind.empty()) inst.seconds_behind = std::atoll(behind.c_str());
+    inst.io_pos = parse_set(column(s, "Gtid_IO_Pos"));
+    inst.relay_log_file = column(s, "Relay_Log_File");
+    inst.relay_log_pos = std::strtoull(column(s, "Relay_Log_Pos").c_str(), nullptr, 10);
+    inst.last_io_error = column(s, "Last_IO_Error");
+    inst.last_sql_error = column(s, "Last_SQL_Error");
   } else {
-    inst.view.io_running = inst.view.sql_running = false;
-    inst.view.seconds_behind.reset();
-    inst.view.gtid_io_pos.clear();
-    if (inst.role == Role::kPrimary) inst.last_error.clear();
+    inst.has_source = false;
+    inst.source_port = 0;
+    inst.io_running = inst.io_connecting = inst.sql_running = false;
+    inst.seconds_behind.reset();
+    inst.io_pos = GtidSet{};
+    inst.relay_log_file.clear();
+    inst.relay_log_pos = 0;
+    inst.last_io_error.clear();
+    inst.last_sql_error.clear();
   }
-  if (inst.role == Role::kPrimary) {
-    bool status_on = !semi->empty() && str((*semi)[0], "Value") == "ON";
-    inst.semi_sync = !semi_enabled ? SemiSync::kOff : status_on ? SemiSync::kOn : SemiSync::kAsync;
-    if (!semi_enabled && inst.dump_threads > 0) {
-      // Only now: enabled with no replica, the first commit would wait out the timeout and fall back.
-      if (inst.conn.exec("SET GLOBAL rpl_semi_sync_master_enabled=ON")) {
-        inst.semi_sync = SemiSync::kOn;
-        event("semi-synchronous replication enabled on " + inst.spec.name + " (" +
-              std::to_string(inst.dump_threads) + " replica(s) connected)");
-      }
-    }
-  } else {
-    inst.semi_sync = SemiSync::kOff;
+  std::string semi_status;
+  inst.semi_sync_clients = 0;
+  for (const SqlRow& row : *semi) {
+    const std::string name = column(row, "Variable_name");
+    if (name == "Rpl_semi_sync_master_status") semi_status = column(row, "Value");
+    if (name == "Rpl_semi_sync_master_clients")
+      inst.semi_sync_clients = std::atoi(column(row, "Value").c_str());
   }
-}
-
-void Cluster::publish(std::vector<std::string> close_backends) {
-  std::string writer = primary_lost_ ? std::string() : primary_;
-  if (writer == published_writer_ && readers_ == published_readers_ && close_backends.empty()) return;
-  published_writer_ = writer;
-  published_readers_ = readers_;
-  Publication p{writer, readers_, std::move(close_backends)};
-  publish_(p);
-}
-
-void Cluster::fence(Instance& inst) {
-  inst.fenced = true;
-  inst.needs_rebuild = true;
-  inst.conn.close();
-  inst.reachable = false;
-  inst.state = "fenced";
-  if (inst.pid > 0 && !reap(inst.pid)) {
-    // Still running but unreachable (hung, or cut off): it must never take another write.
-    ::kill(inst.pid, SIGKILL);
-    stop_process(inst.pid, milliseconds(5'000));
-    event("fenced " + inst.spec.name + ": killed (pid " + std::to_string(inst.pid) + ")");
-  }
-  inst.pid = 0;
-  inst.guard_port();
-}
-
-bool Cluster::failover(const std::string& why) {
-  Instance& old = primary();
-  std::vector<Instance*> replicas;
-  for (auto& i : instances_) {
-    if (i.get() != &old && i->reachable && !i->fenced && i->state == "running") replicas.push_back(i.get());
-  }
-  // Freeze what each replica received, then compare.
-  std::vector<ReplicaView> views;
-  for (Instance* r : replicas) {
-    r->conn.exec("STOP SLAVE IO_THREAD");
-    poll(*r);
-    if (r->reachable) views.push_back(r->view);
-  }
-  auto choice = choose_promotion_candidate(views);
-  if (!choice) {
-    if (!refused_logged_) event("cannot fail over from " + old.spec.name + ": no replica is reachable");
-    refused_logged_ = true;
-    for (Instance* r : replicas) r->conn.exec("START SLAVE IO_THREAD");
-    return false;
-  }
-  Instance& c = *find(*choice);
-  event("failing over from " + old.spec.name + " (" + why + ") to " + c.spec.name + " (received " +
-        c.view.gtid_io_pos + ")");
-  fence(old);
-  std::string wait_for = c.view.gtid_io_pos.empty() ? c.view.gtid_slave_pos : c.view.gtid_io_pos;
-  c.conn.exec("START SLAVE SQL_THREAD");
-  if (!wait_for.empty()) {
-    auto r = c.conn.value("SELECT MASTER_GTID_WAIT(" + sql_literal(wait_for) + ", " +
-                          std::to_string(kCatchUpSeconds) + ")");
-    if (!r || *r != "0") {
-      event(c.spec.name + " did not apply its relay log up to " + wait_for + " within " +
-            std::to_string(kCatchUpSeconds) + " s; promoting it anyway");
+  inst.semi_sync = !semi_enabled ? SemiSync::kOff : (semi_status == "ON" ? SemiSync::kOn : SemiSync::kAsync);
+  if (inst.spec.name == primary_ && !failover_.active && !semi_enabled && !inst.read_only &&
+      instances_.size() > 1) {
+    // Strict: on whatever happens (promote() switches it on first; this covers a primary restarted in place).
+    // Fallback: only once a replica is connected; enabled earlier, the first commit would wait out the
+    // timeout and fall back.
+    bool strict = config_.semi_sync == DbConfig::SemiSyncMode::kStrict;
+    if ((strict || inst.dump_threads > 0) && inst.conn.exec("SET GLOBAL rpl_semi_sync_master_enabled=ON")) {
+      inst.semi_sync = SemiSync::kOn;
+      event("semi_sync_enabled",
+            "semi-synchronous replication enabled on " + inst.spec.name + " (" +
+                std::to_string(inst.dump_threads) + " replica(s) connected)",
+            {{"instance", inst.spec.name}});
     }
   }
-  if (!c.conn.exec("STOP SLAVE") || !c.conn.exec("RESET SLAVE ALL") ||
-      !c.conn.exec("SET GLOBAL read_only=OFF")) {
-    event("promotion of " + c.spec.name + " failed: " + c.conn.error());
-    return false;
+  if (!inst.last_sql_error.empty()) {
+    inst.last_error = "replication SQL thread: " + inst.last_sql_error;
+  } else if (!inst.last_io_error.empty() && !inst.io_running) {
+    inst.last_error = "replication IO thread: " + inst.last_io_error;
+  } else if (inst.state != State::kBroken) {
+    inst.last_error.clear();
   }
-  c.role = Role::kPrimary;
-  old.role = Role::kReplica;
-  primary_ = c.spec.name;
-  ++epoch_;
-  primary_lost_ = false;
-  last_semi_sync_ = SemiSync::kOff;
-  for (Instance* r : replicas) {
-    if (r == &c) continue;
-    try {
-      make_replica_of(*r, c);
-    } catch (const std::exception& e) {
-      event(e.what());
-    }
-  }
-  readers_.clear();
-  publish({old.spec.name});
-  const int64_t took = std::chrono::duration_cast<milliseconds>(Clock::now() - primary_lost_at_).count();
-  {
-    std::lock_guard lock(status_mu_);
-    ++failovers_;
-    last_failover_ms_ = took;
-  }
-  save_state();
-  event("failover done: " + c.spec.name + " is the primary (" + std::to_string(took) +
-        " ms after the primary was lost); " + old.spec.name + " will rejoin as a replica, rebuilt");
-  return true;
+  if (inst.state == State::kStarting) inst.state = State::kRecovering;
 }
 
-void Cluster::rebuild(Instance& inst) {
+void Cluster::check_primary() {
   Instance& p = primary();
-  inst.state = "rebuilding";
-  inst.role = Role::kReplica;
-  event("rebuilding " + inst.spec.name + " from " + p.spec.name + " (its own data is discarded)");
-  if (inst.pid > 0) stop_process(inst.pid, kStopGrace);
-  inst.pid = 0;
-  inst.guard_port();
-  update_status();
-  const std::string log = (inst.dir / "rebuild.log").string();
-  const std::string dump = (inst.dir / "rebuild.sql").string();
-  try {
-    prepare_data_dir(inst);
-    start_instance(inst);
-    if (!wait_ready(inst, kStartLimit)) throw std::runtime_error(inst.last_error);
-    inst.state = "rebuilding";
-    apply_users(inst);
-    std::vector<std::string> dbs;
-    for (const UserSpec& u : config_.users)
-      for (const std::string& d : u.databases)
-        if (std::find(dbs.begin(), dbs.end(), d) == dbs.end()) dbs.push_back(d);
-    std::string gtid;
-    if (dbs.empty()) {
-      gtid = p.conn.value("SELECT @@gtid_binlog_pos").value_or("");
-    } else {
-      std::vector<std::string> argv = {config_.bin_dir + "/bin/mariadb-dump",
-                                       "--no-defaults",
-                                       "--socket=" + p.socket,
-                                       "--user=root",
-                                       "--single-transaction",
-                                       "--gtid",
-                                       "--master-data=2",
-                                       "--routines",
-                                       "--triggers",
-                                       "--events",
-                                       "--databases"};
-      argv.insert(argv.end(), dbs.begin(), dbs.end());
-      if (int rc = run_tool(argv, log, "", dump); rc != 0) {
-        throw std::runtime_error("mariadb-dump failed (exit " + std::to_string(rc) +
-                                 "): " + file_tail(log, 5));
-      }
-      const std::string text = read_text(dump);
-      size_t at = text.find("gtid_slave_pos='");
-      if (at == std::string::npos)
-        throw std::runtime_error("the dump of " + p.spec.name + " names no GTID position");
-      at += 16;
-      gtid = text.substr(at, text.find('\'', at) - at);
-      std::vector<std::string> load = {config_.bin_dir + "/bin/mariadb", "--no-defaults",
-                                       "--socket=" + inst.socket, "--user=root",
-                                       "--init-command=SET SESSION sql_log_bin=0"};
-      if (int rc = run_tool(load, log, dump); rc != 0) {
-        throw std::runtime_error("loading the dump failed (exit " + std::to_string(rc) +
-                                 "): " + file_tail(log, 5));
-      }
-      fs::remove(dump);
-    }
-    if (!inst.conn.exec("SET GLOBAL gtid_slave_pos=" + sql_literal(gtid)))
-      throw std::runtime_error(inst.conn.error());
-    make_replica_of(inst, p);
-    inst.needs_rebuild = false;
-    inst.fenced = false;
-    inst.state = "running";
-    save_state();
-    event(inst.spec.name + " rejoined as a replica of " + p.spec.name + " from " +
-          (gtid.empty() ? "the start" : gtid));
-  } catch (const std::exception& e) {
-    inst.last_error = std::string("rebuild failed: ") + e.what();
-    inst.state = "down";
-    event(inst.spec.name + ": " + inst.last_error);
-    if (inst.pid > 0) stop_process(inst.pid, kStopGrace);
-    inst.pid = 0;
-    inst.guard_port();
-    inst.next_restart = Clock::now() + milliseconds(5'000);
-  }
-}
-
-void Cluster::handle_primary_loss() {
-  Instance& p = primary();
-  if (last_semi_sync_ != SemiSync::kOn) {
-    if (!refused_logged_) {
-      refused_logged_ = true;
-      event(std::string("refusing automatic failover from ") + p.spec.name +
-            ": semi-synchronous replication was " +
-            (last_semi_sync_ == SemiSync::kAsync ? "running asynchronously (fallen back)" : "not enabled") +
-            " when it was lost, so acknowledged writes may exist only on it; restarting it in place (or run "
-            "`cumulo db switchover`)");
-    }
-    if (p.pid == 0 && Clock::now() >= p.next_restart) {
-      p.next_restart = Clock::now() + kRestartBackoff;
-      start_instance(p);
-      if (wait_ready(p, kStartLimit) && p.conn.exec("SET GLOBAL read_only=OFF")) {
-        event(p.spec.name + " restarted in place as the primary");
-      }
-    }
-    return;
-  }
-  failover("unreachable for " + std::to_string(config_.failover_after.count()) + " ms");
-}
-
-void Cluster::tick() {
-  for (auto& i : instances_) {
-    int st = 0;
-    if (i->pid > 0 && reap(i->pid, &st)) {
-      event(i->spec.name + " (pid " + std::to_string(i->pid) + ") exited" +
-            (WIFSIGNALED(st) ? " on signal " + std::to_string(WTERMSIG(st))
-                             : " with " + std::to_string(WEXITSTATUS(st))));
-      i->pid = 0;
-      i->guard_port();
-      i->conn.close();
-      i->reachable = false;
-      if (i->state != "fenced") i->state = "down";
-      i->next_restart = Clock::now() + kRestartBackoff;
-    }
-  }
-  for (auto& i : instances_) poll(*i);
-  Instance& p = primary();
-  if (p.reachable) {
-    if (primary_lost_) event(p.spec.name + " is reachable again");
+  if (p.reachable && p.state != State::kFenced) {
+    if (primary_lost_)
+      event("primary_back", p.spec.name + " is reachable again", {{"instance", p.spec.name}});
     primary_lost_ = false;
     refused_logged_ = false;
     last_semi_sync_ = p.semi_sync;
-  } else if (!primary_lost_) {
-    primary_lost_ = true;
-    primary_lost_at_ = Clock::now();
-    event("primary " + p.spec.name + " lost: " + (p.pid == 0 ? std::string("not running") : p.last_error) +
-          "; new writer connections wait");
+    p.state = State::kRunning;
+    return;
   }
-  if (primary_lost_ && Clock::now() - primary_lost_at_ >= config_.failover_after) handle_primary_loss();
-  // Replicas that are down come back: restarted as they were, or rebuilt from the primary when their data
-  // cannot be trusted (a fenced former primary).
   if (!primary_lost_) {
-    for (auto& i : instances_) {
-      if (i->spec.name == primary_ || i->pid > 0 || Clock::now() < i->next_restart) continue;
-      if (i->needs_rebuild) {
-        rebuild(*i);
-        continue;
-      }
-      i->next_restart = Clock::now() + kRestartBackoff;
-      try {
-        start_instance(*i);
-        if (!wait_ready(*i, kStartLimit)) throw std::runtime_error(i->last_error);
-        make_replica_of(*i, primary());
-        event(i->spec.name + " restarted as a replica");
-      } catch (const std::exception& e) {
-        event(i->spec.name + ": restart failed: " + e.what());
-      }
-    }
+    primary_lost_ = true;
+    // Unreachable since it last answered: a poll that times out has already waited connect_timeout.
+    primary_lost_at_ = p.pid == 0 || p.last_seen == Clock::time_point{} ? Clock::now() : p.last_seen;
+    event("primary_lost",
+          "primary " + p.spec.name + " lost: " + (p.pid == 0 ? std::string("not running") : p.last_error) +
+              "; new writer connections wait",
+          {{"instance", p.spec.name}});
   }
+  // A primary whose process exited is certainly gone: no reason to wait. failover_after guards against taking
+  // a slow answer for a dead server.
+  if (p.pid != 0 && Clock::now() - primary_lost_at_ < config_.failover_after) return;
+  if (config_.semi_sync == DbConfig::SemiSyncMode::kFallback || instances_.size() == 1) {
+    handle_primary_loss_fallback();
+    return;
+  }
+  begin_failover(p.pid == 0 ? std::string("its server is not running")
+                            : "unreachable for " + std::to_string(config_.failover_after.count()) + " ms");
+}
+
+void Cluster::tick() {
+  reap_exited();
+  // Replicas first, the primary last: its binlog state is then read after every replica's, so it holds
+  // whatever they received (bounds and errant checks rely on that order).
+  for (auto& i : instances_)
+    if (i->spec.name != primary_) poll(*i);
+  poll(primary());
+  const uint64_t epoch = epoch_;
+  if (failover_.active) {
+    continue_failover();
+  } else {
+    check_primary();
+  }
+  // Repairs read what the polls above saw: not in a tick that changed the primary.
+  if (!failover_.active && !primary_lost_ && epoch == epoch_) repair_replicas();
+  publish();
+  update_status();
+}
+
+void Cluster::publish() {
+  Publication p;
+  p.writer = failover_.active ? "" : primary_;
+  p.hold_writer = primary_lost_ && !failover_.active;
+  p.epoch = epoch_;
   std::vector<ReplicaView> views;
   for (auto& i : instances_) {
     if (i->spec.name == primary_) continue;
-    ReplicaView v = i->view;
+    ReplicaView v;
+    v.name = i->spec.name;
     v.reachable = i->reachable;
-    v.fenced = i->fenced || i->state != "running";
+    v.io_running = i->io_running;
+    v.sql_running = i->sql_running;
+    v.seconds_behind = i->seconds_behind;
+    v.fenced = i->state != State::kRunning || !replicating_from_primary(*i) || failover_.active;
     views.push_back(v);
+    // A replica that stopped replicating loses its open reader connections, so that no client goes on reading
+    // data that no longer changes; one that merely lags keeps them.
+    bool replicating = i->reachable && i->state == State::kRunning && !failover_.active && i->sql_running &&
+                       (i->io_running || i->io_connecting) && i->source_port == primary().spec.port;
+    if (!replicating) p.cut.push_back(i->spec.name);
   }
-  std::vector<std::string> readers = readers_within_lag(views, config_.lag_limit);
-  // A reader that stopped replicating (threads stopped, unreachable) loses its open reader connections too,
-  // so that no client goes on reading data that no longer changes; one that merely lags keeps them.
-  std::vector<std::string> cut;
-  for (const ReplicaView& v : views) {
-    bool was_reader = std::find(readers_.begin(), readers_.end(), v.name) != readers_.end();
-    bool replicating = v.reachable && !v.fenced && v.io_running && v.sql_running;
-    if (was_reader && !replicating) {
-      cut.push_back(v.name);
-      event(
-          v.name + " left the reader endpoint: " +
-          (v.reachable ? "not replicating (" + find(v.name)->last_error + ")" : std::string("unreachable")) +
-          "; its reader connections are closed");
+  p.readers = readers_within_lag(views, config_.lag_limit);
+  for (const std::string& r : readers_) {
+    if (std::find(p.readers.begin(), p.readers.end(), r) == p.readers.end() &&
+        std::find(p.cut.begin(), p.cut.end(), r) != p.cut.end()) {
+      Instance* i = find(r);
+      event("reader_left",
+            r + " left the reader endpoint: " +
+                (i && i->reachable ? "not replicating (" + i->last_error + ")" : std::string("unreachable")) +
+                "; its reader connections are closed",
+            {{"instance", r}});
     }
   }
-  readers_ = std::move(readers);
-  publish(std::move(cut));
-  update_status();
+  readers_ = p.readers;
+  bool same = published_once_ && p.writer == published_.writer && p.hold_writer == published_.hold_writer &&
+              p.readers == published_.readers && p.cut == published_.cut && p.epoch == published_.epoch;
+  if (same) return;
+  published_ = p;
+  published_once_ = true;
+  publish_(p);
 }
 
 void Cluster::update_status() {
   ClusterStatus s;
   s.primary = primary_;
   s.epoch = epoch_;
+  if (failover_.active) {
+    s.failover = "from " + failover_.old_primary +
+                 (failover_.candidate.empty() ? std::string() : " to " + failover_.candidate) +
+                 (failover_.waiting_for.empty() ? std::string() : ": waiting: " + failover_.waiting_for);
+  }
   for (auto& i : instances_) {
     InstanceStatus is;
     is.name = i->spec.name;
     is.zone = i->spec.zone;
     is.port = i->spec.port;
-    is.pid = i->pid;
+    is.pid = i->rebuild ? i->rebuild->pid.load() : i->pid;
+    is.adopted = i->adopted;
     is.role = i->role;
-    is.state = i->state;
-    is.view = i->view;
-    is.view.reachable = i->reachable;
+    is.state = state_name(i->state);
+    is.reachable = i->reachable;
+    is.io_running = i->io_running;
+    is.sql_running = i->sql_running;
+    is.seconds_behind = i->seconds_behind;
+    if (i->has_source) {
+      Instance* src = find_by_port(i->source_port);
+      is.source = src ? src->spec.name : "port " + std::to_string(i->source_port);
+    }
     is.gtid_current_pos = i->gtid_current_pos;
+    is.gtid_binlog_state = i->binlog_state.to_string();
+    is.gtid_io_pos = i->io_pos.to_string();
+    is.gtid_slave_pos = i->slave_pos.to_string();
     is.last_error = i->last_error;
     is.semi_sync = i->semi_sync;
-    is.semi_sync_clients = i->dump_threads;
+    is.semi_sync_clients = i->semi_sync_clients;
     s.instances.push_back(std::move(is));
   }
   s.readers = readers_;
   std::lock_guard lock(status_mu_);
-  s.events = events_;
   s.failovers = failovers_;
   s.last_failover_ms = last_failover_ms_;
   status_ = std::move(s);
@@ -727,7 +778,9 @@ void Cluster::update_status() {
 
 ClusterStatus Cluster::status() const {
   std::lock_guard lock(status_mu_);
-  return status_;
+  ClusterStatus s = status_;
+  s.events = events_;  // live: a long step (a catch-up) shows what it is doing
+  return s;
 }
 
 void Cluster::run_monitor() {
@@ -746,72 +799,133 @@ void Cluster::run_monitor() {
 
 std::string Cluster::switchover(const std::string& target) {
   std::unique_lock lock(work_mu_);
+  if (failover_.active || primary_lost_) {
+    if (target.empty()) {
+      return "the primary " + (failover_.active ? failover_.old_primary : primary_) +
+             " is lost and automatic failover handles it" +
+             (failover_.waiting_for.empty() ? std::string() : " (waiting: " + failover_.waiting_for + ")") +
+             "; name a replica with --to to promote it anyway, accepting the loss of any acknowledged commit "
+             "that only another replica holds";
+    }
+    Instance* c = find(target);
+    if (!c) return "no instance named '" + target + "'";
+    if (!failover_.active && c->spec.name == primary_) return target + " is the primary that was lost";
+    if (failover_.active && c->spec.name == failover_.old_primary)
+      return target + " is the primary that was lost";
+    forced_candidate_ = target;
+    event("forced_promotion", "operator asked to promote " + target + " while the primary is lost",
+          {{"instance", target}});
+    if (!failover_.active) begin_failover("an operator's switchover --to " + target);
+    for (int attempt = 0; attempt < 20 && failover_.active && !stopping_; ++attempt) {
+      continue_failover();
+      publish();
+      update_status();
+      if (failover_.active) std::this_thread::sleep_for(milliseconds(500));
+    }
+    forced_candidate_.clear();
+    if (failover_.active) return "the promotion of " + target + " did not finish: " + failover_.waiting_for;
+    return primary_ == target ? "" : "the failover chose " + primary_ + " instead";
+  }
   Instance& old = primary();
   if (!old.reachable)
     return "the primary " + old.spec.name + " is not reachable: automatic failover handles that";
-  std::vector<ReplicaView> views;
+  std::vector<ReplicaState> states;
   for (auto& i : instances_) {
-    if (i.get() != &old && i->reachable && i->state == "running" && i->view.io_running && i->view.sql_running)
-      views.push_back(i->view);
+    if (i.get() == &old || i->state != State::kRunning || !replicating_from_primary(*i)) continue;
+    ReplicaState rs;
+    rs.name = i->spec.name;
+    rs.known = true;
+    rs.received = received_set(i->binlog_state, i->slave_pos, i->io_pos, history());
+    states.push_back(rs);
   }
   std::string to = target;
   if (to.empty()) {
-    auto c = choose_promotion_candidate(views);
-    if (!c) return "no replica is replicating: nothing to switch over to";
-    to = *c;
+    auto plan = plan_promotion(states, {}, "");
+    if (!plan.candidate) return "no replica is replicating: nothing to switch over to";
+    to = *plan.candidate;
   }
   Instance* c = find(to);
   if (!c) return "no instance named '" + to + "'";
   if (c == &old) return to + " is already the primary";
-  if (std::none_of(views.begin(), views.end(), [&](const ReplicaView& v) { return v.name == to; })) {
-    return to + " is not a healthy replica (both replication threads running): " + c->last_error;
+  if (std::none_of(states.begin(), states.end(), [&](const ReplicaState& s) { return s.name == to; })) {
+    return to + " is not a healthy replica of " + old.spec.name + " (both replication threads running): " +
+           (c->last_error.empty() ? state_name(c->state) : c->last_error);
   }
-  event("switchover from " + old.spec.name + " to " + to + " requested");
-  // Stop writes on the old primary, cut its clients, wait for the target to have everything, then swap.
-  primary_lost_ = true;  // new writer connections wait
-  publish({old.spec.name});
-  if (!old.conn.exec("SET GLOBAL read_only=ON")) {
-    primary_lost_ = false;
-    publish();
-    return "cannot make " + old.spec.name + " read-only: " + old.conn.error();
-  }
-  old.conn.exec("SET GLOBAL rpl_semi_sync_master_enabled=OFF");
-  std::string pos = old.conn.value("SELECT @@gtid_binlog_pos").value_or("");
-  auto r = c->conn.value("SELECT MASTER_GTID_WAIT(" + sql_literal(pos) + ", " +
-                         std::to_string(kCatchUpSeconds) + ")");
-  if (!r || *r != "0") {
+  event("switchover_started", "switchover from " + old.spec.name + " to " + to + " requested",
+        {{"instance", to}, {"old", old.spec.name}});
+  const auto began = Clock::now();
+  // Stop writes on the old primary and cut its clients (new writer connections wait), wait for the target to
+  // hold everything the old primary wrote, then swap.
+  auto undo = [&](const std::string& why) {
     old.conn.exec("SET GLOBAL read_only=OFF");
-    primary_lost_ = false;
+    failover_ = Failover{};
+    save_state();
     publish();
-    return to + " did not catch up with " + pos + " within " + std::to_string(kCatchUpSeconds) +
-           " s; the primary stays " + old.spec.name;
+    update_status();
+    event("switchover_failed", why + "; the primary stays " + old.spec.name, {{"instance", to}});
+    return why + "; the primary stays " + old.spec.name;
+  };
+  failover_.active = true;  // the writer endpoint routes nowhere meanwhile
+  failover_.old_primary = old.spec.name;
+  publish();
+  if (!old.conn.exec("SET GLOBAL read_only=ON"))
+    return undo("cannot make " + old.spec.name + " read-only: " + old.conn.error());
+  auto state = old.conn.value("SELECT @@gtid_binlog_state");
+  if (!state) return undo("cannot read " + old.spec.name + "'s binlog state: " + old.conn.error());
+  GtidSet want = parse_set(*state);
+  {
+    SqlConnection waiter;
+    if (!waiter.connect_socket(c->socket, config_.connect_timeout,
+                               std::chrono::seconds(kSwitchoverCatchUpSeconds) + config_.connect_timeout)) {
+      return undo("cannot reach " + to + ": " + waiter.error());
+    }
+    auto r = waiter.value("SELECT MASTER_GTID_WAIT(" + sql_literal(want.position()) + ", " +
+                          std::to_string(kSwitchoverCatchUpSeconds) + ")");
+    if (!r || *r != "0") {
+      return undo(to + " did not catch up with " + want.position() + " within " +
+                  std::to_string(kSwitchoverCatchUpSeconds) + " s");
+    }
   }
-  if (!c->conn.exec("STOP SLAVE") || !c->conn.exec("RESET SLAVE ALL") ||
-      !c->conn.exec("SET GLOBAL read_only=OFF")) {
-    std::string err = c->conn.error();
+  poll(*c);
+  if (!applied_set(*c).contains(want)) {
+    return undo(to + " lacks " + want.missing_from(applied_set(*c)).to_string() + " of " + old.spec.name);
+  }
+  // Recorded as a failover to `to` with the old primary's whole history as the target: a manager that dies
+  // from here on finishes the promotion when it starts again.
+  failover_.candidate = to;
+  failover_.target = want;
+  save_state();
+  std::string err = promote(*c);
+  if (!err.empty()) {
     c->conn.exec("START SLAVE");
-    old.conn.exec("SET GLOBAL read_only=OFF");
-    primary_lost_ = false;
-    publish();
-    return "cannot promote " + to + ": " + err;
+    return undo("cannot promote " + to + ": " + err);
   }
+  poll(*c);
   c->role = Role::kPrimary;
+  old.role = Role::kReplica;
   primary_ = to;
   ++epoch_;
-  last_semi_sync_ = SemiSync::kOff;
-  primary_lost_ = false;
+  history_.merge(c->binlog_state);
+  failover_ = Failover{};
+  last_semi_sync_ = c->semi_sync;
+  save_state();
   for (auto& i : instances_) {
-    if (i.get() == c || !i->reachable) continue;
+    if (i.get() == c || !i->reachable || i->state == State::kRebuilding) continue;
     try {
+      // The old primary wrote nothing after `to` caught up, and every replica received only what the old
+      // primary wrote: `to` holds all of it, so relay logs may be discarded.
       make_replica_of(*i, *c);
     } catch (const std::exception& e) {
-      event(e.what());
+      mark_broken(*i, e.what());
     }
   }
   readers_.clear();
-  publish({old.spec.name});
-  save_state();
-  event("switchover done: " + to + " is the primary, " + old.spec.name + " replicates from it");
+  publish();
+  const auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - began).count();
+  event("switchover_done",
+        "switchover done: " + to + " is the primary (" + std::to_string(took) + " ms), " + old.spec.name +
+            " replicates from it",
+        {{"instance", to}, {"old", old.spec.name}, {"ms", static_cast<long>(took)}});
   update_status();
   return "";
 }
@@ -821,11 +935,27 @@ void Cluster::stop() {
   wake_.notify_all();
   std::unique_lock lock(work_mu_);
   for (auto& i : instances_) {
+    if (i->rebuild) {
+      if (pid_t p = i->rebuild->pid.load(); p > 0) ::kill(p, SIGTERM);
+      if (i->rebuild->thread.joinable()) i->rebuild->thread.join();
+      if (pid_t p = i->rebuild->pid.load(); p > 0 && i->pid == 0) i->pid = p;
+      i->rebuild.reset();
+    }
+  }
+  for (auto& i : instances_) {
     if (i->pid > 0) ::kill(i->pid, SIGTERM);
   }
   for (auto& i : instances_) {
     i->conn.close();
-    if (i->pid > 0) stop_process(i->pid, kStopGrace);
+    if (i->pid > 0) {
+      if (i->adopted) {
+        auto deadline = Clock::now() + kStopGrace;
+        while (running(i->adopted_process) && Clock::now() < deadline) ::usleep(20'000);
+        if (running(i->adopted_process)) kill_now(i->pid, false, kKillWait);
+      } else {
+        stop_process(i->pid, kStopGrace);
+      }
+    }
     i->pid = 0;
   }
 }

@@ -1,6 +1,23 @@
 // The managed MariaDB instances: their data directories and processes, replication between them, the monitor
-// that watches them and the failover that replaces a lost primary (docs/db.md). Runs on its own thread, since
-// every MariaDB call blocks; what it decides reaches the proxy loops through the publish callback.
+// that watches them, the failover that replaces a lost primary and the repairs that bring every replica back
+// (docs/db.md). Runs on its own thread, since every MariaDB call blocks; what it decides reaches the
+// endpoints through the publish callback.
+//
+// What is guaranteed, and in which order (the failover's contract):
+//  1. The failover is recorded in DATA_DIR/cluster.json before anything is done, and each later step (the
+//     candidate and the target it must reach) before it is acted on; a manager that dies anywhere in between
+//     resumes the same failover when it starts again, with the same or a stricter target.
+//  2. The old primary is fenced first: killed by PID and waited for (SIGKILL also ends a stopped process), so
+//     nothing can be acknowledged behind the decision. The writer endpoint routes nowhere from then on.
+//  3. Replicas stop receiving (their source is dead); what each received is read, or, for a replica that was
+//     restarted, learnt by applying its relay log. A replica's relay log is never discarded before it was
+//     applied: IO threads are restarted or repointed only after that.
+//  4. The candidate must hold every transaction that any replica may hold (`plan_promotion`); until one does
+//     the tier waits and says why. It applies its whole relay log, is checked against the target, and only
+//     then becomes writable (semi-sync on first). The new primary is recorded before the writer endpoint
+//     points at it.
+//  5. Other replicas are repointed; the old primary rejoins once it can be shown to hold nothing the new
+//     primary lacks, and is rebuilt from a dump otherwise.
 #pragma once
 
 #include <sys/types.h>
@@ -10,6 +27,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -17,6 +35,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/log.h"
 #include "db/internal/config.h"
 #include "db/internal/sql.h"
 #include "db/internal/topology.h"
@@ -26,16 +45,28 @@ namespace cumulo::db {
 enum class Role { kPrimary, kReplica };
 
 // Semi-synchronous replication as the primary last reported it.
-enum class SemiSync { kOff, kOn, kAsync };  // off: not enabled yet (no replica connected); async: fell back
+enum class SemiSync {
+  kOff,
+  kOn,
+  kAsync
+};  // off: not enabled; async: enabled but fallen back (fallback mode)
 
 struct InstanceStatus {
   std::string name, zone;
   uint16_t port = 0;
   pid_t pid = 0;
+  bool adopted = false;  // started by an earlier run of the tier
   Role role = Role::kReplica;
-  std::string state;  // "starting", "running", "down", "fenced", "rebuilding"
-  ReplicaView view;   // replication threads and positions (replicas)
+  std::string state;  // "down", "starting", "recovering", "running", "broken", "fenced", "rebuilding"
+  bool reachable = false;
+  bool io_running = false;
+  bool sql_running = false;
+  std::optional<int64_t> seconds_behind;
+  std::string source;  // the instance it replicates from ("" for none)
   std::string gtid_current_pos;
+  std::string gtid_binlog_state;
+  std::string gtid_io_pos;
+  std::string gtid_slave_pos;
   std::string last_error;
   SemiSync semi_sync = SemiSync::kOff;  // primary only
   int semi_sync_clients = 0;
@@ -43,7 +74,8 @@ struct InstanceStatus {
 
 struct ClusterStatus {
   std::string primary;
-  uint64_t epoch = 0;  // +1 at each change of primary
+  uint64_t epoch = 0;    // +1 at each change of primary
+  std::string failover;  // while one runs: what it waits for or does
   std::vector<InstanceStatus> instances;
   std::vector<std::string> readers;
   std::deque<std::string> events;  // the latest decisions, newest last
@@ -51,11 +83,14 @@ struct ClusterStatus {
   int64_t last_failover_ms = -1;  // from loss of the primary to the writer endpoint on the new one
 };
 
-// What the proxies need after each change: the writer, the readers, and primaries to cut off.
+// What the endpoints need after each change. State, not commands: applying the same publication twice is
+// harmless, so the endpoints may skip all but the latest.
 struct Publication {
-  std::string writer;
+  std::string writer;        // "" while a failover or switchover runs: writer connections are closed
+  bool hold_writer = false;  // the primary is unreachable: new writer connections wait, open ones stay
   std::vector<std::string> readers;
-  std::vector<std::string> close_backends;
+  std::vector<std::string> cut;  // instances whose reader connections must be closed (not replicating)
+  uint64_t epoch = 0;
 };
 
 class Cluster {
@@ -66,39 +101,73 @@ class Cluster {
   Cluster(const Cluster&) = delete;
   Cluster& operator=(const Cluster&) = delete;
 
-  // Creates what is missing and starts every instance with replication; blocks until the primary serves.
-  // Throws std::runtime_error with the reason (and the server's log tail).
+  // Creates what is missing and starts every instance with replication, or adopts the servers an earlier run
+  // left running (roles from cluster.json, checked against the servers). Blocks until the primary serves,
+  // unless a failover is to be resumed. Throws std::runtime_error with the reason (and the server's log
+  // tail).
   void start();
+  // True when start() found servers of an earlier run and adopted them.
+  bool adopted() const { return adopted_any_; }
   // The monitor thread.
   void run_monitor();
   // Stops the monitor, then every mariadbd (SIGTERM, waiting for a clean InnoDB shutdown).
   void stop();
 
   ClusterStatus status() const;
-  // Planned switchover to `target` (empty: the most up-to-date replica). Blocks; returns "" or why it failed.
+  // Planned switchover to `target` (empty: the most up-to-date replica). With the primary lost and `target`
+  // named, the operator's forced promotion of it. Blocks; returns "" or why it failed.
   std::string switchover(const std::string& target);
 
  private:
   struct Instance;
+  struct RebuildJob;
+  enum class State { kDown, kStarting, kRecovering, kRunning, kBroken, kFenced, kRebuilding };
+  static const char* state_name(State s);
+
+  // Instances and processes (cluster.cc).
   void bootstrap_template();
   void prepare_data_dir(Instance& inst);
-  void start_instance(Instance& inst);
+  void start_instance(Instance& inst, bool after_fence = false);
   bool wait_ready(Instance& inst, std::chrono::milliseconds limit);
   void apply_users(Instance& inst);
-  void make_replica_of(Instance& inst, const Instance& primary);
+  void adopt(Instance& inst);
+  void reap_exited();
+  bool process_running(Instance& inst);
   void poll(Instance& inst);
   void tick();
-  void handle_primary_loss();
-  bool failover(const std::string& why);
-  void rebuild(Instance& inst);
-  void fence(Instance& inst);
-  void publish(std::vector<std::string> close_backends = {});
-  void save_state() const;
-  void event(const std::string& msg);
+  void check_primary();
+  void publish();
+  void load_state();
+  void save_state();
+  void event(std::string_view kind, const std::string& msg,
+             std::initializer_list<core::LogField> fields = {});
   void update_status();
   Instance* find(const std::string& name);
+  Instance* find_by_port(int port);
   Instance& primary();
-  std::vector<std::string> server_args(const Instance& inst) const;
+  std::vector<std::string> server_args(const Instance& inst, bool after_fence) const;
+  std::vector<std::string> application_databases() const;
+
+  // Replicas (replica.cc).
+  void make_replica_of(Instance& inst, const Instance& primary);
+  bool replicating_from_primary(const Instance& inst);
+  // Applies whatever the relay log holds beyond what it applied, with the IO thread stopped; blocks while the
+  // SQL thread makes progress. Returns "" or why it failed.
+  std::string apply_relay_log(Instance& inst, const std::string& purpose);
+  void repair_replicas();
+  void reconcile(Instance& inst);
+  GtidSet applied_set(const Instance& inst) const;
+  GtidSet history() const;
+  void start_rebuild(Instance& inst);
+  void finish_rebuild(Instance& inst);
+  void mark_broken(Instance& inst, const std::string& why);
+
+  // Failover (failover.cc).
+  void begin_failover(const std::string& why);
+  void continue_failover();
+  bool fence(Instance& inst);
+  std::string promote(Instance& inst);
+  void handle_primary_loss_fallback();
 
   DbConfig config_;
   Publish publish_;
@@ -106,13 +175,33 @@ class Cluster {
   std::string primary_;
   uint64_t epoch_ = 0;
   std::string template_dir_;
+  bool adopted_any_ = false;
+  // The primary's binlog state at its promotion (cluster.json): the history that replicas' positions reach
+  // back through (received_set).
+  GtidSet history_;
+
   std::chrono::steady_clock::time_point primary_lost_at_{};
   bool primary_lost_ = false;
   bool refused_logged_ = false;
+  bool no_replica_logged_ = false;
   SemiSync last_semi_sync_ = SemiSync::kOff;
   std::vector<std::string> readers_;
-  std::string published_writer_;
-  std::vector<std::string> published_readers_;
+  Publication published_;
+  bool published_once_ = false;
+
+  // A failover in progress (also in cluster.json).
+  struct Failover {
+    bool active = false;
+    std::string old_primary;
+    std::string candidate;
+    GtidSet target;
+    std::chrono::steady_clock::time_point started{};
+    std::string waiting_for;  // the last reason it could not go on
+    std::chrono::steady_clock::time_point waiting_logged{};
+    bool refusal_logged = false;
+  };
+  Failover failover_;
+  std::string forced_candidate_;  // an operator's `switchover --to` while the primary is lost
 
   mutable std::mutex status_mu_;
   ClusterStatus status_;

@@ -59,7 +59,7 @@ UserSpec parse_user(const core::ConfigNode& n, bool with_databases) {
 
 DbConfig parse_db_config(const core::ConfigNode& root) {
   root.check_keys({"data_dir", "bin_dir", "writer", "reader", "admin", "primary", "instances", "lag_limit",
-                   "failover_after", "monitor_interval", "semi_sync_timeout", "connect_timeout",
+                   "failover_after", "monitor_interval", "semi_sync", "semi_sync_timeout", "connect_timeout",
                    "buffer_pool", "workers", "replication", "users", "log_level", "log_file"});
   DbConfig c;
   c.data_dir = root.required("data_dir").as_string();
@@ -94,6 +94,19 @@ DbConfig parse_db_config(const core::ConfigNode& root) {
   c.failover_after = root.duration_or("failover_after", c.failover_after);
   c.monitor_interval = root.duration_or("monitor_interval", c.monitor_interval);
   if (c.monitor_interval.count() < 10) root["monitor_interval"].fail("expected at least 10ms");
+  const std::string mode = root.string_or("semi_sync", "strict");
+  if (mode == "strict") {
+    c.semi_sync = DbConfig::SemiSyncMode::kStrict;
+    if (root["semi_sync_timeout"].defined()) {
+      root["semi_sync_timeout"].fail(
+          "semi_sync_timeout applies only with `semi_sync: fallback`; with strict semi-sync (the default) "
+          "the primary never acknowledges a commit that no replica has");
+    }
+  } else if (mode == "fallback") {
+    c.semi_sync = DbConfig::SemiSyncMode::kFallback;
+  } else {
+    root["semi_sync"].fail("expected strict or fallback, got '" + mode + "'");
+  }
   c.semi_sync_timeout = root.duration_or("semi_sync_timeout", c.semi_sync_timeout);
   if (c.semi_sync_timeout.count() < 1) root["semi_sync_timeout"].fail("expected at least 1ms");
   c.connect_timeout = root.duration_or("connect_timeout", c.connect_timeout);

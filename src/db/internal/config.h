@@ -34,7 +34,14 @@ struct DbConfig {
   std::chrono::milliseconds lag_limit{5'000};
   std::chrono::milliseconds failover_after{2'000};
   std::chrono::milliseconds monitor_interval{250};
-  std::chrono::milliseconds semi_sync_timeout{5'000};
+  // strict: while a replica is configured, no commit is acknowledged before one replica has it (the primary
+  // waits as long as it takes), so a failover can always be made without losing an acknowledged commit.
+  // fallback: after semi_sync_timeout without a replica's acknowledgement the primary acknowledges anyway;
+  // writes go on when every replica is away, but a primary lost after such a commit is not failed over
+  // automatically (the commit may exist only on it).
+  enum class SemiSyncMode { kStrict, kFallback };
+  SemiSyncMode semi_sync = SemiSyncMode::kStrict;
+  std::chrono::milliseconds semi_sync_timeout{5'000};  // fallback only
   std::chrono::milliseconds connect_timeout{1'000};
   uint64_t buffer_pool_bytes = 64ull << 20;
   int workers = 1;  // proxy event loops

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 
@@ -89,6 +90,70 @@ void stop_process(pid_t pid, std::chrono::milliseconds grace) {
   ::kill(pid, SIGKILL);
   int st = 0;
   while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+}
+
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// State and start time from /proc/PID/stat; false when the process is gone.
+bool read_stat(pid_t pid, char& state, uint64_t& start_ticks) {
+  std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  // "PID (COMM) STATE ..." where COMM may hold spaces and parentheses: fields start after the last ')'.
+  size_t close = stat.rfind(')');
+  if (close == std::string::npos || close + 2 >= stat.size()) return false;
+  std::istringstream fields(stat.substr(close + 2));
+  std::string field;
+  fields >> state;
+  // The state is field 3; the start time is field 22.
+  for (int i = 4; i <= 22; ++i) {
+    if (!(fields >> field)) return false;
+  }
+  start_ticks = std::strtoull(field.c_str(), nullptr, 10);
+  return true;
+}
+
+}  // namespace
+
+std::optional<AdoptedProcess> find_running(const std::string& pid_file,
+                                           const std::vector<std::string>& needles) {
+  pid_t pid = static_cast<pid_t>(std::atol(read_file(pid_file).c_str()));
+  if (pid <= 0) return std::nullopt;
+  char state = 0;
+  uint64_t start = 0;
+  if (!read_stat(pid, state, start) || state == 'Z' || state == 'X') return std::nullopt;
+  std::string cmdline = read_file("/proc/" + std::to_string(pid) + "/cmdline");
+  for (const std::string& needle : needles) {
+    if (cmdline.find(needle) == std::string::npos) return std::nullopt;
+  }
+  return AdoptedProcess{pid, start};
+}
+
+bool running(const AdoptedProcess& p) {
+  char state = 0;
+  uint64_t start = 0;
+  return p.pid > 0 && read_stat(p.pid, state, start) && state != 'Z' && state != 'X' &&
+         start == p.start_ticks;
+}
+
+bool kill_now(pid_t pid, bool child, std::chrono::milliseconds limit) {
+  if (pid <= 0) return true;
+  if (child && reap(pid)) return true;
+  char state = 0;
+  uint64_t start = 0;
+  if (!child && !read_stat(pid, state, start)) return true;
+  ::kill(pid, SIGKILL);
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    if (child ? reap(pid) : (!read_stat(pid, state, start) || state == 'Z' || state == 'X')) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
 }
 

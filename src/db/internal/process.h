@@ -5,6 +5,8 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +27,24 @@ bool reap(pid_t pid, int* status = nullptr);
 
 // SIGTERM, then SIGKILL after `grace`; waits for the exit. Safe on a PID already reaped (returns at once).
 void stop_process(pid_t pid, std::chrono::milliseconds grace);
+
+// A process started by an earlier run of the tier (adopted: not a child of this one, so not reaped here),
+// known by its PID and its start time, which together tell it from a later process that got the same PID.
+struct AdoptedProcess {
+  pid_t pid = 0;
+  uint64_t start_ticks = 0;  // field 22 of /proc/PID/stat
+};
+
+// The process in `pid_file` when it runs and its command line contains each of `needles` (a data directory,
+// say); nullopt when the file is missing, the process is gone or a zombie, or it is some other program.
+std::optional<AdoptedProcess> find_running(const std::string& pid_file,
+                                           const std::vector<std::string>& needles);
+// True while an adopted process runs (gone, a zombie, or its PID reused: false).
+bool running(const AdoptedProcess& p);
+
+// Ends a process at once (SIGKILL also ends a stopped one) and waits up to `limit` until it is gone; a child
+// is reaped. True when it is gone.
+bool kill_now(pid_t pid, bool child, std::chrono::milliseconds limit);
 
 // The last lines of a file (for start-up failures).
 std::string file_tail(const std::string& path, size_t lines);

@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "core/buffer.h"
@@ -216,7 +217,8 @@ void ProxyWorker::accept_from(Listener& l) {
 }
 
 void ProxyWorker::start_backend(ProxyConnection& c) {
-  std::string name = c.kind() == EndpointKind::kWriter ? routes_.writer : routes_.reader.next();
+  const bool writer = c.kind() == EndpointKind::kWriter;
+  std::string name = writer ? (routes_.hold_writer ? std::string() : routes_.writer) : routes_.reader.next();
   if (name.empty()) {
     // No primary now (a failover is running): the client waits for the next one, up to wait_for_primary_.
     retry_later(c);
@@ -251,22 +253,21 @@ void ProxyWorker::expire_waiting() {
 
 void ProxyWorker::set_routes(Routes routes) {
   routes_ = std::move(routes);
-  std::vector<ProxyConnection*> waiting;
+  std::vector<ProxyConnection*> waiting, victims;
   for (auto& [p, c] : connections_) {
-    if (c->waiting()) waiting.push_back(p);
-  }
-  for (ProxyConnection* p : waiting) {
-    if (p->kind() == EndpointKind::kWriter && routes_.writer.empty()) continue;
-    start_backend(*p);
-  }
-}
-
-void ProxyWorker::close_backend(const std::string& instance) {
-  std::vector<ProxyConnection*> victims;
-  for (auto& [p, c] : connections_) {
-    if (!c->waiting() && c->backend_name() == instance) victims.push_back(p);
+    if (c->waiting()) {
+      waiting.push_back(p);
+    } else if (c->kind() == EndpointKind::kWriter ? c->backend_name() != routes_.writer
+                                                  : std::find(routes_.cut.begin(), routes_.cut.end(),
+                                                              c->backend_name()) != routes_.cut.end()) {
+      victims.push_back(p);
+    }
   }
   for (ProxyConnection* p : victims) p->close();
+  for (ProxyConnection* p : waiting) {
+    if (p->kind() == EndpointKind::kWriter && (routes_.writer.empty() || routes_.hold_writer)) continue;
+    start_backend(*p);
+  }
 }
 
 void ProxyWorker::finished(ProxyConnection* c) {

@@ -18,9 +18,14 @@
 
 namespace cumulo::db {
 
+// The endpoints' routes. Applying them also closes what they no longer allow: writer connections to any
+// backend but the writer (a demoted or fenced primary; all of them while a failover runs), and reader
+// connections to a backend in `cut`.
 struct Routes {
-  std::string writer;  // instance name of the primary; empty while a failover runs (new clients wait)
+  std::string writer;        // instance name of the primary; empty while a failover runs (new clients wait)
+  bool hold_writer = false;  // the primary is unreachable: new writer clients wait, connected ones stay
   ReaderRoute reader;
+  std::vector<std::string> cut;  // instances whose reader connections are closed (they stopped replicating)
   std::map<std::string, core::SocketAddress> addresses;  // instance name -> its address
 };
 
@@ -39,8 +44,6 @@ class ProxyWorker {
 
   // Loop thread only.
   void set_routes(Routes routes);
-  // Closes every connection relayed to that instance (a demoted or fenced primary).
-  void close_backend(const std::string& instance);
   size_t open_connections() const { return connections_.size(); }
   size_t waiting_connections() const;
   core::SocketAddress local_address(EndpointKind kind) const;

@@ -28,20 +28,27 @@ void SqlConnection::record_error() {
 }
 
 namespace {
-MYSQL* make_handle(std::chrono::milliseconds timeout) {
+// libmariadb counts these timeouts in whole seconds.
+unsigned whole_seconds(std::chrono::milliseconds t) {
+  return static_cast<unsigned>(std::max<long long>(1, (t.count() + 999) / 1000));
+}
+
+MYSQL* make_handle(std::chrono::milliseconds timeout, std::chrono::milliseconds read_timeout) {
   MYSQL* m = mysql_init(nullptr);
   if (!m) return nullptr;
-  unsigned secs = static_cast<unsigned>(std::max<long long>(1, timeout.count() / 1000));
+  unsigned secs = whole_seconds(timeout);
+  unsigned read_secs = whole_seconds(read_timeout.count() > 0 ? read_timeout : timeout);
   mysql_optionsv(m, MYSQL_OPT_CONNECT_TIMEOUT, &secs);
-  mysql_optionsv(m, MYSQL_OPT_READ_TIMEOUT, &secs);
+  mysql_optionsv(m, MYSQL_OPT_READ_TIMEOUT, &read_secs);
   mysql_optionsv(m, MYSQL_OPT_WRITE_TIMEOUT, &secs);
   return m;
 }
 }  // namespace
 
-bool SqlConnection::connect_socket(const std::string& socket_path, std::chrono::milliseconds timeout) {
+bool SqlConnection::connect_socket(const std::string& socket_path, std::chrono::milliseconds timeout,
+                                   std::chrono::milliseconds read_timeout) {
   close();
-  mysql_ = make_handle(timeout);
+  mysql_ = make_handle(timeout, read_timeout);
   if (!mysql_) {
     error_ = "out of memory";
     return false;
@@ -58,7 +65,7 @@ bool SqlConnection::connect_tcp(const std::string& host, unsigned port, const st
                                 const std::string& password, const std::string& database,
                                 std::chrono::milliseconds timeout) {
   close();
-  mysql_ = make_handle(timeout);
+  mysql_ = make_handle(timeout, timeout);
   if (!mysql_) {
     error_ = "out of memory";
     return false;

@@ -22,7 +22,10 @@ class SqlConnection {
   SqlConnection& operator=(const SqlConnection&) = delete;
 
   // As root over the server's Unix socket (only the local OS user that owns the data directory reaches it).
-  bool connect_socket(const std::string& socket_path, std::chrono::milliseconds timeout);
+  // `read_timeout` bounds each statement's wait for an answer (default: `timeout`); a statement that may
+  // rightly take longer needs a connection of its own with a longer one.
+  bool connect_socket(const std::string& socket_path, std::chrono::milliseconds timeout,
+                      std::chrono::milliseconds read_timeout = std::chrono::milliseconds(0));
   // As a user over TCP.
   bool connect_tcp(const std::string& host, unsigned port, const std::string& user,
                    const std::string& password, const std::string& database,

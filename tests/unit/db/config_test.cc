@@ -39,9 +39,20 @@ TEST(DbConfig, DefaultsAndValues) {
   EXPECT_EQ(c.primary, "db-a");
   EXPECT_EQ(c.lag_limit, std::chrono::seconds(3));
   EXPECT_EQ(c.failover_after, std::chrono::milliseconds(500));
-  EXPECT_EQ(c.semi_sync_timeout, std::chrono::seconds(5));
+  EXPECT_EQ(c.semi_sync, DbConfig::SemiSyncMode::kStrict);
   EXPECT_EQ(c.users.at(0).databases, (std::vector<std::string>{"app", "shop"}));
   EXPECT_EQ(c.workers, 1);
+}
+
+TEST(DbConfig, SemiSyncIsStrictUnlessFallbackIsAskedFor) {
+  DbConfig c = parse("semi_sync: fallback\nsemi_sync_timeout: 300ms\n");
+  EXPECT_EQ(c.semi_sync, DbConfig::SemiSyncMode::kFallback);
+  EXPECT_EQ(c.semi_sync_timeout, std::chrono::milliseconds(300));
+  EXPECT_EQ(parse("semi_sync: fallback\n").semi_sync_timeout, std::chrono::seconds(5));
+  std::string e = error_of(std::string(kBase) + "semi_sync_timeout: 2s\n");
+  EXPECT_NE(e.find("only with `semi_sync: fallback`"), std::string::npos) << e;
+  e = error_of(std::string(kBase) + "semi_sync: sometimes\n");
+  EXPECT_NE(e.find("expected strict or fallback"), std::string::npos) << e;
 }
 
 TEST(DbConfig, UnknownKeysAreErrors) {

@@ -60,9 +60,12 @@ class ProxyTest : public ::testing::Test {
     });
     done.get_future().wait();
   }
-  void route(std::string writer, std::vector<std::string> readers) {
+  void route(std::string writer, std::vector<std::string> readers, std::vector<std::string> cut = {},
+             bool hold = false) {
     Routes r;
     r.writer = writer;
+    r.hold_writer = hold;
+    r.cut = std::move(cut);
     r.reader = ReaderRoute(std::move(readers), writer);
     r.addresses = {{"a", a_.address()}, {"b", b_.address()}, {"c", c_.address()}};
     on_loop([&] { worker_->set_routes(r); });
@@ -126,11 +129,42 @@ TEST_F(ProxyTest, DemotedPrimaryConnectionsAreClosed) {
   core::Fd reader_client = connect_blocking(reader_);
   core::Fd reader_server = b_.accept_within(2000);
   ASSERT_TRUE(reader_server);
-  on_loop([&] { worker_->close_backend("a"); });
+  // "c" is the new primary: writer connections to "a" are closed, the reader on "b" stays.
+  route("c", {"b"});
   EXPECT_EQ(read_some(client.get()), "<closed>");
-  // Others stay.
   ASSERT_EQ(::send(reader_server.get(), "ok", 2, 0), 2);
   EXPECT_EQ(read_some(reader_client.get()), "ok");
+  // "b" stopped replicating: its reader connections are cut.
+  route("c", {}, {"b"});
+  EXPECT_EQ(read_some(reader_client.get()), "<closed>");
+}
+
+TEST_F(ProxyTest, AFailoverClosesWriterConnectionsAndNewOnesWait) {
+  route("a", {});
+  core::Fd client = connect_blocking(writer_);
+  core::Fd server = a_.accept_within(2000);
+  ASSERT_TRUE(server);
+  route("", {});
+  EXPECT_EQ(read_some(client.get()), "<closed>");
+  core::Fd waiting = connect_blocking(writer_);
+  EXPECT_FALSE(a_.accept_within(300));
+  route("c", {});
+  EXPECT_TRUE(c_.accept_within(2000));
+}
+
+TEST_F(ProxyTest, AnUnreachablePrimaryKeepsItsClientsWhileNewOnesWait) {
+  route("a", {});
+  core::Fd client = connect_blocking(writer_);
+  core::Fd server = a_.accept_within(2000);
+  ASSERT_TRUE(server);
+  route("a", {}, {}, /*hold=*/true);
+  core::Fd waiting = connect_blocking(writer_);
+  EXPECT_FALSE(a_.accept_within(300));
+  ASSERT_EQ(::send(server.get(), "still", 5, 0), 5);
+  EXPECT_EQ(read_some(client.get()), "still");
+  // Reachable again: the waiting client goes through.
+  route("a", {});
+  EXPECT_TRUE(a_.accept_within(2000));
 }
 
 TEST_F(ProxyTest, WriterClientsWaitForANewPrimary) {

@@ -1,0 +1,309 @@
+#include "db/internal/endpoints.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "core/event_loop.h"
+#include "core/log.h"
+#include "core/net.h"
+#include "core/signals.h"
+#include "db/internal/proxy.h"
+
+namespace cumulo::db {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+namespace {
+
+constexpr std::string_view kComponent = "db-endpoints";
+constexpr milliseconds kWaitForPrimary{15'000};
+constexpr milliseconds kStartLimit{10'000};
+constexpr milliseconds kStopGrace{10'000};
+constexpr milliseconds kRestartBackoff{1'000};
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::runtime_error("cannot write " + tmp + ": " + std::strerror(errno));
+  size_t off = 0;
+  while (off < text.size()) {
+    ssize_t n = ::write(fd, text.data() + off, text.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int err = errno;
+      ::close(fd);
+      throw std::runtime_error("cannot write " + tmp + ": " + std::strerror(err));
+    }
+    off += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
+  }
+}
+
+std::string routes_file(const DbConfig& cfg) {
+  return (fs::path(cfg.data_dir) / "routes.json").string();
+}
+std::string pid_file(const DbConfig& cfg) {
+  return (fs::path(cfg.data_dir) / "endpoints.pid").string();
+}
+
+// Hands each set of routes to every proxy loop.
+class Loops {
+ public:
+  explicit Loops(const DbConfig& cfg) {
+    for (const InstanceSpec& i : cfg.instances) {
+      addresses_[i.name] = *core::SocketAddress::parse("127.0.0.1:" + std::to_string(i.port));
+    }
+  }
+  void add(core::EventLoop* loop, ProxyWorker* worker) {
+    loops_.push_back(loop);
+    workers_.push_back(worker);
+  }
+  void apply(const Publication& p) {
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      loops_[i]->post([w = workers_[i], routes = routes_for(p)] { w->set_routes(routes); });
+    }
+  }
+
+ private:
+  Routes routes_for(const Publication& p) const {
+    Routes r;
+    r.writer = p.writer;
+    r.hold_writer = p.hold_writer;
+    r.reader = ReaderRoute(p.readers, p.writer);
+    r.cut = p.cut;
+    r.addresses = addresses_;
+    return r;
+  }
+  std::map<std::string, core::SocketAddress> addresses_;
+  std::vector<core::EventLoop*> loops_;
+  std::vector<ProxyWorker*> workers_;
+};
+
+}  // namespace
+
+std::string routes_to_json(const Publication& p) {
+  json j;
+  j["writer"] = p.writer;
+  j["hold_writer"] = p.hold_writer;
+  j["readers"] = p.readers;
+  j["cut"] = p.cut;
+  j["epoch"] = p.epoch;
+  return j.dump() + "\n";
+}
+
+std::optional<Publication> routes_from_json(const std::string& text) {
+  json j = json::parse(text, nullptr, false);
+  if (!j.is_object() || !j.contains("writer") || !j["writer"].is_string()) return std::nullopt;
+  Publication p;
+  try {
+    p.writer = j["writer"].get<std::string>();
+    p.hold_writer = j.value("hold_writer", false);
+    p.readers = j.value("readers", std::vector<std::string>{});
+    p.cut = j.value("cut", std::vector<std::string>{});
+    p.epoch = j.value("epoch", 0ull);
+  } catch (const json::exception&) {
+    return std::nullopt;
+  }
+  return p;
+}
+
+int run_endpoints(const DbConfig& cfg) {
+  const sigset_t mask = core::block_signals({SIGINT, SIGTERM, SIGHUP});
+  core::EventLoop main_loop;
+  std::vector<std::unique_ptr<core::EventLoop>> extra_loops;
+  std::vector<std::unique_ptr<ProxyWorker>> workers;
+  std::vector<std::thread> threads;
+  Loops loops(cfg);
+  try {
+    auto writer = *core::SocketAddress::parse(cfg.writer);
+    auto reader = *core::SocketAddress::parse(cfg.reader);
+    workers.push_back(std::make_unique<ProxyWorker>(main_loop, writer, reader, kWaitForPrimary));
+    // Port 0 resolved by the first listener, so that every loop shares the same one.
+    writer = workers[0]->local_address(EndpointKind::kWriter);
+    reader = workers[0]->local_address(EndpointKind::kReader);
+    loops.add(&main_loop, workers[0].get());
+    for (int i = 1; i < cfg.workers; ++i) {
+      extra_loops.push_back(std::make_unique<core::EventLoop>());
+      workers.push_back(std::make_unique<ProxyWorker>(*extra_loops.back(), writer, reader, kWaitForPrimary));
+      loops.add(extra_loops.back().get(), workers.back().get());
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cumulo db endpoints: cannot listen: %s\n", e.what());
+    core::log_error(kComponent, "cannot listen", {{"error", e.what()}});
+    return 1;
+  }
+  uint64_t applied_epoch = 0;
+  auto reload = [&] {
+    auto p = routes_from_json(read_text(routes_file(cfg)));
+    if (!p) {
+      core::log_warn(kComponent, "no routes to apply yet: new writer connections wait",
+                     {{"file", routes_file(cfg)}});
+      return;
+    }
+    loops.apply(*p);
+    if (p->epoch != applied_epoch || p->writer.empty()) {
+      core::log_info(kComponent, "routes applied",
+                     {{"writer", p->writer.empty() ? std::string("(none: clients wait)") : p->writer},
+                      {"hold_writer", p->hold_writer},
+                      {"readers", static_cast<long>(p->readers.size())},
+                      {"epoch", static_cast<long>(p->epoch)}});
+    }
+    applied_epoch = p->epoch;
+  };
+  reload();
+  for (auto& l : extra_loops) threads.emplace_back([loop = l.get()] { loop->run(); });
+  core::SignalWatcher signals(main_loop, mask, [&](int signo) {
+    if (signo == SIGHUP) {
+      reload();
+    } else {
+      main_loop.stop();
+    }
+  });
+  try {
+    write_atomically(pid_file(cfg), std::to_string(::getpid()) + "\n");
+  } catch (const std::exception& e) {
+    core::log_error(kComponent, "cannot write the pid file", {{"error", e.what()}});
+    for (auto& l : extra_loops) l->stop();
+    for (auto& t : threads) t.join();
+    return 1;
+  }
+  core::log_info(kComponent, "listening",
+                 {{"writer", workers[0]->local_address(EndpointKind::kWriter).to_string()},
+                  {"reader", workers[0]->local_address(EndpointKind::kReader).to_string()},
+                  {"pid", static_cast<long>(::getpid())}});
+  main_loop.run();
+  core::log_info(kComponent, "stopping: listeners and client connections closed");
+  for (auto& l : extra_loops) l->stop();
+  for (auto& t : threads) t.join();
+  workers.clear();
+  if (read_text(pid_file(cfg)) == std::to_string(::getpid()) + "\n") fs::remove(pid_file(cfg));
+  return 0;
+}
+
+EndpointsProcess::EndpointsProcess(const DbConfig& cfg, std::string binary, std::string config_path)
+    : cfg_(cfg), binary_(std::move(binary)), config_path_(std::move(config_path)) {}
+
+std::string EndpointsProcess::routes_path() const {
+  return routes_file(cfg_);
+}
+std::string EndpointsProcess::pid_path() const {
+  return pid_file(cfg_);
+}
+
+bool EndpointsProcess::adopt() {
+  std::lock_guard lock(mu_);
+  auto p =
+      find_running(pid_path(), {std::string(1, '\0') + "endpoints" + std::string(1, '\0'), config_path_});
+  if (!p) return false;
+  pid_ = p->pid;
+  adopted_ = true;
+  adopted_process_ = *p;
+  core::log_info("db", "adopted the endpoints process left running by an earlier run",
+                 {{"pid", static_cast<long>(pid_)}});
+  return true;
+}
+
+bool EndpointsProcess::alive_locked() {
+  if (pid_ <= 0) return false;
+  if (adopted_) return running(adopted_process_);
+  return !reap(pid_);
+}
+
+void EndpointsProcess::start() {
+  std::lock_guard lock(mu_);
+  start_locked();
+}
+
+void EndpointsProcess::start_locked() {
+  const std::string log = (fs::path(cfg_.data_dir) / "endpoints.out").string();
+  std::error_code ec;
+  fs::remove(pid_path(), ec);
+  pid_t pid = spawn({binary_, "db", "endpoints", "-c", config_path_}, log);
+  pid_ = pid;
+  adopted_ = false;
+  const auto deadline = Clock::now() + kStartLimit;
+  while (Clock::now() < deadline) {
+    if (reap(pid)) {
+      pid_ = 0;
+      throw std::runtime_error("the endpoints process exited at start; " + log + ":\n" + file_tail(log, 5));
+    }
+    if (std::atol(read_text(pid_path()).c_str()) == pid) return;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  kill_now(pid, true, milliseconds(5'000));
+  pid_ = 0;
+  throw std::runtime_error("the endpoints process did not listen within 10 s; " + log + ":\n" +
+                           file_tail(log, 5));
+}
+
+void EndpointsProcess::publish(const Publication& p) {
+  std::lock_guard lock(mu_);
+  last_ = p;
+  write_atomically(routes_path(), routes_to_json(p));
+  if (alive_locked()) ::kill(pid_, SIGHUP);
+}
+
+void EndpointsProcess::watch() {
+  std::lock_guard lock(mu_);
+  if (alive_locked() || Clock::now() < next_restart_) return;
+  core::log_warn("db", "the endpoints process is gone: starting it again with the last routes",
+                 {{"pid", static_cast<long>(pid_)}});
+  next_restart_ = Clock::now() + kRestartBackoff;
+  try {
+    start_locked();
+  } catch (const std::exception& e) {
+    core::log_error("db", "cannot start the endpoints process", {{"error", e.what()}});
+  }
+}
+
+void EndpointsProcess::stop() {
+  std::lock_guard lock(mu_);
+  if (pid_ <= 0) return;
+  if (adopted_) {
+    if (running(adopted_process_)) {
+      ::kill(pid_, SIGTERM);
+      const auto deadline = Clock::now() + kStopGrace;
+      while (running(adopted_process_) && Clock::now() < deadline)
+        std::this_thread::sleep_for(milliseconds(20));
+      if (running(adopted_process_)) kill_now(pid_, false, milliseconds(5'000));
+    }
+  } else {
+    stop_process(pid_, kStopGrace);
+  }
+  pid_ = 0;
+}
+
+pid_t EndpointsProcess::pid() const {
+  std::lock_guard lock(mu_);
+  return pid_;
+}
+
+bool EndpointsProcess::adopted() const {
+  std::lock_guard lock(mu_);
+  return adopted_;
+}
+
+}  // namespace cumulo::db
