@@ -35,7 +35,8 @@ def need_mariadb():
 
 class DbTier:
     """`cumulo db run` with one primary and replicas; stopped by the ProcessSet (SIGTERM, which stops the
-    servers it started)."""
+    servers it started). kill_manager() and restart_manager() crash and restart that process; each incarnation is
+    kept in `managers` so that stop_tier stops them all."""
 
     def __init__(self, procs: ProcessSet, tmp: Path, zones=("a", "b", "b"), **overrides):
         need_mariadb()
@@ -63,11 +64,45 @@ class DbTier:
         self.config.update(overrides)
         self.config_path = tmp / "db.yaml"
         self.config_path.write_text(to_yaml(self.config))
-        self.proc = procs.start("db", [str(binary("cumulo")), "db", "run", "-c", str(self.config_path)])
+        self.argv = [str(binary("cumulo")), "db", "run", "-c", str(self.config_path)]
+        self.proc = procs.start("db", self.argv)
+        self.managers = [self.proc]
+        self.manager_down = False  # killed on purpose by kill_manager(): the admin API is expected to be away
         wait_for(lambda: self._status_or_none() is not None, 60, 0.1, "cumulo db to serve its admin API")
         self.wait_healthy()
 
+    def kill_manager(self) -> int:
+        """kill -9 of `cumulo db run`, as a crash would; the servers and the endpoint process keep running.
+        Returns the PID it had."""
+        self.manager_down = True
+        pid = self.proc.pid
+        self.proc.kill()
+        return pid
+
+    def restart_manager(self):
+        """Starts `cumulo db run -c` with the same file again and returns at once; the admin API answers once the new
+        process adopted the running servers and endpoint process."""
+        self.proc = self.procs.start(f"db-{len(self.managers) + 1}", self.argv)
+        self.managers.append(self.proc)
+        self.manager_down = False
+        return self.proc
+
+    def endpoints_pid(self) -> int | None:
+        """The `cumulo db endpoints` process of this tier, if it still runs: by its PID file (DATA_DIR/endpoints.pid,
+        a number, or DATA_DIR/endpoints.json, {"pid": N}), checked against its command line."""
+        for name, parse in (("endpoints.pid", int), ("endpoints.json", lambda t: int(json.loads(t)["pid"]))):
+            try:
+                pid = parse((self.dir / name).read_text().strip())
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if pid > 0 and b"\0endpoints\0" in cmdline:
+                return pid
+        return None
+
     def _status_or_none(self):
+        if self.manager_down:
+            return None
         if not self.proc.alive():
             pytest.fail("cumulo db exited:\n" + self.proc.log_tail(40), pytrace=False)
         try:
@@ -129,9 +164,11 @@ def query(conn, sql: str, args=None):
 
 
 def stop_tier(tier: DbTier):
-    """SIGTERM and a generous wait (the servers shut InnoDB down cleanly), then any mariadbd left behind is killed
-    by the PID in its data directory."""
-    tier.proc.stop(grace=30)
+    """SIGTERM to every `cumulo db run` incarnation and a generous wait (a live one closes the endpoints and shuts
+    the servers down cleanly), then any mariadbd left behind is killed by the PID in its data directory, and any
+    endpoint process by its PID file."""
+    for manager in reversed(tier.managers):
+        manager.stop(grace=30)
     for inst in tier.instances:
         pid_file = tier.dir / inst["name"] / "mariadbd.pid"
         try:
@@ -141,3 +178,6 @@ def stop_tier(tier: DbTier):
             continue
         if str(tier.dir).encode() in cmdline:
             os.kill(pid, signal.SIGKILL)
+    endpoints = tier.endpoints_pid()
+    if endpoints is not None:
+        os.kill(endpoints, signal.SIGKILL)
