@@ -22,6 +22,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "core/files.h"
 #include "core/event_loop.h"
 #include "core/log.h"
 #include "core/net.h"
@@ -556,37 +557,24 @@ void Supervisor::plan_database() {
   s.start_timeout = Millis(90'000);
 }
 
-// Written aside and renamed, so a process reloading one never reads half a file.
-void write_file_atomically(const fs::path& path, const std::string& text) {
-  fs::path tmp = path;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    if (!out.flush()) throw std::runtime_error("cannot write " + tmp.string());
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) throw std::runtime_error("cannot write " + path.string() + ": " + ec.message());
-}
-
+// Each written aside and renamed, so a process reloading one never reads half a file.
 void Supervisor::write_configs() const {
   // No targets: instances join through the admin API once they pass their health check.
-  write_file_atomically(gateway_->config_path, render_gateway_config(stack_, {}));
+  core::write_file_atomically(gateway_->config_path, render_gateway_config(stack_, {}));
   for (const StoreNodeSpec& node : stack_.object_store.nodes) {
     const ServiceProcess& s = **std::find_if(services_.begin(), services_.end(),
                                              [&](const auto& x) { return x->id == "objstore-" + node.zone; });
     StoreFiles files{fs::absolute(state_dir_ / "objstore" / node.zone).string(),
                      stack_.object_store.master_key_file};
-    write_file_atomically(s.config_path, render_store_config(stack_, node, files));
+    core::write_file_atomically(s.config_path, render_store_config(stack_, node, files));
   }
   if (stack_.database.enabled) {
-    write_file_atomically(fs::absolute(state_dir_ / "db.yaml"),
-                          render_db_config(stack_.database, fs::absolute(state_dir_ / "db").string()));
+    core::write_file_atomically(fs::absolute(state_dir_ / "db.yaml").string(),
+                                render_db_config(stack_.database, fs::absolute(state_dir_ / "db").string()));
   }
   for (const EdgeSpec& edge : stack_.edges) {
-    write_file_atomically(fs::absolute(state_dir_ / ("edge-" + edge.name + ".yaml")),
-                          render_edge_config(stack_, edge));
+    core::write_file_atomically(fs::absolute(state_dir_ / ("edge-" + edge.name + ".yaml")).string(),
+                                render_edge_config(stack_, edge));
   }
 }
 
@@ -959,19 +947,11 @@ void Supervisor::write_status() const {
                                   {"log", (state_dir_ / "logs" / (i.id + ".log")).string()}});
     }
   }
-  const fs::path path = state_dir_ / "stack.json";
-  fs::path tmp = path;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << doc.dump(2) << "\n";
-    if (!out.flush()) {
-      core::log_warn(kComponent, "cannot write the status file", {{"path", tmp.string()}});
-      return;
-    }
+  try {
+    core::write_file_atomically((state_dir_ / "stack.json").string(), doc.dump(2) + "\n");
+  } catch (const std::exception& e) {
+    core::log_warn(kComponent, "cannot write the status file", {{"error", e.what()}});
   }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
 }
 
 void Supervisor::on_io(uint32_t) {
