@@ -114,29 +114,33 @@ std::string admin_address(const std::string& config_path) {
   return load_db_config(config_path).admin;
 }
 
-int run_endpoints(const std::string& config_path) {
+namespace {
+
+// The configuration, with the process log set up as it says; nullopt once the error is on stderr.
+std::optional<DbConfig> load_and_set_up_log(const std::string& config_path, const char* command) {
   DbConfig cfg;
   try {
     cfg = load_db_config(config_path);
   } catch (const core::ConfigError& e) {
-    std::fprintf(stderr, "cumulo db endpoints: %s\n", e.what());
-    return 2;
+    std::fprintf(stderr, "%s: %s\n", command, e.what());
+    return std::nullopt;
   }
   if (auto lvl = core::parse_log_level(cfg.log_level)) core::log_set_level(*lvl);
   if (!cfg.log_file.empty()) core::log_set_file(cfg.log_file);
-  return db::run_endpoints(cfg);
+  return cfg;
+}
+
+}  // namespace
+
+int run_endpoints(const std::string& config_path) {
+  auto cfg = load_and_set_up_log(config_path, "cumulo db endpoints");
+  return cfg ? db::run_endpoints(*cfg) : 2;
 }
 
 int run(const std::string& config_path) {
-  DbConfig cfg;
-  try {
-    cfg = load_db_config(config_path);
-  } catch (const core::ConfigError& e) {
-    std::fprintf(stderr, "cumulo db: %s\n", e.what());
-    return 2;
-  }
-  if (auto lvl = core::parse_log_level(cfg.log_level)) core::log_set_level(*lvl);
-  if (!cfg.log_file.empty()) core::log_set_file(cfg.log_file);
+  auto loaded = load_and_set_up_log(config_path, "cumulo db");
+  if (!loaded) return 2;
+  const DbConfig& cfg = *loaded;
 
   const sigset_t mask = core::block_signals({SIGINT, SIGTERM});
 

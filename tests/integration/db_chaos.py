@@ -30,6 +30,7 @@ were acknowledged again:
   kill_candidate            big transaction, kill -9 of the primary, then of the candidate at its `catch_up_started`
   kill_manager_in_failover  big transaction, kill -9 of the primary, then of `cumulo db run` at `catch_up_started`;
                             restarted, it must complete the failover
+  switchover                a planned switchover under the writers' load: at most a reconnect, nothing lost
 A trigger event that does not show within its timeout fails the round (with the events that did show).
 """
 
@@ -71,7 +72,7 @@ MANAGER_DOWN_S = 3.0
 
 PRIMARY_KINDS = ("kill_primary", "kill_primary_big", "stop_primary", "kill_primary_in_rebuild", "kill_candidate",
                  "kill_manager_in_failover")
-KINDS = PRIMARY_KINDS + ("kill_replica", "kill_manager")
+KINDS = PRIMARY_KINDS + ("kill_replica", "kill_manager", "switchover")
 
 SCHEMA = [
     "CREATE TABLE writes (id BIGINT PRIMARY KEY, writer INT NOT NULL, txn BIGINT NOT NULL, n INT NOT NULL, "
@@ -349,6 +350,10 @@ class TierLog:
         return [str(line["event"]) for _, line in self.lines[start:]
                 if "event" in line and line.get("instance") == name]
 
+    def first_between(self, kind: str, t0: float, t1: float) -> dict | None:
+        """The first event of `kind` read between two moments (monotonic)."""
+        return next((line for t, line in self.lines if t0 <= t <= t1 and line.get("event") == kind), None)
+
     def seen_kinds(self, start: int = 0) -> list[str]:
         return sorted({str(line["event"]) for _, line in self.lines[start:] if "event" in line})
 
@@ -409,7 +414,7 @@ class ChaosOptions:
 class PrimaryFault:
     round_no: int
     kind: str
-    how: str  # "kill -9" or "SIGSTOP"
+    how: str  # "kill -9", "SIGSTOP" or "switchover"
     instance: str
     at: float
     in_sync: bool
@@ -593,6 +598,16 @@ class ChaosRun:
     def judge(self, r: Round, f: PrimaryFault):
         if f.next_write_s is None or f.bound_s is None:
             return
+        if f.how != "switchover" and f.bound_s == PRIMARY_FAULT_BOUND_S:
+            # The candidate first applies what it received and had not applied yet (its apply lag at the fault,
+            # seconds after a big transaction): the bound is on the rest, so the catch-up of this failover is
+            # added, as it is after a big transaction.
+            self.log.poll()
+            ev = self.log.first_between("catch_up_done", f.at, f.at + f.next_write_s + 0.5)
+            ms = event_ms(ev) if ev else None
+            if ms and ms > 1000:
+                f.bound_s = PRIMARY_FAULT_BOUND_S + ms / 1000.0
+                r.notes.append(f"the candidate's catch-up took {ms:.0f} ms (its apply lag): bound {f.bound_s:.1f} s")
         if f.next_write_s > f.bound_s:
             self.fail(r, f"the writer endpoint accepted writes {f.next_write_s:.2f} s after the {f.how} of primary "
                          f"{f.instance}; with a replica in sync it must within {f.bound_s:.1f} s")
@@ -789,25 +804,60 @@ class ChaosRun:
                 self.fail(r, f"{victim}'s rebuild failed with its source and was not done again within "
                              f"{RESUME_TIMEOUT_S:.0f} s")
 
-    def round_kill_candidate(self, r: Round):
-        """A big transaction, kill -9 of the primary, and of the promotion candidate at its catch_up_started."""
+    def round_switchover(self, r: Round):
+        """A planned switchover (`POST /switchover`, what `cumulo db switchover` sends) under the writers' load: it must
+        succeed, lose nothing (checked at the end with everything else) and cost the writers at most a reconnect."""
+        s = self.gate(r, "healthy")
+        old = s["primary"]
+        t = now()
+        try:
+            resp = requests.post(f"http://127.0.0.1:{self.tier.admin_port}/switchover", timeout=60)
+            body = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
+        except (requests.RequestException, ValueError) as e:
+            self.fail(r, f"POST /switchover failed: {e!r}")
+            return
+        r.faults.append(f"switchover from {old} at {t - self.t0:.1f}s")
+        if resp.status_code != 200:
+            self.fail(r, f"the switchover from {old} was refused ({resp.status_code}): {body.get('error', resp.text)}")
+            return
+        new = body.get("primary")
+        self.say(f"round {r.number}: switchover {old} -> {new} in {now() - t:.2f} s")
+        if not new or new == old:
+            self.fail(r, f"the switchover from {old} answered 200 but named {new!r} as the primary")
+        f = self.primary_fault(r, "switchover", old, t, True, PRIMARY_FAULT_BOUND_S)
+        self.await_next_write(r, f)
+        self.judge(r, f)
+        r.notes.append(f"{old} -> {new}")
+
+    def big_then_kill_primary(self, r: Round):
+        """A big transaction, then kill -9 of the primary, waiting for the candidate's catch_up_started. Returns
+        (old primary, kill time, its PrimaryFault, log mark, the catch_up_started event or None) or None when the
+        round could not get that far."""
         s = self.gate(r, "ready")
         if not self.commit_big(r):
-            return
+            return None
         s = self.status() or s
         mark = self.log.mark()
         p = s["primary"]
         t = self.kill_instance(r, p, s, "primary")
         if t is None:
-            return
+            return None
         f = self.primary_fault(r, "kill -9", p, t, False, None)
         ev = self.log.wait("catch_up_started", mark, TRIGGER_TIMEOUT_S)
         if ev is None:
             self.fail(r, f"no catch_up_started event within {TRIGGER_TIMEOUT_S:.0f} s of the kill of primary {p}; "
                          f"{self.log.describe_since(mark)}")
-        else:
+        self.log.poll()
+        return p, t, f, mark, ev
+
+    def round_kill_candidate(self, r: Round):
+        """A big transaction, kill -9 of the primary, and of the promotion candidate at its catch_up_started."""
+        got = self.big_then_kill_primary(r)
+        if got is None:
+            return
+        p, t, f, mark, ev = got
+        if ev is not None:
             cand = str(ev.get("instance"))
-            self.log.poll()
             late = self.log.find("catch_up_done", mark, instance=cand) or self.log.find("failover_done", mark)
             tk = self.kill_instance(r, cand, None, "promotion candidate")
             if tk is not None:
@@ -820,23 +870,13 @@ class ChaosRun:
     def round_kill_manager_in_failover(self, r: Round):
         """A big transaction, kill -9 of the primary, kill -9 of `cumulo db run` at catch_up_started, restart it:
         the failover must complete."""
-        s = self.gate(r, "ready")
-        if not self.commit_big(r):
+        got = self.big_then_kill_primary(r)
+        if got is None:
             return
-        s = self.status() or s
-        mark = self.log.mark()
-        p = s["primary"]
-        t = self.kill_instance(r, p, s, "primary")
-        if t is None:
-            return
-        f = self.primary_fault(r, "kill -9", p, t, False, None)
-        ev = self.log.wait("catch_up_started", mark, TRIGGER_TIMEOUT_S)
+        p, t, f, mark, ev = got
         if ev is None:
-            self.fail(r, f"no catch_up_started event within {TRIGGER_TIMEOUT_S:.0f} s of the kill of primary {p}; "
-                         f"{self.log.describe_since(mark)}")
             self.await_next_write(r, f)
             return
-        self.log.poll()
         late = self.log.find("failover_done", mark)
         pid = self.tier.kill_manager()
         tk = now()
@@ -1100,10 +1140,11 @@ class ChaosRun:
 
 
 def short_schedule(rng: random.Random) -> list[str]:
-    """17 rounds in a shuffled order, with 12 kill -9 of the current primary and two SIGSTOP of it."""
+    """18 rounds in a shuffled order, with 12 kill -9 of the current primary, two SIGSTOP of it and a planned
+    switchover."""
     rounds = (["kill_primary"] * 5 + ["kill_primary_big"] * 3 + ["stop_primary"] * 2
               + ["kill_primary_in_rebuild"] * 2 + ["kill_replica"] * 2
-              + ["kill_candidate", "kill_manager_in_failover", "kill_manager"])
+              + ["kill_candidate", "kill_manager_in_failover", "kill_manager", "switchover"])
     rng.shuffle(rounds)
     return rounds
 
@@ -1112,7 +1153,8 @@ def soak_schedule(rng: random.Random, rounds: int) -> list[str]:
     """Every kind at least twice, the rest drawn with weights leaning to plain kills of the primary."""
     base = [k for k in KINDS for _ in range(2)]
     weights = {"kill_primary": 5, "kill_primary_big": 3, "stop_primary": 2, "kill_primary_in_rebuild": 2,
-               "kill_candidate": 1, "kill_manager_in_failover": 1, "kill_replica": 2, "kill_manager": 2}
+               "kill_candidate": 1, "kill_manager_in_failover": 1, "kill_replica": 2, "kill_manager": 2,
+               "switchover": 1}
     rest = rng.choices(list(weights), weights=list(weights.values()), k=max(0, rounds - len(base)))
     picked = (base + rest)[:rounds]
     rng.shuffle(picked)

@@ -1,11 +1,12 @@
 """The database tier under chaos: four writers through the writer endpoint (autocommit single-row INSERTs, and
-transactions of five INSERTs and of four INSERTs of ten rows; at least 1,000 acknowledged rows/s in all) while 17
+transactions of five INSERTs and of four INSERTs of ten rows; at least 1,000 acknowledged rows/s in all) while 18
 rounds of faults follow each other, 1-5 s apart (random) once writes are acknowledged again: 12 kill -9 of the
 current primary (three right after a big transaction whose apply keeps the promotion candidate catching up for over
 a second; two right after the tier's `rebuild_started` for a replica it rebuilds because a write was made on it
 behind its back, an errant transaction), two SIGSTOP of the primary for 5 s, two kill -9 of a replica, one of the
 promotion candidate at its `catch_up_started`, one of `cumulo db run` (restarted: no failover, writes acknowledged
-meanwhile) and one of `cumulo db run` during a failover (restarted: the failover completes). Then every acknowledged row must be on the primary and on every replica, every
+meanwhile), one of `cumulo db run` during a failover (restarted: the failover completes), and a planned switchover
+under the same load. Then every acknowledged row must be on the primary and on every replica, every
 transaction whole and every GTID position equal. The driver is db_chaos.py, its soak bench/db-chaos.sh;
 CUMULO_CHAOS_SEED=N replays an order of rounds and pauses.
 
@@ -46,7 +47,7 @@ def test_chaos_keeps_every_acknowledged_write(procs, tmp_path):
     assert run.primary_kills() >= 10, counts
     assert run.primary_stops() == 2, counts
     for kind in ("kill_replica", "kill_manager", "kill_primary_in_rebuild", "kill_candidate",
-                 "kill_manager_in_failover"):
+                 "kill_manager_in_failover", "switchover"):
         assert counts[kind] >= 1, counts
     assert run.verification["lost_rows"] == 0
     assert run.verification["rows_per_s"] >= 1000

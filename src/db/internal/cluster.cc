@@ -3,7 +3,6 @@
 #include "db/internal/cluster.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -12,14 +11,11 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <stdexcept>
 
+#include "core/files.h"
 #include "core/log.h"
 #include "db/internal/instance.h"
 #include "db/internal/process.h"
@@ -34,9 +30,7 @@ namespace {
 
 constexpr std::string_view kComponent = "db";
 constexpr size_t kMaxEvents = 50;
-constexpr milliseconds kStartLimit{60'000};
 constexpr milliseconds kStopGrace{30'000};
-constexpr milliseconds kKillWait{10'000};
 constexpr milliseconds kAdoptConnect{5'000};
 constexpr int kSwitchoverCatchUpSeconds = 10;
 // Strict semi-sync: the primary waits this long for a replica's acknowledgement, which is to say it does not
@@ -45,41 +39,6 @@ constexpr uint64_t kStrictSemiSyncTimeoutMs = 4'294'967'295ull;
 
 std::string sql_literal(const std::string& s) {
   return "'" + s + "'";
-}
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Written aside, flushed to disk, then renamed over the old file: a crash leaves the old state or the new
-// one.
-void write_durably(const fs::path& path, const std::string& text) {
-  fs::path tmp = path;
-  tmp += ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) throw std::runtime_error("cannot write " + tmp.string() + ": " + std::strerror(errno));
-  size_t off = 0;
-  while (off < text.size()) {
-    ssize_t n = ::write(fd, text.data() + off, text.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int err = errno;
-      ::close(fd);
-      throw std::runtime_error("cannot write " + tmp.string() + ": " + std::strerror(err));
-    }
-    off += static_cast<size_t>(n);
-  }
-  ::fsync(fd);
-  ::close(fd);
-  fs::rename(tmp, path);
-  int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir >= 0) {
-    ::fsync(dir);
-    ::close(dir);
-  }
 }
 
 std::string column(const SqlRow& row, const char* key) {
@@ -345,7 +304,7 @@ void Cluster::load_state() {
   primary_ = config_.primary;
   const fs::path state_path = fs::path(config_.data_dir) / "cluster.json";
   if (!fs::exists(state_path)) return;
-  auto j = nlohmann::json::parse(read_text(state_path), nullptr, false);
+  auto j = nlohmann::json::parse(core::read_file(state_path.string()), nullptr, false);
   if (!j.is_object() || !j.contains("primary") || !find(j["primary"].get<std::string>())) {
     throw std::runtime_error(
         state_path.string() +
@@ -388,7 +347,8 @@ void Cluster::save_state() {
                      {"candidate", failover_.candidate},
                      {"target", failover_.target.to_string()}};
   }
-  write_durably(fs::path(config_.data_dir) / "cluster.json", j.dump(2) + "\n");
+  core::write_file_atomically((fs::path(config_.data_dir) / "cluster.json").string(), j.dump(2) + "\n",
+                              /*durable=*/true, 0600);
 }
 
 void Cluster::adopt(Instance& inst) {
@@ -481,7 +441,7 @@ void Cluster::start() {
   }
   for (auto& i : instances_) {
     if (i->needs_rebuild || i->state == State::kFenced) continue;
-    if (!wait_ready(*i, kStartLimit)) throw std::runtime_error(i->spec.name + ": " + i->last_error);
+    if (!wait_ready(*i, kServerStartLimit)) throw std::runtime_error(i->spec.name + ": " + i->last_error);
     apply_users(*i);
   }
   for (auto& i : instances_)
@@ -535,7 +495,7 @@ void Cluster::reap_exited() {
     i->received_known = false;
     i->io_pos = GtidSet{};
     if (i->state != State::kFenced) i->state = State::kDown;
-    i->next_attempt = Clock::now() + milliseconds(1'000);
+    i->next_attempt = Clock::now() + kRestartBackoff;
   }
 }
 

@@ -1,19 +1,15 @@
 #include "db/internal/endpoints.h"
 
-#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <thread>
 
 #include "core/event_loop.h"
+#include "core/files.h"
 #include "core/log.h"
 #include "core/net.h"
 #include "core/signals.h"
@@ -33,34 +29,6 @@ constexpr milliseconds kWaitForPrimary{15'000};
 constexpr milliseconds kStartLimit{10'000};
 constexpr milliseconds kStopGrace{10'000};
 constexpr milliseconds kRestartBackoff{1'000};
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void write_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) throw std::runtime_error("cannot write " + tmp + ": " + std::strerror(errno));
-  size_t off = 0;
-  while (off < text.size()) {
-    ssize_t n = ::write(fd, text.data() + off, text.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int err = errno;
-      ::close(fd);
-      throw std::runtime_error("cannot write " + tmp + ": " + std::strerror(err));
-    }
-    off += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
-  }
-}
 
 std::string routes_file(const DbConfig& cfg) {
   return (fs::path(cfg.data_dir) / "routes.json").string();
@@ -157,7 +125,7 @@ int run_endpoints(const DbConfig& cfg) {
   }
   uint64_t applied_epoch = 0;
   auto reload = [&] {
-    auto p = routes_from_json(read_text(routes_file(cfg)));
+    auto p = routes_from_json(core::read_file(routes_file(cfg)));
     if (!p) {
       core::log_warn(kComponent, "no routes to apply yet: new writer connections wait",
                      {{"file", routes_file(cfg)}});
@@ -183,7 +151,7 @@ int run_endpoints(const DbConfig& cfg) {
     }
   });
   try {
-    write_atomically(pid_file(cfg), std::to_string(::getpid()) + "\n");
+    core::write_file_atomically(pid_file(cfg), std::to_string(::getpid()) + "\n", false, 0600);
   } catch (const std::exception& e) {
     core::log_error(kComponent, "cannot write the pid file", {{"error", e.what()}});
     for (auto& l : extra_loops) l->stop();
@@ -199,7 +167,7 @@ int run_endpoints(const DbConfig& cfg) {
   for (auto& l : extra_loops) l->stop();
   for (auto& t : threads) t.join();
   workers.clear();
-  if (read_text(pid_file(cfg)) == std::to_string(::getpid()) + "\n") fs::remove(pid_file(cfg));
+  if (core::read_file(pid_file(cfg)) == std::to_string(::getpid()) + "\n") fs::remove(pid_file(cfg));
   return 0;
 }
 
@@ -250,7 +218,7 @@ void EndpointsProcess::start_locked() {
       pid_ = 0;
       throw std::runtime_error("the endpoints process exited at start; " + log + ":\n" + file_tail(log, 5));
     }
-    if (std::atol(read_text(pid_path()).c_str()) == pid) return;
+    if (std::atol(core::read_file(pid_path()).c_str()) == pid) return;
     std::this_thread::sleep_for(milliseconds(20));
   }
   kill_now(pid, true, milliseconds(5'000));
@@ -262,7 +230,7 @@ void EndpointsProcess::start_locked() {
 void EndpointsProcess::publish(const Publication& p) {
   std::lock_guard lock(mu_);
   last_ = p;
-  write_atomically(routes_path(), routes_to_json(p));
+  core::write_file_atomically(routes_path(), routes_to_json(p), false, 0600);
   if (alive_locked()) ::kill(pid_, SIGHUP);
 }
 

@@ -17,9 +17,6 @@ using std::chrono::milliseconds;
 
 namespace {
 
-constexpr milliseconds kKillWait{10'000};
-constexpr milliseconds kRestartBackoff{1'000};
-constexpr milliseconds kStartLimit{60'000};
 // A failover that cannot go on says why at once, again when the reason changes or every kWaitingLogEvery, and
 // after kRefuseAfter tells the operator what they can do.
 constexpr milliseconds kWaitingLogEvery{10'000};
@@ -164,7 +161,7 @@ void Cluster::continue_failover() {
         r.conn.close();
         r.state = State::kDown;
         r.received_known = false;
-      } else if (r.state == State::kStarting && now - r.unreachable_since > kStartLimit) {
+      } else if (r.state == State::kStarting && now - r.unreachable_since > kServerStartLimit) {
         kill_now(r.pid, !r.adopted, kKillWait);
         r.pid = 0;
         r.guard_port();
@@ -338,7 +335,7 @@ void Cluster::handle_primary_loss_fallback() {
   if (p.pid == 0 && Clock::now() >= p.next_attempt) {
     p.next_attempt = Clock::now() + kRestartBackoff;
     start_instance(p);
-    if (wait_ready(p, kStartLimit)) {
+    if (wait_ready(p, kServerStartLimit)) {
       poll(p);
       std::string err = promote(p);
       if (err.empty()) {

@@ -20,6 +20,11 @@
 
 namespace cumulo::db {
 
+// Limits the cluster's files share.
+inline constexpr std::chrono::milliseconds kServerStartLimit{60'000};  // a starting mariadbd must answer by then
+inline constexpr std::chrono::milliseconds kKillWait{10'000};          // for a killed process to be gone
+inline constexpr std::chrono::milliseconds kRestartBackoff{1'000};     // between starts of one instance
+
 // A rebuild runs on its own thread (a dump and its load take as long as the data is large), while the monitor
 // goes on watching the primary. The thread owns the instance's connection and server process until `done`.
 struct Cluster::RebuildJob {

@@ -12,6 +12,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "core/files.h"
+
 namespace cumulo::db {
 
 pid_t spawn(const std::vector<std::string>& argv, const std::string& output_path,
@@ -95,16 +97,9 @@ void stop_process(pid_t pid, std::chrono::milliseconds grace) {
 
 namespace {
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // State and start time from /proc/PID/stat; false when the process is gone.
 bool read_stat(pid_t pid, char& state, uint64_t& start_ticks) {
-  std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat = core::read_file("/proc/" + std::to_string(pid) + "/stat");
   // "PID (COMM) STATE ..." where COMM may hold spaces and parentheses: fields start after the last ')'.
   size_t close = stat.rfind(')');
   if (close == std::string::npos || close + 2 >= stat.size()) return false;
@@ -123,12 +118,12 @@ bool read_stat(pid_t pid, char& state, uint64_t& start_ticks) {
 
 std::optional<AdoptedProcess> find_running(const std::string& pid_file,
                                            const std::vector<std::string>& needles) {
-  pid_t pid = static_cast<pid_t>(std::atol(read_file(pid_file).c_str()));
+  pid_t pid = static_cast<pid_t>(std::atol(core::read_file(pid_file).c_str()));
   if (pid <= 0) return std::nullopt;
   char state = 0;
   uint64_t start = 0;
   if (!read_stat(pid, state, start) || state == 'Z' || state == 'X') return std::nullopt;
-  std::string cmdline = read_file("/proc/" + std::to_string(pid) + "/cmdline");
+  std::string cmdline = core::read_file("/proc/" + std::to_string(pid) + "/cmdline");
   for (const std::string& needle : needles) {
     if (cmdline.find(needle) == std::string::npos) return std::nullopt;
   }

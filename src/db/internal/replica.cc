@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/files.h"
 #include "core/log.h"
 #include "db/internal/cluster.h"
 #include "db/internal/instance.h"
@@ -21,8 +22,6 @@ using std::chrono::milliseconds;
 
 namespace {
 
-constexpr milliseconds kStartLimit{60'000};
-constexpr milliseconds kKillWait{10'000};
 // A relay log is applied for as long as the SQL thread makes progress; this long without any ends the
 // attempt.
 constexpr milliseconds kApplyStall{30'000};
@@ -31,13 +30,6 @@ constexpr int kRepairsBeforeRebuild = 5;
 
 std::string sql_literal(const std::string& s) {
   return "'" + s + "'";
-}
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 std::string column(const SqlRow& row, const char* key) {
@@ -161,24 +153,31 @@ GtidSet Cluster::applied_set(const Instance& inst) const {
 std::string Cluster::apply_relay_log(Instance& inst, const std::string& purpose) {
   if (!inst.reachable) return "not reachable";
   if (!inst.has_source) return "";
-  if (!inst.conn.exec("STOP SLAVE")) return "cannot stop its replication: " + inst.conn.error();
-  poll(inst);
-  if (!inst.reachable) return "not reachable: " + inst.last_error;
-  RelayStart start = find_relay_start(config_.bin_dir, inst.datadir, inst.dir, inst.relay_log_file,
-                                      inst.relay_log_pos, inst.slave_pos);
-  if (!start.error.empty()) return start.error;
-  if (!start.found) return "";
-  core::log_info("db", "applying the relay log " + purpose,
-                 {{"instance", inst.spec.name},
-                  {"from", start.file + ":" + std::to_string(start.pos)},
-                  {"first", start.gtid}});
-  // Without GTIDs for this step: with MASTER_USE_GTID the server would start over from its applied position
-  // and throw the relay log away. The SQL thread still records each GTID it applies.
-  if (!inst.conn.exec("CHANGE MASTER TO MASTER_USE_GTID=no, RELAY_LOG_FILE=" + sql_literal(start.file) +
-                      ", RELAY_LOG_POS=" + std::to_string(start.pos)) ||
-      !inst.conn.exec("START SLAVE SQL_THREAD")) {
-    return "cannot start applying its relay log: " + inst.conn.error();
+  if (inst.io_running || inst.io_connecting) {
+    if (!inst.conn.exec("STOP SLAVE IO_THREAD")) return "cannot stop its IO thread: " + inst.conn.error();
+    poll(inst);
+    if (!inst.reachable) return "not reachable: " + inst.last_error;
   }
+  if (!inst.sql_running) {
+    // Started again from a stopped state, the SQL thread would purge the relay log (with MASTER_USE_GTID, both
+    // threads stopped) and start over from its applied position. So the relay log is applied without GTIDs from
+    // the first transaction beyond what it applied (the SQL thread still records each GTID it applies).
+    RelayStart start = find_relay_start(config_.bin_dir, inst.datadir, inst.dir, inst.relay_log_file,
+                                        inst.relay_log_pos, inst.slave_pos);
+    if (!start.error.empty()) return start.error;
+    if (!start.found) return "";
+    core::log_info("db", "applying the relay log " + purpose,
+                   {{"instance", inst.spec.name},
+                    {"from", start.file + ":" + std::to_string(start.pos)},
+                    {"first", start.gtid}});
+    if (!inst.conn.exec("STOP SLAVE") ||
+        !inst.conn.exec("CHANGE MASTER TO MASTER_USE_GTID=no, RELAY_LOG_FILE=" + sql_literal(start.file) +
+                        ", RELAY_LOG_POS=" + std::to_string(start.pos)) ||
+        !inst.conn.exec("START SLAVE SQL_THREAD")) {
+      return "cannot start applying its relay log: " + inst.conn.error();
+    }
+  }
+  // Otherwise its SQL thread still runs in the server that received the relay log: it goes on to the end.
   auto last_progress = Clock::now();
   std::string last_pos;
   int settled = 0;
@@ -305,7 +304,7 @@ void Cluster::repair_replicas() {
     if (now < inst.next_attempt) continue;
     switch (inst.state) {
       case State::kDown:
-        inst.next_attempt = now + milliseconds(1'000);
+        inst.next_attempt = now + kRestartBackoff;
         if (inst.needs_rebuild) {
           start_rebuild(inst);
         } else {
@@ -316,7 +315,7 @@ void Cluster::repair_replicas() {
         break;
       case State::kFenced:
         if (inst.pid == 0) {
-          inst.next_attempt = now + milliseconds(1'000);
+          inst.next_attempt = now + kRestartBackoff;
           event(
               "restarting",
               "restarting the former primary " + inst.spec.name + " to rejoin as a replica of " + p.spec.name,
@@ -325,7 +324,7 @@ void Cluster::repair_replicas() {
         }
         break;
       case State::kStarting:
-        if (now - inst.unreachable_since > kStartLimit) {
+        if (now - inst.unreachable_since > kServerStartLimit) {
           event("restarting",
                 inst.spec.name + " did not answer within 60 s of its start: killed, started again",
                 {{"instance", inst.spec.name}});
@@ -442,7 +441,7 @@ void Cluster::start_rebuild(Instance& inst) {
       fs::remove(inst.pid_file);
       pid_t pid = spawn(args, (inst.dir / "mariadbd.out").string());
       j->pid = pid;
-      const auto deadline = Clock::now() + kStartLimit;
+      const auto deadline = Clock::now() + kServerStartLimit;
       while (!inst.conn.connect_socket(inst.socket, config_.connect_timeout)) {
         if (reap(pid)) {
           j->pid = 0;
@@ -482,7 +481,7 @@ void Cluster::start_rebuild(Instance& inst) {
           throw std::runtime_error("mariadb-dump failed (exit " + std::to_string(rc) +
                                    "): " + file_tail(log, 5));
         }
-        const std::string text = read_text(dump);
+        const std::string text = core::read_file(dump);
         size_t at = text.find("gtid_slave_pos='");
         if (at == std::string::npos)
           throw std::runtime_error("the dump of " + j->source + " names no GTID position");
