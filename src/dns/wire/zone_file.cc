@@ -400,7 +400,8 @@ std::string rdata_to_text(uint16_t rtype, std::string_view rd) {
     case type::kNS:
     case type::kCNAME:
     case type::kPTR:
-      if (name_len(rd, 0) != rd.size()) return generic();
+      // Empty RDATA (read from "\# 0") is no name at all, not the root name.
+      if (rd.empty() || name_len(rd, 0) != rd.size()) return generic();
       return name_to_text(rd);
     case type::kMX:
       if (rd.size() < 3 || name_len(rd, 2) != rd.size() - 2) return generic();

@@ -102,6 +102,18 @@ TEST(DnsZoneFile, ParsesEveryTypeAndTheDirectives) {
   EXPECT_EQ(z.sets.at({test::wire_name("example.com."), type::kNS}).endpoints.size(), 2u);
 }
 
+TEST(DnsZoneFile, MalformedGenericDataOfAKnownTypePrintsGenerically) {
+  // Found by dns_zone_file_fuzz: an empty PTR read from "\\# 0" printed as "." (the root name), which reads back
+  // as one byte.
+  for (uint16_t t : {type::kPTR, type::kNS, type::kCNAME}) {
+    EXPECT_EQ(wire::rdata_to_text(t, ""), "\\# 0") << t;
+    std::string again;
+    ASSERT_TRUE(wire::rdata_from_text(t, wire::tokenize_line("\\# 0"), test::wire_name("example.com."), again,
+                                      nullptr));
+    EXPECT_EQ(again, "");
+  }
+}
+
 TEST(DnsZoneFile, ErrorsNameTheLine) {
   std::vector<wire::ZoneRecord> recs;
   wire::ZoneParseError err;
