@@ -281,18 +281,24 @@ int command_status(const std::string& admin, bool as_json) {
     std::printf("%s%s", first ? "" : " ", r2.get<std::string>().c_str());
     first = false;
   }
-  std::printf("], failovers %d\n", j.value("failovers", 0));
-  std::printf("%-12s %-5s %-8s %-10s %-6s %-8s %-4s %-4s %-5s %-9s %-16s %s\n", "NAME", "ZONE", "ROLE",
-              "STATE", "PORT", "PID", "IO", "SQL", "LAG", "SEMI-SYNC", "GTID", "ERROR");
+  std::printf("], failovers %d, semi-sync %s, endpoints pid %ld\n", j.value("failovers", 0),
+              j.value("semi_sync", "").c_str(),
+              j["endpoints"].is_object() ? j["endpoints"].value("pid", 0L) : 0L);
+  if (j["failover"].is_string())
+    std::printf("failover in progress: %s\n", j["failover"].get<std::string>().c_str());
+  std::printf("%-12s %-5s %-8s %-10s %-6s %-8s %-8s %-4s %-4s %-5s %-9s %-16s %s\n", "NAME", "ZONE", "ROLE",
+              "STATE", "PORT", "PID", "SOURCE", "IO", "SQL", "LAG", "SEMI-SYNC", "GTID", "ERROR");
   for (const auto& i : j["instances"]) {
     bool primary = i.value("role", "") == "primary";
     auto yn = [&](const char* k) { return primary ? "-" : (i.value(k, false) ? "yes" : "no"); };
     std::string lag = primary                         ? "-"
                       : i["seconds_behind"].is_null() ? "?"
                                                       : std::to_string(i["seconds_behind"].get<long>()) + "s";
-    std::printf("%-12s %-5s %-8s %-10s %-6d %-8d %-4s %-4s %-5s %-9s %-16s %s\n", i.value("name", "").c_str(),
-                i.value("zone", "").c_str(), i.value("role", "").c_str(), i.value("state", "").c_str(),
-                i.value("port", 0), i.value("pid", 0), yn("io_running"), yn("sql_running"), lag.c_str(),
+    std::string source = primary ? "-" : i.value("source", "");
+    std::printf("%-12s %-5s %-8s %-10s %-6d %-8d %-8s %-4s %-4s %-5s %-9s %-16s %s\n",
+                i.value("name", "").c_str(), i.value("zone", "").c_str(), i.value("role", "").c_str(),
+                i.value("state", "").c_str(), i.value("port", 0), i.value("pid", 0),
+                source.empty() ? "none" : source.c_str(), yn("io_running"), yn("sql_running"), lag.c_str(),
                 primary ? i.value("semi_sync", "").c_str() : "-", i.value("gtid_current_pos", "").c_str(),
                 i.value("last_error", "").c_str());
   }

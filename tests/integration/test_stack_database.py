@@ -4,6 +4,7 @@ primary, or for an endpoint port in use, are refused."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -96,6 +97,29 @@ def test_stack_runs_the_database_tier_and_the_guestbook_uses_it(tmp_path):
                             capture_output=True, text=True, timeout=10)
         assert st.returncode == 0, st.stderr
         assert "primary db-a-1" in st.stdout
+
+        # The tier's manager crashes: the guestbook goes on writing through the endpoints (a process of their
+        # own), the supervisor starts `cumulo db run` again, and it adopts the servers with no failover.
+        old_pid = services["db"]["pid"]
+        os.kill(old_pid, signal.SIGKILL)
+        r = requests.post(gw + "/guestbook", data={"name": "bob", "message": "while the manager is away"},
+                          allow_redirects=False, timeout=10)
+        assert r.status_code == 303, r.text
+
+        def restarted():
+            s = wait_stack_running(state, timeout=5)
+            db = next(x for x in s["services"] if x["id"] == "db")
+            return db["ready"] and db["pid"] not in (0, old_pid) and db
+        wait_for(restarted, 60, 0.2, "the supervisor to start the tier's manager again")
+
+        def adopted():
+            out = subprocess.run([str(binary("cumulo")), "db", "status", "-c", str(state / "db.yaml"), "--json"],
+                                 capture_output=True, text=True, timeout=10)
+            return out.returncode == 0 and json.loads(out.stdout)
+        tier = wait_for(adopted, 30, 0.2, "the restarted manager's admin API")
+        assert tier["primary"] == "db-a-1" and tier["failovers"] == 0, tier
+        assert all(i["adopted"] for i in tier["instances"]), tier["instances"]
+        assert "while the manager is away" in requests.get(gw + "/guestbook", timeout=10).text
     finally:
         up.stop(grace=60)
         kill_leftover_servers(state)
