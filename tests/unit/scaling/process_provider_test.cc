@@ -148,8 +148,8 @@ TEST_F(ProcessProviderTest, SamplesCpuAndMemoryOfARunningInstance) {
   auto s = provider_->sample(h);
   ASSERT_TRUE(s.has_value());
   EXPECT_GT(s->cpu_seconds, 0.01);
-  // Any resident memory proves the sample read it: the exec'd `sleep` may be sampled right after its exec, with
-  // less than 100 KiB resident (seen: 84 KiB).
+  // Any resident memory proves the sample read it: the exec'd `sleep` may be sampled right after its exec,
+  // with less than 100 KiB resident (seen: 84 KiB).
   EXPECT_GT(s->rss_bytes, 0u);
   provider_->kill(h);
   run_until([&] { return exit_of(h) != nullptr; });
