@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
@@ -185,8 +186,10 @@ int run(const std::string& config_path) {
 
   core::EventLoop main_loop;
   std::unique_ptr<http::Server> admin;
-  std::mutex switch_mu;
-  std::vector<std::thread> switch_threads;
+  // One switchover at a time, on a thread of its own (it blocks while the target catches up); the admin loop
+  // starts the next one only after joining the last.
+  std::thread switch_thread;
+  std::atomic<bool> switching{false};
   // The endpoints process is started again should it die (its clients are gone then, new ones find the
   // routes).
   core::Timer watch_timer(main_loop, [&] {
@@ -206,10 +209,17 @@ int run(const std::string& config_path) {
           }
           if (req.method == "POST" && req.path == "/switchover") {
             std::string to(req.query_param("to"));
-            std::lock_guard lock(switch_mu);
-            switch_threads.emplace_back([c, to, respond, &main_loop] {
+            if (switching) {
+              respond(http::Response::json(409,
+                                           json{{"error", "a switchover is running already"}}.dump() + "\n"));
+              return;
+            }
+            if (switch_thread.joinable()) switch_thread.join();
+            switching = true;
+            switch_thread = std::thread([c, to, respond, &main_loop, &switching] {
               std::string err = c->switchover(to);
-              main_loop.post([respond, err, c] {
+              main_loop.post([respond, err, c, &switching] {
+                switching = false;
                 if (err.empty()) {
                   respond(http::Response::json(200, json{{"primary", c->status().primary}}.dump() + "\n"));
                 } else {
@@ -247,10 +257,7 @@ int run(const std::string& config_path) {
   endpoints.stop();
   cluster->stop();
   monitor.join();
-  {
-    std::lock_guard lock(switch_mu);
-    for (auto& t : switch_threads) t.join();
-  }
+  if (switch_thread.joinable()) switch_thread.join();
   core::log_info(kComponent, "stopped");
   return 0;
 }
