@@ -18,7 +18,6 @@
 #include "db/internal/cluster.h"
 #include "db/internal/config.h"
 #include "db/internal/endpoints.h"
-#include "db/internal/process.h"
 #include "http/client.h"
 #include "http/server.h"
 
@@ -98,13 +97,6 @@ std::string self_binary() {
   return ec ? std::string("cumulo") : p.string();
 }
 
-bool server_running(const DbConfig& cfg, const InstanceSpec& i) {
-  const auto dir = std::filesystem::absolute(cfg.data_dir) / i.name;
-  return find_running((dir / "mariadbd.pid").string(),
-                      {"--datadir=" + (dir / "data").string() + std::string(1, '\0')})
-      .has_value();
-}
-
 }  // namespace
 
 void check_config(const std::string& config_path) {
@@ -147,21 +139,6 @@ int run(const std::string& config_path) {
 
   EndpointsProcess endpoints(cfg, self_binary(), std::filesystem::absolute(config_path).string());
   const bool endpoints_adopted = endpoints.adopt();
-  try {
-    check_port_free("admin", cfg.admin);
-    if (!endpoints_adopted) {
-      check_port_free("writer", cfg.writer);
-      check_port_free("reader", cfg.reader);
-    }
-    for (const InstanceSpec& i : cfg.instances) {
-      if (server_running(cfg, i)) continue;  // adopted below
-      check_port_free("instance " + i.name + " port", "127.0.0.1:" + std::to_string(i.port));
-    }
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "cumulo db: %s: %s\n", config_path.c_str(), e.what());
-    return 1;
-  }
-
   std::unique_ptr<Cluster> cluster;
   try {
     cluster = std::make_unique<Cluster>(cfg, [&endpoints](const Publication& p) {
@@ -171,6 +148,21 @@ int run(const std::string& config_path) {
         core::log_error(kComponent, "cannot hand the routes to the endpoints", {{"error", e.what()}});
       }
     });
+    check_port_free("admin", cfg.admin);
+    if (!endpoints_adopted) {
+      check_port_free("writer", cfg.writer);
+      check_port_free("reader", cfg.reader);
+    }
+    for (const InstanceSpec& i : cfg.instances) {
+      if (cluster->server_left_running(i.name)) continue;  // adopted by start()
+      check_port_free("instance " + i.name + " port", "127.0.0.1:" + std::to_string(i.port));
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cumulo db: %s: %s\n", config_path.c_str(), e.what());
+    return 1;
+  }
+
+  try {
     cluster->start();
     if (!endpoints_adopted) endpoints.start();
   } catch (const std::exception& e) {

@@ -37,15 +37,6 @@ constexpr int kSwitchoverCatchUpSeconds = 10;
 // give up (rpl_semi_sync_master_timeout counts milliseconds; this is about 49 days).
 constexpr uint64_t kStrictSemiSyncTimeoutMs = 4'294'967'295ull;
 
-std::string sql_literal(const std::string& s) {
-  return "'" + s + "'";
-}
-
-std::string column(const SqlRow& row, const char* key) {
-  auto it = row.find(key);
-  return it != row.end() && it->second ? *it->second : std::string();
-}
-
 GtidSet parse_set(const std::string& text) {
   return GtidSet::parse(text).value_or(GtidSet{});
 }
@@ -237,6 +228,27 @@ void Cluster::start_instance(Instance& inst, bool after_fence) {
   inst.unreachable_since = Clock::now();
 }
 
+bool Cluster::server_left_running(const std::string& name) {
+  Instance* inst = find(name);
+  return inst && find_running(inst->pid_file, {inst->datadir_arg()}).has_value();
+}
+
+void Cluster::forget_process(Instance& inst, State next) {
+  inst.pid = 0;
+  inst.adopted = false;
+  inst.guard_port();
+  inst.conn.close();
+  inst.reachable = false;
+  inst.received_known = false;
+  inst.io_pos = GtidSet{};
+  inst.state = next;
+}
+
+void Cluster::kill_server(Instance& inst, State next) {
+  if (inst.pid > 0) kill_now(inst.pid, !inst.adopted, kKillWait);
+  forget_process(inst, next);
+}
+
 bool Cluster::process_running(Instance& inst) {
   if (inst.pid <= 0) return false;
   if (inst.adopted) return running(inst.adopted_process);
@@ -247,9 +259,7 @@ bool Cluster::wait_ready(Instance& inst, milliseconds limit) {
   const auto deadline = Clock::now() + limit;
   while (Clock::now() < deadline) {
     if (!process_running(inst)) {
-      inst.pid = 0;
-      inst.guard_port();
-      inst.state = State::kDown;
+      forget_process(inst, State::kDown);
       inst.last_error =
           "mariadbd exited during start-up; " + inst.error_log + ":\n" + file_tail(inst.error_log, 8);
       return false;
@@ -487,14 +497,7 @@ void Cluster::reap_exited() {
                                                     : " exited with " + std::to_string(WEXITSTATUS(st)));
     event("exited", i->spec.name + " (pid " + std::to_string(i->pid) + ")" + how,
           {{"instance", i->spec.name}, {"pid", static_cast<long>(i->pid)}});
-    i->pid = 0;
-    i->adopted = false;
-    i->guard_port();
-    i->conn.close();
-    i->reachable = false;
-    i->received_known = false;
-    i->io_pos = GtidSet{};
-    if (i->state != State::kFenced) i->state = State::kDown;
+    forget_process(*i, i->state == State::kFenced ? State::kFenced : State::kDown);
     i->next_attempt = Clock::now() + kRestartBackoff;
   }
 }
@@ -659,18 +662,17 @@ void Cluster::publish() {
   std::vector<ReplicaView> views;
   for (auto& i : instances_) {
     if (i->spec.name == primary_) continue;
+    const bool replicating = i->state == State::kRunning && !failover_.active && replicating_from_primary(*i);
     ReplicaView v;
     v.name = i->spec.name;
     v.reachable = i->reachable;
     v.io_running = i->io_running;
     v.sql_running = i->sql_running;
     v.seconds_behind = i->seconds_behind;
-    v.fenced = i->state != State::kRunning || !replicating_from_primary(*i) || failover_.active;
+    v.fenced = !replicating;
     views.push_back(v);
     // A replica that stopped replicating loses its open reader connections, so that no client goes on reading
     // data that no longer changes; one that merely lags keeps them.
-    bool replicating = i->reachable && i->state == State::kRunning && !failover_.active && i->sql_running &&
-                       (i->io_running || i->io_connecting) && i->source_port == primary().spec.port;
     if (!replicating) p.cut.push_back(i->spec.name);
   }
   p.readers = readers_within_lag(views, config_.lag_limit);
@@ -909,9 +911,7 @@ void Cluster::stop() {
     i->conn.close();
     if (i->pid > 0) {
       if (i->adopted) {
-        auto deadline = Clock::now() + kStopGrace;
-        while (running(i->adopted_process) && Clock::now() < deadline) ::usleep(20'000);
-        if (running(i->adopted_process)) kill_now(i->pid, false, kKillWait);
+        stop_adopted(i->adopted_process, kStopGrace);
       } else {
         stop_process(i->pid, kStopGrace);
       }

@@ -106,6 +106,8 @@ class Cluster {
   // unless a failover is to be resumed. Throws std::runtime_error with the reason (and the server's log
   // tail).
   void start();
+  // True when a server of an earlier run still runs on that instance's data directory (start() adopts it).
+  bool server_left_running(const std::string& name);
   // True when start() found servers of an earlier run and adopted them.
   bool adopted() const { return adopted_any_; }
   // The monitor thread.
@@ -132,6 +134,11 @@ class Cluster {
   void apply_users(Instance& inst);
   void adopt(Instance& inst);
   void reap_exited();
+  // Its server process is gone (exited, killed, or never started): everything known of that process is
+  // forgotten, its port is held, and it is in `next` state.
+  void forget_process(Instance& inst, State next);
+  // SIGKILL, waited for, then forget_process.
+  void kill_server(Instance& inst, State next);
   bool process_running(Instance& inst);
   void poll(Instance& inst);
   void tick();
@@ -166,7 +173,9 @@ class Cluster {
   void begin_failover(const std::string& why);
   void continue_failover();
   bool fence(Instance& inst);
-  std::string promote(Instance& inst);
+  // Makes it the primary: its relay log applied (unless the caller just did, as a failover's catch-up), then
+  // replication reset, full durability, semi-sync, writable. Returns "" or why it failed.
+  std::string promote(Instance& inst, bool relay_log_applied = false);
   void handle_primary_loss_fallback();
 
   DbConfig config_;

@@ -174,17 +174,10 @@ int run_endpoints(const DbConfig& cfg) {
 EndpointsProcess::EndpointsProcess(const DbConfig& cfg, std::string binary, std::string config_path)
     : cfg_(cfg), binary_(std::move(binary)), config_path_(std::move(config_path)) {}
 
-std::string EndpointsProcess::routes_path() const {
-  return routes_file(cfg_);
-}
-std::string EndpointsProcess::pid_path() const {
-  return pid_file(cfg_);
-}
-
 bool EndpointsProcess::adopt() {
   std::lock_guard lock(mu_);
   auto p =
-      find_running(pid_path(), {std::string(1, '\0') + "endpoints" + std::string(1, '\0'), config_path_});
+      find_running(pid_file(cfg_), {std::string(1, '\0') + "endpoints" + std::string(1, '\0'), config_path_});
   if (!p) return false;
   pid_ = p->pid;
   adopted_ = true;
@@ -208,7 +201,7 @@ void EndpointsProcess::start() {
 void EndpointsProcess::start_locked() {
   const std::string log = (fs::path(cfg_.data_dir) / "endpoints.out").string();
   std::error_code ec;
-  fs::remove(pid_path(), ec);
+  fs::remove(pid_file(cfg_), ec);
   pid_t pid = spawn({binary_, "db", "endpoints", "-c", config_path_}, log);
   pid_ = pid;
   adopted_ = false;
@@ -218,7 +211,7 @@ void EndpointsProcess::start_locked() {
       pid_ = 0;
       throw std::runtime_error("the endpoints process exited at start; " + log + ":\n" + file_tail(log, 5));
     }
-    if (std::atol(core::read_file(pid_path()).c_str()) == pid) return;
+    if (std::atol(core::read_file(pid_file(cfg_)).c_str()) == pid) return;
     std::this_thread::sleep_for(milliseconds(20));
   }
   kill_now(pid, true, milliseconds(5'000));
@@ -230,7 +223,7 @@ void EndpointsProcess::start_locked() {
 void EndpointsProcess::publish(const Publication& p) {
   std::lock_guard lock(mu_);
   last_ = p;
-  core::write_file_atomically(routes_path(), routes_to_json(p), false, 0600);
+  core::write_file_atomically(routes_file(cfg_), routes_to_json(p), false, 0600);
   if (alive_locked()) ::kill(pid_, SIGHUP);
 }
 
@@ -251,13 +244,7 @@ void EndpointsProcess::stop() {
   std::lock_guard lock(mu_);
   if (pid_ <= 0) return;
   if (adopted_) {
-    if (running(adopted_process_)) {
-      ::kill(pid_, SIGTERM);
-      const auto deadline = Clock::now() + kStopGrace;
-      while (running(adopted_process_) && Clock::now() < deadline)
-        std::this_thread::sleep_for(milliseconds(20));
-      if (running(adopted_process_)) kill_now(pid_, false, milliseconds(5'000));
-    }
+    stop_adopted(adopted_process_, kStopGrace);
   } else {
     stop_process(pid_, kStopGrace);
   }

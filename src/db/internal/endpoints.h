@@ -53,8 +53,6 @@ class EndpointsProcess {
   bool adopted() const;
 
  private:
-  std::string routes_path() const;
-  std::string pid_path() const;
   bool alive_locked();
   void start_locked();
 

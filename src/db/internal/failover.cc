@@ -53,23 +53,16 @@ bool Cluster::fence(Instance& inst) {
     event("fenced", "fenced " + inst.spec.name + ": killed (pid " + std::to_string(pid) + ")",
           {{"instance", inst.spec.name}, {"pid", static_cast<long>(pid)}});
   }
-  inst.pid = 0;
-  inst.adopted = false;
-  inst.guard_port();
-  inst.conn.close();
-  inst.reachable = false;
-  inst.received_known = false;
-  inst.state = State::kFenced;
+  forget_process(inst, State::kFenced);
   return true;
 }
 
-std::string Cluster::promote(Instance& c) {
-  if (c.has_source) {
+std::string Cluster::promote(Instance& c, bool relay_log_applied) {
+  if (c.has_source && !relay_log_applied) {
     // Whatever its relay log still holds is applied before the configuration that points to it is dropped.
     std::string err = apply_relay_log(c, "before its promotion");
     if (!err.empty()) return "cannot apply its relay log: " + err;
   }
-  const bool semi = config_.semi_sync == DbConfig::SemiSyncMode::kStrict ? instances_.size() > 1 : true;
   // Strict semi-sync is on before the first write is accepted, so no commit is ever acknowledged that no
   // replica has; in fallback mode it is switched on once a replica is connected (enabled earlier, the first
   // commit would wait out the timeout and fall back). As durable as a primary (server_args) before the first
@@ -77,7 +70,7 @@ std::string Cluster::promote(Instance& c) {
   // the binary log cover everything written before.
   std::vector<std::string> sql = {"STOP SLAVE", "RESET SLAVE ALL", "SET GLOBAL sync_binlog=1",
                                   "SET GLOBAL innodb_flush_log_at_trx_commit=1"};
-  if (config_.semi_sync == DbConfig::SemiSyncMode::kStrict && semi) {
+  if (config_.semi_sync == DbConfig::SemiSyncMode::kStrict && instances_.size() > 1) {
     sql.push_back("SET GLOBAL rpl_semi_sync_master_enabled=ON");
   }
   sql.push_back("SET GLOBAL read_only=OFF");
@@ -154,18 +147,9 @@ void Cluster::continue_failover() {
               "killed the unresponsive replica " + r.spec.name + " (pid " + std::to_string(r.pid) +
                   ") so that it can be started again and read",
               {{"instance", r.spec.name}, {"pid", static_cast<long>(r.pid)}});
-        kill_now(r.pid, !r.adopted, kKillWait);
-        r.pid = 0;
-        r.adopted = false;
-        r.guard_port();
-        r.conn.close();
-        r.state = State::kDown;
-        r.received_known = false;
+        kill_server(r, State::kDown);
       } else if (r.state == State::kStarting && now - r.unreachable_since > kServerStartLimit) {
-        kill_now(r.pid, !r.adopted, kKillWait);
-        r.pid = 0;
-        r.guard_port();
-        r.state = State::kDown;
+        kill_server(r, State::kDown);
       }
       states.push_back(rs);
       continue;
@@ -238,8 +222,7 @@ void Cluster::continue_failover() {
   event("catch_up_started", c.spec.name + " applies its relay log up to " + target + " before its promotion",
         {{"instance", c.spec.name}, {"target", target}});
   const auto catch_up_began = Clock::now();
-  std::string err = c.has_source ? apply_relay_log(c, "before its promotion") : std::string();
-  if (err.empty() && !c.reachable) err = "not reachable";
+  std::string err = apply_relay_log(c, "before its promotion");
   if (!err.empty()) {
     event("catch_up_failed", c.spec.name + " did not apply its relay log: " + err + "; trying again",
           {{"instance", c.spec.name}, {"error", err}});
@@ -261,7 +244,7 @@ void Cluster::continue_failover() {
         {{"instance", c.spec.name}, {"ms", static_cast<long>(catch_up_ms)}});
 
   // 5. Promotion.
-  err = promote(c);
+  err = promote(c, /*relay_log_applied=*/true);
   if (!err.empty()) {
     event("promotion_failed", "promotion of " + c.spec.name + " failed: " + err + "; trying again",
           {{"instance", c.spec.name}, {"error", err}});
@@ -282,7 +265,8 @@ void Cluster::continue_failover() {
   failover_ = Failover{};
   forced_candidate_.clear();
   primary_lost_ = false;
-  old->next_attempt = Clock::now();  // rejoins at once: until a replica connects, strict semi-sync holds writes
+  old->next_attempt =
+      Clock::now();  // rejoins at once: until a replica connects, strict semi-sync holds writes
   refused_logged_ = false;
   last_semi_sync_ = c.semi_sync;
   save_state();

@@ -21,9 +21,10 @@
 namespace cumulo::db {
 
 // Limits the cluster's files share.
-inline constexpr std::chrono::milliseconds kServerStartLimit{60'000};  // a starting mariadbd must answer by then
-inline constexpr std::chrono::milliseconds kKillWait{10'000};          // for a killed process to be gone
-inline constexpr std::chrono::milliseconds kRestartBackoff{1'000};     // between starts of one instance
+inline constexpr std::chrono::milliseconds kServerStartLimit{
+    60'000};                                                        // a starting mariadbd must answer by then
+inline constexpr std::chrono::milliseconds kKillWait{10'000};       // for a killed process to be gone
+inline constexpr std::chrono::milliseconds kRestartBackoff{1'000};  // between starts of one instance
 
 // A rebuild runs on its own thread (a dump and its load take as long as the data is large), while the monitor
 // goes on watching the primary. The thread owns the instance's connection and server process until `done`.
@@ -32,7 +33,6 @@ struct Cluster::RebuildJob {
   std::atomic<bool> done{false};
   std::atomic<pid_t> pid{0};  // the server being rebuilt, once started
   std::string source;         // the primary it dumps
-  uint64_t source_epoch = 0;
   // Results, read once `done`.
   std::string error;
   GtidSet binlog_state;  // what the rebuilt server now holds (the dump's position, with the source's history)

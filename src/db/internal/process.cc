@@ -137,6 +137,16 @@ bool running(const AdoptedProcess& p) {
          start == p.start_ticks;
 }
 
+void stop_adopted(const AdoptedProcess& p, std::chrono::milliseconds grace) {
+  if (!running(p)) return;
+  ::kill(p.pid, SIGTERM);
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  while (running(p) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (running(p)) kill_now(p.pid, false, std::chrono::milliseconds(10'000));
+}
+
 bool kill_now(pid_t pid, bool child, std::chrono::milliseconds limit) {
   if (pid <= 0) return true;
   if (child && reap(pid)) return true;

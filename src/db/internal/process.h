@@ -42,6 +42,9 @@ std::optional<AdoptedProcess> find_running(const std::string& pid_file,
 // True while an adopted process runs (gone, a zombie, or its PID reused: false).
 bool running(const AdoptedProcess& p);
 
+// stop_process for an adopted process: SIGTERM, then SIGKILL after `grace`; waits until it is gone.
+void stop_adopted(const AdoptedProcess& p, std::chrono::milliseconds grace);
+
 // Ends a process at once (SIGKILL also ends a stopped one) and waits up to `limit` until it is gone; a child
 // is reaped. True when it is gone.
 bool kill_now(pid_t pid, bool child, std::chrono::milliseconds limit);

@@ -28,15 +28,6 @@ constexpr milliseconds kApplyStall{30'000};
 constexpr milliseconds kApplyPoll{20};
 constexpr int kRepairsBeforeRebuild = 5;
 
-std::string sql_literal(const std::string& s) {
-  return "'" + s + "'";
-}
-
-std::string column(const SqlRow& row, const char* key) {
-  auto it = row.find(key);
-  return it != row.end() && it->second ? *it->second : std::string();
-}
-
 struct RelayStart {
   std::string error;
   bool found = false;  // something beyond `applied` is in the relay log
@@ -159,9 +150,10 @@ std::string Cluster::apply_relay_log(Instance& inst, const std::string& purpose)
     if (!inst.reachable) return "not reachable: " + inst.last_error;
   }
   if (!inst.sql_running) {
-    // Started again from a stopped state, the SQL thread would purge the relay log (with MASTER_USE_GTID, both
-    // threads stopped) and start over from its applied position. So the relay log is applied without GTIDs from
-    // the first transaction beyond what it applied (the SQL thread still records each GTID it applies).
+    // Started again from a stopped state, the SQL thread would purge the relay log (with MASTER_USE_GTID,
+    // both threads stopped) and start over from its applied position. So the relay log is applied without
+    // GTIDs from the first transaction beyond what it applied (the SQL thread still records each GTID it
+    // applies).
     RelayStart start = find_relay_start(config_.bin_dir, inst.datadir, inst.dir, inst.relay_log_file,
                                         inst.relay_log_pos, inst.slave_pos);
     if (!start.error.empty()) return start.error;
@@ -328,10 +320,7 @@ void Cluster::repair_replicas() {
           event("restarting",
                 inst.spec.name + " did not answer within 60 s of its start: killed, started again",
                 {{"instance", inst.spec.name}});
-          kill_now(inst.pid, !inst.adopted, kKillWait);
-          inst.pid = 0;
-          inst.guard_port();
-          inst.state = State::kDown;
+          kill_server(inst, State::kDown);
         }
         break;
       case State::kRecovering:
@@ -407,27 +396,19 @@ void Cluster::repair_replicas() {
 
 void Cluster::start_rebuild(Instance& inst) {
   Instance& p = primary();
-  if (inst.pid > 0) {
-    // Its data is about to be replaced: it needs no clean shutdown.
-    kill_now(inst.pid, !inst.adopted, kKillWait);
-    inst.pid = 0;
-  }
-  inst.conn.close();
-  inst.reachable = false;
-  inst.adopted = false;
-  inst.state = State::kRebuilding;
+  // Its data is about to be replaced: it needs no clean shutdown.
+  kill_server(inst, State::kRebuilding);
+  inst.port_guard.reset();  // the rebuild's server binds it
   // Recorded, so that a manager restarted while the dump is half loaded starts the rebuild over.
   inst.needs_rebuild = true;
   save_state();
   inst.role = Role::kReplica;
   inst.bound = GtidSet{};
-  inst.port_guard.reset();
   event("rebuild_started",
         "rebuilding " + inst.spec.name + " from " + p.spec.name + " (its own data is discarded)",
         {{"instance", inst.spec.name}, {"source", p.spec.name}});
   auto job = std::make_unique<RebuildJob>();
   job->source = p.spec.name;
-  job->source_epoch = epoch_;
   RebuildJob* j = job.get();
   std::vector<std::string> args = server_args(inst, false);
   std::string source_socket = p.socket;
@@ -522,11 +503,8 @@ void Cluster::finish_rebuild(Instance& inst) {
   if (!j.error.empty()) {
     event("rebuild_failed", inst.spec.name + ": rebuild from " + j.source + " failed: " + j.error,
           {{"instance", inst.spec.name}, {"error", j.error}});
-    inst.conn.close();
-    if (pid > 0) kill_now(pid, true, kKillWait);
-    inst.pid = 0;
-    inst.guard_port();
-    inst.state = State::kDown;
+    inst.pid = pid;  // the job's child, if it got that far
+    kill_server(inst, State::kDown);
     inst.last_error = "rebuild failed: " + j.error;
     inst.next_attempt = Clock::now() + milliseconds(5'000);
     inst.rebuild.reset();

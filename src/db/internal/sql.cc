@@ -6,6 +6,15 @@
 
 namespace cumulo::db {
 
+std::string column(const SqlRow& row, const char* name) {
+  auto it = row.find(name);
+  return it != row.end() && it->second ? *it->second : std::string();
+}
+
+std::string sql_literal(const std::string& text) {
+  return "'" + text + "'";
+}
+
 void sql_library_init() {
   static std::once_flag once;
   std::call_once(once, [] { mysql_library_init(0, nullptr, nullptr); });

@@ -48,6 +48,13 @@ class SqlConnection {
   unsigned error_code_ = 0;
 };
 
+// A column of a row as text; "" for NULL or a column the row lacks.
+std::string column(const SqlRow& row, const char* name);
+
+// 'text' as an SQL string literal. Not escaped: only names and passwords that the configuration checked (no
+// quotes, no backslashes) and GTID positions go through it.
+std::string sql_literal(const std::string& text);
+
 // Once, before any thread uses libmariadb.
 void sql_library_init();
 
