@@ -7,12 +7,12 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
-#include <optional>
 
 #include "core/config.h"
 #include "core/event_loop.h"
 #include "core/log.h"
 #include "core/signals.h"
+#include "core/workers.h"
 #include "dns/internal/admin.h"
 #include "dns/internal/config.h"
 #include "dns/internal/server.h"
@@ -137,8 +137,6 @@ int run(const RunOptions& options) {
     return 1;
   }
 
-  std::optional<core::SignalWatcher> signals(std::in_place, loop, mask, [&loop](int) { loop.stop(); });
-
   std::string listening;
   for (const auto& a : server.bound()) listening += (listening.empty() ? "" : " ") + a.to_string();
   size_t zones = store.get()->zones.size();
@@ -148,9 +146,11 @@ int run(const RunOptions& options) {
                   {"zones", zones},
                   {"workers", cfg.workers},
                   {"config", cfg.source}});
-  loop.run();
+  // UDP has nothing in flight to drain, and a TCP query is answered as it arrives.
+  core::ServiceLife life;
+  life.component = kComponent;
+  core::run_service(loop, mask, std::move(life));
   server.stop();
-  signals.reset();
   admin_server.reset();
   core::AccessLog::close();
   core::log_info(kComponent, "stopped");

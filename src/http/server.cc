@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -160,6 +161,7 @@ class ServerCore : public core::IoHandler {
   core::SocketAddress bound;
   core::Timer accept_retry;  // after EMFILE and the like: the listener will not signal again by itself
   std::vector<std::unique_ptr<Connection>> conns;
+  std::atomic<size_t> open_count{0};  // conns.size(), for other threads
   bool shutting_down = false;
   bool dead = false;
   // One parse at a time on this loop, and its result is copied into the Request at once, so connections share
@@ -741,7 +743,7 @@ ServerCore::~ServerCore() = default;
 
 void ServerCore::start() {
   if (listener) throw std::logic_error("http::Server::start called twice");
-  listener = core::listen_tcp(opts.listen, /*reuse_port=*/false);
+  listener = core::listen_tcp(opts.listen, opts.reuse_port);
   auto local = core::SocketAddress::from_fd_local(listener.get());
   bound = local ? *local : opts.listen;
   loop.add(listener.get(), this, core::kReadable);
@@ -771,6 +773,7 @@ void ServerCore::accept_all() {
       conn->index = conns.size();
       loop.add(fd, conn.get());
       conns.push_back(std::move(conn));
+      open_count.store(conns.size(), std::memory_order_relaxed);
     } catch (const std::exception& e) {
       // The transport owns (and has closed) the socket by now.
       core::log_error(kComponent, "cannot set up a connection",
@@ -787,6 +790,7 @@ void ServerCore::forget(Connection* c) {
     conns[i]->index = i;
   }
   conns.pop_back();
+  open_count.store(conns.size(), std::memory_order_relaxed);
   // Events of the current batch may still name this connection.
   loop.destroy_later(std::move(owned));
 }
@@ -861,7 +865,7 @@ void Server::shutdown() {
 }
 
 size_t Server::open_connections() const {
-  return impl_->conns.size();
+  return impl_->open_count.load(std::memory_order_relaxed);
 }
 
 }  // namespace cumulo::http

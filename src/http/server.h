@@ -1,5 +1,6 @@
-// A small HTTP/1.1 server on the event loop for control planes and applications (the admin API, the demo web
-// application, later the object store). The gateway's proxy path does not use it: it has its own streaming loop.
+// An HTTP/1.1 server on the event loop for control planes, applications and the object store (the admin APIs,
+// the demo web application, the S3 API on every object-store worker). The gateway's proxy path does not use it:
+// it has its own streaming loop.
 #pragma once
 
 #include <chrono>
@@ -68,6 +69,8 @@ struct ServerOptions {
   // Keep-alive connections with no request; also the longest pause while a body streams in or a response out.
   std::chrono::milliseconds idle_timeout{60'000};
   TlsServerContext* tls = nullptr;                     // not owned; HTTPS when set
+  // SO_REUSEPORT: one server per worker loop, each with its own listening socket on the same address.
+  bool reuse_port = false;
   // When set and it returns a sink for a request head, the body streams into it (any size) and the handler runs
   // at the end of the body.
   std::function<std::unique_ptr<BodySink>(const Request& head)> body_sink_for;
@@ -84,6 +87,7 @@ class Server {
   core::SocketAddress local_address() const;  // the bound address (port 0 resolved)
   // Stops accepting; open connections finish their current request and close.
   void shutdown();
+  // Any thread.
   size_t open_connections() const;
 
  private:

@@ -6,13 +6,14 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
-#include <optional>
+#include <vector>
 
 #include "core/config.h"
 #include "core/event_loop.h"
 #include "core/log.h"
 #include "core/net.h"
 #include "core/signals.h"
+#include "core/workers.h"
 #include "http/server.h"
 #include "http/transport.h"
 #include "objstore/internal/replication.h"
@@ -47,13 +48,17 @@ int run(const std::string& config_path) {
   if (auto lvl = core::parse_log_level(cfg.log_level)) core::log_set_level(*lvl);
 
   const sigset_t mask = core::block_signals({SIGINT, SIGTERM});
+  const size_t worker_count =
+      cfg.workers > 0 ? static_cast<size_t>(cfg.workers) : core::default_worker_count();
 
+  // Destroyed in reverse: the servers and APIs before the loops they live on, the storage last.
   std::unique_ptr<Storage> storage;
   std::unique_ptr<http::TlsServerContext> tls;
-  core::EventLoop loop;
-  std::unique_ptr<S3Api> api;
+  core::EventLoop main_loop;  // signals, the drain, replication's waits and senders' reports
+  core::LoopThreads workers(worker_count);
   std::unique_ptr<Replicator> replicator;
-  std::unique_ptr<http::Server> server;
+  std::vector<std::unique_ptr<S3Api>> apis;
+  std::vector<std::unique_ptr<http::Server>> servers;
   try {
     StorageOptions so;
     so.data_dir = cfg.data_dir;
@@ -76,61 +81,51 @@ int run(const std::string& config_path) {
       }
     }
     if (!cfg.tls_cert.empty()) tls = http::TlsServerContext::create({{cfg.tls_cert, cfg.tls_key}});
-    api = std::make_unique<S3Api>(cfg, *storage);
-    if (cfg.replication.enabled) {
-      replicator = std::make_unique<Replicator>(cfg, *storage, loop);
-      api->set_replicator(replicator.get());
-    }
+    if (cfg.replication.enabled) replicator = std::make_unique<Replicator>(cfg, *storage, main_loop);
     http::ServerOptions opts;
     opts.listen = *core::SocketAddress::parse(cfg.listen);
     opts.header_timeout = cfg.header_timeout;
     opts.idle_timeout = cfg.idle_timeout;
     opts.max_body_bytes = cfg.max_xml_bytes;
     opts.tls = tls.get();
-    S3Api* a = api.get();
-    opts.body_sink_for = [a](const http::Request& head) { return a->begin(head); };
-    server = std::make_unique<http::Server>(
-        loop, std::move(opts),
-        [a](http::Request& req, http::Responder respond) { a->handle(req, std::move(respond)); });
-    server->start();
+    opts.reuse_port = true;
+    for (size_t i = 0; i < worker_count; ++i) {
+      S3Api* a = apis.emplace_back(std::make_unique<S3Api>(cfg, *storage, static_cast<unsigned>(i))).get();
+      a->set_replicator(replicator.get());
+      opts.body_sink_for = [a](const http::Request& head) { return a->begin(head); };
+      auto& server = servers.emplace_back(std::make_unique<http::Server>(
+          workers.loop(i), opts,
+          [a](http::Request& req, http::Responder respond) { a->handle(req, std::move(respond)); }));
+      server->start();
+      opts.listen = server->local_address();  // port 0 resolved once, shared by every worker
+    }
+    workers.start();
     if (replicator) replicator->start();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cumulo s3: cannot start: %s\n", e.what());
     return 1;
   }
 
-  bool stopping = false;
-  core::Timer drain_limit(loop, [&] { loop.stop(); });
-  std::unique_ptr<core::Timer> drain_check;
-  drain_check = std::make_unique<core::Timer>(loop, [&] {
-    if (server->open_connections() == 0) {
-      loop.stop();
-    } else {
-      drain_check->arm(core::Millis(50));
-    }
-  });
-  std::optional<core::SignalWatcher> signals(std::in_place, loop, mask, [&](int) {
-    if (stopping) {
-      core::log_warn(kComponent, "second stop signal: exiting without waiting for in-flight requests");
-      loop.stop();
-      return;
-    }
-    stopping = true;
-    core::log_info(kComponent, "stopping: finishing in-flight requests");
-    server->shutdown();
-    drain_limit.arm(kDrainLimit);
-    drain_check->arm(core::Millis(0));
-  });
   core::log_info(kComponent, "started",
-                 {{"listen", std::string(tls ? "https://" : "http://") + server->local_address().to_string()},
+                 {{"listen", std::string(tls ? "https://" : "http://") + servers[0]->local_address().to_string()},
+                  {"workers", worker_count},
                   {"data_dir", cfg.data_dir},
                   {"config", config_path}});
-  loop.run();
+  core::ServiceLife life;
+  life.component = kComponent;
+  life.drain_limit = kDrainLimit;
+  life.begin_drain = [&] { workers.post_each([&servers](size_t i) { servers[i]->shutdown(); }); };
+  life.idle = [&] {
+    for (const auto& s : servers)
+      if (s->open_connections() > 0) return false;
+    return true;
+  };
+  core::run_service(main_loop, mask, std::move(life));
+  workers.stop();
   if (replicator) replicator->stop();
-  // Commits in flight finish (their replies, posted to the stopped loop, are dropped with it).
+  // Commits in flight finish (their replies, posted to the stopped loops, are dropped with them).
   storage->stop_commit_threads();
-  signals.reset();
-  server.reset();
+  servers.clear();
   core::log_info(kComponent, "stopped");
   return 0;
 }

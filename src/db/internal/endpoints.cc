@@ -3,16 +3,17 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "core/event_loop.h"
 #include "core/files.h"
 #include "core/log.h"
 #include "core/net.h"
 #include "core/signals.h"
+#include "core/workers.h"
 #include "db/internal/proxy.h"
 
 namespace cumulo::db {
@@ -100,10 +101,10 @@ std::optional<Publication> routes_from_json(const std::string& text) {
 
 int run_endpoints(const DbConfig& cfg) {
   const sigset_t mask = core::block_signals({SIGINT, SIGTERM, SIGHUP});
+  // The main loop is worker 0 (it also takes the signals); the others run on threads of their own.
   core::EventLoop main_loop;
-  std::vector<std::unique_ptr<core::EventLoop>> extra_loops;
+  core::LoopThreads extra_loops(static_cast<size_t>(std::max(cfg.workers, 1) - 1));
   std::vector<std::unique_ptr<ProxyWorker>> workers;
-  std::vector<std::thread> threads;
   Loops loops(cfg);
   try {
     auto writer = *core::SocketAddress::parse(cfg.writer);
@@ -113,10 +114,9 @@ int run_endpoints(const DbConfig& cfg) {
     writer = workers[0]->local_address(EndpointKind::kWriter);
     reader = workers[0]->local_address(EndpointKind::kReader);
     loops.add(&main_loop, workers[0].get());
-    for (int i = 1; i < cfg.workers; ++i) {
-      extra_loops.push_back(std::make_unique<core::EventLoop>());
-      workers.push_back(std::make_unique<ProxyWorker>(*extra_loops.back(), writer, reader, kWaitForPrimary));
-      loops.add(extra_loops.back().get(), workers.back().get());
+    for (size_t i = 0; i < extra_loops.size(); ++i) {
+      workers.push_back(std::make_unique<ProxyWorker>(extra_loops.loop(i), writer, reader, kWaitForPrimary));
+      loops.add(&extra_loops.loop(i), workers.back().get());
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cumulo db endpoints: cannot listen: %s\n", e.what());
@@ -142,30 +142,25 @@ int run_endpoints(const DbConfig& cfg) {
     applied_epoch = p->epoch;
   };
   reload();
-  for (auto& l : extra_loops) threads.emplace_back([loop = l.get()] { loop->run(); });
-  core::SignalWatcher signals(main_loop, mask, [&](int signo) {
-    if (signo == SIGHUP) {
-      reload();
-    } else {
-      main_loop.stop();
-    }
-  });
+  extra_loops.start();
   try {
     core::write_file_atomically(pid_file(cfg), std::to_string(::getpid()) + "\n", false, 0600);
   } catch (const std::exception& e) {
     core::log_error(kComponent, "cannot write the pid file", {{"error", e.what()}});
-    for (auto& l : extra_loops) l->stop();
-    for (auto& t : threads) t.join();
+    extra_loops.stop();
     return 1;
   }
   core::log_info(kComponent, "listening",
                  {{"writer", workers[0]->local_address(EndpointKind::kWriter).to_string()},
                   {"reader", workers[0]->local_address(EndpointKind::kReader).to_string()},
                   {"pid", static_cast<long>(::getpid())}});
-  main_loop.run();
+  // A stop closes the client connections at once: a session cut here is one a failover could cut too.
+  core::ServiceLife life;
+  life.component = kComponent;
+  life.reload = reload;
+  core::run_service(main_loop, mask, std::move(life));
   core::log_info(kComponent, "stopping: listeners and client connections closed");
-  for (auto& l : extra_loops) l->stop();
-  for (auto& t : threads) t.join();
+  extra_loops.stop();
   workers.clear();
   if (core::read_file(pid_file(cfg)) == std::to_string(::getpid()) + "\n") fs::remove(pid_file(cfg));
   return 0;

@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "core/event_loop.h"
+#include "core/workers.h"
 #include "core/log.h"
 #include "core/metrics.h"
 
@@ -148,8 +149,10 @@ class RateLimiter {
 };
 
 struct DnsServer::Worker {
-  Worker(int index, const ServerOptions& opts, const ZoneStore& store)
-      : options(opts),
+  core::EventLoop& loop;  // the LoopThreads worker this one runs on
+  Worker(int index, const ServerOptions& opts, const ZoneStore& store, core::EventLoop& l)
+      : loop(l),
+        options(opts),
         zones(store),
         answerer(0x9e3779b97f4a7c15ull * (index + 1)),
         rrl(opts.rate_limit, opts.workers),
@@ -321,17 +324,10 @@ struct DnsServer::Worker {
   void accept_tcp(TcpListener& l);
   void close_conn(TcpConn* c);
 
-  void run() {
-    if (options.query_log) log_flush.arm(core::Millis(100));
-    loop.run();
-    core::AccessLog::flush();
-  }
-
   const ServerOptions& options;
   const ZoneStore& zones;
   std::shared_ptr<const ZoneSet> current;
   uint64_t zones_version = UINT64_MAX;
-  core::EventLoop loop;
   Answerer answerer;
   RateLimiter rrl;
   wire::Query query;
@@ -562,8 +558,9 @@ DnsServer::~DnsServer() {
 }
 
 void DnsServer::start() {
+  loops_ = std::make_unique<core::LoopThreads>(static_cast<size_t>(options_.workers));
   for (int i = 0; i < options_.workers; ++i)
-    workers_.push_back(std::make_unique<Worker>(i, options_, zones_));
+    workers_.push_back(std::make_unique<Worker>(i, options_, zones_, loops_->loop(static_cast<size_t>(i))));
   for (const std::string& text : options_.listen) {
     auto addr = core::SocketAddress::parse(text);
     if (!addr) throw std::runtime_error("bad listen address " + text);
@@ -600,13 +597,14 @@ void DnsServer::start() {
     for (auto& u : w->udp) w->loop.add(u->fd.get(), u.get(), core::kReadable);
     for (auto& t : w->tcp) w->loop.add(t->fd.get(), t.get(), core::kReadable);
   }
-  for (auto& w : workers_) threads_.emplace_back([wp = w.get()] { wp->run(); });
+  if (options_.query_log)
+    for (auto& w : workers_) w->log_flush.arm(core::Millis(100));
+  // Each worker's query log lines are buffered on its thread: the last ones are written as it ends.
+  loops_->start([](size_t) { core::AccessLog::flush(); });
 }
 
 void DnsServer::stop() {
-  for (auto& w : workers_) w->loop.stop();
-  for (auto& t : threads_) t.join();
-  threads_.clear();
+  if (loops_) loops_->stop();
   for (auto& w : workers_) {
     for (Worker::TcpConn* c : std::vector<Worker::TcpConn*>(w->conns)) {
       w->loop.remove(c->fd.get());
@@ -615,6 +613,7 @@ void DnsServer::stop() {
     w->conns.clear();
   }
   workers_.clear();
+  loops_.reset();
 }
 
 }  // namespace cumulo::dns

@@ -7,10 +7,10 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "core/net.h"
+#include "core/workers.h"
 #include "dns/internal/config.h"
 #include "dns/internal/zone.h"
 
@@ -67,8 +67,8 @@ class DnsServer {
   ServerOptions options_;
   const ZoneStore& zones_;
   std::vector<core::SocketAddress> bound_;
+  std::unique_ptr<core::LoopThreads> loops_;
   std::vector<std::unique_ptr<Worker>> workers_;
-  std::vector<std::thread> threads_;
 };
 
 }  // namespace cumulo::dns

@@ -290,6 +290,13 @@ struct Replicator::Impl {
   uint64_t notified_seq = 0;  // guarded by mu
   bool stopping = false;      // guarded by mu
   std::atomic<bool> alive{true};
+  // Whether a peer is down, for refusing_writes() on any worker; kept by the loop thread with each state.
+  std::atomic<bool> peer_down{false};
+  void update_peers_down() {
+    bool down = false;
+    for (const auto& p : peers) down = down || p->state == PeerState::kDown;
+    peer_down.store(down, std::memory_order_relaxed);
+  }
 
   Impl(const S3Config& c, Storage& s, core::EventLoop& l)
       : config(c),
@@ -319,6 +326,7 @@ struct Replicator::Impl {
       return;
     }
     p.state = s;
+    update_peers_down();
     const std::string& zone = p.config.zone;
     if (s == PeerState::kInSync) {
       p.behind_since_ms = 0;
@@ -401,6 +409,7 @@ struct Replicator::Impl {
               kComponent, "peer did not confirm a write in time: answered without it, peer marked behind",
               {{"peer", p->config.zone}, {"seq", w.seq}, {"ack_timeout_ms", rc.ack_timeout.count()}});
           p->state = PeerState::kCatchingUp;
+          update_peers_down();
           p->behind_since_ms = wall_ms();
         } else if (rc.on_peer_down == PeerDownPolicy::kFail) {
           core::log_warn(kComponent,
@@ -679,6 +688,13 @@ void Replicator::stop() {
 void Replicator::when_replicated(uint64_t seq, std::function<void(bool ok)> done) {
   Impl& m = *impl_;
   if (m.rc.ack == ReplicationAck::kOne || seq == 0) return done(true);
+  if (core::EventLoop* here = core::EventLoop::current(); here && here != &m.loop) {
+    // A worker's write: the waiters live on the replicator's loop; the answer goes back to the worker.
+    m.loop.post([this, seq, here, done = std::move(done)]() mutable {
+      when_replicated(seq, [here, done = std::move(done)](bool ok) { here->post([done, ok] { done(ok); }); });
+    });
+    return;
+  }
   core::TimePoint now = core::Clock::now();
   Impl::Waiter w{seq, now + m.rc.ack_timeout, std::move(done), {}, {}};
   if (m.rc.on_peer_down == PeerDownPolicy::kDegrade) {
@@ -707,10 +723,7 @@ void Replicator::when_replicated(uint64_t seq, std::function<void(bool ok)> done
 }
 
 bool Replicator::refusing_writes() const {
-  if (impl_->rc.on_peer_down != PeerDownPolicy::kFail) return false;
-  for (const auto& p : impl_->peers)
-    if (p->state == PeerState::kDown) return true;
-  return false;
+  return impl_->rc.on_peer_down == PeerDownPolicy::kFail && impl_->peer_down.load(std::memory_order_relaxed);
 }
 
 std::string Replicator::status_json() {
@@ -830,7 +843,14 @@ bool Replicator::handle(http::Request& request, http::Responder& respond) {
       respond(text(c->error_status, c->error_text));
       return true;
     case EndpointCall::Kind::kStatus:
-      respond(http::Response::json(200, status_json()));
+      if (core::EventLoop* here = core::EventLoop::current(); here && here != &m.loop) {
+        // The peers' state belongs to the replicator's loop.
+        m.loop.post([this, here, respond] {
+          here->post([respond, body = status_json()] { respond(http::Response::json(200, body)); });
+        });
+      } else {
+        respond(http::Response::json(200, status_json()));
+      }
       return true;
     case EndpointCall::Kind::kCursor: {
       std::string zone(request.query_param("zone"));

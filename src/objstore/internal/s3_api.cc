@@ -503,7 +503,7 @@ struct S3Api::Impl {
 
   std::unique_ptr<http::BodySink> begin(const http::Request& head) {
     auto c = std::make_unique<Call>();
-    // 16 upper-case hex digits, as S3's request ids look.
+    // 16 upper-case hex digits, as S3's request ids look; the first four name the worker.
     c->request_id.assign(16, '0');
     for (uint64_t v = next_request_id++, i = 16; i-- > 0 && v; v >>= 4)
       c->request_id[i] = "0123456789ABCDEF"[v & 15];
@@ -1452,8 +1452,9 @@ struct S3Api::Impl {
   }
 };
 
-S3Api::S3Api(const S3Config& config, Storage& storage)
+S3Api::S3Api(const S3Config& config, Storage& storage, unsigned worker)
     : impl_(std::make_unique<Impl>(config, storage, *this)) {
+  impl_->next_request_id = (uint64_t{worker} << 48) + 1;
   clock = [] { return static_cast<int64_t>(::time(nullptr)); };
 }
 

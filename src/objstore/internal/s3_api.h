@@ -15,9 +15,11 @@ namespace cumulo::objstore {
 
 class Replicator;
 
+// One per worker loop (its state is the loop's); the Storage and the Replicator are shared.
 class S3Api {
  public:
-  S3Api(const S3Config& config, Storage& storage);
+  // `worker`: the index of the loop it serves, the first four hex digits of its request ids.
+  S3Api(const S3Config& config, Storage& storage, unsigned worker = 0);
   ~S3Api();
   S3Api(const S3Api&) = delete;
   S3Api& operator=(const S3Api&) = delete;

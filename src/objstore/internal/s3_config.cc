@@ -112,8 +112,9 @@ void parse_replication(const ConfigNode& r, const std::set<std::string>& user_na
 
 S3Config parse(const ConfigNode& root) {
   root.check_keys({"listen", "data_dir", "master_key_file", "region", "domains", "log_level", "tls", "users",
-                   "buckets", "limits", "replication", "read_cache", "lookup_cache"});
+                   "buckets", "limits", "replication", "read_cache", "lookup_cache", "workers"});
   S3Config c;
+  c.workers = static_cast<int>(root.int_or("workers", c.workers, 0, 256));
   c.listen = root.string_or("listen", c.listen);
   if (!core::SocketAddress::parse(c.listen))
     root["listen"].fail("expected an address like 127.0.0.1:9000 or [::1]:9000, got '" + c.listen + "'");

@@ -57,6 +57,9 @@ struct S3Config {
   std::string region;                                // empty: any region a client signs with is accepted
   std::vector<std::string> domains{"s3.localhost"};  // virtual-host style: BUCKET.DOMAIN
   std::string log_level = "info";
+  // Event loops serving requests, each on its own thread with its own listening socket (SO_REUSEPORT); 0: one
+  // per CPU the process may run on.
+  int workers = 0;
   std::string tls_cert;  // HTTPS when both are set
   std::string tls_key;
   std::vector<S3User> users;

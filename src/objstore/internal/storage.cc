@@ -25,7 +25,7 @@ namespace cumulo::objstore {
 
 namespace {}  // namespace
 
-// Prepared statements of the loop thread's connection, kept across calls (preparing costs more than a point
+// Prepared statements of one connection, kept across calls (preparing costs more than a point
 // lookup). Keyed by the SQL text's address: every statement is a literal.
 struct Storage::StatementCache {
   struct Entry {
@@ -38,12 +38,31 @@ struct Storage::StatementCache {
   }
 };
 
+struct Storage::Connection {
+  sqlite3* db = nullptr;
+  std::unique_ptr<StatementCache> statements;
+  std::thread::id thread;
+  ~Connection() {
+    statements.reset();
+    if (db) sqlite3_close_v2(db);
+  }
+};
+
+namespace {
+// The calling thread's connection of the store it used last: a second lookup costs a comparison. Stores are
+// told apart by a number that is never reused (a new store may get a freed one's address).
+std::atomic<uint64_t> g_next_storage_id{1};
+thread_local uint64_t t_storage_id = 0;
+thread_local Storage::Connection* t_connection = nullptr;
+}  // namespace
+
 namespace {
 
 // A prepared statement, from the cache when one is given (and not already in use), finalized or reset when it
 // goes out of scope.
 class Stmt {
  public:
+  Stmt(Storage::Connection& c, const char* sql) : Stmt(c.db, c.statements.get(), sql) {}
   Stmt(sqlite3* db, Storage::StatementCache* cache, const char* sql) {
     if (cache) {
       auto& e = cache->entries[sql];
@@ -281,8 +300,7 @@ std::unique_ptr<Storage> Storage::open(const StorageOptions& options) {
       if (e->d_name[0] != '.') ::unlink((s->dir_ + "/tmp/" + e->d_name).c_str());
     ::closedir(d);
   }
-  s->db_ = s->open_db();
-  s->cache_ = std::make_unique<StatementCache>();
+  s->id_ = g_next_storage_id.fetch_add(1);
   s->object_cache_ = std::make_unique<ObjectCache>(ObjectCacheOptions{
       options.lookup_cache_entries, options.read_cache_max_bytes, options.read_cache_max_object_bytes});
   s->exec(
@@ -315,7 +333,7 @@ std::unique_ptr<Storage> Storage::open(const StorageOptions& options) {
       "CREATE TABLE IF NOT EXISTS peer_cursors(zone TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID");
   s->migrate_schema();
   {
-    Stmt st(s->db_, nullptr, "SELECT value FROM repl_state WHERE name = 'seq'");
+    Stmt st(s->here().db, nullptr, "SELECT value FROM repl_state WHERE name = 'seq'");
     if (st.step() == SQLITE_ROW) s->last_seq_ = static_cast<uint64_t>(st.integer(0));
   }
   return s;
@@ -326,7 +344,7 @@ void Storage::migrate_schema() {
   // begun before them. ALTER TABLE ... ADD COLUMN rewrites nothing; it runs once per store.
   bool has_checksum = false;
   {
-    Stmt st(db_, nullptr, "SELECT name FROM pragma_table_info('parts')");
+    Stmt st(here().db, nullptr, "SELECT name FROM pragma_table_info('parts')");
     while (st.step() == SQLITE_ROW)
       if (st.text(0) == "checksum") has_checksum = true;
   }
@@ -361,10 +379,34 @@ sqlite3* Storage::open_db() {
 
 Storage::~Storage() {
   stop_commit_threads();
-  cache_.reset();
   commit_cache_.reset();
   if (commit_db_) sqlite3_close_v2(commit_db_);
-  if (db_) sqlite3_close_v2(db_);
+  connections_.clear();
+}
+
+Storage::Connection& Storage::here() {
+  if (t_storage_id == id_) return *t_connection;
+  std::lock_guard<std::mutex> lock(connections_mu_);
+  const auto me = std::this_thread::get_id();
+  Connection* found = nullptr;
+  for (auto& c : connections_)
+    if (c->thread == me) found = c.get();
+  if (!found) {
+    auto c = std::make_unique<Connection>();
+    c->db = open_db();
+    c->statements = std::make_unique<StatementCache>();
+    c->thread = me;
+    found = connections_.emplace_back(std::move(c)).get();
+  }
+  t_storage_id = id_;
+  t_connection = found;
+  return *found;
+}
+
+Storage::StatementCache* Storage::statements(sqlite3* db) {
+  if (db == commit_db_) return commit_cache_.get();
+  Connection& c = here();
+  return c.db == db ? c.statements.get() : nullptr;
 }
 
 // Seal threads: each spends most of its time in fsync (the file, then its directory), so more of them than
@@ -372,14 +414,14 @@ Storage::~Storage() {
 constexpr int kSealThreads = 8;
 
 void Storage::start_commit_threads() {
-  if (indexer_.joinable()) return;
-  if (!commit_db_) {
+  // On the first asynchronous commit, which several workers may make at once.
+  std::call_once(commit_threads_started_, [this] {
     commit_db_ = open_db();
     commit_cache_ = std::make_unique<StatementCache>();
-  }
-  // Each sealer holds one upload's final frame at a time.
-  for (int i = 0; i < kSealThreads; ++i) sealers_.emplace_back([this] { seal_loop(); });
-  indexer_ = std::thread([this] { index_loop(); });
+    // Each sealer holds one upload's final frame at a time.
+    for (int i = 0; i < kSealThreads; ++i) sealers_.emplace_back([this] { seal_loop(); });
+    indexer_ = std::thread([this] { index_loop(); });
+  });
 }
 
 void Storage::stop_commit_threads() {
@@ -518,7 +560,7 @@ void Storage::index_loop() {
 
 void Storage::exec(const char* sql) {
   char* err = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+  if (sqlite3_exec(here().db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
     std::string msg = err ? err : "unknown error";
     sqlite3_free(err);
     throw std::runtime_error("sqlite: " + msg + " in: " + sql);
@@ -534,14 +576,14 @@ S3Error Storage::db_error(int rc) {
 S3Error Storage::create_bucket(std::string_view name, std::string_view owner) {
   if (auto b = bucket(name))
     return b->owner == owner ? S3Error::kBucketAlreadyOwnedByYou : S3Error::kBucketAlreadyExists;
-  Transaction tx(db_);
+  Transaction tx(here().db);
   if (!tx.ok()) return db_error(tx.begin_rc());
-  Stmt st(db_, cache_.get(), "INSERT INTO buckets(name, owner, created_ms) VALUES(?1, ?2, ?3)");
+  Stmt st(here(), "INSERT INTO buckets(name, owner, created_ms) VALUES(?1, ?2, ?3)");
   st.bind(1, name).bind(2, owner).bind(3, now_ms());
   int rc = st.step();
   if (rc != SQLITE_DONE) return db_error(rc);
   Recorded r;
-  if (replicated() && (r = record_change(db_, name, "", false, nullptr, now_ms())).rc != SQLITE_DONE)
+  if (replicated() && (r = record_change(here().db, name, "", false, nullptr, now_ms())).rc != SQLITE_DONE)
     return db_error(r.rc);
   if ((rc = tx.commit()) != SQLITE_OK) return db_error(rc);
   invalidate_buckets();
@@ -555,24 +597,24 @@ S3Error Storage::delete_bucket(std::string_view name) {
   // Unfinished multipart uploads go with the bucket, as in S3.
   std::vector<std::string> files;
   {
-    Stmt st(db_, cache_.get(),
+    Stmt st(here(),
             "SELECT p.file FROM parts p JOIN uploads u ON p.upload_id = u.upload_id WHERE u.bucket = ?1");
     st.bind(1, name);
     while (st.step() == SQLITE_ROW) files.push_back(st.text(0));
   }
-  Transaction tx(db_);
+  Transaction tx(here().db);
   if (!tx.ok()) return db_error(tx.begin_rc());
-  Stmt a(db_, cache_.get(),
+  Stmt a(here(),
          "DELETE FROM parts WHERE upload_id IN (SELECT upload_id FROM uploads WHERE bucket = ?1)");
   a.bind(1, name);
-  Stmt b(db_, cache_.get(), "DELETE FROM uploads WHERE bucket = ?1");
+  Stmt b(here(), "DELETE FROM uploads WHERE bucket = ?1");
   b.bind(1, name);
-  Stmt c(db_, cache_.get(), "DELETE FROM buckets WHERE name = ?1");
+  Stmt c(here(), "DELETE FROM buckets WHERE name = ?1");
   c.bind(1, name);
   if (a.step() != SQLITE_DONE || b.step() != SQLITE_DONE || c.step() != SQLITE_DONE)
     return S3Error::kInternalError;
   Recorded r;
-  if (replicated() && (r = record_change(db_, name, "", true, nullptr, now_ms())).rc != SQLITE_DONE)
+  if (replicated() && (r = record_change(here().db, name, "", true, nullptr, now_ms())).rc != SQLITE_DONE)
     return db_error(r.rc);
   if (int rc = tx.commit(); rc != SQLITE_OK) return db_error(rc);
   invalidate_buckets();
@@ -584,7 +626,7 @@ S3Error Storage::delete_bucket(std::string_view name) {
 std::optional<BucketInfo> Storage::bucket(std::string_view name) {
   if (auto cached = object_cache_->find_bucket(name)) return *cached;
   uint64_t generation = object_cache_->generation();
-  Stmt st(db_, cache_.get(), "SELECT name, owner, created_ms FROM buckets WHERE name = ?1");
+  Stmt st(here(), "SELECT name, owner, created_ms FROM buckets WHERE name = ?1");
   st.bind(1, name);
   if (st.step() != SQLITE_ROW) return std::nullopt;
   auto b = std::make_shared<const BucketInfo>(BucketInfo{st.text(0), st.text(1), st.integer(2)});
@@ -594,13 +636,13 @@ std::optional<BucketInfo> Storage::bucket(std::string_view name) {
 
 std::vector<BucketInfo> Storage::buckets() {
   std::vector<BucketInfo> out;
-  Stmt st(db_, cache_.get(), "SELECT name, owner, created_ms FROM buckets ORDER BY name");
+  Stmt st(here(), "SELECT name, owner, created_ms FROM buckets ORDER BY name");
   while (st.step() == SQLITE_ROW) out.push_back({st.text(0), st.text(1), st.integer(2)});
   return out;
 }
 
 bool Storage::bucket_empty(std::string_view name) {
-  Stmt st(db_, cache_.get(), "SELECT 1 FROM objects WHERE bucket = ?1 LIMIT 1");
+  Stmt st(here(), "SELECT 1 FROM objects WHERE bucket = ?1 LIMIT 1");
   st.bind(1, name);
   return st.step() != SQLITE_ROW;
 }
@@ -653,13 +695,13 @@ S3Error Storage::commit_object(std::unique_ptr<DataWriter> writer, ObjectInfo& i
   info.mtime_ms = now_ms();
   info.segments = {Segment{file, info.size}};
   std::vector<std::string> old_files;
-  Transaction tx(db_);
+  Transaction tx(here().db);
   if (!tx.ok()) {
     remove_files({file});
     return db_error(tx.begin_rc());
   }
   uint64_t seq = 0;
-  int rc = insert_object(db_, info, old_files, nullptr, &seq);
+  int rc = insert_object(here().db, info, old_files, nullptr, &seq);
   if (rc != SQLITE_DONE || (rc = tx.commit()) != SQLITE_OK) {
     remove_files({file});
     return db_error(rc);
@@ -719,14 +761,14 @@ std::optional<ObjectInfo> Storage::row_to_object(sqlite3_stmt* raw) {
 }
 
 std::optional<ObjectInfo> Storage::head(std::string_view bucket, std::string_view key) {
-  return head_in(db_, bucket, key);
+  return head_in(here().db, bucket, key);
 }
 
 std::shared_ptr<const ObjectInfo> Storage::lookup(std::string_view bucket, std::string_view key) {
   if (auto cached = object_cache_->find_object(bucket, key)) return cached;
   // Taken before the index read: a commit after it makes the fill below a no-op.
   uint64_t generation = object_cache_->generation();
-  auto o = head_in(db_, bucket, key);
+  auto o = head_in(here().db, bucket, key);
   if (!o) return nullptr;
   auto info = std::make_shared<const ObjectInfo>(std::move(*o));
   object_cache_->fill_object(info, generation);
@@ -781,14 +823,14 @@ S3Error Storage::delete_object(std::string_view bucket, std::string_view key) {
   if (replicated()) {
     // A tombstone even for a key that is not here: a peer's older write of it, still on its way, must not
     // bring it back.
-    Transaction tx(db_);
+    Transaction tx(here().db);
     if (!tx.ok()) return db_error(tx.begin_rc());
     auto old = head(bucket, key);
-    Stmt st(db_, cache_.get(), "DELETE FROM objects WHERE bucket = ?1 AND key = ?2");
+    Stmt st(here(), "DELETE FROM objects WHERE bucket = ?1 AND key = ?2");
     st.bind(1, bucket).bind(2, key);
     int rc = st.step();
     if (rc != SQLITE_DONE) return db_error(rc);
-    Recorded r = record_change(db_, bucket, key, true, nullptr, now_ms());
+    Recorded r = record_change(here().db, bucket, key, true, nullptr, now_ms());
     if (r.rc != SQLITE_DONE) return db_error(r.rc);
     if ((rc = tx.commit()) != SQLITE_OK) return db_error(rc);
     invalidate(bucket, key);
@@ -799,7 +841,7 @@ S3Error Storage::delete_object(std::string_view bucket, std::string_view key) {
   }
   auto old = head(bucket, key);
   if (!old) return S3Error::kNone;
-  Stmt st(db_, cache_.get(), "DELETE FROM objects WHERE bucket = ?1 AND key = ?2");
+  Stmt st(here(), "DELETE FROM objects WHERE bucket = ?1 AND key = ?2");
   st.bind(1, bucket).bind(2, key);
   int rc = st.step();
   if (rc != SQLITE_DONE) return db_error(rc);
@@ -846,7 +888,7 @@ ListResult Storage::list(std::string_view bucket, std::string_view prefix, std::
       }
     }
   }
-  Stmt st(db_, cache_.get(),
+  Stmt st(here(),
           "SELECT key, size, etag, mtime_ms FROM objects WHERE bucket = ?1 AND key >= ?2 ORDER BY key");
   size_t count = 0;
   for (;;) {
@@ -885,12 +927,12 @@ ListResult Storage::list(std::string_view bucket, std::string_view prefix, std::
 size_t Storage::sweep_orphans() {
   std::unordered_set<std::string> referenced;
   {
-    Stmt st(db_, nullptr, "SELECT segments FROM objects");  // uncached: once per start
+    Stmt st(here().db, nullptr, "SELECT segments FROM objects");  // uncached: once per start
     while (st.step() == SQLITE_ROW)
       for (auto& seg : segments_from_json(st.text(0))) referenced.insert(std::move(seg.file));
   }
   {
-    Stmt st(db_, nullptr, "SELECT file FROM parts");
+    Stmt st(here().db, nullptr, "SELECT file FROM parts");
     while (st.step() == SQLITE_ROW) referenced.insert(st.text(0));
   }
   size_t removed = 0;
@@ -913,7 +955,7 @@ size_t Storage::sweep_orphans() {
 std::string Storage::create_upload(const UploadInfo& info) {
   std::string id = random_hex(24);
   Stmt st(
-      db_, cache_.get(),
+      here(),
       "INSERT INTO uploads(upload_id, bucket, key, initiated_ms, content_type, headers) VALUES(?1, ?2, ?3, "
       "?4, ?5, ?6)");
   st.bind(1, id).bind(2, info.bucket).bind(3, info.key).bind(4, now_ms()).bind(5, info.content_type);
@@ -924,7 +966,7 @@ std::string Storage::create_upload(const UploadInfo& info) {
 
 std::optional<UploadInfo> Storage::upload(std::string_view upload_id) {
   Stmt st(
-      db_, cache_.get(),
+      here(),
       "SELECT upload_id, bucket, key, initiated_ms, content_type, headers FROM uploads WHERE upload_id = ?1");
   st.bind(1, upload_id);
   if (st.step() != SQLITE_ROW) return std::nullopt;
@@ -941,7 +983,7 @@ S3Error Storage::commit_part(std::unique_ptr<DataWriter> writer, std::string_vie
   out.etag = hex_encode(reinterpret_cast<const uint8_t*>(writer->md5().data()), 16);
   out.mtime_ms = now_ms();
   out.file = file;
-  Transaction tx(db_);
+  Transaction tx(here().db);
   if (!tx.ok()) {
     remove_files({file});
     return db_error(tx.begin_rc());
@@ -953,11 +995,11 @@ S3Error Storage::commit_part(std::unique_ptr<DataWriter> writer, std::string_vie
   }
   std::vector<std::string> old;
   {
-    Stmt q(db_, cache_.get(), "SELECT file FROM parts WHERE upload_id = ?1 AND number = ?2");
+    Stmt q(here(), "SELECT file FROM parts WHERE upload_id = ?1 AND number = ?2");
     q.bind(1, upload_id).bind(2, int64_t{number});
     if (q.step() == SQLITE_ROW) old.push_back(q.text(0));
   }
-  Stmt st(db_, cache_.get(),
+  Stmt st(here(),
           "INSERT OR REPLACE INTO parts(upload_id, number, size, etag, mtime_ms, file, checksum_algorithm, "
           "checksum) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
   st.bind(1, upload_id).bind(2, int64_t{number}).bind(3, static_cast<int64_t>(out.size)).bind(4, out.etag);
@@ -975,7 +1017,7 @@ std::vector<PartInfo> Storage::parts(std::string_view upload_id, int after, size
   std::vector<PartInfo> out;
   *truncated = false;
   Stmt st(
-      db_, cache_.get(),
+      here(),
       "SELECT number, size, etag, mtime_ms, file, checksum_algorithm, checksum FROM parts WHERE upload_id = "
       "?1 AND number > ?2 ORDER BY number");
   st.bind(1, upload_id).bind(2, int64_t{after});
@@ -995,7 +1037,7 @@ std::vector<UploadInfo> Storage::uploads(std::string_view bucket, std::string_vi
   std::vector<UploadInfo> out;
   *truncated = false;
   Stmt st(
-      db_, cache_.get(),
+      here(),
       "SELECT upload_id, bucket, key, initiated_ms, content_type, headers FROM uploads WHERE bucket = ?1 AND "
       "key >= ?2 ORDER BY key, initiated_ms");
   st.bind(1, bucket).bind(2, prefix);
@@ -1065,26 +1107,26 @@ S3Error Storage::complete_upload(std::string_view upload_id,
     for (const auto* u : used) is_used = is_used || u == &p;
     if (!is_used) unused.push_back(p.file);
   }
-  Transaction tx(db_);
+  Transaction tx(here().db);
   if (!tx.ok()) return db_error(tx.begin_rc());
   if (auto old = head(out.bucket, out.key))
     for (auto& s : old->segments) old_files.push_back(s.file);
   Recorded recorded;
   if (replicated()) {
-    recorded = record_change(db_, out.bucket, out.key, false, nullptr, out.mtime_ms);
+    recorded = record_change(here().db, out.bucket, out.key, false, nullptr, out.mtime_ms);
     if (recorded.rc != SQLITE_DONE) return db_error(recorded.rc);
     out.mtime_ms = recorded.version_ms;
   }
   Stmt ins(
-      db_, cache_.get(),
+      here(),
       "INSERT OR REPLACE INTO objects(bucket, key, size, etag, mtime_ms, content_type, headers, segments) "
       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
   ins.bind(1, out.bucket).bind(2, out.key).bind(3, static_cast<int64_t>(out.size)).bind(4, out.etag);
   ins.bind(5, out.mtime_ms).bind(6, out.content_type).bind(7, headers_json(out.headers));
   ins.bind(8, segments_json(out.segments));
-  Stmt del_parts(db_, cache_.get(), "DELETE FROM parts WHERE upload_id = ?1");
+  Stmt del_parts(here(), "DELETE FROM parts WHERE upload_id = ?1");
   del_parts.bind(1, upload_id);
-  Stmt del_upload(db_, cache_.get(), "DELETE FROM uploads WHERE upload_id = ?1");
+  Stmt del_upload(here(), "DELETE FROM uploads WHERE upload_id = ?1");
   del_upload.bind(1, upload_id);
   int rc = ins.step();
   if (rc != SQLITE_DONE) return db_error(rc);
@@ -1103,11 +1145,11 @@ S3Error Storage::abort_upload(std::string_view upload_id) {
   bool truncated = false;
   std::vector<std::string> files;
   for (auto& p : parts(upload_id, 0, 10001, &truncated)) files.push_back(p.file);
-  Transaction tx(db_);
+  Transaction tx(here().db);
   if (!tx.ok()) return db_error(tx.begin_rc());
-  Stmt a(db_, cache_.get(), "DELETE FROM parts WHERE upload_id = ?1");
+  Stmt a(here(), "DELETE FROM parts WHERE upload_id = ?1");
   a.bind(1, upload_id);
-  Stmt b(db_, cache_.get(), "DELETE FROM uploads WHERE upload_id = ?1");
+  Stmt b(here(), "DELETE FROM uploads WHERE upload_id = ?1");
   b.bind(1, upload_id);
   if (a.step() != SQLITE_DONE || b.step() != SQLITE_DONE) return S3Error::kInternalError;
   if (int rc = tx.commit(); rc != SQLITE_OK) return db_error(rc);
@@ -1185,7 +1227,7 @@ void Storage::changed(uint64_t seq) {
 }
 
 uint64_t Storage::peer_cursor(std::string_view zone) {
-  Stmt q(db_, cache_.get(), "SELECT seq FROM peer_cursors WHERE zone = ?1");
+  Stmt q(here(), "SELECT seq FROM peer_cursors WHERE zone = ?1");
   q.bind(1, zone);
   return q.step() == SQLITE_ROW ? static_cast<uint64_t>(q.integer(0)) : 0;
 }
@@ -1207,18 +1249,18 @@ void Storage::apply_object_async(std::unique_ptr<DataWriter> writer, ObjectInfo 
 }
 
 S3Error Storage::apply_delete(std::string_view bucket, std::string_view key, const RemoteChange& change) {
-  Transaction tx(db_);
+  Transaction tx(here().db);
   if (!tx.ok()) return db_error(tx.begin_rc());
   std::optional<ObjectInfo> old;
   Recorded r;
-  if (remote_is_newer(db_, bucket, key, change)) {
+  if (remote_is_newer(here().db, bucket, key, change)) {
     old = head(bucket, key);
-    Stmt st(db_, cache_.get(), "DELETE FROM objects WHERE bucket = ?1 AND key = ?2");
+    Stmt st(here(), "DELETE FROM objects WHERE bucket = ?1 AND key = ?2");
     st.bind(1, bucket).bind(2, key);
     if (int rc = st.step(); rc != SQLITE_DONE) return db_error(rc);
-    if ((r = record_change(db_, bucket, key, true, &change, 0)).rc != SQLITE_DONE) return db_error(r.rc);
+    if ((r = record_change(here().db, bucket, key, true, &change, 0)).rc != SQLITE_DONE) return db_error(r.rc);
   }
-  if (int rc = advance_cursor(db_, change); rc != SQLITE_DONE) return db_error(rc);
+  if (int rc = advance_cursor(here().db, change); rc != SQLITE_DONE) return db_error(rc);
   if (int rc = tx.commit(); rc != SQLITE_OK) return db_error(rc);
   invalidate(bucket, key);
   if (old)
@@ -1229,40 +1271,40 @@ S3Error Storage::apply_delete(std::string_view bucket, std::string_view key, con
 
 S3Error Storage::apply_bucket(std::string_view name, bool deleted, const RemoteChange& change) {
   std::vector<std::string> files;
-  Transaction tx(db_);
+  Transaction tx(here().db);
   if (!tx.ok()) return db_error(tx.begin_rc());
   Recorded r;
-  if (remote_is_newer(db_, name, "", change)) {
-    bool exists = bucket_exists_in(db_, name);
+  if (remote_is_newer(here().db, name, "", change)) {
+    bool exists = bucket_exists_in(here().db, name);
     bool apply = true;
     if (deleted && exists) {
       if (!bucket_empty(name)) {
         // Objects written here meanwhile keep the bucket; they travel to the peer, which recreates it.
         apply = false;
       } else {
-        Stmt q(db_, nullptr,
+        Stmt q(here().db, nullptr,
                "SELECT p.file FROM parts p JOIN uploads u ON p.upload_id = u.upload_id WHERE u.bucket = ?1");
         q.bind(1, name);
         while (q.step() == SQLITE_ROW) files.push_back(q.text(0));
-        Stmt a(db_, nullptr,
+        Stmt a(here().db, nullptr,
                "DELETE FROM parts WHERE upload_id IN (SELECT upload_id FROM uploads WHERE bucket = ?1)");
         a.bind(1, name);
-        Stmt b(db_, nullptr, "DELETE FROM uploads WHERE bucket = ?1");
+        Stmt b(here().db, nullptr, "DELETE FROM uploads WHERE bucket = ?1");
         b.bind(1, name);
-        Stmt c(db_, nullptr, "DELETE FROM buckets WHERE name = ?1");
+        Stmt c(here().db, nullptr, "DELETE FROM buckets WHERE name = ?1");
         c.bind(1, name);
         if (a.step() != SQLITE_DONE || b.step() != SQLITE_DONE || c.step() != SQLITE_DONE)
           return S3Error::kInternalError;
       }
     } else if (!deleted && !exists) {
-      Stmt st(db_, nullptr, "INSERT INTO buckets(name, owner, created_ms) VALUES(?1, ?2, ?3)");
+      Stmt st(here().db, nullptr, "INSERT INTO buckets(name, owner, created_ms) VALUES(?1, ?2, ?3)");
       st.bind(1, name).bind(2, change.owner).bind(3, change.version.ms);
       if (int rc = st.step(); rc != SQLITE_DONE) return db_error(rc);
     }
-    if (apply && (r = record_change(db_, name, "", deleted, &change, 0)).rc != SQLITE_DONE)
+    if (apply && (r = record_change(here().db, name, "", deleted, &change, 0)).rc != SQLITE_DONE)
       return db_error(r.rc);
   }
-  if (int rc = advance_cursor(db_, change); rc != SQLITE_DONE) return db_error(rc);
+  if (int rc = advance_cursor(here().db, change); rc != SQLITE_DONE) return db_error(rc);
   if (int rc = tx.commit(); rc != SQLITE_OK) return db_error(rc);
   invalidate_buckets();
   remove_files(files);

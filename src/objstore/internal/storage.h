@@ -7,10 +7,13 @@
 // visible partial object; after the commit the object survives kill -9 and power loss. Concurrent PUTs of one
 // key each write their own file; the last commit wins whole and the loser's file is removed.
 //
-// Used from one thread (the store's event loop), except commit_object_async(), which hands the durable part
-// of a PUT to commit threads: several seal files (fsync, rename, fsync the directory) in parallel and one
-// writes the index rows of every PUT that is ready in one transaction (group commit: one WAL fsync for many
-// PUTs). The commit threads have their own SQLite connection; WAL lets the loop thread read meanwhile.
+// Thread-safe: the store's workers (one event loop each) call it at once. Every thread has its own SQLite
+// connection (opened on its first call, with its prepared statements): WAL gives each read a snapshot of the
+// last commit before it began, so a read that starts after a write was answered sees that write, whichever
+// thread wrote it; writers of different threads queue on SQLite's write lock (busy timeout 10 s).
+// commit_object_async() hands the durable part of a PUT to commit threads: several seal files (fsync, rename,
+// fsync the directory) in parallel and one writes the index rows of every PUT that is ready in one
+// transaction (group commit: one WAL fsync for many PUTs).
 #pragma once
 
 #include <sqlite3.h>
@@ -282,6 +285,7 @@ class Storage {
   const std::string& data_dir() const { return dir_; }
   static int64_t now_ms();
   struct StatementCache;
+  struct Connection;
 
  private:
   Storage() = default;
@@ -329,13 +333,15 @@ class Storage {
 
   std::string dir_;
   StorageOptions options_;
-  sqlite3* db_ = nullptr;
-  sqlite3* commit_db_ = nullptr;           // the index thread's connection
-  std::unique_ptr<StatementCache> cache_;  // db_'s statements
-  std::unique_ptr<StatementCache> commit_cache_;  // commit_db_'s (the index thread's), prepared once
-  StatementCache* statements(sqlite3* db) {
-    return db == db_ ? cache_.get() : db == commit_db_ ? commit_cache_.get() : nullptr;
-  }
+  // The calling thread's connection, opened on its first call.
+  Connection& here();
+  uint64_t id_ = 0;  // tells this store's connections from another's in a thread's cache
+  std::mutex connections_mu_;
+  std::vector<std::unique_ptr<Connection>> connections_;
+  sqlite3* commit_db_ = nullptr;                  // the index thread's connection
+  std::unique_ptr<StatementCache> commit_cache_;  // commit_db_'s, prepared once
+  // The prepared statements of `db` when it is the calling thread's connection or the index thread's.
+  StatementCache* statements(sqlite3* db);
   // Lookup and read caches; invalidated after every commit that changes an object or a bucket, before the
   // replaced files go and before the write is answered.
   std::unique_ptr<ObjectCache> object_cache_;
@@ -351,6 +357,7 @@ class Storage {
   std::vector<std::string> to_remove_;
   size_t sealing_ = 0;  // jobs taken by seal threads and not yet queued for the index
   bool stopping_ = false;
+  std::once_flag commit_threads_started_;
   std::vector<std::thread> sealers_;
   std::thread indexer_;
 };
