@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# The object store against its peers on this machine, in the same run:
-#   GET of a 4 KiB and a 1 MiB object (anonymous, public bucket) vs nginx serving the same files from disk;
-#   PUT of 4 KiB objects (SigV4, UNSIGNED-PAYLOAD, one key overwritten) vs a raw write+fsync+rename loop on
-#   the same disk; the time to list 100k keys (ListObjectsV2 pages of 1000).
-# Prints a Markdown table with ratios (goals from the object store issue: GET >= 0.9x nginx, PUT >= 0.8x raw).
+# The object store against its peers on this machine, in the same run, as CPU time per request (the steady
+# figure on two cores; req/s is printed beside it):
+#   GET of a 4 KiB and a 1 MiB object (anonymous, public bucket), the store with its read cache off and on,
+#   vs nginx serving the same bytes from files with open_file_cache and sendfile, as an operator would;
+#   PUT of 4 KiB objects (SigV4, UNSIGNED-PAYLOAD, one key overwritten) vs a raw loop in C with the same
+#   concurrency and the same fsyncs per object (the file, then its directory after the rename); the fsyncs per
+#   PUT of the store counted with strace; AES-256-GCM's cost per MiB on this CPU (openssl speed), the part of a
+#   1 MiB GET nginx does not pay; the time to list 100k keys (ListObjectsV2 pages of 1000).
+# Every server runs one worker on core 0; wrk runs on core 1. Prints a Markdown table.
 #
 #   bench/objstore.sh [--duration S] [--connections N]        defaults: 10 s, 32 connections
+#   CUMULO_BIN=path/to/cumulo bench/objstore.sh ...            another build (default $CUMULO_BUILD/cumulo)
 #
-# Needs: $CUMULO_BUILD/cumulo (default build/release; scripts/build.sh release cumulo), nginx, wrk, python3.
-# The store and nginx each get one core (taskset, when there are at least 2); wrk the other.
+# Needs: the cumulo binary (scripts/build.sh release cumulo), nginx, wrk, strace, cc, openssl, python3.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -17,16 +21,18 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration=$2; shift 2;;
     --connections) conns=$2; shift 2;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
     *) echo "objstore.sh: unknown argument $1 (try --help)" >&2; exit 2;;
   esac
 done
 build=${CUMULO_BUILD:-$repo/build/release}
-cumulo=$build/cumulo
+cumulo=${CUMULO_BIN:-$build/cumulo}
 [ -x "$cumulo" ] || { echo "objstore.sh: $cumulo is missing: scripts/build.sh release cumulo" >&2; exit 2; }
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$nginx_bin" ] || { echo "objstore.sh: nginx is missing: scripts/install-deps.sh" >&2; exit 2; }
-command -v wrk >/dev/null || { echo "objstore.sh: wrk is missing: scripts/install-deps.sh" >&2; exit 2; }
+for t in wrk strace cc openssl; do
+  command -v $t >/dev/null || { echo "objstore.sh: $t is missing: scripts/install-deps.sh" >&2; exit 2; }
+done
 
 work=$(mktemp -d -t cumulo-objbench.XXXXXX)
 pids=()
@@ -36,25 +42,38 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 pin_server=(); pin_load=()
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin_server=(taskset -c 0); pin_load=(taskset -c 1); fi
 
-s3_port=$(free_port); nginx_port=$(free_port)
+s3_port=$(free_port); s3c_port=$(free_port); nginx_port=$(free_port)
 openssl rand -hex 32 > "$work/key"
-cat > "$work/s3.yaml" <<YAML
-listen: 127.0.0.1:$s3_port
-data_dir: $work/data
+# One worker, as nginx gets one; builds from before `workers` existed run one loop anyway.
+workers_line="workers: 1"
+printf 'listen: 127.0.0.1:1\ndata_dir: %s/probe\nmaster_key_file: %s/key\nworkers: 1\nusers: [{name: a, access_key: AKA, secret_key: aaaaaaaa}]\n' \
+  "$work" "$work" > "$work/probe.yaml"
+"$cumulo" s3 -c "$work/probe.yaml" --check >/dev/null 2>&1 || workers_line=""
+store_config() {  # PORT DATA_DIR READ_CACHE_BYTES
+  cat <<YAML
+listen: 127.0.0.1:$1
+data_dir: $2
 master_key_file: $work/key
 log_level: warn
+$workers_line
+read_cache: {max_bytes: $3}
 users:
   - {name: bench, access_key: AKBENCH, secret_key: bench-secret-key}
 buckets:
   - {name: bench, public: true}
 YAML
-start_store() {
-  "${pin_server[@]}" "$cumulo" s3 -c "$work/s3.yaml" 2>>"$work/s3.log" &
-  pids+=($!)
-  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$s3_port) 2>/dev/null && return 0; sleep 0.05; done
+}
+store_config "$s3_port" "$work/data" 0 > "$work/s3.yaml"            # read cache off
+store_config "$s3c_port" "$work/data-c" 64MiB > "$work/s3c.yaml"   # read cache on (the default)
+start_store() {  # CONFIG PORT: the pid in $store_pid
+  "${pin_server[@]}" "$cumulo" s3 -c "$1" 2>>"$work/s3.log" &
+  store_pid=$!
+  pids+=($store_pid)
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$2) 2>/dev/null && return 0; sleep 0.05; done
   echo "objstore.sh: the store did not start:"; tail "$work/s3.log"; exit 1
 }
-start_store
+start_store "$work/s3.yaml" "$s3_port"; s3_pid=$store_pid
+start_store "$work/s3c.yaml" "$s3c_port"; s3c_pid=$store_pid
 
 # A SigV4 signer for the few requests this script makes (stdlib only).
 cat > "$work/s3req.py" <<'PY'
@@ -106,8 +125,10 @@ mkdir -p "$work/www/bench"
 chmod 755 "$work"
 head -c 4096 /dev/urandom > "$work/www/bench/obj-4k"
 head -c 1048576 /dev/urandom > "$work/www/bench/obj-1m"
-python3 "$work/s3req.py" put "$s3_port" /bench/obj-4k "$work/www/bench/obj-4k"
-python3 "$work/s3req.py" put "$s3_port" /bench/obj-1m "$work/www/bench/obj-1m"
+for port in "$s3_port" "$s3c_port"; do
+  python3 "$work/s3req.py" put "$port" /bench/obj-4k "$work/www/bench/obj-4k"
+  python3 "$work/s3req.py" put "$port" /bench/obj-1m "$work/www/bench/obj-1m"
+done
 chmod -R a+rX "$work/www"
 
 cat > "$work/nginx.conf" <<NGX
@@ -119,27 +140,46 @@ events { worker_connections 4096; }
 http {
   access_log off;
   sendfile on;
+  open_file_cache max=1000 inactive=60s;
+  open_file_cache_valid 60s;
   keepalive_requests 1000000;
   server { listen 127.0.0.1:$nginx_port; root $work/www; }
 }
 NGX
 "${pin_server[@]}" "$nginx_bin" -c "$work/nginx.conf" -p "$work" 2>>"$work/nginx-error.log" &
-pids+=($!)
+nginx_pid=$!
+pids+=($nginx_pid)
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$nginx_port) 2>/dev/null && break; sleep 0.05; done
 
-rps() {  # wrk's Requests/sec for URL [extra wrk args...]; an error answer makes the number meaningless
-  local url=$1; shift
-  local out
+hz=$(getconf CLK_TCK)
+tree_pids() { local p=$1 c; echo "$p"; for c in $(pgrep -P "$p" 2>/dev/null); do tree_pids "$c"; done; }
+cpu_ticks() { local s=0 p t; for p in $(tree_pids "$1"); do t=$(sed 's/.*) //' /proc/$p/stat 2>/dev/null | awk '{print $12+$13}'); s=$((s + ${t:-0})); done; echo $s; }
+# measure PID URL [wrk args...]: prints "req/s cpu_us_per_req"; an error answer makes the numbers meaningless.
+measure() {
+  local pid=$1 url=$2; shift 2
+  local out t0 t1
+  "${pin_load[@]}" wrk -t1 -c"$conns" -d1s "$@" "$url" >/dev/null  # warm-up
+  t0=$(cpu_ticks "$pid")
   out=$("${pin_load[@]}" wrk -t1 -c"$conns" -d"${duration}s" "$@" "$url")
+  t1=$(cpu_ticks "$pid")
   if grep -q "Non-2xx" <<<"$out"; then
     echo "objstore.sh: $url answered with errors:" >&2; echo "$out" >&2; curl -sS -i "$url" | head -20 >&2; exit 1
   fi
-  awk '/Requests\/sec/ {print $2}' <<<"$out"
+  local reqs rps
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out"); rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  awk -v r="$rps" -v n="$reqs" -v c="$(( (t1 - t0) * 1000000 / hz ))" 'BEGIN { printf "%.0f %.1f\n", r, (n > 0 ? c / n : 0) }'
 }
 ratio() { python3 -c "print(f'{$1/$2:.2f}x' if $2 > 0 else 'n/a')"; }
 
-get4_s3=$(rps "http://127.0.0.1:$s3_port/bench/obj-4k"); get4_ng=$(rps "http://127.0.0.1:$nginx_port/bench/obj-4k")
-get1_s3=$(rps "http://127.0.0.1:$s3_port/bench/obj-1m"); get1_ng=$(rps "http://127.0.0.1:$nginx_port/bench/obj-1m")
+read -r g4_rps g4_cpu < <(measure "$s3_pid" "http://127.0.0.1:$s3_port/bench/obj-4k")
+read -r g4c_rps g4c_cpu < <(measure "$s3c_pid" "http://127.0.0.1:$s3c_port/bench/obj-4k")
+read -r g4n_rps g4n_cpu < <(measure "$nginx_pid" "http://127.0.0.1:$nginx_port/bench/obj-4k")
+read -r g1_rps g1_cpu < <(measure "$s3_pid" "http://127.0.0.1:$s3_port/bench/obj-1m")
+read -r g1c_rps g1c_cpu < <(measure "$s3c_pid" "http://127.0.0.1:$s3c_port/bench/obj-1m")
+read -r g1n_rps g1n_cpu < <(measure "$nginx_pid" "http://127.0.0.1:$nginx_port/bench/obj-1m")
+# AES-256-GCM on this CPU, in microseconds per MiB (64 KiB blocks: the store's frames are of that order).
+gcm_us_per_mib=$("${pin_server[@]}" openssl speed -seconds 2 -bytes 65536 -evp aes-256-gcm 2>/dev/null |
+  awk '/^AES-256-GCM|^aes-256-gcm/ {v=$NF; sub(/k$/, "", v); printf "%.0f", 1048576 / (v * 1000) * 1e6}')
 
 # PUT: one signed request replayed (UNSIGNED-PAYLOAD, within the clock-skew window), overwriting one key.
 {
@@ -147,32 +187,68 @@ get1_s3=$(rps "http://127.0.0.1:$s3_port/bench/obj-1m"); get1_ng=$(rps "http://1
   echo "wrk.body = string.rep(\"x\", 4096)"
   python3 "$work/s3req.py" headers "$s3_port" /bench/put-4k
 } > "$work/put.lua"
-put_s3=$(rps "http://127.0.0.1:$s3_port/bench/put-4k" -s "$work/put.lua")
-# The raw loop: as many writers as connections would be unfair to the disk either way; it gets 4 threads, and
-# the store's core (as nginx does for the GETs), so that both sides have the same CPU in front of the same disk.
-put_raw=$("${pin_server[@]}" python3 - "$work/data" "$duration" <<'PY'
-import os, sys, threading, time
-d, dur = sys.argv[1] + "/rawbench", float(sys.argv[2])
-os.makedirs(d, exist_ok=True)
-data, count, stop = os.urandom(4096), [0], time.monotonic() + dur
-def run(t):
-    i = 0
-    while time.monotonic() < stop:
-        tmp, dst = f"{d}/t{t}-{i}", f"{d}/f{t}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.write(fd, data); os.fsync(fd); os.close(fd)
-        os.rename(tmp, dst)
-        dfd = os.open(d, os.O_RDONLY); os.fsync(dfd); os.close(dfd)
-        i += 1
-    count[0] += i
-ts = [threading.Thread(target=run, args=(t,)) for t in range(4)]
-[t.start() for t in ts]; [t.join() for t in ts]
-print(f"{count[0] / dur:.1f}")
-PY
-)
+read -r put_rps put_cpu < <(measure "$s3_pid" "http://127.0.0.1:$s3_port/bench/put-4k" -s "$work/put.lua")
+# The fsyncs of a PUT, counted: strace on every thread of the store for a short run.
+strace -f -qq -c -e trace=fsync,fdatasync,sync_file_range -o "$work/strace.out" -p "$s3_pid" &
+strace_pid=$!
+sleep 1
+puts=$("${pin_load[@]}" wrk -t1 -c"$conns" -d3s -s "$work/put.lua" "http://127.0.0.1:$s3_port/bench/put-4k" |
+  awk '/requests in/ {print $1}')
+kill -INT "$strace_pid"; wait "$strace_pid" 2>/dev/null || true
+syncs=$(awk '$NF ~ /^(fsync|fdatasync|sync_file_range)$/ {n += $4} END {print n + 0}' "$work/strace.out")
+fsyncs_per_put=$(awk -v s="$syncs" -v p="$puts" 'BEGIN { printf "%.2f", (p > 0 ? s / p : 0) }')
+
+# The raw loop: in C, as many threads as wrk has connections, each writing a 4 KiB file, fsync, rename into
+# a directory of 256, fsync of that directory: the store's two fsyncs per object, without its index.
+cat > "$work/rawput.c" <<'C'
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+static const char* dir; static double stop_at; static long done[4096];
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+static void* run(void* arg) {
+  long t = (long)arg, i = 0; char data[4096], tmp[512], dst[512], sub[512];
+  memset(data, 'x', sizeof data);
+  while (now() < stop_at) {
+    snprintf(tmp, sizeof tmp, "%s/tmp/t%ld-%ld", dir, t, i);
+    snprintf(sub, sizeof sub, "%s/objects/%02lx", dir, (t * 7919 + i) & 255);
+    snprintf(dst, sizeof dst, "%s/f%ld", sub, t);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, data, sizeof data) != (ssize_t)sizeof data || fsync(fd) != 0) { perror("raw"); exit(1); }
+    close(fd);
+    if (rename(tmp, dst) != 0) { perror("rename"); exit(1); }
+    int dfd = open(sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) != 0) { perror("dir"); exit(1); }
+    close(dfd);
+    ++i;
+  }
+  done[t] = i;
+  return NULL;
+}
+int main(int argc, char** argv) {
+  dir = argv[1]; int threads = atoi(argv[2]); double dur = atof(argv[3]);
+  char p[512]; snprintf(p, sizeof p, "%s/tmp", dir); mkdir(p, 0700);
+  snprintf(p, sizeof p, "%s/objects", dir); mkdir(p, 0700);
+  for (int i = 0; i < 256; ++i) { snprintf(p, sizeof p, "%s/objects/%02x", dir, i); mkdir(p, 0700); }
+  pthread_t th[4096]; stop_at = now() + dur;
+  for (long t = 0; t < threads; ++t) pthread_create(&th[t], NULL, run, (void*)t);
+  long total = 0;
+  for (long t = 0; t < threads; ++t) { pthread_join(th[t], NULL); total += done[t]; }
+  printf("%.0f\n", total / dur);
+  return 0;
+}
+C
+cc -O2 -pthread -o "$work/rawput" "$work/rawput.c"
+mkdir -p "$work/raw"
+put_raw=$("${pin_server[@]}" "$work/rawput" "$work/raw" "$conns" "$duration")
 
 # Listing: 100k keys seeded straight into the index (rows sharing one object's data), then paged through.
-kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
+kill "$s3_pid"; wait "$s3_pid" 2>/dev/null || true
 python3 - "$work/data/index.sqlite" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
@@ -182,14 +258,16 @@ db.executemany("INSERT OR REPLACE INTO objects VALUES('bench', ?, ?, ?, ?, ?, ?,
                ((f"list/{i // 1000:03d}/{i:06d}", *row) for i in range(100000)))
 db.commit()
 PY
-start_store
+start_store "$work/s3.yaml" "$s3_port"
 read -r listed list_s < <(python3 "$work/s3req.py" list "$s3_port" bench)
 
 cat <<MD
-| test | cumulo s3 | peer | ratio | goal |
-|---|---|---|---|---|
-| GET 4 KiB (req/s, $conns conns) | $get4_s3 | nginx $get4_ng | $(ratio "$get4_s3" "$get4_ng") | >= 0.9x |
-| GET 1 MiB (req/s, $conns conns) | $get1_s3 | nginx $get1_ng | $(ratio "$get1_s3" "$get1_ng") | >= 0.9x |
-| PUT 4 KiB (objects/s) | $put_s3 | write+fsync+rename $put_raw | $(ratio "$put_s3" "$put_raw") | >= 0.8x |
-| list $listed keys (s, pages of 1000) | $list_s | | | |
+| test | cumulo s3 CPU us/req (req/s) | nginx or raw loop | ratio (CPU/req; < 1 is less CPU) |
+|---|---|---|---|
+| GET 4 KiB, read cache off ($conns conns) | $g4_cpu ($g4_rps) | nginx $g4n_cpu ($g4n_rps) | $(ratio "$g4_cpu" "$g4n_cpu") |
+| GET 4 KiB, read cache on | $g4c_cpu ($g4c_rps) | nginx $g4n_cpu ($g4n_rps) | $(ratio "$g4c_cpu" "$g4n_cpu") |
+| GET 1 MiB, read cache off | $g1_cpu ($g1_rps) | nginx $g1n_cpu ($g1n_rps) | $(ratio "$g1_cpu" "$g1n_cpu"); AES-256-GCM costs $gcm_us_per_mib us/MiB here |
+| GET 1 MiB, read cache on | $g1c_cpu ($g1c_rps) | nginx $g1n_cpu ($g1n_rps) | $(ratio "$g1c_cpu" "$g1n_cpu") |
+| PUT 4 KiB, objects/s ($conns conns; $fsyncs_per_put fsyncs per PUT) | $put_rps (CPU $put_cpu us) | raw C loop, $conns threads, 2 fsyncs per object: $put_raw | $(ratio "$put_rps" "$put_raw") objects/s |
+| list $listed keys (s, pages of 1000) | $list_s | | |
 MD

@@ -187,7 +187,10 @@ class Connection final : public core::IoHandler {
   }
 
   // core::IoHandler
-  void on_io(uint32_t) override {
+  void on_io(uint32_t events) override {
+    if (events & core::kReadable) drained_ = false;
+    // The peer's FIN may have come with the last bytes: the read after them must see the end of the stream.
+    if (events & core::kHangup) peer_closed_ = true;
     if (state_ != State::kClosed) drive();
   }
 
@@ -257,6 +260,8 @@ class Connection final : public core::IoHandler {
   bool streaming_ = false;
   bool stream_done_ = false;
   bool driving_ = false;
+  bool drained_ = false;  // the socket had nothing more at the last read, and no readable edge came since
+  bool peer_closed_ = false;  // a hang-up was reported: read until the end of the stream
 };
 
 void deliver_response(uint32_t slot, uint32_t generation, Response&& r) {
@@ -295,10 +300,13 @@ void Connection::drive() {
 ssize_t Connection::fill() {
   char* p = in_.write_ptr();
   size_t space = in_.write_space();
-  ssize_t n = space ? tr_->read(p, space) : kWouldBlock;
+  ssize_t n = space && !drained_ ? tr_->read(p, space) : kWouldBlock;
   // An idle connection keeps no buffer (write_ptr took one from the pool).
   if (n <= 0 && in_.empty()) in_.release();
   if (n > 0) in_.commit(static_cast<size_t>(n));
+  // A plain socket that gave less than asked is empty: the next read would only say EAGAIN, and new bytes
+  // bring a new readable edge. (TLS hands out a record at a time, so a short read proves nothing there.)
+  if (n > 0 && static_cast<size_t>(n) < space && !tr_->secure() && !peer_closed_) drained_ = true;
   return n;
 }
 

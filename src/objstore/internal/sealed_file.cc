@@ -1,6 +1,8 @@
 #include "objstore/internal/sealed_file.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -10,8 +12,13 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <list>
 #include <sstream>
 #include <stdexcept>
+#include <unordered_map>
+#include <utility>
+
+#include "core/event_loop.h"
 
 namespace cumulo::objstore {
 
@@ -206,18 +213,82 @@ int SealedWriter::finish() {
 // ---------------------------------------------------------------------------------------------------------
 // SealedReader
 
-std::unique_ptr<SealedReader> SealedReader::open(const MasterKey& master, const std::string& path,
-                                                 uint64_t plaintext_size, int* err, bool* corrupt) {
-  *err = 0;
-  *corrupt = false;
-  std::unique_ptr<SealedReader> r(new SealedReader());
-  r->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (r->fd_ < 0) {
+struct OpenSealedFile {
+  int fd = -1;
+  uint64_t file_bytes = 0;
+  // Files up to kMapMaxBytes are mapped (populated at once): a frame then decrypts straight from the page
+  // cache, without a pread and its copy. The files are never truncated or rewritten, so a mapping cannot fault.
+  const uint8_t* map = nullptr;
+  MasterKey master{};  // the key that unwrapped data_key (a test may open one path under two master keys)
+  std::array<uint8_t, 16> file_id{};
+  EVP_CIPHER_CTX* ctx = nullptr;  // AES-256-GCM decryption with the data key expanded; set the nonce per frame
+  core::TimePoint used{};
+  ~OpenSealedFile() {
+    if (map) ::munmap(const_cast<uint8_t*>(map), file_bytes);
+    if (fd >= 0) ::close(fd);
+    if (ctx) EVP_CIPHER_CTX_free(ctx);
+    OPENSSL_cleanse(master.data(), master.size());
+  }
+};
+
+namespace {
+
+constexpr std::chrono::seconds kOpenFileIdle{10};
+constexpr uint64_t kMapMaxBytes = 4 << 20;
+
+// This thread's open sealed files, most recently used first.
+class OpenFiles {
+ public:
+  std::shared_ptr<OpenSealedFile> find(const std::string& path, const MasterKey& master, core::TimePoint now) {
+    expire(now);
+    auto it = by_path_.find(path);
+    if (it == by_path_.end() || it->second->second->master != master) return nullptr;
+    lru_.splice(lru_.begin(), lru_, it->second);
+    it->second->second->used = now;
+    return it->second->second;
+  }
+  void add(const std::string& path, std::shared_ptr<OpenSealedFile> f) {
+    if (auto it = by_path_.find(path); it != by_path_.end()) {
+      lru_.erase(it->second);
+      by_path_.erase(it);
+    }
+    lru_.emplace_front(path, std::move(f));
+    by_path_[path] = lru_.begin();
+    while (lru_.size() > kOpenFilesPerThread) pop_oldest();
+  }
+
+ private:
+  void expire(core::TimePoint now) {
+    while (!lru_.empty() && now - lru_.back().second->used > kOpenFileIdle) pop_oldest();
+  }
+  void pop_oldest() {
+    by_path_.erase(lru_.back().first);
+    lru_.pop_back();
+  }
+  using Entry = std::pair<std::string, std::shared_ptr<OpenSealedFile>>;
+  std::list<Entry> lru_;
+  std::unordered_map<std::string, std::list<Entry>::iterator> by_path_;
+};
+
+thread_local OpenFiles t_open_files;
+
+// One frame's ciphertext and tag, and a byte more to see that the final frame ends the file: reused by every
+// read of this thread (a read decrypts before it returns).
+uint8_t* sealed_scratch() {
+  thread_local std::unique_ptr<uint8_t[]> buf = std::make_unique_for_overwrite<uint8_t[]>(kFrameBytes + kTagBytes + 1);
+  return buf.get();
+}
+
+std::shared_ptr<OpenSealedFile> open_sealed(const MasterKey& master, const std::string& path, int* err,
+                                            bool* corrupt) {
+  auto f = std::make_shared<OpenSealedFile>();
+  f->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (f->fd < 0) {
     *err = errno;
     return nullptr;
   }
   uint8_t header[kSealedHeaderBytes];
-  ssize_t n = ::pread(r->fd_, header, sizeof header, 0);
+  ssize_t n = ::pread(f->fd, header, sizeof header, 0);
   if (n < 0) {
     *err = errno;
     return nullptr;
@@ -228,35 +299,82 @@ std::unique_ptr<SealedReader> SealedReader::open(const MasterKey& master, const 
     *corrupt = true;
     return nullptr;
   }
-  r->ctx_ = EVP_CIPHER_CTX_new();
+  f->ctx = EVP_CIPHER_CTX_new();
   uint8_t aad[28];
   header_aad(header, aad);
-  if (!gcm(static_cast<EVP_CIPHER_CTX*>(r->ctx_), false, master.data(), header + 32, aad, sizeof aad,
-           header + 44, 32, r->data_key_.data(), header + 76)) {
+  std::array<uint8_t, 32> data_key{};
+  bool unwrapped = gcm(f->ctx, false, master.data(), header + 32, aad, sizeof aad, header + 44, 32,
+                       data_key.data(), header + 76);
+  // The data key expanded once; each frame then sets only its nonce.
+  bool ready = unwrapped && EVP_CipherInit_ex(f->ctx, EVP_aes_256_gcm(), nullptr, nullptr, nullptr, 0) == 1 &&
+               EVP_CIPHER_CTX_ctrl(f->ctx, EVP_CTRL_GCM_SET_IVLEN, 12, nullptr) == 1 &&
+               EVP_CipherInit_ex(f->ctx, nullptr, nullptr, data_key.data(), nullptr, 0) == 1;
+  OPENSSL_cleanse(data_key.data(), data_key.size());
+  if (!ready) {
     *corrupt = true;
     return nullptr;
   }
-  std::memcpy(r->file_id_.data(), header + 16, 16);
+  std::memcpy(f->file_id.data(), header + 16, 16);
+  f->master = master;
+  struct stat st {};
+  if (::fstat(f->fd, &st) != 0) {
+    *err = errno;
+    return nullptr;
+  }
+  f->file_bytes = static_cast<uint64_t>(st.st_size);
+  if (f->file_bytes <= kMapMaxBytes) {
+    void* m = ::mmap(nullptr, f->file_bytes, PROT_READ, MAP_SHARED | MAP_POPULATE, f->fd, 0);
+    if (m != MAP_FAILED) f->map = static_cast<const uint8_t*>(m);  // else pread, as for larger files
+  }
+  return f;
+}
+
+// Decrypts one frame with the file's expanded key; false when the tag does not verify.
+bool open_frame(EVP_CIPHER_CTX* ctx, const uint8_t nonce[12], const uint8_t* aad, size_t aad_len, const uint8_t* in,
+                size_t len, uint8_t* out, const uint8_t tag[16]) {
+  int n = 0;
+  if (EVP_CipherInit_ex(ctx, nullptr, nullptr, nullptr, nonce, 0) != 1) return false;
+  if (EVP_CipherUpdate(ctx, nullptr, &n, aad, static_cast<int>(aad_len)) != 1) return false;
+  if (len && EVP_CipherUpdate(ctx, out, &n, in, static_cast<int>(len)) != 1) return false;
+  if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, const_cast<uint8_t*>(tag)) != 1) return false;
+  return EVP_CipherFinal_ex(ctx, out + len, &n) == 1;
+}
+
+}  // namespace
+
+std::unique_ptr<SealedReader> SealedReader::open(const MasterKey& master, const std::string& path,
+                                                 uint64_t plaintext_size, int* err, bool* corrupt) {
+  *err = 0;
+  *corrupt = false;
+  const core::TimePoint now = core::Clock::now();
+  std::shared_ptr<OpenSealedFile> f = t_open_files.find(path, master, now);
+  if (!f) {
+    f = open_sealed(master, path, err, corrupt);
+    if (!f) return nullptr;
+    f->used = now;
+    t_open_files.add(path, f);
+  }
+  // A file of another length than its metadata implies is not the one the metadata describes.
+  if (f->file_bytes != sealed_file_size(plaintext_size)) {
+    *corrupt = true;
+    return nullptr;
+  }
+  std::unique_ptr<SealedReader> r(new SealedReader());
+  r->file_ = std::move(f);
   r->size_ = plaintext_size;
   r->frames_ = frame_count(plaintext_size);
-  // Small objects need less than a whole frame; the buffers are not zeroed (every byte used is written
-  // first).
-  size_t frame = static_cast<size_t>(std::min<uint64_t>(kFrameBytes, plaintext_size));
-  r->plain_ = std::make_unique_for_overwrite<uint8_t[]>(frame + 1);
-  r->sealed_ = std::make_unique_for_overwrite<uint8_t[]>(frame + kTagBytes);
   return r;
 }
 
 SealedReader::~SealedReader() {
-  if (fd_ >= 0) ::close(fd_);
-  if (ctx_) EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(ctx_));
-  OPENSSL_cleanse(data_key_.data(), data_key_.size());
   if (plain_ && cached_frame_ != UINT64_MAX) OPENSSL_cleanse(plain_.get(), cached_len_);
 }
 
 bool SealedReader::load_frame(uint64_t index) {
   if (cached_frame_ == index) return true;
   cached_frame_ = UINT64_MAX;
+  // Small objects need less than a whole frame; not zeroed (every byte used is written first).
+  if (!plain_) plain_ = std::make_unique_for_overwrite<uint8_t[]>(std::min<uint64_t>(kFrameBytes, size_) + 1);
   ssize_t n = decrypt_frame(index, plain_.get());
   if (n < 0) return false;
   cached_frame_ = index;
@@ -269,31 +387,29 @@ ssize_t SealedReader::decrypt_frame(uint64_t index, uint8_t* dest) {
   size_t len = final ? static_cast<size_t>(size_ - index * kFrameBytes) : kFrameBytes;
   uint64_t off = kSealedHeaderBytes + index * (kFrameBytes + kTagBytes);
   size_t want = len + kTagBytes, got = 0;
-  while (got < want) {
-    ssize_t n = ::pread(fd_, sealed_.get() + got, want - got, static_cast<off_t>(off + got));
+  // The final frame asks for one byte more: bytes after it mean the file is not the one the metadata
+  // describes. A regular file reads short only at its end, so a short read ends the loop.
+  const size_t ask = final ? want + 1 : want;
+  const uint8_t* sealed = file_->map ? file_->map + off : sealed_scratch();
+  if (file_->map) got = want;  // the length was checked against the metadata when the file was opened
+  while (got < ask && !file_->map) {
+    ssize_t n = ::pread(file_->fd, const_cast<uint8_t*>(sealed) + got, ask - got, static_cast<off_t>(off + got));
     if (n < 0) {
       if (errno == EINTR) continue;
       io_error_ = true;
       return -1;
     }
-    if (n == 0) return -1;  // shorter than the metadata says: corrupt
+    if (n == 0) break;
     got += static_cast<size_t>(n);
+    if (final && got < ask) break;
   }
+  if (got != want) return -1;  // shorter than the metadata says, or longer: corrupt
   uint8_t nonce[12], aad[25];
   frame_nonce(index, nonce);
-  frame_aad(file_id_, index, final, aad);
-  if (!gcm(static_cast<EVP_CIPHER_CTX*>(ctx_), false, data_key_.data(), nonce, aad, sizeof aad, sealed_.get(),
-           len, dest, sealed_.get() + len)) {
+  frame_aad(file_->file_id, index, final, aad);
+  if (!open_frame(file_->ctx, nonce, aad, sizeof aad, sealed, len, dest, sealed + len)) {
     OPENSSL_cleanse(dest, len);  // GCM decrypts before it checks the tag: drop what it produced
     return -1;
-  }
-  if (final) {
-    // Bytes after the final frame mean the file is not the one the metadata describes.
-    uint8_t extra;
-    if (::pread(fd_, &extra, 1, static_cast<off_t>(off + want)) != 0) {
-      OPENSSL_cleanse(dest, len);
-      return -1;
-    }
   }
   return static_cast<ssize_t>(len);
 }

@@ -14,6 +14,7 @@
 
 #include <array>
 #include <cstdint>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -67,10 +68,20 @@ class SealedWriter {
 inline constexpr ssize_t kSealedCorrupt = -1;  // a tag did not verify, or the file is shorter than it must be
 inline constexpr ssize_t kSealedIoError = -2;
 
+// An open sealed file whose header verified: its descriptor, its id and its data key, already expanded for
+// decryption. Kept per thread by SealedReader::open (the object store's open-file cache, as nginx's
+// open_file_cache keeps plain files open): a read of a hot object is then one pread and one decryption, with
+// no open, no header read, no key unwrap and no close. Files are never rewritten (a new version is a new file),
+// so a cached descriptor reads exactly what its path named; a replaced file's blocks are freed when its entry
+// leaves the cache (least recently used beyond the limit, or idle for kOpenFileIdle).
+struct OpenSealedFile;
+
+inline constexpr size_t kOpenFilesPerThread = 1024;
+
 class SealedReader {
  public:
-  // Opens the file and unwraps its data key. nullptr with *corrupt set when the header does not verify, or
-  // with *err set to errno when the file cannot be opened.
+  // Opens the file (or takes it from this thread's open-file cache) and unwraps its data key. nullptr with
+  // *corrupt set when the header does not verify, or with *err set to errno when the file cannot be opened.
   static std::unique_ptr<SealedReader> open(const MasterKey& master, const std::string& path,
                                             uint64_t plaintext_size, int* err, bool* corrupt);
   ~SealedReader();
@@ -91,17 +102,15 @@ class SealedReader {
   // dest holds nothing of it).
   ssize_t decrypt_frame(uint64_t index, uint8_t* dest);
 
-  int fd_ = -1;
+  // Shared with this thread's open-file cache and the other readers of the file on this thread (which use it
+  // one call at a time: a read never yields in the middle).
+  std::shared_ptr<OpenSealedFile> file_;
   uint64_t size_ = 0;
   uint64_t frames_ = 1;
-  std::array<uint8_t, 32> data_key_{};
-  std::array<uint8_t, 16> file_id_{};
-  std::unique_ptr<uint8_t[]> plain_;
-  std::unique_ptr<uint8_t[]> sealed_;
+  std::unique_ptr<uint8_t[]> plain_;  // the frame cache, for reads that take part of a frame
   uint64_t cached_frame_ = UINT64_MAX;
   size_t cached_len_ = 0;
   bool io_error_ = false;
-  void* ctx_ = nullptr;
 };
 
 }  // namespace cumulo::objstore

@@ -373,6 +373,29 @@ TEST(HttpServer, SilentConnectionClosesQuietlyAfterHeaderTimeout) {
   ::close(fd);
 }
 
+// Bytes and the client's FIN already queued when the server first looks at the connection: one readable edge
+// reports both, and the read that drains the bytes must not be the last (the end of the stream is behind it).
+TEST(HttpServer, FinQueuedBehindTheBytesIsSeen) {
+  core::EventLoop loop;
+  ServerOptions opts;
+  opts.listen = loopback_any_port();
+  opts.header_timeout = 20s;
+  Server server(loop, opts, [](Request&, Responder respond) { respond(Response::text(200, "unexpected")); });
+  server.start();
+  int fd = connect_blocking(server.local_address().port());
+  ASSERT_GE(fd, 0);
+  send_all(fd, "GET / HTTP/1.1\r\nHost: x\r\nX-Half: ");
+  ASSERT_EQ(::shutdown(fd, SHUT_WR), 0);
+  std::this_thread::sleep_for(50ms);  // both on the server's side before its loop runs
+  std::thread t([&] { run_loop(loop, 10s); });
+  auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(read_to_close(fd), "");  // a half-sent head has nobody to answer: closed without a response
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 2s) << "the server waited for a timeout, not the FIN";
+  ::close(fd);
+  loop.post([&] { loop.stop(); });
+  t.join();
+}
+
 TEST(HttpServer, IdleKeepAliveClosesQuietly) {
   ServerOptions opts;
   opts.idle_timeout = 100ms;
