@@ -100,13 +100,16 @@ const char* failure_text(int status) {
 
 }  // namespace
 
-Session::Session(Worker& w, std::unique_ptr<http::Transport> client, const ListenerRuntime& listener,
+Session::Session(Worker& w, Upstreams& upstreams, SessionClock& clock,
+                 std::unique_ptr<http::Transport> client, const ListenerRuntime& listener,
                  core::SocketAddress peer)
     : w_(w),
+      upstreams_(upstreams),
+      clock_(clock),
       client_(std::move(client)),
       listener_(listener),
       peer_(peer),
-      timer_(w.loop(), [this] { on_timer(); }),
+      timer_(clock.make_alarm([this] { on_timer(); })),
       self_(std::make_shared<Session*>(this)) {
   http::ParseLimits limits;
   limits.max_head_bytes = w.snapshot()->config->limits.max_header_bytes;
@@ -171,7 +174,7 @@ void Session::pump() {
 
 void Session::arm(TimerFor what, core::Millis after) {
   timer_for_ = what;
-  timer_.arm(after);
+  timer_->arm(after);
 }
 
 void Session::enter_idle() {
@@ -238,7 +241,7 @@ bool Session::step_head() {
 void Session::begin_request(const http::RequestHead& req) {
   const Snapshot& snap = *w_.snapshot();
   const Limits& limits = snap.config->limits;
-  started_ = w_.loop().now();
+  started_ = clock_.now();
   request_id_len_ = 0;
   method_ = req.method;
   version_minor_ = static_cast<uint8_t>(req.version_minor);
@@ -420,7 +423,7 @@ void Session::begin_request(const http::RequestHead& req) {
 
 void Session::connect_upstream() {
   const TargetGroup& group = *route_->group;
-  int64_t now_ms = health::steady_ms(w_.loop().now());
+  int64_t now_ms = health::steady_ms(clock_.now());
   for (;;) {
     Target* t = pick_target(group, group.balancer[w_.index()], snapshot_->config->zone, now_ms, tried_, tried_count_);
     if (!t) {
@@ -437,15 +440,15 @@ void Session::connect_upstream() {
       if (sp.get() == t) target_ = sp;
     if (tried_count_ < 4) tried_[tried_count_++] = t;
     target_->in_flight.fetch_add(1, std::memory_order_relaxed);
-    up_ = w_.take_idle(t);
+    up_ = upstreams_.take_idle(*t);
     if (up_) {
       up_->owner = this;
       arm(TimerFor::kFirstByte, route_->config.timeouts.first_byte);
       return;
     }
     int err = 0;
-    core::Fd fd = core::connect_tcp(t->address, &err);
-    if (!fd) {
+    up_ = upstreams_.connect(target_, err);
+    if (!up_) {
       target_->in_flight.fetch_sub(1, std::memory_order_relaxed);
       target_->metrics.connect_failures->inc();
       target_->outlier.record_failure(health::OutlierDetector::Failure::kConnect, group.config.outlier, now_ms);
@@ -458,21 +461,18 @@ void Session::connect_upstream() {
       target_->metrics.retries->inc();
       continue;
     }
-    up_ = std::make_unique<UpstreamConn>(w_, std::move(fd), target_);
     up_->owner = this;
-    up_->writable = false;
-    w_.loop().add(up_->fd.get(), up_.get());
     arm(TimerFor::kConnect, route_->config.timeouts.connect);
     return;
   }
 }
 
 bool Session::step_proxy() {
-  UpstreamConn& u = *up_;
+  UpstreamConnection& u = *up_;
   bool progress = false;
   if (!u.connected) {
     if (!u.writable && !u.hangup) return false;
-    int err = core::socket_error(u.fd.get());
+    int err = u.connect_error();
     if (err != 0 || (u.hangup && !u.writable)) {
       upstream_failed(Failure::kConnect, err ? err : ECONNREFUSED, "connect");
       return true;
@@ -482,7 +482,7 @@ bool Session::step_proxy() {
     progress = true;
   }
   if (!req_done_ || up_head_sent_ < up_head_.size()) {
-    UpstreamConn* before = up_.get();
+    UpstreamConnection* before = up_.get();
     progress |= send_request();
     if (phase_ != Phase::kProxy || up_.get() != before) return true;  // answered, or retrying elsewhere
   }
@@ -491,7 +491,7 @@ bool Session::step_proxy() {
 }
 
 bool Session::send_request() {
-  UpstreamConn& u = *up_;
+  UpstreamConnection& u = *up_;
   bool progress = false;
   for (;;) {
     size_t body_ready = 0;
@@ -548,7 +548,7 @@ bool Session::send_request() {
     int n_iov = 0;
     if (head_left) iov[n_iov++] = {const_cast<char*>(up_head_.data()) + up_head_sent_, head_left};
     if (body_ready) iov[n_iov++] = {in_.data(), body_ready};
-    ssize_t n = ::writev(u.fd.get(), iov, n_iov);
+    ssize_t n = u.writev(iov, n_iov);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         u.writable = false;
@@ -575,7 +575,7 @@ bool Session::send_request() {
 }
 
 bool Session::receive_response() {
-  UpstreamConn& u = *up_;
+  UpstreamConnection& u = *up_;
   bool progress = false;
   for (;;) {
     if (!resp_head_done_) {
@@ -655,7 +655,7 @@ bool Session::receive_response() {
           }
           if (resp.status >= 500) {
             target_->outlier.record_failure(health::OutlierDetector::Failure::k5xx,
-                                            route_->group->config.outlier, health::steady_ms(w_.loop().now()));
+                                            route_->group->config.outlier, health::steady_ms(clock_.now()));
           } else {
             target_->outlier.record_success();
           }
@@ -732,7 +732,7 @@ bool Session::receive_response() {
     if (!u.readable || u.in.full()) return progress;
     char* dst = u.in.write_ptr();
     size_t space = u.in.write_space();
-    ssize_t n = ::recv(u.fd.get(), dst, space, 0);
+    ssize_t n = u.read(dst, space);
     if (n > 0) {
       u.in.commit(static_cast<size_t>(n));
       if (static_cast<size_t>(n) < space) u.readable = false;
@@ -790,7 +790,7 @@ bool Session::write_client(const char* extra, size_t extra_len, size_t& extra_wr
 
 void Session::upstream_failed(Failure kind, int err, const char* what) {
   const TargetGroup& group = *route_->group;
-  int64_t now_ms = health::steady_ms(w_.loop().now());
+  int64_t now_ms = health::steady_ms(clock_.now());
   bool was_reused = up_ && up_->reused;
   if (kind == Failure::kConnect || kind == Failure::kTimeout) {
     target_->metrics.connect_failures->inc();
@@ -830,14 +830,14 @@ void Session::release_upstream(bool reusable) {
   up_->owner = nullptr;
   if (reusable) {
     up_->reused = true;
-    w_.give_back(std::move(up_), route_->group->config.max_idle_connections);
+    upstreams_.give_back(std::move(up_), route_->group->config.max_idle_connections);
   } else {
-    w_.discard(std::move(up_));
+    upstreams_.discard(std::move(up_));
   }
 }
 
 void Session::finish_request() {
-  auto elapsed = std::chrono::duration<double>(w_.loop().update_now() - started_).count();
+  auto elapsed = std::chrono::duration<double>(clock_.update_now() - started_).count();
   int cls = status_class(status_);
   route_->metrics.responses[cls]->inc();
   route_->metrics.latency->observe(elapsed);
@@ -862,7 +862,7 @@ void Session::log_access(int status) {
   core::JsonLine j(tail);
   j.field("status", int64_t{status})
       .field("bytes_out", static_cast<int64_t>(bytes_to_client_))
-      .field("duration_ms", std::chrono::duration<double, std::milli>(w_.loop().update_now() - started_).count())
+      .field("duration_ms", std::chrono::duration<double, std::milli>(clock_.update_now() - started_).count())
       .field("route", route_ ? std::string_view(route_->config.name) : std::string_view())
       .field("target", target_ ? std::string_view(target_->address_text) : std::string_view())
       .field("attempts", int64_t{attempts_ + 1});
@@ -989,7 +989,7 @@ void Session::close() {
   if (phase_ == Phase::kClosed) return;
   phase_ = Phase::kClosed;
   *self_ = nullptr;
-  timer_.cancel();
+  timer_->cancel();
   end_request();
   in_.clear();
   out_.clear();

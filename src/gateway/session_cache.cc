@@ -241,7 +241,7 @@ void Session::cache_wake() {
   if (phase_ != Phase::kWaitCache) return;
   coalesced_ = true;
   phase_ = Phase::kHead;
-  timer_.cancel();
+  timer_->cancel();
   pump();
 }
 
@@ -260,7 +260,7 @@ bool Session::cache_on_response(const http::ResponseHead& resp) {
       stale_->refreshed_date.store(date.value_or(now));
       stale_->refreshed_response_time.store(now);
     }
-    UpstreamConn& u = *up_;
+    UpstreamConnection& u = *up_;
     u.in.consume(resp.head_bytes);
     resp_parser_.reset();
     release_upstream(revalidated && resp.keep_alive && u.in.empty());
@@ -451,7 +451,7 @@ bool Session::step_serve_cached() {
 
 // A response the gateway answered itself (from stored objects or slices) is all sent.
 void Session::finish_cache_response() {
-  auto elapsed = std::chrono::duration<double>(w_.loop().update_now() - started_).count();
+  auto elapsed = std::chrono::duration<double>(clock_.update_now() - started_).count();
   route_->metrics.responses[status_ / 100]->inc();
   route_->metrics.latency->observe(elapsed);
   route_->metrics.bytes_out->inc(bytes_to_client_);

@@ -9,6 +9,7 @@
 #include "core/buffer.h"
 #include "core/event_loop.h"
 #include "core/net.h"
+#include "gateway/internal/upstream.h"
 #include "gateway/internal/worker.h"
 #include "http/client.h"
 #include "http/transport.h"
@@ -31,7 +32,9 @@ void prepare_variants(cache::Object& obj);
 
 class Session final : public core::IoHandler {
  public:
-  Session(Worker& w, std::unique_ptr<http::Transport> client, const ListenerRuntime& listener, core::SocketAddress peer);
+  // `upstreams` and `clock` are the worker itself and its loop's clock, except in tests.
+  Session(Worker& w, Upstreams& upstreams, SessionClock& clock, std::unique_ptr<http::Transport> client,
+          const ListenerRuntime& listener, core::SocketAddress peer);
   ~Session() override;
 
   void start();
@@ -92,6 +95,8 @@ class Session final : public core::IoHandler {
   void slices_end();
 
   Worker& w_;
+  Upstreams& upstreams_;
+  SessionClock& clock_;
   std::unique_ptr<http::Transport> client_;
   const ListenerRuntime& listener_;
   core::SocketAddress peer_;
@@ -99,8 +104,8 @@ class Session final : public core::IoHandler {
   core::Buffer out_;   // to the client, ahead of response body bytes (rewritten heads, errors)
   core::Buffer up_head_;  // the rewritten request head, kept until the response starts so a retry can resend it
   size_t up_head_sent_ = 0;
-  std::unique_ptr<UpstreamConn> up_;
-  core::Timer timer_;
+  std::unique_ptr<UpstreamConnection> up_;
+  std::unique_ptr<Alarm> timer_;
   http::RequestParser req_parser_;
   http::ResponseParser resp_parser_;
   http::ChunkedDecoder req_chunks_;
