@@ -47,22 +47,6 @@ bool has_token(std::string_view list, std::string_view token) {
   return false;
 }
 
-// A route's default_cache_control, for responses that say nothing about caching: a view of the route's own
-// string, which outlives the response head (the request holds its snapshot).
-void add_default_cache_control(http::ResponseHead& resp, std::string_view value) {
-  if (!((resp.status >= 200 && resp.status < 300) || resp.status == 304)) return;
-  if (resp.header_count >= http::kMaxHeaders || !resp.header("cache-control").empty()) return;
-  resp.headers[resp.header_count++] = http::Header{"Cache-Control", value};
-}
-
-void drop_header(http::MessageHead& head, std::string_view name) {
-  size_t kept = 0;
-  for (size_t i = 0; i < head.header_count; ++i) {
-    if (!http::iequals(head.headers[i].name, name)) head.headers[kept++] = head.headers[i];
-  }
-  head.header_count = kept;
-}
-
 // Headers named by Connection are hop-by-hop too (RFC 9110 section 7.6.1).
 bool dropped_by_connection(const http::MessageHead& h, std::string_view name) {
   for (size_t i = 0; i < h.header_count; ++i)
@@ -73,11 +57,6 @@ bool dropped_by_connection(const http::MessageHead& h, std::string_view name) {
 bool hop_by_hop_kept_framing(std::string_view name) {
   // Bodies pass through unchanged, so their framing header goes with them.
   return !http::iequals(name, "transfer-encoding") && http::is_hop_by_hop(name);
-}
-
-bool idempotent(http::Method m) {
-  using M = http::Method;
-  return m == M::kGet || m == M::kHead || m == M::kOptions || m == M::kTrace || m == M::kPut || m == M::kDelete;
 }
 
 bool valid_request_id(std::string_view id) {
@@ -96,6 +75,65 @@ const char* failure_text(int status) {
     case 504: return "Gateway Timeout";
     default: return http::reason_phrase(status).data();
   }
+}
+
+void write_request_line(HeadWriter& hw, const http::RequestHead& req, const RouteConfig& route) {
+  const std::string& bucket = route.bucket;
+  hw.put(req.method_name);
+  hw.put(" ");
+  if (!bucket.empty()) {
+    // Path-style S3: "/static/css/site.css" under path_prefix "/static/" is key "css/site.css" of the bucket.
+    hw.put("/");
+    hw.put(bucket);
+    hw.put("/");
+    hw.put(std::string_view(req.path).substr(route.path_prefix.size()));
+    if (!req.query.empty()) {
+      hw.put("?");
+      hw.put(req.query);
+    }
+  } else if (!req.target.empty() && req.target[0] != '/' && req.target != "*") {
+    hw.put(req.path.empty() ? std::string_view("/") : req.path);  // absolute-form becomes origin-form
+    if (!req.query.empty()) {
+      hw.put("?");
+      hw.put(req.query);
+    }
+  } else {
+    hw.put(req.target);
+  }
+  hw.put(req.version_minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+}
+
+struct Forwarding {
+  const core::SocketAddress& peer;
+  bool secure;
+  std::string_view port;
+  std::string_view request_id;
+  std::string_view forwarded_for;  // the client's X-Forwarded-For, extended with its address
+};
+
+// X-Forwarded-For/-Proto/-Port, X-Request-Id and Via; the last line is left without its CRLF.
+void write_forwarding_fields(HeadWriter& hw, const Forwarding& f) {
+  char client_ip[INET6_ADDRSTRLEN] = "";
+  if (f.peer.storage.ss_family == AF_INET)
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&f.peer.storage)->sin_addr, client_ip,
+              sizeof client_ip);
+  else if (f.peer.storage.ss_family == AF_INET6)
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&f.peer.storage)->sin6_addr, client_ip,
+              sizeof client_ip);
+  hw.put("X-Forwarded-For: ");
+  if (!f.forwarded_for.empty()) {
+    hw.put(f.forwarded_for);
+    hw.put(", ");
+  }
+  hw.put(client_ip);
+  hw.put("\r\nX-Forwarded-Proto: ");
+  hw.put(f.secure ? "https" : "http");
+  hw.put("\r\nX-Forwarded-Port: ");
+  hw.put(f.port);
+  hw.put("\r\nX-Request-Id: ");
+  hw.put(f.request_id);
+  hw.put("\r\nVia: ");
+  hw.put(kVia);
 }
 
 }  // namespace
@@ -239,8 +277,28 @@ bool Session::step_head() {
 }
 
 void Session::begin_request(const http::RequestHead& req) {
-  const Snapshot& snap = *w_.snapshot();
-  const Limits& limits = snap.config->limits;
+  reset_for_request(req);
+  take_request_id(req);
+  if (core::AccessLog::enabled()) open_access_log(req);
+  if (answered_before_routing(req)) return;
+  snapshot_ = w_.snapshot();
+  cache_mode_ = CacheMode::kOff;
+  if (route_->config.cache.enabled && snapshot_->cache &&
+      (req.method == http::Method::kGet || req.method == http::Method::kHead)) {
+    if (cache_lookup(req)) return;  // answered from the cache, or waiting for the request that fills it
+  }
+  bool fits = write_upstream_head(req);
+  in_.consume(req.head_bytes);
+  req_parser_.reset();
+  if (!fits) {
+    up_head_.clear();
+    respond_error(431, "request head too large once forwarding headers are added");
+    return;
+  }
+  start_exchange();
+}
+
+void Session::reset_for_request(const http::RequestHead& req) {
   started_ = clock_.now();
   request_id_len_ = 0;
   method_ = req.method;
@@ -262,7 +320,9 @@ void Session::begin_request(const http::RequestHead& req) {
   bytes_to_client_ = 0;
   up_head_sent_ = 0;
   up_head_.clear();
+}
 
+void Session::take_request_id(const http::RequestHead& req) {
   std::string_view rid = req.header("x-request-id");
   if (valid_request_id(rid) && rid.size() <= sizeof request_id_) {
     std::memcpy(request_id_, rid.data(), rid.size());
@@ -270,85 +330,71 @@ void Session::begin_request(const http::RequestHead& req) {
   } else {
     request_id_len_ = static_cast<uint8_t>(w_.next_request_id(request_id_, sizeof request_id_));
   }
-  if (core::AccessLog::enabled()) {
-    log_line_.clear();
-    core::JsonLine j(log_line_);
-    j.field("ts", core::utc_timestamp())
-        .field("client", peer_.host())
-        .field("method", req.method_name)
-        .field("host", req.host)
-        .field("path", req.target)
-        .field("request_id", request_id());
-    // Left open: log_access adds the outcome.
-  }
+}
 
-  if (limits.max_body_bytes && req.body == BodyKind::kContentLength && req.content_length > limits.max_body_bytes) {
+void Session::open_access_log(const http::RequestHead& req) {
+  log_line_.clear();
+  core::JsonLine j(log_line_);
+  j.field("ts", core::utc_timestamp())
+      .field("client", peer_.host())
+      .field("method", req.method_name)
+      .field("host", req.host)
+      .field("path", req.target)
+      .field("request_id", request_id());
+  // Left open: log_access adds the outcome.
+}
+
+// The answers that need no target: a body over the limit, a redirect to HTTPS, no route, a method a bucket
+// route does not take. Otherwise route_ is set.
+bool Session::answered_before_routing(const http::RequestHead& req) {
+  const Snapshot& snap = *w_.snapshot();
+  const Limits& limits = snap.config->limits;
+  auto consume_head = [&] {
     in_.consume(req.head_bytes);
     req_parser_.reset();
+  };
+  if (limits.max_body_bytes && req.body == BodyKind::kContentLength &&
+      req.content_length > limits.max_body_bytes) {
+    consume_head();
     respond_error(413, "request body larger than limits.max_body_bytes");
-    return;
+    return true;
   }
   if (!listener_.config.redirect_to_https.empty()) {
     std::string location = listener_.config.redirect_to_https;
     if (!location.empty() && location.back() == '/') location.pop_back();
     location.append(req.path.empty() ? std::string_view("/") : req.target);
-    in_.consume(req.head_bytes);
-    req_parser_.reset();
+    consume_head();
     out_.append("HTTP/1.1 308 Permanent Redirect\r\nLocation: ");
     out_.append(location);
     out_.append("\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     status_ = 308;
     log_access(308);
     phase_ = Phase::kClosing;
-    return;
+    return true;
   }
   route_ = snap.match(req.host, req.path);
   if (!route_) {
-    in_.consume(req.head_bytes);
-    req_parser_.reset();
+    consume_head();
     respond_error(404, "no route matches this host and path");
-    return;
+    return true;
   }
-  const std::string& bucket = route_->config.bucket;
-  if (!bucket.empty() && req.method != http::Method::kGet && req.method != http::Method::kHead) {
-    in_.consume(req.head_bytes);
-    req_parser_.reset();
+  if (!route_->config.bucket.empty() && req.method != http::Method::kGet &&
+      req.method != http::Method::kHead) {
+    consume_head();
     respond_error(405, "a bucket route serves GET and HEAD only");
-    return;
+    return true;
   }
-  snapshot_ = w_.snapshot();
-  cache_mode_ = CacheMode::kOff;
-  if (route_->config.cache.enabled && snap.cache &&
-      (req.method == http::Method::kGet || req.method == http::Method::kHead)) {
-    if (cache_lookup(req)) return;  // answered from the cache, or waiting for the request that fills it
-  }
+  return false;
+}
 
-  // The request head as the target sees it (RFC 9110 section 7.6: hop-by-hop fields removed, Via added).
+// The request head as the target sees it (RFC 9110 section 7.6: hop-by-hop fields removed, Via added), into
+// up_head_; false when it does not fit.
+bool Session::write_upstream_head(const http::RequestHead& req) {
   HeadWriter hw{up_head_};
-  hw.put(req.method_name);
-  hw.put(" ");
-  if (!bucket.empty()) {
-    // Path-style S3: "/static/css/site.css" under path_prefix "/static/" is key "css/site.css" of the bucket.
-    hw.put("/");
-    hw.put(bucket);
-    hw.put("/");
-    hw.put(std::string_view(req.path).substr(route_->config.path_prefix.size()));
-    if (!req.query.empty()) {
-      hw.put("?");
-      hw.put(req.query);
-    }
-  } else if (!req.target.empty() && req.target[0] != '/' && req.target != "*") {
-    hw.put(req.path.empty() ? std::string_view("/") : req.path);  // absolute-form becomes origin-form
-    if (!req.query.empty()) {
-      hw.put("?");
-      hw.put(req.query);
-    }
-  } else {
-    hw.put(req.target);
-  }
-  hw.put(req.version_minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+  write_request_line(hw, req, route_->config);
   std::string_view forwarded_for;
   bool host_seen = false;
+  const bool bucket = !route_->config.bucket.empty();
   for (size_t i = 0; i < req.header_count; ++i) {
     const http::Header& h = req.headers[i];
     if (hop_by_hop_kept_framing(h.name)) continue;
@@ -359,7 +405,7 @@ void Session::begin_request(const http::RequestHead& req) {
     if (http::iequals(h.name, "x-forwarded-proto") || http::iequals(h.name, "x-forwarded-port") ||
         http::iequals(h.name, "x-request-id"))
       continue;
-    if (!bucket.empty() && (http::iequals(h.name, "authorization") || http::iequals(h.name, "cookie"))) continue;
+    if (bucket && (http::iequals(h.name, "authorization") || http::iequals(h.name, "cookie"))) continue;
     if (http::iequals(h.name, "host")) host_seen = true;
     if (req.header_count > 0 && dropped_by_connection(req, h.name)) continue;
     if (cache_mode_ != CacheMode::kOff && http::iequals(h.name, "accept-encoding")) {
@@ -372,25 +418,7 @@ void Session::begin_request(const http::RequestHead& req) {
     hw.header(h.name, h.value);
   }
   if (!host_seen && !req.host.empty()) hw.header("Host", req.host);
-  char client_ip[INET6_ADDRSTRLEN] = "";
-  if (peer_.storage.ss_family == AF_INET)
-    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&peer_.storage)->sin_addr, client_ip, sizeof client_ip);
-  else if (peer_.storage.ss_family == AF_INET6)
-    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&peer_.storage)->sin6_addr, client_ip, sizeof client_ip);
-  hw.put("X-Forwarded-For: ");
-  if (!forwarded_for.empty()) {
-    hw.put(forwarded_for);
-    hw.put(", ");
-  }
-  hw.put(client_ip);
-  hw.put("\r\nX-Forwarded-Proto: ");
-  hw.put(client_->secure() ? "https" : "http");
-  hw.put("\r\nX-Forwarded-Port: ");
-  hw.put(listener_.port_text);
-  hw.put("\r\nX-Request-Id: ");
-  hw.put(request_id());
-  hw.put("\r\nVia: ");
-  hw.put(kVia);
+  write_forwarding_fields(hw, {peer_, client_->secure(), listener_.port_text, request_id(), forwarded_for});
   if (req.version_minor == 0) hw.put("\r\nConnection: keep-alive");
   if (cache_mode_ == CacheMode::kRevalidate && req.header("if-none-match").empty() &&
       req.header("if-modified-since").empty()) {
@@ -404,14 +432,12 @@ void Session::begin_request(const http::RequestHead& req) {
     }
   }
   hw.put("\r\n\r\n");
-  in_.consume(req.head_bytes);
-  req_parser_.reset();
-  if (hw.overflow) {
-    up_head_.clear();
-    respond_error(431, "request head too large once forwarding headers are added");
-    return;
-  }
-  if (req_body_ == BodyKind::kNone || (req_body_ == BodyKind::kContentLength && req_body_left_ == 0)) req_done_ = true;
+  return !hw.overflow;
+}
+
+void Session::start_exchange() {
+  if (req_body_ == BodyKind::kNone || (req_body_ == BodyKind::kContentLength && req_body_left_ == 0))
+    req_done_ = true;
   phase_ = Phase::kProxy;
   ++w_.active_requests;
   in_flight_counted_ = true;
@@ -419,347 +445,30 @@ void Session::begin_request(const http::RequestHead& req) {
   connect_upstream();
 }
 
-// ---- the target side ----
-
-void Session::connect_upstream() {
-  const TargetGroup& group = *route_->group;
-  int64_t now_ms = health::steady_ms(clock_.now());
-  for (;;) {
-    Target* t = pick_target(group, group.balancer[w_.index()], snapshot_->config->zone, now_ms, tried_, tried_count_);
-    if (!t) {
-      if (cache_serve_stale_on_error()) return;
-      if (attempts_ == 0) {
-        respond_error(503, "no healthy target in target group '" + group.config.name + "'");
-      } else {
-        respond_error(502, last_failure_ + "; no other target to try");
-      }
-      return;
-    }
-    // Find the shared_ptr that owns t, so the request keeps it alive even if it is deregistered meanwhile.
-    for (auto& sp : group.targets)
-      if (sp.get() == t) target_ = sp;
-    if (tried_count_ < 4) tried_[tried_count_++] = t;
-    target_->in_flight.fetch_add(1, std::memory_order_relaxed);
-    up_ = upstreams_.take_idle(*t);
-    if (up_) {
-      up_->owner = this;
-      arm(TimerFor::kFirstByte, route_->config.timeouts.first_byte);
-      return;
-    }
-    int err = 0;
-    up_ = upstreams_.connect(target_, err);
-    if (!up_) {
-      target_->in_flight.fetch_sub(1, std::memory_order_relaxed);
-      target_->metrics.connect_failures->inc();
-      target_->outlier.record_failure(health::OutlierDetector::Failure::kConnect, group.config.outlier, now_ms);
-      last_failure_ = "connect to target " + t->address_text + ": " + core::errno_text(err);
-      if (attempts_ >= group.config.retries.attempts) {
-        respond_error(502, last_failure_);
-        return;
-      }
-      ++attempts_;
-      target_->metrics.retries->inc();
-      continue;
-    }
-    up_->owner = this;
-    arm(TimerFor::kConnect, route_->config.timeouts.connect);
-    return;
+bool Session::write_response_head(const http::ResponseHead& resp) {
+  HeadWriter hw{out_};
+  hw.put(version_minor_ == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  char code[4] = {char('0' + resp.status / 100 % 10), char('0' + resp.status / 10 % 10),
+                  char('0' + resp.status % 10), 0};
+  hw.put(std::string_view(code, 3));
+  hw.put(" ");
+  hw.put(resp.reason);
+  hw.put("\r\n");
+  for (size_t i = 0; i < resp.header_count; ++i) {
+    const http::Header& h = resp.headers[i];
+    if (hop_by_hop_kept_framing(h.name)) continue;
+    if (dropped_by_connection(resp, h.name)) continue;
+    hw.header(h.name, h.value);
   }
-}
-
-bool Session::step_proxy() {
-  UpstreamConnection& u = *up_;
-  bool progress = false;
-  if (!u.connected) {
-    if (!u.writable && !u.hangup) return false;
-    int err = u.connect_error();
-    if (err != 0 || (u.hangup && !u.writable)) {
-      upstream_failed(Failure::kConnect, err ? err : ECONNREFUSED, "connect");
-      return true;
-    }
-    u.connected = true;
-    arm(TimerFor::kFirstByte, route_->config.timeouts.first_byte);
-    progress = true;
+  hw.header("Via", kVia);
+  if (cache_mode_ != CacheMode::kOff) hw.put("X-Cache: MISS\r\n");
+  if (close_after_) {
+    hw.put("Connection: close\r\n");
+  } else if (version_minor_ == 0) {
+    hw.put("Connection: keep-alive\r\n");
   }
-  if (!req_done_ || up_head_sent_ < up_head_.size()) {
-    UpstreamConnection* before = up_.get();
-    progress |= send_request();
-    if (phase_ != Phase::kProxy || up_.get() != before) return true;  // answered, or retrying elsewhere
-  }
-  progress |= receive_response();
-  return progress;
-}
-
-bool Session::send_request() {
-  UpstreamConnection& u = *up_;
-  bool progress = false;
-  for (;;) {
-    size_t body_ready = 0;
-    if (req_body_ == BodyKind::kContentLength) {
-      body_ready = static_cast<size_t>(std::min<uint64_t>(in_.size(), req_body_left_));
-    } else if (req_body_ == BodyKind::kChunked && !req_done_) {
-      while (req_chunk_ready_ < in_.size() && !req_chunks_complete_) {
-        size_t used = 0;
-        std::string_view payload;
-        ParseStatus st = req_chunks_.decode(in_.view().substr(req_chunk_ready_), used, payload);
-        req_chunk_ready_ += used;
-        if (st == ParseStatus::kComplete) {
-          req_chunks_complete_ = true;
-          break;
-        }
-        if (st == ParseStatus::kInvalid || st == ParseStatus::kTooLarge) {
-          if (!resp_started_) {
-            respond_error(400, req_chunks_.error().reason);
-          } else {
-            abort();
-          }
-          return true;
-        }
-        uint64_t max_body = snapshot_->config->limits.max_body_bytes;
-        if (max_body && req_chunks_.payload_bytes() > max_body) {
-          // Its size was not known up front; the target sees a cut request and the client the limit.
-          if (!resp_started_) {
-            respond_error(413, "request body larger than limits.max_body_bytes");
-          } else {
-            abort();
-          }
-          return true;
-        }
-        if (used == 0) break;
-      }
-      body_ready = req_chunk_ready_;
-    }
-    size_t head_left = up_head_.size() - up_head_sent_;
-    if (head_left == 0 && body_ready == 0) {
-      bool body_complete = req_body_ == BodyKind::kNone ||
-                           (req_body_ == BodyKind::kContentLength && req_body_left_ == 0) ||
-                           (req_body_ == BodyKind::kChunked && req_chunks_complete_ && req_chunk_ready_ == 0);
-      if (body_complete) {
-        req_done_ = true;
-        return progress;
-      }
-      if (!read_client()) return progress;
-      if (phase_ != Phase::kProxy) return true;
-      progress = true;
-      continue;
-    }
-    if (!u.writable) return progress;
-    iovec iov[2];
-    int n_iov = 0;
-    if (head_left) iov[n_iov++] = {const_cast<char*>(up_head_.data()) + up_head_sent_, head_left};
-    if (body_ready) iov[n_iov++] = {in_.data(), body_ready};
-    ssize_t n = u.writev(iov, n_iov);
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        u.writable = false;
-        return progress;
-      }
-      upstream_failed(Failure::kReset, errno, "send to target");
-      return true;
-    }
-    size_t sent = static_cast<size_t>(n);
-    if (sent < head_left + body_ready) u.writable = false;
-    size_t head_part = std::min(sent, head_left);
-    up_head_sent_ += head_part;
-    size_t body_part = sent - head_part;
-    if (body_part) {
-      in_.consume(body_part);
-      req_body_sent_ += body_part;
-      if (req_body_ == BodyKind::kContentLength) req_body_left_ -= body_part;
-      if (req_body_ == BodyKind::kChunked) req_chunk_ready_ -= body_part;
-    }
-    target_->metrics.bytes_out->inc(sent);
-    progress = true;
-    if (!u.writable) return progress;
-  }
-}
-
-bool Session::receive_response() {
-  UpstreamConnection& u = *up_;
-  bool progress = false;
-  for (;;) {
-    if (!resp_head_done_) {
-      if (!out_.empty() && client_writable_) {  // an interim 100 Continue the client is waiting for
-        size_t unused = 0;
-        if (!write_client(nullptr, 0, unused)) return true;
-      }
-      if (!u.in.empty()) {
-        http::ResponseHead& resp = w_.scratch_response;
-        ParseStatus st = resp_parser_.parse(u.in.view(), method_, resp);
-        if (st == ParseStatus::kInvalid || st == ParseStatus::kTooLarge) {
-          upstream_failed(Failure::kBadResponse, 0, resp_parser_.error().reason);
-          return true;
-        }
-        if (st == ParseStatus::kComplete) {
-          size_t head_bytes = resp.head_bytes;
-          if (resp.status < 200) {
-            if (resp.status == 101) {
-              upstream_failed(Failure::kBadResponse, 0, "protocol switch that was not asked for");
-              return true;
-            }
-            // Interim responses (100 Continue) go to the client as they are.
-            out_.append("HTTP/1.1 ");
-            out_.append(std::to_string(resp.status));
-            out_.append(" ");
-            out_.append(resp.reason);
-            out_.append("\r\n\r\n");
-            u.in.consume(head_bytes);
-            resp_parser_.reset();
-            progress = true;
-            continue;
-          }
-          if (!route_->config.default_cache_control.empty())
-            add_default_cache_control(resp, route_->config.default_cache_control);
-          // A caching hop says whether it hit: the X-Cache of a cache behind it (an edge's origin) is not ours.
-          if (cache_mode_ != CacheMode::kOff) drop_header(resp, "x-cache");
-          if (cache_mode_ != CacheMode::kOff && cache_on_response(resp)) return true;  // answered from the cache
-          resp_head_done_ = resp_started_ = true;
-          if (up_head_sent_ == up_head_.size()) up_head_.clear();  // no retry from here on: free its buffer
-          status_ = resp.status;
-          resp_body_ = resp.body;
-          resp_body_left_ = resp.body == BodyKind::kContentLength ? resp.content_length : 0;
-          resp_chunk_ready_ = 0;
-          resp_chunks_.reset();
-          if (!resp.keep_alive || resp.body == BodyKind::kUntilClose) close_after_ = true;
-          if (!keep_alive_ || w_.draining()) close_after_ = true;
-          // The response head as the client sees it.
-          HeadWriter hw{out_};
-          hw.put(version_minor_ == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
-          char code[4] = {char('0' + resp.status / 100 % 10), char('0' + resp.status / 10 % 10),
-                          char('0' + resp.status % 10), 0};
-          hw.put(std::string_view(code, 3));
-          hw.put(" ");
-          hw.put(resp.reason);
-          hw.put("\r\n");
-          for (size_t i = 0; i < resp.header_count; ++i) {
-            const http::Header& h = resp.headers[i];
-            if (hop_by_hop_kept_framing(h.name)) continue;
-            if (dropped_by_connection(resp, h.name)) continue;
-            hw.header(h.name, h.value);
-          }
-          hw.header("Via", kVia);
-          if (cache_mode_ != CacheMode::kOff) hw.put("X-Cache: MISS\r\n");
-          if (close_after_) {
-            hw.put("Connection: close\r\n");
-          } else if (version_minor_ == 0) {
-            hw.put("Connection: keep-alive\r\n");
-          }
-          hw.put("\r\n");
-          u.in.consume(head_bytes);
-          resp_parser_.reset();
-          if (hw.overflow) {
-            out_.clear();
-            resp_started_ = false;
-            upstream_failed(Failure::kBadResponse, 0, "response head too large");
-            return true;
-          }
-          if (resp.status >= 500) {
-            target_->outlier.record_failure(health::OutlierDetector::Failure::k5xx,
-                                            route_->group->config.outlier, health::steady_ms(clock_.now()));
-          } else {
-            target_->outlier.record_success();
-          }
-          if (resp_body_ == BodyKind::kNone || (resp_body_ == BodyKind::kContentLength && resp_body_left_ == 0))
-            resp_done_ = true;
-          arm(TimerFor::kBodyIdle, route_->config.timeouts.idle);
-          progress = true;
-          continue;
-        }
-        if (u.in.full()) {
-          upstream_failed(Failure::kBadResponse, 0, "response head too large");
-          return true;
-        }
-      }
-    } else {
-      size_t body_ready = 0;
-      switch (resp_body_) {
-        case BodyKind::kNone: break;
-        case BodyKind::kContentLength:
-          body_ready = static_cast<size_t>(std::min<uint64_t>(u.in.size(), resp_body_left_));
-          break;
-        case BodyKind::kUntilClose: body_ready = u.in.size(); break;
-        case BodyKind::kChunked:
-          while (!resp_done_ && resp_chunk_ready_ < u.in.size()) {
-            size_t used = 0;
-            std::string_view payload;
-            ParseStatus st = resp_chunks_.decode(u.in.view().substr(resp_chunk_ready_), used, payload);
-            resp_chunk_ready_ += used;
-            if (capture_) capture_body(payload);
-            if (st == ParseStatus::kComplete) {
-              resp_done_ = true;
-              break;
-            }
-            if (st == ParseStatus::kInvalid || st == ParseStatus::kTooLarge) {
-              abort();  // the head is already on its way: the client can only see a cut connection
-              return true;
-            }
-            if (used == 0) break;
-          }
-          body_ready = resp_chunk_ready_;
-          break;
-      }
-      if (!out_.empty() || body_ready) {
-        if (!client_writable_) return progress;
-        size_t body_written = 0;
-        if (!write_client(u.in.data(), body_ready, body_written)) return true;  // client gone
-        if (body_written) {
-          if (capture_ && resp_body_ != BodyKind::kChunked) capture_body({u.in.data(), body_written});
-          u.in.consume(body_written);
-          target_->metrics.bytes_in->inc(body_written);
-          if (resp_body_ == BodyKind::kContentLength) {
-            resp_body_left_ -= body_written;
-            if (resp_body_left_ == 0) resp_done_ = true;
-          } else if (resp_body_ == BodyKind::kChunked) {
-            resp_chunk_ready_ -= body_written;
-          }
-          arm(TimerFor::kBodyIdle, route_->config.timeouts.idle);
-          progress = true;
-        }
-        if (!out_.empty() || body_written < body_ready) return progress;  // wait for the client to take more
-        continue;
-      }
-      if (resp_done_ && (resp_body_ != BodyKind::kChunked || resp_chunk_ready_ == 0)) {
-        if (req_done_ || !keep_alive_) {
-          finish_request();
-          return true;
-        }
-        // The target answered before the request body was all sent: finish sending it, then close.
-        close_after_ = true;
-        return progress;
-      }
-    }
-    // More bytes from the target are needed.
-    if (!u.readable || u.in.full()) return progress;
-    char* dst = u.in.write_ptr();
-    size_t space = u.in.write_space();
-    ssize_t n = u.read(dst, space);
-    if (n > 0) {
-      u.in.commit(static_cast<size_t>(n));
-      if (static_cast<size_t>(n) < space) u.readable = false;
-      progress = true;
-      continue;
-    }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      u.readable = false;
-      if (u.in.empty()) u.in.release();
-      return progress;
-    }
-    int err = n < 0 ? errno : 0;
-    u.readable = false;
-    u.hangup = true;
-    if (!resp_head_done_) {
-      upstream_failed(Failure::kReset, err, err ? "read from target" : "target closed the connection");
-      return true;
-    }
-    if (resp_body_ == BodyKind::kUntilClose) {
-      resp_done_ = true;
-      close_after_ = true;
-      progress = true;
-      continue;
-    }
-    abort();  // cut off mid-body
-    return true;
-  }
+  hw.put("\r\n");
+  return !hw.overflow;
 }
 
 bool Session::write_client(const char* extra, size_t extra_len, size_t& extra_written) {
@@ -786,54 +495,6 @@ bool Session::write_client(const char* extra, size_t extra_len, size_t& extra_wr
   extra_written = sent - from_head;
   bytes_to_client_ += sent;
   return true;
-}
-
-void Session::upstream_failed(Failure kind, int err, const char* what) {
-  const TargetGroup& group = *route_->group;
-  int64_t now_ms = health::steady_ms(clock_.now());
-  bool was_reused = up_ && up_->reused;
-  if (kind == Failure::kConnect || kind == Failure::kTimeout) {
-    target_->metrics.connect_failures->inc();
-    if (kind == Failure::kConnect)
-      target_->outlier.record_failure(health::OutlierDetector::Failure::kConnect, group.config.outlier, now_ms);
-  } else if (!was_reused) {
-    target_->outlier.record_failure(health::OutlierDetector::Failure::k5xx, group.config.outlier, now_ms);
-  }
-  target_->metrics.responses[0]->inc();
-  if (log_enabled(core::LogLevel::kDebug))
-    core::log(core::LogLevel::kDebug, "gateway", "target failed",
-              {{"target", target_->address_text}, {"what", what}, {"error", err ? core::errno_text(err) : ""}});
-  last_failure_ = std::string(what) + (err ? std::string(": ") + core::errno_text(err) : std::string()) +
-                  " (target " + target_->address_text + ")";
-  release_upstream(false);
-  bool nothing_sent = kind == Failure::kConnect || kind == Failure::kTimeout;
-  bool safe = nothing_sent || (idempotent(method_) && req_body_sent_ == 0 && kind != Failure::kBadResponse);
-  if (!resp_started_ && out_.empty() && safe && attempts_ < group.config.retries.attempts &&
-      (was_reused || retry_allowed(group.config.retries, group.balancer[w_.index()], now_ms))) {
-    ++attempts_;
-    target_->metrics.retries->inc();
-    up_head_sent_ = 0;
-    connect_upstream();
-    return;
-  }
-  if (resp_started_) {
-    abort();
-    return;
-  }
-  if (cache_serve_stale_on_error()) return;
-  respond_error(kind == Failure::kTimeout ? 504 : 502, last_failure_);
-}
-
-void Session::release_upstream(bool reusable) {
-  if (target_ && up_) target_->in_flight.fetch_sub(1, std::memory_order_relaxed);
-  if (!up_) return;
-  up_->owner = nullptr;
-  if (reusable) {
-    up_->reused = true;
-    upstreams_.give_back(std::move(up_), route_->group->config.max_idle_connections);
-  } else {
-    upstreams_.discard(std::move(up_));
-  }
 }
 
 void Session::finish_request() {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "cache/store.h"
@@ -56,10 +57,26 @@ class Session final : public core::IoHandler {
   bool step_closing();
   bool send_request();
   bool receive_response();
+  // What receive_response does after a step: loop again, wait for an event, stop (the exchange ended or
+  // failed), or read more from the target.
+  enum class Flow : uint8_t { kAgain, kWait, kEnded, kRead };
+  Flow take_response_head(UpstreamConnection& u, bool& progress);
+  void start_response(const http::ResponseHead& resp);
+  bool write_response_head(const http::ResponseHead& resp);
+  std::optional<size_t> response_body_ready(UpstreamConnection& u);
+  Flow forward_response_body(UpstreamConnection& u, bool& progress);
+  Flow read_upstream(UpstreamConnection& u, bool& progress);
   bool read_client();
   bool write_client(const char* extra, size_t extra_len, size_t& extra_written);
 
+  // A parsed request head: answered at once, from the cache, or sent to a target.
   void begin_request(const http::RequestHead& req);
+  void reset_for_request(const http::RequestHead& req);
+  void take_request_id(const http::RequestHead& req);
+  void open_access_log(const http::RequestHead& req);
+  bool answered_before_routing(const http::RequestHead& req);
+  bool write_upstream_head(const http::RequestHead& req);
+  void start_exchange();
   void connect_upstream();
   void upstream_failed(Failure kind, int err, const char* what);
   void finish_request();
