@@ -144,23 +144,23 @@ Session::Session(Worker& w, Upstreams& upstreams, SessionClock& clock,
     : w_(w),
       upstreams_(upstreams),
       clock_(clock),
-      client_(std::move(client)),
       listener_(listener),
       peer_(peer),
       timer_(clock.make_alarm([this] { on_timer(); })),
       self_(std::make_shared<Session*>(this)) {
+  client_.transport = std::move(client);
   http::ParseLimits limits;
   limits.max_head_bytes = w.snapshot()->config->limits.max_header_bytes;
-  req_parser_ = http::RequestParser(limits);
+  client_.parser = http::RequestParser(limits);
   // Room for the headers the gateway adds to a response of the largest size.
   limits.max_head_bytes = core::Buffer::kCapacity - 512;
-  resp_parser_ = http::ResponseParser(limits);
+  exchange_.parser = http::ResponseParser(limits);
 }
 
 Session::~Session() = default;
 
 void Session::start() {
-  w_.loop().add(client_->fd(), this);
+  w_.loop().add(client_.transport->fd(), this);
   enter_idle();
   pump();
 }
@@ -168,8 +168,8 @@ void Session::start() {
 void Session::on_io(uint32_t events) {
   if (phase_ == Phase::kClosed) return;
   // TLS may need either direction to make progress in the other, so any event retries both.
-  if ((events & core::kReadable) || client_->secure()) client_readable_ = true;
-  if ((events & core::kWritable) || client_->secure()) client_writable_ = true;
+  if ((events & core::kReadable) || client_.transport->secure()) client_.readable = true;
+  if ((events & core::kWritable) || client_.transport->secure()) client_.writable = true;
   pump();
 }
 
@@ -179,13 +179,13 @@ void Session::on_upstream_io() {
 }
 
 void Session::drain() {
-  keep_alive_ = false;
-  if (phase_ == Phase::kHead && in_.empty()) close();
+  client_.keep_alive = false;
+  if (phase_ == Phase::kHead && client_.in.empty()) close();
 }
 
 void Session::cut_if_using(const Target* t) {
-  if (phase_ != Phase::kProxy || target_.get() != t) return;
-  if (!resp_started_ && out_.empty()) {
+  if (phase_ != Phase::kProxy || exchange_.target.get() != t) return;
+  if (!client_.response_started && client_.out.empty()) {
     respond_error(502, "the target was deregistered and its drain timeout passed");
   } else {
     abort();
@@ -217,7 +217,7 @@ void Session::arm(TimerFor what, core::Millis after) {
 
 void Session::enter_idle() {
   phase_ = Phase::kHead;
-  if (in_.empty()) {
+  if (client_.in.empty()) {
     arm(TimerFor::kIdle, w_.snapshot()->config->limits.client_idle_timeout);
   } else {
     arm(TimerFor::kHeader, w_.snapshot()->config->limits.header_timeout);
@@ -227,48 +227,48 @@ void Session::enter_idle() {
 // ---- reading requests ----
 
 bool Session::read_client() {
-  if (!client_readable_ || client_eof_) return false;
-  if (in_.full()) return false;
-  bool was_empty = in_.empty();
-  char* dst = in_.write_ptr();
-  size_t space = in_.write_space();
-  ssize_t n = client_->read(dst, space);
+  if (!client_.readable || client_.eof) return false;
+  if (client_.in.full()) return false;
+  bool was_empty = client_.in.empty();
+  char* dst = client_.in.write_ptr();
+  size_t space = client_.in.write_space();
+  ssize_t n = client_.transport->read(dst, space);
   if (n > 0) {
-    in_.commit(static_cast<size_t>(n));
-    if (static_cast<size_t>(n) < space) client_readable_ = false;
+    client_.in.commit(static_cast<size_t>(n));
+    if (static_cast<size_t>(n) < space) client_.readable = false;
     if (was_empty && phase_ == Phase::kHead) arm(TimerFor::kHeader, w_.snapshot()->config->limits.header_timeout);
     return true;
   }
   if (n == http::kWouldBlock) {
-    client_readable_ = false;
-    if (in_.empty()) in_.release();
+    client_.readable = false;
+    if (client_.in.empty()) client_.in.release();
     return false;
   }
   // End of stream or error: nothing more will come from this client.
-  client_eof_ = true;
-  client_readable_ = false;
+  client_.eof = true;
+  client_.readable = false;
   if (phase_ == Phase::kHead) {
     close();
-  } else if (phase_ == Phase::kProxy && !req_done_) {
+  } else if (phase_ == Phase::kProxy && !exchange_.request_done()) {
     abort();  // the request body can never be completed
   }
   return true;
 }
 
 bool Session::step_head() {
-  if (!in_.empty()) {
+  if (!client_.in.empty()) {
     http::RequestHead& req = w_.scratch_request;
-    ParseStatus st = req_parser_.parse(in_.view(), req);
+    ParseStatus st = client_.parser.parse(client_.in.view(), req);
     if (st == ParseStatus::kComplete) {
       begin_request(req);
       return true;
     }
     if (st == ParseStatus::kInvalid || st == ParseStatus::kTooLarge) {
-      const auto& e = req_parser_.error();
+      const auto& e = client_.parser.error();
       respond_error(e.http_status, e.reason);
       return true;
     }
-    if (in_.full()) {
+    if (client_.in.full()) {
       respond_error(431, "request head too large");
       return true;
     }
@@ -282,16 +282,16 @@ void Session::begin_request(const http::RequestHead& req) {
   if (core::AccessLog::enabled()) open_access_log(req);
   if (answered_before_routing(req)) return;
   snapshot_ = w_.snapshot();
-  cache_mode_ = CacheMode::kOff;
+  cache_.mode = CacheMode::kOff;
   if (route_->config.cache.enabled && snapshot_->cache &&
       (req.method == http::Method::kGet || req.method == http::Method::kHead)) {
     if (cache_lookup(req)) return;  // answered from the cache, or waiting for the request that fills it
   }
   bool fits = write_upstream_head(req);
-  in_.consume(req.head_bytes);
-  req_parser_.reset();
+  client_.in.consume(req.head_bytes);
+  client_.parser.reset();
   if (!fits) {
-    up_head_.clear();
+    exchange_.head.clear();
     respond_error(431, "request head too large once forwarding headers are added");
     return;
   }
@@ -302,24 +302,18 @@ void Session::reset_for_request(const http::RequestHead& req) {
   started_ = clock_.now();
   request_id_len_ = 0;
   method_ = req.method;
-  version_minor_ = static_cast<uint8_t>(req.version_minor);
-  keep_alive_ = req.keep_alive && !w_.draining();
-  req_body_ = req.body;
-  req_body_left_ = req.body == BodyKind::kContentLength ? req.content_length : 0;
-  req_chunk_ready_ = 0;
-  req_chunks_.reset();
-  req_chunks_complete_ = false;
   route_ = nullptr;
-  req_body_sent_ = 0;
-  req_done_ = false;
-  resp_started_ = resp_head_done_ = resp_done_ = false;
-  close_after_ = false;
   status_ = 0;
-  attempts_ = 0;
-  tried_count_ = 0;
-  bytes_to_client_ = 0;
-  up_head_sent_ = 0;
-  up_head_.clear();
+  client_.begin_response(static_cast<uint8_t>(req.version_minor), req.keep_alive && !w_.draining());
+  exchange_.begin(req);
+}
+
+void Session::ClientSide::begin_response(uint8_t request_version_minor, bool keep) {
+  version_minor = request_version_minor;
+  keep_alive = keep;
+  close_after = false;
+  response_started = false;
+  bytes_sent = 0;
 }
 
 void Session::take_request_id(const http::RequestHead& req) {
@@ -350,8 +344,8 @@ bool Session::answered_before_routing(const http::RequestHead& req) {
   const Snapshot& snap = *w_.snapshot();
   const Limits& limits = snap.config->limits;
   auto consume_head = [&] {
-    in_.consume(req.head_bytes);
-    req_parser_.reset();
+    client_.in.consume(req.head_bytes);
+    client_.parser.reset();
   };
   if (limits.max_body_bytes && req.body == BodyKind::kContentLength &&
       req.content_length > limits.max_body_bytes) {
@@ -364,9 +358,9 @@ bool Session::answered_before_routing(const http::RequestHead& req) {
     if (!location.empty() && location.back() == '/') location.pop_back();
     location.append(req.path.empty() ? std::string_view("/") : req.target);
     consume_head();
-    out_.append("HTTP/1.1 308 Permanent Redirect\r\nLocation: ");
-    out_.append(location);
-    out_.append("\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    client_.out.append("HTTP/1.1 308 Permanent Redirect\r\nLocation: ");
+    client_.out.append(location);
+    client_.out.append("\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     status_ = 308;
     log_access(308);
     phase_ = Phase::kClosing;
@@ -388,9 +382,9 @@ bool Session::answered_before_routing(const http::RequestHead& req) {
 }
 
 // The request head as the target sees it (RFC 9110 section 7.6: hop-by-hop fields removed, Via added), into
-// up_head_; false when it does not fit.
+// exchange_.head; false when it does not fit.
 bool Session::write_upstream_head(const http::RequestHead& req) {
-  HeadWriter hw{up_head_};
+  HeadWriter hw{exchange_.head};
   write_request_line(hw, req, route_->config);
   std::string_view forwarded_for;
   bool host_seen = false;
@@ -408,7 +402,7 @@ bool Session::write_upstream_head(const http::RequestHead& req) {
     if (bucket && (http::iequals(h.name, "authorization") || http::iequals(h.name, "cookie"))) continue;
     if (http::iequals(h.name, "host")) host_seen = true;
     if (req.header_count > 0 && dropped_by_connection(req, h.name)) continue;
-    if (cache_mode_ != CacheMode::kOff && http::iequals(h.name, "accept-encoding")) {
+    if (cache_.mode != CacheMode::kOff && http::iequals(h.name, "accept-encoding")) {
       // The cache keys variants by the encodings it tells apart (br, gzip, none): ask the origin for just that,
       // so no other coding is stored under a key whose clients did not ask for it.
       std::string_view coding = cache::normalized_accept_encoding(h.value);
@@ -418,17 +412,18 @@ bool Session::write_upstream_head(const http::RequestHead& req) {
     hw.header(h.name, h.value);
   }
   if (!host_seen && !req.host.empty()) hw.header("Host", req.host);
-  write_forwarding_fields(hw, {peer_, client_->secure(), listener_.port_text, request_id(), forwarded_for});
+  write_forwarding_fields(
+      hw, {peer_, client_.transport->secure(), listener_.port_text, request_id(), forwarded_for});
   if (req.version_minor == 0) hw.put("\r\nConnection: keep-alive");
-  if (cache_mode_ == CacheMode::kRevalidate && req.header("if-none-match").empty() &&
+  if (cache_.mode == CacheMode::kRevalidate && req.header("if-none-match").empty() &&
       req.header("if-modified-since").empty()) {
     // RFC 9111 section 4.3.1: validate the stored response instead of fetching it again.
-    if (!stale_->etag.empty()) {
+    if (!cache_.stale->etag.empty()) {
       hw.put("\r\nIf-None-Match: ");
-      hw.put(stale_->etag);
-    } else if (!stale_->last_modified.empty()) {
+      hw.put(cache_.stale->etag);
+    } else if (!cache_.stale->last_modified.empty()) {
       hw.put("\r\nIf-Modified-Since: ");
-      hw.put(stale_->last_modified);
+      hw.put(cache_.stale->last_modified);
     }
   }
   hw.put("\r\n\r\n");
@@ -436,8 +431,9 @@ bool Session::write_upstream_head(const http::RequestHead& req) {
 }
 
 void Session::start_exchange() {
-  if (req_body_ == BodyKind::kNone || (req_body_ == BodyKind::kContentLength && req_body_left_ == 0))
-    req_done_ = true;
+  if (exchange_.request_body == BodyKind::kNone ||
+      (exchange_.request_body == BodyKind::kContentLength && exchange_.request_left == 0))
+    exchange_.request = RequestProgress::kSent;
   phase_ = Phase::kProxy;
   ++w_.active_requests;
   in_flight_counted_ = true;
@@ -446,8 +442,8 @@ void Session::start_exchange() {
 }
 
 bool Session::write_response_head(const http::ResponseHead& resp) {
-  HeadWriter hw{out_};
-  hw.put(version_minor_ == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  HeadWriter hw{client_.out};
+  hw.put(client_.version_minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
   char code[4] = {char('0' + resp.status / 100 % 10), char('0' + resp.status / 10 % 10),
                   char('0' + resp.status % 10), 0};
   hw.put(std::string_view(code, 3));
@@ -461,10 +457,10 @@ bool Session::write_response_head(const http::ResponseHead& resp) {
     hw.header(h.name, h.value);
   }
   hw.header("Via", kVia);
-  if (cache_mode_ != CacheMode::kOff) hw.put("X-Cache: MISS\r\n");
-  if (close_after_) {
+  if (cache_.mode != CacheMode::kOff) hw.put("X-Cache: MISS\r\n");
+  if (client_.close_after) {
     hw.put("Connection: close\r\n");
-  } else if (version_minor_ == 0) {
+  } else if (client_.version_minor == 0) {
     hw.put("Connection: keep-alive\r\n");
   }
   hw.put("\r\n");
@@ -475,13 +471,13 @@ bool Session::write_client(const char* extra, size_t extra_len, size_t& extra_wr
   extra_written = 0;
   iovec iov[2];
   int n_iov = 0;
-  size_t head_len = out_.size();
-  if (head_len) iov[n_iov++] = {out_.data(), head_len};
+  size_t head_len = client_.out.size();
+  if (head_len) iov[n_iov++] = {client_.out.data(), head_len};
   if (extra_len) iov[n_iov++] = {const_cast<char*>(extra), extra_len};
   if (n_iov == 0) return true;
-  ssize_t n = client_->writev(iov, n_iov);
+  ssize_t n = client_.transport->writev(iov, n_iov);
   if (n == http::kWouldBlock) {
-    client_writable_ = false;
+    client_.writable = false;
     return true;
   }
   if (n < 0) {
@@ -489,11 +485,11 @@ bool Session::write_client(const char* extra, size_t extra_len, size_t& extra_wr
     return false;
   }
   size_t sent = static_cast<size_t>(n);
-  if (sent < head_len + extra_len) client_writable_ = false;
+  if (sent < head_len + extra_len) client_.writable = false;
   size_t from_head = std::min(sent, head_len);
-  if (from_head) out_.consume(from_head);
+  if (from_head) client_.out.consume(from_head);
   extra_written = sent - from_head;
-  bytes_to_client_ += sent;
+  client_.bytes_sent += sent;
   return true;
 }
 
@@ -502,15 +498,16 @@ void Session::finish_request() {
   int cls = status_class(status_);
   route_->metrics.responses[cls]->inc();
   route_->metrics.latency->observe(elapsed);
-  route_->metrics.bytes_out->inc(bytes_to_client_);
-  target_->metrics.responses[cls]->inc();
-  target_->metrics.latency->observe(elapsed);
-  bool reusable = !close_after_ && resp_body_ != BodyKind::kUntilClose && req_done_ && up_->in.empty() && !up_->hangup;
+  route_->metrics.bytes_out->inc(client_.bytes_sent);
+  exchange_.target->metrics.responses[cls]->inc();
+  exchange_.target->metrics.latency->observe(elapsed);
+  bool reusable = !client_.close_after && exchange_.response_body != BodyKind::kUntilClose &&
+                  exchange_.request_done() && exchange_.conn->in.empty() && !exchange_.conn->hangup;
   release_upstream(reusable);
-  if (capture_) cache_store();
+  if (cache_.capture) cache_store();
   log_access(status_);
   end_request();
-  if (close_after_ || !req_done_ || !keep_alive_ || client_eof_) {
+  if (client_.close_after || !exchange_.request_done() || !client_.keep_alive || client_.eof) {
     phase_ = Phase::kClosing;
     return;
   }
@@ -522,11 +519,12 @@ void Session::log_access(int status) {
   std::string tail;
   core::JsonLine j(tail);
   j.field("status", int64_t{status})
-      .field("bytes_out", static_cast<int64_t>(bytes_to_client_))
+      .field("bytes_out", static_cast<int64_t>(client_.bytes_sent))
       .field("duration_ms", std::chrono::duration<double, std::milli>(clock_.update_now() - started_).count())
       .field("route", route_ ? std::string_view(route_->config.name) : std::string_view())
-      .field("target", target_ ? std::string_view(target_->address_text) : std::string_view())
-      .field("attempts", int64_t{attempts_ + 1});
+      .field("target",
+             exchange_.target ? std::string_view(exchange_.target->address_text) : std::string_view())
+      .field("attempts", int64_t{exchange_.attempts + 1});
   j.finish();
   log_line_.push_back(',');
   log_line_.append(tail, 1);  // without its opening brace: the object begun in begin_request goes on
@@ -547,49 +545,49 @@ void Session::respond_error(int status, std::string_view detail) {
                      "\r\nConnection: close\r\nX-Request-Id: " +
                      (request_id_len_ ? std::string(request_id()) : std::string("-")) +
                      "\r\nVia: 1.1 cumulo\r\n\r\n";
-  out_.clear();
-  out_.append(head);
-  out_.append(body);
+  client_.out.clear();
+  client_.out.append(head);
+  client_.out.append(body);
   log_access(status);
   end_request();
   phase_ = Phase::kClosing;
 }
 
 void Session::end_request() {
-  if (up_) release_upstream(false);
+  if (exchange_.conn) release_upstream(false);
   cache_end();
   if (in_flight_counted_) {
     --w_.active_requests;
     in_flight_counted_ = false;
   }
-  target_.reset();
+  exchange_.target.reset();
   route_ = nullptr;
   snapshot_.reset();
-  up_head_.clear();
+  exchange_.head.clear();
 }
 
 bool Session::step_closing() {
   if (phase_ == Phase::kClosing) {
-    if (!out_.empty()) {
-      if (!client_writable_) return false;
+    if (!client_.out.empty()) {
+      if (!client_.writable) return false;
       size_t unused = 0;
       if (!write_client(nullptr, 0, unused)) return true;
-      if (!out_.empty()) return false;
+      if (!client_.out.empty()) return false;
     }
     // Half-close and read what the client still sends, so that unread request bytes do not turn our close into
     // a reset that destroys the response before the client reads it (lingering close).
-    client_->shutdown_write();
+    client_.transport->shutdown_write();
     phase_ = Phase::kLinger;
-    in_.clear();
+    client_.in.clear();
     arm(TimerFor::kLinger, std::chrono::milliseconds(1000));
     return true;
   }
   char sink[4096];
   for (int i = 0; i < 16; ++i) {
-    if (!client_readable_) return false;
-    ssize_t n = client_->read(sink, sizeof sink);
+    if (!client_.readable) return false;
+    ssize_t n = client_.transport->read(sink, sizeof sink);
     if (n == http::kWouldBlock) {
-      client_readable_ = false;
+      client_.readable = false;
       return false;
     }
     if (n <= 0) {
@@ -610,20 +608,20 @@ void Session::abort() {
 void Session::on_timer() {
   switch (timer_for_) {
     case TimerFor::kIdle:
-      if (phase_ == Phase::kHead && in_.empty()) close();
+      if (phase_ == Phase::kHead && client_.in.empty()) close();
       break;
     case TimerFor::kHeader:
       if (phase_ == Phase::kHead) respond_error(408, "the request head did not arrive in time");
       break;
     case TimerFor::kConnect:
-      if (phase_ == Phase::kProxy && up_ && !up_->connected)
+      if (phase_ == Phase::kProxy && exchange_.conn && !exchange_.conn->connected)
         upstream_failed(Failure::kTimeout, ETIMEDOUT, "connect timed out");
       break;
     case TimerFor::kFirstByte:
-      if (phase_ == Phase::kProxy && !resp_head_done_) {
+      if (phase_ == Phase::kProxy && !exchange_.head_received()) {
         // The request may have had effects: answer, do not retry (the timeout is the route's promise to clients).
-        if (up_) release_upstream(false);
-        target_->metrics.responses[0]->inc();
+        if (exchange_.conn) release_upstream(false);
+        exchange_.target->metrics.responses[0]->inc();
         respond_error(504, "the target did not answer within timeouts.first_byte");
       }
       break;
@@ -635,10 +633,10 @@ void Session::on_timer() {
       break;
     case TimerFor::kCacheWait:
       if (phase_ == Phase::kWaitCache) {
-        coalesced_ = true;  // waited long enough: fetch alone
+        cache_.coalesced = true;  // waited long enough: fetch alone
         phase_ = Phase::kHead;
-      } else if (phase_ == Phase::kSlices && slice_waiting_) {
-        slice_woken(slice_token_);  // the same: the slice is fetched by this request too
+      } else if (phase_ == Phase::kSlices && slices_.waiting) {
+        slice_woken(slices_.token);  // the same: the slice is fetched by this request too
       }
       break;
     case TimerFor::kNone: break;
@@ -652,9 +650,9 @@ void Session::close() {
   *self_ = nullptr;
   timer_->cancel();
   end_request();
-  in_.clear();
-  out_.clear();
-  w_.loop().remove(client_->fd());
+  client_.in.clear();
+  client_.out.clear();
+  w_.loop().remove(client_.transport->fd());
   w_.session_closed(this);
 }
 

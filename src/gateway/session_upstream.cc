@@ -38,56 +38,70 @@ bool idempotent(http::Method m) {
 
 }  // namespace
 
+void Session::Exchange::begin(const http::RequestHead& req) {
+  request_body = req.body;
+  request_left = req.body == BodyKind::kContentLength ? req.content_length : 0;
+  request_chunk_ready = 0;
+  request_chunks.reset();
+  request_sent = 0;
+  request = RequestProgress::kBody;
+  response = ResponseProgress::kHead;
+  attempts = 0;
+  tried_count = 0;
+  head_sent = 0;
+  head.clear();
+}
+
 void Session::connect_upstream() {
   const TargetGroup& group = *route_->group;
   int64_t now_ms = health::steady_ms(clock_.now());
   for (;;) {
-    Target* t =
-        pick_target(group, group.balancer[w_.index()], snapshot_->config->zone, now_ms, tried_, tried_count_);
+    Target* t = pick_target(group, group.balancer[w_.index()], snapshot_->config->zone, now_ms,
+                            exchange_.tried, exchange_.tried_count);
     if (!t) {
       if (cache_serve_stale_on_error()) return;
-      if (attempts_ == 0) {
+      if (exchange_.attempts == 0) {
         respond_error(503, "no healthy target in target group '" + group.config.name + "'");
       } else {
-        respond_error(502, last_failure_ + "; no other target to try");
+        respond_error(502, exchange_.last_failure + "; no other target to try");
       }
       return;
     }
     // Find the shared_ptr that owns t, so the request keeps it alive even if it is deregistered meanwhile.
     for (auto& sp : group.targets)
-      if (sp.get() == t) target_ = sp;
-    if (tried_count_ < 4) tried_[tried_count_++] = t;
-    target_->in_flight.fetch_add(1, std::memory_order_relaxed);
-    up_ = upstreams_.take_idle(*t);
-    if (up_) {
-      up_->owner = this;
+      if (sp.get() == t) exchange_.target = sp;
+    if (exchange_.tried_count < 4) exchange_.tried[exchange_.tried_count++] = t;
+    exchange_.target->in_flight.fetch_add(1, std::memory_order_relaxed);
+    exchange_.conn = upstreams_.take_idle(*t);
+    if (exchange_.conn) {
+      exchange_.conn->owner = this;
       arm(TimerFor::kFirstByte, route_->config.timeouts.first_byte);
       return;
     }
     int err = 0;
-    up_ = upstreams_.connect(target_, err);
-    if (!up_) {
-      target_->in_flight.fetch_sub(1, std::memory_order_relaxed);
-      target_->metrics.connect_failures->inc();
-      target_->outlier.record_failure(health::OutlierDetector::Failure::kConnect, group.config.outlier,
-                                      now_ms);
-      last_failure_ = "connect to target " + t->address_text + ": " + core::errno_text(err);
-      if (attempts_ >= group.config.retries.attempts) {
-        respond_error(502, last_failure_);
+    exchange_.conn = upstreams_.connect(exchange_.target, err);
+    if (!exchange_.conn) {
+      exchange_.target->in_flight.fetch_sub(1, std::memory_order_relaxed);
+      exchange_.target->metrics.connect_failures->inc();
+      exchange_.target->outlier.record_failure(health::OutlierDetector::Failure::kConnect,
+                                               group.config.outlier, now_ms);
+      exchange_.last_failure = "connect to target " + t->address_text + ": " + core::errno_text(err);
+      if (exchange_.attempts >= group.config.retries.attempts) {
+        respond_error(502, exchange_.last_failure);
         return;
       }
-      ++attempts_;
-      target_->metrics.retries->inc();
+      ++exchange_.attempts;
+      exchange_.target->metrics.retries->inc();
       continue;
     }
-    up_->owner = this;
+    exchange_.conn->owner = this;
     arm(TimerFor::kConnect, route_->config.timeouts.connect);
     return;
   }
 }
 
 bool Session::step_proxy() {
-  UpstreamConnection& u = *up_;
+  UpstreamConnection& u = *exchange_.conn;
   bool progress = false;
   if (!u.connected) {
     if (!u.writable && !u.hangup) return false;
@@ -100,44 +114,47 @@ bool Session::step_proxy() {
     arm(TimerFor::kFirstByte, route_->config.timeouts.first_byte);
     progress = true;
   }
-  if (!req_done_ || up_head_sent_ < up_head_.size()) {
-    UpstreamConnection* before = up_.get();
+  if (!exchange_.request_done() || exchange_.head_sent < exchange_.head.size()) {
+    UpstreamConnection* before = exchange_.conn.get();
     progress |= send_request();
-    if (phase_ != Phase::kProxy || up_.get() != before) return true;  // answered, or retrying elsewhere
+    if (phase_ != Phase::kProxy || exchange_.conn.get() != before)
+      return true;  // answered, or retrying elsewhere
   }
   progress |= receive_response();
   return progress;
 }
 
 bool Session::send_request() {
-  UpstreamConnection& u = *up_;
+  UpstreamConnection& u = *exchange_.conn;
   bool progress = false;
   for (;;) {
     size_t body_ready = 0;
-    if (req_body_ == BodyKind::kContentLength) {
-      body_ready = static_cast<size_t>(std::min<uint64_t>(in_.size(), req_body_left_));
-    } else if (req_body_ == BodyKind::kChunked && !req_done_) {
-      while (req_chunk_ready_ < in_.size() && !req_chunks_complete_) {
+    if (exchange_.request_body == BodyKind::kContentLength) {
+      body_ready = static_cast<size_t>(std::min<uint64_t>(client_.in.size(), exchange_.request_left));
+    } else if (exchange_.request_body == BodyKind::kChunked && !exchange_.request_done()) {
+      while (exchange_.request_chunk_ready < client_.in.size() &&
+             exchange_.request == RequestProgress::kBody) {
         size_t used = 0;
         std::string_view payload;
-        ParseStatus st = req_chunks_.decode(in_.view().substr(req_chunk_ready_), used, payload);
-        req_chunk_ready_ += used;
+        ParseStatus st = exchange_.request_chunks.decode(
+            client_.in.view().substr(exchange_.request_chunk_ready), used, payload);
+        exchange_.request_chunk_ready += used;
         if (st == ParseStatus::kComplete) {
-          req_chunks_complete_ = true;
+          exchange_.request = RequestProgress::kLastChunkRead;
           break;
         }
         if (st == ParseStatus::kInvalid || st == ParseStatus::kTooLarge) {
-          if (!resp_started_) {
-            respond_error(400, req_chunks_.error().reason);
+          if (!client_.response_started) {
+            respond_error(400, exchange_.request_chunks.error().reason);
           } else {
             abort();
           }
           return true;
         }
         uint64_t max_body = snapshot_->config->limits.max_body_bytes;
-        if (max_body && req_chunks_.payload_bytes() > max_body) {
+        if (max_body && exchange_.request_chunks.payload_bytes() > max_body) {
           // Its size was not known up front; the target sees a cut request and the client the limit.
-          if (!resp_started_) {
+          if (!client_.response_started) {
             respond_error(413, "request body larger than limits.max_body_bytes");
           } else {
             abort();
@@ -146,15 +163,17 @@ bool Session::send_request() {
         }
         if (used == 0) break;
       }
-      body_ready = req_chunk_ready_;
+      body_ready = exchange_.request_chunk_ready;
     }
-    size_t head_left = up_head_.size() - up_head_sent_;
+    size_t head_left = exchange_.head.size() - exchange_.head_sent;
     if (head_left == 0 && body_ready == 0) {
-      bool body_complete = req_body_ == BodyKind::kNone ||
-                           (req_body_ == BodyKind::kContentLength && req_body_left_ == 0) ||
-                           (req_body_ == BodyKind::kChunked && req_chunks_complete_ && req_chunk_ready_ == 0);
+      bool body_complete =
+          exchange_.request_body == BodyKind::kNone ||
+          (exchange_.request_body == BodyKind::kContentLength && exchange_.request_left == 0) ||
+          (exchange_.request_body == BodyKind::kChunked &&
+           exchange_.request == RequestProgress::kLastChunkRead && exchange_.request_chunk_ready == 0);
       if (body_complete) {
-        req_done_ = true;
+        exchange_.request = RequestProgress::kSent;
         return progress;
       }
       if (!read_client()) return progress;
@@ -165,8 +184,8 @@ bool Session::send_request() {
     if (!u.writable) return progress;
     iovec iov[2];
     int n_iov = 0;
-    if (head_left) iov[n_iov++] = {const_cast<char*>(up_head_.data()) + up_head_sent_, head_left};
-    if (body_ready) iov[n_iov++] = {in_.data(), body_ready};
+    if (head_left) iov[n_iov++] = {const_cast<char*>(exchange_.head.data()) + exchange_.head_sent, head_left};
+    if (body_ready) iov[n_iov++] = {client_.in.data(), body_ready};
     ssize_t n = u.writev(iov, n_iov);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -179,15 +198,15 @@ bool Session::send_request() {
     size_t sent = static_cast<size_t>(n);
     if (sent < head_left + body_ready) u.writable = false;
     size_t head_part = std::min(sent, head_left);
-    up_head_sent_ += head_part;
+    exchange_.head_sent += head_part;
     size_t body_part = sent - head_part;
     if (body_part) {
-      in_.consume(body_part);
-      req_body_sent_ += body_part;
-      if (req_body_ == BodyKind::kContentLength) req_body_left_ -= body_part;
-      if (req_body_ == BodyKind::kChunked) req_chunk_ready_ -= body_part;
+      client_.in.consume(body_part);
+      exchange_.request_sent += body_part;
+      if (exchange_.request_body == BodyKind::kContentLength) exchange_.request_left -= body_part;
+      if (exchange_.request_body == BodyKind::kChunked) exchange_.request_chunk_ready -= body_part;
     }
-    target_->metrics.bytes_out->inc(sent);
+    exchange_.target->metrics.bytes_out->inc(sent);
     progress = true;
     if (!u.writable) return progress;
   }
@@ -195,10 +214,10 @@ bool Session::send_request() {
 
 // Each step returns what receive_response does next; `progress` records whether anything moved.
 bool Session::receive_response() {
-  UpstreamConnection& u = *up_;
+  UpstreamConnection& u = *exchange_.conn;
   bool progress = false;
   for (;;) {
-    Flow f = resp_head_done_ ? forward_response_body(u, progress) : take_response_head(u, progress);
+    Flow f = exchange_.head_received() ? forward_response_body(u, progress) : take_response_head(u, progress);
     if (f == Flow::kRead) f = read_upstream(u, progress);
     if (f == Flow::kEnded) return true;
     if (f == Flow::kWait) return progress;
@@ -206,15 +225,15 @@ bool Session::receive_response() {
 }
 
 Session::Flow Session::take_response_head(UpstreamConnection& u, bool& progress) {
-  if (!out_.empty() && client_writable_) {  // an interim 100 Continue the client is waiting for
+  if (!client_.out.empty() && client_.writable) {  // an interim 100 Continue the client is waiting for
     size_t unused = 0;
     if (!write_client(nullptr, 0, unused)) return Flow::kEnded;
   }
   if (u.in.empty()) return Flow::kRead;
   http::ResponseHead& resp = w_.scratch_response;
-  ParseStatus st = resp_parser_.parse(u.in.view(), method_, resp);
+  ParseStatus st = exchange_.parser.parse(u.in.view(), method_, resp);
   if (st == ParseStatus::kInvalid || st == ParseStatus::kTooLarge) {
-    upstream_failed(Failure::kBadResponse, 0, resp_parser_.error().reason);
+    upstream_failed(Failure::kBadResponse, 0, exchange_.parser.error().reason);
     return Flow::kEnded;
   }
   if (st != ParseStatus::kComplete) {
@@ -228,40 +247,41 @@ Session::Flow Session::take_response_head(UpstreamConnection& u, bool& progress)
       return Flow::kEnded;
     }
     // Interim responses (100 Continue) go to the client as they are.
-    out_.append("HTTP/1.1 ");
-    out_.append(std::to_string(resp.status));
-    out_.append(" ");
-    out_.append(resp.reason);
-    out_.append("\r\n\r\n");
+    client_.out.append("HTTP/1.1 ");
+    client_.out.append(std::to_string(resp.status));
+    client_.out.append(" ");
+    client_.out.append(resp.reason);
+    client_.out.append("\r\n\r\n");
     u.in.consume(resp.head_bytes);
-    resp_parser_.reset();
+    exchange_.parser.reset();
     progress = true;
     return Flow::kAgain;
   }
   if (!route_->config.default_cache_control.empty())
     add_default_cache_control(resp, route_->config.default_cache_control);
   // A caching hop says whether it hit: the X-Cache of a cache behind it (an edge's origin) is not ours.
-  if (cache_mode_ != CacheMode::kOff) drop_header(resp, "x-cache");
-  if (cache_mode_ != CacheMode::kOff && cache_on_response(resp))
+  if (cache_.mode != CacheMode::kOff) drop_header(resp, "x-cache");
+  if (cache_.mode != CacheMode::kOff && cache_on_response(resp))
     return Flow::kEnded;  // answered from the cache
   start_response(resp);
   bool fits = write_response_head(resp);
   u.in.consume(resp.head_bytes);
-  resp_parser_.reset();
+  exchange_.parser.reset();
   if (!fits) {
-    out_.clear();
-    resp_started_ = false;
+    client_.out.clear();
+    client_.response_started = false;
     upstream_failed(Failure::kBadResponse, 0, "response head too large");
     return Flow::kEnded;
   }
   if (resp.status >= 500) {
-    target_->outlier.record_failure(health::OutlierDetector::Failure::k5xx, route_->group->config.outlier,
-                                    health::steady_ms(clock_.now()));
+    exchange_.target->outlier.record_failure(health::OutlierDetector::Failure::k5xx,
+                                             route_->group->config.outlier, health::steady_ms(clock_.now()));
   } else {
-    target_->outlier.record_success();
+    exchange_.target->outlier.record_success();
   }
-  if (resp_body_ == BodyKind::kNone || (resp_body_ == BodyKind::kContentLength && resp_body_left_ == 0))
-    resp_done_ = true;
+  if (exchange_.response_body == BodyKind::kNone ||
+      (exchange_.response_body == BodyKind::kContentLength && exchange_.response_left == 0))
+    exchange_.response = ResponseProgress::kComplete;
   arm(TimerFor::kBodyIdle, route_->config.timeouts.idle);
   progress = true;
   return Flow::kAgain;
@@ -269,43 +289,46 @@ Session::Flow Session::take_response_head(UpstreamConnection& u, bool& progress)
 
 // The response is committed to from here on: no retry, no other answer.
 void Session::start_response(const http::ResponseHead& resp) {
-  resp_head_done_ = resp_started_ = true;
-  if (up_head_sent_ == up_head_.size()) up_head_.clear();  // no retry from here on: free its buffer
+  exchange_.response = ResponseProgress::kBody;
+  client_.response_started = true;
+  if (exchange_.head_sent == exchange_.head.size())
+    exchange_.head.clear();  // no retry from here on: free its buffer
   status_ = resp.status;
-  resp_body_ = resp.body;
-  resp_body_left_ = resp.body == BodyKind::kContentLength ? resp.content_length : 0;
-  resp_chunk_ready_ = 0;
-  resp_chunks_.reset();
-  if (!resp.keep_alive || resp.body == BodyKind::kUntilClose) close_after_ = true;
-  if (!keep_alive_ || w_.draining()) close_after_ = true;
+  exchange_.response_body = resp.body;
+  exchange_.response_left = resp.body == BodyKind::kContentLength ? resp.content_length : 0;
+  exchange_.response_chunk_ready = 0;
+  exchange_.response_chunks.reset();
+  if (!resp.keep_alive || resp.body == BodyKind::kUntilClose) client_.close_after = true;
+  if (!client_.keep_alive || w_.draining()) client_.close_after = true;
 }
 
-// The response head as the client sees it, into out_; false when it does not fit.
+// The response head as the client sees it, into client_.out; false when it does not fit.
 // Body bytes that may go to the client now: all of them up to the framing's end (chunked: checked chunks,
 // which are also captured decoded for the cache). nullopt: the chunked framing is broken.
 std::optional<size_t> Session::response_body_ready(UpstreamConnection& u) {
-  switch (resp_body_) {
+  switch (exchange_.response_body) {
     case BodyKind::kNone:
       return 0;
     case BodyKind::kContentLength:
-      return static_cast<size_t>(std::min<uint64_t>(u.in.size(), resp_body_left_));
+      return static_cast<size_t>(std::min<uint64_t>(u.in.size(), exchange_.response_left));
     case BodyKind::kUntilClose:
       return u.in.size();
     case BodyKind::kChunked:
-      while (!resp_done_ && resp_chunk_ready_ < u.in.size()) {
+      while (!exchange_.response_done() && exchange_.response_chunk_ready < u.in.size()) {
         size_t used = 0;
         std::string_view payload;
-        ParseStatus st = resp_chunks_.decode(u.in.view().substr(resp_chunk_ready_), used, payload);
-        resp_chunk_ready_ += used;
-        if (capture_) capture_body(payload);
+        ParseStatus st = exchange_.response_chunks.decode(u.in.view().substr(exchange_.response_chunk_ready),
+                                                          used, payload);
+        exchange_.response_chunk_ready += used;
+        if (cache_.capture) capture_body(payload);
         if (st == ParseStatus::kComplete) {
-          resp_done_ = true;
+          exchange_.response = ResponseProgress::kComplete;
           break;
         }
         if (st == ParseStatus::kInvalid || st == ParseStatus::kTooLarge) return std::nullopt;
         if (used == 0) break;
       }
-      return resp_chunk_ready_;
+      return exchange_.response_chunk_ready;
   }
   return 0;
 }
@@ -317,33 +340,35 @@ Session::Flow Session::forward_response_body(UpstreamConnection& u, bool& progre
     return Flow::kEnded;
   }
   size_t body_ready = *ready;
-  if (!out_.empty() || body_ready) {
-    if (!client_writable_) return Flow::kWait;
+  if (!client_.out.empty() || body_ready) {
+    if (!client_.writable) return Flow::kWait;
     size_t body_written = 0;
     if (!write_client(u.in.data(), body_ready, body_written)) return Flow::kEnded;  // client gone
     if (body_written) {
-      if (capture_ && resp_body_ != BodyKind::kChunked) capture_body({u.in.data(), body_written});
+      if (cache_.capture && exchange_.response_body != BodyKind::kChunked)
+        capture_body({u.in.data(), body_written});
       u.in.consume(body_written);
-      target_->metrics.bytes_in->inc(body_written);
-      if (resp_body_ == BodyKind::kContentLength) {
-        resp_body_left_ -= body_written;
-        if (resp_body_left_ == 0) resp_done_ = true;
-      } else if (resp_body_ == BodyKind::kChunked) {
-        resp_chunk_ready_ -= body_written;
+      exchange_.target->metrics.bytes_in->inc(body_written);
+      if (exchange_.response_body == BodyKind::kContentLength) {
+        exchange_.response_left -= body_written;
+        if (exchange_.response_left == 0) exchange_.response = ResponseProgress::kComplete;
+      } else if (exchange_.response_body == BodyKind::kChunked) {
+        exchange_.response_chunk_ready -= body_written;
       }
       arm(TimerFor::kBodyIdle, route_->config.timeouts.idle);
       progress = true;
     }
-    if (!out_.empty() || body_written < body_ready) return Flow::kWait;  // for the client to take more
+    if (!client_.out.empty() || body_written < body_ready) return Flow::kWait;  // for the client to take more
     return Flow::kAgain;
   }
-  if (resp_done_ && (resp_body_ != BodyKind::kChunked || resp_chunk_ready_ == 0)) {
-    if (req_done_ || !keep_alive_) {
+  if (exchange_.response_done() &&
+      (exchange_.response_body != BodyKind::kChunked || exchange_.response_chunk_ready == 0)) {
+    if (exchange_.request_done() || !client_.keep_alive) {
       finish_request();
       return Flow::kEnded;
     }
     // The target answered before the request body was all sent: finish sending it, then close.
-    close_after_ = true;
+    client_.close_after = true;
     return Flow::kWait;
   }
   return Flow::kRead;
@@ -368,13 +393,13 @@ Session::Flow Session::read_upstream(UpstreamConnection& u, bool& progress) {
   int err = n < 0 ? errno : 0;
   u.readable = false;
   u.hangup = true;
-  if (!resp_head_done_) {
+  if (!exchange_.head_received()) {
     upstream_failed(Failure::kReset, err, err ? "read from target" : "target closed the connection");
     return Flow::kEnded;
   }
-  if (resp_body_ == BodyKind::kUntilClose) {
-    resp_done_ = true;
-    close_after_ = true;
+  if (exchange_.response_body == BodyKind::kUntilClose) {
+    exchange_.response = ResponseProgress::kComplete;
+    client_.close_after = true;
     progress = true;
     return Flow::kAgain;
   }
@@ -385,50 +410,55 @@ Session::Flow Session::read_upstream(UpstreamConnection& u, bool& progress) {
 void Session::upstream_failed(Failure kind, int err, const char* what) {
   const TargetGroup& group = *route_->group;
   int64_t now_ms = health::steady_ms(clock_.now());
-  bool was_reused = up_ && up_->reused;
+  bool was_reused = exchange_.conn && exchange_.conn->reused;
   if (kind == Failure::kConnect || kind == Failure::kTimeout) {
-    target_->metrics.connect_failures->inc();
+    exchange_.target->metrics.connect_failures->inc();
     if (kind == Failure::kConnect)
-      target_->outlier.record_failure(health::OutlierDetector::Failure::kConnect, group.config.outlier,
-                                      now_ms);
+      exchange_.target->outlier.record_failure(health::OutlierDetector::Failure::kConnect,
+                                               group.config.outlier, now_ms);
   } else if (!was_reused) {
-    target_->outlier.record_failure(health::OutlierDetector::Failure::k5xx, group.config.outlier, now_ms);
+    exchange_.target->outlier.record_failure(health::OutlierDetector::Failure::k5xx, group.config.outlier,
+                                             now_ms);
   }
-  target_->metrics.responses[0]->inc();
+  exchange_.target->metrics.responses[0]->inc();
   if (log_enabled(core::LogLevel::kDebug))
-    core::log(
-        core::LogLevel::kDebug, "gateway", "target failed",
-        {{"target", target_->address_text}, {"what", what}, {"error", err ? core::errno_text(err) : ""}});
-  last_failure_ = std::string(what) + (err ? std::string(": ") + core::errno_text(err) : std::string()) +
-                  " (target " + target_->address_text + ")";
+    core::log(core::LogLevel::kDebug, "gateway", "target failed",
+              {{"target", exchange_.target->address_text},
+               {"what", what},
+               {"error", err ? core::errno_text(err) : ""}});
+  exchange_.last_failure = std::string(what) +
+                           (err ? std::string(": ") + core::errno_text(err) : std::string()) + " (target " +
+                           exchange_.target->address_text + ")";
   release_upstream(false);
   bool nothing_sent = kind == Failure::kConnect || kind == Failure::kTimeout;
-  bool safe = nothing_sent || (idempotent(method_) && req_body_sent_ == 0 && kind != Failure::kBadResponse);
-  if (!resp_started_ && out_.empty() && safe && attempts_ < group.config.retries.attempts &&
+  bool safe =
+      nothing_sent || (idempotent(method_) && exchange_.request_sent == 0 && kind != Failure::kBadResponse);
+  if (!client_.response_started && client_.out.empty() && safe &&
+      exchange_.attempts < group.config.retries.attempts &&
       (was_reused || retry_allowed(group.config.retries, group.balancer[w_.index()], now_ms))) {
-    ++attempts_;
-    target_->metrics.retries->inc();
-    up_head_sent_ = 0;
+    ++exchange_.attempts;
+    exchange_.target->metrics.retries->inc();
+    exchange_.head_sent = 0;
     connect_upstream();
     return;
   }
-  if (resp_started_) {
+  if (client_.response_started) {
     abort();
     return;
   }
   if (cache_serve_stale_on_error()) return;
-  respond_error(kind == Failure::kTimeout ? 504 : 502, last_failure_);
+  respond_error(kind == Failure::kTimeout ? 504 : 502, exchange_.last_failure);
 }
 
 void Session::release_upstream(bool reusable) {
-  if (target_ && up_) target_->in_flight.fetch_sub(1, std::memory_order_relaxed);
-  if (!up_) return;
-  up_->owner = nullptr;
+  if (exchange_.target && exchange_.conn) exchange_.target->in_flight.fetch_sub(1, std::memory_order_relaxed);
+  if (!exchange_.conn) return;
+  exchange_.conn->owner = nullptr;
   if (reusable) {
-    up_->reused = true;
-    upstreams_.give_back(std::move(up_), route_->group->config.max_idle_connections);
+    exchange_.conn->reused = true;
+    upstreams_.give_back(std::move(exchange_.conn), route_->group->config.max_idle_connections);
   } else {
-    upstreams_.discard(std::move(up_));
+    upstreams_.discard(std::move(exchange_.conn));
   }
 }
 
