@@ -241,28 +241,36 @@ Session::Flow Session::take_response_head(UpstreamConnection& u, bool& progress)
     upstream_failed(Failure::kBadResponse, 0, "response head too large");
     return Flow::kEnded;
   }
-  if (resp.status < 200) {
-    if (resp.status == 101) {
-      upstream_failed(Failure::kBadResponse, 0, "protocol switch that was not asked for");
-      return Flow::kEnded;
-    }
-    // Interim responses (100 Continue) go to the client as they are.
-    client_.out.append("HTTP/1.1 ");
-    client_.out.append(std::to_string(resp.status));
-    client_.out.append(" ");
-    client_.out.append(resp.reason);
-    client_.out.append("\r\n\r\n");
-    u.in.consume(resp.head_bytes);
-    exchange_.parser.reset();
-    progress = true;
-    return Flow::kAgain;
-  }
+  if (resp.status < 200) return pass_interim(u, resp, progress);
   if (!route_->config.default_cache_control.empty())
     add_default_cache_control(resp, route_->config.default_cache_control);
   // A caching hop says whether it hit: the X-Cache of a cache behind it (an edge's origin) is not ours.
   if (cache_.mode != CacheMode::kOff) drop_header(resp, "x-cache");
   if (cache_.mode != CacheMode::kOff && cache_on_response(resp))
     return Flow::kEnded;  // answered from the cache
+  return commit_response(u, resp, progress);
+}
+
+Session::Flow Session::pass_interim(UpstreamConnection& u, const http::ResponseHead& resp, bool& progress) {
+  if (resp.status == 101) {
+    upstream_failed(Failure::kBadResponse, 0, "protocol switch that was not asked for");
+    return Flow::kEnded;
+  }
+  // Interim responses (100 Continue) go to the client as they are.
+  client_.out.append("HTTP/1.1 ");
+  client_.out.append(std::to_string(resp.status));
+  client_.out.append(" ");
+  client_.out.append(resp.reason);
+  client_.out.append("\r\n\r\n");
+  u.in.consume(resp.head_bytes);
+  exchange_.parser.reset();
+  progress = true;
+  return Flow::kAgain;
+}
+
+// The final response head goes to the client: from here on there is no retry and no other answer.
+Session::Flow Session::commit_response(UpstreamConnection& u, const http::ResponseHead& resp,
+                                       bool& progress) {
   start_response(resp);
   bool fits = write_response_head(resp);
   u.in.consume(resp.head_bytes);
@@ -287,7 +295,6 @@ Session::Flow Session::take_response_head(UpstreamConnection& u, bool& progress)
   return Flow::kAgain;
 }
 
-// The response is committed to from here on: no retry, no other answer.
 void Session::start_response(const http::ResponseHead& resp) {
   exchange_.response = ResponseProgress::kBody;
   client_.response_started = true;

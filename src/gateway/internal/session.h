@@ -141,6 +141,8 @@ class Session final : public core::IoHandler {
   // failed), or read more from the target.
   enum class Flow : uint8_t { kAgain, kWait, kEnded, kRead };
   Flow take_response_head(UpstreamConnection& u, bool& progress);
+  Flow pass_interim(UpstreamConnection& u, const http::ResponseHead& resp, bool& progress);
+  Flow commit_response(UpstreamConnection& u, const http::ResponseHead& resp, bool& progress);
   void start_response(const http::ResponseHead& resp);
   std::optional<size_t> response_body_ready(UpstreamConnection& u);
   Flow forward_response_body(UpstreamConnection& u, bool& progress);
