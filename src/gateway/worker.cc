@@ -33,6 +33,12 @@ int TcpUpstreamConnection::connect_error() {
   return core::socket_error(fd_.get());
 }
 
+void TcpUpstreamConnection::close() {
+  if (!fd_) return;
+  worker_.loop().remove(fd_.get());
+  fd_.reset();
+}
+
 void TcpUpstreamConnection::on_io(uint32_t events) {
   if (events & core::kReadable) readable = true;
   if (events & core::kWritable) writable = true;
@@ -100,10 +106,7 @@ void Worker::give_back(std::unique_ptr<UpstreamConnection> c, int max_idle) {
 void Worker::discard(std::unique_ptr<UpstreamConnection> c) {
   if (!c) return;
   c->owner = nullptr;
-  // Every connection in this worker's pool is a TcpUpstreamConnection: the worker made it in connect().
-  auto* tcp = static_cast<TcpUpstreamConnection*>(c.get());
-  loop_.remove(tcp->fd());
-  tcp->close_fd();
+  c->close();
   loop_.destroy_later(std::move(c));
 }
 

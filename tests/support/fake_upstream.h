@@ -96,6 +96,7 @@ class FakeUpstreamConnection final : public gateway::UpstreamConnection {
     return static_cast<ssize_t>(n);
   }
   int connect_error() override { return refused_ ? ECONNREFUSED : 0; }
+  void close() override { closed_by_gateway = true; }
 
   // What the target does; each one tells the session, as a readiness event would.
   void accept() {
@@ -117,13 +118,14 @@ class FakeUpstreamConnection final : public gateway::UpstreamConnection {
     readable = writable = hangup = true;
     notify();
   }
-  void close() {
+  void hang_up() {
     closed_ = true;
     readable = true;
     notify();
   }
 
   std::string received;  // every byte the gateway sent on this connection
+  bool closed_by_gateway = false;
 
  private:
   void notify() {
@@ -166,6 +168,7 @@ class FakeUpstreams final : public gateway::Upstreams {
   void discard(std::unique_ptr<gateway::UpstreamConnection> c) override {
     if (!c) return;
     c->owner = nullptr;
+    c->close();
     closed_.push_back(std::move(c));  // kept so that a test can still read what it received
   }
 

@@ -33,6 +33,8 @@ class UpstreamConnection {
   virtual ssize_t writev(const iovec* iov, int count) = 0;
   // Once a connect in progress reports writable or hang-up: 0, or the errno the connect ended with.
   virtual int connect_error() = 0;
+  // Stops watching the connection and closes it; only its owner's discard calls it.
+  virtual void close() = 0;
 
   std::shared_ptr<Target> target;
   core::Buffer in;

@@ -50,11 +50,11 @@ class TcpUpstreamConnection final : public UpstreamConnection, public core::IoHa
   ssize_t read(char* buf, size_t len) override;
   ssize_t writev(const iovec* iov, int count) override;
   int connect_error() override;
+  void close() override;
   // core::IoHandler
   void on_io(uint32_t events) override;
 
   int fd() const { return fd_.get(); }
-  void close_fd() { fd_.reset(); }
 
  private:
   Worker& worker_;

@@ -126,6 +126,7 @@ TEST_F(SessionTest, ProxiesARequestAndKeepsBothConnectionsAlive) {
   EXPECT_EQ(got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << got;
   EXPECT_NE(got.find("\r\n\r\nok"), std::string::npos);
   EXPECT_EQ(upstreams_.idle(), 1u);  // back in the pool for the next request
+  EXPECT_FALSE(conn(0).closed_by_gateway);
   EXPECT_FALSE(client_->write_shut);
 }
 
@@ -136,6 +137,7 @@ TEST_F(SessionTest, ResetBeforeAnyResponseByteRetriesAnIdempotentRequestOnAnothe
   conn(0).reset();
   ASSERT_EQ(upstreams_.connections.size(), 2u);
   EXPECT_NE(conn(0).target, conn(1).target);
+  EXPECT_TRUE(conn(0).closed_by_gateway);
   EXPECT_TRUE(take_received().empty());  // the client saw nothing of the failure
   conn(1).accept();
   EXPECT_EQ(count(conn(1).received, "GET /page HTTP/1.1\r\n"), 1);
@@ -156,6 +158,36 @@ TEST_F(SessionTest, NoRetryOfAPostWhoseBytesReachedTheTarget) {
   EXPECT_EQ(got.rfind("HTTP/1.1 502 Bad Gateway\r\n", 0), 0u) << got;
   EXPECT_NE(got.find("Connection: close"), std::string::npos);
   EXPECT_TRUE(client_->write_shut);
+}
+
+TEST_F(SessionTest, NoRetryOfABodilessPostWhoseHeadReachedTheTarget) {
+  build({});
+  client_sends("POST /poke HTTP/1.1\r\nHost: site.test\r\nContent-Length: 0\r\n\r\n");
+  conn(0).accept();
+  EXPECT_EQ(conn(0).received.rfind("POST /poke HTTP/1.1\r\n", 0), 0u);
+  conn(0).hang_up();
+  EXPECT_EQ(upstreams_.connections.size(), 1u);
+  EXPECT_EQ(take_received().rfind("HTTP/1.1 502 Bad Gateway\r\n", 0), 0u);
+}
+
+TEST_F(SessionTest, NoRetryOfAnIdempotentPutOnceItsBodyWasSent) {
+  build({});
+  client_sends("PUT /doc HTTP/1.1\r\nHost: site.test\r\nContent-Length: 3\r\n\r\nabc");
+  conn(0).accept();
+  conn(0).reset();
+  EXPECT_EQ(upstreams_.connections.size(), 1u);  // the body is gone from the buffer: it cannot be sent again
+  EXPECT_EQ(take_received().rfind("HTTP/1.1 502 Bad Gateway\r\n", 0), 0u);
+}
+
+TEST_F(SessionTest, RefusedConnectMovesOnToAnotherTarget) {
+  build({});
+  client_sends(kGet);
+  conn(0).refuse();
+  ASSERT_EQ(upstreams_.connections.size(), 2u);
+  EXPECT_EQ(conn(0).target->metrics.connect_failures->value(), 1);
+  conn(1).accept();
+  conn(1).reply("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_EQ(take_received().rfind("HTTP/1.1 200 OK\r\n", 0), 0u);
 }
 
 TEST_F(SessionTest, ConnectTimeoutMovesOnToAnotherTarget) {
