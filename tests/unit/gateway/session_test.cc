@@ -266,5 +266,23 @@ TEST_F(SessionTest, StaleEntryIsRevalidatedAnd304ServesTheStoredBody) {
   EXPECT_NE(got.find("\r\n\r\nhello"), std::string::npos);
 }
 
+TEST_F(SessionTest, TargetFailingTheRevalidationServesTheStaleEntryWhenStaleIfErrorAllows) {
+  build({.targets = 1, .cache = true});
+  client_sends(kGet);
+  conn(0).accept();
+  conn(0).reply(
+      "HTTP/1.1 200 OK\r\nCache-Control: max-age=0, stale-if-error=600\r\nETag: \"v1\"\r\n"
+      "Content-Length: 5\r\n\r\nhello");
+  take_received();
+
+  client_sends(kGet);
+  ASSERT_EQ(upstreams_.reuses, 1);
+  conn(0).reset();  // on a reused connection: retried, but the group has no other target
+  std::string got = take_received();
+  EXPECT_EQ(got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << got;
+  EXPECT_NE(got.find("X-Cache: STALE\r\n"), std::string::npos) << got;
+  EXPECT_NE(got.find("\r\n\r\nhello"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace cumulo::gateway
