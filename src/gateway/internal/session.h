@@ -116,8 +116,7 @@ class Session final : public core::IoHandler {
     int tried_count = 0;
     int attempts = 0;
     uint64_t request_left = 0;  // content-length body bytes not yet sent
-    size_t request_chunk_ready =
-        0;                      // chunked body bytes at the front of the client's buffer checked, not sent
+    size_t request_chunk_ready = 0;  // chunked body bytes checked at the front of client_.in, not sent
     uint64_t request_sent = 0;  // body bytes
     uint64_t response_left = 0;
     size_t response_chunk_ready = 0;
@@ -150,8 +149,8 @@ class Session final : public core::IoHandler {
   void upstream_failed(Failure kind, int err, const char* what);
   void release_upstream(bool reusable);
 
-  // ---- The cache (session_cache.cc): look-up, coalescing, revalidation, storing, serving stored objects.
-  // ---- kFill: this request fetches the key for every request waiting on it (it holds Store::begin_fill);
+  // ---- The cache (session_cache.cc): look-up, coalescing, revalidation, storing, serving. ----
+  // kFill: this request fetches the key for every request waiting on it (it holds Store::begin_fill);
   // kFetchAlone: it waited for another fill once and the key is still missing.
   enum class CacheMode : uint8_t { kOff, kFill, kFetchAlone, kRevalidate };
   struct CacheState {

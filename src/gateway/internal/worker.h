@@ -127,7 +127,6 @@ class Worker final : public Upstreams {
   void give_back(std::unique_ptr<UpstreamConnection> c, int max_idle) override;
   void discard(std::unique_ptr<UpstreamConnection> c) override;
   void pooled_conn_event(TcpUpstreamConnection* c);
-  SessionClock& clock() { return clock_; }
 
   // Per-worker request accounting for the retry budget.
   int64_t active_requests = 0;
