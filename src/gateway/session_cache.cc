@@ -167,7 +167,7 @@ std::shared_ptr<cache::Object> build_cache_object(const std::string& key, const 
 
 bool Session::saved_request(http::RequestHead& out) {
   http::RequestParser parser;
-  return parser.parse(cache_request_, out) == http::ParseStatus::kComplete;
+  return parser.parse(cache_.request, out) == http::ParseStatus::kComplete;
 }
 
 bool Session::cache_lookup(const http::RequestHead& req) {
@@ -180,9 +180,9 @@ bool Session::cache_lookup(const http::RequestHead& req) {
   std::string_view host = req.host;
   if (auto colon = host.rfind(':'); colon != std::string_view::npos && host.find(']') == std::string_view::npos)
     host = host.substr(0, colon);
-  cache_key_.clear();
-  for (char c : host) cache_key_.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c);
-  cache_key_.append(req.target);
+  cache_.key.clear();
+  for (char c : host) cache_.key.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c);
+  cache_.key.append(req.target);
   if (route_->config.cache.slice) {
     slices_begin(req);
     return true;
@@ -190,58 +190,58 @@ bool Session::cache_lookup(const http::RequestHead& req) {
   cache::CacheControl req_cc = cache::parse_cache_control(req);
   int64_t now = ::time(nullptr);
 
-  if (auto obj = store.lookup(cache_key_, req)) {
+  if (auto obj = store.lookup(cache_.key, req)) {
     if (!req_cc.no_cache) {
       auto fresh = cache::freshness(obj->current_times(), obj->cache_control, req_cc, now);
       if (fresh != cache::Freshness::kStale) {
         m.cache_results[fresh == cache::Freshness::kFresh ? kHit : kStale]->inc();
         size_t head_bytes = req.head_bytes;
         if (fresh == cache::Freshness::kStaleWhileRevalidate)
-          w_.refresh_in_background(snapshot_, route_, cache_key_, obj, std::string(in_.data(), head_bytes));
+          w_.refresh_in_background(snapshot_, route_, cache_.key, obj,
+                                   std::string(client_.in.data(), head_bytes));
         serve_cached(req, std::move(obj), fresh == cache::Freshness::kFresh ? "HIT" : "STALE");
-        in_.consume(head_bytes);
-        req_parser_.reset();
+        client_.in.consume(head_bytes);
+        client_.parser.reset();
         return true;
       }
     }
-    stale_ = std::move(obj);
-    cache_mode_ = CacheMode::kRevalidate;
+    cache_.stale = std::move(obj);
+    cache_.mode = CacheMode::kRevalidate;
   } else if (req_cc.only_if_cached) {
-    in_.consume(req.head_bytes);
-    req_parser_.reset();
+    client_.in.consume(req.head_bytes);
+    client_.parser.reset();
     respond_error(504, "only-if-cached, and the response is not in the cache");
     return true;
   }
-  if (!stale_) {
-    if (store.begin_fill(cache_key_)) {
-      filling_ = true;
-    } else if (!coalesced_) {
+  if (!cache_.stale) {
+    bool filler = store.begin_fill(cache_.key);
+    if (!filler && !cache_.coalesced) {
       // Another request is fetching this key already: wait for its response instead of asking the origin too.
       std::weak_ptr<Session*> weak = self_;
-      store.wait_fill(cache_key_, w_.loop(), [weak] {
+      store.wait_fill(cache_.key, w_.loop(), [weak] {
         auto p = weak.lock();
         if (p && *p) (*p)->cache_wake();
       });
       phase_ = Phase::kWaitCache;
-      req_parser_.reset();
+      client_.parser.reset();
       arm(TimerFor::kCacheWait, route_->config.timeouts.first_byte);
       route_ = nullptr;
       snapshot_.reset();
       return true;
     }
-    cache_mode_ = CacheMode::kFill;
+    cache_.mode = filler ? CacheMode::kFill : CacheMode::kFetchAlone;
   }
   m.cache_results[kMiss]->inc();
-  cache_request_.assign(in_.data(), req.head_bytes);
-  cache_request_time_ = now;
+  cache_.request.assign(client_.in.data(), req.head_bytes);
+  cache_.request_time = now;
   return false;
 }
 
 void Session::cache_wake() {
   if (phase_ != Phase::kWaitCache) return;
-  coalesced_ = true;
+  cache_.coalesced = true;
   phase_ = Phase::kHead;
-  timer_.cancel();
+  timer_->cancel();
   pump();
 }
 
@@ -249,50 +249,51 @@ bool Session::cache_on_response(const http::ResponseHead& resp) {
   int64_t now = ::time(nullptr);
   http::RequestHead& rq = w_.scratch_request;
   if (!saved_request(rq)) return false;
-  if (stale_ && (resp.status == 304 || resp.status >= 500)) {
+  if (cache_.stale && (resp.status == 304 || resp.status >= 500)) {
     cache::CacheControl req_cc = cache::parse_cache_control(rq);
     bool revalidated = resp.status == 304;
-    if (!revalidated && !cache::stale_if_error_allows(stale_->current_times(), stale_->cache_control, req_cc, now))
+    if (!revalidated && !cache::stale_if_error_allows(cache_.stale->current_times(),
+                                                      cache_.stale->cache_control, req_cc, now))
       return false;
     if (revalidated) {
       // RFC 9111 section 4.3.4: the stored response is fresh again from this 304 on.
       auto date = cache::parse_http_date(resp.header("date"));
-      stale_->refreshed_date.store(date.value_or(now));
-      stale_->refreshed_response_time.store(now);
+      cache_.stale->refreshed_date.store(date.value_or(now));
+      cache_.stale->refreshed_response_time.store(now);
     }
-    UpstreamConn& u = *up_;
+    UpstreamConnection& u = *exchange_.conn;
     u.in.consume(resp.head_bytes);
-    resp_parser_.reset();
+    exchange_.parser.reset();
     release_upstream(revalidated && resp.keep_alive && u.in.empty());
     route_->metrics.cache_results[kStale]->inc();
-    serve_cached(rq, stale_, revalidated ? "REVALIDATED" : "STALE");
+    serve_cached(rq, cache_.stale, revalidated ? "REVALIDATED" : "STALE");
     return true;
   }
   const RouteCacheConfig& cfg = route_->config.cache;
   // A HEAD response has no body to answer a later GET with.
   if (rq.method != http::Method::kGet || resp.status < 200 || resp.body == BodyKind::kUntilClose) return false;
   if (resp.body == BodyKind::kContentLength && resp.content_length > cfg.max_object_bytes) return false;
-  auto obj = build_cache_object(cache_key_, rq, resp, cfg, cache_request_time_, now);
+  auto obj = build_cache_object(cache_.key, rq, resp, cfg, cache_.request_time, now);
   if (!obj) return false;
   if (resp.body == BodyKind::kContentLength) obj->body.reserve(resp.content_length);
-  capture_ = std::move(obj);
+  cache_.capture = std::move(obj);
   return false;
 }
 
 void Session::capture_body(std::string_view bytes) {
-  if (capture_->body.size() + bytes.size() > route_->config.cache.max_object_bytes) {
-    capture_.reset();  // larger than it said, or than a chunked body may grow: not kept
+  if (cache_.capture->body.size() + bytes.size() > route_->config.cache.max_object_bytes) {
+    cache_.capture.reset();  // larger than it said, or than a chunked body may grow: not kept
     return;
   }
-  capture_->body.append(bytes);
+  cache_.capture->body.append(bytes);
 }
 
 void Session::cache_store() {
-  if (resp_done_ && snapshot_ && snapshot_->cache) {
-    prepare_variants(*capture_);
-    snapshot_->cache->insert(std::move(capture_));
+  if (exchange_.response_done() && snapshot_ && snapshot_->cache) {
+    prepare_variants(*cache_.capture);
+    snapshot_->cache->insert(std::move(cache_.capture));
   }
-  capture_.reset();
+  cache_.capture.reset();
 }
 
 void prepare_variants(cache::Object& obj) {
@@ -305,15 +306,16 @@ void prepare_variants(cache::Object& obj) {
 }
 
 bool Session::cache_serve_stale_on_error() {
-  if (!stale_ || resp_started_ || !out_.empty()) return false;
+  if (!cache_.stale || client_.response_started || !client_.out.empty()) return false;
   http::RequestHead& rq = w_.scratch_request;
   if (!saved_request(rq)) return false;
   cache::CacheControl req_cc = cache::parse_cache_control(rq);
-  if (!cache::stale_if_error_allows(stale_->current_times(), stale_->cache_control, req_cc, ::time(nullptr)))
+  if (!cache::stale_if_error_allows(cache_.stale->current_times(), cache_.stale->cache_control, req_cc,
+                                    ::time(nullptr)))
     return false;
-  if (up_) release_upstream(false);
+  if (exchange_.conn) release_upstream(false);
   route_->metrics.cache_results[kStale]->inc();
-  serve_cached(rq, stale_, "STALE");
+  serve_cached(rq, cache_.stale, "STALE");
   return true;
 }
 
@@ -345,10 +347,10 @@ void Session::serve_cached(const http::RequestHead& req, std::shared_ptr<const c
           // RFC 9110 section 14.6: several ranges (parse_range has coalesced the overlapping ones and refused
           // abusive sets) as multipart/byteranges, built here because its bytes are this request's alone.
           std::string boundary = multipart_boundary(obj->body, ranges);
-          ranges_body_ = cache::multipart_byteranges(obj->body, ranges, header_of(obj->headers, "content-type"),
-                                                     boundary);
+          cache_.ranges_body = cache::multipart_byteranges(obj->body, ranges,
+                                                           header_of(obj->headers, "content-type"), boundary);
           multipart = true;
-          end = ranges_body_.size();
+          end = cache_.ranges_body.size();
           extra = "Content-Type: multipart/byteranges; boundary=" + boundary + "\r\n";
         }
         break;
@@ -377,87 +379,89 @@ void Session::serve_cached(const http::RequestHead& req, std::shared_ptr<const c
   }
   bool compressed = variant != nullptr;
   if (variant) end = variant->size();
-  close_after_ = !keep_alive_ || w_.draining();
+  client_.close_after = !client_.keep_alive || w_.draining();
   bool body = status != 304 && status != 416 && req.method != http::Method::kHead;
-  out_.append(version_minor_ == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
-  out_.append(std::to_string(status));
-  out_.append(" ");
-  out_.append(reason);
-  out_.append("\r\n");
+  client_.out.append(client_.version_minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  client_.out.append(std::to_string(status));
+  client_.out.append(" ");
+  client_.out.append(reason);
+  client_.out.append("\r\n");
   if (multipart) {
-    append_headers_except(out_, obj->headers, "content-type");
+    append_headers_except(client_.out, obj->headers, "content-type");
   } else if (status != 416) {
-    out_.append(obj->headers);
+    client_.out.append(obj->headers);
   }
   if (!obj->etag.empty() && status != 416) {
-    out_.append("ETag: ");
+    client_.out.append("ETag: ");
     // Another representation needs another tag; a weak one still matches the identity's in If-None-Match.
-    if (compressed && obj->etag.rfind("W/", 0) != 0) out_.append("W/");
-    out_.append(obj->etag);
-    out_.append("\r\n");
+    if (compressed && obj->etag.rfind("W/", 0) != 0) client_.out.append("W/");
+    client_.out.append(obj->etag);
+    client_.out.append("\r\n");
   }
   if (obj->compressible && !obj->gzip_body.empty()) {
     if (compressed) {
-      out_.append("Content-Encoding: ");
-      out_.append(coding);
-      out_.append("\r\n");
+      client_.out.append("Content-Encoding: ");
+      client_.out.append(coding);
+      client_.out.append("\r\n");
     }
-    if (obj->vary.find("ccept-") == std::string::npos) out_.append("Vary: Accept-Encoding\r\n");
+    if (obj->vary.find("ccept-") == std::string::npos) client_.out.append("Vary: Accept-Encoding\r\n");
   }
   if (status != 304) {
-    out_.append("Content-Length: ");
-    out_.append(std::to_string(status == 416 ? 0 : end - first));
-    out_.append("\r\n");
+    client_.out.append("Content-Length: ");
+    client_.out.append(std::to_string(status == 416 ? 0 : end - first));
+    client_.out.append("\r\n");
   }
-  out_.append(extra);
-  out_.append("Age: ");
-  out_.append(std::to_string(cache::current_age(obj->current_times(), now)));
-  out_.append("\r\nX-Cache: ");
-  out_.append(label);
-  out_.append("\r\nVia: 1.1 cumulo\r\n");
-  if (close_after_) {
-    out_.append("Connection: close\r\n");
-  } else if (version_minor_ == 0) {
-    out_.append("Connection: keep-alive\r\n");
+  client_.out.append(extra);
+  client_.out.append("Age: ");
+  client_.out.append(std::to_string(cache::current_age(obj->current_times(), now)));
+  client_.out.append("\r\nX-Cache: ");
+  client_.out.append(label);
+  client_.out.append("\r\nVia: 1.1 cumulo\r\n");
+  if (client_.close_after) {
+    client_.out.append("Connection: close\r\n");
+  } else if (client_.version_minor == 0) {
+    client_.out.append("Connection: keep-alive\r\n");
   }
-  out_.append("\r\n");
+  client_.out.append("\r\n");
   status_ = status;
-  serve_pos_ = first;
-  serve_end_ = body ? end : first;
-  serving_body_ = multipart ? &ranges_body_ : variant ? variant : &obj->body;
-  serving_ = std::move(obj);
-  resp_started_ = true;
-  req_done_ = true;
+  cache_.serve_pos = first;
+  cache_.serve_end = body ? end : first;
+  cache_.serving_body = multipart ? &cache_.ranges_body : variant ? variant : &obj->body;
+  cache_.serving = std::move(obj);
+  client_.response_started = true;
+  exchange_.request = RequestProgress::kSent;
   phase_ = Phase::kServeCached;
   arm(TimerFor::kBodyIdle, route_->config.timeouts.idle);
 }
 
 bool Session::step_serve_cached() {
-  if (!out_.empty() || serve_pos_ < serve_end_) {
-    if (!client_writable_) return false;
-    size_t before = out_.size();
+  if (!client_.out.empty() || cache_.serve_pos < cache_.serve_end) {
+    if (!client_.writable) return false;
+    size_t before = client_.out.size();
     size_t written = 0;
-    if (!write_client(serving_body_->data() + serve_pos_, serve_end_ - serve_pos_, written)) return true;
-    serve_pos_ += written;
+    if (!write_client(cache_.serving_body->data() + cache_.serve_pos, cache_.serve_end - cache_.serve_pos,
+                      written))
+      return true;
+    cache_.serve_pos += written;
     route_->metrics.cache_bytes->inc(written);
     if (written) arm(TimerFor::kBodyIdle, route_->config.timeouts.idle);
-    return written > 0 || out_.size() != before;
+    return written > 0 || client_.out.size() != before;
   }
-  serving_.reset();
-  if (!ranges_body_.empty()) std::string().swap(ranges_body_);
+  cache_.serving.reset();
+  if (!cache_.ranges_body.empty()) std::string().swap(cache_.ranges_body);
   finish_cache_response();
   return true;
 }
 
 // A response the gateway answered itself (from stored objects or slices) is all sent.
 void Session::finish_cache_response() {
-  auto elapsed = std::chrono::duration<double>(w_.loop().update_now() - started_).count();
+  auto elapsed = std::chrono::duration<double>(clock_.update_now() - started_).count();
   route_->metrics.responses[status_ / 100]->inc();
   route_->metrics.latency->observe(elapsed);
-  route_->metrics.bytes_out->inc(bytes_to_client_);
+  route_->metrics.bytes_out->inc(client_.bytes_sent);
   log_access(status_);
   end_request();
-  if (close_after_ || !keep_alive_ || client_eof_) {
+  if (client_.close_after || !client_.keep_alive || client_.eof) {
     phase_ = Phase::kClosing;
   } else {
     enter_idle();
@@ -465,14 +469,12 @@ void Session::finish_cache_response() {
 }
 
 void Session::cache_end() {
-  if (filling_) {
-    if (snapshot_ && snapshot_->cache) snapshot_->cache->end_fill(cache_key_);
-    filling_ = false;
-  }
-  stale_.reset();
-  capture_.reset();
-  cache_mode_ = CacheMode::kOff;
-  coalesced_ = false;
+  if (cache_.mode == CacheMode::kFill && snapshot_ && snapshot_->cache)
+    snapshot_->cache->end_fill(cache_.key);
+  cache_.stale.reset();
+  cache_.capture.reset();
+  cache_.mode = CacheMode::kOff;
+  cache_.coalesced = false;
   slices_end();
 }
 

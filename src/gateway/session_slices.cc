@@ -81,9 +81,9 @@ std::shared_ptr<const cache::Object> slice_object(http::ClientResponse resp, uin
 }  // namespace
 
 void Session::slices_begin(const http::RequestHead& req) {
-  cache_request_.assign(in_.data(), req.head_bytes);
-  cache_request_time_ = ::time(nullptr);
-  slice_probe_ = 0;
+  cache_.request.assign(client_.in.data(), req.head_bytes);
+  cache_.request_time = ::time(nullptr);
+  slices_.probe = 0;
   std::string_view range = req.header("range");
   if (!range.empty() && req.header("if-range").empty()) {
     // A single "first-last" or "first-": start at the slice holding its first byte. A suffix or several
@@ -94,44 +94,46 @@ void Session::slices_begin(const http::RequestHead& req) {
     while (!spec.empty() && (spec.front() == ' ' || spec.front() == '\t')) spec.remove_prefix(1);
     if (!spec.empty() && spec.front() != '-' && cache::parse_range(range, UINT64_MAX, r) == cache::RangeKind::kRanges &&
         r.size() == 1)
-      slice_probe_ = r[0].first / route_->config.cache.slice_bytes;
+      slices_.probe = r[0].first / route_->config.cache.slice_bytes;
   }
-  in_.consume(req.head_bytes);
-  req_parser_.reset();
-  req_done_ = true;
+  client_.in.consume(req.head_bytes);
+  client_.parser.reset();
+  exchange_.request = RequestProgress::kSent;
   phase_ = Phase::kSlices;
   arm(TimerFor::kBodyIdle, route_->config.timeouts.idle);
 }
 
 bool Session::step_slices() {
-  if (slice_waiting_) return false;
-  if (!slice_head_sent_) {
+  if (slices_.waiting) return false;
+  if (!slices_.head_sent) {
     // Any stored slice tells the length and the fields: the first one, when the wanted one is not stored, saves
     // a fetch for a range that turns out unsatisfiable.
-    if (!slice_ && slice_probe_ != 0 && !slice_get(slice_probe_, false)) slice_get(0, false);
-    if (!slice_) return slice_get(slice_probe_);
+    if (!slices_.object && slices_.probe != 0 && !slice_get(slices_.probe, false)) slice_get(0, false);
+    if (!slices_.object) return slice_get(slices_.probe);
     slices_write_head();
     return true;
   }
-  const cache::Object* s = slice_.get();
-  if (serve_pos_ < serve_end_ && (!s || serve_pos_ < s->slice_first || serve_pos_ - s->slice_first >= s->body.size()))
-    return slice_get(serve_pos_ / route_->config.cache.slice_bytes);
-  if (!out_.empty() || serve_pos_ < serve_end_) {
-    if (!client_writable_) return false;
+  const cache::Object* s = slices_.object.get();
+  if (cache_.serve_pos < cache_.serve_end &&
+      (!s || cache_.serve_pos < s->slice_first || cache_.serve_pos - s->slice_first >= s->body.size()))
+    return slice_get(cache_.serve_pos / route_->config.cache.slice_bytes);
+  if (!client_.out.empty() || cache_.serve_pos < cache_.serve_end) {
+    if (!client_.writable) return false;
     const char* data = nullptr;
     size_t n = 0;
-    if (serve_pos_ < serve_end_) {
-      uint64_t offset = serve_pos_ - s->slice_first;
+    if (cache_.serve_pos < cache_.serve_end) {
+      uint64_t offset = cache_.serve_pos - s->slice_first;
       data = s->body.data() + offset;
-      n = static_cast<size_t>(std::min<uint64_t>(serve_end_ - serve_pos_, s->body.size() - offset));
+      n = static_cast<size_t>(
+          std::min<uint64_t>(cache_.serve_end - cache_.serve_pos, s->body.size() - offset));
     }
-    size_t before = out_.size();
+    size_t before = client_.out.size();
     size_t written = 0;
     if (!write_client(data, n, written)) return true;
-    serve_pos_ += written;
-    if (!slice_from_origin_) route_->metrics.cache_bytes->inc(written);
+    cache_.serve_pos += written;
+    if (!slices_.from_origin) route_->metrics.cache_bytes->inc(written);
     if (written) arm(TimerFor::kBodyIdle, route_->config.timeouts.idle);
-    return written > 0 || out_.size() != before;
+    return written > 0 || client_.out.size() != before;
   }
   finish_cache_response();
   return true;
@@ -145,26 +147,26 @@ bool Session::slice_get(uint64_t index, bool fetch) {
     abort();
     return true;
   }
-  std::string key = cache_key_;
+  std::string key = cache_.key;
   key.push_back(cache::kSliceSeparator);
   key.append(std::to_string(index));
   int64_t now = ::time(nullptr);
   if (auto obj = store.lookup(key, rq)) {
     auto fresh = cache::freshness(obj->current_times(), obj->cache_control, cache::parse_cache_control(rq), now);
-    if (fresh != cache::Freshness::kStale && (!slice_head_sent_ || obj->etag == slice_etag_)) {
-      slice_ = std::move(obj);
-      slice_from_origin_ = false;
-      slice_coalesced_ = false;
+    if (fresh != cache::Freshness::kStale && (!slices_.head_sent || obj->etag == slices_.etag)) {
+      slices_.object = std::move(obj);
+      slices_.from_origin = false;
+      slices_.coalesced = false;
       return true;
     }
   }
   if (!fetch) return false;
   std::weak_ptr<Session*> weak = self_;
   bool filler = store.begin_fill(key);
-  if (!filler && !slice_coalesced_) {
+  if (!filler && !slices_.coalesced) {
     // Another request fetches this slice: wait for it rather than fetch it twice.
-    uint64_t token = ++slice_token_;
-    slice_waiting_ = true;
+    uint64_t token = ++slices_.token;
+    slices_.waiting = true;
     arm(TimerFor::kCacheWait, route_->config.timeouts.first_byte);
     store.wait_fill(key, w_.loop(), [weak, token] {
       auto p = weak.lock();
@@ -172,7 +174,7 @@ bool Session::slice_get(uint64_t index, bool fetch) {
     });
     return false;
   }
-  slice_coalesced_ = false;
+  slices_.coalesced = false;
   uint64_t first = index * cfg.slice_bytes;
   http::ClientRequest cr;
   cr.method = "GET";
@@ -189,12 +191,12 @@ bool Session::slice_get(uint64_t index, bool fetch) {
   }
   cr.headers.emplace_back("Range", "bytes=" + std::to_string(first) + "-" + std::to_string(first + cfg.slice_bytes - 1));
   cr.headers.emplace_back("Via", "1.1 cumulo");
-  uint64_t token = ++slice_token_;
+  uint64_t token = ++slices_.token;
   std::shared_ptr<const Snapshot> snapshot = snapshot_;
   const Route* route = route_;
   bool sent = w_.fetch_for_cache(
       *snapshot, route, std::move(cr),
-      [weak, token, snapshot, route, key, first, filler, request_head = cache_request_,
+      [weak, token, snapshot, route, key, first, filler, request_head = cache_.request,
        request_time = now](http::ClientResponse resp) {
         std::string error;
         auto obj = slice_object(std::move(resp), first, key, request_head, route->config.cache, request_time,
@@ -205,32 +207,32 @@ bool Session::slice_get(uint64_t index, bool fetch) {
       });
   if (!sent) {
     if (filler) store.end_fill(key);
-    if (slice_head_sent_) {
+    if (slices_.head_sent) {
       abort();
     } else {
       respond_error(503, "no healthy target to fetch the slice from");
     }
     return true;
   }
-  slice_waiting_ = true;
+  slices_.waiting = true;
   // The client's own timeout (first_byte) ends the fetch; this only guards against losing its answer.
   arm(TimerFor::kBodyIdle, route_->config.timeouts.first_byte + route_->config.timeouts.idle);
   return false;
 }
 
 void Session::slice_woken(uint64_t token) {
-  if (phase_ != Phase::kSlices || !slice_waiting_ || token != slice_token_) return;
-  slice_waiting_ = false;
-  slice_coalesced_ = true;  // look once more; if it is still missing, fetch it alone
-  ++slice_token_;
+  if (phase_ != Phase::kSlices || !slices_.waiting || token != slices_.token) return;
+  slices_.waiting = false;
+  slices_.coalesced = true;  // look once more; if it is still missing, fetch it alone
+  ++slices_.token;
   pump();
 }
 
 void Session::slice_arrived(uint64_t token, std::shared_ptr<const cache::Object> obj, std::string error) {
-  if (phase_ != Phase::kSlices || !slice_waiting_ || token != slice_token_) return;
-  slice_waiting_ = false;
+  if (phase_ != Phase::kSlices || !slices_.waiting || token != slices_.token) return;
+  slices_.waiting = false;
   if (!obj) {
-    if (slice_head_sent_) {
+    if (slices_.head_sent) {
       abort();  // the head promised bytes that cannot come: cut the response
     } else {
       respond_error(502, "the origin's answer to a slice request failed: " + error);
@@ -238,20 +240,21 @@ void Session::slice_arrived(uint64_t token, std::shared_ptr<const cache::Object>
     }
     return;
   }
-  if (slice_head_sent_ && (obj->status != 200 || obj->etag != slice_etag_ || obj->slice_total != slice_->slice_total)) {
+  if (slices_.head_sent &&
+      (obj->status != 200 || obj->etag != slices_.etag || obj->slice_total != slices_.object->slice_total)) {
     // RFC 9110 section 14.3's concern: parts of different representations must not be combined.
-    snapshot_->cache->purge(cache_key_, false);
+    snapshot_->cache->purge(cache_.key, false);
     abort();
     return;
   }
-  slice_ = std::move(obj);
-  slice_from_origin_ = true;
-  slice_fetched_ = true;
+  slices_.object = std::move(obj);
+  slices_.from_origin = true;
+  slices_.fetched = true;
   pump();
 }
 
 void Session::slices_write_head() {
-  const cache::Object& o = *slice_;
+  const cache::Object& o = *slices_.object;
   http::RequestHead& rq = w_.scratch_request;
   if (!saved_request(rq)) {
     abort();
@@ -291,58 +294,58 @@ void Session::slices_write_head() {
       default: break;
     }
   }
-  close_after_ = !keep_alive_ || w_.draining();
+  client_.close_after = !client_.keep_alive || w_.draining();
   bool body = status != 304 && status != 416 && rq.method != http::Method::kHead;
-  out_.append(version_minor_ == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
-  out_.append(std::to_string(status));
-  out_.append(" ");
-  out_.append(reason);
-  out_.append("\r\n");
-  if (status != 416) out_.append(o.headers);
+  client_.out.append(client_.version_minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  client_.out.append(std::to_string(status));
+  client_.out.append(" ");
+  client_.out.append(reason);
+  client_.out.append("\r\n");
+  if (status != 416) client_.out.append(o.headers);
   if (!o.etag.empty() && status != 416) {
-    out_.append("ETag: ");
-    out_.append(o.etag);
-    out_.append("\r\n");
+    client_.out.append("ETag: ");
+    client_.out.append(o.etag);
+    client_.out.append("\r\n");
   }
   if (status != 304) {
-    out_.append("Content-Length: ");
-    out_.append(std::to_string(end - first));
-    out_.append("\r\n");
+    client_.out.append("Content-Length: ");
+    client_.out.append(std::to_string(end - first));
+    client_.out.append("\r\n");
   }
-  out_.append(extra);
+  client_.out.append(extra);
   if (representation) {
-    out_.append("Age: ");
-    out_.append(std::to_string(cache::current_age(o.current_times(), ::time(nullptr))));
-    out_.append("\r\n");
+    client_.out.append("Age: ");
+    client_.out.append(std::to_string(cache::current_age(o.current_times(), ::time(nullptr))));
+    client_.out.append("\r\n");
   }
-  out_.append(slice_fetched_ ? "X-Cache: MISS\r\n" : "X-Cache: HIT\r\n");
-  out_.append("Via: 1.1 cumulo\r\n");
-  if (close_after_) {
-    out_.append("Connection: close\r\n");
-  } else if (version_minor_ == 0) {
-    out_.append("Connection: keep-alive\r\n");
+  client_.out.append(slices_.fetched ? "X-Cache: MISS\r\n" : "X-Cache: HIT\r\n");
+  client_.out.append("Via: 1.1 cumulo\r\n");
+  if (client_.close_after) {
+    client_.out.append("Connection: close\r\n");
+  } else if (client_.version_minor == 0) {
+    client_.out.append("Connection: keep-alive\r\n");
   }
-  out_.append("\r\n");
-  route_->metrics.cache_results[slice_fetched_ ? kMiss : kHit]->inc();
+  client_.out.append("\r\n");
+  route_->metrics.cache_results[slices_.fetched ? kMiss : kHit]->inc();
   status_ = status;
-  serve_pos_ = first;
-  serve_end_ = body ? end : first;
-  slice_etag_ = o.etag;
-  slice_head_sent_ = true;
-  resp_started_ = true;
+  cache_.serve_pos = first;
+  cache_.serve_end = body ? end : first;
+  slices_.etag = o.etag;
+  slices_.head_sent = true;
+  client_.response_started = true;
   arm(TimerFor::kBodyIdle, route_->config.timeouts.idle);
 }
 
 void Session::slices_end() {
-  slice_.reset();
-  slice_etag_.clear();
-  slice_probe_ = 0;
-  ++slice_token_;
-  slice_waiting_ = false;
-  slice_coalesced_ = false;
-  slice_head_sent_ = false;
-  slice_fetched_ = false;
-  slice_from_origin_ = false;
+  slices_.object.reset();
+  slices_.etag.clear();
+  slices_.probe = 0;
+  ++slices_.token;
+  slices_.waiting = false;
+  slices_.coalesced = false;
+  slices_.head_sent = false;
+  slices_.fetched = false;
+  slices_.from_origin = false;
 }
 
 }  // namespace cumulo::gateway

@@ -21,25 +21,60 @@ namespace cumulo::gateway {
 
 // ---- upstream connections ----
 
-void UpstreamConn::on_io(uint32_t events) {
+ssize_t TcpUpstreamConnection::read(char* buf, size_t len) {
+  return ::recv(fd_.get(), buf, len, 0);
+}
+
+ssize_t TcpUpstreamConnection::writev(const iovec* iov, int count) {
+  return ::writev(fd_.get(), iov, count);
+}
+
+int TcpUpstreamConnection::connect_error() {
+  return core::socket_error(fd_.get());
+}
+
+void TcpUpstreamConnection::close() {
+  if (!fd_) return;
+  worker_.loop().remove(fd_.get());
+  fd_.reset();
+}
+
+void TcpUpstreamConnection::on_io(uint32_t events) {
   if (events & core::kReadable) readable = true;
   if (events & core::kWritable) writable = true;
   if (events & core::kHangup) hangup = true;
   if (owner) {
     owner->on_upstream_io();
   } else {
-    worker.pooled_conn_event(this);
+    worker_.pooled_conn_event(this);
   }
 }
 
-std::unique_ptr<UpstreamConn> Worker::take_idle(const Target* t) {
-  auto it = idle_.find(t);
+namespace {
+class LoopAlarm final : public Alarm {
+ public:
+  LoopAlarm(core::EventLoop& loop, std::function<void()> fire) : timer_(loop, std::move(fire)) {}
+  // gateway::Alarm
+  void arm(core::Millis after) override { timer_.arm(after); }
+  void cancel() override { timer_.cancel(); }
+
+ private:
+  core::Timer timer_;
+};
+}  // namespace
+
+std::unique_ptr<Alarm> LoopClock::make_alarm(std::function<void()> fire) {
+  return std::make_unique<LoopAlarm>(loop_, std::move(fire));
+}
+
+std::unique_ptr<UpstreamConnection> Worker::take_idle(const Target& t) {
+  auto it = idle_.find(&t);
   if (it == idle_.end()) return nullptr;
   auto& list = it->second;
   while (!list.empty()) {
-    UpstreamConn* c = list.back();
+    UpstreamConnection* c = list.back();
     list.pop_back();
-    std::unique_ptr<UpstreamConn> conn(c);
+    std::unique_ptr<UpstreamConnection> conn(c);
     if (conn->hangup || !conn->in.empty()) {
       discard(std::move(conn));
       continue;
@@ -49,7 +84,15 @@ std::unique_ptr<UpstreamConn> Worker::take_idle(const Target* t) {
   return nullptr;
 }
 
-void Worker::give_back(std::unique_ptr<UpstreamConn> c, int max_idle) {
+std::unique_ptr<UpstreamConnection> Worker::connect(std::shared_ptr<Target> t, int& err) {
+  core::Fd fd = core::connect_tcp(t->address, &err);
+  if (!fd) return nullptr;
+  auto c = std::make_unique<TcpUpstreamConnection>(*this, std::move(fd), std::move(t));
+  loop_.add(c->fd(), c.get());
+  return c;
+}
+
+void Worker::give_back(std::unique_ptr<UpstreamConnection> c, int max_idle) {
   auto& list = idle_[c->target.get()];
   if (static_cast<int>(list.size()) >= max_idle || c->target->draining.load(std::memory_order_relaxed)) {
     discard(std::move(c));
@@ -60,15 +103,14 @@ void Worker::give_back(std::unique_ptr<UpstreamConn> c, int max_idle) {
   list.push_back(c.release());
 }
 
-void Worker::discard(std::unique_ptr<UpstreamConn> c) {
+void Worker::discard(std::unique_ptr<UpstreamConnection> c) {
   if (!c) return;
   c->owner = nullptr;
-  loop_.remove(c->fd.get());
-  c->fd.reset();
+  c->close();
   loop_.destroy_later(std::move(c));
 }
 
-void Worker::pooled_conn_event(UpstreamConn* c) {
+void Worker::pooled_conn_event(TcpUpstreamConnection* c) {
   // An idle connection that becomes readable was closed by the target (or it sent bytes nobody asked for).
   if (!c->readable && !c->hangup) return;
   auto it = idle_.find(c->target.get());
@@ -77,7 +119,7 @@ void Worker::pooled_conn_event(UpstreamConn* c) {
   auto pos = std::find(list.begin(), list.end(), c);
   if (pos == list.end()) return;
   list.erase(pos);
-  discard(std::unique_ptr<UpstreamConn>(c));
+  discard(std::unique_ptr<UpstreamConnection>(c));
 }
 
 // ---- accepting ----
@@ -107,7 +149,11 @@ void Worker::adopt_client(int fd, const ListenerRuntime& listener) {
   core::set_nodelay(fd);
   auto peer = core::SocketAddress::from_fd_peer(fd).value_or(core::SocketAddress{});
   std::unique_ptr<http::Transport> t = listener.tls ? listener.tls->wrap(fd) : http::make_plain_transport(fd);
-  auto* s = new Session(*this, std::move(t), listener, peer);
+  add_session(std::make_unique<Session>(*this, *this, clock_, std::move(t), listener, peer));
+}
+
+void Worker::add_session(std::unique_ptr<Session> session) {
+  Session* s = session.release();
   s->index = sessions_.size();
   sessions_.push_back(s);
   shared_.sessions.fetch_add(1, std::memory_order_relaxed);
@@ -136,7 +182,7 @@ Worker::~Worker() {
   join();
   for (Session* s : sessions_) delete s;
   for (auto& [t, list] : idle_)
-    for (UpstreamConn* c : list) delete c;
+    for (UpstreamConnection* c : list) delete c;
 }
 
 void Worker::start(std::shared_ptr<const Snapshot> snapshot,
@@ -248,11 +294,11 @@ void Worker::housekeeping() {
   for (auto it = idle_.begin(); it != idle_.end();) {
     auto& list = it->second;
     for (size_t i = 0; i < list.size();) {
-      UpstreamConn* c = list[i];
+      UpstreamConnection* c = list[i];
       if (now - c->idle_since_ms > max_idle_ms || c->target->draining.load(std::memory_order_relaxed)) {
         list[i] = list.back();
         list.pop_back();
-        discard(std::unique_ptr<UpstreamConn>(c));
+        discard(std::unique_ptr<UpstreamConnection>(c));
       } else {
         ++i;
       }

@@ -3,12 +3,14 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "cache/store.h"
 #include "core/buffer.h"
 #include "core/event_loop.h"
 #include "core/net.h"
+#include "gateway/internal/upstream.h"
 #include "gateway/internal/worker.h"
 #include "http/client.h"
 #include "http/transport.h"
@@ -31,46 +33,140 @@ void prepare_variants(cache::Object& obj);
 
 class Session final : public core::IoHandler {
  public:
-  Session(Worker& w, std::unique_ptr<http::Transport> client, const ListenerRuntime& listener, core::SocketAddress peer);
+  // `upstreams` and `clock` are the worker itself and its loop's clock, except in tests.
+  Session(Worker& w, Upstreams& upstreams, SessionClock& clock, std::unique_ptr<http::Transport> client,
+          const ListenerRuntime& listener, core::SocketAddress peer);
   ~Session() override;
 
   void start();
   void on_io(uint32_t events) override;  // the client socket
-  void on_upstream_io();                 // readiness of up_, recorded in its flags
+  void on_upstream_io();                 // readiness of the exchange's connection, recorded in its flags
   void drain();                          // the gateway is shutting down
   void cut_if_using(const Target* t);    // the target's drain timeout passed
   size_t index = 0;                      // in the worker's session list
 
  private:
+  // What the session does with its client connection now; each part below has its own state beside it.
   enum class Phase : uint8_t { kHead, kProxy, kWaitCache, kServeCached, kSlices, kClosing, kLinger, kClosed };
-  enum class TimerFor : uint8_t { kNone, kIdle, kHeader, kConnect, kFirstByte, kBodyIdle, kLinger, kCacheWait };
-  enum class CacheMode : uint8_t { kOff, kFill, kRevalidate };
-  enum class Failure : uint8_t { kConnect, kReset, kTimeout, kBadResponse };
+  enum class TimerFor : uint8_t {
+    kNone,
+    kIdle,
+    kHeader,
+    kConnect,
+    kFirstByte,
+    kBodyIdle,
+    kLinger,
+    kCacheWait
+  };
 
   void pump();
-  bool step_head();
-  bool step_proxy();
-  bool step_closing();
-  bool send_request();
-  bool receive_response();
-  bool read_client();
-  bool write_client(const char* extra, size_t extra_len, size_t& extra_written);
-
-  void begin_request(const http::RequestHead& req);
-  void connect_upstream();
-  void upstream_failed(Failure kind, int err, const char* what);
-  void finish_request();
-  void end_request();  // lets go of the target, the route and the snapshot of the request that ended
-  void respond_error(int status, std::string_view detail);
-  void abort();
-  void close();
   void arm(TimerFor what, core::Millis after);
   void on_timer();
+  void abort();
+  void close();
+
+  // ---- The client side (session.cc): reading and parsing requests, writing responses, keep-alive. ----
+  struct ClientSide {
+    std::unique_ptr<http::Transport> transport;
+    core::Buffer in;   // from the client
+    core::Buffer out;  // to the client, ahead of response body bytes (rewritten heads, errors)
+    http::RequestParser parser;
+    uint64_t bytes_sent = 0;  // of the current response
+    uint8_t version_minor = 1;
+    bool readable = true;
+    bool writable = true;
+    bool eof = false;
+    bool keep_alive = true;         // the client asked for it and the gateway is not draining
+    bool close_after = false;       // the current response is the connection's last
+    bool response_started = false;  // a response head is on its way: no other answer may replace it
+
+    void begin_response(uint8_t request_version_minor, bool keep);
+  };
+  bool step_head();
+  bool step_closing();
+  bool read_client();
+  bool write_client(const char* extra, size_t extra_len, size_t& extra_written);
   void enter_idle();
-  void release_upstream(bool reusable);
+  // A parsed request head: answered at once, from the cache, or sent to a target.
+  void begin_request(const http::RequestHead& req);
+  void reset_for_request(const http::RequestHead& req);
+  void take_request_id(const http::RequestHead& req);
+  void open_access_log(const http::RequestHead& req);
+  bool answered_before_routing(const http::RequestHead& req);
+  bool write_upstream_head(const http::RequestHead& req);
+  bool write_response_head(const http::ResponseHead& resp);
+  void respond_error(int status, std::string_view detail);
+  void finish_request();
+  void end_request();  // lets go of the target, the route and the snapshot of the request that ended
   void log_access(int status);
 
-  // The cache (session_cache.cc).
+  // ---- The upstream exchange (session_upstream.cc): target pick, connect, send, receive, retries. ----
+  enum class Failure : uint8_t { kConnect, kReset, kTimeout, kBadResponse };
+  enum class RequestProgress : uint8_t { kBody, kLastChunkRead, kSent };  // kSent: nothing left to send
+  enum class ResponseProgress : uint8_t { kHead, kBody, kComplete };      // as read from the target
+  struct Exchange {
+    std::unique_ptr<UpstreamConnection> conn;
+    std::shared_ptr<Target> target;
+    core::Buffer head;  // the rewritten request head, kept until the response starts so a retry can resend it
+    size_t head_sent = 0;
+    http::ResponseParser parser;
+    http::ChunkedDecoder request_chunks;
+    http::ChunkedDecoder response_chunks;
+    const Target* tried[4] = {};
+    int tried_count = 0;
+    int attempts = 0;
+    uint64_t request_left = 0;  // content-length body bytes not yet sent
+    size_t request_chunk_ready = 0;  // chunked body bytes checked at the front of client_.in, not sent
+    uint64_t request_sent = 0;  // body bytes
+    uint64_t response_left = 0;
+    size_t response_chunk_ready = 0;
+    std::string last_failure;  // what went wrong with the last target tried, for the 502/504 body
+    http::BodyKind request_body = http::BodyKind::kNone;
+    http::BodyKind response_body = http::BodyKind::kNone;
+    RequestProgress request = RequestProgress::kBody;
+    ResponseProgress response = ResponseProgress::kHead;
+
+    void begin(const http::RequestHead& req);  // a new request; the target is picked later
+    bool request_done() const { return request == RequestProgress::kSent; }
+    bool head_received() const { return response != ResponseProgress::kHead; }
+    bool response_done() const { return response == ResponseProgress::kComplete; }
+  };
+  void start_exchange();
+  void connect_upstream();
+  bool step_proxy();
+  bool send_request();
+  bool receive_response();
+  // What receive_response does after a step: loop again, wait for an event, stop (the exchange ended or
+  // failed), or read more from the target.
+  enum class Flow : uint8_t { kAgain, kWait, kEnded, kRead };
+  Flow take_response_head(UpstreamConnection& u, bool& progress);
+  Flow pass_interim(UpstreamConnection& u, const http::ResponseHead& resp, bool& progress);
+  Flow commit_response(UpstreamConnection& u, const http::ResponseHead& resp, bool& progress);
+  void start_response(const http::ResponseHead& resp);
+  std::optional<size_t> response_body_ready(UpstreamConnection& u);
+  Flow forward_response_body(UpstreamConnection& u, bool& progress);
+  Flow read_upstream(UpstreamConnection& u, bool& progress);
+  void upstream_failed(Failure kind, int err, const char* what);
+  void release_upstream(bool reusable);
+
+  // ---- The cache (session_cache.cc): look-up, coalescing, revalidation, storing, serving. ----
+  // kFill: this request fetches the key for every request waiting on it (it holds Store::begin_fill);
+  // kFetchAlone: it waited for another fill once and the key is still missing.
+  enum class CacheMode : uint8_t { kOff, kFill, kFetchAlone, kRevalidate };
+  struct CacheState {
+    CacheMode mode = CacheMode::kOff;
+    bool coalesced = false;  // it waited once already: it fetches alone if the key is still missing
+    std::string key;
+    std::string request;  // a copy of the request head, to judge the response (storable? Vary?)
+    int64_t request_time = 0;
+    std::shared_ptr<const cache::Object> stale;  // being revalidated, or served if the origin fails
+    std::shared_ptr<cache::Object> capture;      // the response on its way into the cache
+    std::shared_ptr<const cache::Object> serving;
+    const std::string* serving_body = nullptr;  // serving's identity or compressed body, or ranges_body
+    std::string ranges_body;                    // a multipart/byteranges answer built for this request
+    uint64_t serve_pos = 0;                     // also the slices' position in the representation
+    uint64_t serve_end = 0;
+  };
   bool cache_lookup(const http::RequestHead& req);
   bool cache_on_response(const http::ResponseHead& resp);
   bool cache_serve_stale_on_error();
@@ -82,92 +178,52 @@ class Session final : public core::IoHandler {
   void cache_end();
   void cache_wake();
   bool saved_request(http::RequestHead& out);
-  // Cache slices (session_slices.cc).
+
+  // ---- Cache slices (session_slices.cc), for a request on a route with cache.slice. ----
+  struct SliceState {
+    std::shared_ptr<const cache::Object> object;  // the slice (or the whole answer) being sent
+    std::string etag;                             // of the first slice: every later one must match it
+    uint64_t probe = 0;                           // the slice that tells the length, before the head is sent
+    uint64_t token = 0;                           // tells a wake-up of the current wait from stale ones
+    bool waiting = false;                         // for a fetch, or for another request's fetch of the slice
+    bool coalesced = false;                       // waited for another fetch once: fetch alone now
+    bool head_sent = false;
+    bool fetched = false;      // some slice of this request came from the origin
+    bool from_origin = false;  // `object` did
+  };
   void slices_begin(const http::RequestHead& req);
   bool step_slices();
-  bool slice_get(uint64_t index, bool fetch = true);  // true: slice_ is it (or the request ended)
+  bool slice_get(uint64_t index, bool fetch = true);  // true: slices_.object is it (or the request ended)
   void slice_arrived(uint64_t token, std::shared_ptr<const cache::Object> obj, std::string error);
   void slice_woken(uint64_t token);
   void slices_write_head();
   void slices_end();
 
   Worker& w_;
-  std::unique_ptr<http::Transport> client_;
+  Upstreams& upstreams_;
+  SessionClock& clock_;
   const ListenerRuntime& listener_;
   core::SocketAddress peer_;
-  core::Buffer in_;    // from the client
-  core::Buffer out_;   // to the client, ahead of response body bytes (rewritten heads, errors)
-  core::Buffer up_head_;  // the rewritten request head, kept until the response starts so a retry can resend it
-  size_t up_head_sent_ = 0;
-  std::unique_ptr<UpstreamConn> up_;
-  core::Timer timer_;
-  http::RequestParser req_parser_;
-  http::ResponseParser resp_parser_;
-  http::ChunkedDecoder req_chunks_;
-  http::ChunkedDecoder resp_chunks_;
-
-  // The request in flight.
-  std::shared_ptr<const Snapshot> snapshot_;
-  const Route* route_ = nullptr;
-  std::shared_ptr<Target> target_;
-  const Target* tried_[4] = {};
-  int tried_count_ = 0;
-  int attempts_ = 0;
-  core::TimePoint started_{};
-  uint64_t req_body_left_ = 0;     // content-length body bytes not yet sent
-  size_t req_chunk_ready_ = 0;     // chunked body bytes at the front of in_ checked and not yet sent
-  uint64_t req_body_sent_ = 0;
-  uint64_t resp_body_left_ = 0;
-  size_t resp_chunk_ready_ = 0;
-  uint64_t bytes_to_client_ = 0;
-  int status_ = 0;
-  char request_id_[64];  // fixed size: an idle connection keeps no heap memory for it
-  uint8_t request_id_len_ = 0;
-  std::string_view request_id() const { return {request_id_, request_id_len_}; }
-  std::string last_failure_;  // what went wrong with the last target tried, for the 502/504 body
-  std::string log_line_;  // access-log fields gathered at request start (only when the access log is on)
-  http::Method method_ = http::Method::kGet;
-  http::BodyKind req_body_ = http::BodyKind::kNone;
-  http::BodyKind resp_body_ = http::BodyKind::kNone;
+  std::unique_ptr<Alarm> timer_;
   Phase phase_ = Phase::kHead;
   TimerFor timer_for_ = TimerFor::kNone;
-  uint8_t version_minor_ = 1;
-  bool client_readable_ = true;
-  bool client_writable_ = true;
-  bool client_eof_ = false;
-  bool keep_alive_ = true;
-  bool req_done_ = false;
-  bool req_chunks_complete_ = false;
-  bool resp_started_ = false;
-  bool resp_head_done_ = false;
-  bool resp_done_ = false;
-  bool close_after_ = false;
-  bool in_flight_counted_ = false;
 
-  // The cache, for the request in flight.
-  CacheMode cache_mode_ = CacheMode::kOff;
-  bool filling_ = false;    // this request fetches the key for every request waiting on it
-  bool coalesced_ = false;  // it waited once already: it fetches alone if the key is still missing
-  std::string cache_key_;
-  std::string cache_request_;  // a copy of the request head, to judge the response (storable? Vary?)
-  int64_t cache_request_time_ = 0;
-  std::shared_ptr<const cache::Object> stale_;  // being revalidated, or served if the origin fails
-  std::shared_ptr<cache::Object> capture_;      // the response on its way into the cache
-  std::shared_ptr<const cache::Object> serving_;
-  const std::string* serving_body_ = nullptr;  // serving_'s identity or compressed body, or ranges_body_
-  std::string ranges_body_;                    // a multipart/byteranges answer built for this request
-  uint64_t serve_pos_ = 0;
-  uint64_t serve_end_ = 0;
-  // Cache slices, for a request on a route with cache.slice.
-  std::shared_ptr<const cache::Object> slice_;  // the slice (or the whole answer) being sent
-  std::string slice_etag_;                      // of the first slice: every later one must match it
-  uint64_t slice_probe_ = 0;                    // the slice that tells the length, before the head is sent
-  uint64_t slice_token_ = 0;                    // tells a wake-up of the current wait from stale ones
-  bool slice_waiting_ = false;                  // for a fetch, or for another request's fetch of the slice
-  bool slice_coalesced_ = false;                // waited for another fetch once: fetch alone now
-  bool slice_head_sent_ = false;
-  bool slice_fetched_ = false;                  // some slice of this request came from the origin
-  bool slice_from_origin_ = false;              // slice_ did
+  // The request in flight, seen by every part.
+  std::shared_ptr<const Snapshot> snapshot_;
+  const Route* route_ = nullptr;
+  core::TimePoint started_{};
+  int status_ = 0;
+  http::Method method_ = http::Method::kGet;
+  bool in_flight_counted_ = false;  // in the worker's active_requests (the retry budget's count)
+  uint8_t request_id_len_ = 0;
+  char request_id_[64];  // fixed size: an idle connection keeps no heap memory for it
+  std::string_view request_id() const { return {request_id_, request_id_len_}; }
+  std::string log_line_;  // access-log fields gathered at request start (only when the access log is on)
+
+  ClientSide client_;
+  Exchange exchange_;
+  CacheState cache_;
+  SliceState slices_;
   std::shared_ptr<Session*> self_;  // wake-ups from other threads find the session through it; null once closed
 };
 

@@ -15,6 +15,7 @@
 #include "core/event_loop.h"
 #include "core/net.h"
 #include "gateway/internal/model.h"
+#include "gateway/internal/upstream.h"
 #include "http/transport.h"
 #include "http/wire/h1.h"
 
@@ -40,22 +41,37 @@ struct ListenerRuntime {
   std::string port_text;
 };
 
-// A connection to a target. Owned by its session while it carries a request, by the worker's pool while idle.
-struct UpstreamConn final : core::IoHandler {
-  UpstreamConn(Worker& w, core::Fd f, std::shared_ptr<Target> t) : worker(w), fd(std::move(f)), target(std::move(t)) {}
+// A connection to a target over a non-blocking TCP socket watched by the worker's loop.
+class TcpUpstreamConnection final : public UpstreamConnection, public core::IoHandler {
+ public:
+  TcpUpstreamConnection(Worker& w, core::Fd f, std::shared_ptr<Target> t)
+      : UpstreamConnection(std::move(t)), worker_(w), fd_(std::move(f)) {}
+  // gateway::UpstreamConnection
+  ssize_t read(char* buf, size_t len) override;
+  ssize_t writev(const iovec* iov, int count) override;
+  int connect_error() override;
+  void close() override;
+  // core::IoHandler
   void on_io(uint32_t events) override;
 
-  Worker& worker;
-  core::Fd fd;
-  std::shared_ptr<Target> target;
-  core::Buffer in;
-  Session* owner = nullptr;
-  int64_t idle_since_ms = 0;
-  bool connected = false;
-  bool readable = false;
-  bool writable = false;
-  bool hangup = false;
-  bool reused = false;  // carried an earlier request (a failure may be a stale keep-alive, not a dead target)
+  int fd() const { return fd_.get(); }
+
+ private:
+  Worker& worker_;
+  core::Fd fd_;
+};
+
+// The worker's clock: its loop's time and timers.
+class LoopClock final : public SessionClock {
+ public:
+  explicit LoopClock(core::EventLoop& loop) : loop_(loop) {}
+  // gateway::SessionClock
+  core::TimePoint now() override { return loop_.now(); }
+  core::TimePoint update_now() override { return loop_.update_now(); }
+  std::unique_ptr<Alarm> make_alarm(std::function<void()> fire) override;
+
+ private:
+  core::EventLoop& loop_;
 };
 
 class Acceptor final : public core::IoHandler {
@@ -76,10 +92,10 @@ struct WorkerShared {
   core::Counter* accepted = nullptr;
 };
 
-class Worker {
+class Worker final : public Upstreams {
  public:
   Worker(int index, WorkerShared& shared);
-  ~Worker();
+  ~Worker() override;
 
   int index() const { return index_; }
   core::EventLoop& loop() { return loop_; }
@@ -101,13 +117,16 @@ class Worker {
   bool draining() const { return draining_; }
 
   void adopt_client(int fd, const ListenerRuntime& listener);
+  // Owns the session from now on (until session_closed) and starts it; adopt_client and tests make them.
+  void add_session(std::unique_ptr<Session> session);
   void session_closed(Session* s);
 
-  // An idle pooled connection to the target, or nullptr.
-  std::unique_ptr<UpstreamConn> take_idle(const Target* t);
-  void give_back(std::unique_ptr<UpstreamConn> c, int max_idle);
-  void discard(std::unique_ptr<UpstreamConn> c);
-  void pooled_conn_event(UpstreamConn* c);
+  // gateway::Upstreams (the worker's pool of keep-alive connections to targets)
+  std::unique_ptr<UpstreamConnection> take_idle(const Target& t) override;
+  std::unique_ptr<UpstreamConnection> connect(std::shared_ptr<Target> t, int& err) override;
+  void give_back(std::unique_ptr<UpstreamConnection> c, int max_idle) override;
+  void discard(std::unique_ptr<UpstreamConnection> c) override;
+  void pooled_conn_event(TcpUpstreamConnection* c);
 
   // Per-worker request accounting for the retry budget.
   int64_t active_requests = 0;
@@ -121,11 +140,12 @@ class Worker {
   int index_;
   WorkerShared& shared_;
   core::EventLoop loop_;
+  LoopClock clock_{loop_};
   std::thread thread_;
   std::shared_ptr<const Snapshot> snapshot_;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
   std::vector<Session*> sessions_;  // owned; index kept in the session for O(1) removal
-  std::unordered_map<const Target*, std::vector<UpstreamConn*>> idle_;  // owned
+  std::unordered_map<const Target*, std::vector<UpstreamConnection*>> idle_;  // owned
   std::unique_ptr<core::Timer> housekeeping_timer_;
   std::unique_ptr<http::Client> refresher_;  // background revalidation of stale cache entries
   bool draining_ = false;

@@ -1,0 +1,288 @@
+// A session driven without sockets: the client is a FakeClientTransport, the targets are FakeUpstreams whose
+// connections the test accepts, answers and resets, and time is a FakeSessionClock.
+#include "gateway/internal/session.h"
+
+#include <gtest/gtest.h>
+
+#include "cache/store.h"
+#include "core/metrics.h"
+#include "gateway/internal/worker.h"
+#include "support/fake_upstream.h"
+
+namespace cumulo::gateway {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr std::string_view kGet = "GET /page HTTP/1.1\r\nHost: site.test\r\n\r\n";
+
+struct Scenario {
+  int targets = 2;
+  int attempts = 2;
+  bool cache = false;
+  milliseconds connect{2000};
+  milliseconds first_byte{5000};
+};
+
+class SessionTest : public ::testing::Test {
+ protected:
+  void build(const Scenario& s) {
+    auto config = std::make_shared<GatewayConfig>();
+    auto group = std::make_shared<TargetGroup>();
+    group->config.name = "web";
+    group->config.retries.attempts = s.attempts;
+    group->balancer.resize(1);
+    for (int i = 0; i < s.targets; ++i) {
+      auto t = std::make_shared<Target>();
+      t->group = "web";
+      t->address_text = "10.0.0." + std::to_string(i + 1) + ":80";
+      t->address = *core::SocketAddress::parse(t->address_text);
+      t->health->health.store(health::Health::kHealthy);
+      core::Labels l{{"target", t->address_text}};
+      for (int c = 0; c < 6; ++c) {
+        core::Labels lc = l;
+        lc.emplace_back("code", std::to_string(c));
+        t->metrics.responses[c] = &registry_.counter("target_responses", "", lc);
+      }
+      t->metrics.bytes_in = &registry_.counter("target_bytes_in", "", l);
+      t->metrics.bytes_out = &registry_.counter("target_bytes_out", "", l);
+      t->metrics.connect_failures = &registry_.counter("target_connect_failures", "", l);
+      t->metrics.retries = &registry_.counter("target_retries", "", l);
+      t->metrics.latency = &registry_.histogram("target_latency", "", l);
+      group->targets.push_back(t);
+    }
+    auto snapshot = std::make_shared<Snapshot>();
+    snapshot->config = config;
+    if (s.cache) snapshot->cache = std::make_shared<cache::Store>(1 << 20);
+    Route r;
+    r.config.name = "all";
+    r.config.target_group = "web";
+    r.config.timeouts.connect = s.connect;
+    r.config.timeouts.first_byte = s.first_byte;
+    r.config.cache.enabled = s.cache;
+    r.group = group;
+    for (int c = 0; c < 6; ++c)
+      r.metrics.responses[c] = &registry_.counter("route_responses", "", {{"code", std::to_string(c)}});
+    for (int c = 0; c < 4; ++c)
+      r.metrics.cache_results[c] = &registry_.counter("route_cache", "", {{"result", std::to_string(c)}});
+    r.metrics.cache_bytes = &registry_.counter("route_cache_bytes", "");
+    r.metrics.latency = &registry_.histogram("route_latency", "");
+    r.metrics.bytes_out = &registry_.counter("route_bytes_out", "");
+    snapshot->routes.push_back(std::move(r));
+    snapshot->groups["web"] = group;
+    group_ = group;
+    worker_ = std::make_unique<Worker>(0, shared_);
+    worker_->set_snapshot(snapshot);
+    listener_.port_text = "8080";
+    auto session = std::make_unique<Session>(*worker_, upstreams_, clock_,
+                                             std::make_unique<fakes::FakeClientTransport>(client_), listener_,
+                                             *core::SocketAddress::parse("192.0.2.7:50000"));
+    session_ = session.get();
+    worker_->add_session(std::move(session));
+  }
+
+  void client_sends(std::string_view bytes) {
+    client_->send.append(bytes);
+    session_->on_io(core::kReadable);
+  }
+  fakes::FakeUpstreamConnection& conn(size_t n) {
+    EXPECT_GT(upstreams_.connections.size(), n);
+    return *upstreams_.connection(n);
+  }
+  // What the client has received since the last call.
+  std::string take_received() {
+    std::string r;
+    r.swap(client_->received);
+    return r;
+  }
+  static int count(std::string_view hay, std::string_view needle) {
+    int n = 0;
+    for (size_t p = hay.find(needle); p != std::string_view::npos; p = hay.find(needle, p + 1)) ++n;
+    return n;
+  }
+
+  // Declared before the worker: sessions it destroys still use them.
+  core::MetricsRegistry registry_;
+  fakes::FakeSessionClock clock_;
+  fakes::FakeUpstreams upstreams_;
+  std::shared_ptr<fakes::FakeClientTransport::Wire> client_ =
+      std::make_shared<fakes::FakeClientTransport::Wire>();
+  WorkerShared shared_;
+  ListenerRuntime listener_;
+  std::shared_ptr<TargetGroup> group_;
+  std::unique_ptr<Worker> worker_;
+  Session* session_ = nullptr;
+};
+
+TEST_F(SessionTest, ProxiesARequestAndKeepsBothConnectionsAlive) {
+  build({});
+  client_sends(kGet);
+  ASSERT_EQ(upstreams_.connections.size(), 1u);
+  conn(0).accept();
+  EXPECT_EQ(conn(0).received.rfind("GET /page HTTP/1.1\r\n", 0), 0u) << conn(0).received;
+  EXPECT_NE(conn(0).received.find("X-Forwarded-For: 192.0.2.7\r\n"), std::string::npos);
+  conn(0).reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  std::string got = take_received();
+  EXPECT_EQ(got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << got;
+  EXPECT_NE(got.find("\r\n\r\nok"), std::string::npos);
+  EXPECT_EQ(upstreams_.idle(), 1u);  // back in the pool for the next request
+  EXPECT_FALSE(conn(0).closed_by_gateway);
+  EXPECT_FALSE(client_->write_shut);
+}
+
+TEST_F(SessionTest, ResetBeforeAnyResponseByteRetriesAnIdempotentRequestOnAnotherTarget) {
+  build({});
+  client_sends(kGet);
+  conn(0).accept();
+  conn(0).reset();
+  ASSERT_EQ(upstreams_.connections.size(), 2u);
+  EXPECT_NE(conn(0).target, conn(1).target);
+  EXPECT_TRUE(conn(0).closed_by_gateway);
+  EXPECT_TRUE(take_received().empty());  // the client saw nothing of the failure
+  conn(1).accept();
+  EXPECT_EQ(count(conn(1).received, "GET /page HTTP/1.1\r\n"), 1);
+  conn(1).reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  std::string got = take_received();
+  EXPECT_EQ(got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << got;
+  EXPECT_EQ(conn(0).target->metrics.retries->value(), 1);
+}
+
+TEST_F(SessionTest, NoRetryOfAPostWhoseBytesReachedTheTarget) {
+  build({});
+  client_sends("POST /form HTTP/1.1\r\nHost: site.test\r\nContent-Length: 5\r\n\r\nhello");
+  conn(0).accept();
+  EXPECT_NE(conn(0).received.find("\r\n\r\nhello"), std::string::npos);
+  conn(0).reset();
+  EXPECT_EQ(upstreams_.connections.size(), 1u);  // not sent again: it may have had effects
+  std::string got = take_received();
+  EXPECT_EQ(got.rfind("HTTP/1.1 502 Bad Gateway\r\n", 0), 0u) << got;
+  EXPECT_NE(got.find("Connection: close"), std::string::npos);
+  EXPECT_TRUE(client_->write_shut);
+}
+
+TEST_F(SessionTest, NoRetryOfABodilessPostWhoseHeadReachedTheTarget) {
+  build({});
+  client_sends("POST /poke HTTP/1.1\r\nHost: site.test\r\nContent-Length: 0\r\n\r\n");
+  conn(0).accept();
+  EXPECT_EQ(conn(0).received.rfind("POST /poke HTTP/1.1\r\n", 0), 0u);
+  conn(0).hang_up();
+  EXPECT_EQ(upstreams_.connections.size(), 1u);
+  EXPECT_EQ(take_received().rfind("HTTP/1.1 502 Bad Gateway\r\n", 0), 0u);
+}
+
+TEST_F(SessionTest, NoRetryOfAnIdempotentPutOnceItsBodyWasSent) {
+  build({});
+  client_sends("PUT /doc HTTP/1.1\r\nHost: site.test\r\nContent-Length: 3\r\n\r\nabc");
+  conn(0).accept();
+  conn(0).reset();
+  EXPECT_EQ(upstreams_.connections.size(), 1u);  // the body is gone from the buffer: it cannot be sent again
+  EXPECT_EQ(take_received().rfind("HTTP/1.1 502 Bad Gateway\r\n", 0), 0u);
+}
+
+TEST_F(SessionTest, RefusedConnectMovesOnToAnotherTarget) {
+  build({});
+  client_sends(kGet);
+  conn(0).refuse();
+  ASSERT_EQ(upstreams_.connections.size(), 2u);
+  EXPECT_EQ(conn(0).target->metrics.connect_failures->value(), 1);
+  conn(1).accept();
+  conn(1).reply("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_EQ(take_received().rfind("HTTP/1.1 200 OK\r\n", 0), 0u);
+}
+
+TEST_F(SessionTest, ConnectTimeoutMovesOnToAnotherTarget) {
+  build({.connect = 100ms});
+  client_sends(kGet);
+  clock_.advance(99ms);
+  EXPECT_EQ(upstreams_.connections.size(), 1u);
+  clock_.advance(1ms);
+  ASSERT_EQ(upstreams_.connections.size(), 2u);
+  EXPECT_TRUE(conn(0).received.empty());
+  conn(1).accept();
+  conn(1).reply("HTTP/1.1 204 No Content\r\n\r\n");
+  EXPECT_EQ(take_received().rfind("HTTP/1.1 204 No Content\r\n", 0), 0u);
+}
+
+TEST_F(SessionTest, ConnectTimeoutWithoutRetriesLeftAnswers504) {
+  build({.targets = 1, .attempts = 0, .connect = 100ms});
+  client_sends(kGet);
+  clock_.advance(100ms);
+  EXPECT_EQ(upstreams_.connections.size(), 1u);
+  std::string got = take_received();
+  EXPECT_EQ(got.rfind("HTTP/1.1 504 Gateway Timeout\r\n", 0), 0u) << got;
+  EXPECT_NE(got.find("connect timed out"), std::string::npos);
+}
+
+TEST_F(SessionTest, FirstByteTimeoutAnswers504AndDoesNotRetry) {
+  build({.first_byte = 1000ms});
+  client_sends(kGet);
+  conn(0).accept();
+  clock_.advance(999ms);
+  EXPECT_TRUE(client_->received.empty());
+  clock_.advance(1ms);
+  std::string got = take_received();
+  EXPECT_EQ(got.rfind("HTTP/1.1 504 Gateway Timeout\r\n", 0), 0u) << got;
+  EXPECT_NE(got.find("timeouts.first_byte"), std::string::npos);
+  EXPECT_EQ(upstreams_.connections.size(), 1u);
+}
+
+TEST_F(SessionTest, SecondGetIsServedFromTheCacheWithoutAskingTheTarget) {
+  build({.cache = true});
+  client_sends(kGet);
+  conn(0).accept();
+  conn(0).reply("HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 5\r\n\r\nhello");
+  std::string first = take_received();
+  EXPECT_NE(first.find("X-Cache: MISS\r\n"), std::string::npos) << first;
+
+  client_sends(kGet);
+  std::string second = take_received();
+  EXPECT_EQ(second.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << second;
+  EXPECT_NE(second.find("X-Cache: HIT\r\n"), std::string::npos) << second;
+  EXPECT_NE(second.find("\r\n\r\nhello"), std::string::npos);
+  EXPECT_EQ(upstreams_.connections.size(), 1u);
+  EXPECT_EQ(upstreams_.reuses, 0);
+  EXPECT_EQ(count(conn(0).received, "GET /page"), 1);
+}
+
+TEST_F(SessionTest, StaleEntryIsRevalidatedAnd304ServesTheStoredBody) {
+  build({.targets = 1, .cache = true});
+  client_sends(kGet);
+  conn(0).accept();
+  conn(0).reply(
+      "HTTP/1.1 200 OK\r\nCache-Control: max-age=0\r\nETag: \"v1\"\r\nContent-Length: 5\r\n\r\nhello");
+  take_received();
+  ASSERT_EQ(upstreams_.idle(), 1u);
+
+  client_sends(kGet);
+  EXPECT_EQ(upstreams_.reuses, 1);  // the pooled connection carries the conditional request
+  std::string_view second_request = std::string_view(conn(0).received).substr(conn(0).received.rfind("GET "));
+  EXPECT_NE(second_request.find("If-None-Match: \"v1\"\r\n"), std::string_view::npos) << second_request;
+  EXPECT_TRUE(client_->received.empty());
+  conn(0).reply("HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n");
+  std::string got = take_received();
+  EXPECT_EQ(got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << got;
+  EXPECT_NE(got.find("X-Cache: REVALIDATED\r\n"), std::string::npos) << got;
+  EXPECT_NE(got.find("Content-Length: 5\r\n"), std::string::npos);
+  EXPECT_NE(got.find("\r\n\r\nhello"), std::string::npos);
+}
+
+TEST_F(SessionTest, TargetFailingTheRevalidationServesTheStaleEntryWhenStaleIfErrorAllows) {
+  build({.targets = 1, .cache = true});
+  client_sends(kGet);
+  conn(0).accept();
+  conn(0).reply(
+      "HTTP/1.1 200 OK\r\nCache-Control: max-age=0, stale-if-error=600\r\nETag: \"v1\"\r\n"
+      "Content-Length: 5\r\n\r\nhello");
+  take_received();
+
+  client_sends(kGet);
+  ASSERT_EQ(upstreams_.reuses, 1);
+  conn(0).reset();  // on a reused connection: retried, but the group has no other target
+  std::string got = take_received();
+  EXPECT_EQ(got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << got;
+  EXPECT_NE(got.find("X-Cache: STALE\r\n"), std::string::npos) << got;
+  EXPECT_NE(got.find("\r\n\r\nhello"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace cumulo::gateway
