@@ -56,7 +56,7 @@ size_t default_worker_count() {
   return n > 0 ? n : 1;
 }
 
-void run_service(EventLoop& main, const sigset_t& signals, ServiceLife life) {
+void run_service(EventLoop& main, const sigset_t& signals, ServiceLife& life) {
   bool stopping = false;
   Timer drain_limit(main, [&] {
     log_warn(life.component, "drain limit reached: closing what is still open",

@@ -66,7 +66,7 @@ struct ServiceLife {
 };
 
 // Runs `main` until a stop signal (and its drain) ends it. `signals` is what block_signals returned; it holds
-// SIGHUP exactly when life.reload is set.
-void run_service(EventLoop& main, const sigset_t& signals, ServiceLife life);
+// SIGHUP exactly when life.reload is set. `life` is read when a signal comes (a reload may change drain_limit).
+void run_service(EventLoop& main, const sigset_t& signals, ServiceLife& life);
 
 }  // namespace cumulo::core

@@ -149,7 +149,7 @@ int run(const RunOptions& options) {
   // UDP has nothing in flight to drain, and a TCP query is answered as it arrives.
   core::ServiceLife life;
   life.component = kComponent;
-  core::run_service(loop, mask, std::move(life));
+  core::run_service(loop, mask, life);
   server.stop();
   admin_server.reset();
   core::AccessLog::close();

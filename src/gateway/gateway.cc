@@ -7,13 +7,13 @@
 #include <map>
 #include <optional>
 #include <set>
-#include <thread>
 
 #include "cache/store.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/signals.h"
+#include "core/workers.h"
 #include "gateway/internal/admin.h"
 #include "gateway/internal/control.h"
 #include "http/client.h"
@@ -151,6 +151,7 @@ void Control::apply_config(std::shared_ptr<const GatewayConfig> cfg) {
   }
   targets_ = std::move(next);
   config_ = std::move(cfg);
+  life_.drain_limit = config_->limits.drain_timeout;  // a stop after a reload drains as the new file says
   publish();
 }
 
@@ -282,7 +283,8 @@ int Control::run() {
   // Signals are taken by the control loop alone; worker threads inherit the mask.
   const sigset_t mask = core::block_signals({SIGINT, SIGTERM, SIGHUP});
 
-  int workers = cfg->workers > 0 ? cfg->workers : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int workers = cfg->workers > 0 ? cfg->workers : static_cast<int>(core::default_worker_count());
+  loops_ = std::make_unique<core::LoopThreads>(static_cast<size_t>(workers));
   try {
     for (auto& lc : cfg->listeners) {
       auto l = std::make_unique<ListenerRuntime>();
@@ -295,7 +297,8 @@ int Control::run() {
     auto& reg = core::MetricsRegistry::global();
     shared_.active_connections = &reg.gauge("cumulo_gateway_client_connections", "Open client connections");
     shared_.accepted = &reg.counter("cumulo_gateway_client_connections_accepted_total", "Client connections accepted");
-    for (int i = 0; i < workers; ++i) workers_.push_back(std::make_unique<Worker>(i, shared_));
+    for (int i = 0; i < workers; ++i)
+      workers_.push_back(std::make_unique<Worker>(i, shared_, loops_->loop(static_cast<size_t>(i))));
 
     http_client_ = std::make_unique<http::Client>(loop_);
     checker_ = std::make_unique<health::HealthChecker>(
@@ -323,15 +326,30 @@ int Control::run() {
     }
     apply_config(cfg);  // targets, health checks, first snapshot
     for (auto& w : workers_) w->start(current_, listeners_);
+    // Each worker's access log lines are buffered on its thread: the last ones are written as it ends.
+    loops_->start([](size_t) { core::AccessLog::flush(); });
     admin_ = std::make_unique<Admin>(*this, loop_, *core::SocketAddress::parse(cfg->admin_listen));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cumulo gateway: cannot start: %s\n", e.what());
-    for (auto& w : workers_) w->loop().stop();
-    for (auto& w : workers_) w->join();
+    loops_->stop();
     return 1;
   }
 
-  std::optional<core::SignalWatcher> signals(std::in_place, loop_, mask, [this](int signo) { on_signal(signo); });
+  life_.component = "gateway";
+  life_.drain_limit = cfg->limits.drain_timeout;
+  life_.reload = [this] {
+    std::string error;
+    reload(&error);
+  };
+  life_.begin_drain = [this] {
+    core::log_info("gateway", "draining client connections",
+                   {{"connections", static_cast<int64_t>(shared_.sessions.load())}});
+    for (auto& w : workers_) {
+      Worker* worker = w.get();
+      worker->loop().post([worker] { worker->begin_drain(); });
+    }
+  };
+  life_.idle = [this] { return shared_.sessions.load() == 0; };
   drain_check_ = std::make_unique<core::Timer>(loop_, [this] {
     check_drains();
     drain_check_->arm(std::chrono::milliseconds(100));
@@ -342,49 +360,13 @@ int Control::run() {
   for (auto& l : listeners_) addrs += (addrs.empty() ? "" : " ") + std::string(l->tls ? "https://" : "http://") + l->address.to_string();
   core::log_info("gateway", "started", {{"listen", addrs}, {"admin", "http://" + cfg->admin_listen},
                                         {"workers", workers}, {"config", config_path_}});
-  loop_.run();
+  core::run_service(loop_, mask, life_);
 
-  for (auto& w : workers_) w->loop().stop();
-  for (auto& w : workers_) w->join();
-  signals.reset();
+  loops_->stop();
   core::AccessLog::close();
   if (cache_) cache_->flush_disk();  // what the disk tier has queued is kept for the next start
   core::log_info("gateway", "stopped");
   return 0;
-}
-
-void Control::on_signal(int signo) {
-  if (signo == SIGHUP) {
-    std::string error;
-    reload(&error);
-    return;
-  }
-  if (shutting_down_) {
-    core::log_warn("gateway", "second stop signal: exiting without waiting for in-flight requests");
-    loop_.stop();
-    return;
-  }
-  shutting_down_ = true;
-  auto timeout = config_->limits.drain_timeout;
-  core::log_info("gateway", "stopping: no new connections, in-flight requests may finish",
-                 {{"connections", static_cast<int64_t>(shared_.sessions.load())},
-                  {"drain_timeout_ms", static_cast<int64_t>(timeout.count())}});
-  for (auto& w : workers_) {
-    Worker* worker = w.get();
-    worker->loop().post([worker] { worker->begin_drain(); });
-  }
-  shutdown_deadline_ = core::Clock::now() + timeout;
-  shutdown_check_ = std::make_unique<core::Timer>(loop_, [this] {
-    if (shared_.sessions.load() == 0 || core::Clock::now() >= shutdown_deadline_) {
-      if (shared_.sessions.load() != 0)
-        core::log_warn("gateway", "drain timeout: closing remaining connections",
-                       {{"connections", static_cast<int64_t>(shared_.sessions.load())}});
-      loop_.stop();
-      return;
-    }
-    shutdown_check_->arm(std::chrono::milliseconds(20));
-  });
-  shutdown_check_->arm(std::chrono::milliseconds(20));
 }
 
 // ---- run-time changes from the admin API ----

@@ -176,10 +176,10 @@ void Worker::session_closed(Session* s) {
 
 // ---- the worker thread ----
 
-Worker::Worker(int index, WorkerShared& shared) : index_(index), shared_(shared) {}
+Worker::Worker(int index, WorkerShared& shared, core::EventLoop& loop)
+    : index_(index), shared_(shared), loop_(loop) {}
 
 Worker::~Worker() {
-  join();
   for (Session* s : sessions_) delete s;
   for (auto& [t, list] : idle_)
     for (UpstreamConnection* c : list) delete c;
@@ -197,16 +197,8 @@ void Worker::start(std::shared_ptr<const Snapshot> snapshot,
     acceptors_.push_back(std::make_unique<Acceptor>(*this, *l, std::move(fd)));
   }
   housekeeping_timer_ = std::make_unique<core::Timer>(loop_, [this] { housekeeping(); });
-  thread_ = std::thread([this] {
-    for (auto& a : acceptors_) loop_.add(a->fd(), a.get(), core::kReadable);
-    housekeeping_timer_->arm(std::chrono::milliseconds(100));
-    loop_.run();
-    core::AccessLog::flush();
-  });
-}
-
-void Worker::join() {
-  if (thread_.joinable()) thread_.join();
+  for (auto& a : acceptors_) loop_.add(a->fd(), a.get(), core::kReadable);
+  housekeeping_timer_->arm(std::chrono::milliseconds(100));
 }
 
 void Worker::begin_drain() {

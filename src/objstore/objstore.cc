@@ -120,7 +120,7 @@ int run(const std::string& config_path) {
       if (s->open_connections() > 0) return false;
     return true;
   };
-  core::run_service(main_loop, mask, std::move(life));
+  core::run_service(main_loop, mask, life);
   workers.stop();
   if (replicator) replicator->stop();
   // Commits in flight finish (their replies, posted to the stopped loops, are dropped with them).

@@ -158,7 +158,7 @@ int run_endpoints(const DbConfig& cfg) {
   core::ServiceLife life;
   life.component = kComponent;
   life.reload = reload;
-  core::run_service(main_loop, mask, std::move(life));
+  core::run_service(main_loop, mask, life);
   core::log_info(kComponent, "stopping: listeners and client connections closed");
   extra_loops.stop();
   workers.clear();

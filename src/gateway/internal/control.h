@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/event_loop.h"
+#include "core/workers.h"
 #include "gateway/internal/model.h"
 #include "gateway/internal/worker.h"
 #include "health/health.h"
@@ -46,7 +47,6 @@ class Control {
     core::TimePoint deadline;
   };
   const std::vector<Draining>& draining() const { return draining_; }
-  void on_signal(int signo);
 
  private:
   std::shared_ptr<Target> make_target(const std::string& group, const TargetConfig& tc, bool from_config,
@@ -70,11 +70,10 @@ class Control {
   std::unique_ptr<http::Client> http_client_;
   std::unique_ptr<health::HealthChecker> checker_;
   std::unique_ptr<Admin> admin_;
-  std::vector<std::unique_ptr<Worker>> workers_;  // last: destroyed (joined) first
+  std::unique_ptr<core::LoopThreads> loops_;     // the workers' loops; stopped before anything is destroyed
+  std::vector<std::unique_ptr<Worker>> workers_;  // after loops_: destroyed before the loops they ran on
   std::unique_ptr<core::Timer> drain_check_;
-  std::unique_ptr<core::Timer> shutdown_check_;
-  core::TimePoint shutdown_deadline_{};
-  bool shutting_down_ = false;
+  core::ServiceLife life_;
 };
 
 }  // namespace cumulo::gateway

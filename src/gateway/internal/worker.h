@@ -1,4 +1,4 @@
-// A worker thread: its event loop, its own listening sockets (SO_REUSEPORT), the client sessions it accepted,
+// A worker: the state of one event loop thread (core::LoopThreads): its own listening sockets (SO_REUSEPORT), the client sessions it accepted,
 // and its pool of keep-alive connections to targets. Nothing here is touched by another thread except through
 // EventLoop::post().
 #pragma once
@@ -7,7 +7,6 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -94,13 +93,14 @@ struct WorkerShared {
 
 class Worker final : public Upstreams {
  public:
-  Worker(int index, WorkerShared& shared);
+  // Runs on `loop` (a core::LoopThreads worker in the gateway; the test's own loop in unit tests).
+  Worker(int index, WorkerShared& shared, core::EventLoop& loop);
   ~Worker() override;
 
   int index() const { return index_; }
   core::EventLoop& loop() { return loop_; }
+  // Before the loop runs: its listening sockets (SO_REUSEPORT) and timers.
   void start(std::shared_ptr<const Snapshot> snapshot, const std::vector<std::unique_ptr<ListenerRuntime>>& listeners);
-  void join();
 
   // Loop thread only, below.
   const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
@@ -139,9 +139,8 @@ class Worker final : public Upstreams {
   void housekeeping();
   int index_;
   WorkerShared& shared_;
-  core::EventLoop loop_;
+  core::EventLoop& loop_;
   LoopClock clock_{loop_};
-  std::thread thread_;
   std::shared_ptr<const Snapshot> snapshot_;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
   std::vector<Session*> sessions_;  // owned; index kept in the session for O(1) removal

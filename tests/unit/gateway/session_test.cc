@@ -71,7 +71,7 @@ class SessionTest : public ::testing::Test {
     snapshot->routes.push_back(std::move(r));
     snapshot->groups["web"] = group;
     group_ = group;
-    worker_ = std::make_unique<Worker>(0, shared_);
+    worker_ = std::make_unique<Worker>(0, shared_, loop_);
     worker_->set_snapshot(snapshot);
     listener_.port_text = "8080";
     auto session = std::make_unique<Session>(*worker_, upstreams_, clock_,
@@ -108,6 +108,7 @@ class SessionTest : public ::testing::Test {
   std::shared_ptr<fakes::FakeClientTransport::Wire> client_ =
       std::make_shared<fakes::FakeClientTransport::Wire>();
   WorkerShared shared_;
+  core::EventLoop loop_;  // the worker's; the session's time comes from clock_
   ListenerRuntime listener_;
   std::shared_ptr<TargetGroup> group_;
   std::unique_ptr<Worker> worker_;
