@@ -31,6 +31,9 @@ def test_register_change_weight_and_errors(webapp, gateway):
     r = gw.admin("PUT", f"/targets/web/{b.address}", json={"weight": 3})
     assert r.status_code == 200, r.text
     assert gw.target(b.address)["weight"] == 3
+    # The address in the path is percent-decoded (clients encode the ':').
+    r = gw.admin("PUT", "/targets/web/" + b.address.replace(":", "%3a").replace(".", "%2E"), json={"weight": 3})
+    assert r.status_code == 200 and r.json()["target"] == b.address, r.text
     with requests.Session() as s:
         counts = instance_counts(gw.url("/"), 200, session=s)
     ratio = counts.get(b.id, 0) / max(1, counts.get(a.id, 0))
