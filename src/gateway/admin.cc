@@ -5,6 +5,7 @@
 #include "cache/store.h"
 #include "core/config.h"
 #include "core/metrics.h"
+#include "core/text.h"
 #include "gateway/internal/control.h"
 
 namespace cumulo::gateway {
@@ -37,25 +38,6 @@ std::vector<std::string_view> split_path(std::string_view path) {
     path.remove_prefix(slash);
   }
   return parts;
-}
-
-std::string percent_decode(std::string_view s) {
-  auto hex = [](char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2])));
-      i += 2;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
 }
 
 json target_json(const Target& t, const char* state) {
@@ -180,7 +162,10 @@ void Admin::handle(http::Request& req, http::Responder respond) {
           timeout = core::parse_duration(q);
           if (!timeout) return respond(error(400, "drain_timeout must be a duration like 30s or 500ms"));
         }
-        std::string group(parts[1]), address = percent_decode(parts[2]);
+        std::string group(parts[1]), address;
+        if (!core::percent_decode(parts[2], address))
+          return respond(
+              error(400, "bad percent-encoding in the target address (a '%' needs two hex digits)"));
         std::string r = control_.deregister_target(group, address, timeout);
         return respond(from_result(r, 202, {{"draining", address}, {"group", group}}));
       }
@@ -190,7 +175,10 @@ void Admin::handle(http::Request& req, http::Responder respond) {
           return respond(error(400, "expected a JSON object with an integer \"weight\""));
         int weight = body["weight"].get<int>();
         if (weight < 0 || weight > 1000) return respond(error(400, "weight must be from 0 to 1000"));
-        std::string group(parts[1]), address = percent_decode(parts[2]);
+        std::string group(parts[1]), address;
+        if (!core::percent_decode(parts[2], address))
+          return respond(
+              error(400, "bad percent-encoding in the target address (a '%' needs two hex digits)"));
         std::string r = control_.set_weight(group, address, weight);
         return respond(from_result(r, 200, {{"target", address}, {"weight", weight}}));
       }

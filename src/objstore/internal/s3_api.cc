@@ -10,6 +10,7 @@
 #include <ctime>
 
 #include "core/log.h"
+#include "core/text.h"
 #include "http/wire/h1.h"
 #include "objstore/internal/auth.h"
 #include "objstore/internal/checksums.h"
@@ -95,9 +96,9 @@ bool decode_query(std::string_view q, Params& out) {
     q = amp == std::string_view::npos ? std::string_view{} : q.substr(amp + 1);
     if (pair.empty()) continue;
     size_t eq = pair.find('=');
-    std::string raw_value(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
-    std::replace(raw_value.begin(), raw_value.end(), '+', ' ');
-    if (!percent_decode(pair.substr(0, eq), name) || !percent_decode(raw_value, value)) return false;
+    std::string_view raw_value = eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+    if (!percent_decode(pair.substr(0, eq), name) || !percent_decode(raw_value, value, core::PlusIs::kSpace))
+      return false;
     out.emplace_back(name, value);
   }
   return true;

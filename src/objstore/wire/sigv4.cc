@@ -9,6 +9,8 @@
 #include <charconv>
 #include <cstring>
 
+#include "core/text.h"
+
 namespace cumulo::objstore {
 
 namespace {
@@ -35,13 +37,6 @@ bool is_hex64(std::string_view s) {
   for (char c : s)
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
   return true;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 bool is_unreserved(unsigned char c) {
@@ -217,23 +212,6 @@ bool parse_presigned_query(std::string_view q, SigV4Params& out, const char** wh
   out.signed_headers = out.signed_headers_storage;
   out.amz_date = std::move(date);
   out.expires_s = exp;
-  return true;
-}
-
-bool percent_decode(std::string_view in, std::string& out) {
-  out.clear();
-  out.reserve(in.size());
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] != '%') {
-      out += in[i];
-      continue;
-    }
-    if (i + 2 >= in.size()) return false;
-    int hi = hex_value(in[i + 1]), lo = hex_value(in[i + 2]);
-    if (hi < 0 || lo < 0) return false;
-    out += static_cast<char>(hi * 16 + lo);
-    i += 2;
-  }
   return true;
 }
 
