@@ -10,6 +10,7 @@
 #include "cache/policy.h"
 #include "core/log.h"
 #include "health/health.h"
+#include "http/wire/field_lists.h"
 
 namespace cumulo::gateway {
 
@@ -34,19 +35,6 @@ struct HeadWriter {
   }
 };
 
-bool has_token(std::string_view list, std::string_view token) {
-  while (!list.empty()) {
-    auto comma = list.find(',');
-    std::string_view t = list.substr(0, comma);
-    while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
-    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
-    if (http::iequals(t, token)) return true;
-    if (comma == std::string_view::npos) break;
-    list.remove_prefix(comma + 1);
-  }
-  return false;
-}
-
 // A route's default_cache_control, for responses that say nothing about caching: a view of the route's own
 // string, which outlives the response head (the request holds its snapshot).
 void add_default_cache_control(http::ResponseHead& resp, std::string_view value) {
@@ -66,7 +54,8 @@ void drop_header(http::MessageHead& head, std::string_view name) {
 // Headers named by Connection are hop-by-hop too (RFC 9110 section 7.6.1).
 bool dropped_by_connection(const http::MessageHead& h, std::string_view name) {
   for (size_t i = 0; i < h.header_count; ++i)
-    if (http::iequals(h.headers[i].name, "connection") && has_token(h.headers[i].value, name)) return true;
+    if (http::iequals(h.headers[i].name, "connection") && http::list_contains(h.headers[i].value, name))
+      return true;
   return false;
 }
 

@@ -9,6 +9,8 @@
 #include <ctime>
 #include <limits>
 
+#include "http/wire/field_lists.h"
+
 namespace cumulo::cache {
 namespace {
 
@@ -33,9 +35,6 @@ int64_t sat_sub(int64_t a, int64_t b) {
 bool is_digit(char c) {
   return c >= '0' && c <= '9';
 }
-bool is_ows(char c) {
-  return c == ' ' || c == '\t';
-}
 // tchar, RFC 9110 section 5.6.2.
 bool is_tchar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) ||
@@ -45,11 +44,8 @@ char to_lower(char c) {
   return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c;
 }
 
-std::string_view trim_ows(std::string_view s) {
-  while (!s.empty() && is_ows(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_ows(s.back())) s.remove_suffix(1);
-  return s;
-}
+using http::is_ows;
+using http::trim_ows;
 
 size_t token_end(std::string_view s, size_t i) {
   while (i < s.size() && is_tchar(s[i])) ++i;

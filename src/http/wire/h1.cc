@@ -12,6 +12,8 @@
 #include <cstring>
 #include <limits>
 
+#include "http/wire/field_lists.h"
+
 // SSE2 is part of x86-64; elsewhere, or with -DCUMULO_NO_SIMD (to test that path), portable loops are used.
 #if defined(__SSE2__) && !defined(CUMULO_NO_SIMD)
 #define CUMULO_H1_SSE2 1
@@ -71,9 +73,6 @@ constexpr std::array<unsigned char, 256> kLower = [] {
 inline unsigned char uc(char c) {
   return static_cast<unsigned char>(c);
 }
-inline bool is_ows(char c) {
-  return c == ' ' || c == '\t';
-}
 
 // `lower` must be lowercase already: the names we match are literals.
 inline bool iequals_lower(std::string_view s, std::string_view lower) {
@@ -102,25 +101,6 @@ inline bool field_equals(std::string_view s, std::string_view lower) {
     if ((uc(s[i]) | 0x20u) != uc(lower[i])) return false;
   }
   return true;
-}
-
-inline std::string_view trim_ows(std::string_view s) {
-  while (!s.empty() && is_ows(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_ows(s.back())) s.remove_suffix(1);
-  return s;
-}
-
-// Calls fn(element) for each comma-separated element of a field value, OWS trimmed (RFC 9110 section 5.6.1).
-// Empty elements are passed too; each caller decides whether they are acceptable. Stops when fn returns
-// false.
-template <typename Fn>
-bool for_each_element(std::string_view value, Fn&& fn) {
-  for (;;) {
-    const size_t comma = value.find(',');
-    if (!fn(trim_ows(value.substr(0, comma)))) return false;
-    if (comma == std::string_view::npos) return true;
-    value.remove_prefix(comma + 1);
-  }
 }
 
 // Content-Length values beyond this are refused: bodies are counted in off_t and int64 elsewhere.
@@ -221,7 +201,7 @@ ParseStatus note_content_length(std::string_view value, size_t pos, int bad_stat
   const char* reason = nullptr;
   bool seen = f.has_content_length;
   uint64_t length = f.content_length;
-  for_each_element(value, [&](std::string_view element) {
+  for_each_list_element(value, [&](std::string_view element) {
     if (element.empty()) {
       reason = "Content-Length is not a number";
       return false;
@@ -260,7 +240,7 @@ ParseStatus note_content_length(std::string_view value, size_t pos, int bad_stat
 ParseStatus note_transfer_encoding(std::string_view value, size_t pos, int bad_status, FieldFacts& f,
                                    ParseError& err) {
   const char* reason = nullptr;
-  for_each_element(value, [&](std::string_view coding) {
+  for_each_list_element(value, [&](std::string_view coding) {
     if (coding.empty()) {
       reason = "empty Transfer-Encoding element";
       return false;
@@ -287,7 +267,7 @@ ParseStatus note_transfer_encoding(std::string_view value, size_t pos, int bad_s
 }
 
 void note_connection(std::string_view value, FieldFacts& f) {
-  for_each_element(value, [&](std::string_view option) {
+  for_each_list_element(value, [&](std::string_view option) {
     if (field_equals(option, "close")) {
       f.conn_close = true;
     } else if (field_equals(option, "keep-alive")) {

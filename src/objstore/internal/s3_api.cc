@@ -11,6 +11,7 @@
 
 #include "core/log.h"
 #include "core/text.h"
+#include "http/wire/field_lists.h"
 #include "http/wire/h1.h"
 #include "objstore/internal/auth.h"
 #include "objstore/internal/checksums.h"
@@ -234,14 +235,10 @@ std::string unquote(std::string_view s) {
 }
 
 bool etag_list_matches(std::string_view list, std::string_view etag) {
-  while (!list.empty()) {
-    size_t comma = list.find(',');
-    std::string item = unquote(list.substr(0, comma));
-    if (item == "*" || item == etag) return true;
-    if (comma == std::string_view::npos) break;
-    list.remove_prefix(comma + 1);
-  }
-  return false;
+  return !http::for_each_list_element(list, [etag](std::string_view item) {
+    std::string tag = unquote(item);
+    return tag != "*" && tag != etag;
+  });
 }
 
 // The headers stored with an object, as the request gave them.
@@ -257,19 +254,13 @@ void collect_meta(const http::Request& r, std::string& content_type, MetaHeaders
     } else if (n == "content-encoding") {
       // aws-chunked describes the upload, not the object (S3 API: "Content-Encoding: aws-chunked").
       std::string kept;
-      std::string_view v = value;
-      while (!v.empty()) {
-        size_t comma = v.find(',');
-        std::string_view tok = v.substr(0, comma);
-        while (!tok.empty() && tok.front() == ' ') tok.remove_prefix(1);
-        while (!tok.empty() && tok.back() == ' ') tok.remove_suffix(1);
-        if (!tok.empty() && lower(tok) != "aws-chunked") {
+      http::for_each_list_element(value, [&](std::string_view coding) {
+        if (!coding.empty() && !core::iequals(coding, "aws-chunked")) {
           if (!kept.empty()) kept += ",";
-          kept.append(tok);
+          kept.append(coding);
         }
-        if (comma == std::string_view::npos) break;
-        v.remove_prefix(comma + 1);
-      }
+        return true;
+      });
       if (!kept.empty()) out.emplace_back(n, kept);
     } else if (n.rfind("x-amz-meta-", 0) == 0) {
       out.emplace_back(n, value);
@@ -1218,11 +1209,8 @@ struct S3Api::Impl {
     bool want_etag = false, want_checksum = false, want_parts = false, want_class = false, want_size = false;
     std::string_view list = req.header("x-amz-object-attributes");
     if (list.empty()) return error(c, S3Error::kInvalidArgument, "x-amz-object-attributes is required.");
-    while (!list.empty()) {
-      size_t comma = list.find(',');
-      std::string_view a = list.substr(0, comma);
-      while (!a.empty() && a.front() == ' ') a.remove_prefix(1);
-      while (!a.empty() && a.back() == ' ') a.remove_suffix(1);
+    std::optional<std::string_view> unknown;
+    http::for_each_list_element(list, [&](std::string_view a) {
       if (a == "ETag")
         want_etag = true;
       else if (a == "Checksum")
@@ -1234,10 +1222,12 @@ struct S3Api::Impl {
       else if (a == "ObjectSize")
         want_size = true;
       else
-        return error(c, S3Error::kInvalidArgument,
-                     "Unknown attribute in x-amz-object-attributes: " + std::string(a));
-      list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
-    }
+        unknown = a;
+      return !unknown;
+    });
+    if (unknown)
+      return error(c, S3Error::kInvalidArgument,
+                   "Unknown attribute in x-amz-object-attributes: " + std::string(*unknown));
     auto o = storage.head(c.route.bucket, c.route.key);
     if (!o) return error(c, S3Error::kNoSuchKey);
     auto number = [&](std::string_view header, uint64_t def, uint64_t& out) {
