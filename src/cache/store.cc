@@ -1,9 +1,10 @@
 #include "cache/store.h"
 
 #include <brotli/encode.h>
+#include <zlib.h>
 
 #include "cache/internal/disk_tier.h"
-#include <zlib.h>
+#include "core/text.h"
 
 namespace cumulo::cache {
 
@@ -128,8 +129,7 @@ bool compressible_type(std::string_view ct) {
   auto semi = ct.find(';');
   if (semi != std::string_view::npos) ct = ct.substr(0, semi);
   while (!ct.empty() && ct.back() == ' ') ct.remove_suffix(1);
-  std::string t;
-  for (char c : ct) t.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
+  const std::string t = core::to_lower(ct);
   return t.rfind("text/", 0) == 0 || t == "application/json" || t == "application/javascript" ||
          t == "application/xml" || t == "image/svg+xml" || t == "application/wasm" ||
          (t.size() > 5 && (t.ends_with("+json") || t.ends_with("+xml")));

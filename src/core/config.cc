@@ -4,12 +4,13 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
-#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstring>
 #include <limits>
+
+#include "core/text.h"
 
 namespace cumulo::core {
 
@@ -390,8 +391,7 @@ double ConfigNode::as_double() const {
 }
 
 bool ConfigNode::as_bool() const {
-  std::string s = scalar("true or false");
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const std::string s = to_lower(scalar("true or false"));
   // YAML 1.1 spellings too: people write them and yaml-cpp's own conversion accepts them.
   if (s == "true" || s == "yes" || s == "on") return true;
   if (s == "false" || s == "no" || s == "off") return false;

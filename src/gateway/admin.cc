@@ -116,9 +116,7 @@ void Admin::handle(http::Request& req, http::Responder respond) {
           !body["path"].is_string())
         return respond(error(400, "expected {\"host\": \"example.com\", \"path\": \"/a/b\", \"prefix\": false} "
                                   "or {\"tag\": \"product-42\"}"));
-      std::string key;
-      for (char c : body["host"].get<std::string>()) key.push_back(static_cast<char>(std::tolower(c)));
-      key += body["path"].get<std::string>();
+      std::string key = core::to_lower(body["host"].get<std::string>()) + body["path"].get<std::string>();
       bool prefix = body.value("prefix", false);
       size_t n = control_.cache().purge(key, prefix);
       return respond(http::Response::json(200, json{{"purged", n}}.dump() + "\n"));

@@ -9,6 +9,7 @@
 #include <ctime>
 #include <limits>
 
+#include "core/text.h"
 #include "http/wire/field_lists.h"
 
 namespace cumulo::cache {
@@ -32,18 +33,9 @@ int64_t sat_sub(int64_t a, int64_t b) {
   return r;
 }
 
-bool is_digit(char c) {
-  return c >= '0' && c <= '9';
-}
-// tchar, RFC 9110 section 5.6.2.
-bool is_tchar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) ||
-         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-char to_lower(char c) {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c;
-}
-
+using core::is_digit;
+using core::is_tchar;
+using core::to_lower;
 using http::is_ows;
 using http::trim_ows;
 

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <limits>
 
+#include "core/text.h"
 #include "http/wire/field_lists.h"
 
 // SSE2 is part of x86-64; elsewhere, or with -DCUMULO_NO_SIMD (to test that path), portable loops are used.
@@ -24,13 +25,8 @@ namespace cumulo::http {
 namespace {
 
 using CharTable = std::array<bool, 256>;
-
-constexpr bool is_digit(unsigned c) {
-  return c >= '0' && c <= '9';
-}
-constexpr bool is_alpha(unsigned c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
+using core::is_alpha;
+using core::is_digit;
 
 constexpr CharTable make_table(bool (*pred)(unsigned)) {
   CharTable t{};
@@ -46,8 +42,7 @@ constexpr bool in_set(unsigned c, std::string_view set) {
 }
 
 // tchar, RFC 9110 section 5.6.2: methods, field names, transfer codings.
-constexpr CharTable kTokenChar =
-    make_table([](unsigned c) { return is_digit(c) || is_alpha(c) || in_set(c, "!#$%&'*+-.^_`|~"); });
+constexpr CharTable kTokenChar = make_table([](unsigned c) { return core::is_tchar(static_cast<char>(c)); });
 
 // field-vchar / SP / HTAB (RFC 9110 section 5.5); obs-text (>= 0x80) is kept, as recipients must accept it.
 constexpr CharTable kFieldValueChar =
@@ -64,12 +59,6 @@ constexpr CharTable kTargetChar = make_table([](unsigned c) { return c > 0x20 &&
 constexpr CharTable kHostChar =
     make_table([](unsigned c) { return is_digit(c) || is_alpha(c) || in_set(c, "-._~!$&'()*+,;=%:[]"); });
 
-constexpr std::array<unsigned char, 256> kLower = [] {
-  std::array<unsigned char, 256> t{};
-  for (unsigned c = 0; c < 256; ++c) t[c] = static_cast<unsigned char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
-  return t;
-}();
-
 inline unsigned char uc(char c) {
   return static_cast<unsigned char>(c);
 }
@@ -78,7 +67,7 @@ inline unsigned char uc(char c) {
 inline bool iequals_lower(std::string_view s, std::string_view lower) {
   if (s.size() != lower.size()) return false;
   for (size_t i = 0; i < s.size(); ++i) {
-    if (kLower[uc(s[i])] != uc(lower[i])) return false;
+    if (core::to_lower(s[i]) != lower[i]) return false;
   }
   return true;
 }
@@ -493,14 +482,6 @@ const char* classify_target(RequestHead& out, std::string_view& authority) {
 
 }  // namespace
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (kLower[uc(a[i])] != kLower[uc(b[i])]) return false;
-  }
-  return true;
-}
-
 std::string_view MessageHead::header(std::string_view name) const {
   for (size_t i = 0; i < header_count; ++i) {
     if (iequals(headers[i].name, name)) return headers[i].value;
@@ -840,13 +821,6 @@ ParseStatus ResponseParser::parse(std::string_view in, Method request_method, Re
 
 namespace {
 
-inline int hex_value(unsigned char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  const unsigned l = c | 0x20u;
-  if (l >= 'a' && l <= 'f') return static_cast<int>(l - 'a' + 10);
-  return -1;
-}
-
 constexpr size_t kMaxChunkSizeDigits = 16;
 constexpr uint64_t kMaxChunkSize = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
 constexpr size_t kMaxChunkExtensionBytes = 4 * 1024;
@@ -877,7 +851,7 @@ ParseStatus ChunkedDecoder::decode(std::string_view in, size_t& consumed, std::s
     const unsigned char c = uc(in[i]);
     switch (state_) {
       case State::kSize: {
-        const int d = hex_value(c);
+        const int d = core::hex_digit_value(static_cast<char>(c));
         if (d >= 0) {
           if (size_digits_ == kMaxChunkSizeDigits) {
             return stop(ParseStatus::kTooLarge, 413, "chunk size has more than 16 hex digits");

@@ -81,13 +81,6 @@ struct Route {
   }
 };
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
-
 // Query values as clients send them: percent-encoded, '+' for a space (form encoding).
 bool decode_query(std::string_view q, Params& out) {
   std::string name, value;
@@ -247,7 +240,7 @@ void collect_meta(const http::Request& r, std::string& content_type, MetaHeaders
   if (content_type.empty()) content_type = "binary/octet-stream";
   out.clear();
   for (const auto& [name, value] : r.headers) {
-    std::string n = lower(name);
+    std::string n = core::to_lower(name);
     if (n == "cache-control" || n == "content-disposition" || n == "content-language" || n == "expires" ||
         n == "x-amz-website-redirect-location") {
       out.emplace_back(n, value);
@@ -449,7 +442,7 @@ struct S3Api::Impl {
     std::string_view host = r.header("host");
     if (!host.empty() && host.front() != '[')
       host = host.substr(0, host.rfind(':') == std::string_view::npos ? host.size() : host.rfind(':'));
-    std::string h = lower(host);
+    std::string h = core::to_lower(host);
     for (const auto& d : config.domains) {
       if (h.size() > d.size() + 1 && h.compare(h.size() - d.size(), d.size(), d) == 0 &&
           h[h.size() - d.size() - 1] == '.') {
@@ -997,7 +990,7 @@ struct S3Api::Impl {
       return error(c, S3Error::kPreconditionFailed);
     if (auto m = req.header("x-amz-copy-source-if-none-match"); !m.empty() && etag_list_matches(m, so->etag))
       return error(c, S3Error::kPreconditionFailed);
-    std::string directive = lower(req.header("x-amz-metadata-directive"));
+    std::string directive = core::to_lower(req.header("x-amz-metadata-directive"));
     bool replace = directive == "replace";
     if (!directive.empty() && directive != "copy" && !replace)
       return error(c, S3Error::kInvalidArgument, "x-amz-metadata-directive must be COPY or REPLACE.");

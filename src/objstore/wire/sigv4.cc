@@ -15,17 +15,6 @@ namespace cumulo::objstore {
 
 namespace {
 
-char lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool iequal(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
-
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -277,7 +266,7 @@ std::optional<std::string> canonical_request(std::string_view method, std::strin
     bool found = false;
     out.append(name).append(":");
     for (const auto& [n, v] : headers) {
-      if (!iequal(n, name)) continue;
+      if (!core::iequals(n, name)) continue;
       if (found) out += ',';
       found = true;
       // Trimmed, and sequential spaces inside folded to one (the SigV4 canonical header rule).

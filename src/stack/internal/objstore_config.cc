@@ -10,6 +10,7 @@
 
 #include "core/log.h"
 #include "core/net.h"
+#include "core/text.h"
 #include "stack/internal/control_api.h"
 #include "stack/internal/gateway_config.h"
 
@@ -27,13 +28,6 @@ void write_secret_file(const fs::path& path, const std::string& text) {
       ::fsync(fd.get()) != 0) {
     throw std::runtime_error("cannot write " + path.string() + ": " + core::errno_text(errno));
   }
-}
-
-std::string upper(std::string s) {
-  for (char& c : s) {
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-  }
-  return s;
 }
 
 }  // namespace
@@ -94,8 +88,8 @@ void prepare_store_secrets(ObjectStoreSpec& store, const std::string& state_dir)
   const fs::path credentials = dir / "credentials";
   if (!fs::exists(credentials)) {
     const std::string token = random_token();
-    write_secret_file(credentials,
-                      "admin " + upper("AK" + token.substr(0, 18)) + " " + token.substr(18, 40) + "\n");
+    write_secret_file(credentials, "admin " + core::to_upper("AK" + token.substr(0, 18)) + " " +
+                                       token.substr(18, 40) + "\n");
   }
   std::ifstream in(credentials);
   S3UserSpec user;
