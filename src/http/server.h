@@ -1,5 +1,6 @@
-// A small HTTP/1.1 server on the event loop for control planes and applications (the admin API, the demo web
-// application, later the object store). The gateway's proxy path does not use it: it has its own streaming loop.
+// A small HTTP/1.1 server on the event loop for control planes and applications: the admin APIs of the
+// gateway, DNS and database tier, the stack's control API, the object store's S3 API and the demo web
+// application. The gateway's proxy path does not use it: it has its own streaming loop.
 #pragma once
 
 #include <chrono>
