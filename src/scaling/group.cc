@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 
+#include "core/config.h"
 #include "core/log.h"
 #include "scaling/internal/metric_window.h"
 #include "scaling/internal/placement.h"
@@ -17,8 +18,6 @@
 namespace cumulo::scaling {
 
 namespace {
-
-using internal::format_duration;
 
 // A new instance is probed often: the sooner it passes, the sooner it serves.
 constexpr Millis kPendingProbeInterval{200};
@@ -192,7 +191,7 @@ struct ScalingGroup::Impl {
     backoff = std::min(backoff, kMaxLaunchBackoff);
     next_launch_at = now + backoff;
     settled = true;
-    event(what + "; retrying in " + format_duration(backoff) + " (failure " +
+    event(what + "; retrying in " + core::format_duration(backoff) + " (failure " +
           std::to_string(launch_failures) + " in a row)");
   }
 
@@ -325,7 +324,7 @@ struct ScalingGroup::Impl {
     }
     impaired_until[lost.zone] = now + kZoneImpairedFor;
     event("zone " + lost.zone + " has no instance in service any more -> launching in the other zones for " +
-          format_duration(kZoneImpairedFor) + ", then rebalancing");
+          core::format_duration(kZoneImpairedFor) + ", then rebalancing");
   }
 
   void reconcile(TimePoint now) {
@@ -400,7 +399,7 @@ struct ScalingGroup::Impl {
             inst.state = InstanceState::kTerminated;
             if (inst.handle != 0) env.provider->kill(inst.handle);
             launch_failed(now, inst.id + " did not pass its health check on " + hc.path +
-                                   " within its grace period of " + format_duration(hc.grace_period));
+                                   " within its grace period of " + core::format_duration(hc.grace_period));
             changed();
           } else if (inst.passed && !inst.registered && !inst.registering && now >= inst.next_register) {
             register_instance(inst, now);
@@ -418,7 +417,7 @@ struct ScalingGroup::Impl {
           if ((inst.deregistered && inst.gone_at_gateway) ||
               now - inst.draining_since >= spec.drain_timeout) {
             event(inst.id + " drained after " +
-                  format_duration(std::chrono::duration_cast<Millis>(now - inst.draining_since)) +
+                  core::format_duration(std::chrono::duration_cast<Millis>(now - inst.draining_since)) +
                   " -> stopping it");
             terminate(inst);
           }
@@ -705,9 +704,9 @@ bool ScalingGroup::on_exit(InstanceHandle handle, const ExitStatus& status, Time
       if (inst->registered || inst->registering) g.deregister(*inst, Millis(0));
       g.note_zone_loss(*inst, now);
       if (now - inst->in_service_at < kStableInService) {
-        g.launch_failed(now,
-                        inst->id + " served only " +
-                            format_duration(std::chrono::duration_cast<Millis>(now - inst->in_service_at)));
+        g.launch_failed(
+            now, inst->id + " served only " +
+                     core::format_duration(std::chrono::duration_cast<Millis>(now - inst->in_service_at)));
       }
       break;
     }

@@ -3,6 +3,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "core/config.h"
 #include "core/log.h"
 #include "stack/internal/gateway_config.h"
 
@@ -101,7 +102,7 @@ void GatewayAdmin::deregister_target(const std::string& group, const std::string
   http::ClientRequest req;
   req.method = "DELETE";
   req.target = "/targets/" + percent_encode(group) + "/" + percent_encode(address) +
-               "?drain_timeout=" + format_duration(drain_timeout);
+               "?drain_timeout=" + core::format_duration(drain_timeout);
   req.timeout = std::chrono::seconds(2);
   client_.request(admin_, std::move(req), [done = std::move(done)](http::ClientResponse r) {
     // 404: not there (any more), which is what was asked.

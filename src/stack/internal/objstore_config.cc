@@ -8,6 +8,7 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "core/config.h"
 #include "core/log.h"
 #include "core/net.h"
 #include "core/text.h"
@@ -35,36 +36,36 @@ void write_secret_file(const fs::path& path, const std::string& text) {
 std::string render_store_config(const StackSpec& stack, const StoreNodeSpec& node, const StoreFiles& files) {
   const ObjectStoreSpec& store = stack.object_store;
   std::string y;
-  y += "# Written by `cumulo up` for the zone " + yaml_quoted(node.zone) + " object-store node of stack " +
-       yaml_quoted(stack.name) + " from " + stack.source + ".\n";
+  y += "# Written by `cumulo up` for the zone " + core::yaml_quoted(node.zone) +
+       " object-store node of stack " + core::yaml_quoted(stack.name) + " from " + stack.source + ".\n";
   y += "# Rewritten on every start: change the stack file instead.\n";
-  y += "listen: " + yaml_quoted(node.listen) + "\n";
-  y += "data_dir: " + yaml_quoted(files.data_dir) + "\n";
-  y += "master_key_file: " + yaml_quoted(files.master_key_file) + "\n";
-  y += "log_level: " + yaml_quoted(stack.gateway.log_level) + "\n";
+  y += "listen: " + core::yaml_quoted(node.listen) + "\n";
+  y += "data_dir: " + core::yaml_quoted(files.data_dir) + "\n";
+  y += "master_key_file: " + core::yaml_quoted(files.master_key_file) + "\n";
+  y += "log_level: " + core::yaml_quoted(stack.gateway.log_level) + "\n";
   y += "users:\n";
   for (const S3UserSpec& u : store.users) {
-    y += "  - name: " + yaml_quoted(u.name) + "\n";
-    y += "    access_key: " + yaml_quoted(u.access_key) + "\n";
-    y += "    secret_key: " + yaml_quoted(u.secret_key) + "\n";
+    y += "  - name: " + core::yaml_quoted(u.name) + "\n";
+    y += "    access_key: " + core::yaml_quoted(u.access_key) + "\n";
+    y += "    secret_key: " + core::yaml_quoted(u.secret_key) + "\n";
   }
   if (store.nodes.size() > 1) {
     // Every node is the others' peer; the first user signs what the nodes send each other.
     y += "replication:\n";
-    y += "  zone: " + yaml_quoted(node.zone) + "\n";
-    y += "  ack: " + yaml_quoted(store.replication_ack) + "\n";
-    y += "  on_peer_down: " + yaml_quoted(store.on_peer_down) + "\n";
+    y += "  zone: " + core::yaml_quoted(node.zone) + "\n";
+    y += "  ack: " + core::yaml_quoted(store.replication_ack) + "\n";
+    y += "  on_peer_down: " + core::yaml_quoted(store.on_peer_down) + "\n";
     y += "  peers:\n";
     for (const StoreNodeSpec& peer : store.nodes) {
       if (peer.zone == node.zone) continue;
-      y += "    - zone: " + yaml_quoted(peer.zone) + "\n";
-      y += "      url: " + yaml_quoted("http://" + peer.listen) + "\n";
+      y += "    - zone: " + core::yaml_quoted(peer.zone) + "\n";
+      y += "      url: " + core::yaml_quoted("http://" + peer.listen) + "\n";
     }
   }
   if (!store.buckets.empty()) {
     y += "buckets:\n";
     for (const BucketSpec& b : store.buckets) {
-      y += "  - name: " + yaml_quoted(b.name) + "\n";
+      y += "  - name: " + core::yaml_quoted(b.name) + "\n";
       y += std::string("    public: ") + (b.is_public ? "true" : "false") + "\n";
     }
   }
