@@ -1,14 +1,13 @@
 #include "stack/internal/db_config.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
 
 #include "core/config.h"
+#include "core/files.h"
 #include "stack/internal/control_api.h"
 
 namespace cumulo::stack::internal {
@@ -20,15 +19,7 @@ void prepare_database_secret(DatabaseSpec& db, const std::string& state_dir) {
   fs::create_directories(dir);
   ::chmod(dir.c_str(), 0700);
   const fs::path file = dir / "replication-password";
-  if (!fs::exists(file)) {
-    const std::string token = random_token();
-    int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 || ::write(fd, token.data(), token.size()) != static_cast<ssize_t>(token.size())) {
-      if (fd >= 0) ::close(fd);
-      throw std::runtime_error("cannot write " + file.string());
-    }
-    ::close(fd);
-  }
+  if (!fs::exists(file)) core::write_secret_file(file.string(), random_token(), core::IfExists::kKeep);
   std::ifstream in(file);
   std::getline(in, db.replication_password);
   if (db.replication_password.empty()) throw std::runtime_error("cannot read " + file.string());

@@ -1,16 +1,11 @@
 #include "stack/internal/objstore_config.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
 
 #include "core/config.h"
-#include "core/log.h"
-#include "core/net.h"
+#include "core/files.h"
 #include "core/text.h"
 #include "stack/internal/control_api.h"
 #include "stack/internal/gateway_config.h"
@@ -20,16 +15,6 @@ namespace cumulo::stack::internal {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Written whole with mode 0600 before anything reads it; an existing file is kept (its key wraps the data).
-void write_secret_file(const fs::path& path, const std::string& text) {
-  core::Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (!fd) throw std::runtime_error("cannot create " + path.string() + ": " + core::errno_text(errno));
-  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
-      ::fsync(fd.get()) != 0) {
-    throw std::runtime_error("cannot write " + path.string() + ": " + core::errno_text(errno));
-  }
-}
 
 }  // namespace
 
@@ -79,7 +64,8 @@ void prepare_store_secrets(ObjectStoreSpec& store, const std::string& state_dir)
   if (ec) throw std::runtime_error("cannot create " + dir.string() + ": " + ec.message());
   if (store.master_key_file.empty()) {
     const fs::path key = dir / "master.key";
-    if (!fs::exists(key)) write_secret_file(key, random_token() + "\n");
+    // Made once: an existing key wraps the data already, so it is never replaced.
+    if (!fs::exists(key)) core::write_secret_file(key.string(), random_token() + "\n", core::IfExists::kKeep);
     store.master_key_file = key.string();
   } else {
     store.master_key_file = fs::absolute(store.master_key_file).string();
@@ -89,8 +75,10 @@ void prepare_store_secrets(ObjectStoreSpec& store, const std::string& state_dir)
   const fs::path credentials = dir / "credentials";
   if (!fs::exists(credentials)) {
     const std::string token = random_token();
-    write_secret_file(credentials, "admin " + core::to_upper("AK" + token.substr(0, 18)) + " " +
-                                       token.substr(18, 40) + "\n");
+    core::write_secret_file(
+        credentials.string(),
+        "admin " + core::to_upper("AK" + token.substr(0, 18)) + " " + token.substr(18, 40) + "\n",
+        core::IfExists::kKeep);
   }
   std::ifstream in(credentials);
   S3UserSpec user;

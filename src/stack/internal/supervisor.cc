@@ -372,13 +372,7 @@ void Supervisor::check_ports() const {
 void Supervisor::write_token() {
   token_ = random_token();
   const fs::path path = state_dir_ / "api-token";
-  ::unlink(path.c_str());
-  core::Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (!fd) throw std::runtime_error("cannot write " + path.string() + ": " + core::errno_text(errno));
-  const std::string line = token_ + "\n";
-  if (::write(fd.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
-    throw std::runtime_error("cannot write " + path.string() + ": " + core::errno_text(errno));
-  }
+  core::write_secret_file(path.string(), token_ + "\n");
 }
 
 void Supervisor::make_groups() {
