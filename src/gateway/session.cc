@@ -96,7 +96,7 @@ Session::Session(Worker& w, std::unique_ptr<http::Transport> client, const Liste
       listener_(listener),
       peer_(peer),
       timer_(w.loop(), [this] { on_timer(); }),
-      self_(std::make_shared<Session*>(this)) {
+      self_(this) {
   http::ParseLimits limits;
   limits.max_head_bytes = w.snapshot()->config->limits.max_header_bytes;
   req_parser_ = http::RequestParser(limits);
@@ -977,7 +977,7 @@ void Session::on_timer() {
 void Session::close() {
   if (phase_ == Phase::kClosed) return;
   phase_ = Phase::kClosed;
-  *self_ = nullptr;
+  self_.reset();
   timer_.cancel();
   end_request();
   in_.clear();

@@ -214,10 +214,8 @@ bool Session::cache_lookup(const http::RequestHead& req) {
       filling_ = true;
     } else if (!coalesced_) {
       // Another request is fetching this key already: wait for its response instead of asking the origin too.
-      std::weak_ptr<Session*> weak = self_;
-      store.wait_fill(cache_key_, w_.loop(), [weak] {
-        auto p = weak.lock();
-        if (p && *p) (*p)->cache_wake();
+      store.wait_fill(cache_key_, w_.loop(), [weak = self_.weak()] {
+        if (Session* s = weak.get()) s->cache_wake();
       });
       phase_ = Phase::kWaitCache;
       req_parser_.reset();

@@ -10,6 +10,7 @@
 
 #include "core/config.h"
 #include "core/log.h"
+#include "core/owner_guard.h"
 #include "scaling/internal/metric_window.h"
 #include "scaling/internal/placement.h"
 #include "scaling/internal/policy.h"
@@ -119,7 +120,7 @@ struct ScalingGroup::Impl {
   int64_t last_minute = -1;
   bool stopping = false;
   bool settled = false;
-  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
+  core::OwnerGuard<Impl> alive{this};  // answers that arrive after the group is gone are dropped
 
   bool memory_is_percent() const { return spec.launch_template.memory_bytes > 0; }
   void event(const std::string& message) {
@@ -200,11 +201,11 @@ struct ScalingGroup::Impl {
     const bool pending = inst.state == InstanceState::kPending;
     const InstanceHealthCheck& hc = spec.launch_template.health_check;
     inst.next_probe = now + (pending ? kPendingProbeInterval : hc.interval);
-    std::weak_ptr<bool> alive_token = alive;
+    const core::WeakOwner<Impl> alive_token = alive.weak();
     const std::string id = inst.id;
     env.prober->probe(inst.address, hc.path, hc.timeout,
                       [this, alive_token, id](bool passed, const std::string& why) {
-                        if (alive_token.expired()) return;
+                        if (!alive_token) return;
                         Instance* i = find(id);
                         if (!i) return;
                         i->probing = false;
@@ -238,11 +239,11 @@ struct ScalingGroup::Impl {
     if (inst.registering) return;
     inst.registering = true;
     inst.next_register = now + kRegisterRetry;
-    std::weak_ptr<bool> alive_token = alive;
+    const core::WeakOwner<Impl> alive_token = alive.weak();
     const std::string id = inst.id;
     env.registry->register_target(spec.name, inst.address, inst.zone,
                                   [this, alive_token, id](bool ok, const std::string& error) {
-                                    if (alive_token.expired()) return;
+                                    if (!alive_token) return;
                                     Instance* i = find(id);
                                     if (!i) return;
                                     on_registered(*i, ok, error, env.now());
@@ -273,11 +274,11 @@ struct ScalingGroup::Impl {
 
   void deregister(Instance& inst, Millis drain_timeout) {
     inst.registered = false;
-    std::weak_ptr<bool> alive_token = alive;
+    const core::WeakOwner<Impl> alive_token = alive.weak();
     const std::string id = inst.id;
     env.registry->deregister_target(
         spec.name, inst.address, drain_timeout, [this, alive_token, id](bool ok, const std::string& error) {
-          if (alive_token.expired()) return;
+          if (!alive_token) return;
           Instance* i = find(id);
           if (!i) return;
           i->deregistered = true;

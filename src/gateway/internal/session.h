@@ -9,6 +9,7 @@
 #include "core/buffer.h"
 #include "core/event_loop.h"
 #include "core/net.h"
+#include "core/owner_guard.h"
 #include "gateway/internal/worker.h"
 #include "http/client.h"
 #include "http/transport.h"
@@ -168,7 +169,8 @@ class Session final : public core::IoHandler {
   bool slice_head_sent_ = false;
   bool slice_fetched_ = false;                  // some slice of this request came from the origin
   bool slice_from_origin_ = false;              // slice_ did
-  std::shared_ptr<Session*> self_;  // wake-ups from other threads find the session through it; null once closed
+  core::OwnerGuard<Session>
+      self_;  // wake-ups from other threads find the session through it; null once closed
 };
 
 }  // namespace cumulo::gateway
