@@ -154,16 +154,17 @@ void Admin::handle(http::Request& req, http::Responder respond) {
         std::string r = control_.register_target(group, tc);
         return respond(from_result(r, 201, {{"registered", tc.address}, {"group", group}}));
       }
+      std::string address;  // /targets/GROUP/ADDRESS, the address percent-encoded (its ':' may be)
+      if (parts.size() == 3 && (m == "DELETE" || m == "PUT" || m == "PATCH") &&
+          !core::percent_decode(parts[2], address))
+        return respond(error(400, "bad percent-encoding in the target address (a '%' needs two hex digits)"));
       if (parts.size() == 3 && m == "DELETE") {
         std::optional<std::chrono::milliseconds> timeout;
         if (auto q = req.query_param("drain_timeout"); !q.empty()) {
           timeout = core::parse_duration(q);
           if (!timeout) return respond(error(400, "drain_timeout must be a duration like 30s or 500ms"));
         }
-        std::string group(parts[1]), address;
-        if (!core::percent_decode(parts[2], address))
-          return respond(
-              error(400, "bad percent-encoding in the target address (a '%' needs two hex digits)"));
+        std::string group(parts[1]);
         std::string r = control_.deregister_target(group, address, timeout);
         return respond(from_result(r, 202, {{"draining", address}, {"group", group}}));
       }
@@ -173,10 +174,7 @@ void Admin::handle(http::Request& req, http::Responder respond) {
           return respond(error(400, "expected a JSON object with an integer \"weight\""));
         int weight = body["weight"].get<int>();
         if (weight < 0 || weight > 1000) return respond(error(400, "weight must be from 0 to 1000"));
-        std::string group(parts[1]), address;
-        if (!core::percent_decode(parts[2], address))
-          return respond(
-              error(400, "bad percent-encoding in the target address (a '%' needs two hex digits)"));
+        std::string group(parts[1]);
         std::string r = control_.set_weight(group, address, weight);
         return respond(from_result(r, 200, {{"target", address}, {"weight", weight}}));
       }
