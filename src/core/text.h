@@ -93,6 +93,26 @@ constexpr size_t utf8_sequence_length(std::string_view s, size_t i) noexcept {
   return 0;
 }
 
+// RFC 3986 section 2.1 percent-encoding: every byte but the unreserved ones (A-Z a-z 0-9 - . _ ~,
+// section 2.3) and those in `keep` as %XY, hex in upper case (which SigV4's canonical forms require).
+inline std::string percent_encode(std::string_view in, std::string_view keep = {}) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(in.size() + in.size() / 2);
+  for (char ch : in) {
+    if (is_alnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch == '~' ||
+        keep.find(ch) != std::string_view::npos) {
+      out.push_back(ch);
+    } else {
+      const auto c = static_cast<unsigned char>(ch);
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
 // What '+' means in percent-encoded text: itself in a path and in S3's canonical forms (RFC 3986), a space in
 // a query string written as a form (application/x-www-form-urlencoded, which browsers, curl --data-urlencode
 // and the SDKs' query builders produce).

@@ -28,11 +28,6 @@ bool is_hex64(std::string_view s) {
   return true;
 }
 
-bool is_unreserved(unsigned char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-         c == '.' || c == '~';
-}
-
 void hmac(const uint8_t* key, size_t key_len, std::string_view data, uint8_t out[32]) {
   unsigned int len = 32;
   HMAC(EVP_sha256(), key, static_cast<int>(key_len), reinterpret_cast<const unsigned char*>(data.data()),
@@ -205,20 +200,7 @@ bool parse_presigned_query(std::string_view q, SigV4Params& out, const char** wh
 }
 
 std::string uri_encode(std::string_view in, bool encode_slash) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(in.size() + in.size() / 2);
-  for (char ch : in) {
-    unsigned char c = static_cast<unsigned char>(ch);
-    if (is_unreserved(c) || (c == '/' && !encode_slash)) {
-      out += ch;
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
+  return core::percent_encode(in, encode_slash ? "" : "/");
 }
 
 std::optional<std::string> canonical_query(std::string_view q, bool skip_signature) {

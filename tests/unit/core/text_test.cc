@@ -68,6 +68,16 @@ TEST(Text, PercentDecode) {
   EXPECT_EQ(out, "%41");
 }
 
+TEST(Text, PercentEncode) {
+  EXPECT_EQ(percent_encode("aZ09-._~"), "aZ09-._~");
+  EXPECT_EQ(percent_encode("a b/c:d+%"), "a%20b%2Fc%3Ad%2B%25");
+  EXPECT_EQ(percent_encode("a b/c:d", "/:"), "a%20b/c:d");
+  EXPECT_EQ(percent_encode(std::string_view("\0\xff", 2)), "%00%FF");
+  std::string back;
+  ASSERT_TRUE(percent_decode(percent_encode("any \x01 bytes/\xC3\xBC"), back));
+  EXPECT_EQ(back, "any \x01 bytes/\xC3\xBC");
+}
+
 TEST(Text, PercentDecodePlus) {
   std::string out;
   ASSERT_TRUE(percent_decode("a+b%2B", out));
