@@ -30,6 +30,8 @@ TEST(Text, CaseInsensitiveEquals) {
   EXPECT_FALSE(iequals("a", "b"));
   // Only letters fold: '@' and '`' differ from each other as they differ from 'A' and 'a'.
   EXPECT_FALSE(iequals("@", "`"));
+  EXPECT_FALSE(iequals("[", "{"));
+  EXPECT_FALSE(iequals("Host", "Hast"));
   EXPECT_FALSE(iequals("\xC3\x9C", "\xC3\xBC"));
   static_assert(iequals("Host", "hOST"));
 }
