@@ -1,9 +1,12 @@
 #include "cache/store.h"
 
 #include <brotli/encode.h>
+#include <zlib.h>
+
+#include <algorithm>
 
 #include "cache/internal/disk_tier.h"
-#include <zlib.h>
+#include "core/text.h"
 
 namespace cumulo::cache {
 
@@ -21,9 +24,10 @@ EntryTimes Object::current_times() const {
   return t;
 }
 
-Store::Store(uint64_t max_bytes) : max_bytes_(max_bytes) {}
+Store::Store(uint64_t max_bytes) : max_bytes_(max_bytes), objects_(core::LruLimits{.max_bytes = max_bytes}) {}
 
-Store::Store(uint64_t max_bytes, const std::string& disk_path, uint64_t disk_max_bytes) : max_bytes_(max_bytes) {
+Store::Store(uint64_t max_bytes, const std::string& disk_path, uint64_t disk_max_bytes)
+    : max_bytes_(max_bytes), objects_(core::LruLimits{.max_bytes = max_bytes}) {
   if (!disk_path.empty()) disk_ = std::make_unique<DiskTier>(disk_path, disk_max_bytes);
 }
 
@@ -36,17 +40,13 @@ Store::~Store() = default;
 std::shared_ptr<const Object> Store::lookup(std::string_view key, const http::RequestHead& req) {
   {
     std::lock_guard lock(mu_);
-    auto [first, last] = entries_.equal_range(std::string(key));
-    for (auto it = first; it != last; ++it) {
-      Entry* e = it->second.get();
-      const Object& o = *e->object;
-      if (!o.vary.empty()) {
-        auto k = vary_key(o.vary, req);
-        if (!k || *k != o.vary_key) continue;
-      }
-      lru_.splice(lru_.begin(), lru_, e->lru);
-      return e->object;
-    }
+    const std::shared_ptr<Object>* found =
+        objects_.find_if(std::string(key), [&](const std::shared_ptr<Object>& o) {
+          if (o->vary.empty()) return true;
+          auto k = vary_key(o->vary, req);
+          return k && *k == o->vary_key;
+        });
+    if (found) return *found;
   }
   if (!disk_) return nullptr;
   if (auto queued = disk_->pending(key, req)) return queued;
@@ -63,73 +63,36 @@ void Store::insert(std::shared_ptr<Object> object) {
 void Store::insert_memory(std::shared_ptr<Object> object) {
   if (object->charge() > max_bytes_ / 4) return;
   std::lock_guard lock(mu_);
-  auto [first, last] = entries_.equal_range(object->key);
-  for (auto it = first; it != last; ++it) {
-    if (it->second->object->vary_key == object->vary_key) {
-      erase_locked(it->second.get());
-      break;
-    }
-  }
-  auto e = std::make_unique<Entry>();
-  e->object = std::move(object);
-  lru_.push_front(e.get());
-  e->lru = lru_.begin();
-  bytes_ += e->object->charge();
-  std::string key = e->object->key;
-  entries_.emplace(std::move(key), std::move(e));
-  evict_locked();
-}
-
-void Store::erase_locked(Entry* e) {
-  bytes_ -= e->object->charge();
-  lru_.erase(e->lru);
-  auto [first, last] = entries_.equal_range(e->object->key);
-  for (auto it = first; it != last; ++it) {
-    if (it->second.get() == e) {
-      entries_.erase(it);
-      return;
-    }
-  }
-}
-
-void Store::evict_locked() {
-  while (bytes_ > max_bytes_ && !lru_.empty()) {
-    erase_locked(lru_.back());
-    ++evictions_;
-  }
+  objects_.erase_first(object->key,
+                       [&](const std::shared_ptr<Object>& o) { return o->vary_key == object->vary_key; });
+  const uint64_t charge = object->charge();
+  std::string key = object->key;
+  objects_.insert(std::move(key), std::move(object), charge);
+  evictions_ += objects_.evict();
 }
 
 size_t Store::purge(std::string_view key, bool prefix) {
   std::lock_guard lock(mu_);
-  std::vector<Entry*> doomed;
-  for (auto& [k, e] : entries_) {
+  const size_t n = objects_.erase_if([&](const std::string& k, const std::shared_ptr<Object>&) {
     std::string_view head = std::string_view(k).substr(0, key.size());
-    if (head == key && (prefix || k.size() == key.size() || k[key.size()] == kSliceSeparator))
-      doomed.push_back(e.get());
-  }
-  for (Entry* e : doomed) erase_locked(e);
-  return disk_ ? std::max(doomed.size(), disk_->purge(key, prefix)) : doomed.size();
+    return head == key && (prefix || k.size() == key.size() || k[key.size()] == kSliceSeparator);
+  });
+  return disk_ ? std::max(n, disk_->purge(key, prefix)) : n;
 }
 
 size_t Store::purge_tag(std::string_view tag) {
   std::lock_guard lock(mu_);
-  std::vector<Entry*> doomed;
-  for (auto& [k, e] : entries_)
-    for (const auto& t : e->object->tags)
-      if (t == tag) {
-        doomed.push_back(e.get());
-        break;
-      }
-  for (Entry* e : doomed) erase_locked(e);
-  return disk_ ? std::max(doomed.size(), disk_->purge_tag(tag)) : doomed.size();
+  const size_t n = objects_.erase_if([&](const std::string&, const std::shared_ptr<Object>& o) {
+    return std::find(o->tags.begin(), o->tags.end(), tag) != o->tags.end();
+  });
+  return disk_ ? std::max(n, disk_->purge_tag(tag)) : n;
 }
 
 bool compressible_type(std::string_view ct) {
   auto semi = ct.find(';');
   if (semi != std::string_view::npos) ct = ct.substr(0, semi);
   while (!ct.empty() && ct.back() == ' ') ct.remove_suffix(1);
-  std::string t;
-  for (char c : ct) t.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
+  const std::string t = core::to_lower(ct);
   return t.rfind("text/", 0) == 0 || t == "application/json" || t == "application/javascript" ||
          t == "application/xml" || t == "image/svg+xml" || t == "application/wasm" ||
          (t.size() > 5 && (t.ends_with("+json") || t.ends_with("+xml")));
@@ -175,7 +138,7 @@ bool brotli_compress(std::string_view in, std::string& out) {
 
 StoreStats Store::stats() const {
   std::lock_guard lock(mu_);
-  StoreStats s{entries_.size(), bytes_, evictions_};
+  StoreStats s{objects_.size(), objects_.bytes(), evictions_};
   if (disk_) {
     s.disk_objects = disk_->objects();
     s.disk_bytes = disk_->bytes();

@@ -6,7 +6,6 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
-#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -16,6 +15,7 @@
 
 #include "cache/policy.h"
 #include "core/event_loop.h"
+#include "core/lru_map.h"
 
 namespace cumulo::cache {
 
@@ -101,23 +101,16 @@ class Store {
   void end_fill(const std::string& key);  // wakes every waiter of the key
 
  private:
-  struct Entry {
-    std::shared_ptr<Object> object;
-    std::list<Entry*>::iterator lru;
-  };
   struct Waiter {
     core::EventLoop* loop;
     std::function<void()> wake;
   };
-  void evict_locked();
   void insert_memory(std::shared_ptr<Object> object);
-  void erase_locked(Entry* e);
 
   const uint64_t max_bytes_;
   mutable std::mutex mu_;  // the cache is shared by the workers: one copy of each object, coalescing across them
-  std::unordered_multimap<std::string, std::unique_ptr<Entry>> entries_;
-  std::list<Entry*> lru_;  // front: most recently used
-  uint64_t bytes_ = 0;
+  // By primary key, one entry per Vary key; charged Object::charge() bytes.
+  core::LruMap<std::string, std::shared_ptr<Object>> objects_;
   uint64_t evictions_ = 0;
   std::unordered_map<std::string, std::vector<Waiter>> fills_;
   std::unique_ptr<DiskTier> disk_;

@@ -4,12 +4,13 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
-#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstring>
 #include <limits>
+
+#include "core/text.h"
 
 namespace cumulo::core {
 
@@ -113,6 +114,75 @@ std::string join(std::initializer_list<std::string_view> words) {
 }
 
 }  // namespace
+
+std::string format_duration(std::chrono::milliseconds d) {
+  const long long ms = d.count();
+  if (ms != 0 && ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
+  if (ms != 0 && ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+std::string yaml_quoted(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(s.size() + 2);
+  out.push_back('"');
+  for (size_t i = 0; i < s.size();) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+      out.push_back(static_cast<char>(c));
+      ++i;
+      continue;
+    }
+    if (c >= 0x80) {
+      const size_t len = utf8_sequence_length(s, i);
+      uint32_t cp = 0;
+      if (len == 2) cp = (c & 0x1fu) << 6 | (static_cast<unsigned char>(s[i + 1]) & 0x3fu);
+      if (len == 3)
+        cp = (c & 0x0fu) << 12 | (static_cast<unsigned char>(s[i + 1]) & 0x3fu) << 6 |
+             (static_cast<unsigned char>(s[i + 2]) & 0x3fu);
+      // C1 controls are not printable in YAML (section 5.1), NEL, LS and PS were line breaks in YAML 1.1 and
+      // a BOM may not stand inside a document (section 5.2): all escaped.
+      if (len > 0 &&
+          ((cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 || cp == 0xfeff || cp >= 0xfffe)) {
+        out += "\\u";
+        for (int shift = 12; shift >= 0; shift -= 4) out.push_back(kHex[cp >> shift & 15]);
+        i += len;
+        continue;
+      }
+      if (len > 0) {
+        out.append(s.substr(i, len));
+        i += len;
+        continue;
+      }
+    }
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:  // other controls, DEL, and each byte that is not UTF-8
+        out += "\\x";
+        out.push_back(kHex[c >> 4]);
+        out.push_back(kHex[c & 15]);
+    }
+    ++i;
+  }
+  out.push_back('"');
+  return out;
+}
 
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
   static constexpr uint64_t kMaxMillis = std::numeric_limits<std::chrono::milliseconds::rep>::max();
@@ -390,8 +460,7 @@ double ConfigNode::as_double() const {
 }
 
 bool ConfigNode::as_bool() const {
-  std::string s = scalar("true or false");
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const std::string s = to_lower(scalar("true or false"));
   // YAML 1.1 spellings too: people write them and yaml-cpp's own conversion accepts them.
   if (s == "true" || s == "yes" || s == "on") return true;
   if (s == "false" || s == "no" || s == "off") return false;

@@ -27,8 +27,17 @@ class ConfigError : public std::runtime_error {
 
 // Parses "250ms", "30s", "2m", "1h", "1d", "1.5s", "0" (zero needs no unit). No unit otherwise is an error.
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
+// The inverse: "1s", "250ms", "2m", "2h" in the largest unit that states the value exactly ("0s" for zero),
+// so that parse_duration(format_duration(d)) == d.
+std::string format_duration(std::chrono::milliseconds d);
 // Parses "512", "64KiB", "1MiB", "2GiB", "1TiB", "10KB"/"10MB"/"10GB" (powers of 1000), "64k"/"1m"/"1g" (1024).
 std::optional<uint64_t> parse_size(std::string_view text);
+
+// A YAML double-quoted scalar (YAML 1.2 section 7.3.1) holding exactly `s`, for writing configuration files:
+// values such as `off`, `yes` or `0x1F` stay strings, and quotes, backslashes, line breaks and other
+// characters YAML cannot carry raw are escaped. Bytes that are not UTF-8 become \xXX, which YAML reads as
+// U+00XX: a YAML stream is Unicode and cannot hold them as they are.
+std::string yaml_quoted(std::string_view s);
 
 class ConfigNode {
  public:

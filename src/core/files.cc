@@ -18,12 +18,26 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-void write_file_atomically(const std::string& path, std::string_view text, bool durable, mode_t mode) {
-  const std::string tmp = path + ".tmp";
-  auto fail = [&](const std::string& what, int err) {
-    throw std::runtime_error("cannot write " + what + ": " + std::strerror(err));
-  };
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+namespace {
+
+[[noreturn]] void fail(const std::string& what, int err) {
+  throw std::runtime_error("cannot write " + what + ": " + std::strerror(err));
+}
+
+void sync_directory_of(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+// The whole of `text` in a new file `tmp` of `mode`.
+void write_new_file(const std::string& tmp, std::string_view text, bool durable, mode_t mode) {
+  ::unlink(tmp.c_str());  // O_CREAT alone would keep the mode of a file left by a crash
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0) fail(tmp, errno);
   size_t off = 0;
   while (off < text.size()) {
@@ -32,6 +46,7 @@ void write_file_atomically(const std::string& path, std::string_view text, bool 
     if (n <= 0) {
       int err = n < 0 ? errno : EIO;
       ::close(fd);
+      ::unlink(tmp.c_str());
       fail(tmp, err);
     }
     off += static_cast<size_t>(n);
@@ -39,19 +54,35 @@ void write_file_atomically(const std::string& path, std::string_view text, bool 
   if (durable && ::fsync(fd) != 0) {
     int err = errno;
     ::close(fd);
+    ::unlink(tmp.c_str());
     fail(tmp, err);
   }
   ::close(fd);
+}
+
+}  // namespace
+
+void write_file_atomically(const std::string& path, std::string_view text, bool durable, mode_t mode) {
+  const std::string tmp = path + ".tmp";
+  write_new_file(tmp, text, durable, mode);
   if (::rename(tmp.c_str(), path.c_str()) != 0) fail(path, errno);
-  if (durable) {
-    const size_t slash = path.rfind('/');
-    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      ::fsync(dfd);
-      ::close(dfd);
-    }
+  if (durable) sync_directory_of(path);
+}
+
+bool write_secret_file(const std::string& path, std::string_view text, IfExists if_exists) {
+  if (if_exists == IfExists::kReplace) {
+    write_file_atomically(path, text, /*durable=*/true, 0600);
+    return true;
   }
+  const std::string tmp = path + ".tmp";
+  write_new_file(tmp, text, /*durable=*/true, 0600);
+  const int rc = ::link(tmp.c_str(), path.c_str());
+  const int err = errno;
+  ::unlink(tmp.c_str());
+  if (rc != 0 && err == EEXIST) return false;
+  if (rc != 0) fail(path, err);
+  sync_directory_of(path);
+  return true;
 }
 
 }  // namespace cumulo::core

@@ -10,6 +10,8 @@
 #include <ctime>
 #include <mutex>
 
+#include "core/text.h"
+
 namespace cumulo::core {
 
 namespace {
@@ -21,24 +23,6 @@ void append_u00(std::string& out, unsigned char c) {
   out += "\\u00";
   out.push_back(kHex[c >> 4]);
   out.push_back(kHex[c & 0xf]);
-}
-
-// Length of the well-formed UTF-8 sequence starting at s[i] (RFC 3629 section 4: no overlong forms, no
-// surrogates, nothing above U+10FFFF), or 0 when the byte there does not start one.
-size_t utf8_sequence_length(std::string_view s, size_t i) {
-  auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  auto cont = [&](size_t k, unsigned char lo = 0x80, unsigned char hi = 0xbf) {
-    return k < s.size() && byte(k) >= lo && byte(k) <= hi;
-  };
-  unsigned char c = byte(i);
-  if (c >= 0xc2 && c <= 0xdf) return cont(i + 1) ? 2 : 0;
-  if (c == 0xe0) return cont(i + 1, 0xa0, 0xbf) && cont(i + 2) ? 3 : 0;
-  if ((c >= 0xe1 && c <= 0xec) || c == 0xee || c == 0xef) return cont(i + 1) && cont(i + 2) ? 3 : 0;
-  if (c == 0xed) return cont(i + 1, 0x80, 0x9f) && cont(i + 2) ? 3 : 0;
-  if (c == 0xf0) return cont(i + 1, 0x90, 0xbf) && cont(i + 2) && cont(i + 3) ? 4 : 0;
-  if (c >= 0xf1 && c <= 0xf3) return cont(i + 1) && cont(i + 2) && cont(i + 3) ? 4 : 0;
-  if (c == 0xf4) return cont(i + 1, 0x80, 0x8f) && cont(i + 2) && cont(i + 3) ? 4 : 0;
-  return 0;
 }
 
 // Writes all of data, resuming after short writes and signals. A failed log write has nowhere to be reported.

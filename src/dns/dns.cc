@@ -34,8 +34,9 @@ DnsConfig load(const RunOptions& o) {
     if (o.zone_file.empty() || o.origin.empty())
       throw core::ConfigError("cumulo dns: give -c FILE, or --zone FILE with --origin NAME");
     // The same schema as a file, so a zone given on the command line is checked exactly as one in a file.
-    std::string yaml = "zones:\n  - origin: \"" + o.origin + "\"\n    file: \"" +
-                       std::filesystem::absolute(o.zone_file).string() + "\"\n";
+    std::string yaml = "zones:\n  - origin: " + core::yaml_quoted(o.origin) +
+                       "\n    file: " + core::yaml_quoted(std::filesystem::absolute(o.zone_file).string()) +
+                       "\n";
     cfg = parse_dns_config(core::ConfigNode::load_string(yaml, "command line"), ".");
     cfg.source = "command line";
   }

@@ -5,6 +5,7 @@
 #include "cache/store.h"
 #include "core/config.h"
 #include "core/metrics.h"
+#include "core/text.h"
 #include "gateway/internal/control.h"
 
 namespace cumulo::gateway {
@@ -37,25 +38,6 @@ std::vector<std::string_view> split_path(std::string_view path) {
     path.remove_prefix(slash);
   }
   return parts;
-}
-
-std::string percent_decode(std::string_view s) {
-  auto hex = [](char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2])));
-      i += 2;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
 }
 
 json target_json(const Target& t, const char* state) {
@@ -134,9 +116,7 @@ void Admin::handle(http::Request& req, http::Responder respond) {
           !body["path"].is_string())
         return respond(error(400, "expected {\"host\": \"example.com\", \"path\": \"/a/b\", \"prefix\": false} "
                                   "or {\"tag\": \"product-42\"}"));
-      std::string key;
-      for (char c : body["host"].get<std::string>()) key.push_back(static_cast<char>(std::tolower(c)));
-      key += body["path"].get<std::string>();
+      std::string key = core::to_lower(body["host"].get<std::string>()) + body["path"].get<std::string>();
       bool prefix = body.value("prefix", false);
       size_t n = control_.cache().purge(key, prefix);
       return respond(http::Response::json(200, json{{"purged", n}}.dump() + "\n"));
@@ -174,13 +154,17 @@ void Admin::handle(http::Request& req, http::Responder respond) {
         std::string r = control_.register_target(group, tc);
         return respond(from_result(r, 201, {{"registered", tc.address}, {"group", group}}));
       }
+      std::string address;  // /targets/GROUP/ADDRESS, the address percent-encoded (its ':' may be)
+      if (parts.size() == 3 && (m == "DELETE" || m == "PUT" || m == "PATCH") &&
+          !core::percent_decode(parts[2], address))
+        return respond(error(400, "bad percent-encoding in the target address (a '%' needs two hex digits)"));
       if (parts.size() == 3 && m == "DELETE") {
         std::optional<std::chrono::milliseconds> timeout;
         if (auto q = req.query_param("drain_timeout"); !q.empty()) {
           timeout = core::parse_duration(q);
           if (!timeout) return respond(error(400, "drain_timeout must be a duration like 30s or 500ms"));
         }
-        std::string group(parts[1]), address = percent_decode(parts[2]);
+        std::string group(parts[1]);
         std::string r = control_.deregister_target(group, address, timeout);
         return respond(from_result(r, 202, {{"draining", address}, {"group", group}}));
       }
@@ -190,7 +174,7 @@ void Admin::handle(http::Request& req, http::Responder respond) {
           return respond(error(400, "expected a JSON object with an integer \"weight\""));
         int weight = body["weight"].get<int>();
         if (weight < 0 || weight > 1000) return respond(error(400, "weight must be from 0 to 1000"));
-        std::string group(parts[1]), address = percent_decode(parts[2]);
+        std::string group(parts[1]);
         std::string r = control_.set_weight(group, address, weight);
         return respond(from_result(r, 200, {{"target", address}, {"weight", weight}}));
       }

@@ -10,6 +10,7 @@
 #include "cache/policy.h"
 #include "core/log.h"
 #include "health/health.h"
+#include "http/wire/field_lists.h"
 
 namespace cumulo::gateway {
 
@@ -34,23 +35,12 @@ struct HeadWriter {
   }
 };
 
-bool has_token(std::string_view list, std::string_view token) {
-  while (!list.empty()) {
-    auto comma = list.find(',');
-    std::string_view t = list.substr(0, comma);
-    while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
-    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
-    if (http::iequals(t, token)) return true;
-    if (comma == std::string_view::npos) break;
-    list.remove_prefix(comma + 1);
-  }
-  return false;
-}
 
 // Headers named by Connection are hop-by-hop too (RFC 9110 section 7.6.1).
 bool dropped_by_connection(const http::MessageHead& h, std::string_view name) {
   for (size_t i = 0; i < h.header_count; ++i)
-    if (http::iequals(h.headers[i].name, "connection") && has_token(h.headers[i].value, name)) return true;
+    if (http::iequals(h.headers[i].name, "connection") && http::list_contains(h.headers[i].value, name))
+      return true;
   return false;
 }
 
@@ -147,7 +137,7 @@ Session::Session(Worker& w, Upstreams& upstreams, SessionClock& clock,
       listener_(listener),
       peer_(peer),
       timer_(clock.make_alarm([this] { on_timer(); })),
-      self_(std::make_shared<Session*>(this)) {
+      self_(this) {
   client_.transport = std::move(client);
   http::ParseLimits limits;
   limits.max_head_bytes = w.snapshot()->config->limits.max_header_bytes;
@@ -647,7 +637,7 @@ void Session::on_timer() {
 void Session::close() {
   if (phase_ == Phase::kClosed) return;
   phase_ = Phase::kClosed;
-  *self_ = nullptr;
+  self_.reset();
   timer_->cancel();
   end_request();
   client_.in.clear();

@@ -6,6 +6,7 @@
 #include "cache/policy.h"
 #include "cache/store.h"
 #include "gateway/internal/session.h"
+#include "http/wire/field_lists.h"
 
 namespace cumulo::gateway {
 
@@ -31,23 +32,19 @@ bool kept_in_store(std::string_view name) {
 
 bool accepts_gzip(std::string_view accept_encoding) {
   // RFC 9110 section 12.5.3: "gzip" (or "*") listed without q=0.
-  while (!accept_encoding.empty()) {
-    auto comma = accept_encoding.find(',');
-    std::string_view item = accept_encoding.substr(0, comma);
-    accept_encoding = comma == std::string_view::npos ? std::string_view{} : accept_encoding.substr(comma + 1);
-    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
-    auto semi = item.find(';');
-    std::string_view coding = item.substr(0, semi);
-    while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t')) coding.remove_suffix(1);
-    if (!http::iequals(coding, "gzip") && coding != "*") continue;
-    if (semi == std::string_view::npos) return true;
-    std::string_view params = item.substr(semi + 1);
-    auto q = params.find("q=");
-    if (q == std::string_view::npos) return true;
-    std::string_view v = params.substr(q + 2);
-    return !(v.substr(0, 1) == "0" && v.find_first_not_of("0.", 0) > 4);
-  }
-  return false;
+  bool accepted = false;
+  http::for_each_list_element(accept_encoding, [&](std::string_view item) {
+    const size_t semi = item.find(';');
+    const std::string_view coding = http::trim_ows(item.substr(0, semi));
+    if (!http::iequals(coding, "gzip") && coding != "*") return true;  // the next element
+    const std::string_view params =
+        semi == std::string_view::npos ? std::string_view{} : item.substr(semi + 1);
+    const size_t q = params.find("q=");
+    const std::string_view v = q == std::string_view::npos ? std::string_view{} : params.substr(q + 2);
+    accepted = !(v.substr(0, 1) == "0" && v.find_first_not_of("0.", 0) > 4);
+    return false;  // the first gzip or "*" decides
+  });
+  return accepted;
 }
 
 // The value of the field `name` in stored header lines ("Name: value\r\n" each), or "".
@@ -217,10 +214,8 @@ bool Session::cache_lookup(const http::RequestHead& req) {
     bool filler = store.begin_fill(cache_.key);
     if (!filler && !cache_.coalesced) {
       // Another request is fetching this key already: wait for its response instead of asking the origin too.
-      std::weak_ptr<Session*> weak = self_;
-      store.wait_fill(cache_.key, w_.loop(), [weak] {
-        auto p = weak.lock();
-        if (p && *p) (*p)->cache_wake();
+      store.wait_fill(cache_.key, w_.loop(), [weak = self_.weak()] {
+        if (Session* s = weak.get()) s->cache_wake();
       });
       phase_ = Phase::kWaitCache;
       client_.parser.reset();

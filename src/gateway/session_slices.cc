@@ -161,7 +161,7 @@ bool Session::slice_get(uint64_t index, bool fetch) {
     }
   }
   if (!fetch) return false;
-  std::weak_ptr<Session*> weak = self_;
+  core::WeakOwner<Session> weak = self_.weak();
   bool filler = store.begin_fill(key);
   if (!filler && !slices_.coalesced) {
     // Another request fetches this slice: wait for it rather than fetch it twice.
@@ -169,8 +169,7 @@ bool Session::slice_get(uint64_t index, bool fetch) {
     slices_.waiting = true;
     arm(TimerFor::kCacheWait, route_->config.timeouts.first_byte);
     store.wait_fill(key, w_.loop(), [weak, token] {
-      auto p = weak.lock();
-      if (p && *p) (*p)->slice_woken(token);
+      if (Session* s = weak.get()) s->slice_woken(token);
     });
     return false;
   }
@@ -202,8 +201,7 @@ bool Session::slice_get(uint64_t index, bool fetch) {
         auto obj = slice_object(std::move(resp), first, key, request_head, route->config.cache, request_time,
                                 *snapshot->cache, error);
         if (filler) snapshot->cache->end_fill(key);
-        auto p = weak.lock();
-        if (p && *p) (*p)->slice_arrived(token, std::move(obj), std::move(error));
+        if (Session* s = weak.get()) s->slice_arrived(token, std::move(obj), std::move(error));
       });
   if (!sent) {
     if (filler) store.end_fill(key);

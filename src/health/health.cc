@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <charconv>
 
+#include "core/owner_guard.h"
 #include "http/client.h"
 
 namespace cumulo::health {
@@ -61,15 +62,13 @@ struct HealthChecker::Probe {
   int passes = 0;
   int failures = 0;
   bool in_flight = false;
-  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
+  core::OwnerGuard<Probe> alive{this};  // replies that arrive after unwatch() find no probe
 };
 
 HealthChecker::HealthChecker(core::EventLoop& loop, http::Client& client, TransitionFn on_transition)
     : loop_(loop), client_(client), on_transition_(std::move(on_transition)) {}
 
-HealthChecker::~HealthChecker() {
-  for (auto& p : probes_) *p->alive = false;
-}
+HealthChecker::~HealthChecker() = default;
 
 size_t HealthChecker::watched() const { return probes_.size(); }
 
@@ -90,7 +89,6 @@ void HealthChecker::watch(const std::string& endpoint, const core::SocketAddress
 void HealthChecker::unwatch(const std::string& endpoint) {
   for (auto it = probes_.begin(); it != probes_.end(); ++it) {
     if ((*it)->endpoint == endpoint) {
-      *(*it)->alive = false;
       probes_.erase(it);
       return;
     }
@@ -111,10 +109,9 @@ void HealthChecker::run_probe(Probe& p) {
   req.target = p.spec.path;
   req.timeout = p.spec.timeout;
   req.headers = {{"User-Agent", "cumulo-health-check"}};
-  std::weak_ptr<bool> alive = p.alive;
-  Probe* probe = &p;
-  client_.request(p.address, std::move(req), [this, alive, probe](http::ClientResponse resp) {
-    if (alive.expired() || !*alive.lock()) return;
+  client_.request(p.address, std::move(req), [this, alive = p.alive.weak()](http::ClientResponse resp) {
+    Probe* probe = alive.get();
+    if (!probe) return;
     Probe& p = *probe;
     bool pass = resp.ok() && p.spec.expects(resp.status);
     std::string why = resp.ok() ? "status " + std::to_string(resp.status) + " on " + p.spec.path : resp.error;
@@ -177,11 +174,8 @@ struct TcpAttempt : core::IoHandler {
 };
 
 void HealthChecker::run_tcp_probe(Probe& p) {
-  std::weak_ptr<bool> alive = p.alive;
-  Probe* probe = &p;
-  auto done = [this, alive, probe](bool pass, std::string why) {
-    if (alive.expired() || !*alive.lock()) return;
-    record_result(*probe, pass, why);
+  auto done = [this, alive = p.alive.weak()](bool pass, std::string why) {
+    if (Probe* probe = alive.get()) record_result(*probe, pass, why);
   };
   int err = 0;
   core::Fd fd = core::connect_tcp(p.address, &err);

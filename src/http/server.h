@@ -1,6 +1,6 @@
-// An HTTP/1.1 server on the event loop for control planes, applications and the object store (the admin APIs,
-// the demo web application, the S3 API on every object-store worker). The gateway's proxy path does not use it:
-// it has its own streaming loop.
+// An HTTP/1.1 server on the event loop for control planes and applications: the admin APIs of the gateway, DNS
+// and database tier, the stack's control API, the object store's S3 API (one server per object-store worker) and
+// the demo web application. The gateway's proxy path does not use it: it has its own streaming loop.
 #pragma once
 
 #include <chrono>

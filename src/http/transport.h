@@ -50,7 +50,8 @@ class TlsServerContext {
   virtual std::unique_ptr<Transport> wrap(int fd) = 0;
 };
 
-// Client-side TLS for health checks and upstreams that speak HTTPS; verification off unless ca_file is given.
+// Client-side TLS; verification off unless ca_file is given. Only tests use it so far: health checks and
+// upstreams are plain HTTP (no component creates one).
 class TlsClientContext {
  public:
   static std::unique_ptr<TlsClientContext> create(const std::string& ca_file = {});

@@ -8,7 +8,9 @@
 #include <map>
 #include <set>
 
+#include "core/config.h"
 #include "core/log.h"
+#include "core/owner_guard.h"
 #include "scaling/internal/metric_window.h"
 #include "scaling/internal/placement.h"
 #include "scaling/internal/policy.h"
@@ -17,8 +19,6 @@
 namespace cumulo::scaling {
 
 namespace {
-
-using internal::format_duration;
 
 // A new instance is probed often: the sooner it passes, the sooner it serves.
 constexpr Millis kPendingProbeInterval{200};
@@ -120,7 +120,7 @@ struct ScalingGroup::Impl {
   int64_t last_minute = -1;
   bool stopping = false;
   bool settled = false;
-  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
+  core::OwnerGuard<Impl> alive{this};  // answers that arrive after the group is gone are dropped
 
   bool memory_is_percent() const { return spec.launch_template.memory_bytes > 0; }
   void event(const std::string& message) {
@@ -192,7 +192,7 @@ struct ScalingGroup::Impl {
     backoff = std::min(backoff, kMaxLaunchBackoff);
     next_launch_at = now + backoff;
     settled = true;
-    event(what + "; retrying in " + format_duration(backoff) + " (failure " +
+    event(what + "; retrying in " + core::format_duration(backoff) + " (failure " +
           std::to_string(launch_failures) + " in a row)");
   }
 
@@ -201,11 +201,11 @@ struct ScalingGroup::Impl {
     const bool pending = inst.state == InstanceState::kPending;
     const InstanceHealthCheck& hc = spec.launch_template.health_check;
     inst.next_probe = now + (pending ? kPendingProbeInterval : hc.interval);
-    std::weak_ptr<bool> alive_token = alive;
+    const core::WeakOwner<Impl> alive_token = alive.weak();
     const std::string id = inst.id;
     env.prober->probe(inst.address, hc.path, hc.timeout,
                       [this, alive_token, id](bool passed, const std::string& why) {
-                        if (alive_token.expired()) return;
+                        if (!alive_token) return;
                         Instance* i = find(id);
                         if (!i) return;
                         i->probing = false;
@@ -239,11 +239,11 @@ struct ScalingGroup::Impl {
     if (inst.registering) return;
     inst.registering = true;
     inst.next_register = now + kRegisterRetry;
-    std::weak_ptr<bool> alive_token = alive;
+    const core::WeakOwner<Impl> alive_token = alive.weak();
     const std::string id = inst.id;
     env.registry->register_target(spec.name, inst.address, inst.zone,
                                   [this, alive_token, id](bool ok, const std::string& error) {
-                                    if (alive_token.expired()) return;
+                                    if (!alive_token) return;
                                     Instance* i = find(id);
                                     if (!i) return;
                                     on_registered(*i, ok, error, env.now());
@@ -274,11 +274,11 @@ struct ScalingGroup::Impl {
 
   void deregister(Instance& inst, Millis drain_timeout) {
     inst.registered = false;
-    std::weak_ptr<bool> alive_token = alive;
+    const core::WeakOwner<Impl> alive_token = alive.weak();
     const std::string id = inst.id;
     env.registry->deregister_target(
         spec.name, inst.address, drain_timeout, [this, alive_token, id](bool ok, const std::string& error) {
-          if (alive_token.expired()) return;
+          if (!alive_token) return;
           Instance* i = find(id);
           if (!i) return;
           i->deregistered = true;
@@ -325,7 +325,7 @@ struct ScalingGroup::Impl {
     }
     impaired_until[lost.zone] = now + kZoneImpairedFor;
     event("zone " + lost.zone + " has no instance in service any more -> launching in the other zones for " +
-          format_duration(kZoneImpairedFor) + ", then rebalancing");
+          core::format_duration(kZoneImpairedFor) + ", then rebalancing");
   }
 
   void reconcile(TimePoint now) {
@@ -400,7 +400,7 @@ struct ScalingGroup::Impl {
             inst.state = InstanceState::kTerminated;
             if (inst.handle != 0) env.provider->kill(inst.handle);
             launch_failed(now, inst.id + " did not pass its health check on " + hc.path +
-                                   " within its grace period of " + format_duration(hc.grace_period));
+                                   " within its grace period of " + core::format_duration(hc.grace_period));
             changed();
           } else if (inst.passed && !inst.registered && !inst.registering && now >= inst.next_register) {
             register_instance(inst, now);
@@ -418,7 +418,7 @@ struct ScalingGroup::Impl {
           if ((inst.deregistered && inst.gone_at_gateway) ||
               now - inst.draining_since >= spec.drain_timeout) {
             event(inst.id + " drained after " +
-                  format_duration(std::chrono::duration_cast<Millis>(now - inst.draining_since)) +
+                  core::format_duration(std::chrono::duration_cast<Millis>(now - inst.draining_since)) +
                   " -> stopping it");
             terminate(inst);
           }
@@ -705,9 +705,9 @@ bool ScalingGroup::on_exit(InstanceHandle handle, const ExitStatus& status, Time
       if (inst->registered || inst->registering) g.deregister(*inst, Millis(0));
       g.note_zone_loss(*inst, now);
       if (now - inst->in_service_at < kStableInService) {
-        g.launch_failed(now,
-                        inst->id + " served only " +
-                            format_duration(std::chrono::duration_cast<Millis>(now - inst->in_service_at)));
+        g.launch_failed(
+            now, inst->id + " served only " +
+                     core::format_duration(std::chrono::duration_cast<Millis>(now - inst->in_service_at)));
       }
       break;
     }

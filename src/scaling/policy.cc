@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "core/config.h"
+
 namespace cumulo::scaling::internal {
 
 namespace {
@@ -15,14 +17,6 @@ std::string number(double v) {
 }
 
 }  // namespace
-
-std::string format_duration(Millis d) {
-  const long long ms = d.count();
-  if (ms != 0 && ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
-  if (ms != 0 && ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
-  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
-  return std::to_string(ms) + "ms";
-}
 
 std::string format_value(const MetricName& metric, double value, bool memory_is_percent) {
   switch (metric.kind) {
@@ -61,7 +55,7 @@ std::optional<Proposal> TargetTracker::evaluate(double value, int counted, int d
 
   const std::string what = spec_.metric.text() + " " + to_string(spec_.statistic) + " " +
                            format_value(spec_.metric, value, memory_is_percent) + " over " +
-                           format_duration(spec_.window);
+                           core::format_duration(spec_.window);
   const std::string target = format_value(spec_.metric, spec_.target, memory_is_percent);
   if (wanted > desired) return Proposal{wanted, what + " > target " + target};
   if (wanted == desired) return Proposal{desired, what + " near target " + target};
@@ -72,8 +66,8 @@ std::optional<Proposal> TargetTracker::evaluate(double value, int counted, int d
     if (when >= now - spec_.scale_in_stabilization) most = std::max(most, n);
   }
   if (most >= desired) return Proposal{desired, what + " (stabilizing)"};
-  return Proposal{most,
-                  what + " < target " + target + " for " + format_duration(spec_.scale_in_stabilization)};
+  return Proposal{
+      most, what + " < target " + target + " for " + core::format_duration(spec_.scale_in_stabilization)};
 }
 
 std::optional<Proposal> TargetTracker::scale_out_early(double recent_value, Millis recent, int counted,
@@ -83,8 +77,8 @@ std::optional<Proposal> TargetTracker::scale_out_early(double recent_value, Mill
       std::max(0, static_cast<int>(std::ceil(static_cast<double>(counted) * recent_value / spec_.target - 1e-9)));
   if (wanted <= desired) return std::nullopt;
   return Proposal{wanted, spec_.metric.text() + " " + to_string(spec_.statistic) + " " +
-                              format_value(spec_.metric, recent_value, memory_is_percent) + " over the last " +
-                              format_duration(recent) + " > target " +
+                              format_value(spec_.metric, recent_value, memory_is_percent) +
+                              " over the last " + core::format_duration(recent) + " > target " +
                               format_value(spec_.metric, spec_.target, memory_is_percent)};
 }
 
@@ -114,7 +108,7 @@ std::optional<Proposal> evaluate_steps(const PolicySpec& spec, double value, int
     return Proposal{std::max(0, desired + change),
                     spec.metric.text() + " " + to_string(spec.statistic) + " " +
                         format_value(spec.metric, value, memory_is_percent) + " over " +
-                        format_duration(spec.window) + " " + range + ": step " + step};
+                        core::format_duration(spec.window) + " " + range + ": step " + step};
   }
   return std::nullopt;
 }

@@ -3,7 +3,9 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "core/config.h"
 #include "core/log.h"
+#include "core/text.h"
 #include "stack/internal/gateway_config.h"
 
 namespace cumulo::stack::internal {
@@ -11,22 +13,6 @@ namespace cumulo::stack::internal {
 using nlohmann::json;
 
 namespace {
-
-std::string percent_encode(std::string_view s) {
-  static const char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-        c == '_' || c == '~' || c == ':') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
-}
 
 std::string error_of(const http::ClientResponse& r) {
   if (!r.ok()) return r.error;
@@ -85,7 +71,7 @@ void GatewayAdmin::register_target(const std::string& group, const std::string& 
                                    const std::string& zone, Done done) {
   http::ClientRequest req;
   req.method = "POST";
-  req.target = "/targets/" + percent_encode(group);
+  req.target = "/targets/" + core::percent_encode(group, ":");
   req.headers = {{"Content-Type", "application/json"}};
   req.body = json{{"address", address}, {"zone", zone}, {"weight", 1}}.dump();
   req.timeout = std::chrono::seconds(2);
@@ -100,8 +86,8 @@ void GatewayAdmin::deregister_target(const std::string& group, const std::string
                                      scaling::Millis drain_timeout, Done done) {
   http::ClientRequest req;
   req.method = "DELETE";
-  req.target = "/targets/" + percent_encode(group) + "/" + percent_encode(address) +
-               "?drain_timeout=" + format_duration(drain_timeout);
+  req.target = "/targets/" + core::percent_encode(group, ":") + "/" + core::percent_encode(address, ":") +
+               "?drain_timeout=" + core::format_duration(drain_timeout);
   req.timeout = std::chrono::seconds(2);
   client_.request(admin_, std::move(req), [done = std::move(done)](http::ClientResponse r) {
     // 404: not there (any more), which is what was asked.

@@ -2,10 +2,12 @@
 truncation and the TCP retry, routing policies with health checks, run-time changes, zone transfers, bad input
 and rate limiting."""
 
+import http.client
 import json
 import socket
 import struct
 import time
+import urllib.parse
 from collections import Counter
 
 import pytest
@@ -188,9 +190,17 @@ def test_runtime_change_bumps_serial(procs, tmp_path):
     assert s.udp("example.test", "SOA").answer[0][0].serial == serial0 + 1
     bad = requests.post(s.admin("/zones/example.test/records"), json={"name": "x", "type": "A", "values": ["nope"]})
     assert bad.status_code == 400 and "IPv4" in bad.json()["error"]
+    # A '%' without two hex digits, sent as is (requests would encode the '%' itself).
+    url = urllib.parse.urlsplit(s.admin("/zones/example.test/records"))
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    conn.request("DELETE", url.path + "?name=ne%1w&type=A")
+    bad = conn.getresponse()
+    assert bad.status == 400 and b"percent-encoding" in bad.read(), bad.status
+    conn.close()
     listed = requests.get(s.admin("/zones")).json()["zones"][0]
     assert any(rec["name"] == "new.example.test." for rec in listed["records"])
-    r = requests.delete(s.admin("/zones/example.test/records"), params={"name": "new", "type": "A"})
+    # The query is percent-decoded (and '+' would be a space, as in a form).
+    r = requests.delete(s.admin("/zones/example.test/records?name=%6Eew&type=%41"))
     assert r.status_code == 200, r.text
     assert s.udp("new.example.test").rcode() == dns.rcode.NXDOMAIN
     assert s.udp("example.test", "SOA").answer[0][0].serial == serial0 + 2

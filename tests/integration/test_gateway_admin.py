@@ -1,10 +1,11 @@
 """The admin API (docs/admin-api.md): register, weights, errors as JSON, /metrics."""
 
+import http.client
 import time
 
 import requests
 
-from support import instance_counts, metric_value, wait_for
+from support import LOCALHOST, instance_counts, metric_value, wait_for
 
 
 def assert_json_error(r, status):
@@ -31,6 +32,9 @@ def test_register_change_weight_and_errors(webapp, gateway):
     r = gw.admin("PUT", f"/targets/web/{b.address}", json={"weight": 3})
     assert r.status_code == 200, r.text
     assert gw.target(b.address)["weight"] == 3
+    # The address in the path is percent-decoded (clients encode the ':').
+    r = gw.admin("PUT", "/targets/web/" + b.address.replace(":", "%3a").replace(".", "%2E"), json={"weight": 3})
+    assert r.status_code == 200 and r.json()["target"] == b.address, r.text
     with requests.Session() as s:
         counts = instance_counts(gw.url("/"), 200, session=s)
     ratio = counts.get(b.id, 0) / max(1, counts.get(a.id, 0))
@@ -45,6 +49,13 @@ def test_register_change_weight_and_errors(webapp, gateway):
     assert_json_error(gw.admin("PUT", "/targets/web/127.0.0.1:1", json={"weight": 2}), 404)
     assert_json_error(gw.admin("PUT", f"/targets/web/{b.address}", json={"weight": "heavy"}), 400)
     assert_json_error(gw.admin("DELETE", "/targets/web/127.0.0.1:1"), 404)
+    # A '%' without two hex digits (sent as is: requests would encode the '%' itself).
+    for method, path in [("PUT", "/targets/web/127.0.0.1%3"), ("DELETE", "/targets/web/127.0.0.1%zz1")]:
+        conn = http.client.HTTPConnection(LOCALHOST, gw.admin_port, timeout=10)
+        conn.request(method, path, body=b'{"weight": 2}')
+        r = conn.getresponse()
+        assert r.status == 400 and b"percent-encoding" in r.read(), (method, path, r.status)
+        conn.close()
     assert_json_error(gw.admin("DELETE", f"/targets/web/{b.address}?drain_timeout=soon"), 400)
     assert_json_error(gw.admin("GET", "/nothing-here"), 404)
     assert gw.target(b.address)["weight"] == 3, "failed calls must not change anything"

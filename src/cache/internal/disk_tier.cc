@@ -148,7 +148,10 @@ std::shared_ptr<Object> deserialize_object(std::string_view bytes) {
   return o;
 }
 
-DiskTier::DiskTier(std::string dir, uint64_t max_bytes) : dir_(std::move(dir)), max_bytes_(max_bytes) {
+DiskTier::DiskTier(std::string dir, uint64_t max_bytes)
+    : dir_(std::move(dir)),
+      max_bytes_(max_bytes),
+      entries_(core::LruLimits{.max_bytes = max_bytes, .min_entries = 1}) {
   if (::mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST)
     throw std::runtime_error("cache disk path " + dir_ + ": " + std::strerror(errno));
   DIR* d = ::opendir(dir_.c_str());
@@ -164,18 +167,17 @@ DiskTier::DiskTier(std::string dir, uint64_t max_bytes) : dir_(std::move(dir)), 
     if (!name.ends_with(".obj") || name.size() != 20) continue;
     uint64_t id = std::strtoull(std::string(name.substr(0, 16)).c_str(), nullptr, 16);
     struct stat st {};
-    std::string head;
-    auto e = std::make_unique<Entry>();
+    std::string head, key;
+    Entry e;
     Reader r{};
     if (id == 0 || ::stat(path.c_str(), &st) != 0 || !read_file(path, head, kIndexPrefix) ||
-        !(r.in = head, read_index_fields(r, e->key, e->vary, e->vary_key, e->tags))) {
+        !(r.in = head, read_index_fields(r, key, e.vary, e.vary_key, e.tags))) {
       ::unlink(path.c_str());
       continue;
     }
-    e->id = id;
-    e->size = static_cast<uint64_t>(st.st_size);
+    e.id = id;
     next_id_ = std::max(next_id_, id + 1);
-    add_locked(std::move(e));
+    add_locked(std::move(key), std::move(e), static_cast<uint64_t>(st.st_size));
   }
   ::closedir(d);
   writer_ = std::thread([this] { run(); });
@@ -196,34 +198,17 @@ std::string DiskTier::path_of(uint64_t id) const {
   return dir_ + "/" + name + ".obj";
 }
 
-void DiskTier::add_locked(std::unique_ptr<Entry> e) {
-  // The same key and Vary key replaces what was there (its file goes).
-  auto [first, last] = entries_.equal_range(e->key);
-  for (auto it = first; it != last; ++it) {
-    if (it->second->vary_key == e->vary_key) {
-      erase_locked(it->second.get());
-      break;
-    }
-  }
-  lru_.push_front(e.get());
-  e->lru = lru_.begin();
-  bytes_ += e->size;
-  std::string key = e->key;
-  entries_.emplace(std::move(key), std::move(e));
-  while (bytes_ > max_bytes_ && lru_.size() > 1) erase_locked(lru_.back());
+void DiskTier::unlink_file(const Index::Entry& e) const {
+  ::unlink(path_of(e.value.id).c_str());
 }
 
-void DiskTier::erase_locked(Entry* e) {
-  ::unlink(path_of(e->id).c_str());
-  bytes_ -= e->size;
-  lru_.erase(e->lru);
-  auto [first, last] = entries_.equal_range(e->key);
-  for (auto it = first; it != last; ++it) {
-    if (it->second.get() == e) {
-      entries_.erase(it);
-      return;
-    }
-  }
+void DiskTier::add_locked(std::string key, Entry e, uint64_t size) {
+  // The same key and Vary key replaces what was there (its file goes).
+  auto unlink = [this](const Index::Entry& old) { unlink_file(old); };
+  entries_.erase_first(
+      key, [&](const Entry& old) { return old.vary_key == e.vary_key; }, unlink);
+  entries_.insert(std::move(key), std::move(e), size);
+  entries_.evict(unlink);
 }
 
 void DiskTier::write(std::shared_ptr<const Object> object) {
@@ -266,16 +251,7 @@ void DiskTier::run() {
       ::unlink(path.c_str());
       ok = false;
     }
-    if (ok) {
-      auto e = std::make_unique<Entry>();
-      e->key = o->key;
-      e->vary = o->vary;
-      e->vary_key = o->vary_key;
-      e->tags = o->tags;
-      e->id = id;
-      e->size = bytes.size();
-      add_locked(std::move(e));
-    }
+    if (ok) add_locked(o->key, Entry{o->vary, o->vary_key, o->tags, id}, bytes.size());
     writing_.reset();
     cv_.notify_all();
   }
@@ -304,17 +280,12 @@ std::shared_ptr<Object> DiskTier::read(std::string_view key, const http::Request
   uint64_t id = 0;
   {
     std::lock_guard lock(mu_);
-    auto [first, last] = entries_.equal_range(std::string(key));
-    for (auto it = first; it != last; ++it) {
-      Entry* e = it->second.get();
-      if (!e->vary.empty()) {
-        auto k = vary_key(e->vary, req);
-        if (!k || *k != e->vary_key) continue;
-      }
-      lru_.splice(lru_.begin(), lru_, e->lru);
-      id = e->id;
-      break;
-    }
+    const Entry* e = entries_.find_if(std::string(key), [&](const Entry& candidate) {
+      if (candidate.vary.empty()) return true;
+      auto k = vary_key(candidate.vary, req);
+      return k && *k == candidate.vary_key;
+    });
+    if (e) id = e->id;
   }
   if (id == 0) return nullptr;
   std::string bytes;
@@ -338,22 +309,16 @@ size_t DiskTier::purge(std::string_view key, bool prefix) {
   std::lock_guard lock(mu_);
   ++purges_;
   std::erase_if(queue_, [&](const auto& o) { return key_matches(o->key, key, prefix); });
-  std::vector<Entry*> doomed;
-  for (auto& [k, e] : entries_)
-    if (key_matches(k, key, prefix)) doomed.push_back(e.get());
-  for (Entry* e : doomed) erase_locked(e);
-  return doomed.size();
+  return entries_.erase_if([&](const std::string& k, const Entry&) { return key_matches(k, key, prefix); },
+                           [this](const Index::Entry& e) { unlink_file(e); });
 }
 
 size_t DiskTier::purge_tag(std::string_view tag) {
   std::lock_guard lock(mu_);
   ++purges_;
   std::erase_if(queue_, [&](const auto& o) { return has_tag(o->tags, tag); });
-  std::vector<Entry*> doomed;
-  for (auto& [k, e] : entries_)
-    if (has_tag(e->tags, tag)) doomed.push_back(e.get());
-  for (Entry* e : doomed) erase_locked(e);
-  return doomed.size();
+  return entries_.erase_if([&](const std::string&, const Entry& e) { return has_tag(e.tags, tag); },
+                           [this](const Index::Entry& e) { unlink_file(e); });
 }
 
 uint64_t DiskTier::objects() const {
@@ -363,7 +328,7 @@ uint64_t DiskTier::objects() const {
 
 uint64_t DiskTier::bytes() const {
   std::lock_guard lock(mu_);
-  return bytes_;
+  return entries_.bytes();
 }
 
 }  // namespace cumulo::cache

@@ -6,15 +6,14 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
-#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "cache/store.h"
+#include "core/lru_map.h"
 
 namespace cumulo::cache {
 
@@ -43,25 +42,23 @@ class DiskTier {
   uint64_t bytes() const;
 
  private:
+  // One file, indexed by its object's primary key; charged its size.
   struct Entry {
-    std::string key, vary, vary_key;
+    std::string vary, vary_key;
     std::vector<std::string> tags;
     uint64_t id = 0;
-    uint64_t size = 0;
-    std::list<Entry*>::iterator lru;
   };
+  using Index = core::LruMap<std::string, Entry>;
   std::string path_of(uint64_t id) const;
-  void add_locked(std::unique_ptr<Entry> e);
-  void erase_locked(Entry* e);  // unlinks its file
+  void add_locked(std::string key, Entry e, uint64_t size);
+  void unlink_file(const Index::Entry& e) const;
   void run();
 
   const std::string dir_;
   const uint64_t max_bytes_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::unordered_multimap<std::string, std::unique_ptr<Entry>> entries_;
-  std::list<Entry*> lru_;  // front: most recently used
-  uint64_t bytes_ = 0;
+  Index entries_;  // never evicted below one entry, however large
   uint64_t next_id_ = 1;
   uint64_t purges_ = 0;  // a write that was under way during a purge is dropped (it may be of a purged object)
   std::deque<std::shared_ptr<const Object>> queue_;

@@ -9,6 +9,9 @@
 #include <ctime>
 #include <limits>
 
+#include "core/text.h"
+#include "http/wire/field_lists.h"
+
 namespace cumulo::cache {
 namespace {
 
@@ -30,26 +33,11 @@ int64_t sat_sub(int64_t a, int64_t b) {
   return r;
 }
 
-bool is_digit(char c) {
-  return c >= '0' && c <= '9';
-}
-bool is_ows(char c) {
-  return c == ' ' || c == '\t';
-}
-// tchar, RFC 9110 section 5.6.2.
-bool is_tchar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) ||
-         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-char to_lower(char c) {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c;
-}
-
-std::string_view trim_ows(std::string_view s) {
-  while (!s.empty() && is_ows(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_ows(s.back())) s.remove_suffix(1);
-  return s;
-}
+using core::is_digit;
+using core::is_tchar;
+using core::to_lower;
+using http::is_ows;
+using http::trim_ows;
 
 size_t token_end(std::string_view s, size_t i) {
   while (i < s.size() && is_tchar(s[i])) ++i;

@@ -1,10 +1,10 @@
 #include "dns/internal/admin.h"
 
-#include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/text.h"
 #include "dns/wire/zone_file.h"
 
 namespace cumulo::dns {
@@ -17,21 +17,6 @@ http::Response error(int status, const std::string& what) {
   return http::Response::json(status, j.dump() + "\n");
 }
 
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      int v = 0;
-      if (std::sscanf(std::string(s.substr(i + 1, 2)).c_str(), "%2x", &v) == 1) {
-        out.push_back(static_cast<char>(v));
-        i += 2;
-        continue;
-      }
-    }
-    out.push_back(s[i] == '+' ? ' ' : s[i]);
-  }
-  return out;
-}
 }  // namespace
 
 void bump_serial(std::string& rd) {
@@ -115,8 +100,10 @@ http::Response Admin::change(http::Request& req, ZoneSource& zone) {
     what = "upsert";
     updated.sets[{set.name, set.type}] = std::move(set);
   } else {
-    std::string name_text = percent_decode(req.query_param("name"));
-    std::string type_text = percent_decode(req.query_param("type"));
+    std::string name_text, type_text;
+    if (!core::percent_decode(req.query_param("name"), name_text, core::PlusIs::kSpace) ||
+        !core::percent_decode(req.query_param("type"), type_text, core::PlusIs::kSpace))
+      return error(400, "bad percent-encoding in the query (a '%' needs two hex digits)");
     std::string name;
     auto t = type_text == "ALIAS" ? std::optional<uint16_t>(kTypeAlias) : wire::type_from_name(type_text);
     if (!wire::name_from_text(name_text, zone.origin, name) || !t)

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/text.h"
 #include "dns/wire/wire.h"
 
 namespace cumulo::dns::wire {
@@ -84,8 +85,7 @@ std::string type_name(uint16_t t) {
 }
 
 std::optional<uint16_t> type_from_name(std::string_view name) {
-  std::string up(name);
-  for (char& ch : up) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  const std::string up = core::to_upper(name);
   for (const auto& tn : kTypeNames)
     if (up == tn.name) return tn.type;
   if (up.size() > 4 && up.size() <= 9 && up.compare(0, 4, "TYPE") == 0) {

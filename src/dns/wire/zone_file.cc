@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/text.h"
 #include "dns/wire/wire.h"
 
 namespace cumulo::dns::wire {
@@ -219,7 +220,7 @@ std::optional<uint32_t> parse_ttl(std::string_view text) {
       continue;
     }
     uint64_t mul = 0;
-    switch (std::tolower(static_cast<unsigned char>(ch))) {
+    switch (core::to_lower(ch)) {
       case 's':
         mul = 1;
         break;
@@ -351,12 +352,12 @@ bool rdata_from_text(uint16_t rtype, const std::vector<std::string>& tokens, std
       const std::string& tag = tokens[1];
       if (tag.empty() || tag.size() > 15) return fail("CAA tag must have 1 to 15 characters");
       for (char ch : tag)
-        if (!std::isalnum(static_cast<unsigned char>(ch))) return fail("CAA tag must be letters and digits");
+        if (!core::is_alnum(ch)) return fail("CAA tag must be letters and digits");
       std::string value;
       if (!char_string(tokens[2], value)) return fail("bad escape in CAA value");
       out.push_back(static_cast<char>(flags));
       out.push_back(static_cast<char>(tag.size()));
-      for (char ch : tag) out.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(ch))));
+      out += core::to_lower(tag);
       out += value;
       return true;
     }
@@ -428,7 +429,7 @@ std::string rdata_to_text(uint16_t rtype, std::string_view rd) {
       size_t tl = static_cast<uint8_t>(rd[1]);
       if (tl == 0 || tl > 15) return generic();
       for (size_t i = 0; i < tl; ++i)
-        if (!std::isalnum(static_cast<unsigned char>(rd[2 + i]))) return generic();
+        if (!core::is_alnum(rd[2 + i])) return generic();
       return std::to_string(static_cast<uint8_t>(rd[0])) + " " + std::string(rd.substr(2, tl)) + " " +
              quote(rd.substr(2 + tl));
     }
@@ -485,8 +486,7 @@ bool parse_zone_file(std::string_view text, std::string_view origin_wire, uint32
     std::optional<uint16_t> rtype;
     for (int k = 0; k < 3 && i < t.size() && !rtype; ++k) {
       const std::string& tok = t[i];
-      std::string up = tok;
-      for (char& ch : up) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+      const std::string up = core::to_upper(tok);
       if (up == "IN") {
         ++i;
       } else if (up == "CH" || up == "HS" || up == "CS") {

@@ -10,6 +10,7 @@
 #include "core/buffer.h"
 #include "core/event_loop.h"
 #include "core/net.h"
+#include "core/owner_guard.h"
 #include "gateway/internal/upstream.h"
 #include "gateway/internal/worker.h"
 #include "http/client.h"
@@ -224,7 +225,7 @@ class Session final : public core::IoHandler {
   Exchange exchange_;
   CacheState cache_;
   SliceState slices_;
-  std::shared_ptr<Session*> self_;  // wake-ups from other threads find the session through it; null once closed
+  core::OwnerGuard<Session> self_;  // wake-ups from other threads find the session through it; null once closed
 };
 
 }  // namespace cumulo::gateway

@@ -12,6 +12,9 @@
 #include <cstring>
 #include <limits>
 
+#include "core/text.h"
+#include "http/wire/field_lists.h"
+
 // SSE2 is part of x86-64; elsewhere, or with -DCUMULO_NO_SIMD (to test that path), portable loops are used.
 #if defined(__SSE2__) && !defined(CUMULO_NO_SIMD)
 #define CUMULO_H1_SSE2 1
@@ -22,13 +25,8 @@ namespace cumulo::http {
 namespace {
 
 using CharTable = std::array<bool, 256>;
-
-constexpr bool is_digit(unsigned c) {
-  return c >= '0' && c <= '9';
-}
-constexpr bool is_alpha(unsigned c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
+using core::is_alpha;
+using core::is_digit;
 
 constexpr CharTable make_table(bool (*pred)(unsigned)) {
   CharTable t{};
@@ -44,8 +42,7 @@ constexpr bool in_set(unsigned c, std::string_view set) {
 }
 
 // tchar, RFC 9110 section 5.6.2: methods, field names, transfer codings.
-constexpr CharTable kTokenChar =
-    make_table([](unsigned c) { return is_digit(c) || is_alpha(c) || in_set(c, "!#$%&'*+-.^_`|~"); });
+constexpr CharTable kTokenChar = make_table([](unsigned c) { return core::is_tchar(static_cast<char>(c)); });
 
 // field-vchar / SP / HTAB (RFC 9110 section 5.5); obs-text (>= 0x80) is kept, as recipients must accept it.
 constexpr CharTable kFieldValueChar =
@@ -62,24 +59,15 @@ constexpr CharTable kTargetChar = make_table([](unsigned c) { return c > 0x20 &&
 constexpr CharTable kHostChar =
     make_table([](unsigned c) { return is_digit(c) || is_alpha(c) || in_set(c, "-._~!$&'()*+,;=%:[]"); });
 
-constexpr std::array<unsigned char, 256> kLower = [] {
-  std::array<unsigned char, 256> t{};
-  for (unsigned c = 0; c < 256; ++c) t[c] = static_cast<unsigned char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
-  return t;
-}();
-
 inline unsigned char uc(char c) {
   return static_cast<unsigned char>(c);
-}
-inline bool is_ows(char c) {
-  return c == ' ' || c == '\t';
 }
 
 // `lower` must be lowercase already: the names we match are literals.
 inline bool iequals_lower(std::string_view s, std::string_view lower) {
   if (s.size() != lower.size()) return false;
   for (size_t i = 0; i < s.size(); ++i) {
-    if (kLower[uc(s[i])] != uc(lower[i])) return false;
+    if (core::to_lower(s[i]) != lower[i]) return false;
   }
   return true;
 }
@@ -102,25 +90,6 @@ inline bool field_equals(std::string_view s, std::string_view lower) {
     if ((uc(s[i]) | 0x20u) != uc(lower[i])) return false;
   }
   return true;
-}
-
-inline std::string_view trim_ows(std::string_view s) {
-  while (!s.empty() && is_ows(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_ows(s.back())) s.remove_suffix(1);
-  return s;
-}
-
-// Calls fn(element) for each comma-separated element of a field value, OWS trimmed (RFC 9110 section 5.6.1).
-// Empty elements are passed too; each caller decides whether they are acceptable. Stops when fn returns
-// false.
-template <typename Fn>
-bool for_each_element(std::string_view value, Fn&& fn) {
-  for (;;) {
-    const size_t comma = value.find(',');
-    if (!fn(trim_ows(value.substr(0, comma)))) return false;
-    if (comma == std::string_view::npos) return true;
-    value.remove_prefix(comma + 1);
-  }
 }
 
 // Content-Length values beyond this are refused: bodies are counted in off_t and int64 elsewhere.
@@ -221,7 +190,7 @@ ParseStatus note_content_length(std::string_view value, size_t pos, int bad_stat
   const char* reason = nullptr;
   bool seen = f.has_content_length;
   uint64_t length = f.content_length;
-  for_each_element(value, [&](std::string_view element) {
+  for_each_list_element(value, [&](std::string_view element) {
     if (element.empty()) {
       reason = "Content-Length is not a number";
       return false;
@@ -260,7 +229,7 @@ ParseStatus note_content_length(std::string_view value, size_t pos, int bad_stat
 ParseStatus note_transfer_encoding(std::string_view value, size_t pos, int bad_status, FieldFacts& f,
                                    ParseError& err) {
   const char* reason = nullptr;
-  for_each_element(value, [&](std::string_view coding) {
+  for_each_list_element(value, [&](std::string_view coding) {
     if (coding.empty()) {
       reason = "empty Transfer-Encoding element";
       return false;
@@ -287,7 +256,7 @@ ParseStatus note_transfer_encoding(std::string_view value, size_t pos, int bad_s
 }
 
 void note_connection(std::string_view value, FieldFacts& f) {
-  for_each_element(value, [&](std::string_view option) {
+  for_each_list_element(value, [&](std::string_view option) {
     if (field_equals(option, "close")) {
       f.conn_close = true;
     } else if (field_equals(option, "keep-alive")) {
@@ -512,14 +481,6 @@ const char* classify_target(RequestHead& out, std::string_view& authority) {
 }
 
 }  // namespace
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (kLower[uc(a[i])] != kLower[uc(b[i])]) return false;
-  }
-  return true;
-}
 
 std::string_view MessageHead::header(std::string_view name) const {
   for (size_t i = 0; i < header_count; ++i) {
@@ -860,13 +821,6 @@ ParseStatus ResponseParser::parse(std::string_view in, Method request_method, Re
 
 namespace {
 
-inline int hex_value(unsigned char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  const unsigned l = c | 0x20u;
-  if (l >= 'a' && l <= 'f') return static_cast<int>(l - 'a' + 10);
-  return -1;
-}
-
 constexpr size_t kMaxChunkSizeDigits = 16;
 constexpr uint64_t kMaxChunkSize = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
 constexpr size_t kMaxChunkExtensionBytes = 4 * 1024;
@@ -897,7 +851,7 @@ ParseStatus ChunkedDecoder::decode(std::string_view in, size_t& consumed, std::s
     const unsigned char c = uc(in[i]);
     switch (state_) {
       case State::kSize: {
-        const int d = hex_value(c);
+        const int d = core::hex_digit_value(static_cast<char>(c));
         if (d >= 0) {
           if (size_digits_ == kMaxChunkSizeDigits) {
             return stop(ParseStatus::kTooLarge, 413, "chunk size has more than 16 hex digits");

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "core/text.h"
+
 namespace cumulo::http {
 
 enum class ParseStatus : uint8_t {
@@ -156,7 +158,7 @@ class ChunkedDecoder {
 };
 
 Method method_from_string(std::string_view name);
-bool iequals(std::string_view a, std::string_view b);
+using core::iequals;  // ASCII case-insensitive, for field names and tokens
 // True for hop-by-hop headers a proxy must not forward (RFC 9110 section 7.6.1): Connection, Keep-Alive,
 // Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade. (The caller also drops names listed in Connection.)
 bool is_hop_by_hop(std::string_view name);

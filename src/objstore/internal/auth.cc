@@ -8,6 +8,7 @@
 #include <ctime>
 #include <vector>
 
+#include "core/text.h"
 #include "objstore/wire/checksum.h"
 #include "objstore/wire/sigv4.h"
 
@@ -141,8 +142,7 @@ AuthResult verify_v2_presigned(const http::Request& head, const S3Config& config
                     std::string(head.header("content-type")) + "\n" + expires + "\n";
   std::vector<std::pair<std::string, std::string>> amz;
   for (const auto& [k, v] : head.headers) {
-    std::string n = k;
-    for (char& c : n) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    std::string n = core::to_lower(k);
     if (n.rfind("x-amz-", 0) == 0) amz.emplace_back(n, v);
   }
   std::sort(amz.begin(), amz.end());

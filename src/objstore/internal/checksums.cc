@@ -2,16 +2,11 @@
 
 #include <algorithm>
 
+#include "core/text.h"
+
 namespace cumulo::objstore {
 
 namespace {
-
-bool iequal(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           auto up = [](char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; };
-           return up(x) == up(y);
-         });
-}
 
 // No declaration: the parts' own checksums, when they all have one of the same algorithm.
 std::optional<ChecksumAlgorithm> parts_algorithm(const std::vector<PartInfo>& parts) {
@@ -38,9 +33,9 @@ std::string parse_declared_checksum(std::string_view algorithm, std::string_view
     if (!out.algorithm) return "Unknown x-amz-checksum-algorithm: CRC32, CRC32C, CRC64NVME, SHA1 or SHA256.";
   }
   if (!type.empty()) {
-    if (iequal(type, "FULL_OBJECT"))
+    if (core::iequals(type, "FULL_OBJECT"))
       out.full_object = true;
-    else if (iequal(type, "COMPOSITE"))
+    else if (core::iequals(type, "COMPOSITE"))
       out.full_object = false;
     else
       return "x-amz-checksum-type must be COMPOSITE or FULL_OBJECT.";
@@ -139,7 +134,8 @@ std::optional<ObjectChecksum> stored_checksum(const MetaHeaders& h) {
     }
   }
   if (!out) return out;
-  out->full_object = type.empty() ? out->value.find('-') == std::string::npos : iequal(type, "FULL_OBJECT");
+  out->full_object =
+      type.empty() ? out->value.find('-') == std::string::npos : core::iequals(type, "FULL_OBJECT");
   while (!parts.empty()) {
     size_t comma = parts.find(',');
     out->part_values.emplace_back(parts.substr(0, comma));

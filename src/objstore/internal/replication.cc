@@ -22,6 +22,7 @@
 
 #include "core/log.h"
 #include "core/net.h"
+#include "core/text.h"
 #include "objstore/internal/auth.h"
 #include "objstore/wire/sigv4.h"
 
@@ -134,8 +135,7 @@ class PeerConnection {
           head.substr(pos + 2, (next == std::string_view::npos ? head.size() : next) - pos - 2);
       size_t colon = line.find(':');
       if (colon != std::string_view::npos) {
-        std::string name(line.substr(0, colon));
-        for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        std::string name = core::to_lower(line.substr(0, colon));
         std::string_view value = line.substr(colon + 1);
         while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
         if (name == "content-length") std::from_chars(value.data(), value.data() + value.size(), length);

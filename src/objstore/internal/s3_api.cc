@@ -10,6 +10,8 @@
 #include <ctime>
 
 #include "core/log.h"
+#include "core/text.h"
+#include "http/wire/field_lists.h"
 #include "http/wire/h1.h"
 #include "objstore/internal/auth.h"
 #include "objstore/internal/checksums.h"
@@ -79,13 +81,6 @@ struct Route {
   }
 };
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
-
 // Query values as clients send them: percent-encoded, '+' for a space (form encoding).
 bool decode_query(std::string_view q, Params& out) {
   std::string name, value;
@@ -95,9 +90,9 @@ bool decode_query(std::string_view q, Params& out) {
     q = amp == std::string_view::npos ? std::string_view{} : q.substr(amp + 1);
     if (pair.empty()) continue;
     size_t eq = pair.find('=');
-    std::string raw_value(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
-    std::replace(raw_value.begin(), raw_value.end(), '+', ' ');
-    if (!percent_decode(pair.substr(0, eq), name) || !percent_decode(raw_value, value)) return false;
+    std::string_view raw_value = eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+    if (!percent_decode(pair.substr(0, eq), name) || !percent_decode(raw_value, value, core::PlusIs::kSpace))
+      return false;
     out.emplace_back(name, value);
   }
   return true;
@@ -233,14 +228,10 @@ std::string unquote(std::string_view s) {
 }
 
 bool etag_list_matches(std::string_view list, std::string_view etag) {
-  while (!list.empty()) {
-    size_t comma = list.find(',');
-    std::string item = unquote(list.substr(0, comma));
-    if (item == "*" || item == etag) return true;
-    if (comma == std::string_view::npos) break;
-    list.remove_prefix(comma + 1);
-  }
-  return false;
+  return !http::for_each_list_element(list, [etag](std::string_view item) {
+    std::string tag = unquote(item);
+    return tag != "*" && tag != etag;
+  });
 }
 
 // The headers stored with an object, as the request gave them.
@@ -249,26 +240,20 @@ void collect_meta(const http::Request& r, std::string& content_type, MetaHeaders
   if (content_type.empty()) content_type = "binary/octet-stream";
   out.clear();
   for (const auto& [name, value] : r.headers) {
-    std::string n = lower(name);
+    std::string n = core::to_lower(name);
     if (n == "cache-control" || n == "content-disposition" || n == "content-language" || n == "expires" ||
         n == "x-amz-website-redirect-location") {
       out.emplace_back(n, value);
     } else if (n == "content-encoding") {
       // aws-chunked describes the upload, not the object (S3 API: "Content-Encoding: aws-chunked").
       std::string kept;
-      std::string_view v = value;
-      while (!v.empty()) {
-        size_t comma = v.find(',');
-        std::string_view tok = v.substr(0, comma);
-        while (!tok.empty() && tok.front() == ' ') tok.remove_prefix(1);
-        while (!tok.empty() && tok.back() == ' ') tok.remove_suffix(1);
-        if (!tok.empty() && lower(tok) != "aws-chunked") {
+      http::for_each_list_element(value, [&](std::string_view coding) {
+        if (!coding.empty() && !core::iequals(coding, "aws-chunked")) {
           if (!kept.empty()) kept += ",";
-          kept.append(tok);
+          kept.append(coding);
         }
-        if (comma == std::string_view::npos) break;
-        v.remove_prefix(comma + 1);
-      }
+        return true;
+      });
       if (!kept.empty()) out.emplace_back(n, kept);
     } else if (n.rfind("x-amz-meta-", 0) == 0) {
       out.emplace_back(n, value);
@@ -457,7 +442,7 @@ struct S3Api::Impl {
     std::string_view host = r.header("host");
     if (!host.empty() && host.front() != '[')
       host = host.substr(0, host.rfind(':') == std::string_view::npos ? host.size() : host.rfind(':'));
-    std::string h = lower(host);
+    std::string h = core::to_lower(host);
     for (const auto& d : config.domains) {
       if (h.size() > d.size() + 1 && h.compare(h.size() - d.size(), d.size(), d) == 0 &&
           h[h.size() - d.size() - 1] == '.') {
@@ -1005,7 +990,7 @@ struct S3Api::Impl {
       return error(c, S3Error::kPreconditionFailed);
     if (auto m = req.header("x-amz-copy-source-if-none-match"); !m.empty() && etag_list_matches(m, so->etag))
       return error(c, S3Error::kPreconditionFailed);
-    std::string directive = lower(req.header("x-amz-metadata-directive"));
+    std::string directive = core::to_lower(req.header("x-amz-metadata-directive"));
     bool replace = directive == "replace";
     if (!directive.empty() && directive != "copy" && !replace)
       return error(c, S3Error::kInvalidArgument, "x-amz-metadata-directive must be COPY or REPLACE.");
@@ -1217,11 +1202,8 @@ struct S3Api::Impl {
     bool want_etag = false, want_checksum = false, want_parts = false, want_class = false, want_size = false;
     std::string_view list = req.header("x-amz-object-attributes");
     if (list.empty()) return error(c, S3Error::kInvalidArgument, "x-amz-object-attributes is required.");
-    while (!list.empty()) {
-      size_t comma = list.find(',');
-      std::string_view a = list.substr(0, comma);
-      while (!a.empty() && a.front() == ' ') a.remove_prefix(1);
-      while (!a.empty() && a.back() == ' ') a.remove_suffix(1);
+    std::optional<std::string_view> unknown;
+    http::for_each_list_element(list, [&](std::string_view a) {
       if (a == "ETag")
         want_etag = true;
       else if (a == "Checksum")
@@ -1233,10 +1215,12 @@ struct S3Api::Impl {
       else if (a == "ObjectSize")
         want_size = true;
       else
-        return error(c, S3Error::kInvalidArgument,
-                     "Unknown attribute in x-amz-object-attributes: " + std::string(a));
-      list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
-    }
+        unknown = a;
+      return !unknown;
+    });
+    if (unknown)
+      return error(c, S3Error::kInvalidArgument,
+                   "Unknown attribute in x-amz-object-attributes: " + std::string(*unknown));
     auto o = storage.head(c.route.bucket, c.route.key);
     if (!o) return error(c, S3Error::kNoSuchKey);
     auto number = [&](std::string_view header, uint64_t def, uint64_t& out) {

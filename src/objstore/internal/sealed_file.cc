@@ -20,6 +20,8 @@
 
 #include "core/event_loop.h"
 
+#include "core/text.h"
+
 namespace cumulo::objstore {
 
 namespace {
@@ -83,15 +85,9 @@ MasterKey load_master_key(const std::string& path) {
     std::memcpy(key.data(), s.data(), 32);
   } else {
     while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-    auto hex = [](char c) {
-      if (c >= '0' && c <= '9') return c - '0';
-      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-      return -1;
-    };
     bool ok = s.size() == 64;
     for (size_t i = 0; ok && i < 32; ++i) {
-      int hi = hex(s[2 * i]), lo = hex(s[2 * i + 1]);
+      int hi = core::hex_digit_value(s[2 * i]), lo = core::hex_digit_value(s[2 * i + 1]);
       if (hi < 0 || lo < 0)
         ok = false;
       else

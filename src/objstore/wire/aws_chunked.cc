@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/text.h"
+
 namespace cumulo::objstore {
 
 namespace {
@@ -44,10 +46,7 @@ ChunkedStatus AwsChunkedDecoder::on_header_line() {
   if (size_text.empty() || size_text.size() > 16) return fail(ChunkedStatus::kMalformed, "bad chunk size");
   uint64_t size = 0;
   for (char c : size_text) {
-    int d = (c >= '0' && c <= '9')   ? c - '0'
-            : (c >= 'a' && c <= 'f') ? c - 'a' + 10
-            : (c >= 'A' && c <= 'F') ? c - 'A' + 10
-                                     : -1;
+    const int d = core::hex_digit_value(c);
     if (d < 0) return fail(ChunkedStatus::kMalformed, "chunk size is not hexadecimal");
     size = size * 16 + static_cast<uint64_t>(d);
   }
@@ -109,8 +108,7 @@ ChunkedStatus AwsChunkedDecoder::on_trailer_line() {
   if (!trailer_) return fail(ChunkedStatus::kMalformed, "trailing headers in a body that announced none");
   size_t colon = line_.find(':');
   if (colon == std::string::npos || colon == 0) return fail(ChunkedStatus::kMalformed, "bad trailer line");
-  std::string name = line_.substr(0, colon);
-  for (char& c : name) c = static_cast<char>((c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c);
+  std::string name = core::to_lower(std::string_view(line_).substr(0, colon));
   std::string value(trim(std::string_view(line_).substr(colon + 1)));
   if (name == "x-amz-trailer-signature") {
     trailer_signature_ = std::move(value);

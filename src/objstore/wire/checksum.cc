@@ -4,6 +4,8 @@
 
 #include <array>
 
+#include "core/text.h"
+
 namespace cumulo::objstore {
 
 namespace {
@@ -64,20 +66,10 @@ T crc_combine(T crc1, T crc2, uint64_t len2) {
   return mult_mod_p<T, kPoly>(result, crc1) ^ crc2;
 }
 
-char lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-std::string lowered(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = lower(c);
-  return out;
-}
-
 }  // namespace
 
 std::optional<ChecksumAlgorithm> checksum_from_header(std::string_view h) {
-  std::string n = lowered(h);
+  std::string n = core::to_lower(h);
   if (n == "x-amz-checksum-crc32") return ChecksumAlgorithm::kCrc32;
   if (n == "x-amz-checksum-crc32c") return ChecksumAlgorithm::kCrc32c;
   if (n == "x-amz-checksum-crc64nvme") return ChecksumAlgorithm::kCrc64Nvme;
@@ -87,7 +79,7 @@ std::optional<ChecksumAlgorithm> checksum_from_header(std::string_view h) {
 }
 
 std::optional<ChecksumAlgorithm> checksum_from_name(std::string_view name) {
-  std::string n = "x-amz-checksum-" + lowered(name);
+  std::string n = "x-amz-checksum-" + core::to_lower(name);
   return checksum_from_header(n);
 }
 

@@ -89,6 +89,15 @@ constexpr std::array<S3ErrorInfo, static_cast<size_t>(S3Error::kCount)> kTable =
      503},
 }};
 
+// A row left out at the end would be value-initialized (no code, status 0) and a row too many does not
+// compile: so a new S3Error value without its row here fails the build instead of answering "" with 0.
+constexpr bool every_error_has_a_row() {
+  for (size_t i = 1; i < kTable.size(); ++i)
+    if (kTable[i].code.empty() || kTable[i].message.empty() || kTable[i].http_status < 400) return false;
+  return kTable[0].code.empty();  // kNone
+}
+static_assert(every_error_has_a_row(), "kTable needs one row per S3Error value, in the enum's order");
+
 }  // namespace
 
 const S3ErrorInfo& s3_error_info(S3Error e) {

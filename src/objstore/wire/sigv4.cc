@@ -9,20 +9,11 @@
 #include <charconv>
 #include <cstring>
 
+#include "core/text.h"
+
 namespace cumulo::objstore {
 
 namespace {
-
-char lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool iequal(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -35,18 +26,6 @@ bool is_hex64(std::string_view s) {
   for (char c : s)
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
   return true;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-bool is_unreserved(unsigned char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-         c == '.' || c == '~';
 }
 
 void hmac(const uint8_t* key, size_t key_len, std::string_view data, uint8_t out[32]) {
@@ -220,38 +199,8 @@ bool parse_presigned_query(std::string_view q, SigV4Params& out, const char** wh
   return true;
 }
 
-bool percent_decode(std::string_view in, std::string& out) {
-  out.clear();
-  out.reserve(in.size());
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] != '%') {
-      out += in[i];
-      continue;
-    }
-    if (i + 2 >= in.size()) return false;
-    int hi = hex_value(in[i + 1]), lo = hex_value(in[i + 2]);
-    if (hi < 0 || lo < 0) return false;
-    out += static_cast<char>(hi * 16 + lo);
-    i += 2;
-  }
-  return true;
-}
-
 std::string uri_encode(std::string_view in, bool encode_slash) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(in.size() + in.size() / 2);
-  for (char ch : in) {
-    unsigned char c = static_cast<unsigned char>(ch);
-    if (is_unreserved(c) || (c == '/' && !encode_slash)) {
-      out += ch;
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
+  return core::percent_encode(in, encode_slash ? "" : "/");
 }
 
 std::optional<std::string> canonical_query(std::string_view q, bool skip_signature) {
@@ -299,7 +248,7 @@ std::optional<std::string> canonical_request(std::string_view method, std::strin
     bool found = false;
     out.append(name).append(":");
     for (const auto& [n, v] : headers) {
-      if (!iequal(n, name)) continue;
+      if (!core::iequals(n, name)) continue;
       if (found) out += ',';
       found = true;
       // Trimmed, and sequential spaces inside folded to one (the SigV4 canonical header rule).

@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/text.h"
+
 namespace cumulo::objstore {
 
 using SigningKey = std::array<uint8_t, 32>;
@@ -53,8 +55,9 @@ struct SigV4Params {
 // "AK/20130524/us-east-1/s3/aws4_request".
 [[nodiscard]] bool parse_credential(std::string_view credential, SigV4Params& out);
 
-// RFC 3986 percent-decoding; false on a '%' not followed by two hex digits.
-[[nodiscard]] bool percent_decode(std::string_view in, std::string& out);
+// RFC 3986 percent-decoding ('+' is a plus); false on a '%' not followed by two hex digits. The one decoder
+// of src/core/text.h: what SigV4 canonicalises and what the API serves are decoded alike.
+using core::percent_decode;
 // S3's UriEncode(): every byte but A-Z a-z 0-9 - _ . ~ as %XY (upper-case hex); '/' kept when !encode_slash.
 std::string uri_encode(std::string_view in, bool encode_slash);
 // CanonicalQueryString: each name and value decoded and re-encoded, sorted by name then value; a parameter

@@ -1,5 +1,7 @@
 #include "objstore/wire/xml.h"
 
+#include "core/text.h"
+
 namespace cumulo::objstore {
 
 const XmlElement* XmlElement::child(std::string_view n) const {
@@ -152,16 +154,9 @@ class Reader {
       std::string_view digits = ref.substr(hex ? 2 : 1);
       if (digits.empty()) return fail("bad character reference");
       for (char c : digits) {
-        uint32_t d;
-        if (c >= '0' && c <= '9')
-          d = static_cast<uint32_t>(c - '0');
-        else if (hex && c >= 'a' && c <= 'f')
-          d = static_cast<uint32_t>(c - 'a' + 10);
-        else if (hex && c >= 'A' && c <= 'F')
-          d = static_cast<uint32_t>(c - 'A' + 10);
-        else
-          return fail("bad character reference");
-        cp = cp * (hex ? 16 : 10) + d;
+        const int d = hex ? core::hex_digit_value(c) : core::is_digit(c) ? c - '0' : -1;
+        if (d < 0) return fail("bad character reference");
+        cp = cp * (hex ? 16 : 10) + static_cast<uint32_t>(d);
         if (cp > 0x10FFFF) return fail("character reference out of range");
       }
       if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF)) return fail("character reference not allowed");

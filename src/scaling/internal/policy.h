@@ -17,8 +17,6 @@ struct Proposal {
 
 // "87%", "0.62s", "123 req/s": a metric value in its unit, for event messages.
 std::string format_value(const MetricName& metric, double value, bool memory_is_percent);
-// "15s", "250ms", "2m".
-std::string format_duration(Millis d);
 
 // Target tracking: desired = ceil(counted * value / target). Scale-out at once; scale-in only when every
 // evaluation during scale_in_stabilization (since desired last changed) asked for fewer, and then to the

@@ -25,11 +25,4 @@ std::string render_gateway_config(const StackSpec& stack, const std::vector<Gate
 // An edge's gateway config: one cached route to the stack's gateway, or to its shield edge.
 std::string render_edge_config(const StackSpec& stack, const EdgeSpec& edge);
 
-// A YAML double-quoted scalar (JSON's escapes are a subset of YAML's: YAML 1.2, section 7.3.1), so that values
-// such as `off` or `yes` stay strings.
-std::string yaml_quoted(std::string_view s);
-
-// "1s", "250ms", "2m": the largest unit that states the value exactly.
-std::string format_duration(std::chrono::milliseconds d);
-
 }  // namespace cumulo::stack::internal

@@ -1,15 +1,12 @@
 #include "stack/internal/objstore_config.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
 
-#include "core/log.h"
-#include "core/net.h"
+#include "core/config.h"
+#include "core/files.h"
+#include "core/text.h"
 #include "stack/internal/control_api.h"
 #include "stack/internal/gateway_config.h"
 
@@ -19,58 +16,41 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Written whole with mode 0600 before anything reads it; an existing file is kept (its key wraps the data).
-void write_secret_file(const fs::path& path, const std::string& text) {
-  core::Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (!fd) throw std::runtime_error("cannot create " + path.string() + ": " + core::errno_text(errno));
-  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
-      ::fsync(fd.get()) != 0) {
-    throw std::runtime_error("cannot write " + path.string() + ": " + core::errno_text(errno));
-  }
-}
-
-std::string upper(std::string s) {
-  for (char& c : s) {
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-  }
-  return s;
-}
-
 }  // namespace
 
 std::string render_store_config(const StackSpec& stack, const StoreNodeSpec& node, const StoreFiles& files) {
   const ObjectStoreSpec& store = stack.object_store;
   std::string y;
-  y += "# Written by `cumulo up` for the zone " + yaml_quoted(node.zone) + " object-store node of stack " +
-       yaml_quoted(stack.name) + " from " + stack.source + ".\n";
+  y += "# Written by `cumulo up` for the zone " + core::yaml_quoted(node.zone) +
+       " object-store node of stack " + core::yaml_quoted(stack.name) + " from " + stack.source + ".\n";
   y += "# Rewritten on every start: change the stack file instead.\n";
-  y += "listen: " + yaml_quoted(node.listen) + "\n";
-  y += "data_dir: " + yaml_quoted(files.data_dir) + "\n";
-  y += "master_key_file: " + yaml_quoted(files.master_key_file) + "\n";
-  y += "log_level: " + yaml_quoted(stack.gateway.log_level) + "\n";
+  y += "listen: " + core::yaml_quoted(node.listen) + "\n";
+  y += "data_dir: " + core::yaml_quoted(files.data_dir) + "\n";
+  y += "master_key_file: " + core::yaml_quoted(files.master_key_file) + "\n";
+  y += "log_level: " + core::yaml_quoted(stack.gateway.log_level) + "\n";
   y += "users:\n";
   for (const S3UserSpec& u : store.users) {
-    y += "  - name: " + yaml_quoted(u.name) + "\n";
-    y += "    access_key: " + yaml_quoted(u.access_key) + "\n";
-    y += "    secret_key: " + yaml_quoted(u.secret_key) + "\n";
+    y += "  - name: " + core::yaml_quoted(u.name) + "\n";
+    y += "    access_key: " + core::yaml_quoted(u.access_key) + "\n";
+    y += "    secret_key: " + core::yaml_quoted(u.secret_key) + "\n";
   }
   if (store.nodes.size() > 1) {
     // Every node is the others' peer; the first user signs what the nodes send each other.
     y += "replication:\n";
-    y += "  zone: " + yaml_quoted(node.zone) + "\n";
-    y += "  ack: " + yaml_quoted(store.replication_ack) + "\n";
-    y += "  on_peer_down: " + yaml_quoted(store.on_peer_down) + "\n";
+    y += "  zone: " + core::yaml_quoted(node.zone) + "\n";
+    y += "  ack: " + core::yaml_quoted(store.replication_ack) + "\n";
+    y += "  on_peer_down: " + core::yaml_quoted(store.on_peer_down) + "\n";
     y += "  peers:\n";
     for (const StoreNodeSpec& peer : store.nodes) {
       if (peer.zone == node.zone) continue;
-      y += "    - zone: " + yaml_quoted(peer.zone) + "\n";
-      y += "      url: " + yaml_quoted("http://" + peer.listen) + "\n";
+      y += "    - zone: " + core::yaml_quoted(peer.zone) + "\n";
+      y += "      url: " + core::yaml_quoted("http://" + peer.listen) + "\n";
     }
   }
   if (!store.buckets.empty()) {
     y += "buckets:\n";
     for (const BucketSpec& b : store.buckets) {
-      y += "  - name: " + yaml_quoted(b.name) + "\n";
+      y += "  - name: " + core::yaml_quoted(b.name) + "\n";
       y += std::string("    public: ") + (b.is_public ? "true" : "false") + "\n";
     }
   }
@@ -84,7 +64,8 @@ void prepare_store_secrets(ObjectStoreSpec& store, const std::string& state_dir)
   if (ec) throw std::runtime_error("cannot create " + dir.string() + ": " + ec.message());
   if (store.master_key_file.empty()) {
     const fs::path key = dir / "master.key";
-    if (!fs::exists(key)) write_secret_file(key, random_token() + "\n");
+    // Made once: an existing key wraps the data already, so it is never replaced.
+    if (!fs::exists(key)) core::write_secret_file(key.string(), random_token() + "\n", core::IfExists::kKeep);
     store.master_key_file = key.string();
   } else {
     store.master_key_file = fs::absolute(store.master_key_file).string();
@@ -94,8 +75,10 @@ void prepare_store_secrets(ObjectStoreSpec& store, const std::string& state_dir)
   const fs::path credentials = dir / "credentials";
   if (!fs::exists(credentials)) {
     const std::string token = random_token();
-    write_secret_file(credentials,
-                      "admin " + upper("AK" + token.substr(0, 18)) + " " + token.substr(18, 40) + "\n");
+    core::write_secret_file(
+        credentials.string(),
+        "admin " + core::to_upper("AK" + token.substr(0, 18)) + " " + token.substr(18, 40) + "\n",
+        core::IfExists::kKeep);
   }
   std::ifstream in(credentials);
   S3UserSpec user;

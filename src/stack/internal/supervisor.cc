@@ -22,8 +22,9 @@
 #include <stdexcept>
 #include <vector>
 
-#include "core/files.h"
+#include "core/config.h"
 #include "core/event_loop.h"
+#include "core/files.h"
 #include "core/log.h"
 #include "core/net.h"
 #include "http/client.h"
@@ -31,9 +32,9 @@
 #include "scaling/instance_provider.h"
 #include "scaling/scaling.h"
 #include "stack/internal/control_api.h"
+#include "stack/internal/db_config.h"
 #include "stack/internal/gateway_admin.h"
 #include "stack/internal/gateway_config.h"
-#include "stack/internal/db_config.h"
 #include "stack/internal/objstore_config.h"
 
 namespace cumulo::stack::internal {
@@ -371,13 +372,7 @@ void Supervisor::check_ports() const {
 void Supervisor::write_token() {
   token_ = random_token();
   const fs::path path = state_dir_ / "api-token";
-  ::unlink(path.c_str());
-  core::Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (!fd) throw std::runtime_error("cannot write " + path.string() + ": " + core::errno_text(errno));
-  const std::string line = token_ + "\n";
-  if (::write(fd.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
-    throw std::runtime_error("cannot write " + path.string() + ": " + core::errno_text(errno));
-  }
+  core::write_secret_file(path.string(), token_ + "\n");
 }
 
 void Supervisor::make_groups() {
@@ -647,7 +642,7 @@ void Supervisor::poll_services_ready() {
     if (now - s.started_at >= s.start_timeout) {
       std::string why = "does not accept connections on";
       for (const auto& p : s.probes) why += " " + p.to_string();
-      why += " after " + format_duration(s.start_timeout);
+      why += " after " + core::format_duration(s.start_timeout);
       if (phase_ == Phase::kStartingServices) {
         fail_start(s, why);
         return;
@@ -769,7 +764,8 @@ void Supervisor::service_died(ServiceProcess& s, const scaling::ExitStatus& stat
                   {"uptime_ms", as_long(uptime)},
                   {"restart_in_ms", as_long(s.backoff)},
                   {"log", s.launch.log_path}});
-  events_.add(s.id, s.id + " " + status.describe() + " -> restarting it in " + format_duration(s.backoff));
+  events_.add(s.id,
+              s.id + " " + status.describe() + " -> restarting it in " + core::format_duration(s.backoff));
   s.restart_timer->arm(s.backoff);
   s.backoff = std::min(s.backoff * 2, kMaxBackoff);
 }

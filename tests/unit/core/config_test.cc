@@ -69,6 +69,56 @@ TEST(ParseDuration, Rejects) {
   EXPECT_EQ(parse_duration("9223372036854775807ms"), milliseconds(INT64_MAX));
 }
 
+TEST(FormatDuration, LargestExactUnit) {
+  EXPECT_EQ(format_duration(milliseconds(1000)), "1s");
+  EXPECT_EQ(format_duration(milliseconds(250)), "250ms");
+  EXPECT_EQ(format_duration(milliseconds(1500)), "1500ms");
+  EXPECT_EQ(format_duration(milliseconds(120'000)), "2m");
+  EXPECT_EQ(format_duration(milliseconds(7'200'000)), "2h");
+  EXPECT_EQ(format_duration(milliseconds(90'000)), "90s");
+  EXPECT_EQ(format_duration(milliseconds(0)), "0s");
+  for (int64_t ms : {0, 1, 999, 1000, 59'000, 60'000, 61'000, 3'600'000, 86'400'000, 90'061'001})
+    EXPECT_EQ(parse_duration(format_duration(milliseconds(ms))), milliseconds(ms)) << ms;
+}
+
+TEST(YamlQuoted, ReadsBackAsTheSameString) {
+  for (std::string_view s : {"",
+                             "plain",
+                             "off",
+                             "yes",
+                             "0x1F",
+                             "~",
+                             "- a: b",
+                             "#not a comment",
+                             "'single'",
+                             "say \"hi\"",
+                             "back\\slash",
+                             "C:\\dir\\",
+                             "two\nlines",
+                             "cr\r",
+                             "tab\tx",
+                             "\x01\x1f\x7f",
+                             "caf\xC3\xA9 \xF0\x9F\x98\x80",
+                             "nel\xC2\x85",
+                             "c1\xC2\x9F",
+                             "ls\xE2\x80\xA8ps\xE2\x80\xA9",
+                             "bom\xEF\xBB\xBF",
+                             "  padded  "}) {
+    const std::string quoted = yaml_quoted(s);
+    auto root = ConfigNode::load_string("k: " + quoted + "\n", "t.yaml");
+    EXPECT_EQ(root["k"].as_string(), s) << quoted;
+  }
+}
+
+TEST(YamlQuoted, Escapes) {
+  EXPECT_EQ(yaml_quoted("a\"b\\c\nd\te\x01"), R"("a\"b\\c\nd\te\x01")");
+  EXPECT_EQ(yaml_quoted("\xC2\x85|\xE2\x80\xA8"), R"("\u0085|\u2028")");
+  // Not UTF-8: YAML cannot carry the byte, so it becomes the code point of the same number.
+  EXPECT_EQ(yaml_quoted("\xff"), R"("\xFF")");
+  EXPECT_EQ(ConfigNode::load_string("k: " + yaml_quoted("\xff") + "\n", "t.yaml")["k"].as_string(),
+            "\xC3\xBF");
+}
+
 TEST(ParseSize, AcceptsEveryUnit) {
   EXPECT_EQ(parse_size("0"), 0u);
   EXPECT_EQ(parse_size("512"), 512u);

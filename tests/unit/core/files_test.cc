@@ -50,5 +50,32 @@ TEST_F(FilesTest, AFailureNamesTheFileAndLeavesTheOldOne) {
   EXPECT_EQ(read_file(good), "old");
 }
 
+TEST_F(FilesTest, SecretFilesAreOwnerOnlyEvenOverAStaleTemporaryFile) {
+  const std::string path = dir_ + "/master.key";
+  const mode_t old_umask = ::umask(0);
+  write_file_atomically(path + ".tmp", "left by a crash", false, 0644);  // a wider mode must not carry over
+  EXPECT_TRUE(write_secret_file(path, "k1\n"));
+  ::umask(old_umask);
+  EXPECT_EQ(read_file(path), "k1\n");
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  EXPECT_TRUE(write_secret_file(path, "k2\n"));  // kReplace
+  EXPECT_EQ(read_file(path), "k2\n");
+}
+
+TEST_F(FilesTest, KeepNeverReplacesAnExistingSecret) {
+  const std::string path = dir_ + "/replication-password";
+  EXPECT_TRUE(write_secret_file(path, "first", IfExists::kKeep));
+  EXPECT_FALSE(write_secret_file(path, "second", IfExists::kKeep));
+  EXPECT_EQ(read_file(path), "first");
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_THROW(write_secret_file(dir_ + "/missing-dir/key", "x", IfExists::kKeep), std::runtime_error);
+}
+
 }  // namespace
 }  // namespace cumulo::core

@@ -5,16 +5,6 @@
 namespace cumulo::http {
 namespace {
 
-TEST(H1Names, Iequals) {
-  EXPECT_TRUE(iequals("Content-Length", "content-length"));
-  EXPECT_TRUE(iequals("", ""));
-  EXPECT_FALSE(iequals("Host", "Hosts"));
-  EXPECT_FALSE(iequals("Host", "Hast"));
-  // Only ASCII letters fold: '@' and '`' are not 'A' and 'a' less 0x20.
-  EXPECT_FALSE(iequals("@", "`"));
-  EXPECT_FALSE(iequals("[", "{"));
-}
-
 TEST(H1Names, MethodFromString) {
   EXPECT_EQ(method_from_string("GET"), Method::kGet);
   EXPECT_EQ(method_from_string("HEAD"), Method::kHead);

@@ -316,6 +316,24 @@ TEST_F(ApiTest, BadInput) {
   EXPECT_EQ(signed_send("GET", "/public-site?policy").code(), "NotImplemented");
 }
 
+// Golden: keys come from the percent-decoded path ('+' is a plus there), query values are form-decoded ('+'
+// is a space), and a '%' that is not followed by two hex digits is refused.
+TEST_F(ApiTest, KeyAndQueryDecodingGolden) {
+  EXPECT_EQ(signed_send("PUT", "/public-site/p%2Bq+r%7e%C3%bc", "x").status, 200);
+  EXPECT_EQ(signed_send("PUT", "/public-site/s%20p", "y").status, 200);
+  Reply plus = signed_send("GET", "/public-site?list-type=2&prefix=p%2Bq%2b");
+  EXPECT_NE(plus.body.find("<Key>p+q+r~\xc3\xbc</Key>"), std::string::npos) << plus.body;
+  EXPECT_NE(plus.body.find("<KeyCount>1</KeyCount>"), std::string::npos) << plus.body;
+  Reply space = signed_send("GET", "/public-site?list-type=2&prefix=s+p");
+  EXPECT_NE(space.body.find("<Key>s p</Key>"), std::string::npos) << space.body;
+  EXPECT_NE(space.body.find("<KeyCount>1</KeyCount>"), std::string::npos) << space.body;
+  EXPECT_EQ(signed_send("GET", "/public-site/p+q+r~%C3%BC").body, "x");
+  EXPECT_EQ(send("GET", "/public-site/a%zz").code(), "InvalidRequest");
+  EXPECT_EQ(send("GET", "/public-site/a%4").code(), "InvalidRequest");
+  EXPECT_EQ(send("GET", "/public-site?prefix=%g1").code(), "InvalidRequest");
+  EXPECT_EQ(send("GET", "/public-site?pre%fix=1").code(), "InvalidRequest");
+}
+
 TEST_F(ApiTest, VirtualHostStyle) {
   Reply put = signed_send("PUT", "/vh.txt", "virtual", {}, "AKALICE", "alice-secret-key", kNow,
                           "public-site.s3.localhost:" + std::to_string(port_));

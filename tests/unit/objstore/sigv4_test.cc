@@ -101,6 +101,35 @@ TEST(SigV4, UriEncodingAndQuery) {
   EXPECT_EQ(out, "AB");
 }
 
+// Golden: how the canonical request decodes and re-encodes a raw path and query. A change here changes
+// every signature, so these pin the bytes.
+TEST(SigV4, PercentDecodingGolden) {
+  EXPECT_EQ(*canonical_uri(""), "/");
+  EXPECT_EQ(*canonical_uri("/a+b/%7e%2f%7E"), "/a%2Bb/~/~");  // '+' is a plus; %2F becomes a '/' again
+  EXPECT_EQ(*canonical_uri("/%c3%BC%20x"), "/%C3%BC%20x");    // hex digits in either case
+  EXPECT_EQ(*canonical_uri("/%00"), "/%00");
+  EXPECT_FALSE(canonical_uri("/a%"));
+  EXPECT_FALSE(canonical_uri("/a%4"));
+  EXPECT_FALSE(canonical_uri("/a%g0"));
+  EXPECT_FALSE(canonical_uri("/a%%41"));
+  EXPECT_EQ(*canonical_query("b=%2b+&a", false), "a=&b=%2B%2B");  // '+' is not a space here
+  EXPECT_EQ(*canonical_query("=v&x&&y=%7e", false), "=v&x=&y=~");
+  EXPECT_EQ(*canonical_query("X-Amz-Signature=abc&k=v", true), "k=v");
+  EXPECT_FALSE(canonical_query("a%=1", false));
+  EXPECT_FALSE(canonical_query("a=1%2", false));
+  std::string out = "stale";
+  EXPECT_TRUE(percent_decode("", out));
+  EXPECT_EQ(out, "");
+  EXPECT_TRUE(percent_decode("a%41%4a%4A+%2B", out));
+  EXPECT_EQ(out, "aAJJ++");
+  EXPECT_TRUE(percent_decode("%00%ff", out));
+  EXPECT_EQ(out, std::string("\0\xff", 2));
+  EXPECT_FALSE(percent_decode("%", out));
+  EXPECT_FALSE(percent_decode("%-1", out));
+  EXPECT_FALSE(percent_decode("% 1", out));
+  EXPECT_FALSE(percent_decode("%1z", out));
+}
+
 TEST(SigV4, AmzDate) {
   EXPECT_EQ(parse_amz_date("19700101T000000Z"), 0);
   EXPECT_EQ(parse_amz_date("20130524T000000Z"), 1369353600);

@@ -319,15 +319,6 @@ TEST(ResolveExecutable, MissingProgramIsAnErrorAtTheCommand) {
   EXPECT_THROW(resolve_executable(s.groups[0], "/tmp"), core::ConfigError);  // a directory
 }
 
-TEST(GatewayConfig, FormatsDurationsExactly) {
-  EXPECT_EQ(internal::format_duration(1000ms), "1s");
-  EXPECT_EQ(internal::format_duration(250ms), "250ms");
-  EXPECT_EQ(internal::format_duration(1500ms), "1500ms");
-  EXPECT_EQ(internal::format_duration(120s), "2m");
-  EXPECT_EQ(internal::format_duration(7200s), "2h");
-  EXPECT_EQ(internal::format_duration(0ms), "0s");
-}
-
 TEST(GatewayConfig, HasListenerAdminAndAZoneAwareGroupPerStackGroup) {
   StackSpec s = parse(kValid);
   std::vector<internal::GatewayTarget> targets = {{"web", "a", "127.0.0.1:40001"},
