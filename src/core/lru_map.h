@@ -110,6 +110,17 @@ class LruMap {
     return n;
   }
 
+  // Removes least recently used entries while pred(entry) holds (entries idle for too long, say); how many.
+  template <typename Pred>
+  size_t evict_while(Pred&& pred) {
+    size_t n = 0;
+    while (!order_.empty() && pred(std::as_const(order_.back()))) {
+      erase_at(index_of(std::prev(order_.end())));
+      ++n;
+    }
+    return n;
+  }
+
   void clear() {
     index_.clear();
     order_.clear();

@@ -29,14 +29,13 @@ std::shared_ptr<const ObjectInfo> ObjectCache::find_object(std::string_view buck
   if (options_.lookup_max_entries == 0) return nullptr;
   std::string k = map_key(bucket, key);
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = lookup_.find(k);
-  if (it == lookup_.end()) {
+  auto* found = lookup_.find(k);
+  if (!found) {
     ++stats_.lookup_misses;
     return nullptr;
   }
   ++stats_.lookup_hits;
-  lookup_lru_.splice(lookup_lru_.begin(), lookup_lru_, it->second);
-  return it->second->info;
+  return *found;
 }
 
 void ObjectCache::fill_object(std::shared_ptr<const ObjectInfo> info, uint64_t generation) {
@@ -44,17 +43,12 @@ void ObjectCache::fill_object(std::shared_ptr<const ObjectInfo> info, uint64_t g
   std::string k = map_key(info->bucket, info->key);
   std::lock_guard<std::mutex> lock(mu_);
   if (generation != generation_) return;  // a commit since the index read: it may be older than the commit
-  if (auto it = lookup_.find(k); it != lookup_.end()) {
-    it->second->info = std::move(info);
-    lookup_lru_.splice(lookup_lru_.begin(), lookup_lru_, it->second);
+  if (auto* found = lookup_.find(k)) {
+    *found = std::move(info);
     return;
   }
-  lookup_lru_.push_front(LookupEntry{k, std::move(info)});
-  lookup_.emplace(std::move(k), lookup_lru_.begin());
-  while (lookup_.size() > options_.lookup_max_entries) {
-    lookup_.erase(lookup_lru_.back().key);
-    lookup_lru_.pop_back();
-  }
+  lookup_.insert(std::move(k), std::move(info));
+  lookup_.evict();
 }
 
 std::shared_ptr<const BucketInfo> ObjectCache::find_bucket(std::string_view name) {
@@ -77,50 +71,33 @@ std::shared_ptr<const std::string> ObjectCache::find_data(const ObjectInfo& info
   if (!cacheable(info.size)) return nullptr;
   std::string k = map_key(info.bucket, info.key);
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = data_.find(k);
-  if (it == data_.end() || !it->second->same_version(info)) {
+  auto* found = data_.find(k);
+  if (!found || !found->same_version(info)) {
     ++stats_.read_misses;
     return nullptr;
   }
   ++stats_.read_hits;
-  data_lru_.splice(data_lru_.begin(), data_lru_, it->second);
-  return it->second->data;
+  return found->data;
 }
 
 void ObjectCache::fill_data(const ObjectInfo& info, std::shared_ptr<const std::string> data,
                             uint64_t generation) {
   if (!cacheable(info.size) || !data || data->size() != info.size) return;
   std::string k = map_key(info.bucket, info.key);
-  DataEntry entry{k, info.etag, info.size, {}, std::move(data)};
+  DataEntry entry{info.etag, info.size, {}, std::move(data)};
   for (const auto& s : info.segments) entry.files.push_back(s.file);
   std::lock_guard<std::mutex> lock(mu_);
   if (generation != generation_) return;
-  if (auto it = data_.find(k); it != data_.end()) {
-    data_bytes_ -= it->second->data->size();
-    data_lru_.erase(it->second);
-    data_.erase(it);
-  }
-  data_bytes_ += entry.data->size();
-  data_lru_.push_front(std::move(entry));
-  data_.emplace(std::move(k), data_lru_.begin());
-  while (data_bytes_ > options_.read_max_bytes && !data_lru_.empty()) {
-    data_bytes_ -= data_lru_.back().data->size();
-    data_.erase(data_lru_.back().key);
-    data_lru_.pop_back();
-  }
+  data_.erase(k);
+  const uint64_t bytes = entry.data->size();
+  data_.insert(std::move(k), std::move(entry), bytes);
+  data_.evict();
 }
 
 void ObjectCache::invalidate_locked(const std::string& k) {
   ++generation_;
-  if (auto it = lookup_.find(k); it != lookup_.end()) {
-    lookup_lru_.erase(it->second);
-    lookup_.erase(it);
-  }
-  if (auto it = data_.find(k); it != data_.end()) {
-    data_bytes_ -= it->second->data->size();
-    data_lru_.erase(it->second);
-    data_.erase(it);
-  }
+  lookup_.erase(k);
+  data_.erase(k);
 }
 
 void ObjectCache::invalidate_object(std::string_view bucket, std::string_view key) {
@@ -133,10 +110,7 @@ void ObjectCache::invalidate_all() {
   std::lock_guard<std::mutex> lock(mu_);
   ++generation_;
   lookup_.clear();
-  lookup_lru_.clear();
   data_.clear();
-  data_lru_.clear();
-  data_bytes_ = 0;
   buckets_.clear();
 }
 
@@ -145,7 +119,7 @@ ObjectCacheStats ObjectCache::stats() const {
   ObjectCacheStats s = stats_;
   s.lookup_entries = lookup_.size();
   s.read_entries = data_.size();
-  s.read_bytes = data_bytes_;
+  s.read_bytes = data_.bytes();
   return s;
 }
 

@@ -14,12 +14,11 @@
 // commit). A read cache entry also names the object's data file and ETag, and only serves the metadata it
 // was filled from, so even a stale entry could not answer for another version.
 //
-// Thread-safe: the store's loop reads and fills, the commit thread invalidates; one mutex, held for map
-// operations only (never across I/O).
+// Thread-safe: the store's workers read, fill and (after their own commits) invalidate, the index thread
+// invalidates after its group commits; one mutex, held for map operations only (never across I/O).
 #pragma once
 
 #include <cstdint>
-#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -27,6 +26,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/lru_map.h"
 #include "objstore/internal/storage.h"
 
 namespace cumulo::objstore {
@@ -49,7 +49,9 @@ struct ObjectCacheStats {
 
 class ObjectCache {
  public:
-  explicit ObjectCache(ObjectCacheOptions options) : options_(options) {}
+  explicit ObjectCache(ObjectCacheOptions options)
+      : options_(options), lookup_(limits(options.lookup_max_entries, UINT64_MAX)),
+        data_(limits(SIZE_MAX, options.read_max_bytes)) {}
   ObjectCache(const ObjectCache&) = delete;
   ObjectCache& operator=(const ObjectCache&) = delete;
 
@@ -79,16 +81,17 @@ class ObjectCache {
 
  private:
   static std::string map_key(std::string_view bucket, std::string_view key);
+  static core::LruLimits limits(size_t max_entries, uint64_t max_bytes) {
+    core::LruLimits l;
+    l.max_entries = max_entries;
+    l.max_bytes = max_bytes;
+    return l;
+  }
   void invalidate_locked(const std::string& k);
 
-  struct LookupEntry {
-    std::string key;
-    std::shared_ptr<const ObjectInfo> info;
-  };
   // Data files are never rewritten in place (every write gets a new file id), so the files, the size and the
   // ETag name one version of an object.
   struct DataEntry {
-    std::string key;
     std::string etag;
     uint64_t size = 0;
     std::vector<std::string> files;
@@ -99,12 +102,8 @@ class ObjectCache {
   const ObjectCacheOptions options_;
   mutable std::mutex mu_;
   uint64_t generation_ = 0;
-  // Most recently used first.
-  std::list<LookupEntry> lookup_lru_;
-  std::unordered_map<std::string, std::list<LookupEntry>::iterator> lookup_;
-  std::list<DataEntry> data_lru_;
-  std::unordered_map<std::string, std::list<DataEntry>::iterator> data_;
-  uint64_t data_bytes_ = 0;
+  core::LruMap<std::string, std::shared_ptr<const ObjectInfo>> lookup_;  // by map_key
+  core::LruMap<std::string, DataEntry> data_;                            // by map_key, charged its bytes
   std::unordered_map<std::string, std::shared_ptr<const BucketInfo>> buckets_;
   ObjectCacheStats stats_;
 };

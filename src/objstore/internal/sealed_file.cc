@@ -12,13 +12,12 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <list>
 #include <sstream>
 #include <stdexcept>
-#include <unordered_map>
 #include <utility>
 
 #include "core/event_loop.h"
+#include "core/lru_map.h"
 
 #include "core/text.h"
 
@@ -232,38 +231,30 @@ namespace {
 constexpr std::chrono::seconds kOpenFileIdle{10};
 constexpr uint64_t kMapMaxBytes = 4 << 20;
 
-// This thread's open sealed files, most recently used first.
+// This thread's open sealed files.
 class OpenFiles {
  public:
+  OpenFiles() : files_(limits()) {}
   std::shared_ptr<OpenSealedFile> find(const std::string& path, const MasterKey& master, core::TimePoint now) {
-    expire(now);
-    auto it = by_path_.find(path);
-    if (it == by_path_.end() || it->second->second->master != master) return nullptr;
-    lru_.splice(lru_.begin(), lru_, it->second);
-    it->second->second->used = now;
-    return it->second->second;
+    files_.evict_while([now](const auto& e) { return now - e.value->used > kOpenFileIdle; });
+    auto* found = files_.find_if(path, [&](const std::shared_ptr<OpenSealedFile>& f) { return f->master == master; });
+    if (!found) return nullptr;
+    (*found)->used = now;
+    return *found;
   }
   void add(const std::string& path, std::shared_ptr<OpenSealedFile> f) {
-    if (auto it = by_path_.find(path); it != by_path_.end()) {
-      lru_.erase(it->second);
-      by_path_.erase(it);
-    }
-    lru_.emplace_front(path, std::move(f));
-    by_path_[path] = lru_.begin();
-    while (lru_.size() > kOpenFilesPerThread) pop_oldest();
+    files_.erase(path);
+    files_.insert(path, std::move(f));
+    files_.evict();
   }
 
  private:
-  void expire(core::TimePoint now) {
-    while (!lru_.empty() && now - lru_.back().second->used > kOpenFileIdle) pop_oldest();
+  static core::LruLimits limits() {
+    core::LruLimits l;
+    l.max_entries = kOpenFilesPerThread;
+    return l;
   }
-  void pop_oldest() {
-    by_path_.erase(lru_.back().first);
-    lru_.pop_back();
-  }
-  using Entry = std::pair<std::string, std::shared_ptr<OpenSealedFile>>;
-  std::list<Entry> lru_;
-  std::unordered_map<std::string, std::list<Entry>::iterator> by_path_;
+  core::LruMap<std::string, std::shared_ptr<OpenSealedFile>> files_;
 };
 
 thread_local OpenFiles t_open_files;
