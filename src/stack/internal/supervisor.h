@@ -1,5 +1,5 @@
-// The supervisor behind `cumulo up`: starts the instances and the gateway, restarts what crashes, stops
-// everything in order on SIGINT/SIGTERM/SIGHUP.
+// The supervisor behind `cumulo up`: starts the stack's processes (gateways and edges, instances, the object
+// store, DNS, the database tier), restarts what crashes, stops everything in order on SIGINT/SIGTERM/SIGHUP.
 #pragma once
 
 #include <string>
