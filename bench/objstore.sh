@@ -9,18 +9,19 @@
 #   1 MiB GET nginx does not pay; the time to list 100k keys (ListObjectsV2 pages of 1000).
 # Every server runs one worker on core 0; wrk runs on core 1. Prints a Markdown table.
 #
-#   bench/objstore.sh [--duration S] [--connections N]        defaults: 10 s, 32 connections
+#   bench/objstore.sh [--duration S] [--connections N] [--only get|put]   defaults: 10 s, 32 connections, all
 #   CUMULO_BIN=path/to/cumulo bench/objstore.sh ...            another build (default $CUMULO_BUILD/cumulo)
 #
 # Needs: the cumulo binary (scripts/build.sh release cumulo), nginx, wrk, strace, cc, openssl, python3.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-duration=10; conns=32
+duration=10; conns=32; only=all
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration=$2; shift 2;;
     --connections) conns=$2; shift 2;;
+    --only) only=$2; shift 2;;
     -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
     *) echo "objstore.sh: unknown argument $1 (try --help)" >&2; exit 2;;
   esac
@@ -169,8 +170,11 @@ measure() {
   reqs=$(awk '/requests in/ {print $1}' <<<"$out"); rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   awk -v r="$rps" -v n="$reqs" -v c="$(( (t1 - t0) * 1000000 / hz ))" 'BEGIN { printf "%.0f %.1f\n", r, (n > 0 ? c / n : 0) }'
 }
-ratio() { python3 -c "print(f'{$1/$2:.2f}x' if $2 > 0 else 'n/a')"; }
+ratio() { python3 -c "print(f'{$1/$2:.2f}x' if '$1' != '-' and $2 > 0 else 'n/a')" 2>/dev/null || echo n/a; }
 
+g4_rps=-; g4_cpu=-; g4c_rps=-; g4c_cpu=-; g4n_rps=-; g4n_cpu=-; g1_rps=-; g1_cpu=-; g1c_rps=-; g1c_cpu=-
+g1n_rps=-; g1n_cpu=-; gcm_us_per_mib=-; put_rps=-; put_cpu=-; put_raw=-; fsyncs_per_put=-; listed=-; list_s=-
+if [ "$only" != put ]; then
 read -r g4_rps g4_cpu < <(measure "$s3_pid" "http://127.0.0.1:$s3_port/bench/obj-4k")
 read -r g4c_rps g4c_cpu < <(measure "$s3c_pid" "http://127.0.0.1:$s3c_port/bench/obj-4k")
 read -r g4n_rps g4n_cpu < <(measure "$nginx_pid" "http://127.0.0.1:$nginx_port/bench/obj-4k")
@@ -181,6 +185,9 @@ read -r g1n_rps g1n_cpu < <(measure "$nginx_pid" "http://127.0.0.1:$nginx_port/b
 gcm_us_per_mib=$("${pin_server[@]}" openssl speed -seconds 2 -bytes 65536 -evp aes-256-gcm 2>/dev/null |
   awk '/^AES-256-GCM|^aes-256-gcm/ {v=$NF; sub(/k$/, "", v); printf "%.0f", 1048576 / (v * 1000) * 1e6}')
 
+fi
+
+if [ "$only" != get ]; then
 # PUT: one signed request replayed (UNSIGNED-PAYLOAD, within the clock-skew window), overwriting one key.
 {
   echo 'wrk.method = "PUT"'
@@ -246,8 +253,10 @@ C
 cc -O2 -pthread -o "$work/rawput" "$work/rawput.c"
 mkdir -p "$work/raw"
 put_raw=$("${pin_server[@]}" "$work/rawput" "$work/raw" "$conns" "$duration")
+fi
 
 # Listing: 100k keys seeded straight into the index (rows sharing one object's data), then paged through.
+if [ "$only" = all ]; then
 kill "$s3_pid"; wait "$s3_pid" 2>/dev/null || true
 python3 - "$work/data/index.sqlite" <<'PY'
 import sqlite3, sys
@@ -260,6 +269,7 @@ db.commit()
 PY
 start_store "$work/s3.yaml" "$s3_port"
 read -r listed list_s < <(python3 "$work/s3req.py" list "$s3_port" bench)
+fi
 
 cat <<MD
 | test | cumulo s3 CPU us/req (req/s) | nginx or raw loop | ratio (CPU/req; < 1 is less CPU) |
