@@ -180,14 +180,8 @@ bool Session::slice_get(uint64_t index, bool fetch) {
   cr.target.assign(rq.target);
   cr.host.assign(rq.host);
   cr.timeout = route_->config.timeouts.first_byte;
-  for (size_t i = 0; i < rq.header_count; ++i) {
-    const http::Header& h = rq.headers[i];
-    // Slices are identity bytes at fixed offsets: no conditional, range or coding of the client's goes along.
-    if (http::is_hop_by_hop(h.name) || http::iequals(h.name, "host") || http::iequals(h.name, "range") ||
-        http::iequals(h.name, "accept-encoding") || (h.name.size() > 3 && http::iequals(h.name.substr(0, 3), "if-")))
-      continue;
-    cr.headers.emplace_back(h.name, h.value);
-  }
+  // Slices are identity bytes at fixed offsets: no coding of the client's goes along either.
+  copy_headers_for_cache_fetch(rq, cr, /*keep_accept_encoding=*/false);
   cr.headers.emplace_back("Range", "bytes=" + std::to_string(first) + "-" + std::to_string(first + cfg.slice_bytes - 1));
   cr.headers.emplace_back("Via", "1.1 cumulo");
   uint64_t token = ++slices_.token;

@@ -174,6 +174,17 @@ void Worker::session_closed(Session* s) {
   loop_.destroy_later(std::unique_ptr<Session>(s));
 }
 
+void copy_headers_for_cache_fetch(const http::RequestHead& rq, http::ClientRequest& cr, bool keep_accept_encoding) {
+  for (size_t i = 0; i < rq.header_count; ++i) {
+    const http::Header& h = rq.headers[i];
+    if (http::is_hop_by_hop(h.name) || http::iequals(h.name, "host") || http::iequals(h.name, "range") ||
+        (!keep_accept_encoding && http::iequals(h.name, "accept-encoding")) ||
+        (h.name.size() > 3 && http::iequals(h.name.substr(0, 3), "if-")))
+      continue;
+    cr.headers.emplace_back(h.name, h.value);
+  }
+}
+
 // ---- the worker thread ----
 
 Worker::Worker(int index, WorkerShared& shared, core::EventLoop& loop)
@@ -236,13 +247,7 @@ void Worker::refresh_in_background(std::shared_ptr<const Snapshot> snapshot, con
   cr.target.assign(rq.target);
   cr.host.assign(rq.host);
   cr.timeout = route->config.timeouts.first_byte;
-  for (size_t i = 0; i < rq.header_count; ++i) {
-    const http::Header& h = rq.headers[i];
-    if (http::is_hop_by_hop(h.name) || http::iequals(h.name, "host") || http::iequals(h.name, "range") ||
-        h.name.substr(0, 3) == "If-" || h.name.substr(0, 3) == "if-")
-      continue;
-    cr.headers.emplace_back(h.name, h.value);
-  }
+  copy_headers_for_cache_fetch(rq, cr, /*keep_accept_encoding=*/true);
   if (!stale->etag.empty()) cr.headers.emplace_back("If-None-Match", stale->etag);
   else if (!stale->last_modified.empty()) cr.headers.emplace_back("If-Modified-Since", stale->last_modified);
   cr.headers.emplace_back("Via", "1.1 cumulo");

@@ -91,6 +91,11 @@ struct WorkerShared {
   core::Counter* accepted = nullptr;
 };
 
+// The client's request headers that go along on a fetch the cache makes itself (a background revalidation, a
+// slice): none that are hop-by-hop, Host, Range or a conditional (If-*, in any case) of the client's; the
+// cache adds its own.
+void copy_headers_for_cache_fetch(const http::RequestHead& rq, http::ClientRequest& cr, bool keep_accept_encoding);
+
 class Worker final : public Upstreams {
  public:
   // Runs on `loop` (a core::LoopThreads worker in the gateway; the test's own loop in unit tests).
