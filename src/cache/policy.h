@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "http/wire/date.h"
 #include "http/wire/h1.h"
 
 namespace cumulo::cache {
@@ -68,7 +69,7 @@ std::optional<int64_t> parse_http_date(std::string_view value, int64_t now);
 std::optional<int64_t> parse_http_date(std::string_view value);
 // Writes the IMF-fixdate of `t` ("Sun, 06 Nov 1994 08:49:37 GMT") and a NUL; returns its length, 29.
 // Times before 1970 or after 9999 are clamped to those years.
-size_t format_http_date(int64_t t, char out[30]);
+using http::format_http_date;
 
 // Per-route overrides of the origin's caching headers.
 struct RoutePolicy {

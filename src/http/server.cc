@@ -17,6 +17,7 @@
 #include "core/buffer.h"
 #include "core/log.h"
 #include "http/transport.h"
+#include "http/wire/date.h"
 #include "http/wire/h1.h"
 
 namespace cumulo::http {
@@ -830,16 +831,10 @@ std::string_view ServerCore::date_header() {
   time_t now = ::time(nullptr);
   if (now != date_second) {
     date_second = now;
-    tm t{};
-    gmtime_r(&now, &t);
-    // RFC 9110 section 5.6.7 IMF-fixdate, spelled out here because strftime's names follow the locale.
-    static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                              "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    int n = std::snprintf(date_line, sizeof date_line, "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
-                          kDays[t.tm_wday % 7], t.tm_mday, kMonths[t.tm_mon % 12], t.tm_year + 1900,
-                          t.tm_hour, t.tm_min, t.tm_sec);
-    date_len = n > 0 ? static_cast<size_t>(n) : 0;
+    std::memcpy(date_line, "Date: ", 6);
+    size_t n = 6 + format_http_date(static_cast<int64_t>(now), date_line + 6);
+    std::memcpy(date_line + n, "\r\n", 2);
+    date_len = n + 2;
   }
   return std::string_view(date_line, date_len);
 }

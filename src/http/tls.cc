@@ -15,6 +15,7 @@
 #include <stdexcept>
 
 #include "core/net.h"
+#include "core/text.h"
 #include "http/transport.h"
 
 namespace cumulo::http {
@@ -39,13 +40,6 @@ std::string openssl_errors() {
     if (!out.empty()) out += "; ";
     out += reason;
   }
-  return out;
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c); });
   return out;
 }
 
@@ -258,7 +252,7 @@ std::vector<std::string> certificate_names(X509* cert) {
       const GENERAL_NAME* gn = sk_GENERAL_NAME_value(sans, i);
       if (gn->type != GEN_DNS) continue;
       const ASN1_STRING* s = gn->d.dNSName;
-      names.push_back(lower(std::string_view(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+      names.push_back(core::to_lower(std::string_view(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
                                              static_cast<size_t>(ASN1_STRING_length(s)))));
     }
     GENERAL_NAMES_free(sans);
@@ -270,7 +264,7 @@ std::vector<std::string> certificate_names(X509* cert) {
       unsigned char* utf8 = nullptr;
       int len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, idx)));
       if (len > 0)
-        names.push_back(lower(std::string_view(reinterpret_cast<char*>(utf8), static_cast<size_t>(len))));
+        names.push_back(core::to_lower(std::string_view(reinterpret_cast<char*>(utf8), static_cast<size_t>(len))));
       OPENSSL_free(utf8);
     }
   }
@@ -346,7 +340,7 @@ class TlsServerContextImpl final : public TlsServerContext {
     const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     if (!name) return SSL_TLSEXT_ERR_OK;  // no SNI: the default certificate
     auto* self = static_cast<TlsServerContextImpl*>(arg);
-    std::string host = lower(name);
+    std::string host = core::to_lower(name);
     if (!host.empty() && host.back() == '.') host.pop_back();
     SSL_CTX* ctx = self->find(host);
     // An unknown name gets the default certificate, as HAProxy does; the client decides whether to trust it.

@@ -620,41 +620,6 @@ std::optional<int64_t> parse_http_date(std::string_view s) {
   return parse_http_date(s, static_cast<int64_t>(std::time(nullptr)));
 }
 
-size_t format_http_date(int64_t t, char out[30]) {
-  using namespace std::chrono;
-  t = std::clamp<int64_t>(t, 0, kLastDate);
-  const sys_days day_point{std::chrono::days{t / 86400}};
-  const year_month_day ymd{day_point};
-  const int64_t s = t % 86400;
-  const std::string_view wd = kDays[weekday{day_point}.c_encoding()];
-  const std::string_view mon = kMonths[static_cast<unsigned>(ymd.month()) - 1];
-  const auto two = [](char* p, int64_t v) {
-    p[0] = static_cast<char>('0' + v / 10);
-    p[1] = static_cast<char>('0' + v % 10);
-  };
-  const int y = static_cast<int>(ymd.year());
-  // "Sun, 06 Nov 1994 08:49:37 GMT"
-  std::copy(wd.begin(), wd.end(), out);
-  out[3] = ',';
-  out[4] = ' ';
-  two(out + 5, static_cast<unsigned>(ymd.day()));
-  out[7] = ' ';
-  std::copy(mon.begin(), mon.end(), out + 8);
-  out[11] = ' ';
-  two(out + 12, y / 100);
-  two(out + 14, y % 100);
-  out[16] = ' ';
-  two(out + 17, s / 3600);
-  out[19] = ':';
-  two(out + 20, s / 60 % 60);
-  out[22] = ':';
-  two(out + 23, s % 60);
-  const std::string_view gmt = " GMT";
-  std::copy(gmt.begin(), gmt.end(), out + 25);
-  out[29] = '\0';
-  return 29;
-}
-
 // ---- storability (RFC 9111 section 3) ----
 
 Storable storable(const http::RequestHead& req, const http::ResponseHead& resp, const RoutePolicy& policy) {

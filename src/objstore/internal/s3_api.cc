@@ -11,6 +11,7 @@
 
 #include "core/log.h"
 #include "core/text.h"
+#include "http/wire/date.h"
 #include "http/wire/field_lists.h"
 #include "http/wire/h1.h"
 #include "objstore/internal/auth.h"
@@ -139,28 +140,7 @@ std::string iso8601(int64_t ms) {
 }
 
 std::string http_date(int64_t ms) {
-  time_t t = static_cast<time_t>(ms / 1000);
-  tm tmv{};
-  gmtime_r(&t, &tmv);
-  static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  // Every GET and HEAD answers a Last-Modified: formatted by hand, not by snprintf (RFC 9110 section 5.6.7).
-  std::string out = "Sun, 00 Jan 0000 00:00:00 GMT";
-  auto two = [&out](size_t at, int v) {
-    out[at] = static_cast<char>('0' + v / 10 % 10);
-    out[at + 1] = static_cast<char>('0' + v % 10);
-  };
-  std::memcpy(out.data(), kDays[tmv.tm_wday % 7], 3);
-  two(5, tmv.tm_mday);
-  std::memcpy(out.data() + 8, kMonths[tmv.tm_mon % 12], 3);
-  int year = std::clamp(tmv.tm_year + 1900, 0, 9999);
-  two(12, year / 100);
-  two(14, year % 100);
-  two(17, tmv.tm_hour);
-  two(20, tmv.tm_min);
-  two(23, tmv.tm_sec);
-  return out;
+  return http::http_date(ms / 1000);
 }
 
 std::optional<int64_t> parse_http_date_s(std::string_view s) {
