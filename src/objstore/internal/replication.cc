@@ -601,7 +601,15 @@ struct Replicator::Impl {
       post_state(p, PeerState::kCatchingUp, cursor);
       bool in_sync = false;
       while (conn.open() && !stopped()) {
-        std::vector<Change> rows = feed->after(cursor, kFeedBatch);
+        core::Result<std::vector<Change>, core::Error> batch = feed->after(cursor, kFeedBatch);
+        if (!batch) {
+          // The index here failed, not the peer: the connection stays, the read is tried again.
+          core::log_warn(kComponent, "cannot read the change feed; trying again",
+                         {{"peer", p->config.zone}, {"error", batch.error().describe()}});
+          wait_retry(*p);
+          continue;
+        }
+        const std::vector<Change>& rows = *batch;
         if (rows.empty()) {
           if (!in_sync) post_state(p, PeerState::kInSync, cursor);
           in_sync = true;

@@ -744,8 +744,10 @@ struct S3Api::Impl {
     Xml x;
     x.open("ListAllMyBucketsResult", true);
     x.open("Owner").elem("ID", c.auth.user->name).elem("DisplayName", c.auth.user->name).close("Owner");
+    StorageResult<std::vector<BucketInfo>> buckets = storage.buckets();
+    if (!buckets) return error(c, buckets.error());
     x.open("Buckets");
-    for (const auto& b : storage.buckets()) {
+    for (const auto& b : *buckets) {
       if (b.owner != c.auth.user->name) continue;
       x.open("Bucket").elem("Name", b.name).elem("CreationDate", iso8601(b.created_ms)).close("Bucket");
     }
@@ -821,7 +823,9 @@ struct S3Api::Impl {
     } else {
       after = std::string(rt.param("marker"));
     }
-    ListResult res = storage.list(rt.bucket, prefix, delimiter, after, max_keys);
+    StorageResult<ListResult> listed = storage.list(rt.bucket, prefix, delimiter, after, max_keys);
+    if (!listed) return error(c, listed.error());
+    const ListResult& res = *listed;
     auto enc = [url](std::string_view s) { return url ? uri_encode(s, false) : std::string(s); };
     Xml x;
     x.open("ListBucketResult", true);
@@ -863,8 +867,10 @@ struct S3Api::Impl {
     if (!parse_max(c, "max-uploads", 1000, 1000, max))
       return error(c, S3Error::kInvalidArgument, "max-uploads must be a non-negative integer.");
     std::string prefix(c.route.param("prefix"));
-    bool truncated = false;
-    auto ups = storage.uploads(c.route.bucket, prefix, max, &truncated);
+    StorageResult<UploadList> listed = storage.uploads(c.route.bucket, prefix, max);
+    if (!listed) return error(c, listed.error());
+    const std::vector<UploadInfo>& ups = listed->uploads;
+    bool truncated = listed->truncated;
     Xml x;
     x.open("ListMultipartUploadsResult", true);
     x.elem("Bucket", c.route.bucket).elem("KeyMarker", "").elem("UploadIdMarker", "");
@@ -1349,8 +1355,9 @@ struct S3Api::Impl {
     if (!parse_xml(c.gathered, root, err) || root.name != "CompleteMultipartUpload")
       return error(c, S3Error::kMalformedXML);
     std::vector<std::pair<int, std::string>> parts;
-    bool truncated = false;
-    std::vector<PartInfo> have = storage.parts(up->upload_id, 0, 10001, &truncated);
+    StorageResult<PartList> listed = storage.parts(up->upload_id, 0, 10001);
+    if (!listed) return error(c, listed.error());
+    const std::vector<PartInfo>& have = listed->parts;
     std::vector<PartInfo> used;  // in the order completed, for the object's checksum
     for (const auto& p : root.children) {
       if (p.name != "Part") return error(c, S3Error::kMalformedXML);
@@ -1418,8 +1425,10 @@ struct S3Api::Impl {
     size_t max = 1000, marker = 0;
     if (!parse_max(c, "max-parts", 1000, 1000, max) || !parse_max(c, "part-number-marker", 0, 10000, marker))
       return error(c, S3Error::kInvalidArgument, "max-parts and part-number-marker must be integers.");
-    bool truncated = false;
-    auto ps = storage.parts(up->upload_id, static_cast<int>(marker), max, &truncated);
+    StorageResult<PartList> listed = storage.parts(up->upload_id, static_cast<int>(marker), max);
+    if (!listed) return error(c, listed.error());
+    const std::vector<PartInfo>& ps = listed->parts;
+    bool truncated = listed->truncated;
     Xml x;
     x.open("ListPartsResult", true)
         .elem("Bucket", up->bucket)

@@ -634,10 +634,12 @@ std::optional<BucketInfo> Storage::bucket(std::string_view name) {
   return *b;
 }
 
-std::vector<BucketInfo> Storage::buckets() {
+StorageResult<std::vector<BucketInfo>> Storage::buckets() {
   std::vector<BucketInfo> out;
   Stmt st(here(), "SELECT name, owner, created_ms FROM buckets ORDER BY name");
-  while (st.step() == SQLITE_ROW) out.push_back({st.text(0), st.text(1), st.integer(2)});
+  int rc;
+  while ((rc = st.step()) == SQLITE_ROW) out.push_back({st.text(0), st.text(1), st.integer(2)});
+  if (rc != SQLITE_DONE) return core::Err(db_error(rc));
   return out;
 }
 
@@ -869,8 +871,8 @@ std::unique_ptr<ObjectReader> Storage::reader(const ObjectInfo& info) {
   return r;
 }
 
-ListResult Storage::list(std::string_view bucket, std::string_view prefix, std::string_view delimiter,
-                         std::string_view after, size_t max_keys) {
+StorageResult<ListResult> Storage::list(std::string_view bucket, std::string_view prefix,
+                                        std::string_view delimiter, std::string_view after, size_t max_keys) {
   ListResult out;
   if (max_keys == 0) return out;
   // Lower bound (inclusive) of the next scan.
@@ -895,7 +897,8 @@ ListResult Storage::list(std::string_view bucket, std::string_view prefix, std::
     st.reset();
     st.bind(1, bucket).bind(2, lower);
     bool reseek = false;
-    while (st.step() == SQLITE_ROW) {
+    int rc;
+    while ((rc = st.step()) == SQLITE_ROW) {
       std::string key = st.text(0);
       if (skip_equal && key == after) continue;
       if (key.compare(0, prefix.size(), prefix) != 0) return out;  // past the prefix: done
@@ -920,6 +923,9 @@ ListResult Storage::list(std::string_view bucket, std::string_view prefix, std::
       out.last = std::move(key);
       ++count;
     }
+    // Anything but the end of the rows (or the break of a reseek) is a failed scan: SQLITE_BUSY, IOERR,
+    // CORRUPT. What was read so far must not reach the client as the whole listing.
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return core::Err(db_error(rc));
     if (!reseek) return out;
   }
 }
@@ -1013,43 +1019,45 @@ S3Error Storage::commit_part(std::unique_ptr<DataWriter> writer, std::string_vie
   return S3Error::kNone;
 }
 
-std::vector<PartInfo> Storage::parts(std::string_view upload_id, int after, size_t max, bool* truncated) {
-  std::vector<PartInfo> out;
-  *truncated = false;
+StorageResult<PartList> Storage::parts(std::string_view upload_id, int after, size_t max) {
+  PartList out;
   Stmt st(
       here(),
       "SELECT number, size, etag, mtime_ms, file, checksum_algorithm, checksum FROM parts WHERE upload_id = "
       "?1 AND number > ?2 ORDER BY number");
   st.bind(1, upload_id).bind(2, int64_t{after});
-  while (st.step() == SQLITE_ROW) {
-    if (out.size() == max) {
-      *truncated = true;
+  int rc;
+  while ((rc = st.step()) == SQLITE_ROW) {
+    if (out.parts.size() == max) {
+      out.truncated = true;
       break;
     }
-    out.push_back({static_cast<int>(st.integer(0)), static_cast<uint64_t>(st.integer(1)), st.text(2),
-                   st.integer(3), st.text(4), st.text(5), st.text(6)});
+    out.parts.push_back({static_cast<int>(st.integer(0)), static_cast<uint64_t>(st.integer(1)), st.text(2),
+                         st.integer(3), st.text(4), st.text(5), st.text(6)});
   }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return core::Err(db_error(rc));
   return out;
 }
 
-std::vector<UploadInfo> Storage::uploads(std::string_view bucket, std::string_view prefix, size_t max,
-                                         bool* truncated) {
-  std::vector<UploadInfo> out;
-  *truncated = false;
+StorageResult<UploadList> Storage::uploads(std::string_view bucket, std::string_view prefix, size_t max) {
+  UploadList out;
   Stmt st(
       here(),
       "SELECT upload_id, bucket, key, initiated_ms, content_type, headers FROM uploads WHERE bucket = ?1 AND "
       "key >= ?2 ORDER BY key, initiated_ms");
   st.bind(1, bucket).bind(2, prefix);
-  while (st.step() == SQLITE_ROW) {
+  int rc;
+  while ((rc = st.step()) == SQLITE_ROW) {
     std::string key = st.text(2);
     if (key.compare(0, prefix.size(), prefix) != 0) break;
-    if (out.size() == max) {
-      *truncated = true;
+    if (out.uploads.size() == max) {
+      out.truncated = true;
       break;
     }
-    out.push_back({st.text(0), st.text(1), key, st.integer(3), st.text(4), headers_from_json(st.text(5))});
+    out.uploads.push_back(
+        {st.text(0), st.text(1), key, st.integer(3), st.text(4), headers_from_json(st.text(5))});
   }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return core::Err(db_error(rc));
   return out;
 }
 
@@ -1059,8 +1067,9 @@ S3Error Storage::complete_upload(std::string_view upload_id,
   auto up = upload(upload_id);
   if (!up) return S3Error::kNoSuchUpload;
   if (list.empty()) return S3Error::kMalformedXML;
-  bool truncated = false;
-  std::vector<PartInfo> have = parts(upload_id, 0, 10001, &truncated);
+  StorageResult<PartList> listed = parts(upload_id, 0, 10001);
+  if (!listed) return listed.error();
+  const std::vector<PartInfo>& have = listed->parts;
   std::vector<Segment> segments;
   std::string md5s;
   uint64_t total = 0;
@@ -1142,9 +1151,11 @@ S3Error Storage::complete_upload(std::string_view upload_id,
 
 S3Error Storage::abort_upload(std::string_view upload_id) {
   if (!upload(upload_id)) return S3Error::kNoSuchUpload;
-  bool truncated = false;
+  // Every part's file, or the upload stays: a file missed here would stay on disk until the next start.
+  StorageResult<PartList> listed = parts(upload_id, 0, 10001);
+  if (!listed) return listed.error();
   std::vector<std::string> files;
-  for (auto& p : parts(upload_id, 0, 10001, &truncated)) files.push_back(p.file);
+  for (auto& p : listed->parts) files.push_back(p.file);
   Transaction tx(here().db);
   if (!tx.ok()) return db_error(tx.begin_rc());
   Stmt a(here(), "DELETE FROM parts WHERE upload_id = ?1");
@@ -1322,7 +1333,7 @@ ChangeFeed::~ChangeFeed() {
   if (db_) sqlite3_close_v2(db_);
 }
 
-std::vector<Change> ChangeFeed::after(uint64_t after, size_t max) {
+core::Result<std::vector<Change>, core::Error> ChangeFeed::after(uint64_t after, size_t max) {
   std::vector<Change> out;
   // One statement: each row and its object come from one snapshot.
   Stmt st(
@@ -1332,7 +1343,8 @@ std::vector<Change> ChangeFeed::after(uint64_t after, size_t max) {
       "c.bucket LEFT JOIN objects o ON o.bucket = c.bucket AND o.key = c.key AND c.key <> '' WHERE c.seq > "
       "?1 ORDER BY c.seq LIMIT ?2");
   st.bind(1, static_cast<int64_t>(after)).bind(2, static_cast<int64_t>(max));
-  while (st.step() == SQLITE_ROW) {
+  int rc;
+  while ((rc = st.step()) == SQLITE_ROW) {
     Change c;
     c.seq = static_cast<uint64_t>(st.integer(0));
     c.bucket = st.text(1);
@@ -1354,6 +1366,12 @@ std::vector<Change> ChangeFeed::after(uint64_t after, size_t max) {
     }
     out.push_back(std::move(c));
   }
+  // An empty batch tells the sender that its peer is in sync: a failed read must not look like one.
+  if (rc != SQLITE_DONE)
+    return core::Err(
+        core::Error{"sqlite_step",
+                    "reading the change feed after seq " + std::to_string(after) + ": " + sqlite3_errmsg(db_),
+                    core::ErrorSource::kStorage, core::Retry::kSafe});
   return out;
 }
 

@@ -96,7 +96,7 @@ TEST_F(ReplicationTest, FeedHoldsTheLastChangeOfEachKeyInOrder) {
   EXPECT_GT(again.mtime_ms, first.mtime_ms);  // a key's versions only go up
 
   auto feed = s.open_feed();
-  auto rows = feed->after(0, 100);
+  auto rows = feed->after(0, 100).value();
   ASSERT_EQ(rows.size(), 4u);
   EXPECT_EQ(rows[0].seq, 1u);
   EXPECT_EQ(rows[0].key, "");
@@ -111,9 +111,9 @@ TEST_F(ReplicationTest, FeedHoldsTheLastChangeOfEachKeyInOrder) {
   EXPECT_TRUE(rows[2].deleted);
   EXPECT_FALSE(rows[2].object);
   EXPECT_EQ(rows[3].key, "never-there");
-  EXPECT_EQ(feed->after(4, 100).size(), 2u);
+  EXPECT_EQ(feed->after(4, 100).value().size(), 2u);
   EXPECT_EQ(feed->count_after(1), 3u);
-  EXPECT_EQ(feed->after(6, 100).size(), 0u);
+  EXPECT_EQ(feed->after(6, 100).value().size(), 0u);
 
   // The counter survives a restart (a peer's cursor refers to it).
   a_.storage.reset();
@@ -170,7 +170,7 @@ TEST_F(ReplicationTest, ApplyIsIdempotentAndTheLastWriterWins) {
   EXPECT_FALSE(b.bucket("site"));
   EXPECT_EQ(b.peer_cursor("a"), 9u);
   // Changes applied from a peer are in this node's feed with their origin (not sent back to it).
-  auto rows = b.open_feed()->after(0, 100);
+  auto rows = b.open_feed()->after(0, 100).value();
   ASSERT_FALSE(rows.empty());
   EXPECT_EQ(rows.back().key, "");
   EXPECT_EQ(rows.back().version.origin, "a");
@@ -185,7 +185,7 @@ TEST_F(ReplicationTest, NoFeedWithoutAZone) {
   put(*s, "site", "k", "v");
   ASSERT_EQ(s->delete_object("site", "k"), S3Error::kNone);
   EXPECT_EQ(s->last_change_seq(), 0u);
-  EXPECT_TRUE(s->open_feed()->after(0, 10).empty());
+  EXPECT_TRUE(s->open_feed()->after(0, 10).value().empty());
 }
 
 }  // namespace
