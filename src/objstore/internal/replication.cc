@@ -866,12 +866,12 @@ std::unique_ptr<http::BodySink> Replicator::begin(const http::Request& head, int
     return c;
   }
   if (c->op == "put") {
-    S3Error err = S3Error::kNone;
-    c->writer = m.storage.begin_write(&err);
-    if (!c->writer) {
-      c->fail(err == S3Error::kStorageFull ? 507 : 500, "cannot store the object here");
+    StorageResult<std::unique_ptr<DataWriter>> writer = m.storage.begin_write();
+    if (!writer) {
+      c->fail(writer.error() == S3Error::kStorageFull ? 507 : 500, "cannot store the object here");
       return c;
     }
+    c->writer = std::move(writer).value();
     c->part_md5 = EVP_MD_CTX_new();
     EVP_DigestInit_ex(c->part_md5, EVP_md5(), nullptr);
   }

@@ -592,9 +592,9 @@ struct S3Api::Impl {
         if (!c.checksum) c.checksum = std::make_unique<Checksummer>(*declared);
       }
     }
-    S3Error err = S3Error::kNone;
-    c.writer = storage.begin_write(&err);
-    if (!c.writer) return c.fail(err);
+    StorageResult<std::unique_ptr<DataWriter>> writer = storage.begin_write();
+    if (!writer) return c.fail(writer.error());
+    c.writer = std::move(writer).value();
     c.object_data = true;
   }
 
@@ -1029,9 +1029,9 @@ struct S3Api::Impl {
       if (auto src_sum = stored_checksum(so->headers)) wanted.algorithm = src_sum->algorithm;
     std::optional<Checksummer> sum;
     if (wanted.algorithm) sum.emplace(*wanted.algorithm);
-    S3Error err = S3Error::kNone;
-    auto writer = storage.begin_write(&err);
-    if (!writer) return error(c, err);
+    StorageResult<std::unique_ptr<DataWriter>> begun = storage.begin_write();
+    if (!begun) return error(c, begun.error());
+    std::unique_ptr<DataWriter> writer = std::move(begun).value();
     auto reader = storage.reader(*so);
     std::string buf(256 * 1024, '\0');
     for (uint64_t off = 0; off < so->size;) {
@@ -1156,9 +1156,9 @@ struct S3Api::Impl {
     if (storage.read_cacheable(o->size)) {
       // Small objects: their whole plaintext, verified, from the read cache (or read into it now); a
       // damaged file is answered before the response starts.
-      S3Error e = S3Error::kNone;
-      std::shared_ptr<const std::string> data = storage.read_whole(*o, &e);
-      if (!data) return error(c, e);
+      StorageResult<std::shared_ptr<const std::string>> whole = storage.read_whole(*o);
+      if (!whole) return error(c, whole.error());
+      const std::shared_ptr<const std::string>& data = *whole;
       if (length <= kVerifyBeforeSendBytes) {
         r.body.assign(*data, static_cast<size_t>(start), static_cast<size_t>(length));
         return r;

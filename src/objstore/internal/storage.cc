@@ -649,7 +649,7 @@ bool Storage::bucket_empty(std::string_view name) {
   return st.step() != SQLITE_ROW;
 }
 
-std::unique_ptr<DataWriter> Storage::begin_write(S3Error* err) {
+StorageResult<std::unique_ptr<DataWriter>> Storage::begin_write() {
   std::unique_ptr<DataWriter> w(new DataWriter());
   w->id_ = random_hex(16);
   w->max_ = options_.max_object_bytes;
@@ -658,13 +658,11 @@ std::unique_ptr<DataWriter> Storage::begin_write(S3Error* err) {
   w->sealed_ = SealedWriter::create(options_.master_key, path, &e);
   if (!w->sealed_) {
     ::unlink(path.c_str());
-    *err = errno_to_s3(e);
-    return nullptr;
+    return core::Err(errno_to_s3(e));
   }
   w->tmp_path_ = path;
   w->md5_ = EVP_MD_CTX_new();
   EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(w->md5_), EVP_md5(), nullptr);
-  *err = S3Error::kNone;
   return w;
 }
 
@@ -781,7 +779,7 @@ bool Storage::read_cacheable(uint64_t size) const {
   return object_cache_->cacheable(size);
 }
 
-std::shared_ptr<const std::string> Storage::read_whole(const ObjectInfo& info, S3Error* err) {
+StorageResult<std::shared_ptr<const std::string>> Storage::read_whole(const ObjectInfo& info) {
   if (auto cached = object_cache_->find_data(info)) return cached;
   uint64_t generation = object_cache_->generation();
   auto r = reader(info);
@@ -790,10 +788,8 @@ std::shared_ptr<const std::string> Storage::read_whole(const ObjectInfo& info, S
   // Every frame's tag is checked on this read (an empty object still has one authenticated frame): the
   // cache only ever holds verified bytes.
   ssize_t n = info.size > 0 ? r->read(0, data->data(), info.size) : (r->verify_all() ? 0 : kSealedCorrupt);
-  if (n < 0 || static_cast<uint64_t>(n) != info.size) {
-    *err = n == kSealedIoError ? S3Error::kInternalError : S3Error::kCorruptObject;
-    return nullptr;
-  }
+  if (n < 0 || static_cast<uint64_t>(n) != info.size)
+    return core::Err(n == kSealedIoError ? S3Error::kInternalError : S3Error::kCorruptObject);
   std::shared_ptr<const std::string> out = std::move(data);
   object_cache_->fill_data(info, out, generation);
   return out;

@@ -237,7 +237,8 @@ class Storage {
   StorageResult<std::vector<BucketInfo>> buckets();
 
   // Objects.
-  std::unique_ptr<DataWriter> begin_write(S3Error* err);
+  // A writer into a new file under tmp/; kStorageFull or kInternalError when the file cannot be created.
+  StorageResult<std::unique_ptr<DataWriter>> begin_write();
   // Makes the written data the object `info.key` (size, etag, segments are filled in). On error the data is
   // discarded.
   S3Error commit_object(std::unique_ptr<DataWriter> writer, ObjectInfo& info);
@@ -254,8 +255,8 @@ class Storage {
   // Whether the whole plaintext of an object of this size is kept in the read cache.
   bool read_cacheable(uint64_t size) const;
   // The whole plaintext of a read-cacheable object, from the read cache or read from its files (every frame
-  // verified) and put there; nullptr with *err set (kCorruptObject, kInternalError) when a file fails.
-  std::shared_ptr<const std::string> read_whole(const ObjectInfo& info, S3Error* err);
+  // verified) and put there; kCorruptObject or kInternalError when a file fails.
+  StorageResult<std::shared_ptr<const std::string>> read_whole(const ObjectInfo& info);
   ObjectCacheStats cache_stats() const;
   S3Error delete_object(std::string_view bucket, std::string_view key);  // kNone also when absent (S3)
   std::unique_ptr<ObjectReader> reader(const ObjectInfo& info);

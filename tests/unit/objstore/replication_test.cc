@@ -42,8 +42,7 @@ class ReplicationTest : public ::testing::Test {
 
   static ObjectInfo put(Storage& s, const std::string& bucket, const std::string& key,
                         std::string_view data) {
-    S3Error err;
-    auto w = s.begin_write(&err);
+    auto w = s.begin_write().value();
     EXPECT_EQ(w->write(data), S3Error::kNone);
     ObjectInfo info;
     info.bucket = bucket;
@@ -56,8 +55,7 @@ class ReplicationTest : public ::testing::Test {
   // Applies a peer's object through the commit threads, as the endpoint does; waits for the outcome.
   static S3Error apply_put(Storage& s, const std::string& key, std::string_view data, const std::string& etag,
                            RemoteChange rc) {
-    S3Error err;
-    auto w = s.begin_write(&err);
+    auto w = s.begin_write().value();
     EXPECT_EQ(w->write(data), S3Error::kNone);
     ObjectInfo info;
     info.bucket = "site";

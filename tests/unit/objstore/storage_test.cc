@@ -46,8 +46,7 @@ class StorageTest : public ::testing::Test {
   }
 
   ObjectInfo put(const std::string& bucket, const std::string& key, std::string_view data) {
-    S3Error err;
-    auto w = storage_->begin_write(&err);
+    auto w = storage_->begin_write().value();
     EXPECT_TRUE(w);
     // Several writes of odd sizes, so frame boundaries fall inside writes.
     for (size_t off = 0; off < data.size(); off += 7777)
@@ -173,9 +172,8 @@ TEST_F(StorageTest, TruncationAndWrongKeyAreDetected) {
 
 TEST_F(StorageTest, OverwriteLastCommitWinsAndOldFileGoes) {
   storage_->create_bucket("b1", "alice");
-  S3Error err;
-  auto w1 = storage_->begin_write(&err);
-  auto w2 = storage_->begin_write(&err);
+  auto w1 = storage_->begin_write().value();
+  auto w2 = storage_->begin_write().value();
   std::string a(100000, 'a'), b(50000, 'b');
   ASSERT_EQ(w1->write(a), S3Error::kNone);
   ASSERT_EQ(w2->write(b), S3Error::kNone);
@@ -191,8 +189,7 @@ TEST_F(StorageTest, OverwriteLastCommitWinsAndOldFileGoes) {
 
 TEST_F(StorageTest, AbandonedWriteLeavesNothing) {
   storage_->create_bucket("b1", "alice");
-  S3Error err;
-  auto w = storage_->begin_write(&err);
+  auto w = storage_->begin_write().value();
   ASSERT_EQ(w->write("partial"), S3Error::kNone);
   w.reset();
   EXPECT_TRUE(fs::is_empty(dir_ + "/tmp"));
@@ -265,8 +262,7 @@ TEST_F(StorageTest, Multipart) {
   std::string p1 = pattern(5 * 1024 * 1024, 1), p2 = pattern(1000, 2), p3 = pattern(10, 3);
   std::vector<std::pair<int, std::string>> list;
   for (auto [n, data] : std::vector<std::pair<int, std::string*>>{{1, &p1}, {2, &p2}, {3, &p3}}) {
-    S3Error err;
-    auto w = storage_->begin_write(&err);
+    auto w = storage_->begin_write().value();
     ASSERT_EQ(w->write(*data), S3Error::kNone);
     PartInfo part;
     ASSERT_EQ(storage_->commit_part(std::move(w), id, n, part), S3Error::kNone);
@@ -329,8 +325,7 @@ TEST_F(StorageTest, PartChecksumColumnsAreAddedToAnOlderIndex) {
   u.bucket = "b1";
   u.key = "k";
   std::string id = storage_->create_upload(u);
-  S3Error err;
-  auto w = storage_->begin_write(&err);
+  auto w = storage_->begin_write().value();
   ASSERT_EQ(w->write("hello"), S3Error::kNone);
   PartInfo part;
   part.checksum_algorithm = "CRC32";
@@ -376,8 +371,7 @@ TEST_F(StorageTest, AsyncCommitsGroupAndOneKeyEndsWhole) {
   std::vector<std::string> acked_same_key;
   const int kObjects = 60;
   for (int i = 0; i < kObjects; ++i) {
-    S3Error err;
-    auto w = storage_->begin_write(&err);
+    auto w = storage_->begin_write().value();
     std::string data = pattern(1000 + static_cast<size_t>(i) * 3000, static_cast<char>(i));
     ASSERT_EQ(w->write(data), S3Error::kNone);
     ObjectInfo info;
@@ -418,8 +412,7 @@ TEST_F(StorageTest, SweepRemovesOnlyUnreferencedFiles) {
   u.bucket = "b1";
   u.key = "mp";
   std::string id = storage_->create_upload(u);
-  S3Error err;
-  auto w = storage_->begin_write(&err);
+  auto w = storage_->begin_write().value();
   ASSERT_EQ(w->write("part"), S3Error::kNone);
   PartInfo part;
   ASSERT_EQ(storage_->commit_part(std::move(w), id, 1, part), S3Error::kNone);
@@ -437,8 +430,7 @@ TEST_F(StorageTest, SweepRemovesOnlyUnreferencedFiles) {
 TEST_F(StorageTest, SizeLimit) {
   options_.max_object_bytes = 1000;
   open();
-  S3Error err;
-  auto w = storage_->begin_write(&err);
+  auto w = storage_->begin_write().value();
   EXPECT_EQ(w->write(std::string(600, 'x')), S3Error::kNone);
   EXPECT_EQ(w->write(std::string(600, 'x')), S3Error::kEntityTooLarge);
 }
