@@ -8,6 +8,7 @@
 #include <string>
 
 #include "objstore/internal/storage.h"
+#include "unit/objstore/damaged_index.h"
 
 namespace cumulo::objstore {
 namespace {
@@ -172,6 +173,28 @@ TEST_F(ReplicationTest, ApplyIsIdempotentAndTheLastWriterWins) {
   ASSERT_FALSE(rows.empty());
   EXPECT_EQ(rows.back().key, "");
   EXPECT_EQ(rows.back().version.origin, "a");
+}
+
+// A feed read that fails part way (a damaged page of the changes table) is an error the sender logs and
+// retries: neither a short batch nor an empty one, which would read as "the peer is in sync".
+TEST_F(ReplicationTest, AFailedFeedReadIsAnError) {
+  StorageOptions o;
+  for (size_t i = 0; i < o.master_key.size(); ++i) o.master_key[i] = static_cast<uint8_t>(i + 1);
+  o.data_dir = a_.dir;
+  o.zone = "a";
+  const std::string db_path = a_.dir + "/index.sqlite";
+  a_.storage.reset();
+  ASSERT_EQ(index_faults::add_change_rows(db_path, "site", 3000), "");
+  a_.storage = Storage::open(o);
+  ASSERT_EQ(a_.storage->open_feed()->after(0, 3001).value().size(), 3000u);
+  a_.storage.reset();
+  ASSERT_TRUE(index_faults::damage_index_page(db_path));
+  a_.storage = Storage::open(o);
+  auto rows = a_.storage->open_feed()->after(0, 3001);
+  ASSERT_FALSE(rows.ok()) << "a batch of " << rows->size() << " of 3000 rows";
+  EXPECT_EQ(rows.error().source, core::ErrorSource::kStorage);
+  EXPECT_TRUE(rows.error().retry_safe());
+  EXPECT_NE(rows.error().message.find("change feed"), std::string::npos) << rows.error().message;
 }
 
 TEST_F(ReplicationTest, NoFeedWithoutAZone) {
