@@ -363,6 +363,22 @@ TEST_F(StorageTest, AFailedIndexReadIsAnErrorNotAShortListing) {
   EXPECT_TRUE(storage_->parts(upload_id, 0, 10).ok());
 }
 
+// The start-up sweep removes data files no row refers to: when it cannot read every row it must remove
+// nothing, or the files of the rows it missed go as orphans.
+TEST_F(StorageTest, SweepRemovesNothingWhenTheIndexCannotBeReadToTheEnd) {
+  storage_->create_bucket("b1", "alice");
+  ObjectInfo live = put("b1", "zz-live", "still here");  // sorts after every key-NNNNN row
+  storage_.reset();
+  const std::string db_path = dir_ + "/index.sqlite";
+  ASSERT_EQ(index_faults::add_index_rows(db_path, "b1", 3000), "");
+  ASSERT_TRUE(index_faults::damage_index_page(db_path));
+  std::ofstream(dir_ + "/objects/00/orphan") << "left by a crash";
+  open();
+  EXPECT_EQ(storage_->sweep_orphans(), 0u);
+  EXPECT_TRUE(fs::exists(dir_ + "/" + live.segments.at(0).file));
+  EXPECT_TRUE(fs::exists(dir_ + "/objects/00/orphan"));
+}
+
 TEST_F(StorageTest, AsyncCommitsGroupAndOneKeyEndsWhole) {
   storage_->create_bucket("b1", "alice");
   std::mutex mu;
