@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -23,6 +22,7 @@
 #include "core/log.h"
 #include "core/net.h"
 #include "core/text.h"
+#include "http/wire/h1.h"
 #include "objstore/internal/auth.h"
 #include "objstore/wire/sigv4.h"
 
@@ -104,59 +104,101 @@ class PeerConnection {
     return true;
   }
 
-  // Reads one response (Content-Length bodies: what the store's server sends). False on an I/O error.
-  bool read_response(int& status, std::string& body, bool& keep_alive, std::string& err) {
-    std::string buf;
-    size_t head_end = std::string::npos;
+  // Reads one response with the project's HTTP/1.1 parser (http/wire/h1.h): interim 1xx responses skipped,
+  // a body framed by Content-Length, chunked or the end of the connection. False (with err) on an I/O error
+  // or a response the parser refuses; keep_alive is false when the connection cannot carry another request.
+  bool read_response(http::Method method, int& status, std::string& body, bool& keep_alive,
+                     std::string& err) {
+    std::string in;
+    http::ResponseParser parser;
+    http::ResponseHead head;
     char tmp[16384];
-    while ((head_end = buf.find("\r\n\r\n")) == std::string::npos) {
-      if (buf.size() > 65536) {
-        err = "response head too large";
+    for (;;) {
+      http::ParseStatus st = parser.parse(in, method, head);
+      if (st == http::ParseStatus::kNeedMore) {
+        if (!recv_some(tmp, sizeof tmp, in, err)) return false;
+        continue;
+      }
+      if (st != http::ParseStatus::kComplete) {
+        err = std::string("bad response: ") + parser.error().reason;
         return false;
       }
-      if (!recv_some(tmp, sizeof tmp, buf, err)) return false;
+      if (head.status >= 200) break;
+      in.erase(0, head.head_bytes);  // 100 Continue, 103 Early Hints: the real response follows
+      parser.reset();
     }
-    std::string_view head(buf.data(), head_end);
-    if (head.size() < 12 || head.substr(0, 5) != "HTTP/") {
-      err = "bad response line";
+    status = head.status;
+    keep_alive = head.keep_alive;
+    const http::BodyKind kind = head.body;
+    const uint64_t length = head.content_length;
+    in.erase(0, head.head_bytes);  // the head's views end here
+    body.clear();
+    auto too_large = [&] {
+      err = "bad response: body over " + std::to_string(kMaxResponseBytes) + " bytes";
       return false;
-    }
-    auto [p, ec] = std::from_chars(head.data() + 9, head.data() + 12, status);
-    if (ec != std::errc()) {
-      err = "bad status";
-      return false;
-    }
-    size_t length = 0;
-    keep_alive = true;
-    size_t pos = head.find("\r\n");
-    while (pos != std::string_view::npos && pos < head.size()) {
-      size_t next = head.find("\r\n", pos + 2);
-      std::string_view line =
-          head.substr(pos + 2, (next == std::string_view::npos ? head.size() : next) - pos - 2);
-      size_t colon = line.find(':');
-      if (colon != std::string_view::npos) {
-        std::string name = core::to_lower(line.substr(0, colon));
-        std::string_view value = line.substr(colon + 1);
-        while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-        if (name == "content-length") std::from_chars(value.data(), value.data() + value.size(), length);
-        if (name == "connection" && (value == "close" || value == "Close")) keep_alive = false;
+    };
+    switch (kind) {
+      case http::BodyKind::kNone:
+        break;
+      case http::BodyKind::kContentLength:
+        if (length > kMaxResponseBytes) return too_large();
+        body = std::move(in);
+        in.clear();
+        while (body.size() < length)
+          if (!recv_some(tmp, std::min<size_t>(sizeof tmp, length - body.size()), body, err)) return false;
+        break;
+      case http::BodyKind::kChunked: {
+        http::ChunkedDecoder chunks;
+        for (;;) {
+          size_t consumed = 0;
+          std::string_view payload;
+          http::ParseStatus st =
+              in.empty() ? http::ParseStatus::kNeedMore : chunks.decode(in, consumed, payload);
+          if (body.size() + payload.size() > kMaxResponseBytes) return too_large();
+          body.append(payload);
+          in.erase(0, consumed);
+          if (st == http::ParseStatus::kComplete) break;
+          if (st != http::ParseStatus::kNeedMore) {
+            err = std::string("bad response: ") + chunks.error().reason;
+            return false;
+          }
+          if (consumed == 0 && !recv_some(tmp, sizeof tmp, in, err)) return false;
+        }
+        break;
       }
-      pos = next;
+      case http::BodyKind::kUntilClose:
+        keep_alive = false;
+        body = std::move(in);
+        in.clear();
+        for (;;) {
+          if (body.size() > kMaxResponseBytes) return too_large();
+          std::string why;
+          if (!recv_some(tmp, sizeof tmp, body, why)) {
+            if (why != kClosedByPeer) {
+              err = std::move(why);
+              return false;
+            }
+            break;
+          }
+        }
+        break;
     }
-    body = buf.substr(head_end + 4);
-    while (body.size() < length)
-      if (!recv_some(tmp, std::min(sizeof tmp, length - body.size()), body, err)) return false;
-    body.resize(length);
+    // Bytes after the response: the peer and this side disagree on framing, so the connection goes.
+    if (!in.empty()) keep_alive = false;
     return true;
   }
 
  private:
+  static constexpr std::string_view kClosedByPeer = "connection closed by the peer";
+  // The endpoint answers with a line of text or a small JSON document.
+  static constexpr size_t kMaxResponseBytes = 1 << 20;
+
   bool recv_some(char* tmp, size_t cap, std::string& into, std::string& err) {
     for (;;) {
       ssize_t n = ::recv(fd_, tmp, cap, 0);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
-        err = n == 0 ? "connection closed by the peer"
+        err = n == 0 ? std::string(kClosedByPeer)
                      : (errno == EAGAIN ? "no response within " + std::to_string(kIoTimeoutS) + " s"
                                         : std::string("recv: ") + std::strerror(errno));
         return false;
@@ -500,7 +542,7 @@ struct Replicator::Impl {
     if (!conn.send_all(req, err)) return false;
     int status = 0;
     bool keep = true;
-    if (!conn.read_response(status, body, keep, err)) return false;
+    if (!conn.read_response(http::method_from_string(method), status, body, keep, err)) return false;
     if (!keep) conn.close();
     if (status / 100 != 2) {
       err = "HTTP " + std::to_string(status) + ": " + body.substr(0, 300);
@@ -563,7 +605,7 @@ struct Replicator::Impl {
     int status = 0;
     std::string body;
     bool keep = true;
-    if (!conn.read_response(status, body, keep, err)) return false;
+    if (!conn.read_response(http::Method::kPut, status, body, keep, err)) return false;
     if (!keep) conn.close();
     if (status / 100 != 2) {
       err = "peer refused " + c.bucket + "/" + c.key + ": HTTP " + std::to_string(status) + ": " +
@@ -601,7 +643,15 @@ struct Replicator::Impl {
       post_state(p, PeerState::kCatchingUp, cursor);
       bool in_sync = false;
       while (conn.open() && !stopped()) {
-        std::vector<Change> rows = feed->after(cursor, kFeedBatch);
+        core::Result<std::vector<Change>, core::Error> batch = feed->after(cursor, kFeedBatch);
+        if (!batch) {
+          // The index here failed, not the peer: the connection stays, the read is tried again.
+          core::log_warn(kComponent, "cannot read the change feed; trying again",
+                         {{"peer", p->config.zone}, {"error", batch.error().describe()}});
+          wait_retry(*p);
+          continue;
+        }
+        const std::vector<Change>& rows = *batch;
         if (rows.empty()) {
           if (!in_sync) post_state(p, PeerState::kInSync, cursor);
           in_sync = true;
@@ -817,12 +867,12 @@ std::unique_ptr<http::BodySink> Replicator::begin(const http::Request& head, int
     return c;
   }
   if (c->op == "put") {
-    S3Error err = S3Error::kNone;
-    c->writer = m.storage.begin_write(&err);
-    if (!c->writer) {
-      c->fail(err == S3Error::kStorageFull ? 507 : 500, "cannot store the object here");
+    StorageResult<std::unique_ptr<DataWriter>> writer = m.storage.begin_write();
+    if (!writer) {
+      c->fail(writer.error() == S3Error::kStorageFull ? 507 : 500, "cannot store the object here");
       return c;
     }
+    c->writer = std::move(writer).value();
     c->part_md5 = EVP_MD_CTX_new();
     EVP_DigestInit_ex(c->part_md5, EVP_md5(), nullptr);
   }

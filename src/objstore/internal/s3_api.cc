@@ -557,9 +557,9 @@ struct S3Api::Impl {
         if (!c.checksum) c.checksum = std::make_unique<Checksummer>(*declared);
       }
     }
-    S3Error err = S3Error::kNone;
-    c.writer = storage.begin_write(&err);
-    if (!c.writer) return c.fail(err);
+    StorageResult<std::unique_ptr<DataWriter>> writer = storage.begin_write();
+    if (!writer) return c.fail(writer.error());
+    c.writer = std::move(writer).value();
     c.object_data = true;
   }
 
@@ -709,8 +709,10 @@ struct S3Api::Impl {
     Xml x;
     x.open("ListAllMyBucketsResult", true);
     x.open("Owner").elem("ID", c.auth.user->name).elem("DisplayName", c.auth.user->name).close("Owner");
+    StorageResult<std::vector<BucketInfo>> buckets = storage.buckets();
+    if (!buckets) return error(c, buckets.error());
     x.open("Buckets");
-    for (const auto& b : storage.buckets()) {
+    for (const auto& b : *buckets) {
       if (b.owner != c.auth.user->name) continue;
       x.open("Bucket").elem("Name", b.name).elem("CreationDate", iso8601(b.created_ms)).close("Bucket");
     }
@@ -786,7 +788,9 @@ struct S3Api::Impl {
     } else {
       after = std::string(rt.param("marker"));
     }
-    ListResult res = storage.list(rt.bucket, prefix, delimiter, after, max_keys);
+    StorageResult<ListResult> listed = storage.list(rt.bucket, prefix, delimiter, after, max_keys);
+    if (!listed) return error(c, listed.error());
+    const ListResult& res = *listed;
     auto enc = [url](std::string_view s) { return url ? uri_encode(s, false) : std::string(s); };
     Xml x;
     x.open("ListBucketResult", true);
@@ -828,8 +832,10 @@ struct S3Api::Impl {
     if (!parse_max(c, "max-uploads", 1000, 1000, max))
       return error(c, S3Error::kInvalidArgument, "max-uploads must be a non-negative integer.");
     std::string prefix(c.route.param("prefix"));
-    bool truncated = false;
-    auto ups = storage.uploads(c.route.bucket, prefix, max, &truncated);
+    StorageResult<UploadList> listed = storage.uploads(c.route.bucket, prefix, max);
+    if (!listed) return error(c, listed.error());
+    const std::vector<UploadInfo>& ups = listed->uploads;
+    bool truncated = listed->truncated;
     Xml x;
     x.open("ListMultipartUploadsResult", true);
     x.elem("Bucket", c.route.bucket).elem("KeyMarker", "").elem("UploadIdMarker", "");
@@ -988,9 +994,9 @@ struct S3Api::Impl {
       if (auto src_sum = stored_checksum(so->headers)) wanted.algorithm = src_sum->algorithm;
     std::optional<Checksummer> sum;
     if (wanted.algorithm) sum.emplace(*wanted.algorithm);
-    S3Error err = S3Error::kNone;
-    auto writer = storage.begin_write(&err);
-    if (!writer) return error(c, err);
+    StorageResult<std::unique_ptr<DataWriter>> begun = storage.begin_write();
+    if (!begun) return error(c, begun.error());
+    std::unique_ptr<DataWriter> writer = std::move(begun).value();
     auto reader = storage.reader(*so);
     std::string buf(256 * 1024, '\0');
     for (uint64_t off = 0; off < so->size;) {
@@ -1115,9 +1121,9 @@ struct S3Api::Impl {
     if (storage.read_cacheable(o->size)) {
       // Small objects: their whole plaintext, verified, from the read cache (or read into it now); a
       // damaged file is answered before the response starts.
-      S3Error e = S3Error::kNone;
-      std::shared_ptr<const std::string> data = storage.read_whole(*o, &e);
-      if (!data) return error(c, e);
+      StorageResult<std::shared_ptr<const std::string>> whole = storage.read_whole(*o);
+      if (!whole) return error(c, whole.error());
+      const std::shared_ptr<const std::string>& data = *whole;
       if (length <= kVerifyBeforeSendBytes) {
         r.body.assign(*data, static_cast<size_t>(start), static_cast<size_t>(length));
         return r;
@@ -1313,8 +1319,9 @@ struct S3Api::Impl {
     if (!parse_xml(c.gathered, root, err) || root.name != "CompleteMultipartUpload")
       return error(c, S3Error::kMalformedXML);
     std::vector<std::pair<int, std::string>> parts;
-    bool truncated = false;
-    std::vector<PartInfo> have = storage.parts(up->upload_id, 0, 10001, &truncated);
+    StorageResult<PartList> listed = storage.parts(up->upload_id, 0, 10001);
+    if (!listed) return error(c, listed.error());
+    const std::vector<PartInfo>& have = listed->parts;
     std::vector<PartInfo> used;  // in the order completed, for the object's checksum
     for (const auto& p : root.children) {
       if (p.name != "Part") return error(c, S3Error::kMalformedXML);
@@ -1382,8 +1389,10 @@ struct S3Api::Impl {
     size_t max = 1000, marker = 0;
     if (!parse_max(c, "max-parts", 1000, 1000, max) || !parse_max(c, "part-number-marker", 0, 10000, marker))
       return error(c, S3Error::kInvalidArgument, "max-parts and part-number-marker must be integers.");
-    bool truncated = false;
-    auto ps = storage.parts(up->upload_id, static_cast<int>(marker), max, &truncated);
+    StorageResult<PartList> listed = storage.parts(up->upload_id, static_cast<int>(marker), max);
+    if (!listed) return error(c, listed.error());
+    const std::vector<PartInfo>& ps = listed->parts;
+    bool truncated = listed->truncated;
     Xml x;
     x.open("ListPartsResult", true)
         .elem("Bucket", up->bucket)

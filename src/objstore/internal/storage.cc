@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "core/log.h"
 #include "objstore/internal/object_cache.h"
 #include "objstore/wire/sigv4.h"
 
@@ -600,7 +601,9 @@ S3Error Storage::delete_bucket(std::string_view name) {
     Stmt st(here(),
             "SELECT p.file FROM parts p JOIN uploads u ON p.upload_id = u.upload_id WHERE u.bucket = ?1");
     st.bind(1, name);
-    while (st.step() == SQLITE_ROW) files.push_back(st.text(0));
+    int rc;
+    while ((rc = st.step()) == SQLITE_ROW) files.push_back(st.text(0));
+    if (rc != SQLITE_DONE) return db_error(rc);  // the files missed would stay on disk
   }
   Transaction tx(here().db);
   if (!tx.ok()) return db_error(tx.begin_rc());
@@ -634,10 +637,12 @@ std::optional<BucketInfo> Storage::bucket(std::string_view name) {
   return *b;
 }
 
-std::vector<BucketInfo> Storage::buckets() {
+StorageResult<std::vector<BucketInfo>> Storage::buckets() {
   std::vector<BucketInfo> out;
   Stmt st(here(), "SELECT name, owner, created_ms FROM buckets ORDER BY name");
-  while (st.step() == SQLITE_ROW) out.push_back({st.text(0), st.text(1), st.integer(2)});
+  int rc;
+  while ((rc = st.step()) == SQLITE_ROW) out.push_back({st.text(0), st.text(1), st.integer(2)});
+  if (rc != SQLITE_DONE) return core::Err(db_error(rc));
   return out;
 }
 
@@ -647,7 +652,7 @@ bool Storage::bucket_empty(std::string_view name) {
   return st.step() != SQLITE_ROW;
 }
 
-std::unique_ptr<DataWriter> Storage::begin_write(S3Error* err) {
+StorageResult<std::unique_ptr<DataWriter>> Storage::begin_write() {
   std::unique_ptr<DataWriter> w(new DataWriter());
   w->id_ = random_hex(16);
   w->max_ = options_.max_object_bytes;
@@ -656,13 +661,11 @@ std::unique_ptr<DataWriter> Storage::begin_write(S3Error* err) {
   w->sealed_ = SealedWriter::create(options_.master_key, path, &e);
   if (!w->sealed_) {
     ::unlink(path.c_str());
-    *err = errno_to_s3(e);
-    return nullptr;
+    return core::Err(errno_to_s3(e));
   }
   w->tmp_path_ = path;
   w->md5_ = EVP_MD_CTX_new();
   EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(w->md5_), EVP_md5(), nullptr);
-  *err = S3Error::kNone;
   return w;
 }
 
@@ -779,7 +782,7 @@ bool Storage::read_cacheable(uint64_t size) const {
   return object_cache_->cacheable(size);
 }
 
-std::shared_ptr<const std::string> Storage::read_whole(const ObjectInfo& info, S3Error* err) {
+StorageResult<std::shared_ptr<const std::string>> Storage::read_whole(const ObjectInfo& info) {
   if (auto cached = object_cache_->find_data(info)) return cached;
   uint64_t generation = object_cache_->generation();
   auto r = reader(info);
@@ -788,10 +791,8 @@ std::shared_ptr<const std::string> Storage::read_whole(const ObjectInfo& info, S
   // Every frame's tag is checked on this read (an empty object still has one authenticated frame): the
   // cache only ever holds verified bytes.
   ssize_t n = info.size > 0 ? r->read(0, data->data(), info.size) : (r->verify_all() ? 0 : kSealedCorrupt);
-  if (n < 0 || static_cast<uint64_t>(n) != info.size) {
-    *err = n == kSealedIoError ? S3Error::kInternalError : S3Error::kCorruptObject;
-    return nullptr;
-  }
+  if (n < 0 || static_cast<uint64_t>(n) != info.size)
+    return core::Err(n == kSealedIoError ? S3Error::kInternalError : S3Error::kCorruptObject);
   std::shared_ptr<const std::string> out = std::move(data);
   object_cache_->fill_data(info, out, generation);
   return out;
@@ -869,8 +870,8 @@ std::unique_ptr<ObjectReader> Storage::reader(const ObjectInfo& info) {
   return r;
 }
 
-ListResult Storage::list(std::string_view bucket, std::string_view prefix, std::string_view delimiter,
-                         std::string_view after, size_t max_keys) {
+StorageResult<ListResult> Storage::list(std::string_view bucket, std::string_view prefix,
+                                        std::string_view delimiter, std::string_view after, size_t max_keys) {
   ListResult out;
   if (max_keys == 0) return out;
   // Lower bound (inclusive) of the next scan.
@@ -895,7 +896,8 @@ ListResult Storage::list(std::string_view bucket, std::string_view prefix, std::
     st.reset();
     st.bind(1, bucket).bind(2, lower);
     bool reseek = false;
-    while (st.step() == SQLITE_ROW) {
+    int rc;
+    while ((rc = st.step()) == SQLITE_ROW) {
       std::string key = st.text(0);
       if (skip_equal && key == after) continue;
       if (key.compare(0, prefix.size(), prefix) != 0) return out;  // past the prefix: done
@@ -920,20 +922,30 @@ ListResult Storage::list(std::string_view bucket, std::string_view prefix, std::
       out.last = std::move(key);
       ++count;
     }
+    // Anything but the end of the rows (or the break of a reseek) is a failed scan: SQLITE_BUSY, IOERR,
+    // CORRUPT. What was read so far must not reach the client as the whole listing.
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return core::Err(db_error(rc));
     if (!reseek) return out;
   }
 }
 
 size_t Storage::sweep_orphans() {
   std::unordered_set<std::string> referenced;
+  int rc;
   {
     Stmt st(here().db, nullptr, "SELECT segments FROM objects");  // uncached: once per start
-    while (st.step() == SQLITE_ROW)
+    while ((rc = st.step()) == SQLITE_ROW)
       for (auto& seg : segments_from_json(st.text(0))) referenced.insert(std::move(seg.file));
   }
-  {
+  if (rc == SQLITE_DONE) {
     Stmt st(here().db, nullptr, "SELECT file FROM parts");
-    while (st.step() == SQLITE_ROW) referenced.insert(st.text(0));
+    while ((rc = st.step()) == SQLITE_ROW) referenced.insert(st.text(0));
+  }
+  if (rc != SQLITE_DONE) {
+    // A file missed by a scan cut short would look unreferenced and go with the orphans: live data lost.
+    core::log_warn("objstore", "cannot read the whole index: no unreferenced data files removed",
+                   {{"data_dir", dir_}, {"error", sqlite3_errstr(rc)}});
+    return 0;
   }
   size_t removed = 0;
   for (int i = 0; i < 256; ++i) {
@@ -1013,43 +1025,45 @@ S3Error Storage::commit_part(std::unique_ptr<DataWriter> writer, std::string_vie
   return S3Error::kNone;
 }
 
-std::vector<PartInfo> Storage::parts(std::string_view upload_id, int after, size_t max, bool* truncated) {
-  std::vector<PartInfo> out;
-  *truncated = false;
+StorageResult<PartList> Storage::parts(std::string_view upload_id, int after, size_t max) {
+  PartList out;
   Stmt st(
       here(),
       "SELECT number, size, etag, mtime_ms, file, checksum_algorithm, checksum FROM parts WHERE upload_id = "
       "?1 AND number > ?2 ORDER BY number");
   st.bind(1, upload_id).bind(2, int64_t{after});
-  while (st.step() == SQLITE_ROW) {
-    if (out.size() == max) {
-      *truncated = true;
+  int rc;
+  while ((rc = st.step()) == SQLITE_ROW) {
+    if (out.parts.size() == max) {
+      out.truncated = true;
       break;
     }
-    out.push_back({static_cast<int>(st.integer(0)), static_cast<uint64_t>(st.integer(1)), st.text(2),
-                   st.integer(3), st.text(4), st.text(5), st.text(6)});
+    out.parts.push_back({static_cast<int>(st.integer(0)), static_cast<uint64_t>(st.integer(1)), st.text(2),
+                         st.integer(3), st.text(4), st.text(5), st.text(6)});
   }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return core::Err(db_error(rc));
   return out;
 }
 
-std::vector<UploadInfo> Storage::uploads(std::string_view bucket, std::string_view prefix, size_t max,
-                                         bool* truncated) {
-  std::vector<UploadInfo> out;
-  *truncated = false;
+StorageResult<UploadList> Storage::uploads(std::string_view bucket, std::string_view prefix, size_t max) {
+  UploadList out;
   Stmt st(
       here(),
       "SELECT upload_id, bucket, key, initiated_ms, content_type, headers FROM uploads WHERE bucket = ?1 AND "
       "key >= ?2 ORDER BY key, initiated_ms");
   st.bind(1, bucket).bind(2, prefix);
-  while (st.step() == SQLITE_ROW) {
+  int rc;
+  while ((rc = st.step()) == SQLITE_ROW) {
     std::string key = st.text(2);
     if (key.compare(0, prefix.size(), prefix) != 0) break;
-    if (out.size() == max) {
-      *truncated = true;
+    if (out.uploads.size() == max) {
+      out.truncated = true;
       break;
     }
-    out.push_back({st.text(0), st.text(1), key, st.integer(3), st.text(4), headers_from_json(st.text(5))});
+    out.uploads.push_back(
+        {st.text(0), st.text(1), key, st.integer(3), st.text(4), headers_from_json(st.text(5))});
   }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return core::Err(db_error(rc));
   return out;
 }
 
@@ -1059,8 +1073,9 @@ S3Error Storage::complete_upload(std::string_view upload_id,
   auto up = upload(upload_id);
   if (!up) return S3Error::kNoSuchUpload;
   if (list.empty()) return S3Error::kMalformedXML;
-  bool truncated = false;
-  std::vector<PartInfo> have = parts(upload_id, 0, 10001, &truncated);
+  StorageResult<PartList> listed = parts(upload_id, 0, 10001);
+  if (!listed) return listed.error();
+  const std::vector<PartInfo>& have = listed->parts;
   std::vector<Segment> segments;
   std::string md5s;
   uint64_t total = 0;
@@ -1142,9 +1157,11 @@ S3Error Storage::complete_upload(std::string_view upload_id,
 
 S3Error Storage::abort_upload(std::string_view upload_id) {
   if (!upload(upload_id)) return S3Error::kNoSuchUpload;
-  bool truncated = false;
+  // Every part's file, or the upload stays: a file missed here would stay on disk until the next start.
+  StorageResult<PartList> listed = parts(upload_id, 0, 10001);
+  if (!listed) return listed.error();
   std::vector<std::string> files;
-  for (auto& p : parts(upload_id, 0, 10001, &truncated)) files.push_back(p.file);
+  for (auto& p : listed->parts) files.push_back(p.file);
   Transaction tx(here().db);
   if (!tx.ok()) return db_error(tx.begin_rc());
   Stmt a(here(), "DELETE FROM parts WHERE upload_id = ?1");
@@ -1322,7 +1339,7 @@ ChangeFeed::~ChangeFeed() {
   if (db_) sqlite3_close_v2(db_);
 }
 
-std::vector<Change> ChangeFeed::after(uint64_t after, size_t max) {
+core::Result<std::vector<Change>, core::Error> ChangeFeed::after(uint64_t after, size_t max) {
   std::vector<Change> out;
   // One statement: each row and its object come from one snapshot.
   Stmt st(
@@ -1332,7 +1349,8 @@ std::vector<Change> ChangeFeed::after(uint64_t after, size_t max) {
       "c.bucket LEFT JOIN objects o ON o.bucket = c.bucket AND o.key = c.key AND c.key <> '' WHERE c.seq > "
       "?1 ORDER BY c.seq LIMIT ?2");
   st.bind(1, static_cast<int64_t>(after)).bind(2, static_cast<int64_t>(max));
-  while (st.step() == SQLITE_ROW) {
+  int rc;
+  while ((rc = st.step()) == SQLITE_ROW) {
     Change c;
     c.seq = static_cast<uint64_t>(st.integer(0));
     c.bucket = st.text(1);
@@ -1354,6 +1372,12 @@ std::vector<Change> ChangeFeed::after(uint64_t after, size_t max) {
     }
     out.push_back(std::move(c));
   }
+  // An empty batch tells the sender that its peer is in sync: a failed read must not look like one.
+  if (rc != SQLITE_DONE)
+    return core::Err(
+        core::Error{"sqlite_step",
+                    "reading the change feed after seq " + std::to_string(after) + ": " + sqlite3_errmsg(db_),
+                    core::ErrorSource::kStorage, core::Retry::kSafe});
   return out;
 }
 

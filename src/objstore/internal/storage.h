@@ -32,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/result.h"
 #include "objstore/internal/sealed_file.h"
 #include "objstore/wire/s3_errors.h"
 
@@ -101,6 +102,21 @@ struct PartInfo {
   std::string checksum;
 };
 
+// One page of a listing of parts or uploads: truncated when more follow.
+struct PartList {
+  std::vector<PartInfo> parts;
+  bool truncated = false;
+};
+struct UploadList {
+  std::vector<UploadInfo> uploads;
+  bool truncated = false;
+};
+
+// What a read of the index answers: every row asked for, or the S3 error (db_error(): kInternalError) when a
+// SQLite step failed part way; a scan that stopped early is never handed out as a shorter answer.
+template <typename T>
+using StorageResult = core::Result<T, S3Error>;
+
 struct StorageOptions {
   std::string data_dir;
   MasterKey master_key{};
@@ -147,8 +163,9 @@ struct RemoteChange {
 class ChangeFeed {
  public:
   ~ChangeFeed();
-  // Rows with seq > after, in seq order, at most max; each row and its object read in one snapshot.
-  std::vector<Change> after(uint64_t after, size_t max);
+  // Rows with seq > after, in seq order, at most max; each row and its object read in one snapshot. An
+  // error (source storage, retry safe) when SQLite failed mid-scan: never a shorter batch.
+  core::Result<std::vector<Change>, core::Error> after(uint64_t after, size_t max);
   uint64_t last_seq();
   uint64_t count_after(uint64_t after);
 
@@ -217,10 +234,11 @@ class Storage {
   S3Error create_bucket(std::string_view name, std::string_view owner);
   S3Error delete_bucket(std::string_view name);
   std::optional<BucketInfo> bucket(std::string_view name);
-  std::vector<BucketInfo> buckets();
+  StorageResult<std::vector<BucketInfo>> buckets();
 
   // Objects.
-  std::unique_ptr<DataWriter> begin_write(S3Error* err);
+  // A writer into a new file under tmp/; kStorageFull or kInternalError when the file cannot be created.
+  StorageResult<std::unique_ptr<DataWriter>> begin_write();
   // Makes the written data the object `info.key` (size, etag, segments are filled in). On error the data is
   // discarded.
   S3Error commit_object(std::unique_ptr<DataWriter> writer, ObjectInfo& info);
@@ -237,15 +255,16 @@ class Storage {
   // Whether the whole plaintext of an object of this size is kept in the read cache.
   bool read_cacheable(uint64_t size) const;
   // The whole plaintext of a read-cacheable object, from the read cache or read from its files (every frame
-  // verified) and put there; nullptr with *err set (kCorruptObject, kInternalError) when a file fails.
-  std::shared_ptr<const std::string> read_whole(const ObjectInfo& info, S3Error* err);
+  // verified) and put there; kCorruptObject or kInternalError when a file fails.
+  StorageResult<std::shared_ptr<const std::string>> read_whole(const ObjectInfo& info);
   ObjectCacheStats cache_stats() const;
   S3Error delete_object(std::string_view bucket, std::string_view key);  // kNone also when absent (S3)
   std::unique_ptr<ObjectReader> reader(const ObjectInfo& info);
   // Keys > after (when set) that start with prefix, in byte order; with a delimiter, keys that have it after
-  // the prefix roll up into common prefixes (each counted once against max_keys).
-  ListResult list(std::string_view bucket, std::string_view prefix, std::string_view delimiter,
-                  std::string_view after, size_t max_keys);
+  // the prefix roll up into common prefixes (each counted once against max_keys). kInternalError when the
+  // index scan failed part way (a listing is whole or an error, never silently short).
+  StorageResult<ListResult> list(std::string_view bucket, std::string_view prefix, std::string_view delimiter,
+                                 std::string_view after, size_t max_keys);
   bool bucket_empty(std::string_view bucket);
 
   // Multipart uploads.
@@ -253,9 +272,10 @@ class Storage {
   std::optional<UploadInfo> upload(std::string_view upload_id);
   S3Error commit_part(std::unique_ptr<DataWriter> writer, std::string_view upload_id, int number,
                       PartInfo& out);
-  std::vector<PartInfo> parts(std::string_view upload_id, int after, size_t max, bool* truncated);
-  std::vector<UploadInfo> uploads(std::string_view bucket, std::string_view prefix, size_t max,
-                                  bool* truncated);
+  // Parts numbered above `after`, in order, at most max.
+  StorageResult<PartList> parts(std::string_view upload_id, int after, size_t max);
+  // Uploads of keys starting with prefix, by key then initiation time, at most max.
+  StorageResult<UploadList> uploads(std::string_view bucket, std::string_view prefix, size_t max);
   // parts: (number, etag without quotes) as the client listed them. headers: the object's headers when given
   // (the upload's with the multipart checksum added), else the upload's.
   S3Error complete_upload(std::string_view upload_id, const std::vector<std::pair<int, std::string>>& parts,

@@ -140,8 +140,7 @@ class CachedStorageTest : public ::testing::Test {
   }
 
   ObjectInfo put(const std::string& key, std::string_view data) {
-    S3Error err;
-    auto w = storage_->begin_write(&err);
+    auto w = storage_->begin_write().value();
     EXPECT_EQ(w->write(data), S3Error::kNone);
     ObjectInfo o;
     o.bucket = "b1";
@@ -151,8 +150,7 @@ class CachedStorageTest : public ::testing::Test {
   }
 
   ObjectInfo put_async(const std::string& key, std::string_view data) {
-    S3Error err;
-    auto w = storage_->begin_write(&err);
+    auto w = storage_->begin_write().value();
     EXPECT_EQ(w->write(data), S3Error::kNone);
     ObjectInfo o;
     o.bucket = "b1";
@@ -170,10 +168,9 @@ class CachedStorageTest : public ::testing::Test {
     auto o = storage_->lookup("b1", key);
     if (!o) return "<absent>";
     EXPECT_TRUE(storage_->read_cacheable(o->size));
-    S3Error err = S3Error::kNone;
-    auto data = storage_->read_whole(*o, &err);
-    if (!data) return "<error " + std::to_string(static_cast<int>(err)) + ">";
-    return *data;
+    auto data = storage_->read_whole(*o);
+    if (!data) return "<error " + std::to_string(static_cast<int>(data.error())) + ">";
+    return **data;
   }
 
   static RemoteChange from_b(uint64_t seq, int64_t ms) { return RemoteChange{"b", seq, {ms, "b"}, "alice"}; }
@@ -223,8 +220,7 @@ TEST_F(CachedStorageTest, MultipartCompletionInvalidates) {
   u.bucket = "b1";
   u.key = "m";
   std::string id = storage_->create_upload(u);
-  S3Error err;
-  auto w = storage_->begin_write(&err);
+  auto w = storage_->begin_write().value();
   ASSERT_EQ(w->write("from parts"), S3Error::kNone);
   PartInfo part;
   ASSERT_EQ(storage_->commit_part(std::move(w), id, 1, part), S3Error::kNone);
@@ -238,8 +234,7 @@ TEST_F(CachedStorageTest, ReplicatedChangesInvalidate) {
   put("r", "local");
   EXPECT_EQ(get("r"), "local");
   // A newer write of the key from zone b, applied through the commit threads as the endpoint does.
-  S3Error err;
-  auto w = storage_->begin_write(&err);
+  auto w = storage_->begin_write().value();
   ASSERT_EQ(w->write("from b"), S3Error::kNone);
   ObjectInfo o;
   o.bucket = "b1";
@@ -279,11 +274,11 @@ TEST_F(CachedStorageTest, ADamagedFileIsNeverCachedNorServed) {
     f.seekp(200);
     f.put('\x5a');
   }
-  S3Error err = S3Error::kNone;
-  EXPECT_FALSE(storage_->read_whole(*o, &err));
-  EXPECT_EQ(err, S3Error::kCorruptObject);
+  StorageResult<std::shared_ptr<const std::string>> whole = storage_->read_whole(*o);
+  ASSERT_FALSE(whole);
+  EXPECT_EQ(whole.error(), S3Error::kCorruptObject);
   EXPECT_EQ(storage_->cache_stats().read_entries, 0u);
-  EXPECT_FALSE(storage_->read_whole(*o, &err));  // checked again on every read, not remembered as good
+  EXPECT_FALSE(storage_->read_whole(*o));  // checked again on every read, not remembered as good
 }
 
 TEST_F(CachedStorageTest, CachesCanBeTurnedOff) {

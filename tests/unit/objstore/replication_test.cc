@@ -8,6 +8,7 @@
 #include <string>
 
 #include "objstore/internal/storage.h"
+#include "unit/objstore/damaged_index.h"
 
 namespace cumulo::objstore {
 namespace {
@@ -42,8 +43,7 @@ class ReplicationTest : public ::testing::Test {
 
   static ObjectInfo put(Storage& s, const std::string& bucket, const std::string& key,
                         std::string_view data) {
-    S3Error err;
-    auto w = s.begin_write(&err);
+    auto w = s.begin_write().value();
     EXPECT_EQ(w->write(data), S3Error::kNone);
     ObjectInfo info;
     info.bucket = bucket;
@@ -56,8 +56,7 @@ class ReplicationTest : public ::testing::Test {
   // Applies a peer's object through the commit threads, as the endpoint does; waits for the outcome.
   static S3Error apply_put(Storage& s, const std::string& key, std::string_view data, const std::string& etag,
                            RemoteChange rc) {
-    S3Error err;
-    auto w = s.begin_write(&err);
+    auto w = s.begin_write().value();
     EXPECT_EQ(w->write(data), S3Error::kNone);
     ObjectInfo info;
     info.bucket = "site";
@@ -96,7 +95,7 @@ TEST_F(ReplicationTest, FeedHoldsTheLastChangeOfEachKeyInOrder) {
   EXPECT_GT(again.mtime_ms, first.mtime_ms);  // a key's versions only go up
 
   auto feed = s.open_feed();
-  auto rows = feed->after(0, 100);
+  auto rows = feed->after(0, 100).value();
   ASSERT_EQ(rows.size(), 4u);
   EXPECT_EQ(rows[0].seq, 1u);
   EXPECT_EQ(rows[0].key, "");
@@ -111,9 +110,9 @@ TEST_F(ReplicationTest, FeedHoldsTheLastChangeOfEachKeyInOrder) {
   EXPECT_TRUE(rows[2].deleted);
   EXPECT_FALSE(rows[2].object);
   EXPECT_EQ(rows[3].key, "never-there");
-  EXPECT_EQ(feed->after(4, 100).size(), 2u);
+  EXPECT_EQ(feed->after(4, 100).value().size(), 2u);
   EXPECT_EQ(feed->count_after(1), 3u);
-  EXPECT_EQ(feed->after(6, 100).size(), 0u);
+  EXPECT_EQ(feed->after(6, 100).value().size(), 0u);
 
   // The counter survives a restart (a peer's cursor refers to it).
   a_.storage.reset();
@@ -170,10 +169,32 @@ TEST_F(ReplicationTest, ApplyIsIdempotentAndTheLastWriterWins) {
   EXPECT_FALSE(b.bucket("site"));
   EXPECT_EQ(b.peer_cursor("a"), 9u);
   // Changes applied from a peer are in this node's feed with their origin (not sent back to it).
-  auto rows = b.open_feed()->after(0, 100);
+  auto rows = b.open_feed()->after(0, 100).value();
   ASSERT_FALSE(rows.empty());
   EXPECT_EQ(rows.back().key, "");
   EXPECT_EQ(rows.back().version.origin, "a");
+}
+
+// A feed read that fails part way (a damaged page of the changes table) is an error the sender logs and
+// retries: neither a short batch nor an empty one, which would read as "the peer is in sync".
+TEST_F(ReplicationTest, AFailedFeedReadIsAnError) {
+  StorageOptions o;
+  for (size_t i = 0; i < o.master_key.size(); ++i) o.master_key[i] = static_cast<uint8_t>(i + 1);
+  o.data_dir = a_.dir;
+  o.zone = "a";
+  const std::string db_path = a_.dir + "/index.sqlite";
+  a_.storage.reset();
+  ASSERT_EQ(index_faults::add_change_rows(db_path, "site", 3000), "");
+  a_.storage = Storage::open(o);
+  ASSERT_EQ(a_.storage->open_feed()->after(0, 3001).value().size(), 3000u);
+  a_.storage.reset();
+  ASSERT_TRUE(index_faults::damage_index_page(db_path));
+  a_.storage = Storage::open(o);
+  auto rows = a_.storage->open_feed()->after(0, 3001);
+  ASSERT_FALSE(rows.ok()) << "a batch of " << rows->size() << " of 3000 rows";
+  EXPECT_EQ(rows.error().source, core::ErrorSource::kStorage);
+  EXPECT_TRUE(rows.error().retry_safe());
+  EXPECT_NE(rows.error().message.find("change feed"), std::string::npos) << rows.error().message;
 }
 
 TEST_F(ReplicationTest, NoFeedWithoutAZone) {
@@ -185,7 +206,7 @@ TEST_F(ReplicationTest, NoFeedWithoutAZone) {
   put(*s, "site", "k", "v");
   ASSERT_EQ(s->delete_object("site", "k"), S3Error::kNone);
   EXPECT_EQ(s->last_change_seq(), 0u);
-  EXPECT_TRUE(s->open_feed()->after(0, 10).empty());
+  EXPECT_TRUE(s->open_feed()->after(0, 10).value().empty());
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "objstore/wire/sigv4.h"
+#include "unit/objstore/damaged_index.h"
 
 namespace cumulo::objstore {
 namespace {
@@ -45,8 +46,7 @@ class StorageTest : public ::testing::Test {
   }
 
   ObjectInfo put(const std::string& bucket, const std::string& key, std::string_view data) {
-    S3Error err;
-    auto w = storage_->begin_write(&err);
+    auto w = storage_->begin_write().value();
     EXPECT_TRUE(w);
     // Several writes of odd sizes, so frame boundaries fall inside writes.
     for (size_t off = 0; off < data.size(); off += 7777)
@@ -172,9 +172,8 @@ TEST_F(StorageTest, TruncationAndWrongKeyAreDetected) {
 
 TEST_F(StorageTest, OverwriteLastCommitWinsAndOldFileGoes) {
   storage_->create_bucket("b1", "alice");
-  S3Error err;
-  auto w1 = storage_->begin_write(&err);
-  auto w2 = storage_->begin_write(&err);
+  auto w1 = storage_->begin_write().value();
+  auto w2 = storage_->begin_write().value();
   std::string a(100000, 'a'), b(50000, 'b');
   ASSERT_EQ(w1->write(a), S3Error::kNone);
   ASSERT_EQ(w2->write(b), S3Error::kNone);
@@ -190,8 +189,7 @@ TEST_F(StorageTest, OverwriteLastCommitWinsAndOldFileGoes) {
 
 TEST_F(StorageTest, AbandonedWriteLeavesNothing) {
   storage_->create_bucket("b1", "alice");
-  S3Error err;
-  auto w = storage_->begin_write(&err);
+  auto w = storage_->begin_write().value();
   ASSERT_EQ(w->write("partial"), S3Error::kNone);
   w.reset();
   EXPECT_TRUE(fs::is_empty(dir_ + "/tmp"));
@@ -203,17 +201,17 @@ TEST_F(StorageTest, ListingWithPrefixDelimiterAndPages) {
   for (const char* k : {"a.txt", "dir/x", "dir/y", "dir/sub/z", "dir2/q", "e", "photos/2024/a.jpg",
                         "photos/2024/b.jpg", "photos/2025/c.jpg"})
     put("b1", k, k);
-  ListResult all = storage_->list("b1", "", "", "", 1000);
+  ListResult all = storage_->list("b1", "", "", "", 1000).value();
   EXPECT_EQ(all.objects.size(), 9u);
   EXPECT_FALSE(all.truncated);
 
-  ListResult top = storage_->list("b1", "", "/", "", 1000);
+  ListResult top = storage_->list("b1", "", "/", "", 1000).value();
   std::vector<std::string> keys, prefixes = top.prefixes;
   for (auto& o : top.objects) keys.push_back(o.key);
   EXPECT_EQ(keys, (std::vector<std::string>{"a.txt", "e"}));
   EXPECT_EQ(prefixes, (std::vector<std::string>{"dir/", "dir2/", "photos/"}));
 
-  ListResult dir = storage_->list("b1", "dir/", "/", "", 1000);
+  ListResult dir = storage_->list("b1", "dir/", "/", "", 1000).value();
   ASSERT_EQ(dir.objects.size(), 2u);
   EXPECT_EQ(dir.prefixes, std::vector<std::string>{"dir/sub/"});
 
@@ -221,7 +219,7 @@ TEST_F(StorageTest, ListingWithPrefixDelimiterAndPages) {
   std::vector<std::string> seen;
   std::string after;
   for (int page = 0; page < 10; ++page) {
-    ListResult r = storage_->list("b1", "", "/", after, 2);
+    ListResult r = storage_->list("b1", "", "/", after, 2).value();
     for (auto& o : r.objects) seen.push_back(o.key);
     for (auto& p : r.prefixes) seen.push_back(p);
     if (!r.truncated) break;
@@ -230,10 +228,10 @@ TEST_F(StorageTest, ListingWithPrefixDelimiterAndPages) {
   std::sort(seen.begin(), seen.end());
   EXPECT_EQ(seen, (std::vector<std::string>{"a.txt", "dir/", "dir2/", "e", "photos/"}));
 
-  ListResult photos = storage_->list("b1", "photos/", "/", "", 1);
+  ListResult photos = storage_->list("b1", "photos/", "/", "", 1).value();
   EXPECT_TRUE(photos.truncated);
   EXPECT_EQ(photos.prefixes, std::vector<std::string>{"photos/2024/"});
-  ListResult next = storage_->list("b1", "photos/", "/", photos.last, 5);
+  ListResult next = storage_->list("b1", "photos/", "/", photos.last, 5).value();
   EXPECT_EQ(next.prefixes, std::vector<std::string>{"photos/2025/"});
   EXPECT_FALSE(next.truncated);
 }
@@ -250,7 +248,7 @@ TEST_F(StorageTest, BucketsAndPersistence) {
   EXPECT_EQ(storage_->delete_object("b1", "k"), S3Error::kNone);
   EXPECT_EQ(storage_->delete_object("b1", "k"), S3Error::kNone);
   EXPECT_EQ(storage_->delete_bucket("b1"), S3Error::kNone);
-  EXPECT_TRUE(storage_->buckets().empty());
+  EXPECT_TRUE(storage_->buckets().value().empty());
 }
 
 TEST_F(StorageTest, Multipart) {
@@ -264,17 +262,18 @@ TEST_F(StorageTest, Multipart) {
   std::string p1 = pattern(5 * 1024 * 1024, 1), p2 = pattern(1000, 2), p3 = pattern(10, 3);
   std::vector<std::pair<int, std::string>> list;
   for (auto [n, data] : std::vector<std::pair<int, std::string*>>{{1, &p1}, {2, &p2}, {3, &p3}}) {
-    S3Error err;
-    auto w = storage_->begin_write(&err);
+    auto w = storage_->begin_write().value();
     ASSERT_EQ(w->write(*data), S3Error::kNone);
     PartInfo part;
     ASSERT_EQ(storage_->commit_part(std::move(w), id, n, part), S3Error::kNone);
     list.emplace_back(n, part.etag);
   }
-  bool truncated = false;
-  EXPECT_EQ(storage_->parts(id, 0, 2, &truncated).size(), 2u);
-  EXPECT_TRUE(truncated);
-  EXPECT_EQ(storage_->uploads("b1", "", 10, &truncated).size(), 1u);
+  PartList two = storage_->parts(id, 0, 2).value();
+  EXPECT_EQ(two.parts.size(), 2u);
+  EXPECT_TRUE(two.truncated);
+  UploadList ups = storage_->uploads("b1", "", 10).value();
+  EXPECT_EQ(ups.uploads.size(), 1u);
+  EXPECT_FALSE(ups.truncated);
 
   ObjectInfo out;
   auto bad_order = list;
@@ -317,8 +316,7 @@ TEST_F(StorageTest, PartChecksumColumnsAreAddedToAnOlderIndex) {
       SQLITE_OK);
   sqlite3_close(db);
   open();
-  bool truncated = false;
-  auto old = storage_->parts("old-upload", 0, 10, &truncated);
+  auto old = storage_->parts("old-upload", 0, 10).value().parts;
   ASSERT_EQ(old.size(), 1u);
   EXPECT_EQ(old[0].etag, "abc");
   EXPECT_EQ(old[0].checksum, "");
@@ -327,18 +325,58 @@ TEST_F(StorageTest, PartChecksumColumnsAreAddedToAnOlderIndex) {
   u.bucket = "b1";
   u.key = "k";
   std::string id = storage_->create_upload(u);
-  S3Error err;
-  auto w = storage_->begin_write(&err);
+  auto w = storage_->begin_write().value();
   ASSERT_EQ(w->write("hello"), S3Error::kNone);
   PartInfo part;
   part.checksum_algorithm = "CRC32";
   part.checksum = "NhCmhg==";
   ASSERT_EQ(storage_->commit_part(std::move(w), id, 1, part), S3Error::kNone);
   open();  // a second start finds the columns there
-  auto now = storage_->parts(id, 0, 10, &truncated);
+  auto now = storage_->parts(id, 0, 10).value().parts;
   ASSERT_EQ(now.size(), 1u);
   EXPECT_EQ(now[0].checksum_algorithm, "CRC32");
   EXPECT_EQ(now[0].checksum, "NhCmhg==");
+}
+
+// A SQLite step that fails part way through a listing (a damaged page of the index: SQLITE_CORRUPT) is an
+// error, not the rows before the damage handed out as the whole bucket.
+TEST_F(StorageTest, AFailedIndexReadIsAnErrorNotAShortListing) {
+  storage_->create_bucket("b1", "alice");
+  UploadInfo u;
+  u.bucket = "b1";
+  u.key = "k";
+  std::string upload_id = storage_->create_upload(u);
+  storage_.reset();
+  constexpr int kRows = 3000;
+  std::string db_path = dir_ + "/index.sqlite";
+  ASSERT_EQ(index_faults::add_index_rows(db_path, "b1", kRows), "");
+  open();
+  ASSERT_EQ(storage_->list("b1", "", "", "", kRows + 1).value().objects.size(), size_t{kRows});
+  storage_.reset();
+  ASSERT_TRUE(index_faults::damage_index_page(db_path));
+  open();
+  StorageResult<ListResult> listed = storage_->list("b1", "", "", "", kRows + 1);
+  ASSERT_FALSE(listed.ok()) << "a listing of " << listed->objects.size() << " of " << kRows << " keys";
+  EXPECT_EQ(listed.error(), S3Error::kInternalError);
+  // Tables on undamaged pages still read.
+  EXPECT_TRUE(storage_->buckets().ok());
+  EXPECT_TRUE(storage_->parts(upload_id, 0, 10).ok());
+}
+
+// The start-up sweep removes data files no row refers to: when it cannot read every row it must remove
+// nothing, or the files of the rows it missed go as orphans.
+TEST_F(StorageTest, SweepRemovesNothingWhenTheIndexCannotBeReadToTheEnd) {
+  storage_->create_bucket("b1", "alice");
+  ObjectInfo live = put("b1", "zz-live", "still here");  // sorts after every key-NNNNN row
+  storage_.reset();
+  const std::string db_path = dir_ + "/index.sqlite";
+  ASSERT_EQ(index_faults::add_index_rows(db_path, "b1", 3000), "");
+  ASSERT_TRUE(index_faults::damage_index_page(db_path));
+  std::ofstream(dir_ + "/objects/00/orphan") << "left by a crash";
+  open();
+  EXPECT_EQ(storage_->sweep_orphans(), 0u);
+  EXPECT_TRUE(fs::exists(dir_ + "/" + live.segments.at(0).file));
+  EXPECT_TRUE(fs::exists(dir_ + "/objects/00/orphan"));
 }
 
 TEST_F(StorageTest, AsyncCommitsGroupAndOneKeyEndsWhole) {
@@ -349,8 +387,7 @@ TEST_F(StorageTest, AsyncCommitsGroupAndOneKeyEndsWhole) {
   std::vector<std::string> acked_same_key;
   const int kObjects = 60;
   for (int i = 0; i < kObjects; ++i) {
-    S3Error err;
-    auto w = storage_->begin_write(&err);
+    auto w = storage_->begin_write().value();
     std::string data = pattern(1000 + static_cast<size_t>(i) * 3000, static_cast<char>(i));
     ASSERT_EQ(w->write(data), S3Error::kNone);
     ObjectInfo info;
@@ -391,8 +428,7 @@ TEST_F(StorageTest, SweepRemovesOnlyUnreferencedFiles) {
   u.bucket = "b1";
   u.key = "mp";
   std::string id = storage_->create_upload(u);
-  S3Error err;
-  auto w = storage_->begin_write(&err);
+  auto w = storage_->begin_write().value();
   ASSERT_EQ(w->write("part"), S3Error::kNone);
   PartInfo part;
   ASSERT_EQ(storage_->commit_part(std::move(w), id, 1, part), S3Error::kNone);
@@ -410,8 +446,7 @@ TEST_F(StorageTest, SweepRemovesOnlyUnreferencedFiles) {
 TEST_F(StorageTest, SizeLimit) {
   options_.max_object_bytes = 1000;
   open();
-  S3Error err;
-  auto w = storage_->begin_write(&err);
+  auto w = storage_->begin_write().value();
   EXPECT_EQ(w->write(std::string(600, 'x')), S3Error::kNone);
   EXPECT_EQ(w->write(std::string(600, 'x')), S3Error::kEntityTooLarge);
 }
