@@ -6,7 +6,7 @@
 # script neither starts nor stops any service. The benchmarks run their own instances on their own ports.
 set -euo pipefail
 
-build=(cmake ninja-build g++ clang libclang-rt-14-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libfmt-dev
+build=(cmake ninja-build g++ clang clang-format libclang-rt-14-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libfmt-dev
        libspdlog-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev
        libbrotli-dev mariadb-server mariadb-client libmariadb-dev pkg-config)
 tests=(curl wrk python3 python3-pytest python3-requests openssl procps iproute2 util-linux
@@ -15,7 +15,7 @@ tests=(curl wrk python3 python3-pytest python3-requests openssl procps iproute2 
        python3-pymysql)
 bench=(haproxy varnish
        knot nsd dnsperf
-       sysbench)
+       sysbench strace)
 # Any nginx flavour will do; Debian 12's plain `nginx` is installed when none is.
 nginx_flavours=(nginx nginx-light nginx-core nginx-full nginx-extras)
 

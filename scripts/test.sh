@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command. Installs what is missing, builds the release preset and the asan unit tests, runs every unit
-# test of both, a short fuzz run of every fuzz target, then the integration tests against the release build. Stops
+# The test command. Installs what is missing, checks the C++ files' format, builds the release preset and the asan
+# unit tests, runs every unit test of both, a short fuzz run of every fuzz target, then the integration tests
+# against the release build. Stops
 # at the first failing step and says which one and how to rerun it.
 #   scripts/test.sh
 set -uo pipefail
@@ -25,6 +26,10 @@ fail() {
 
 step "dependencies"
 bash scripts/install-deps.sh || fail "scripts/install-deps.sh could not install the packages named above."
+step_ok
+
+step "format"
+bash scripts/check-format.sh || fail "Fix: scripts/check-format.sh --fix, then rerun scripts/test.sh"
 step_ok
 
 step "build (release)"

@@ -176,16 +176,16 @@ enum class RangeKind { kNone, kRanges, kUnsatisfiable, kInvalid };
 RangeKind parse_range(std::string_view value, uint64_t length, std::vector<ByteRange>& out);
 
 // RFC 9110 section 14.6: the multipart/byteranges body answering `ranges` (two or more, as parse_range gives
-// them) of the representation `body` whose Content-Type is `content_type` (omitted from the parts when empty),
-// with `boundary` (1 to 70 characters of bchars, RFC 2046 section 5.1.1; the caller picks one that cannot occur
-// in the body, e.g. random). Each part carries its Content-Range; the response's Content-Type is
+// them) of the representation `body` whose Content-Type is `content_type` (omitted from the parts when
+// empty), with `boundary` (1 to 70 characters of bchars, RFC 2046 section 5.1.1; the caller picks one that
+// cannot occur in the body, e.g. random). Each part carries its Content-Range; the response's Content-Type is
 // "multipart/byteranges; boundary=" + boundary. Ranges must lie within `body`.
 std::string multipart_byteranges(std::string_view body, const std::vector<ByteRange>& ranges,
                                  std::string_view content_type, std::string_view boundary);
 
-// RFC 9110 section 14.4: a Content-Range of a 206 as an origin sends it for one range, "bytes first-last/length"
-// (the length may be "*" when unknown: `complete_length` is then nullopt). nullopt when malformed, when last is
-// before first, or when last is not below a known complete length.
+// RFC 9110 section 14.4: a Content-Range of a 206 as an origin sends it for one range, "bytes
+// first-last/length" (the length may be "*" when unknown: `complete_length` is then nullopt). nullopt when
+// malformed, when last is before first, or when last is not below a known complete length.
 struct ContentRange {
   uint64_t first;
   uint64_t last;

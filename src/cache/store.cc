@@ -119,8 +119,8 @@ bool gzip_compress(std::string_view in, std::string& out) {
 
 bool brotli_compress(std::string_view in, std::string& out) {
   // Quality 5 with a 4 MiB window: close to quality 11's ratio on text at a small part of its time, which
-  // matters because variants are made on a worker when an object is stored (nginx's brotli and Cloudflare pick
-  // similar levels for on-the-fly compression).
+  // matters because variants are made on a worker when an object is stored (nginx's brotli and Cloudflare
+  // pick similar levels for on-the-fly compression).
   constexpr int kQuality = 5, kWindowBits = 22;
   out.resize(BrotliEncoderMaxCompressedSize(in.size()));
   size_t out_size = out.size();

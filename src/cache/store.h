@@ -1,6 +1,6 @@
-// The gateway's HTTP cache storage: objects in memory under a size cap with LRU eviction, shared by every worker,
-// with request coalescing (one origin fetch per key; other requests wait for it). Freshness and the other
-// RFC 9111 rules live in policy.h; this file only keeps and finds objects.
+// The gateway's HTTP cache storage: objects in memory under a size cap with LRU eviction, shared by every
+// worker, with request coalescing (one origin fetch per key; other requests wait for it). Freshness and the
+// other RFC 9111 rules live in policy.h; this file only keeps and finds objects.
 #pragma once
 
 #include <atomic>
@@ -28,10 +28,10 @@ struct Object {
   std::string reason;
   std::string headers;  // "Name: value\r\n" lines to send with it (no hop-by-hop, Age, Via, X-Cache)
   std::string body;
-  std::string gzip_body;            // the body gzip-compressed, when worth it and the origin did not compress
-  std::string br_body;              // the body brotli-compressed (RFC 7932), likewise
-  bool compressible = false;        // a 200 of a compressible type that the origin sent uncompressed
-  std::vector<std::string> tags;    // from Surrogate-Key (space separated) and Cache-Tag (comma separated)
+  std::string gzip_body;          // the body gzip-compressed, when worth it and the origin did not compress
+  std::string br_body;            // the body brotli-compressed (RFC 7932), likewise
+  bool compressible = false;      // a 200 of a compressible type that the origin sent uncompressed
+  std::vector<std::string> tags;  // from Surrogate-Key (space separated) and Cache-Tag (comma separated)
   // A slice of a larger representation (routes with cache.slice): `body` holds its bytes from slice_first on,
   // of slice_total in all. For whole objects slice_first is 0 and slice_total 0.
   uint64_t slice_first = 0;
@@ -45,7 +45,8 @@ struct Object {
 
   EntryTimes current_times() const;
   size_t charge() const {
-    return key.size() + vary_key.size() + headers.size() + body.size() + gzip_body.size() + br_body.size() + 256;
+    return key.size() + vary_key.size() + headers.size() + body.size() + gzip_body.size() + br_body.size() +
+           256;
   }
 };
 
@@ -66,8 +67,8 @@ struct StoreStats {
 
 class DiskTier;
 
-// Slices of the object under `key` are stored under key + kSliceSeparator + the slice's index: a byte no request
-// target can hold, so no URL's key collides with a slice's.
+// Slices of the object under `key` are stored under key + kSliceSeparator + the slice's index: a byte no
+// request target can hold, so no URL's key collides with a slice's.
 inline constexpr char kSliceSeparator = '\x1f';
 
 class Store {
@@ -75,18 +76,19 @@ class Store {
   explicit Store(uint64_t max_bytes);
   // With a disk tier in `disk_path` (created when missing; objects already there are found again), of at most
   // `disk_max_bytes`: every object inserted is also written there by a writer thread, and a memory miss reads
-  // it back (a blocking read on the caller's thread). Throws std::runtime_error when the directory is unusable.
+  // it back (a blocking read on the caller's thread). Throws std::runtime_error when the directory is
+  // unusable.
   Store(uint64_t max_bytes, const std::string& disk_path, uint64_t disk_max_bytes);
   ~Store();
 
-  // The object for this key whose Vary matches the request, or nullptr; from the disk tier (then kept in memory
-  // again) when memory does not have it.
+  // The object for this key whose Vary matches the request, or nullptr; from the disk tier (then kept in
+  // memory again) when memory does not have it.
   std::shared_ptr<const Object> lookup(std::string_view key, const http::RequestHead& req);
-  // Adds or replaces (same key and vary_key); evicts least recently used objects beyond the cap. An object larger
-  // than a quarter of the cap is not kept.
+  // Adds or replaces (same key and vary_key); evicts least recently used objects beyond the cap. An object
+  // larger than a quarter of the cap is not kept.
   void insert(std::shared_ptr<Object> object);
-  // Removes objects whose key equals `key` (or starts with it, when prefix), slices of it included, from memory
-  // and disk; returns how many (those of the tier that held more).
+  // Removes objects whose key equals `key` (or starts with it, when prefix), slices of it included, from
+  // memory and disk; returns how many (those of the tier that held more).
   size_t purge(std::string_view key, bool prefix);
   // Removes objects carrying this tag (surrogate key); returns how many.
   size_t purge_tag(std::string_view tag);
@@ -108,7 +110,8 @@ class Store {
   void insert_memory(std::shared_ptr<Object> object);
 
   const uint64_t max_bytes_;
-  mutable std::mutex mu_;  // the cache is shared by the workers: one copy of each object, coalescing across them
+  mutable std::mutex
+      mu_;  // the cache is shared by the workers: one copy of each object, coalescing across them
   // By primary key, one entry per Vary key; charged Object::charge() bytes.
   core::LruMap<std::string, std::shared_ptr<Object>> objects_;
   uint64_t evictions_ = 0;

@@ -27,8 +27,9 @@ std::string self_path(const char* argv0) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"cumulo: a highly available web hosting stack in one binary (gateway, scaling groups, object "
-               "store, DNS, database tier)"};
+  CLI::App app{
+      "cumulo: a highly available web hosting stack in one binary (gateway, scaling groups, object "
+      "store, DNS, database tier)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "cumulo 0.1.0");
 
@@ -87,7 +88,8 @@ int main(int argc, char** argv) {
   put->add_option("--instance", metric_instance, "Instance the value is about (e.g. web-a-1)");
   add_target_options(put);
 
-  // `cumulo s3 -c FILE`: the object store runs from the subcommand's callback (its exit code via RuntimeError).
+  // `cumulo s3 -c FILE`: the object store runs from the subcommand's callback (its exit code via
+  // RuntimeError).
   std::string s3_config;
   bool s3_check = false;
   auto* s3 = app.add_subcommand("s3", "Run the S3-compatible object store (docs/objstore.md)");
@@ -114,15 +116,19 @@ int main(int argc, char** argv) {
   // `cumulo dns -c FILE` (or --zone/--origin without a file): the authoritative DNS server (docs/dns.md).
   dns::RunOptions dns_options;
   bool dns_check = false;
-  auto* dns_cmd = app.add_subcommand("dns", "Run the authoritative DNS server with health-checked routing (docs/dns.md)");
-  dns_cmd->add_option("-c,--config", dns_options.config_path, "DNS configuration file (see docs/configuration.md)");
-  dns_cmd->add_option("--listen", dns_options.listen, "Address to serve on, UDP and TCP (repeatable; overrides the file)");
+  auto* dns_cmd =
+      app.add_subcommand("dns", "Run the authoritative DNS server with health-checked routing (docs/dns.md)");
+  dns_cmd->add_option("-c,--config", dns_options.config_path,
+                      "DNS configuration file (see docs/configuration.md)");
+  dns_cmd->add_option("--listen", dns_options.listen,
+                      "Address to serve on, UDP and TCP (repeatable; overrides the file)");
   dns_cmd->add_option("--zone", dns_options.zone_file, "Zone file to serve without a configuration file");
   dns_cmd->add_option("--origin", dns_options.origin, "Origin of --zone");
   dns_cmd->add_option("--admin", dns_options.admin, "Admin API address (overrides the file)");
   dns_cmd->add_option("--workers", dns_options.workers, "Worker threads (overrides the file)");
-  dns_cmd->add_option("--gateway-address", dns_options.gateway_addresses,
-                      "The gateway's address for ALIAS records with gateway: true (repeatable; cumulo up passes it)");
+  dns_cmd->add_option(
+      "--gateway-address", dns_options.gateway_addresses,
+      "The gateway's address for ALIAS records with gateway: true (repeatable; cumulo up passes it)");
   dns_cmd->add_flag("--check", dns_check, "Only validate the configuration and its zone files, then exit");
   dns_cmd->footer("SIGINT/SIGTERM stop the server.");
   dns_cmd->callback([&] {
@@ -151,19 +157,24 @@ int main(int argc, char** argv) {
   db_run->add_option("-c,--config", db_config, "Database tier configuration file (docs/configuration.md)")
       ->required();
   db_run->add_flag("--check", db_check, "Only validate the configuration file, then exit");
-  db_run->footer("SIGINT/SIGTERM close the endpoints, then stop every mariadbd cleanly. Killed, it leaves the "
-                 "servers and the endpoints serving; started again, it adopts them without a failover.");
+  db_run->footer(
+      "SIGINT/SIGTERM close the endpoints, then stop every mariadbd cleanly. Killed, it leaves the "
+      "servers and the endpoints serving; started again, it adopts them without a failover.");
   auto* db_endpoints = db->add_subcommand(
       "endpoints", "The writer and reader endpoints alone (started by `db run` as a process of their own)");
   db_endpoints->add_option("-c,--config", db_config, "Database tier configuration file")->required();
-  db_endpoints->footer("SIGHUP re-reads DATA_DIR/routes.json, which `db run` writes; SIGINT/SIGTERM stop it.");
-  auto* db_status = db->add_subcommand("status", "Primary, replicas, replication threads, lag, semi-sync, events");
+  db_endpoints->footer(
+      "SIGHUP re-reads DATA_DIR/routes.json, which `db run` writes; SIGINT/SIGTERM stop it.");
+  auto* db_status =
+      db->add_subcommand("status", "Primary, replicas, replication threads, lag, semi-sync, events");
   auto* db_switch = db->add_subcommand("switchover", "Planned switchover of the primary to a replica");
-  db_switch->add_option("--to", db_to,
-                        "Replica to promote (default: the most up-to-date one); with the primary lost, promotes "
-                        "it even if it may lack acknowledged commits that only other replicas hold");
+  db_switch->add_option(
+      "--to", db_to,
+      "Replica to promote (default: the most up-to-date one); with the primary lost, promotes "
+      "it even if it may lack acknowledged commits that only other replicas hold");
   for (CLI::App* cmd : {db_status, db_switch}) {
-    cmd->add_option("-c,--config", db_config, "The running tier's configuration file (for its admin address)");
+    cmd->add_option("-c,--config", db_config,
+                    "The running tier's configuration file (for its admin address)");
     cmd->add_option("--admin", db_admin, "The running tier's admin address (HOST:PORT)");
   }
   db_status->add_flag("--json", db_json, "Print the admin API's JSON");
@@ -207,7 +218,8 @@ int main(int argc, char** argv) {
         return 2;
       }
       if (db_admin.empty()) db_admin = db::admin_address(db_config);
-      return db_status->parsed() ? db::command_status(db_admin, db_json) : db::command_switchover(db_admin, db_to);
+      return db_status->parsed() ? db::command_status(db_admin, db_json)
+                                 : db::command_switchover(db_admin, db_to);
     }
     if (status->parsed()) return command_status(target);
     if (instances->parsed()) return command_instances(target);

@@ -72,6 +72,8 @@ size_t Buffer::append(std::string_view s) {
   return n;
 }
 
-size_t Buffer::pooled_blocks() { return t_pool.free.size(); }
+size_t Buffer::pooled_blocks() {
+  return t_pool.free.size();
+}
 
 }  // namespace cumulo::core

@@ -14,7 +14,10 @@ class Buffer {
 
   Buffer() = default;
   ~Buffer() { release(); }
-  Buffer(Buffer&& o) noexcept : block_(o.block_), head_(o.head_), tail_(o.tail_) { o.block_ = nullptr; o.head_ = o.tail_ = 0; }
+  Buffer(Buffer&& o) noexcept : block_(o.block_), head_(o.head_), tail_(o.tail_) {
+    o.block_ = nullptr;
+    o.head_ = o.tail_ = 0;
+  }
   Buffer& operator=(Buffer&& o) noexcept;
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
@@ -27,7 +30,8 @@ class Buffer {
 
   // Space to read into: takes a block from the pool when there is none, and moves the bytes to the front when
   // the free space at the end is short.
-  // Moving the few bytes left at the front is cheaper than a short read; the threshold keeps large moves rare.
+  // Moving the few bytes left at the front is cheaper than a short read; the threshold keeps large moves
+  // rare.
   char* write_ptr() {
     ensure();
     if (head_ > 0 && kCapacity - tail_ < kCapacity / 4) compact();

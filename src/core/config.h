@@ -30,7 +30,8 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
 // The inverse: "1s", "250ms", "2m", "2h" in the largest unit that states the value exactly ("0s" for zero),
 // so that parse_duration(format_duration(d)) == d.
 std::string format_duration(std::chrono::milliseconds d);
-// Parses "512", "64KiB", "1MiB", "2GiB", "1TiB", "10KB"/"10MB"/"10GB" (powers of 1000), "64k"/"1m"/"1g" (1024).
+// Parses "512", "64KiB", "1MiB", "2GiB", "1TiB", "10KB"/"10MB"/"10GB" (powers of 1000), "64k"/"1m"/"1g"
+// (1024).
 std::optional<uint64_t> parse_size(std::string_view text);
 
 // A YAML double-quoted scalar (YAML 1.2 section 7.3.1) holding exactly `s`, for writing configuration files:
@@ -41,7 +42,8 @@ std::string yaml_quoted(std::string_view s);
 
 class ConfigNode {
  public:
-  static ConfigNode load_file(const std::string& path);  // throws ConfigError ("cannot read FILE: reason" too)
+  static ConfigNode load_file(
+      const std::string& path);  // throws ConfigError ("cannot read FILE: reason" too)
   static ConfigNode load_string(std::string_view text, const std::string& source_name = "<config>");
 
   ConfigNode();  // undefined node
@@ -55,12 +57,15 @@ class ConfigNode {
   bool is_scalar() const;
   bool is_null() const;
   std::string location() const;  // "FILE:LINE:COL", or "FILE" for a missing key's parent-less node
-  const std::string& path() const { return path_; }  // key path for messages, e.g. "target_groups[0].health_check"
+  const std::string& path() const {
+    return path_;
+  }  // key path for messages, e.g. "target_groups[0].health_check"
 
   // Map access. A missing key gives an undefined node (whose location is its parent's).
   ConfigNode operator[](std::string_view key) const;
-  ConfigNode required(std::string_view key) const;  // missing: "FILE:L:C: target_groups[0]: missing key 'name'"
-  std::vector<ConfigNode> items() const;             // sequence elements; a scalar or map here is an error
+  ConfigNode required(
+      std::string_view key) const;        // missing: "FILE:L:C: target_groups[0]: missing key 'name'"
+  std::vector<ConfigNode> items() const;  // sequence elements; a scalar or map here is an error
   std::vector<std::pair<std::string, ConfigNode>> entries() const;  // map entries in document order
   // Throws naming the first key not in `allowed` and listing the allowed ones.
   void check_keys(std::initializer_list<std::string_view> allowed) const;

@@ -37,11 +37,16 @@ void run_all(std::vector<std::function<void()>>& work_list) {
 IoHandler* const kWakeTag = reinterpret_cast<IoHandler*>(uintptr_t{1});
 }  // namespace
 
-Timer::Timer(EventLoop& loop, std::function<void()> on_expire) : loop_(loop), on_expire_(std::move(on_expire)) {}
+Timer::Timer(EventLoop& loop, std::function<void()> on_expire)
+    : loop_(loop), on_expire_(std::move(on_expire)) {}
 
-Timer::~Timer() { cancel(); }
+Timer::~Timer() {
+  cancel();
+}
 
-void Timer::arm(Millis after) { arm_at(loop_.now() + after); }
+void Timer::arm(Millis after) {
+  arm_at(loop_.now() + after);
+}
 
 void Timer::arm_at(TimePoint when) {
   deadline_ = when;
@@ -77,9 +82,13 @@ EventLoop::~EventLoop() {
   ::close(epfd_);
 }
 
-EventLoop* EventLoop::current() { return t_current; }
+EventLoop* EventLoop::current() {
+  return t_current;
+}
 
-TimePoint EventLoop::update_now() { return now_ = Clock::now(); }
+TimePoint EventLoop::update_now() {
+  return now_ = Clock::now();
+}
 
 void EventLoop::add(int fd, IoHandler* handler, uint32_t events) {
   epoll_event ev{};
@@ -91,7 +100,9 @@ void EventLoop::add(int fd, IoHandler* handler, uint32_t events) {
     throw std::runtime_error(std::string("epoll_ctl add: ") + std::strerror(errno));
 }
 
-void EventLoop::remove(int fd) { epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr); }
+void EventLoop::remove(int fd) {
+  epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
+}
 
 void EventLoop::stop() {
   stop_.store(true);
@@ -110,7 +121,9 @@ void EventLoop::post(std::function<void()> fn) {
   }
 }
 
-void EventLoop::defer(std::function<void()> fn) { deferred_.push_back(std::move(fn)); }
+void EventLoop::defer(std::function<void()> fn) {
+  deferred_.push_back(std::move(fn));
+}
 
 int EventLoop::next_timeout_ms() const {
   if (!deferred_.empty()) return 0;

@@ -19,7 +19,8 @@ using Millis = std::chrono::milliseconds;
 // Readiness bits passed to IoHandler::on_io.
 inline constexpr uint32_t kReadable = 1;
 inline constexpr uint32_t kWritable = 2;
-inline constexpr uint32_t kHangup = 4;  // peer closed or the socket has an error; a read or write will say which
+inline constexpr uint32_t kHangup =
+    4;  // peer closed or the socket has an error; a read or write will say which
 
 class IoHandler {
  public:
@@ -62,13 +63,13 @@ class EventLoop {
   EventLoop& operator=(const EventLoop&) = delete;
 
   // Watches fd for readability and writability, edge-triggered, until remove(). The handler must outlive the
-  // registration; after remove() (or close) it may still get events from the current batch, so destroy handlers
-  // through destroy_later().
+  // registration; after remove() (or close) it may still get events from the current batch, so destroy
+  // handlers through destroy_later().
   void add(int fd, IoHandler* handler, uint32_t events = kReadable | kWritable);
   void remove(int fd);
 
-  // Runs until stop(). Each iteration: wait for events (or the next timer), dispatch them, run timers, run posted
-  // and deferred work.
+  // Runs until stop(). Each iteration: wait for events (or the next timer), dispatch them, run timers, run
+  // posted and deferred work.
   void run();
   void stop();  // any thread
   bool stopping() const { return stop_.load(std::memory_order_relaxed); }

@@ -43,8 +43,8 @@ class JsonLine {
   // Without these, a string literal would pick the bool overload and an int would be ambiguous.
   JsonLine& field(std::string_view key, const char* value) { return field(key, std::string_view(value)); }
   template <typename T>
-    requires(std::is_integral_v<T> && !std::is_same_v<T, bool> && !std::is_same_v<T, int64_t>)
-  JsonLine& field(std::string_view key, T value) {
+  requires(std::is_integral_v<T> && !std::is_same_v<T, bool> &&
+           !std::is_same_v<T, int64_t>) JsonLine& field(std::string_view key, T value) {
     return field(key, static_cast<int64_t>(value));
   }
   JsonLine& field(const LogField& f);
@@ -73,16 +73,23 @@ inline void log(LogLevel level, std::string_view component, std::string_view msg
                 std::initializer_list<LogField> fields = {}) {
   log(level, component, msg, std::span<const LogField>(fields.begin(), fields.size()));
 }
-inline void log_info(std::string_view c, std::string_view m, std::initializer_list<LogField> f = {}) { log(LogLevel::kInfo, c, m, f); }
-inline void log_warn(std::string_view c, std::string_view m, std::initializer_list<LogField> f = {}) { log(LogLevel::kWarn, c, m, f); }
-inline void log_error(std::string_view c, std::string_view m, std::initializer_list<LogField> f = {}) { log(LogLevel::kError, c, m, f); }
+inline void log_info(std::string_view c, std::string_view m, std::initializer_list<LogField> f = {}) {
+  log(LogLevel::kInfo, c, m, f);
+}
+inline void log_warn(std::string_view c, std::string_view m, std::initializer_list<LogField> f = {}) {
+  log(LogLevel::kWarn, c, m, f);
+}
+inline void log_error(std::string_view c, std::string_view m, std::initializer_list<LogField> f = {}) {
+  log(LogLevel::kError, c, m, f);
+}
 std::optional<LogLevel> parse_log_level(std::string_view s);  // "debug", "info", "warn", "error"
 
 // Access log: lines are gathered per thread and written in blocks (when 32 KiB are pending, and by flush(),
 // which the owner calls about every 100 ms from each worker loop), so logging costs no syscall per request.
 class AccessLog {
  public:
-  static bool open(const std::string& path);  // "-" means stdout; "" or "off" disables; false when it cannot open
+  static bool open(
+      const std::string& path);  // "-" means stdout; "" or "off" disables; false when it cannot open
   static bool enabled();
   static void append(std::string_view line);  // one complete JSON line ending in '\n'
   static void flush();                        // this thread's pending lines

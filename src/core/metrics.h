@@ -79,7 +79,8 @@ class MetricsRegistry {
   // A gauge computed when rendering (for values owned elsewhere, such as a queue's length). fn runs under the
   // registry's lock, so after remove_matching() returns it is never called again; it must not use the
   // registry. Registering the same series again replaces fn.
-  void gauge_fn(std::string_view name, std::string_view help, const Labels& labels, std::function<double()> fn);
+  void gauge_fn(std::string_view name, std::string_view help, const Labels& labels,
+                std::function<double()> fn);
   // Removes every series of every family whose labels include all of `match` (e.g. a deregistered target).
   // References to removed series dangle afterwards. An empty `match` removes everything.
   void remove_matching(const Labels& match);

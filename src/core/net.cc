@@ -21,7 +21,8 @@ std::optional<SocketAddress> SocketAddress::parse(std::string_view hp) {
   std::string_view host, port;
   if (!hp.empty() && hp.front() == '[') {
     auto close = hp.find(']');
-    if (close == std::string_view::npos || close + 1 >= hp.size() || hp[close + 1] != ':') return std::nullopt;
+    if (close == std::string_view::npos || close + 1 >= hp.size() || hp[close + 1] != ':')
+      return std::nullopt;
     host = hp.substr(1, close - 1);
     port = hp.substr(close + 2);
   } else {
@@ -132,6 +133,8 @@ int socket_error(int fd) {
   return err;
 }
 
-std::string errno_text(int err) { return std::strerror(err); }
+std::string errno_text(int err) {
+  return std::strerror(err);
+}
 
 }  // namespace cumulo::core

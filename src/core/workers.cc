@@ -20,7 +20,9 @@ LoopThreads::LoopThreads(size_t count) {
   for (size_t i = 0; i < count; ++i) loops_.push_back(std::make_unique<EventLoop>());
 }
 
-LoopThreads::~LoopThreads() { stop(); }
+LoopThreads::~LoopThreads() {
+  stop();
+}
 
 void LoopThreads::start(std::function<void(size_t)> on_exit) {
   if (!threads_.empty()) return;
@@ -43,7 +45,9 @@ void LoopThreads::post_each(const std::function<void(size_t)>& fn) {
   for (size_t i = 0; i < loops_.size(); ++i) loops_[i]->post([fn, i] { fn(i); });
 }
 
-int worker_index() { return t_worker_index; }
+int worker_index() {
+  return t_worker_index;
+}
 
 size_t default_worker_count() {
   cpu_set_t set;

@@ -1,8 +1,9 @@
 // What every served component does between start-up and exit, in one place:
 //
 //  - LoopThreads: N worker event loops, each run by a thread of its own, started and stopped together. A
-//    worker owns what it accepted; other threads reach it only through EventLoop::post. Each worker's listening
-//    socket is its own (SO_REUSEPORT), so the kernel spreads connections without a shared accept queue.
+//    worker owns what it accepted; other threads reach it only through EventLoop::post. Each worker's
+//    listening socket is its own (SO_REUSEPORT), so the kernel spreads connections without a shared accept
+//    queue.
 //  - run_service: the main loop's life after start-up: the first SIGINT/SIGTERM begins a drain (listeners
 //    closed, in-flight work may finish) that ends when the component says it is idle or after its limit; a
 //    second stop signal ends it at once; SIGHUP reloads where the component can.
@@ -66,7 +67,8 @@ struct ServiceLife {
 };
 
 // Runs `main` until a stop signal (and its drain) ends it. `signals` is what block_signals returned; it holds
-// SIGHUP exactly when life.reload is set. `life` is read when a signal comes (a reload may change drain_limit).
+// SIGHUP exactly when life.reload is set. `life` is read when a signal comes (a reload may change
+// drain_limit).
 void run_service(EventLoop& main, const sigset_t& signals, ServiceLife& life);
 
 }  // namespace cumulo::core

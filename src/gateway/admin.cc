@@ -42,14 +42,10 @@ std::vector<std::string_view> split_path(std::string_view path) {
 
 json target_json(const Target& t, const char* state) {
   int64_t now = health::steady_ms(core::Clock::now());
-  return json{{"address", t.address_text},
-              {"zone", t.zone},
-              {"weight", t.weight.load()},
-              {"health", health::to_string(t.health->health.load())},
-              {"ejected", t.outlier.ejected(now)},
-              {"state", state},
-              {"in_flight", t.in_flight.load()},
-              {"source", t.from_config ? "config" : "api"}};
+  return json{{"address", t.address_text},         {"zone", t.zone},
+              {"weight", t.weight.load()},         {"health", health::to_string(t.health->health.load())},
+              {"ejected", t.outlier.ejected(now)}, {"state", state},
+              {"in_flight", t.in_flight.load()},   {"source", t.from_config ? "config" : "api"}};
 }
 
 }  // namespace
@@ -58,14 +54,15 @@ Admin::Admin(Control& control, core::EventLoop& loop, const core::SocketAddress&
   http::ServerOptions opts;
   opts.listen = listen;
   opts.max_body_bytes = 64 * 1024;
-  server_ = std::make_unique<http::Server>(loop, opts,
-                                           [this](http::Request& req, http::Responder respond) { handle(req, respond); });
+  server_ = std::make_unique<http::Server>(
+      loop, opts, [this](http::Request& req, http::Responder respond) { handle(req, respond); });
   server_->start();
 }
 
 Admin::~Admin() = default;
 
-// Per-target counters in one JSON document, for the scaling metrics pipeline (cumulative; readers take deltas).
+// Per-target counters in one JSON document, for the scaling metrics pipeline (cumulative; readers take
+// deltas).
 nlohmann::json Admin::stats_json() const {
   json targets = json::array();
   auto add = [&](const Target& t) {
@@ -102,9 +99,12 @@ void Admin::handle(http::Request& req, http::Responder respond) {
     }
     if (req.path == "/cache" && m == "GET") {
       auto st = control_.cache().stats();
-      return respond(http::Response::json(
-          200, json{{"objects", st.objects}, {"bytes", st.bytes}, {"evictions", st.evictions},
-                    {"max_bytes", control_.cache().max_bytes()}}.dump() + "\n"));
+      return respond(http::Response::json(200, json{{"objects", st.objects},
+                                                    {"bytes", st.bytes},
+                                                    {"evictions", st.evictions},
+                                                    {"max_bytes", control_.cache().max_bytes()}}
+                                                       .dump() +
+                                                   "\n"));
     }
     if (req.path == "/cache/purge" && m == "POST") {
       json body = json::parse(req.body);
@@ -112,16 +112,18 @@ void Admin::handle(http::Request& req, http::Responder respond) {
         size_t n = control_.cache().purge_tag(body["tag"].get<std::string>());
         return respond(http::Response::json(200, json{{"purged", n}}.dump() + "\n"));
       }
-      if (!body.is_object() || !body.contains("host") || !body["host"].is_string() || !body.contains("path") ||
-          !body["path"].is_string())
-        return respond(error(400, "expected {\"host\": \"example.com\", \"path\": \"/a/b\", \"prefix\": false} "
-                                  "or {\"tag\": \"product-42\"}"));
+      if (!body.is_object() || !body.contains("host") || !body["host"].is_string() ||
+          !body.contains("path") || !body["path"].is_string())
+        return respond(error(400,
+                             "expected {\"host\": \"example.com\", \"path\": \"/a/b\", \"prefix\": false} "
+                             "or {\"tag\": \"product-42\"}"));
       std::string key = core::to_lower(body["host"].get<std::string>()) + body["path"].get<std::string>();
       bool prefix = body.value("prefix", false);
       size_t n = control_.cache().purge(key, prefix);
       return respond(http::Response::json(200, json{{"purged", n}}.dump() + "\n"));
     }
-    if (req.path == "/stats" && m == "GET") return respond(http::Response::json(200, stats_json().dump() + "\n"));
+    if (req.path == "/stats" && m == "GET")
+      return respond(http::Response::json(200, stats_json().dump() + "\n"));
     if (req.path == "/reload" && m == "POST") {
       std::string err;
       if (!control_.reload(&err)) return respond(error(400, err));
@@ -144,7 +146,8 @@ void Admin::handle(http::Request& req, http::Responder respond) {
       if (parts.size() == 2 && m == "POST") {
         json body = json::parse(req.body);
         if (!body.is_object() || !body.contains("address") || !body["address"].is_string())
-          return respond(error(400, "expected a JSON object with \"address\" (and optional \"zone\", \"weight\")"));
+          return respond(
+              error(400, "expected a JSON object with \"address\" (and optional \"zone\", \"weight\")"));
         TargetConfig tc;
         tc.address = body["address"].get<std::string>();
         tc.zone = body.value("zone", std::string());

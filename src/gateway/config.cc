@@ -1,6 +1,7 @@
+#include "core/config.h"
+
 #include <set>
 
-#include "core/config.h"
 #include "core/net.h"
 #include "gateway/internal/model.h"
 
@@ -10,9 +11,12 @@ using core::ConfigNode;
 
 const char* to_string(Balance b) {
   switch (b) {
-    case Balance::kRoundRobin: return "round_robin";
-    case Balance::kWeighted: return "weighted";
-    case Balance::kLeastOutstanding: return "least_outstanding";
+    case Balance::kRoundRobin:
+      return "round_robin";
+    case Balance::kWeighted:
+      return "weighted";
+    case Balance::kLeastOutstanding:
+      return "least_outstanding";
   }
   return "?";
 }
@@ -21,7 +25,8 @@ namespace {
 
 std::string address_of(const ConfigNode& n) {
   std::string s = n.as_string();
-  if (!core::SocketAddress::parse(s)) n.fail("expected an address like 127.0.0.1:8080 or [::1]:8080, got '" + s + "'");
+  if (!core::SocketAddress::parse(s))
+    n.fail("expected an address like 127.0.0.1:8080 or [::1]:8080, got '" + s + "'");
   return s;
 }
 
@@ -41,17 +46,22 @@ TargetGroupConfig parse_group(const ConfigNode& n) {
   TargetGroupConfig g;
   g.name = n.required("name").as_string();
   std::string balance = n.string_or("balance", "round_robin");
-  if (balance == "round_robin") g.balance = Balance::kRoundRobin;
-  else if (balance == "weighted") g.balance = Balance::kWeighted;
-  else if (balance == "least_outstanding") g.balance = Balance::kLeastOutstanding;
-  else n["balance"].fail("expected round_robin, weighted or least_outstanding, got '" + balance + "'");
+  if (balance == "round_robin")
+    g.balance = Balance::kRoundRobin;
+  else if (balance == "weighted")
+    g.balance = Balance::kWeighted;
+  else if (balance == "least_outstanding")
+    g.balance = Balance::kLeastOutstanding;
+  else
+    n["balance"].fail("expected round_robin, weighted or least_outstanding, got '" + balance + "'");
   g.zone_aware = n.bool_or("zone_aware", false);
   g.zone_min_healthy_percent = static_cast<int>(n.int_or("zone_min_healthy_percent", 50, 0, 100));
   g.slow_start = n.duration_or("slow_start", g.slow_start);
   g.drain_timeout = n.duration_or("drain_timeout", g.drain_timeout);
   g.max_idle_connections = static_cast<int>(n.int_or("max_idle_connections", 64, 0, 100000));
   if (auto hc = n["health_check"]; hc.defined()) {
-    hc.check_keys({"path", "expected_codes", "interval", "timeout", "healthy_threshold", "unhealthy_threshold"});
+    hc.check_keys(
+        {"path", "expected_codes", "interval", "timeout", "healthy_threshold", "unhealthy_threshold"});
     g.has_health_check = true;
     auto& s = g.health_check;
     s.path = hc.string_or("path", s.path);
@@ -70,8 +80,8 @@ TargetGroupConfig parse_group(const ConfigNode& n) {
     od.check_keys({"consecutive_5xx", "consecutive_connect_failures", "base_ejection", "max_ejection"});
     auto& o = g.outlier;
     o.consecutive_5xx = static_cast<int>(od.int_or("consecutive_5xx", o.consecutive_5xx, 0, 1000000));
-    o.consecutive_connect_failures =
-        static_cast<int>(od.int_or("consecutive_connect_failures", o.consecutive_connect_failures, 0, 1000000));
+    o.consecutive_connect_failures = static_cast<int>(
+        od.int_or("consecutive_connect_failures", o.consecutive_connect_failures, 0, 1000000));
     o.base_ejection = od.duration_or("base_ejection", o.base_ejection);
     o.max_ejection = od.duration_or("max_ejection", o.max_ejection);
     if (o.max_ejection < o.base_ejection) od["max_ejection"].fail("must not be shorter than base_ejection");
@@ -100,8 +110,8 @@ TargetGroupConfig parse_group(const ConfigNode& n) {
 GatewayConfig parse_gateway_config(const std::string& path) {
   ConfigNode root = ConfigNode::load_file(path);
   if (!root.is_map()) root.fail("expected a mapping with listeners, routes and target_groups");
-  root.check_keys({"zone", "workers", "log_level", "access_log", "admin", "limits", "cache", "listeners", "routes",
-                   "target_groups"});
+  root.check_keys({"zone", "workers", "log_level", "access_log", "admin", "limits", "cache", "listeners",
+                   "routes", "target_groups"});
   GatewayConfig c;
   if (auto cache = root["cache"]; cache.defined()) {
     cache.check_keys({"max_bytes", "disk_path", "disk_max_bytes"});
@@ -142,7 +152,8 @@ GatewayConfig parse_gateway_config(const std::string& path) {
     l.check_keys({"name", "listen", "redirect_to_https", "tls"});
     ListenerConfig lc;
     lc.name = l.required("name").as_string();
-    if (!names.insert("listener " + lc.name).second) l["name"].fail("listener '" + lc.name + "' is defined twice");
+    if (!names.insert("listener " + lc.name).second)
+      l["name"].fail("listener '" + lc.name + "' is defined twice");
     lc.listen = address_of(l.required("listen"));
     lc.redirect_to_https = l.string_or("redirect_to_https", "");
     if (!lc.redirect_to_https.empty() && lc.redirect_to_https.rfind("https://", 0) != 0)
@@ -160,7 +171,8 @@ GatewayConfig parse_gateway_config(const std::string& path) {
   if (c.listeners.empty()) root["listeners"].fail("expected at least one listener");
   for (auto& g : root.required("target_groups").items()) {
     auto tg = parse_group(g);
-    if (!names.insert("group " + tg.name).second) g["name"].fail("target group '" + tg.name + "' is defined twice");
+    if (!names.insert("group " + tg.name).second)
+      g["name"].fail("target group '" + tg.name + "' is defined twice");
     c.target_groups.push_back(std::move(tg));
   }
   for (auto& r : root.required("routes").items()) {
@@ -171,14 +183,17 @@ GatewayConfig parse_gateway_config(const std::string& path) {
     if (!names.insert("route " + rc.name).second) r["name"].fail("route '" + rc.name + "' is defined twice");
     rc.host = r.string_or("host", "*");
     rc.path_prefix = r.string_or("path_prefix", "/");
-    if (rc.path_prefix.empty() || rc.path_prefix[0] != '/') r["path_prefix"].fail("expected a path starting with '/'");
+    if (rc.path_prefix.empty() || rc.path_prefix[0] != '/')
+      r["path_prefix"].fail("expected a path starting with '/'");
     rc.bucket = r.string_or("bucket", "");
     if (r["bucket"].defined()) {
       if (!valid_bucket_name(rc.bucket))
-        r["bucket"].fail("expected a bucket name (at most 63 characters, no '/', '?', '#', '%' or spaces), got '" +
-                         rc.bucket + "'");
+        r["bucket"].fail(
+            "expected a bucket name (at most 63 characters, no '/', '?', '#', '%' or spaces), got '" +
+            rc.bucket + "'");
       if (rc.path_prefix.back() != '/')
-        r["path_prefix"].fail("a bucket route's path_prefix must end with '/' (it stands for the bucket's root)");
+        r["path_prefix"].fail(
+            "a bucket route's path_prefix must end with '/' (it stands for the bucket's root)");
     }
     rc.default_cache_control = r.string_or("default_cache_control", "");
     if (rc.default_cache_control.find_first_of("\r\n") != std::string::npos)
@@ -193,8 +208,8 @@ GatewayConfig parse_gateway_config(const std::string& path) {
       rc.timeouts.idle = t.duration_or("idle", rc.timeouts.idle);
     }
     if (auto k = r["cache"]; k.defined()) {
-      k.check_keys({"enabled", "default_ttl", "max_ttl", "ignore_origin_cache_control", "max_object_bytes", "slice",
-                    "slice_bytes"});
+      k.check_keys({"enabled", "default_ttl", "max_ttl", "ignore_origin_cache_control", "max_object_bytes",
+                    "slice", "slice_bytes"});
       auto& cc = rc.cache;
       cc.enabled = k.bool_or("enabled", true);
       cc.default_ttl = k.duration_or("default_ttl", cc.default_ttl);
@@ -209,7 +224,8 @@ GatewayConfig parse_gateway_config(const std::string& path) {
         k["slice_bytes"].fail("expected at most an eighth of cache.max_bytes (" +
                               std::to_string(c.cache_max_bytes) + " bytes), or no slice would stay cached");
       if (cc.ignore_origin_cache_control && cc.default_ttl.count() <= 0)
-        k["ignore_origin_cache_control"].fail("needs a default_ttl above zero (how long would objects stay?)");
+        k["ignore_origin_cache_control"].fail(
+            "needs a default_ttl above zero (how long would objects stay?)");
     }
     c.routes.push_back(std::move(rc));
   }

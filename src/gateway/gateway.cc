@@ -24,11 +24,14 @@ namespace {
 const char* const kClassNames[6] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
 }
 
-void check_config(const std::string& config_path) { (void)parse_gateway_config(config_path); }
+void check_config(const std::string& config_path) {
+  (void)parse_gateway_config(config_path);
+}
 
 const Route* Snapshot::match(std::string_view host, std::string_view path) const {
   auto colon = host.rfind(':');
-  if (colon != std::string_view::npos && host.find(']') == std::string_view::npos) host = host.substr(0, colon);
+  if (colon != std::string_view::npos && host.find(']') == std::string_view::npos)
+    host = host.substr(0, colon);
   auto host_matches = [&](const std::string& pattern) {
     if (pattern == "*") return true;
     if (pattern.size() > 2 && pattern[0] == '*' && pattern[1] == '.') {
@@ -61,8 +64,8 @@ Control::Control(std::string config_path) : config_path_(std::move(config_path))
 
 Control::~Control() = default;
 
-std::shared_ptr<Target> Control::make_target(const std::string& group, const TargetConfig& tc, bool from_config,
-                                             bool has_check) {
+std::shared_ptr<Target> Control::make_target(const std::string& group, const TargetConfig& tc,
+                                             bool from_config, bool has_check) {
   auto t = std::make_shared<Target>();
   t->group = group;
   t->address_text = tc.address;
@@ -71,7 +74,8 @@ std::shared_ptr<Target> Control::make_target(const std::string& group, const Tar
   t->from_config = from_config;
   t->weight.store(tc.weight);
   t->added_at_ms.store(health::steady_ms(core::Clock::now()));
-  // Targets from the file are trusted at start and checked from then on; registered ones prove themselves first.
+  // Targets from the file are trusted at start and checked from then on; registered ones prove themselves
+  // first.
   t->health->health.store(from_config || !has_check ? health::Health::kHealthy : health::Health::kInitial);
   auto& reg = core::MetricsRegistry::global();
   core::Labels l{{"group", group}, {"target", tc.address}};
@@ -84,16 +88,19 @@ std::shared_ptr<Target> Control::make_target(const std::string& group, const Tar
   core::Labels lin = l, lout = l;
   lin.emplace_back("direction", "in");
   lout.emplace_back("direction", "out");
-  t->metrics.bytes_in = &reg.counter("cumulo_gateway_target_bytes_total", "Body bytes from (in) and to (out) a target", lin);
-  t->metrics.bytes_out = &reg.counter("cumulo_gateway_target_bytes_total", "Body bytes from (in) and to (out) a target", lout);
-  t->metrics.connect_failures =
-      &reg.counter("cumulo_gateway_target_connect_failures_total", "Failed or timed-out connects to a target", l);
-  t->metrics.retries = &reg.counter("cumulo_gateway_target_retries_total", "Requests retried after this target failed", l);
+  t->metrics.bytes_in =
+      &reg.counter("cumulo_gateway_target_bytes_total", "Body bytes from (in) and to (out) a target", lin);
+  t->metrics.bytes_out =
+      &reg.counter("cumulo_gateway_target_bytes_total", "Body bytes from (in) and to (out) a target", lout);
+  t->metrics.connect_failures = &reg.counter("cumulo_gateway_target_connect_failures_total",
+                                             "Failed or timed-out connects to a target", l);
+  t->metrics.retries =
+      &reg.counter("cumulo_gateway_target_retries_total", "Requests retried after this target failed", l);
   t->metrics.latency = &reg.histogram("cumulo_gateway_target_duration_seconds",
                                       "Time from request start to the end of the response, per target", l);
   std::weak_ptr<Target> weak = t;
-  reg.gauge_fn("cumulo_gateway_target_healthy", "1 when the target receives traffic (healthy, not ejected)", l,
-               [weak] {
+  reg.gauge_fn("cumulo_gateway_target_healthy", "1 when the target receives traffic (healthy, not ejected)",
+               l, [weak] {
                  auto s = weak.lock();
                  return s && s->available(health::steady_ms(core::Clock::now())) ? 1.0 : 0.0;
                });
@@ -175,21 +182,23 @@ std::shared_ptr<const Snapshot> Control::build_snapshot() const {
     for (int c = 0; c < 6; ++c) {
       core::Labels lc = l;
       lc.emplace_back("code", kClassNames[c]);
-      r.metrics.responses[c] =
-          &reg.counter("cumulo_gateway_requests_total", "Requests by route and status class (none: no response)", lc);
+      r.metrics.responses[c] = &reg.counter("cumulo_gateway_requests_total",
+                                            "Requests by route and status class (none: no response)", lc);
     }
     r.metrics.latency = &reg.histogram("cumulo_gateway_request_duration_seconds",
                                        "Time from request head to the end of the response, per route", l);
-    r.metrics.bytes_out = &reg.counter("cumulo_gateway_response_bytes_total", "Bytes sent to clients, per route", l);
+    r.metrics.bytes_out =
+        &reg.counter("cumulo_gateway_response_bytes_total", "Bytes sent to clients, per route", l);
     static const char* const kCacheResults[4] = {"hit", "miss", "stale", "bypass"};
     for (int i = 0; i < 4; ++i) {
       core::Labels lc = l;
       lc.emplace_back("result", kCacheResults[i]);
-      r.metrics.cache_results[i] = &reg.counter("cumulo_gateway_cache_requests_total",
-                                                "Cacheable requests by outcome (stale: served stale or revalidated)", lc);
+      r.metrics.cache_results[i] =
+          &reg.counter("cumulo_gateway_cache_requests_total",
+                       "Cacheable requests by outcome (stale: served stale or revalidated)", lc);
     }
-    r.metrics.cache_bytes =
-        &reg.counter("cumulo_gateway_cache_served_bytes_total", "Body bytes served from the cache, per route", l);
+    r.metrics.cache_bytes = &reg.counter("cumulo_gateway_cache_served_bytes_total",
+                                         "Body bytes served from the cache, per route", l);
     snap->routes.push_back(std::move(r));
   }
   return snap;
@@ -208,9 +217,11 @@ void Control::start_drain(const std::shared_ptr<Target>& t, std::chrono::millise
   t->draining.store(true);
   if (checker_) checker_->unwatch(t->group + "/" + t->address_text);
   draining_.push_back({t, core::Clock::now() + timeout});
-  core::log_info("gateway", "target draining", {{"group", t->group}, {"target", t->address_text},
-                                                {"in_flight", static_cast<int64_t>(t->in_flight.load())},
-                                                {"drain_timeout_ms", static_cast<int64_t>(timeout.count())}});
+  core::log_info("gateway", "target draining",
+                 {{"group", t->group},
+                  {"target", t->address_text},
+                  {"in_flight", static_cast<int64_t>(t->in_flight.load())},
+                  {"drain_timeout_ms", static_cast<int64_t>(timeout.count())}});
 }
 
 void Control::check_drains() {
@@ -228,7 +239,8 @@ void Control::check_drains() {
           worker->loop().post([worker, t] { worker->cut_requests_to(t.get()); });
         }
       }
-      core::MetricsRegistry::global().remove_matching({{"group", d.target->group}, {"target", d.target->address_text}});
+      core::MetricsRegistry::global().remove_matching(
+          {{"group", d.target->group}, {"target", d.target->address_text}});
       draining_.erase(draining_.begin() + static_cast<long>(i));
     } else {
       ++i;
@@ -255,7 +267,8 @@ bool Control::reload(std::string* error) {
     return k + "|" + c.admin_listen + "|" + std::to_string(c.workers);
   };
   if (listener_key(*cfg) != listener_key(*config_)) {
-    *error = config_path_ + ": listeners, admin address or workers changed; these take effect on restart only";
+    *error =
+        config_path_ + ": listeners, admin address or workers changed; these take effect on restart only";
     core::log_error("gateway", "reload refused; the running configuration stays", {{"error", *error}});
     return false;
   }
@@ -296,31 +309,32 @@ int Control::run() {
     }
     auto& reg = core::MetricsRegistry::global();
     shared_.active_connections = &reg.gauge("cumulo_gateway_client_connections", "Open client connections");
-    shared_.accepted = &reg.counter("cumulo_gateway_client_connections_accepted_total", "Client connections accepted");
+    shared_.accepted =
+        &reg.counter("cumulo_gateway_client_connections_accepted_total", "Client connections accepted");
     for (int i = 0; i < workers; ++i)
       workers_.push_back(std::make_unique<Worker>(i, shared_, loops_->loop(static_cast<size_t>(i))));
 
     http_client_ = std::make_unique<http::Client>(loop_);
     checker_ = std::make_unique<health::HealthChecker>(
-        loop_, *http_client_, [](const std::string& endpoint, health::Health before, health::Health after,
-                                 const std::string& why) {
+        loop_, *http_client_,
+        [](const std::string& endpoint, health::Health before, health::Health after, const std::string& why) {
           auto level = after == health::Health::kHealthy ? core::LogLevel::kInfo : core::LogLevel::kWarn;
           core::log(level, "gateway", "target health changed",
-                    {{"target", endpoint}, {"from", health::to_string(before)}, {"to", health::to_string(after)},
+                    {{"target", endpoint},
+                     {"from", health::to_string(before)},
+                     {"to", health::to_string(after)},
                      {"reason", why}});
         });
     config_ = cfg;
-    cache_ = std::make_shared<cache::Store>(cfg->cache_max_bytes, cfg->cache_disk_path, cfg->cache_disk_max_bytes);
-    reg.gauge_fn("cumulo_gateway_cache_bytes", "Bytes held by the cache", {}, [store = cache_] {
-      return static_cast<double>(store->stats().bytes);
-    });
-    reg.gauge_fn("cumulo_gateway_cache_objects", "Objects held by the cache", {}, [store = cache_] {
-      return static_cast<double>(store->stats().objects);
-    });
+    cache_ =
+        std::make_shared<cache::Store>(cfg->cache_max_bytes, cfg->cache_disk_path, cfg->cache_disk_max_bytes);
+    reg.gauge_fn("cumulo_gateway_cache_bytes", "Bytes held by the cache", {},
+                 [store = cache_] { return static_cast<double>(store->stats().bytes); });
+    reg.gauge_fn("cumulo_gateway_cache_objects", "Objects held by the cache", {},
+                 [store = cache_] { return static_cast<double>(store->stats().objects); });
     if (!cfg->cache_disk_path.empty()) {
-      reg.gauge_fn("cumulo_gateway_cache_disk_bytes", "Bytes held by the cache's disk tier", {}, [store = cache_] {
-        return static_cast<double>(store->stats().disk_bytes);
-      });
+      reg.gauge_fn("cumulo_gateway_cache_disk_bytes", "Bytes held by the cache's disk tier", {},
+                   [store = cache_] { return static_cast<double>(store->stats().disk_bytes); });
       reg.gauge_fn("cumulo_gateway_cache_disk_objects", "Objects held by the cache's disk tier", {},
                    [store = cache_] { return static_cast<double>(store->stats().disk_objects); });
     }
@@ -357,9 +371,14 @@ int Control::run() {
   drain_check_->arm(std::chrono::milliseconds(100));
 
   std::string addrs;
-  for (auto& l : listeners_) addrs += (addrs.empty() ? "" : " ") + std::string(l->tls ? "https://" : "http://") + l->address.to_string();
-  core::log_info("gateway", "started", {{"listen", addrs}, {"admin", "http://" + cfg->admin_listen},
-                                        {"workers", workers}, {"config", config_path_}});
+  for (auto& l : listeners_)
+    addrs +=
+        (addrs.empty() ? "" : " ") + std::string(l->tls ? "https://" : "http://") + l->address.to_string();
+  core::log_info("gateway", "started",
+                 {{"listen", addrs},
+                  {"admin", "http://" + cfg->admin_listen},
+                  {"workers", workers},
+                  {"config", config_path_}});
   core::run_service(loop_, mask, life_);
 
   loops_->stop();
@@ -376,16 +395,22 @@ std::string Control::register_target(const std::string& group, const TargetConfi
   for (auto& c : config_->target_groups)
     if (c.name == group) g = &c;
   if (!g) return "404 no target group named '" + group + "'";
-  if (!core::SocketAddress::parse(tc.address)) return "400 address must look like 127.0.0.1:8080, got '" + tc.address + "'";
+  if (!core::SocketAddress::parse(tc.address))
+    return "400 address must look like 127.0.0.1:8080, got '" + tc.address + "'";
   auto& list = targets_[group];
   for (auto& t : list)
-    if (t->address_text == tc.address) return "409 target " + tc.address + " is already in group '" + group + "'";
+    if (t->address_text == tc.address)
+      return "409 target " + tc.address + " is already in group '" + group + "'";
   auto t = make_target(group, tc, false, g->has_health_check);
   list.push_back(t);
   watch_health(t, *g);
   publish();
-  core::log_info("gateway", "target registered", {{"group", group}, {"target", tc.address}, {"zone", tc.zone},
-                                                  {"weight", tc.weight}, {"health", health::to_string(t->health->health.load())}});
+  core::log_info("gateway", "target registered",
+                 {{"group", group},
+                  {"target", tc.address},
+                  {"zone", tc.zone},
+                  {"weight", tc.weight},
+                  {"health", health::to_string(t->health->health.load())}});
   return {};
 }
 
@@ -415,7 +440,8 @@ std::string Control::set_weight(const std::string& group, const std::string& add
   for (auto& t : it->second) {
     if (t->address_text == address) {
       t->weight.store(weight);
-      core::log_info("gateway", "target weight changed", {{"group", group}, {"target", address}, {"weight", weight}});
+      core::log_info("gateway", "target weight changed",
+                     {{"group", group}, {"target", address}, {"weight", weight}});
       return {};
     }
   }

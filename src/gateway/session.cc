@@ -35,7 +35,6 @@ struct HeadWriter {
   }
 };
 
-
 // Headers named by Connection are hop-by-hop too (RFC 9110 section 7.6.1).
 bool dropped_by_connection(const http::MessageHead& h, std::string_view name) {
   for (size_t i = 0; i < h.header_count; ++i)
@@ -56,14 +55,20 @@ bool valid_request_id(std::string_view id) {
   return true;
 }
 
-int status_class(int status) { return status >= 100 && status < 600 ? status / 100 : 0; }
+int status_class(int status) {
+  return status >= 100 && status < 600 ? status / 100 : 0;
+}
 
 const char* failure_text(int status) {
   switch (status) {
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return http::reason_phrase(status).data();
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      return http::reason_phrase(status).data();
   }
 }
 
@@ -187,14 +192,26 @@ void Session::pump() {
   for (int rounds = 0; rounds < 100000; ++rounds) {
     bool progress = false;
     switch (phase_) {
-      case Phase::kHead: progress = step_head(); break;
-      case Phase::kProxy: progress = step_proxy(); break;
-      case Phase::kServeCached: progress = step_serve_cached(); break;
-      case Phase::kSlices: progress = step_slices(); break;
-      case Phase::kWaitCache: return;  // woken by the request that fills the cache
+      case Phase::kHead:
+        progress = step_head();
+        break;
+      case Phase::kProxy:
+        progress = step_proxy();
+        break;
+      case Phase::kServeCached:
+        progress = step_serve_cached();
+        break;
+      case Phase::kSlices:
+        progress = step_slices();
+        break;
+      case Phase::kWaitCache:
+        return;  // woken by the request that fills the cache
       case Phase::kClosing:
-      case Phase::kLinger: progress = step_closing(); break;
-      case Phase::kClosed: return;
+      case Phase::kLinger:
+        progress = step_closing();
+        break;
+      case Phase::kClosed:
+        return;
     }
     if (!progress) return;
   }
@@ -226,7 +243,8 @@ bool Session::read_client() {
   if (n > 0) {
     client_.in.commit(static_cast<size_t>(n));
     if (static_cast<size_t>(n) < space) client_.readable = false;
-    if (was_empty && phase_ == Phase::kHead) arm(TimerFor::kHeader, w_.snapshot()->config->limits.header_timeout);
+    if (was_empty && phase_ == Phase::kHead)
+      arm(TimerFor::kHeader, w_.snapshot()->config->limits.header_timeout);
     return true;
   }
   if (n == http::kWouldBlock) {
@@ -393,8 +411,8 @@ bool Session::write_upstream_head(const http::RequestHead& req) {
     if (http::iequals(h.name, "host")) host_seen = true;
     if (req.header_count > 0 && dropped_by_connection(req, h.name)) continue;
     if (cache_.mode != CacheMode::kOff && http::iequals(h.name, "accept-encoding")) {
-      // The cache keys variants by the encodings it tells apart (br, gzip, none): ask the origin for just that,
-      // so no other coding is stored under a key whose clients did not ask for it.
+      // The cache keys variants by the encodings it tells apart (br, gzip, none): ask the origin for just
+      // that, so no other coding is stored under a key whose clients did not ask for it.
       std::string_view coding = cache::normalized_accept_encoding(h.value);
       if (!coding.empty()) hw.header(h.name, coding);
       continue;
@@ -530,11 +548,11 @@ void Session::respond_error(int status, std::string_view detail) {
     route_->metrics.responses[status_class(status)]->inc();
   }
   std::string body = std::to_string(status) + " " + failure_text(status) + ": " + std::string(detail) + "\n";
-  std::string head = "HTTP/1.1 " + std::to_string(status) + " " + failure_text(status) +
-                     "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " + std::to_string(body.size()) +
-                     "\r\nConnection: close\r\nX-Request-Id: " +
-                     (request_id_len_ ? std::string(request_id()) : std::string("-")) +
-                     "\r\nVia: 1.1 cumulo\r\n\r\n";
+  std::string head =
+      "HTTP/1.1 " + std::to_string(status) + " " + failure_text(status) +
+      "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\nConnection: close\r\nX-Request-Id: " +
+      (request_id_len_ ? std::string(request_id()) : std::string("-")) + "\r\nVia: 1.1 cumulo\r\n\r\n";
   client_.out.clear();
   client_.out.append(head);
   client_.out.append(body);
@@ -564,8 +582,8 @@ bool Session::step_closing() {
       if (!write_client(nullptr, 0, unused)) return true;
       if (!client_.out.empty()) return false;
     }
-    // Half-close and read what the client still sends, so that unread request bytes do not turn our close into
-    // a reset that destroys the response before the client reads it (lingering close).
+    // Half-close and read what the client still sends, so that unread request bytes do not turn our close
+    // into a reset that destroys the response before the client reads it (lingering close).
     client_.transport->shutdown_write();
     phase_ = Phase::kLinger;
     client_.in.clear();
@@ -609,7 +627,8 @@ void Session::on_timer() {
       break;
     case TimerFor::kFirstByte:
       if (phase_ == Phase::kProxy && !exchange_.head_received()) {
-        // The request may have had effects: answer, do not retry (the timeout is the route's promise to clients).
+        // The request may have had effects: answer, do not retry (the timeout is the route's promise to
+        // clients).
         if (exchange_.conn) release_upstream(false);
         exchange_.target->metrics.responses[0]->inc();
         respond_error(504, "the target did not answer within timeouts.first_byte");
@@ -629,7 +648,8 @@ void Session::on_timer() {
         slice_woken(slices_.token);  // the same: the slice is fetched by this request too
       }
       break;
-    case TimerFor::kNone: break;
+    case TimerFor::kNone:
+      break;
   }
   pump();
 }

@@ -1,5 +1,5 @@
-// The cache's part of a session: look-ups, coalescing, revalidation, storing responses and serving stored ones.
-// RFC 9111 decisions come from cache/policy.h; objects live in the shared cache::Store.
+// The cache's part of a session: look-ups, coalescing, revalidation, storing responses and serving stored
+// ones. RFC 9111 decisions come from cache/policy.h; objects live in the shared cache::Store.
 #include <ctime>
 #include <random>
 
@@ -26,8 +26,8 @@ cache::RoutePolicy policy_of(const RouteCacheConfig& c) {
 
 // Fields a stored response does not keep: hop-by-hop ones, and those the cache writes itself when serving.
 bool kept_in_store(std::string_view name) {
-  return !http::is_hop_by_hop(name) && !http::iequals(name, "content-length") && !http::iequals(name, "age") &&
-         !http::iequals(name, "via") && !http::iequals(name, "x-cache");
+  return !http::is_hop_by_hop(name) && !http::iequals(name, "content-length") &&
+         !http::iequals(name, "age") && !http::iequals(name, "via") && !http::iequals(name, "x-cache");
 }
 
 bool accepts_gzip(std::string_view accept_encoding) {
@@ -83,7 +83,8 @@ std::string multipart_boundary(std::string_view body, const std::vector<cache::B
     for (int i = 0; i < 16; ++i, r >>= 4) b.push_back(kHex[r & 15]);
     bool clash = false;
     for (const auto& range : ranges)
-      clash = clash || body.substr(range.first, range.last - range.first + 1).find(b) != std::string_view::npos;
+      clash =
+          clash || body.substr(range.first, range.last - range.first + 1).find(b) != std::string_view::npos;
     if (!clash) return b;
   }
 }
@@ -108,7 +109,8 @@ std::shared_ptr<cache::Object> build_cache_object(const std::string& key, const 
   if (!cache::storable(rq, resp, policy).ok) return nullptr;
   auto obj = std::make_shared<cache::Object>();
   obj->key = key;
-  for (size_t i = 0; i < resp.header_count; ++i) {  // several Vary fields make one list (RFC 9110 section 5.3)
+  for (size_t i = 0; i < resp.header_count;
+       ++i) {  // several Vary fields make one list (RFC 9110 section 5.3)
     if (!http::iequals(resp.headers[i].name, "vary")) continue;
     if (!obj->vary.empty()) obj->vary.append(", ");
     obj->vary.append(resp.headers[i].value);
@@ -141,7 +143,8 @@ std::shared_ptr<cache::Object> build_cache_object(const std::string& key, const 
 
 std::shared_ptr<cache::Object> build_cache_object(const std::string& key, const std::string& request_head,
                                                   const http::ClientResponse& resp, bool as_part_of_200,
-                                                  const RouteCacheConfig& cfg, int64_t request_time, int64_t now) {
+                                                  const RouteCacheConfig& cfg, int64_t request_time,
+                                                  int64_t now) {
   std::string head = as_part_of_200 ? std::string("HTTP/1.1 200 OK\r\n")
                                     : "HTTP/1.1 " + std::to_string(resp.status) + " -\r\n";
   for (auto& [name, value] : resp.headers) {
@@ -175,7 +178,8 @@ bool Session::cache_lookup(const http::RequestHead& req) {
     return false;
   }
   std::string_view host = req.host;
-  if (auto colon = host.rfind(':'); colon != std::string_view::npos && host.find(']') == std::string_view::npos)
+  if (auto colon = host.rfind(':');
+      colon != std::string_view::npos && host.find(']') == std::string_view::npos)
     host = host.substr(0, colon);
   cache_.key.clear();
   for (char c : host) cache_.key.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c);
@@ -266,7 +270,8 @@ bool Session::cache_on_response(const http::ResponseHead& resp) {
   }
   const RouteCacheConfig& cfg = route_->config.cache;
   // A HEAD response has no body to answer a later GET with.
-  if (rq.method != http::Method::kGet || resp.status < 200 || resp.body == BodyKind::kUntilClose) return false;
+  if (rq.method != http::Method::kGet || resp.status < 200 || resp.body == BodyKind::kUntilClose)
+    return false;
   if (resp.body == BodyKind::kContentLength && resp.content_length > cfg.max_object_bytes) return false;
   auto obj = build_cache_object(cache_.key, rq, resp, cfg, cache_.request_time, now);
   if (!obj) return false;
@@ -292,8 +297,8 @@ void Session::cache_store() {
 }
 
 void prepare_variants(cache::Object& obj) {
-  // Compressed once when stored, not per request; large objects (media) are rarely compressible and would stall
-  // the worker while compressing.
+  // Compressed once when stored, not per request; large objects (media) are rarely compressible and would
+  // stall the worker while compressing.
   constexpr size_t kMinGzip = 1024, kMaxGzip = 4u << 20;
   if (obj.compressible && obj.body.size() >= kMinGzip && obj.body.size() <= kMaxGzip &&
       cache::gzip_compress(obj.body, obj.gzip_body))
@@ -327,7 +332,8 @@ void Session::serve_cached(const http::RequestHead& req, std::shared_ptr<const c
     reason = "Not Modified";
   } else if (status == 200 && !req.header("range").empty() &&
              (req.header("if-range").empty() ||
-              cache::if_range_allows(req.header("if-range"), obj->etag, obj->last_modified, obj->times.date_value))) {
+              cache::if_range_allows(req.header("if-range"), obj->etag, obj->last_modified,
+                                     obj->times.date_value))) {
     std::vector<cache::ByteRange> ranges;
     switch (cache::parse_range(req.header("range"), length, ranges)) {
       case cache::RangeKind::kRanges:
@@ -355,11 +361,13 @@ void Session::serve_cached(const http::RequestHead& req, std::shared_ptr<const c
         first = end = 0;
         extra = "Content-Range: bytes */" + std::to_string(length) + "\r\n";
         break;
-      default: break;
+      default:
+        break;
     }
   }
   // A compressed variant: for a whole 200 to a client that takes its coding (RFC 9110 section 8.4), br before
-  // gzip unless the client weighs gzip higher; ranges use the identity body, whose offsets the client asked for.
+  // gzip unless the client weighs gzip higher; ranges use the identity body, whose offsets the client asked
+  // for.
   const std::string* variant = nullptr;
   std::string_view coding;
   if (status == 200 && !obj->gzip_body.empty()) {

@@ -1,7 +1,7 @@
 // Cache slices: on a route with cache.slice, every GET and HEAD is answered from stored slices of the
-// representation, slice_bytes each at aligned offsets, fetched from the origin with Range requests as they are
-// needed (the approach of nginx's slice module and of CDNs for video), so that a seek into a large file costs
-// at most one slice from the origin and nothing once the slice is stored.
+// representation, slice_bytes each at aligned offsets, fetched from the origin with Range requests as they
+// are needed (the approach of nginx's slice module and of CDNs for video), so that a seek into a large file
+// costs at most one slice from the origin and nothing once the slice is stored.
 //
 // The first slice needed (the one holding the first byte a single "bytes=N-..." range asks for, else slice 0)
 // tells the representation's length (its Content-Range) and its validators; the head is written from it, and
@@ -25,15 +25,17 @@ enum CacheResult { kHit = 0, kMiss = 1 };
 
 // Fields of an answer passed on as the origin sent it that the gateway writes itself.
 bool dropped_from_passed(std::string_view name) {
-  return http::is_hop_by_hop(name) || http::iequals(name, "content-length") || http::iequals(name, "age") || http::iequals(name, "via") || http::iequals(name, "x-cache");
+  return http::is_hop_by_hop(name) || http::iequals(name, "content-length") || http::iequals(name, "age") ||
+         http::iequals(name, "via") || http::iequals(name, "x-cache");
 }
 
 // The object answering a slice request: a stored slice (206, or a 200 small enough to be one slice), or the
 // origin's answer to pass on as it is (another status, or a 200 that may not be stored or is larger than a
 // slice: it still answers this request). nullptr with `error` set when the exchange failed.
-std::shared_ptr<const cache::Object> slice_object(http::ClientResponse resp, uint64_t first, const std::string& key,
-                                                  const std::string& request_head, const RouteCacheConfig& cfg,
-                                                  int64_t request_time, cache::Store& store, std::string& error) {
+std::shared_ptr<const cache::Object> slice_object(http::ClientResponse resp, uint64_t first,
+                                                  const std::string& key, const std::string& request_head,
+                                                  const RouteCacheConfig& cfg, int64_t request_time,
+                                                  cache::Store& store, std::string& error) {
   if (!resp.ok()) {
     error = resp.error;
     return nullptr;
@@ -49,7 +51,8 @@ std::shared_ptr<const cache::Object> slice_object(http::ClientResponse resp, uin
     }
   }
   if (resp.status == 206 || resp.status == 200) {
-    if (auto obj = build_cache_object(key, request_head, resp, /*as_part_of_200=*/true, cfg, request_time, now)) {
+    if (auto obj =
+            build_cache_object(key, request_head, resp, /*as_part_of_200=*/true, cfg, request_time, now)) {
       obj->slice_total = range ? *range->complete_length : resp.body.size();
       obj->slice_first = range ? range->first : 0;
       obj->body = std::move(resp.body);
@@ -92,8 +95,8 @@ void Session::slices_begin(const http::RequestHead& req) {
     size_t eq = range.find('=');
     std::string_view spec = eq == std::string_view::npos ? std::string_view{} : range.substr(eq + 1);
     while (!spec.empty() && (spec.front() == ' ' || spec.front() == '\t')) spec.remove_prefix(1);
-    if (!spec.empty() && spec.front() != '-' && cache::parse_range(range, UINT64_MAX, r) == cache::RangeKind::kRanges &&
-        r.size() == 1)
+    if (!spec.empty() && spec.front() != '-' &&
+        cache::parse_range(range, UINT64_MAX, r) == cache::RangeKind::kRanges && r.size() == 1)
       slices_.probe = r[0].first / route_->config.cache.slice_bytes;
   }
   client_.in.consume(req.head_bytes);
@@ -106,8 +109,8 @@ void Session::slices_begin(const http::RequestHead& req) {
 bool Session::step_slices() {
   if (slices_.waiting) return false;
   if (!slices_.head_sent) {
-    // Any stored slice tells the length and the fields: the first one, when the wanted one is not stored, saves
-    // a fetch for a range that turns out unsatisfiable.
+    // Any stored slice tells the length and the fields: the first one, when the wanted one is not stored,
+    // saves a fetch for a range that turns out unsatisfiable.
     if (!slices_.object && slices_.probe != 0 && !slice_get(slices_.probe, false)) slice_get(0, false);
     if (!slices_.object) return slice_get(slices_.probe);
     slices_write_head();
@@ -152,7 +155,8 @@ bool Session::slice_get(uint64_t index, bool fetch) {
   key.append(std::to_string(index));
   int64_t now = ::time(nullptr);
   if (auto obj = store.lookup(key, rq)) {
-    auto fresh = cache::freshness(obj->current_times(), obj->cache_control, cache::parse_cache_control(rq), now);
+    auto fresh =
+        cache::freshness(obj->current_times(), obj->cache_control, cache::parse_cache_control(rq), now);
     if (fresh != cache::Freshness::kStale && (!slices_.head_sent || obj->etag == slices_.etag)) {
       slices_.object = std::move(obj);
       slices_.from_origin = false;
@@ -182,7 +186,8 @@ bool Session::slice_get(uint64_t index, bool fetch) {
   cr.timeout = route_->config.timeouts.first_byte;
   // Slices are identity bytes at fixed offsets: no coding of the client's goes along either.
   copy_headers_for_cache_fetch(rq, cr, /*keep_accept_encoding=*/false);
-  cr.headers.emplace_back("Range", "bytes=" + std::to_string(first) + "-" + std::to_string(first + cfg.slice_bytes - 1));
+  cr.headers.emplace_back(
+      "Range", "bytes=" + std::to_string(first) + "-" + std::to_string(first + cfg.slice_bytes - 1));
   cr.headers.emplace_back("Via", "1.1 cumulo");
   uint64_t token = ++slices_.token;
   std::shared_ptr<const Snapshot> snapshot = snapshot_;
@@ -283,7 +288,8 @@ void Session::slices_write_head() {
         first = end = 0;
         extra = "Content-Range: bytes */" + std::to_string(total) + "\r\n";
         break;
-      default: break;
+      default:
+        break;
     }
   }
   client_.close_after = !client_.keep_alive || w_.draining();

@@ -1,8 +1,8 @@
 #include "gateway/internal/worker.h"
 
-#include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -11,11 +11,11 @@
 #include <ctime>
 #include <random>
 
-#include "core/log.h"
 #include "cache/store.h"
+#include "core/log.h"
 #include "gateway/internal/session.h"
-#include "http/client.h"
 #include "health/health.h"
+#include "http/client.h"
 
 namespace cumulo::gateway {
 
@@ -131,7 +131,8 @@ void Acceptor::on_io(uint32_t) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
         // Out of descriptors or memory: say so once per burst and let the backlog wait.
-        core::log_warn("gateway", "accept failed", {{"listener", listener_.config.name}, {"error", core::errno_text(errno)}});
+        core::log_warn("gateway", "accept failed",
+                       {{"listener", listener_.config.name}, {"error", core::errno_text(errno)}});
       }
       return;
     }
@@ -174,7 +175,8 @@ void Worker::session_closed(Session* s) {
   loop_.destroy_later(std::unique_ptr<Session>(s));
 }
 
-void copy_headers_for_cache_fetch(const http::RequestHead& rq, http::ClientRequest& cr, bool keep_accept_encoding) {
+void copy_headers_for_cache_fetch(const http::RequestHead& rq, http::ClientRequest& cr,
+                                  bool keep_accept_encoding) {
   for (size_t i = 0; i < rq.header_count; ++i) {
     const http::Header& h = rq.headers[i];
     if (http::is_hop_by_hop(h.name) || http::iequals(h.name, "host") || http::iequals(h.name, "range") ||
@@ -248,8 +250,10 @@ void Worker::refresh_in_background(std::shared_ptr<const Snapshot> snapshot, con
   cr.host.assign(rq.host);
   cr.timeout = route->config.timeouts.first_byte;
   copy_headers_for_cache_fetch(rq, cr, /*keep_accept_encoding=*/true);
-  if (!stale->etag.empty()) cr.headers.emplace_back("If-None-Match", stale->etag);
-  else if (!stale->last_modified.empty()) cr.headers.emplace_back("If-Modified-Since", stale->last_modified);
+  if (!stale->etag.empty())
+    cr.headers.emplace_back("If-None-Match", stale->etag);
+  else if (!stale->last_modified.empty())
+    cr.headers.emplace_back("If-Modified-Since", stale->last_modified);
   cr.headers.emplace_back("Via", "1.1 cumulo");
   if (!refresher_) refresher_ = std::make_unique<http::Client>(loop_);
   int64_t request_time = ::time(nullptr);
@@ -367,7 +371,8 @@ Target* pick_target(const TargetGroup& group, BalancerState& state, std::string_
   }
   switch (group.config.balance) {
     case Balance::kRoundRobin: {
-      // A target in slow start takes its turn only with the probability of its ramp, so it gets a growing share.
+      // A target in slow start takes its turn only with the probability of its ramp, so it gets a growing
+      // share.
       for (size_t k = 0; k < count; ++k) {
         Target* t = targets[cand[state.next++ % count]].get();
         double f = slow_start_factor(*t, group.config, now_ms);
@@ -378,7 +383,8 @@ Target* pick_target(const TargetGroup& group, BalancerState& state, std::string_
       return targets[cand[state.next++ % count]].get();
     }
     case Balance::kWeighted: {
-      // Smooth weighted round robin: every candidate gains its weight, the leader is picked and pays the total.
+      // Smooth weighted round robin: every candidate gains its weight, the leader is picked and pays the
+      // total.
       if (state.current_weight.size() != n) state.current_weight.assign(n, 0);
       int64_t total = 0;
       size_t best = cand[0];

@@ -10,9 +10,12 @@ namespace cumulo::health {
 
 const char* to_string(Health h) {
   switch (h) {
-    case Health::kInitial: return "initial";
-    case Health::kHealthy: return "healthy";
-    case Health::kUnhealthy: return "unhealthy";
+    case Health::kInitial:
+      return "initial";
+    case Health::kHealthy:
+      return "healthy";
+    case Health::kUnhealthy:
+      return "unhealthy";
   }
   return "?";
 }
@@ -53,7 +56,8 @@ bool parse_expected_codes(std::string_view text, std::vector<std::pair<int, int>
 }
 
 struct HealthChecker::Probe {
-  Probe(core::EventLoop& loop, HealthChecker& owner) : timer(loop, [this, &owner] { owner.run_probe(*this); }) {}
+  Probe(core::EventLoop& loop, HealthChecker& owner)
+      : timer(loop, [this, &owner] { owner.run_probe(*this); }) {}
   std::string endpoint;
   core::SocketAddress address;
   HttpCheckSpec spec;
@@ -70,10 +74,12 @@ HealthChecker::HealthChecker(core::EventLoop& loop, http::Client& client, Transi
 
 HealthChecker::~HealthChecker() = default;
 
-size_t HealthChecker::watched() const { return probes_.size(); }
+size_t HealthChecker::watched() const {
+  return probes_.size();
+}
 
-void HealthChecker::watch(const std::string& endpoint, const core::SocketAddress& address, const HttpCheckSpec& spec,
-                          std::shared_ptr<HealthState> state) {
+void HealthChecker::watch(const std::string& endpoint, const core::SocketAddress& address,
+                          const HttpCheckSpec& spec, std::shared_ptr<HealthState> state) {
   unwatch(endpoint);
   auto probe = std::make_unique<Probe>(loop_, *this);
   Probe* p = probe.get();
@@ -210,7 +216,8 @@ bool OutlierDetector::record_failure(Failure kind, const OutlierSpec& spec, int6
 }
 
 void OutlierDetector::record_success() {
-  if (connect_failures_.load(std::memory_order_relaxed)) connect_failures_.store(0, std::memory_order_relaxed);
+  if (connect_failures_.load(std::memory_order_relaxed))
+    connect_failures_.store(0, std::memory_order_relaxed);
   if (server_errors_.load(std::memory_order_relaxed)) server_errors_.store(0, std::memory_order_relaxed);
 }
 

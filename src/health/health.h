@@ -1,5 +1,5 @@
-// Health of endpoints, shared by the gateway, DNS and the database tier: active HTTP checks and passive outlier
-// detection. State lives in atomics so worker threads read it without locks.
+// Health of endpoints, shared by the gateway, DNS and the database tier: active HTTP checks and passive
+// outlier detection. State lives in atomics so worker threads read it without locks.
 #pragma once
 
 #include <atomic>
@@ -52,7 +52,8 @@ struct HealthState {
 class HealthChecker {
  public:
   // (endpoint, previous, now, reason) on every transition, on the checker's loop.
-  using TransitionFn = std::function<void(const std::string& endpoint, Health before, Health after, const std::string& why)>;
+  using TransitionFn =
+      std::function<void(const std::string& endpoint, Health before, Health after, const std::string& why)>;
 
   HealthChecker(core::EventLoop& loop, http::Client& client, TransitionFn on_transition);
   ~HealthChecker();
@@ -77,14 +78,14 @@ class HealthChecker {
 };
 
 struct OutlierSpec {
-  int consecutive_5xx = 5;                   // 0 disables
-  int consecutive_connect_failures = 2;      // 0 disables
+  int consecutive_5xx = 5;               // 0 disables
+  int consecutive_connect_failures = 2;  // 0 disables
   std::chrono::milliseconds base_ejection{5000};
   std::chrono::milliseconds max_ejection{60000};
 };
 
-// Passive detection from real traffic (Envoy's outlier detection): consecutive failures eject an endpoint for a
-// time that doubles with each ejection. Lock-free; any thread may record.
+// Passive detection from real traffic (Envoy's outlier detection): consecutive failures eject an endpoint for
+// a time that doubles with each ejection. Lock-free; any thread may record.
 class OutlierDetector {
  public:
   enum class Failure { kConnect, k5xx };

@@ -53,9 +53,10 @@ class Client {
   std::unique_ptr<Impl> impl_;
 };
 
-// One request on a private event loop, for command-line tools and tests. "http://127.0.0.1:9901/targets" style
-// URLs (http only, numeric host or localhost).
+// One request on a private event loop, for command-line tools and tests. "http://127.0.0.1:9901/targets"
+// style URLs (http only, numeric host or localhost).
 ClientResponse fetch_blocking(std::string_view method, std::string_view url, std::string body = {},
-                              HeaderList headers = {}, std::chrono::milliseconds timeout = std::chrono::seconds(5));
+                              HeaderList headers = {},
+                              std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
 }  // namespace cumulo::http

@@ -261,7 +261,7 @@ class Connection final : public core::IoHandler {
   bool streaming_ = false;
   bool stream_done_ = false;
   bool driving_ = false;
-  bool drained_ = false;  // the socket had nothing more at the last read, and no readable edge came since
+  bool drained_ = false;      // the socket had nothing more at the last read, and no readable edge came since
   bool peer_closed_ = false;  // a hang-up was reported: read until the end of the stream
 };
 

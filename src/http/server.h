@@ -1,6 +1,7 @@
-// An HTTP/1.1 server on the event loop for control planes and applications: the admin APIs of the gateway, DNS
-// and database tier, the stack's control API, the object store's S3 API (one server per object-store worker) and
-// the demo web application. The gateway's proxy path does not use it: it has its own streaming loop.
+// An HTTP/1.1 server on the event loop for control planes and applications: the admin APIs of the gateway,
+// DNS and database tier, the stack's control API, the object store's S3 API (one server per object-store
+// worker) and the demo web application. The gateway's proxy path does not use it: it has its own streaming
+// loop.
 #pragma once
 
 #include <chrono>
@@ -42,8 +43,8 @@ struct Response {
   int status = 200;
   HeaderList headers;  // Content-Length/Transfer-Encoding/Connection are added by the server
   std::string body;
-  // Streams the body instead of `body`: called when the socket can take more, fills up to `cap` bytes and returns
-  // how many; 0 means the end. With content_length >= 0 that many bytes are sent, otherwise chunked.
+  // Streams the body instead of `body`: called when the socket can take more, fills up to `cap` bytes and
+  // returns how many; 0 means the end. With content_length >= 0 that many bytes are sent, otherwise chunked.
   std::function<size_t(char* buf, size_t cap)> body_producer;
   int64_t content_length = -1;
 
@@ -64,15 +65,15 @@ class BodySink {
 
 struct ServerOptions {
   core::SocketAddress listen;
-  size_t max_body_bytes = 8 * 1024 * 1024;  // gathered bodies; over it: 413
+  size_t max_body_bytes = 8 * 1024 * 1024;           // gathered bodies; over it: 413
   std::chrono::milliseconds header_timeout{10'000};  // 408 when the head has not arrived by then
   // Keep-alive connections with no request; also the longest pause while a body streams in or a response out.
   std::chrono::milliseconds idle_timeout{60'000};
-  TlsServerContext* tls = nullptr;                     // not owned; HTTPS when set
+  TlsServerContext* tls = nullptr;  // not owned; HTTPS when set
   // SO_REUSEPORT: one server per worker loop, each with its own listening socket on the same address.
   bool reuse_port = false;
-  // When set and it returns a sink for a request head, the body streams into it (any size) and the handler runs
-  // at the end of the body.
+  // When set and it returns a sink for a request head, the body streams into it (any size) and the handler
+  // runs at the end of the body.
   std::function<std::unique_ptr<BodySink>(const Request& head)> body_sink_for;
 };
 

@@ -253,7 +253,7 @@ std::vector<std::string> certificate_names(X509* cert) {
       if (gn->type != GEN_DNS) continue;
       const ASN1_STRING* s = gn->d.dNSName;
       names.push_back(core::to_lower(std::string_view(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
-                                             static_cast<size_t>(ASN1_STRING_length(s)))));
+                                                      static_cast<size_t>(ASN1_STRING_length(s)))));
     }
     GENERAL_NAMES_free(sans);
   }
@@ -264,7 +264,8 @@ std::vector<std::string> certificate_names(X509* cert) {
       unsigned char* utf8 = nullptr;
       int len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, idx)));
       if (len > 0)
-        names.push_back(core::to_lower(std::string_view(reinterpret_cast<char*>(utf8), static_cast<size_t>(len))));
+        names.push_back(
+            core::to_lower(std::string_view(reinterpret_cast<char*>(utf8), static_cast<size_t>(len))));
       OPENSSL_free(utf8);
     }
   }

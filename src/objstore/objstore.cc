@@ -106,11 +106,12 @@ int run(const std::string& config_path) {
     return 1;
   }
 
-  core::log_info(kComponent, "started",
-                 {{"listen", std::string(tls ? "https://" : "http://") + servers[0]->local_address().to_string()},
-                  {"workers", worker_count},
-                  {"data_dir", cfg.data_dir},
-                  {"config", config_path}});
+  core::log_info(
+      kComponent, "started",
+      {{"listen", std::string(tls ? "https://" : "http://") + servers[0]->local_address().to_string()},
+       {"workers", worker_count},
+       {"data_dir", cfg.data_dir},
+       {"config", config_path}});
   core::ServiceLife life;
   life.component = kComponent;
   life.drain_limit = kDrainLimit;

@@ -623,12 +623,14 @@ struct ScalingGroup::Impl {
       std::optional<internal::Proposal> proposal;
       if (p.type == PolicyType::kTargetTracking) {
         proposal = trackers[k]->evaluate(*value, counted, desired, desired_since, now, memory_is_percent());
-        // Scale out fast: the last few seconds may already ask for more while the window is still mostly quiet.
+        // Scale out fast: the last few seconds may already ask for more while the window is still mostly
+        // quiet.
         constexpr Millis kRecent{3000};
         if (p.window > kRecent) {
           auto recent = w->second.statistic(p.statistic, kRecent, now);
-          auto early = recent ? trackers[k]->scale_out_early(*recent, kRecent, counted, desired, memory_is_percent())
-                              : std::nullopt;
+          auto early =
+              recent ? trackers[k]->scale_out_early(*recent, kRecent, counted, desired, memory_is_percent())
+                     : std::nullopt;
           if (early && (!proposal || early->desired > proposal->desired)) proposal = early;
         }
       } else if (now - last_activity >= spec.cooldown) {

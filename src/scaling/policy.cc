@@ -73,8 +73,8 @@ std::optional<Proposal> TargetTracker::evaluate(double value, int counted, int d
 std::optional<Proposal> TargetTracker::scale_out_early(double recent_value, Millis recent, int counted,
                                                        int desired, bool memory_is_percent) const {
   if (spec_.target <= 0 || counted == 0) return std::nullopt;
-  const int wanted =
-      std::max(0, static_cast<int>(std::ceil(static_cast<double>(counted) * recent_value / spec_.target - 1e-9)));
+  const int wanted = std::max(
+      0, static_cast<int>(std::ceil(static_cast<double>(counted) * recent_value / spec_.target - 1e-9)));
   if (wanted <= desired) return std::nullopt;
   return Proposal{wanted, spec_.metric.text() + " " + to_string(spec_.statistic) + " " +
                               format_value(spec_.metric, recent_value, memory_is_percent) +

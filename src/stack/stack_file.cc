@@ -246,7 +246,8 @@ DnsSpec parse_dns(const core::ConfigNode& node) {
     config.fail(std::string("invalid DNS configuration: ") + e.what());
   }
   dns.listen = node.required("listen").as_string();
-  if (!core::SocketAddress::parse(dns.listen)) node["listen"].fail("expected host:port, such as 127.0.0.1:5353");
+  if (!core::SocketAddress::parse(dns.listen))
+    node["listen"].fail("expected host:port, such as 127.0.0.1:5353");
   dns.admin = node.string_or("admin", "");
   if (!dns.admin.empty() && !core::SocketAddress::parse(dns.admin)) node["admin"].fail("expected host:port");
   return dns;
@@ -304,16 +305,20 @@ DatabaseSpec parse_database(const core::ConfigNode& node, const std::vector<std:
   db.location = node.location();
   if (!node.defined() || node.is_null()) return db;
   if (!node.is_map()) node.fail("expected a map with primary_zone, replicas, writer, reader and users");
-  node.check_keys({"primary_zone", "replicas", "writer", "reader", "admin", "lag_limit", "failover_after", "users"});
+  node.check_keys(
+      {"primary_zone", "replicas", "writer", "reader", "admin", "lag_limit", "failover_after", "users"});
   db.enabled = true;
-  auto is_zone = [&](const std::string& z) { return std::find(zones.begin(), zones.end(), z) != zones.end(); };
+  auto is_zone = [&](const std::string& z) {
+    return std::find(zones.begin(), zones.end(), z) != zones.end();
+  };
   if (!node["primary_zone"].defined()) {
     node.fail(node["replicas"].defined()
                   ? "replicas need a primary: add primary_zone: ZONE (the zone of the primary)"
                   : "missing key 'primary_zone' (the zone of the primary)");
   }
   db.primary_zone = node["primary_zone"].as_string();
-  if (!is_zone(db.primary_zone)) node["primary_zone"].fail("zone '" + db.primary_zone + "' is not one of the stack's zones");
+  if (!is_zone(db.primary_zone))
+    node["primary_zone"].fail("zone '" + db.primary_zone + "' is not one of the stack's zones");
   if (core::ConfigNode r = node["replicas"]; r.defined() && !r.is_null()) {
     if (!r.is_map()) r.fail("expected replicas per zone, such as {a: 1, b: 1}");
     for (const auto& [zone, count] : r.entries()) {
@@ -346,7 +351,8 @@ DatabaseSpec parse_database(const core::ConfigNode& node, const std::vector<std:
   db.instances.push_back({"db-" + db.primary_zone + "-1", db.primary_zone, 0});
   for (const auto& [zone, count] : db.replicas) {
     int first = zone == db.primary_zone ? 2 : 1;
-    for (int i = 0; i < count; ++i) db.instances.push_back({"db-" + zone + "-" + std::to_string(first + i), zone, 0});
+    for (int i = 0; i < count; ++i)
+      db.instances.push_back({"db-" + zone + "-" + std::to_string(first + i), zone, 0});
   }
   return db;
 }
@@ -361,7 +367,8 @@ StackSpec load_stack_file(const std::string& path) {
 
 StackSpec parse_stack(const core::ConfigNode& root) {
   if (!root.is_map()) root.fail("expected a stack: a map with name, zones, gateway and groups");
-  root.check_keys({"name", "zones", "control", "gateway", "groups", "object_store", "edges", "dns", "database"});
+  root.check_keys(
+      {"name", "zones", "control", "gateway", "groups", "object_store", "edges", "dns", "database"});
   StackSpec spec;
   spec.source = root.location();
 

@@ -81,7 +81,8 @@ struct ObjectStoreSpec {
   std::string master_key_file;       // empty: STATE_DIR/objstore/master.key, made at the first start
   std::vector<S3UserSpec> users;     // empty: one user "admin" with keys made at the first start
   std::string replication_ack = "all";
-  std::string on_peer_down = "degrade";  // ack all and a zone's node down: degrade (answer, mark it behind) or fail
+  std::string on_peer_down =
+      "degrade";  // ack all and a zone's node down: degrade (answer, mark it behind) or fail
   std::vector<BucketSpec> buckets;
   std::string location;
 };

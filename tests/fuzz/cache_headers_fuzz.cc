@@ -94,7 +94,8 @@ void check_range(std::string_view s, uint64_t length) {
   // Several ranges of a small representation: the multipart/byteranges body holds every part's bytes once.
   if (out.size() > 1 && length <= 4096) {
     static const std::string body(4096, 'b');
-    const std::string m = cache::multipart_byteranges(std::string_view(body).substr(0, length), out, "t/x", "B");
+    const std::string m =
+        cache::multipart_byteranges(std::string_view(body).substr(0, length), out, "t/x", "B");
     uint64_t bytes = 0;
     for (const auto& r : out) bytes += r.last - r.first + 1;
     check(m.size() > bytes && m.ends_with("\r\n--B--\r\n"));

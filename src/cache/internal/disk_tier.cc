@@ -104,7 +104,8 @@ std::string serialize_object(const Object& o) {
   put_str(out, o.etag);
   put_str(out, o.last_modified);
   EntryTimes t = o.current_times();
-  for (int64_t v : {t.request_time, t.response_time, t.date_value, t.age_value, t.freshness_lifetime, t.expires})
+  for (int64_t v :
+       {t.request_time, t.response_time, t.date_value, t.age_value, t.freshness_lifetime, t.expires})
     put_u64(out, static_cast<uint64_t>(v));
   put_u64(out, o.compressible ? 1 : 0);
   put_u64(out, o.slice_first);
@@ -124,7 +125,7 @@ std::shared_ptr<Object> deserialize_object(std::string_view bytes) {
   o->headers = r.str();
   o->etag = r.str();
   o->last_modified = r.str();
-  int64_t* times[] = {&o->times.request_time, &o->times.response_time, &o->times.date_value,
+  int64_t* times[] = {&o->times.request_time, &o->times.response_time,      &o->times.date_value,
                       &o->times.age_value,    &o->times.freshness_lifetime, &o->times.expires};
   for (int64_t* v : times) *v = static_cast<int64_t>(r.u64());
   o->compressible = r.u64() != 0;
@@ -135,7 +136,8 @@ std::shared_ptr<Object> deserialize_object(std::string_view bytes) {
   o->br_body = r.str();
   if (!r.ok || !r.in.empty() || status < 100 || status > 999) return nullptr;
   o->status = static_cast<int>(status);
-  // The Cache-Control lines of the stored fields are the object's directives (as build_cache_object read them).
+  // The Cache-Control lines of the stored fields are the object's directives (as build_cache_object read
+  // them).
   std::string_view lines = o->headers;
   while (!lines.empty()) {
     size_t eol = lines.find("\r\n");
@@ -296,7 +298,8 @@ std::shared_ptr<Object> DiskTier::read(std::string_view key, const http::Request
 
 namespace {
 bool key_matches(std::string_view k, std::string_view key, bool prefix) {
-  return k.substr(0, key.size()) == key && (prefix || k.size() == key.size() || k[key.size()] == kSliceSeparator);
+  return k.substr(0, key.size()) == key &&
+         (prefix || k.size() == key.size() || k[key.size()] == kSliceSeparator);
 }
 bool has_tag(const std::vector<std::string>& tags, std::string_view tag) {
   for (const auto& t : tags)

@@ -33,7 +33,8 @@ class DiskTier {
   void write(std::shared_ptr<const Object> object);  // queued; replaces the file of the same key and Vary key
   // Reads the object for `key` whose Vary matches `req` (blocking read of its file), or nullptr.
   std::shared_ptr<Object> read(std::string_view key, const http::RequestHead& req);
-  // The object for `key` matching `req` that is queued or being written, or nullptr: found before its file is.
+  // The object for `key` matching `req` that is queued or being written, or nullptr: found before its file
+  // is.
   std::shared_ptr<const Object> pending(std::string_view key, const http::RequestHead& req) const;
   size_t purge(std::string_view key, bool prefix);
   size_t purge_tag(std::string_view tag);
@@ -60,7 +61,8 @@ class DiskTier {
   std::condition_variable cv_;
   Index entries_;  // never evicted below one entry, however large
   uint64_t next_id_ = 1;
-  uint64_t purges_ = 0;  // a write that was under way during a purge is dropped (it may be of a purged object)
+  uint64_t purges_ =
+      0;  // a write that was under way during a purge is dropped (it may be of a purged object)
   std::deque<std::shared_ptr<const Object>> queue_;
   std::shared_ptr<const Object> writing_;  // taken off the queue, its file not yet indexed
   bool stop_ = false;

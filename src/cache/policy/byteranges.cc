@@ -1,5 +1,5 @@
-// multipart/byteranges (RFC 9110 section 14.6) and Content-Range (section 14.4): the range rules a cache needs
-// beyond parsing Range (policy.cc), free of I/O like the rest of cache/policy.
+// multipart/byteranges (RFC 9110 section 14.6) and Content-Range (section 14.4): the range rules a cache
+// needs beyond parsing Range (policy.cc), free of I/O like the rest of cache/policy.
 #include <charconv>
 
 #include "cache/policy.h"
@@ -50,7 +50,8 @@ std::string multipart_byteranges(std::string_view body, const std::vector<ByteRa
 }
 
 std::optional<ContentRange> parse_content_range(std::string_view value) {
-  // Content-Range = range-unit SP ( range-resp / unsatisfied-range ); range-resp = incl-range "/" ( length / "*" )
+  // Content-Range = range-unit SP ( range-resp / unsatisfied-range ); range-resp = incl-range "/" ( length /
+  // "*" )
   while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
   while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
   if (value.size() < 6) return std::nullopt;

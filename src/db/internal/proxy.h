@@ -1,7 +1,7 @@
 // The writer and reader endpoints: an L4 TCP proxy on the core event loop. Each worker loop owns a listener
 // per endpoint (SO_REUSEPORT) and the connections it accepted; the endpoints process (endpoints.cc) hands
-// every loop the routes through post() when routes.json changes (SIGHUP). Bytes are relayed through two pooled 64 KiB buffers per connection, with no
-// allocation per read.
+// every loop the routes through post() when routes.json changes (SIGHUP). Bytes are relayed through two
+// pooled 64 KiB buffers per connection, with no allocation per read.
 #pragma once
 
 #include <chrono>

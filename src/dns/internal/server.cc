@@ -10,9 +10,9 @@
 #include <stdexcept>
 
 #include "core/event_loop.h"
-#include "core/workers.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/workers.h"
 
 namespace cumulo::dns {
 

@@ -2,7 +2,6 @@
 #pragma once
 
 #include <memory>
-
 #include <nlohmann/json.hpp>
 
 #include "core/event_loop.h"
@@ -15,7 +14,8 @@ class Control;
 
 class Admin {
  public:
-  Admin(Control& control, core::EventLoop& loop, const core::SocketAddress& listen);  // throws if it cannot listen
+  Admin(Control& control, core::EventLoop& loop,
+        const core::SocketAddress& listen);  // throws if it cannot listen
   ~Admin();
 
  private:

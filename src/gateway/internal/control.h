@@ -1,5 +1,5 @@
-// The gateway's control plane, on the main thread: owns the configuration and the live target lists, runs health
-// checks and the admin API, and publishes snapshots to the workers.
+// The gateway's control plane, on the main thread: owns the configuration and the live target lists, runs
+// health checks and the admin API, and publishes snapshots to the workers.
 #pragma once
 
 #include <chrono>
@@ -32,7 +32,8 @@ class Control {
   ~Control();
   int run();
 
-  // Control-loop thread only. Each returns an empty string on success or "STATUS message" (e.g. "404 no ...").
+  // Control-loop thread only. Each returns an empty string on success or "STATUS message" (e.g. "404 no
+  // ...").
   std::string register_target(const std::string& group, const TargetConfig& target);
   std::string deregister_target(const std::string& group, const std::string& address,
                                 std::optional<std::chrono::milliseconds> drain_timeout);
@@ -41,7 +42,9 @@ class Control {
 
   const GatewayConfig& config() const { return *config_; }
   cache::Store& cache() { return *cache_; }
-  const std::map<std::string, std::vector<std::shared_ptr<Target>>, std::less<>>& targets() const { return targets_; }
+  const std::map<std::string, std::vector<std::shared_ptr<Target>>, std::less<>>& targets() const {
+    return targets_;
+  }
   struct Draining {
     std::shared_ptr<Target> target;
     core::TimePoint deadline;
@@ -70,7 +73,7 @@ class Control {
   std::unique_ptr<http::Client> http_client_;
   std::unique_ptr<health::HealthChecker> checker_;
   std::unique_ptr<Admin> admin_;
-  std::unique_ptr<core::LoopThreads> loops_;     // the workers' loops; stopped before anything is destroyed
+  std::unique_ptr<core::LoopThreads> loops_;      // the workers' loops; stopped before anything is destroyed
   std::vector<std::unique_ptr<Worker>> workers_;  // after loops_: destroyed before the loops they ran on
   std::unique_ptr<core::Timer> drain_check_;
   core::ServiceLife life_;

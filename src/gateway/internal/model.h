@@ -58,8 +58,8 @@ struct RouteTimeouts {
 
 struct RouteCacheConfig {
   bool enabled = false;
-  milliseconds default_ttl{0};   // for storable responses that say nothing about freshness
-  milliseconds max_ttl{-1};      // caps any freshness lifetime (-1: no cap)
+  milliseconds default_ttl{0};  // for storable responses that say nothing about freshness
+  milliseconds max_ttl{-1};     // caps any freshness lifetime (-1: no cap)
   bool ignore_origin_cache_control = false;
   uint64_t max_object_bytes = 64ull << 20;
   // Media: fetch the origin in aligned Range slices of slice_bytes, each stored as its own object, and answer
@@ -75,8 +75,8 @@ struct RouteConfig {
   std::string target_group;
   RouteTimeouts timeouts;
   RouteCacheConfig cache;
-  // A route to an object-store bucket: path_prefix is replaced by "/BUCKET/" towards the target (path-style S3),
-  // only GET and HEAD pass, and the client's credentials (Authorization, Cookie) are not forwarded.
+  // A route to an object-store bucket: path_prefix is replaced by "/BUCKET/" towards the target (path-style
+  // S3), only GET and HEAD pass, and the client's credentials (Authorization, Cookie) are not forwarded.
   std::string bucket;
   // Given to 2xx/304 responses that carry no Cache-Control, before the cache or the client sees them.
   std::string default_cache_control;
@@ -99,7 +99,7 @@ struct Limits {
 };
 
 struct GatewayConfig {
-  std::string source;  // the file it came from
+  std::string source;                       // the file it came from
   uint64_t cache_max_bytes = 256ull << 20;  // memory for every route's cached objects together
   std::string cache_disk_path;              // the disk tier's directory ("" : memory only)
   uint64_t cache_disk_max_bytes = 1ull << 30;
@@ -119,7 +119,7 @@ GatewayConfig parse_gateway_config(const std::string& path);
 
 // Per-target metric series, resolved once so the request path only bumps atomics.
 struct TargetMetrics {
-  core::Counter* responses[6] = {};  // index status/100 (0: no response)
+  core::Counter* responses[6] = {};    // index status/100 (0: no response)
   core::Counter* bytes_in = nullptr;   // from the target
   core::Counter* bytes_out = nullptr;  // to the target
   core::Counter* connect_failures = nullptr;
@@ -144,8 +144,8 @@ struct Target {
 
   // Routable: healthy (or not yet known when the group has no check), not ejected, not draining.
   bool available(int64_t now_ms) const {
-    return health->health.load(std::memory_order_relaxed) == health::Health::kHealthy && !outlier.ejected(now_ms) &&
-           !draining.load(std::memory_order_relaxed);
+    return health->health.load(std::memory_order_relaxed) == health::Health::kHealthy &&
+           !outlier.ejected(now_ms) && !draining.load(std::memory_order_relaxed);
   }
 };
 
@@ -153,7 +153,7 @@ struct Target {
 struct alignas(64) BalancerState {
   uint64_t next = 0;
   uint64_t rng = 0x9e3779b97f4a7c15ULL;  // a per-worker sequence for slow start, no shared state
-  std::vector<int64_t> current_weight;  // smooth weighted round robin (one per target)
+  std::vector<int64_t> current_weight;   // smooth weighted round robin (one per target)
   double retry_tokens = 0;
   int64_t retry_window_start_ms = 0;
   int retries_in_window = 0;
@@ -167,7 +167,7 @@ struct TargetGroup {
 
 struct RouteMetrics {
   core::Counter* cache_results[4] = {};  // hit, miss, stale (served stale or revalidated), bypass
-  core::Counter* cache_bytes = nullptr;   // body bytes served from the cache
+  core::Counter* cache_bytes = nullptr;  // body bytes served from the cache
   core::Counter* responses[6] = {};
   core::Histogram* latency = nullptr;
   core::Counter* bytes_out = nullptr;  // to clients

@@ -24,11 +24,13 @@ std::shared_ptr<cache::Object> build_cache_object(const std::string& key, const 
                                                   const http::ResponseHead& resp, const RouteCacheConfig& cfg,
                                                   int64_t request_time, int64_t now);
 // The same for a response an http::Client gathered whole (a background refresh, a slice), judged as its head
-// would have been read for `request_head`. `as_part_of_200`: a slice (a 206, or a 200 fetched with GET for a GET
-// or a HEAD) judged as the 200 it is a part of (RFC 9111 section 3.4 allows storing parts; storable() knows 200s).
+// would have been read for `request_head`. `as_part_of_200`: a slice (a 206, or a 200 fetched with GET for a
+// GET or a HEAD) judged as the 200 it is a part of (RFC 9111 section 3.4 allows storing parts; storable()
+// knows 200s).
 std::shared_ptr<cache::Object> build_cache_object(const std::string& key, const std::string& request_head,
                                                   const http::ClientResponse& resp, bool as_part_of_200,
-                                                  const RouteCacheConfig& cfg, int64_t request_time, int64_t now);
+                                                  const RouteCacheConfig& cfg, int64_t request_time,
+                                                  int64_t now);
 // Extra representations made once when an object is stored (a gzip variant of compressible content).
 void prepare_variants(cache::Object& obj);
 
@@ -116,9 +118,9 @@ class Session final : public core::IoHandler {
     const Target* tried[4] = {};
     int tried_count = 0;
     int attempts = 0;
-    uint64_t request_left = 0;  // content-length body bytes not yet sent
+    uint64_t request_left = 0;       // content-length body bytes not yet sent
     size_t request_chunk_ready = 0;  // chunked body bytes checked at the front of client_.in, not sent
-    uint64_t request_sent = 0;  // body bytes
+    uint64_t request_sent = 0;       // body bytes
     uint64_t response_left = 0;
     size_t response_chunk_ready = 0;
     std::string last_failure;  // what went wrong with the last target tried, for the 502/504 body
@@ -171,7 +173,8 @@ class Session final : public core::IoHandler {
   bool cache_lookup(const http::RequestHead& req);
   bool cache_on_response(const http::ResponseHead& resp);
   bool cache_serve_stale_on_error();
-  void serve_cached(const http::RequestHead& req, std::shared_ptr<const cache::Object> obj, std::string_view label);
+  void serve_cached(const http::RequestHead& req, std::shared_ptr<const cache::Object> obj,
+                    std::string_view label);
   bool step_serve_cached();
   void finish_cache_response();
   void capture_body(std::string_view bytes);
@@ -225,7 +228,8 @@ class Session final : public core::IoHandler {
   Exchange exchange_;
   CacheState cache_;
   SliceState slices_;
-  core::OwnerGuard<Session> self_;  // wake-ups from other threads find the session through it; null once closed
+  core::OwnerGuard<Session>
+      self_;  // wake-ups from other threads find the session through it; null once closed
 };
 
 }  // namespace cumulo::gateway

@@ -1,6 +1,6 @@
-// A worker: the state of one event loop thread (core::LoopThreads): its own listening sockets (SO_REUSEPORT), the client sessions it accepted,
-// and its pool of keep-alive connections to targets. Nothing here is touched by another thread except through
-// EventLoop::post().
+// A worker: the state of one event loop thread (core::LoopThreads): its own listening sockets (SO_REUSEPORT),
+// the client sessions it accepted, and its pool of keep-alive connections to targets. Nothing here is touched
+// by another thread except through EventLoop::post().
 #pragma once
 
 #include <atomic>
@@ -22,7 +22,7 @@ namespace cumulo::http {
 class Client;
 struct ClientRequest;
 struct ClientResponse;
-}
+}  // namespace cumulo::http
 namespace cumulo::cache {
 struct Object;
 }
@@ -94,7 +94,8 @@ struct WorkerShared {
 // The client's request headers that go along on a fetch the cache makes itself (a background revalidation, a
 // slice): none that are hop-by-hop, Host, Range or a conditional (If-*, in any case) of the client's; the
 // cache adds its own.
-void copy_headers_for_cache_fetch(const http::RequestHead& rq, http::ClientRequest& cr, bool keep_accept_encoding);
+void copy_headers_for_cache_fetch(const http::RequestHead& rq, http::ClientRequest& cr,
+                                  bool keep_accept_encoding);
 
 class Worker final : public Upstreams {
  public:
@@ -105,16 +106,19 @@ class Worker final : public Upstreams {
   int index() const { return index_; }
   core::EventLoop& loop() { return loop_; }
   // Before the loop runs: its listening sockets (SO_REUSEPORT) and timers.
-  void start(std::shared_ptr<const Snapshot> snapshot, const std::vector<std::unique_ptr<ListenerRuntime>>& listeners);
+  void start(std::shared_ptr<const Snapshot> snapshot,
+             const std::vector<std::unique_ptr<ListenerRuntime>>& listeners);
 
   // Loop thread only, below.
   const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
   void set_snapshot(std::shared_ptr<const Snapshot> s) { snapshot_ = std::move(s); }
-  void begin_drain();  // stop accepting; sessions close after their current response
+  void begin_drain();                     // stop accepting; sessions close after their current response
   void cut_requests_to(const Target* t);  // a drain timeout passed: requests still on t end now
-  // stale-while-revalidate (RFC 5861): fetch the key again without a client waiting; one refresh per key at once.
-  void refresh_in_background(std::shared_ptr<const Snapshot> snapshot, const Route* route, const std::string& key,
-                             std::shared_ptr<const cache::Object> stale, std::string request_head);
+  // stale-while-revalidate (RFC 5861): fetch the key again without a client waiting; one refresh per key at
+  // once.
+  void refresh_in_background(std::shared_ptr<const Snapshot> snapshot, const Route* route,
+                             const std::string& key, std::shared_ptr<const cache::Object> stale,
+                             std::string request_head);
   // Sends `req` to a target of the route's group on the worker's own client, for cache slices (no client
   // connection is tied to it); false when no target is available. `done` runs on this worker's loop.
   bool fetch_for_cache(const Snapshot& snapshot, const Route* route, http::ClientRequest req,
@@ -163,8 +167,8 @@ class Worker final : public Upstreams {
 Target* pick_target(const TargetGroup& group, BalancerState& state, std::string_view own_zone, int64_t now_ms,
                     const Target* const* tried, int tried_count);
 
-// Retry budget (Finagle's idea): each request deposits budget_percent/100 of a token, a retry spends one; a few
-// retries per second are always allowed so that a quiet gateway can still retry.
+// Retry budget (Finagle's idea): each request deposits budget_percent/100 of a token, a retry spends one; a
+// few retries per second are always allowed so that a quiet gateway can still retry.
 bool retry_allowed(const RetryConfig& cfg, BalancerState& state, int64_t now_ms);
 void retry_deposit(const RetryConfig& cfg, BalancerState& state);
 

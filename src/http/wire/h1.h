@@ -30,15 +30,17 @@ struct Header {
 inline constexpr size_t kMaxHeaders = 100;
 
 struct ParseLimits {
-  size_t max_head_bytes = 16 * 1024;  // request/status line + all headers + final CRLF; over it: 431 (414 if the line alone)
-  size_t max_headers = kMaxHeaders;    // over it: 431
+  size_t max_head_bytes =
+      16 * 1024;  // request/status line + all headers + final CRLF; over it: 431 (414 if the line alone)
+  size_t max_headers = kMaxHeaders;  // over it: 431
 };
 
 // Where and why parsing stopped, and the HTTP status that answers it (HAProxy keeps err_pos/err_state).
 struct ParseError {
-  size_t pos = 0;            // offset in the input of the offending byte
-  int http_status = 400;     // 400, 413, 414, 431, 501 (unsupported transfer coding), 505 (version)
-  const char* reason = "";   // short, static, for logs and the error body, e.g. "both Content-Length and Transfer-Encoding"
+  size_t pos = 0;         // offset in the input of the offending byte
+  int http_status = 400;  // 400, 413, 414, 431, 501 (unsupported transfer coding), 505 (version)
+  const char* reason =
+      "";  // short, static, for logs and the error body, e.g. "both Content-Length and Transfer-Encoding"
 };
 
 struct MessageHead {
@@ -49,8 +51,8 @@ struct MessageHead {
 
   // Semantics derived while parsing:
   BodyKind body = BodyKind::kNone;
-  uint64_t content_length = 0;  // valid when body == kContentLength
-  bool keep_alive = true;       // from version and Connection: close / keep-alive
+  uint64_t content_length = 0;      // valid when body == kContentLength
+  bool keep_alive = true;           // from version and Connection: close / keep-alive
   bool connection_upgrade = false;  // Connection: upgrade together with an Upgrade header
 
   // Case-insensitive lookup of the first header with this name; empty view when absent.
@@ -70,7 +72,7 @@ struct RequestHead : MessageHead {
 };
 
 struct ResponseHead : MessageHead {
-  int status = 0;        // 100..999
+  int status = 0;  // 100..999
   std::string_view reason;
 };
 
@@ -83,11 +85,14 @@ class RequestParser {
   explicit RequestParser(ParseLimits limits = {}) : limits_(limits) {}
 
   // `in` is every byte received so far for this message, from its first byte. The parser remembers how far it
-  // scanned for the end of the head, so repeated calls with a growing buffer cost O(new bytes) until the head is
-  // complete. On kComplete, out.head_bytes is the length of the head and the body (if any) starts there.
+  // scanned for the end of the head, so repeated calls with a growing buffer cost O(new bytes) until the head
+  // is complete. On kComplete, out.head_bytes is the length of the head and the body (if any) starts there.
   [[nodiscard]] ParseStatus parse(std::string_view in, RequestHead& out);
   const ParseError& error() const { return error_; }
-  void reset() { scanned_ = 0; error_ = {}; }
+  void reset() {
+    scanned_ = 0;
+    error_ = {};
+  }
 
  private:
   ParseLimits limits_;
@@ -103,7 +108,10 @@ class ResponseParser {
   explicit ResponseParser(ParseLimits limits = {}) : limits_(limits) {}
   [[nodiscard]] ParseStatus parse(std::string_view in, Method request_method, ResponseHead& out);
   const ParseError& error() const { return error_; }
-  void reset() { scanned_ = 0; error_ = {}; }
+  void reset() {
+    scanned_ = 0;
+    error_ = {};
+  }
 
  private:
   ParseLimits limits_;
@@ -111,8 +119,8 @@ class ResponseParser {
   ParseError error_;
 };
 
-// Decodes a chunked body (RFC 9112 section 7.1) incrementally, over any split of the input. Chunk extensions are
-// skipped, trailers are consumed and checked like header lines.
+// Decodes a chunked body (RFC 9112 section 7.1) incrementally, over any split of the input. Chunk extensions
+// are skipped, trailers are consumed and checked like header lines.
 class ChunkedDecoder {
  public:
   // Consumes framing and at most one run of payload from `in`. `consumed` is how many bytes of `in` were
@@ -160,7 +168,8 @@ class ChunkedDecoder {
 Method method_from_string(std::string_view name);
 using core::iequals;  // ASCII case-insensitive, for field names and tokens
 // True for hop-by-hop headers a proxy must not forward (RFC 9110 section 7.6.1): Connection, Keep-Alive,
-// Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade. (The caller also drops names listed in Connection.)
+// Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade. (The caller also drops names listed in
+// Connection.)
 bool is_hop_by_hop(std::string_view name);
 // Standard reason phrase for a status code ("OK", "Not Found", ...), "Unknown" when none.
 std::string_view reason_phrase(int status);

@@ -50,7 +50,8 @@ struct ObjectCacheStats {
 class ObjectCache {
  public:
   explicit ObjectCache(ObjectCacheOptions options)
-      : options_(options), lookup_(limits(options.lookup_max_entries, UINT64_MAX)),
+      : options_(options),
+        lookup_(limits(options.lookup_max_entries, UINT64_MAX)),
         data_(limits(SIZE_MAX, options.read_max_bytes)) {}
   ObjectCache(const ObjectCache&) = delete;
   ObjectCache& operator=(const ObjectCache&) = delete;

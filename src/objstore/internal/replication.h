@@ -25,7 +25,8 @@ namespace cumulo::objstore {
 
 class Replicator {
  public:
-  // `loop` is the store's main loop, where waits resolve and the status is read; the endpoint runs on any worker.
+  // `loop` is the store's main loop, where waits resolve and the status is read; the endpoint runs on any
+  // worker.
   Replicator(const S3Config& config, Storage& storage, core::EventLoop& loop);
   ~Replicator();  // stops the senders
   Replicator(const Replicator&) = delete;
@@ -34,9 +35,9 @@ class Replicator {
   void start();
   void stop();
 
-  // Any worker loop; `done` runs on the caller's loop. Calls done(true) once the feed up to `seq` is confirmed by the peers that must confirm it
-  // (ack: all), at once with ack: one; done(false) when a peer did not confirm within ack_timeout and
-  // on_peer_down is fail.
+  // Any worker loop; `done` runs on the caller's loop. Calls done(true) once the feed up to `seq` is
+  // confirmed by the peers that must confirm it (ack: all), at once with ack: one; done(false) when a peer
+  // did not confirm within ack_timeout and on_peer_down is fail.
   void when_replicated(uint64_t seq, std::function<void(bool ok)> done);
   // on_peer_down: fail and a peer known down: writes are refused before anything is stored. Any thread.
   bool refusing_writes() const;

@@ -1129,8 +1129,8 @@ struct S3Api::Impl {
         return r;
       }
       r.content_length = static_cast<int64_t>(length);
-      r.body_producer = [data, offset = static_cast<size_t>(start),
-                         left = static_cast<size_t>(length)](char* buf, size_t cap) mutable -> size_t {
+      r.body_producer = [data, offset = static_cast<size_t>(start), left = static_cast<size_t>(length)](
+                            char* buf, size_t cap) mutable -> size_t {
         size_t n = std::min(cap, left);
         std::memcpy(buf, data->data() + offset, n);
         offset += n;

@@ -187,8 +187,8 @@ S3Config parse(const ConfigNode& root) {
   }
   if (auto lc = root["lookup_cache"]; lc.defined()) {
     lc.check_keys({"max_entries"});
-    c.lookup_cache_entries =
-        static_cast<size_t>(lc.int_or("max_entries", static_cast<int64_t>(c.lookup_cache_entries), 0, 1 << 30));
+    c.lookup_cache_entries = static_cast<size_t>(
+        lc.int_or("max_entries", static_cast<int64_t>(c.lookup_cache_entries), 0, 1 << 30));
   }
   return c;
 }

@@ -1,11 +1,11 @@
 #include "objstore/internal/sealed_file.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,7 +18,6 @@
 
 #include "core/event_loop.h"
 #include "core/lru_map.h"
-
 #include "core/text.h"
 
 namespace cumulo::objstore {
@@ -212,11 +211,13 @@ struct OpenSealedFile {
   int fd = -1;
   uint64_t file_bytes = 0;
   // Files up to kMapMaxBytes are mapped (populated at once): a frame then decrypts straight from the page
-  // cache, without a pread and its copy. The files are never truncated or rewritten, so a mapping cannot fault.
+  // cache, without a pread and its copy. The files are never truncated or rewritten, so a mapping cannot
+  // fault.
   const uint8_t* map = nullptr;
   MasterKey master{};  // the key that unwrapped data_key (a test may open one path under two master keys)
   std::array<uint8_t, 16> file_id{};
-  EVP_CIPHER_CTX* ctx = nullptr;  // AES-256-GCM decryption with the data key expanded; set the nonce per frame
+  EVP_CIPHER_CTX* ctx =
+      nullptr;  // AES-256-GCM decryption with the data key expanded; set the nonce per frame
   core::TimePoint used{};
   ~OpenSealedFile() {
     if (map) ::munmap(const_cast<uint8_t*>(map), file_bytes);
@@ -235,9 +236,11 @@ constexpr uint64_t kMapMaxBytes = 4 << 20;
 class OpenFiles {
  public:
   OpenFiles() : files_(limits()) {}
-  std::shared_ptr<OpenSealedFile> find(const std::string& path, const MasterKey& master, core::TimePoint now) {
+  std::shared_ptr<OpenSealedFile> find(const std::string& path, const MasterKey& master,
+                                       core::TimePoint now) {
     files_.evict_while([now](const auto& e) { return now - e.value->used > kOpenFileIdle; });
-    auto* found = files_.find_if(path, [&](const std::shared_ptr<OpenSealedFile>& f) { return f->master == master; });
+    auto* found =
+        files_.find_if(path, [&](const std::shared_ptr<OpenSealedFile>& f) { return f->master == master; });
     if (!found) return nullptr;
     (*found)->used = now;
     return *found;
@@ -262,7 +265,8 @@ thread_local OpenFiles t_open_files;
 // One frame's ciphertext and tag, and a byte more to see that the final frame ends the file: reused by every
 // read of this thread (a read decrypts before it returns).
 uint8_t* sealed_scratch() {
-  thread_local std::unique_ptr<uint8_t[]> buf = std::make_unique_for_overwrite<uint8_t[]>(kFrameBytes + kTagBytes + 1);
+  thread_local std::unique_ptr<uint8_t[]> buf =
+      std::make_unique_for_overwrite<uint8_t[]>(kFrameBytes + kTagBytes + 1);
   return buf.get();
 }
 
@@ -317,8 +321,8 @@ std::shared_ptr<OpenSealedFile> open_sealed(const MasterKey& master, const std::
 }
 
 // Decrypts one frame with the file's expanded key; false when the tag does not verify.
-bool open_frame(EVP_CIPHER_CTX* ctx, const uint8_t nonce[12], const uint8_t* aad, size_t aad_len, const uint8_t* in,
-                size_t len, uint8_t* out, const uint8_t tag[16]) {
+bool open_frame(EVP_CIPHER_CTX* ctx, const uint8_t nonce[12], const uint8_t* aad, size_t aad_len,
+                const uint8_t* in, size_t len, uint8_t* out, const uint8_t tag[16]) {
   int n = 0;
   if (EVP_CipherInit_ex(ctx, nullptr, nullptr, nullptr, nonce, 0) != 1) return false;
   if (EVP_CipherUpdate(ctx, nullptr, &n, aad, static_cast<int>(aad_len)) != 1) return false;
@@ -380,7 +384,8 @@ ssize_t SealedReader::decrypt_frame(uint64_t index, uint8_t* dest) {
   const uint8_t* sealed = file_->map ? file_->map + off : sealed_scratch();
   if (file_->map) got = want;  // the length was checked against the metadata when the file was opened
   while (got < ask && !file_->map) {
-    ssize_t n = ::pread(file_->fd, const_cast<uint8_t*>(sealed) + got, ask - got, static_cast<off_t>(off + got));
+    ssize_t n =
+        ::pread(file_->fd, const_cast<uint8_t*>(sealed) + got, ask - got, static_cast<off_t>(off + got));
     if (n < 0) {
       if (errno == EINTR) continue;
       io_error_ = true;

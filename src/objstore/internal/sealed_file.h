@@ -13,8 +13,8 @@
 #include <sys/types.h>
 
 #include <array>
-#include <cstdint>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -71,9 +71,9 @@ inline constexpr ssize_t kSealedIoError = -2;
 // An open sealed file whose header verified: its descriptor, its id and its data key, already expanded for
 // decryption. Kept per thread by SealedReader::open (the object store's open-file cache, as nginx's
 // open_file_cache keeps plain files open): a read of a hot object is then one pread and one decryption, with
-// no open, no header read, no key unwrap and no close. Files are never rewritten (a new version is a new file),
-// so a cached descriptor reads exactly what its path named; a replaced file's blocks are freed when its entry
-// leaves the cache (least recently used beyond the limit, or idle for kOpenFileIdle).
+// no open, no header read, no key unwrap and no close. Files are never rewritten (a new version is a new
+// file), so a cached descriptor reads exactly what its path named; a replaced file's blocks are freed when
+// its entry leaves the cache (least recently used beyond the limit, or idle for kOpenFileIdle).
 struct OpenSealedFile;
 
 inline constexpr size_t kOpenFilesPerThread = 1024;
@@ -98,8 +98,8 @@ class SealedReader {
  private:
   SealedReader() = default;
   bool load_frame(uint64_t index);
-  // Reads and authenticates frame `index` into dest (room for its plaintext); the plaintext length, or -1 (and
-  // dest holds nothing of it).
+  // Reads and authenticates frame `index` into dest (room for its plaintext); the plaintext length, or -1
+  // (and dest holds nothing of it).
   ssize_t decrypt_frame(uint64_t index, uint8_t* dest);
 
   // Shared with this thread's open-file cache and the other readers of the file on this thread (which use it

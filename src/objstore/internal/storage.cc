@@ -607,8 +607,7 @@ S3Error Storage::delete_bucket(std::string_view name) {
   }
   Transaction tx(here().db);
   if (!tx.ok()) return db_error(tx.begin_rc());
-  Stmt a(here(),
-         "DELETE FROM parts WHERE upload_id IN (SELECT upload_id FROM uploads WHERE bucket = ?1)");
+  Stmt a(here(), "DELETE FROM parts WHERE upload_id IN (SELECT upload_id FROM uploads WHERE bucket = ?1)");
   a.bind(1, name);
   Stmt b(here(), "DELETE FROM uploads WHERE bucket = ?1");
   b.bind(1, name);
@@ -1275,7 +1274,8 @@ S3Error Storage::apply_delete(std::string_view bucket, std::string_view key, con
     Stmt st(here(), "DELETE FROM objects WHERE bucket = ?1 AND key = ?2");
     st.bind(1, bucket).bind(2, key);
     if (int rc = st.step(); rc != SQLITE_DONE) return db_error(rc);
-    if ((r = record_change(here().db, bucket, key, true, &change, 0)).rc != SQLITE_DONE) return db_error(r.rc);
+    if ((r = record_change(here().db, bucket, key, true, &change, 0)).rc != SQLITE_DONE)
+      return db_error(r.rc);
   }
   if (int rc = advance_cursor(here().db, change); rc != SQLITE_DONE) return db_error(rc);
   if (int rc = tx.commit(); rc != SQLITE_OK) return db_error(rc);

@@ -98,9 +98,9 @@ class SupervisorSignals {
   core::Fd fd_;
 };
 
-// A process of the stack itself rather than of a group: the gateway, the object-store nodes, the edges, DNS. All
-// start before the groups' instances and are restarted when they die (a restarted gateway is then told about
-// every instance again).
+// A process of the stack itself rather than of a group: the gateway, the object-store nodes, the edges, DNS.
+// All start before the groups' instances and are restarted when they die (a restarted gateway is then told
+// about every instance again).
 struct ServiceProcess {
   enum class Kind { kGateway, kStore, kEdge, kDns, kDatabase };
   Kind kind = Kind::kGateway;
@@ -112,7 +112,7 @@ struct ServiceProcess {
   bool stops_last = false;
   Millis stop_grace{10'000};
   Millis start_timeout = kGatewayStartTimeout;  // not accepting on every probe by then: the start failed
-  std::vector<core::SocketAddress> probes;  // accepting connections on all of these means ready
+  std::vector<core::SocketAddress> probes;      // accepting connections on all of these means ready
   scaling::LaunchSpec launch;
   scaling::InstanceHandle handle = 0;  // 0 while not running
   bool ready = false;
@@ -511,10 +511,19 @@ void Supervisor::plan_dns() {
     dns.admin = "127.0.0.1:" + std::to_string(pick_port(avoid));
     reserved_ports_.insert(core::SocketAddress::parse(dns.admin)->port());
   }
-  ServiceProcess& s = add_service(ServiceProcess::Kind::kDns, "dns", "-", dns.listen, {dns.listen, dns.admin});
+  ServiceProcess& s =
+      add_service(ServiceProcess::Kind::kDns, "dns", "-", dns.listen, {dns.listen, dns.admin});
   s.config_path = dns.config;
-  s.launch.argv = {options_.cumulo_binary, "dns", "-c", dns.config, "--listen", dns.listen, "--admin", dns.admin,
-                   "--gateway-address", probe_address(*core::SocketAddress::parse(stack_.gateway.listen)).host()};
+  s.launch.argv = {options_.cumulo_binary,
+                   "dns",
+                   "-c",
+                   dns.config,
+                   "--listen",
+                   dns.listen,
+                   "--admin",
+                   dns.admin,
+                   "--gateway-address",
+                   probe_address(*core::SocketAddress::parse(stack_.gateway.listen)).host()};
 }
 
 // `database:` one `cumulo db run` with every MariaDB instance of the stack; ready once both endpoints accept,

@@ -13,15 +13,16 @@ TEST(Multipart, ExampleOfRfc9110) {
   // Section 14.6's example, for a 1741-byte representation (parts ascending after coalescing).
   std::string body(1741, 'x');
   for (size_t i = 0; i < body.size(); ++i) body[i] = static_cast<char>('a' + i % 26);
-  const std::string got =
-      multipart_byteranges(body, {{500, 999}, {7000 % 1741, 7999 % 1741}}, "text/html", "THIS_STRING_SEPARATES");
+  const std::string got = multipart_byteranges(body, {{500, 999}, {7000 % 1741, 7999 % 1741}}, "text/html",
+                                               "THIS_STRING_SEPARATES");
   // 7000 % 1741 = 36, 7999 % 1741 = 1035: the second part starts inside the representation too.
-  const std::string want = "\r\n--THIS_STRING_SEPARATES\r\nContent-Type: text/html\r\nContent-Range: bytes 500-999/1741"
-                           "\r\n\r\n" +
-                           body.substr(500, 500) +
-                           "\r\n--THIS_STRING_SEPARATES\r\nContent-Type: text/html\r\nContent-Range: bytes "
-                           "36-1035/1741\r\n\r\n" +
-                           body.substr(36, 1000) + "\r\n--THIS_STRING_SEPARATES--\r\n";
+  const std::string want =
+      "\r\n--THIS_STRING_SEPARATES\r\nContent-Type: text/html\r\nContent-Range: bytes 500-999/1741"
+      "\r\n\r\n" +
+      body.substr(500, 500) +
+      "\r\n--THIS_STRING_SEPARATES\r\nContent-Type: text/html\r\nContent-Range: bytes "
+      "36-1035/1741\r\n\r\n" +
+      body.substr(36, 1000) + "\r\n--THIS_STRING_SEPARATES--\r\n";
   EXPECT_EQ(got, want);
 }
 
@@ -58,9 +59,9 @@ TEST(ContentRange, Valid) {
 }
 
 TEST(ContentRange, Invalid) {
-  for (const char* v : {"", "bytes", "bytes */100", "bytes 5-4/10", "bytes 0-10/10", "bytes 0-1/", "bytes 0-/10",
-                        "bytes -1/10", "items 0-1/10", "bytes  0-1/10", "bytes 0-1", "bytes 0-1/1x",
-                        "bytes 0-99999999999999999999/*", "bytes 1/2-3", "bytes=0-1/10"}) {
+  for (const char* v : {"", "bytes", "bytes */100", "bytes 5-4/10", "bytes 0-10/10", "bytes 0-1/",
+                        "bytes 0-/10", "bytes -1/10", "items 0-1/10", "bytes  0-1/10", "bytes 0-1",
+                        "bytes 0-1/1x", "bytes 0-99999999999999999999/*", "bytes 1/2-3", "bytes=0-1/10"}) {
     EXPECT_FALSE(parse_content_range(v)) << v;
   }
 }

@@ -1,5 +1,7 @@
 // The cache's disk tier: objects written by the writer thread come back byte for byte after a memory eviction
 // and after a restart (a new Store on the same directory); purges reach the disk; its size cap holds.
+#include "cache/internal/disk_tier.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -7,7 +9,6 @@
 #include <fstream>
 #include <string>
 
-#include "cache/internal/disk_tier.h"
 #include "cache/store.h"
 #include "cache_test_util.h"
 
@@ -69,7 +70,8 @@ TEST(DiskFormat, RoundTripsEveryField) {
   EXPECT_EQ(back->cache_control.stale_if_error, 30);
   EXPECT_TRUE(back->compressible);
   // Torn or foreign files are refused, whatever is cut.
-  for (size_t cut = 0; cut < bytes.size(); cut += 97) EXPECT_FALSE(deserialize_object(bytes.substr(0, cut))) << cut;
+  for (size_t cut = 0; cut < bytes.size(); cut += 97)
+    EXPECT_FALSE(deserialize_object(bytes.substr(0, cut))) << cut;
   EXPECT_FALSE(deserialize_object(bytes + "x"));
   EXPECT_FALSE(deserialize_object("CUMULOC1\xff\xff\xff\xff\xff\xff\xff\xff"));
 }

@@ -1,4 +1,5 @@
-// Compressed variants of stored objects: gzip (zlib) and brotli (libbrotli) bodies decode to the identity body.
+// Compressed variants of stored objects: gzip (zlib) and brotli (libbrotli) bodies decode to the identity
+// body.
 #include <brotli/decode.h>
 #include <gtest/gtest.h>
 #include <zlib.h>
@@ -12,7 +13,8 @@ namespace {
 
 std::string text(size_t n) {
   std::string s;
-  for (size_t i = 0; s.size() < n; ++i) s += "<p>line " + std::to_string(i % 97) + " of a compressible page</p>\n";
+  for (size_t i = 0; s.size() < n; ++i)
+    s += "<p>line " + std::to_string(i % 97) + " of a compressible page</p>\n";
   s.resize(n);
   return s;
 }

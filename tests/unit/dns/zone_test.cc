@@ -103,8 +103,8 @@ TEST(DnsZoneFile, ParsesEveryTypeAndTheDirectives) {
 }
 
 TEST(DnsZoneFile, MalformedGenericDataOfAKnownTypePrintsGenerically) {
-  // Found by dns_zone_file_fuzz: an empty PTR read from "\\# 0" printed as "." (the root name), which reads back
-  // as one byte.
+  // Found by dns_zone_file_fuzz: an empty PTR read from "\\# 0" printed as "." (the root name), which reads
+  // back as one byte.
   for (uint16_t t : {type::kPTR, type::kNS, type::kCNAME}) {
     EXPECT_EQ(wire::rdata_to_text(t, ""), "\\# 0") << t;
     std::string again;

@@ -112,7 +112,7 @@ TEST(Balancer, SlowStartRampsANewTargetUp) {
   g.targets.push_back(make("127.0.0.1:9001", "a"));
   g.targets[0]->added_at_ms.store(-1'000'000);  // long established
   g.targets[0]->health->changed_at_ms.store(-1'000'000);
-  g.targets[1]->added_at_ms.store(0);           // new at time 0
+  g.targets[1]->added_at_ms.store(0);  // new at time 0
   auto share_of_new = [&](int64_t now_ms) {
     BalancerState st;
     int n = 0;

@@ -18,7 +18,8 @@ std::string names(const http::ClientRequest& cr) {
 
 TEST(CacheFetchHeaders, ConditionalsOfAnyCaseRangeHostAndHopByHopStayBehind) {
   const std::string head =
-      "GET /a HTTP/1.1\r\nHost: x\r\nIF-NONE-MATCH: \"v1\"\r\nIf-Modified-Since: Mon, 07 Dec 2026 10:00:00 GMT\r\n"
+      "GET /a HTTP/1.1\r\nHost: x\r\nIF-NONE-MATCH: \"v1\"\r\nIf-Modified-Since: Mon, 07 Dec 2026 10:00:00 "
+      "GMT\r\n"
       "if-range: \"v1\"\r\nRange: bytes=0-1\r\nConnection: keep-alive\r\nAccept-Encoding: gzip\r\n"
       "Cookie: c=1\r\nX-Trace: t\r\n\r\n";
   http::RequestParser parser;

@@ -1,10 +1,11 @@
+#include "core/config.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 
-#include "core/config.h"
 #include "gateway/internal/model.h"
 
 namespace cumulo::gateway {
@@ -92,8 +93,10 @@ TEST_F(GatewayConfigTest, RejectsBadValues) {
             std::string::npos);
   EXPECT_NE(with("address: 127.0.0.1:9001", "address: 127.0.0.1").find("address"), std::string::npos);
   EXPECT_NE(with("workers: 2", "workers: 1000").find("workers"), std::string::npos);
-  EXPECT_NE(with("expected_codes: \"200,204\"", "expected_codes: \"ok\"").find("expected_codes"), std::string::npos);
-  EXPECT_NE(with("zone: a\n", "zone: a\nadmin: {listen: 0.0.0.0:9901}\n").find("loopback"), std::string::npos);
+  EXPECT_NE(with("expected_codes: \"200,204\"", "expected_codes: \"ok\"").find("expected_codes"),
+            std::string::npos);
+  EXPECT_NE(with("zone: a\n", "zone: a\nadmin: {listen: 0.0.0.0:9901}\n").find("loopback"),
+            std::string::npos);
   EXPECT_NE(with("address: \"[::1]:9002\"", "address: 127.0.0.1:9001").find("twice"), std::string::npos);
 }
 
@@ -131,18 +134,21 @@ TEST_F(GatewayConfigTest, CacheSlicesHaveASaneSize) {
   EXPECT_NE(error_of(with("{slice: true, slice_bytes: 1KiB}")).find("64KiB to 64MiB"), std::string::npos);
   EXPECT_NE(error_of(with("{slice: true, slice_bytes: 128MiB}")).find("64KiB to 64MiB"), std::string::npos);
   // With the default 256 MiB cache, 64 MiB slices would leave room for four: refused.
-  EXPECT_NE(error_of(with("{slice: true, slice_bytes: 64MiB}")).find("eighth of cache.max_bytes"), std::string::npos);
+  EXPECT_NE(error_of(with("{slice: true, slice_bytes: 64MiB}")).find("eighth of cache.max_bytes"),
+            std::string::npos);
   EXPECT_NE(error_of(with("{slices: true}")).find("slices"), std::string::npos);
 }
 
 TEST_F(GatewayConfigTest, CacheDiskTier) {
   GatewayConfig c = parse_gateway_config(write(kValid));
   EXPECT_TRUE(c.cache_disk_path.empty());
-  c = parse_gateway_config(write(std::string(kValid) + "cache: {disk_path: /var/cache/x, disk_max_bytes: 2GiB}\n"));
+  c = parse_gateway_config(
+      write(std::string(kValid) + "cache: {disk_path: /var/cache/x, disk_max_bytes: 2GiB}\n"));
   EXPECT_EQ(c.cache_disk_path, "/var/cache/x");
   EXPECT_EQ(c.cache_disk_max_bytes, 2ull << 30);
-  EXPECT_NE(error_of(std::string(kValid) + "cache: {disk_path: /x, disk_max_bytes: 1KiB}\n").find("at least 1MiB"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of(std::string(kValid) + "cache: {disk_path: /x, disk_max_bytes: 1KiB}\n").find("at least 1MiB"),
+      std::string::npos);
 }
 
 TEST_F(GatewayConfigTest, MissingFileSaysSo) {

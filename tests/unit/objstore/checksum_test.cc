@@ -76,7 +76,8 @@ TEST(Checksum, Base64IsStrict) {
   EXPECT_EQ(base64_decode("aGVsbG8="), "hello");
   EXPECT_EQ(base64_decode("aGk="), "hi");
   EXPECT_EQ(base64_decode("YWJj"), "abc");
-  for (std::string_view bad : {"", "aGVsbG8", "aGVs bG8=", "a=GV", "aGVsbG8=====", "=AAA", "AA=A", "NhCmhgm="})
+  for (std::string_view bad :
+       {"", "aGVsbG8", "aGVs bG8=", "a=GV", "aGVsbG8=====", "=AAA", "AA=A", "NhCmhgm="})
     EXPECT_FALSE(base64_decode(bad)) << bad;
 }
 

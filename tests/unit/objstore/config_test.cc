@@ -104,17 +104,19 @@ TEST(S3Config, Caches) {
   EXPECT_EQ(d.read_cache_max_bytes, 64ull << 20);
   EXPECT_EQ(d.read_cache_max_object_bytes, 1ull << 20);
   EXPECT_EQ(d.lookup_cache_entries, 65536u);
-  S3Config c = parse_s3_config_string(std::string(kMinimal) + R"(read_cache: {max_bytes: 16MiB, max_object_bytes: 256KiB}
+  S3Config c = parse_s3_config_string(std::string(kMinimal) +
+                                      R"(read_cache: {max_bytes: 16MiB, max_object_bytes: 256KiB}
 lookup_cache: {max_entries: 1000}
 )");
   EXPECT_EQ(c.read_cache_max_bytes, 16ull << 20);
   EXPECT_EQ(c.read_cache_max_object_bytes, 256ull << 10);
   EXPECT_EQ(c.lookup_cache_entries, 1000u);
-  S3Config off = parse_s3_config_string(std::string(kMinimal) + "read_cache: {max_bytes: 0}\nlookup_cache: {max_entries: 0}\n");
+  S3Config off = parse_s3_config_string(std::string(kMinimal) +
+                                        "read_cache: {max_bytes: 0}\nlookup_cache: {max_entries: 0}\n");
   EXPECT_EQ(off.read_cache_max_bytes, 0u);
   EXPECT_EQ(off.lookup_cache_entries, 0u);
-  for (const char* bad : {"read_cache: {max_bytes: 1MiB, max_object_bytes: 2MiB}\n", "read_cache: {size: 1MiB}\n",
-                          "lookup_cache: {max_entries: -1}\n"})
+  for (const char* bad : {"read_cache: {max_bytes: 1MiB, max_object_bytes: 2MiB}\n",
+                          "read_cache: {size: 1MiB}\n", "lookup_cache: {max_entries: -1}\n"})
     EXPECT_THROW(parse_s3_config_string(std::string(kMinimal) + bad), core::ConfigError) << bad;
 }
 
