@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <climits>
 #include <cstdio>
+#include <functional>
 #include <string>
 
 #include "cli/control_commands.h"
@@ -24,6 +25,21 @@ std::string self_path(const char* argv0) {
   if (n > 0) return std::string(buf, static_cast<size_t>(n));
   return argv0;
 }
+
+// `--check` validates the file and says so; otherwise the component runs. A bad file exits 2 either way.
+int check_or_run(bool check, const std::string& path, const std::function<void()>& validate,
+                 const std::function<int()>& run) {
+  try {
+    if (!check) return run();
+    validate();
+    std::printf("%s: ok\n", path.c_str());
+    return 0;
+  } catch (const core::ConfigError& e) {
+    std::fprintf(stderr, "cumulo: %s\n", e.what());
+    return 2;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -98,19 +114,9 @@ int main(int argc, char** argv) {
   s3->add_flag("--check", s3_check, "Only validate the configuration file, then exit");
   s3->footer("SIGINT/SIGTERM finish in-flight requests, then exit.");
   s3->callback([&] {
-    int code = 0;
-    try {
-      if (s3_check) {
-        objstore::check_config(s3_config);
-        std::printf("%s: ok\n", s3_config.c_str());
-      } else {
-        code = objstore::run(s3_config);
-      }
-    } catch (const core::ConfigError& e) {
-      std::fprintf(stderr, "cumulo: %s\n", e.what());
-      code = 2;
-    }
-    throw CLI::RuntimeError(code);
+    throw CLI::RuntimeError(check_or_run(
+        s3_check, s3_config, [&] { objstore::check_config(s3_config); },
+        [&] { return objstore::run(s3_config); }));
   });
 
   // `cumulo dns -c FILE` (or --zone/--origin without a file): the authoritative DNS server (docs/dns.md).
@@ -132,20 +138,13 @@ int main(int argc, char** argv) {
   dns_cmd->add_flag("--check", dns_check, "Only validate the configuration and its zone files, then exit");
   dns_cmd->footer("SIGINT/SIGTERM stop the server.");
   dns_cmd->callback([&] {
-    int code = 0;
-    try {
-      if (dns_check) {
-        if (dns_options.config_path.empty()) throw core::ConfigError("--check needs -c FILE");
-        dns::check_config(dns_options.config_path);
-        std::printf("%s: ok\n", dns_options.config_path.c_str());
-      } else {
-        code = dns::run(dns_options);
-      }
-    } catch (const core::ConfigError& e) {
-      std::fprintf(stderr, "cumulo: %s\n", e.what());
-      code = 2;
-    }
-    throw CLI::RuntimeError(code);
+    throw CLI::RuntimeError(check_or_run(
+        dns_check, dns_options.config_path,
+        [&] {
+          if (dns_options.config_path.empty()) throw core::ConfigError("--check needs -c FILE");
+          dns::check_config(dns_options.config_path);
+        },
+        [&] { return dns::run(dns_options); }));
   });
 
   // `cumulo db ...`: the database tier (docs/db.md).
@@ -187,29 +186,21 @@ int main(int argc, char** argv) {
 
   try {
     if (gw->parsed()) {
-      if (gateway_check) {
-        gateway::check_config(gateway_config);
-        std::printf("%s: ok\n", gateway_config.c_str());
-        return 0;
-      }
-      return gateway::run(gateway_config);
+      return check_or_run(
+          gateway_check, gateway_config, [&] { gateway::check_config(gateway_config); },
+          [&] { return gateway::run(gateway_config); });
     }
     if (up->parsed()) {
-      if (stack_check) {
-        stack::check_stack_file(stack_file);
-        std::printf("%s: ok\n", stack_file.c_str());
-        return 0;
-      }
-      up_options.cumulo_binary = self_path(argv[0]);
-      return stack::run_up(stack_file, up_options);
+      return check_or_run(
+          stack_check, stack_file, [&] { stack::check_stack_file(stack_file); },
+          [&] {
+            up_options.cumulo_binary = self_path(argv[0]);
+            return stack::run_up(stack_file, up_options);
+          });
     }
     if (db_run->parsed()) {
-      if (db_check) {
-        db::check_config(db_config);
-        std::printf("%s: ok\n", db_config.c_str());
-        return 0;
-      }
-      return db::run(db_config);
+      return check_or_run(
+          db_check, db_config, [&] { db::check_config(db_config); }, [&] { return db::run(db_config); });
     }
     if (db_endpoints->parsed()) return db::run_endpoints(db_config);
     if (db_status->parsed() || db_switch->parsed()) {

@@ -179,16 +179,10 @@ bool Session::slice_get(uint64_t index, bool fetch) {
   }
   slices_.coalesced = false;
   uint64_t first = index * cfg.slice_bytes;
-  http::ClientRequest cr;
-  cr.method = "GET";
-  cr.target.assign(rq.target);
-  cr.host.assign(rq.host);
-  cr.timeout = route_->config.timeouts.first_byte;
   // Slices are identity bytes at fixed offsets: no coding of the client's goes along either.
-  copy_headers_for_cache_fetch(rq, cr, /*keep_accept_encoding=*/false);
+  http::ClientRequest cr = cache_fetch_request(rq, route_->config, /*keep_accept_encoding=*/false);
   cr.headers.emplace_back(
       "Range", "bytes=" + std::to_string(first) + "-" + std::to_string(first + cfg.slice_bytes - 1));
-  cr.headers.emplace_back("Via", "1.1 cumulo");
   uint64_t token = ++slices_.token;
   std::shared_ptr<const Snapshot> snapshot = snapshot_;
   const Route* route = route_;

@@ -175,8 +175,13 @@ void Worker::session_closed(Session* s) {
   loop_.destroy_later(std::unique_ptr<Session>(s));
 }
 
-void copy_headers_for_cache_fetch(const http::RequestHead& rq, http::ClientRequest& cr,
-                                  bool keep_accept_encoding) {
+http::ClientRequest cache_fetch_request(const http::RequestHead& rq, const RouteConfig& route,
+                                        bool keep_accept_encoding) {
+  http::ClientRequest cr;
+  cr.method = "GET";
+  cr.target.assign(rq.target);
+  cr.host.assign(rq.host);
+  cr.timeout = route.timeouts.first_byte;
   for (size_t i = 0; i < rq.header_count; ++i) {
     const http::Header& h = rq.headers[i];
     if (http::is_hop_by_hop(h.name) || http::iequals(h.name, "host") || http::iequals(h.name, "range") ||
@@ -185,6 +190,8 @@ void copy_headers_for_cache_fetch(const http::RequestHead& rq, http::ClientReque
       continue;
     cr.headers.emplace_back(h.name, h.value);
   }
+  cr.headers.emplace_back("Via", "1.1 cumulo");
+  return cr;
 }
 
 // ---- the worker thread ----
@@ -244,17 +251,11 @@ void Worker::refresh_in_background(std::shared_ptr<const Snapshot> snapshot, con
     store.end_fill(key);
     return;
   }
-  http::ClientRequest cr;
-  cr.method = "GET";
-  cr.target.assign(rq.target);
-  cr.host.assign(rq.host);
-  cr.timeout = route->config.timeouts.first_byte;
-  copy_headers_for_cache_fetch(rq, cr, /*keep_accept_encoding=*/true);
+  http::ClientRequest cr = cache_fetch_request(rq, route->config, /*keep_accept_encoding=*/true);
   if (!stale->etag.empty())
     cr.headers.emplace_back("If-None-Match", stale->etag);
   else if (!stale->last_modified.empty())
     cr.headers.emplace_back("If-Modified-Since", stale->last_modified);
-  cr.headers.emplace_back("Via", "1.1 cumulo");
   if (!refresher_) refresher_ = std::make_unique<http::Client>(loop_);
   int64_t request_time = ::time(nullptr);
   refresher_->request(target->address, std::move(cr),

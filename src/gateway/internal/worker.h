@@ -91,11 +91,11 @@ struct WorkerShared {
   core::Counter* accepted = nullptr;
 };
 
-// The client's request headers that go along on a fetch the cache makes itself (a background revalidation, a
-// slice): none that are hop-by-hop, Host, Range or a conditional (If-*, in any case) of the client's; the
-// cache adds its own.
-void copy_headers_for_cache_fetch(const http::RequestHead& rq, http::ClientRequest& cr,
-                                  bool keep_accept_encoding);
+// A GET the cache makes itself (a background revalidation, a slice) for the client's request `rq`: its
+// target and host, the route's first-byte timeout, Via, and the client's headers except the hop-by-hop ones,
+// Host, Range and its conditionals (If-*, in any case); the cache adds its own.
+http::ClientRequest cache_fetch_request(const http::RequestHead& rq, const RouteConfig& route,
+                                        bool keep_accept_encoding);
 
 class Worker final : public Upstreams {
  public:

@@ -23,14 +23,6 @@ AuthResult fail(S3Error e, std::string detail = {}) {
   return r;
 }
 
-std::optional<int64_t> parse_http_date(std::string_view s) {
-  std::string copy(s);
-  tm t{};
-  const char* end = strptime(copy.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &t);
-  if (!end || *end) return std::nullopt;
-  return static_cast<int64_t>(timegm(&t));
-}
-
 // The checks both forms share: the key, the scope and the signature over the canonical request.
 AuthResult verify(const http::Request& head, const S3Config& config, const SigV4Params& p,
                   std::string_view amz_date, std::string_view payload_hash, bool presigned) {
@@ -81,13 +73,6 @@ AuthResult verify(const http::Request& head, const S3Config& config, const SigV4
     r.expected_sha256 = std::string(payload_hash);
   }
   return r;
-}
-
-bool is_hex64(std::string_view s) {
-  if (s.size() != 64) return false;
-  for (char c : s)
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  return true;
 }
 
 // Presigned URLs of Signature Version 2 ("Query string request authentication alternative" of the S3 REST
@@ -168,6 +153,14 @@ AuthResult verify_v2_presigned(const http::Request& head, const S3Config& config
 }
 
 }  // namespace
+
+std::optional<int64_t> parse_http_date(std::string_view s) {
+  std::string copy(s);
+  tm t{};
+  const char* end = strptime(copy.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &t);
+  if (!end || *end) return std::nullopt;
+  return static_cast<int64_t>(timegm(&t));
+}
 
 AuthResult authenticate(const http::Request& head, const S3Config& config, int64_t now_s) {
   const int64_t skew_s = config.clock_skew.count() / 1000;

@@ -33,4 +33,8 @@ struct AuthResult {
 // now_s: seconds since the epoch (a parameter so tests can fix the clock).
 AuthResult authenticate(const http::Request& head, const S3Config& config, int64_t now_s);
 
+// An IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") in seconds since the epoch; nullopt for anything else (the
+// Date header of a signed request, and the conditional headers of GET and HEAD, as S3 reads them).
+std::optional<int64_t> parse_http_date(std::string_view s);
+
 }  // namespace cumulo::objstore

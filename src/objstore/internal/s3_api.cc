@@ -143,14 +143,6 @@ std::string http_date(int64_t ms) {
   return http::http_date(ms / 1000);
 }
 
-std::optional<int64_t> parse_http_date_s(std::string_view s) {
-  std::string copy(s);
-  tm t{};
-  const char* end = strptime(copy.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &t);
-  if (!end || *end) return std::nullopt;
-  return static_cast<int64_t>(timegm(&t));
-}
-
 std::optional<std::string> hex_decode(std::string_view in) {
   if (in.size() % 2) return std::nullopt;
   std::string out;
@@ -1044,12 +1036,12 @@ struct S3Api::Impl {
     if (auto m = req.header("if-match"); !m.empty()) {
       if (!etag_list_matches(m, o.etag)) return 412;
     } else if (auto u = req.header("if-unmodified-since"); !u.empty()) {
-      if (auto t = parse_http_date_s(u); t && mtime_s > *t) return 412;
+      if (auto t = parse_http_date(u); t && mtime_s > *t) return 412;
     }
     if (auto n = req.header("if-none-match"); !n.empty()) {
       if (etag_list_matches(n, o.etag)) return 304;
     } else if (auto s = req.header("if-modified-since"); !s.empty()) {
-      if (auto t = parse_http_date_s(s); t && mtime_s <= *t) return 304;
+      if (auto t = parse_http_date(s); t && mtime_s <= *t) return 304;
     }
     return 0;
   }

@@ -445,10 +445,16 @@ void Storage::stop_commit_threads() {
 }
 
 void Storage::commit_object_async(std::unique_ptr<DataWriter> writer, ObjectInfo info, CommitDone done) {
+  queue_commit(std::move(writer), std::move(info), std::nullopt, std::move(done));
+}
+
+void Storage::queue_commit(std::unique_ptr<DataWriter> writer, ObjectInfo info,
+                           std::optional<RemoteChange> remote, CommitDone done) {
   start_commit_threads();
   auto job = std::make_unique<PendingCommit>();
   job->writer = std::move(writer);
   job->info = std::move(info);
+  job->remote = std::move(remote);
   job->done = std::move(done);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -1250,18 +1256,8 @@ uint64_t Storage::peer_cursor(std::string_view zone) {
 
 void Storage::apply_object_async(std::unique_ptr<DataWriter> writer, ObjectInfo info, RemoteChange change,
                                  CommitDone done) {
-  start_commit_threads();
-  auto job = std::make_unique<PendingCommit>();
-  job->writer = std::move(writer);
-  job->info = std::move(info);
-  job->info.mtime_ms = change.version.ms;
-  job->remote = std::move(change);
-  job->done = std::move(done);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    to_seal_.push_back(std::move(job));
-  }
-  seal_cv_.notify_one();
+  info.mtime_ms = change.version.ms;
+  queue_commit(std::move(writer), std::move(info), std::move(change), std::move(done));
 }
 
 S3Error Storage::apply_delete(std::string_view bucket, std::string_view key, const RemoteChange& change) {

@@ -348,6 +348,9 @@ class Storage {
   std::atomic<uint64_t> last_seq_{0};
   std::function<void(uint64_t)> on_change_;
   void start_commit_threads();
+  // Hands a PUT (or a peer's object, with `remote`) to the seal threads.
+  void queue_commit(std::unique_ptr<DataWriter> writer, ObjectInfo info, std::optional<RemoteChange> remote,
+                    CommitDone done);
   void seal_loop();
   void index_loop();
 

@@ -21,13 +21,6 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-bool is_hex64(std::string_view s) {
-  if (s.size() != 64) return false;
-  for (char c : s)
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  return true;
-}
-
 void hmac(const uint8_t* key, size_t key_len, std::string_view data, uint8_t out[32]) {
   unsigned int len = 32;
   HMAC(EVP_sha256(), key, static_cast<int>(key_len), reinterpret_cast<const unsigned char*>(data.data()),
@@ -303,6 +296,13 @@ std::string sha256_hex(std::string_view data) {
   uint8_t out[32];
   SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), out);
   return hex_encode(out, 32);
+}
+
+bool is_hex64(std::string_view s) {
+  if (s.size() != 64) return false;
+  for (char c : s)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
 }
 
 std::string hex_encode(const uint8_t* p, size_t n) {

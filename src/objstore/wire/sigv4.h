@@ -82,6 +82,8 @@ SigningKey derive_signing_key(std::string_view secret, std::string_view date, st
 std::string hmac_sha256_hex(const SigningKey& key, std::string_view data);
 std::string sha256_hex(std::string_view data);
 std::string hex_encode(const uint8_t* p, size_t n);
+// 64 lower-case hex digits: a SHA-256 as SigV4 writes it.
+bool is_hex64(std::string_view s);
 // Comparison that takes the same time wherever the first difference is (signatures).
 bool constant_time_equal(std::string_view a, std::string_view b);
 

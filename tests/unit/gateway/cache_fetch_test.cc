@@ -26,13 +26,17 @@ TEST(CacheFetchHeaders, ConditionalsOfAnyCaseRangeHostAndHopByHopStayBehind) {
   http::RequestHead rq;
   ASSERT_EQ(parser.parse(head, rq), http::ParseStatus::kComplete);
 
-  http::ClientRequest refresh;
-  copy_headers_for_cache_fetch(rq, refresh, /*keep_accept_encoding=*/true);
-  EXPECT_EQ(names(refresh), "Accept-Encoding;Cookie;X-Trace;");
+  RouteConfig route;
+  route.timeouts.first_byte = std::chrono::milliseconds(1234);
+  http::ClientRequest refresh = cache_fetch_request(rq, route, /*keep_accept_encoding=*/true);
+  EXPECT_EQ(names(refresh), "Accept-Encoding;Cookie;X-Trace;Via;");
+  EXPECT_EQ(refresh.method, "GET");
+  EXPECT_EQ(refresh.target, "/a");
+  EXPECT_EQ(refresh.host, "x");
+  EXPECT_EQ(refresh.timeout, std::chrono::milliseconds(1234));
 
-  http::ClientRequest slice;
-  copy_headers_for_cache_fetch(rq, slice, /*keep_accept_encoding=*/false);
-  EXPECT_EQ(names(slice), "Cookie;X-Trace;");
+  http::ClientRequest slice = cache_fetch_request(rq, route, /*keep_accept_encoding=*/false);
+  EXPECT_EQ(names(slice), "Cookie;X-Trace;Via;");
 }
 
 }  // namespace
