@@ -59,19 +59,6 @@ int status_class(int status) {
   return status >= 100 && status < 600 ? status / 100 : 0;
 }
 
-const char* failure_text(int status) {
-  switch (status) {
-    case 502:
-      return "Bad Gateway";
-    case 503:
-      return "Service Unavailable";
-    case 504:
-      return "Gateway Timeout";
-    default:
-      return http::reason_phrase(status).data();
-  }
-}
-
 void write_request_line(HeadWriter& hw, const http::RequestHead& req, const RouteConfig& route) {
   const std::string& bucket = route.bucket;
   hw.put(req.method_name);
@@ -547,9 +534,10 @@ void Session::respond_error(int status, std::string_view detail) {
   if (route_) {
     route_->metrics.responses[status_class(status)]->inc();
   }
-  std::string body = std::to_string(status) + " " + failure_text(status) + ": " + std::string(detail) + "\n";
+  std::string body = std::to_string(status) + " " + std::string(http::reason_phrase(status)) + ": " +
+                     std::string(detail) + "\n";
   std::string head =
-      "HTTP/1.1 " + std::to_string(status) + " " + failure_text(status) +
+      "HTTP/1.1 " + std::to_string(status) + " " + std::string(http::reason_phrase(status)) +
       "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " + std::to_string(body.size()) +
       "\r\nConnection: close\r\nX-Request-Id: " +
       (request_id_len_ ? std::string(request_id()) : std::string("-")) + "\r\nVia: 1.1 cumulo\r\n\r\n";
