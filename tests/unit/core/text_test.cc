@@ -27,6 +27,7 @@ TEST(Text, CaseInsensitiveEquals) {
   EXPECT_TRUE(iequals("Content-Length", "content-length"));
   EXPECT_TRUE(iequals("", ""));
   EXPECT_FALSE(iequals("content-length", "content-lengt"));
+  EXPECT_FALSE(iequals("Host", "Hosts"));
   EXPECT_FALSE(iequals("a", "b"));
   // Only letters fold: '@' and '`' differ from each other as they differ from 'A' and 'a'.
   EXPECT_FALSE(iequals("@", "`"));
