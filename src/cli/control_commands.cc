@@ -87,7 +87,7 @@ json call(const ControlTarget& t, std::string_view method, const std::string& pa
   http::ClientResponse r =
       http::fetch_blocking(method, e.base + path, std::move(payload), std::move(headers));
   if (!r.ok()) {
-    throw CommandError("cannot reach the control API at " + e.base + ": " + r.error +
+    throw CommandError("cannot reach the control API at " + e.base + ": " + r.error.message +
                        " (is cumulo up running?)");
   }
   json answer;

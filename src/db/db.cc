@@ -260,7 +260,7 @@ int command_status(const std::string& admin, bool as_json) {
     std::fprintf(stderr,
                  "cumulo db status: cannot reach the database tier's admin API at %s: %s (is cumulo db "
                  "running?)\n",
-                 admin.c_str(), r.error.c_str());
+                 admin.c_str(), r.error.message.c_str());
     return 1;
   }
   if (as_json) {
@@ -315,7 +315,7 @@ int command_switchover(const std::string& admin, const std::string& target) {
       http::fetch_blocking("POST", "http://" + admin + path, {}, {}, std::chrono::seconds(60));
   if (!r.ok()) {
     std::fprintf(stderr, "cumulo db switchover: cannot reach the database tier's admin API at %s: %s\n",
-                 admin.c_str(), r.error.c_str());
+                 admin.c_str(), r.error.message.c_str());
     return 1;
   }
   json j = json::parse(r.body, nullptr, false);

@@ -55,10 +55,6 @@ bool valid_request_id(std::string_view id) {
   return true;
 }
 
-int status_class(int status) {
-  return status >= 100 && status < 600 ? status / 100 : 0;
-}
-
 void write_request_line(HeadWriter& hw, const http::RequestHead& req, const RouteConfig& route) {
   const std::string& bucket = route.bucket;
   hw.put(req.method_name);
@@ -611,14 +607,15 @@ void Session::on_timer() {
       break;
     case TimerFor::kConnect:
       if (phase_ == Phase::kProxy && exchange_.conn && !exchange_.conn->connected)
-        upstream_failed(Failure::kTimeout, ETIMEDOUT, "connect timed out");
+        upstream_failed(TargetFailure::kConnectTimeout, ETIMEDOUT, "connect timed out");
       break;
     case TimerFor::kFirstByte:
       if (phase_ == Phase::kProxy && !exchange_.head_received()) {
         // The request may have had effects: answer, do not retry (the timeout is the route's promise to
         // clients).
         if (exchange_.conn) release_upstream(false);
-        exchange_.target->metrics.responses[0]->inc();
+        note_target_failure(*exchange_.target, route_->group->config, TargetFailure::kNoAnswerInTime,
+                            /*reused_connection=*/false, health::steady_ms(clock_.now()));
         respond_error(504, "the target did not answer within timeouts.first_byte");
       }
       break;

@@ -145,23 +145,19 @@ std::shared_ptr<cache::Object> build_cache_object(const std::string& key, const 
                                                   const http::ClientResponse& resp, bool as_part_of_200,
                                                   const RouteCacheConfig& cfg, int64_t request_time,
                                                   int64_t now) {
-  std::string head = as_part_of_200 ? std::string("HTTP/1.1 200 OK\r\n")
-                                    : "HTTP/1.1 " + std::to_string(resp.status) + " -\r\n";
-  for (auto& [name, value] : resp.headers) {
-    if (http::iequals(name, "transfer-encoding") || http::iequals(name, "content-length") ||
-        (as_part_of_200 && http::iequals(name, "content-range")))
-      continue;
-    head += name + ": " + value + "\r\n";
-  }
-  head += "Content-Length: " + std::to_string(resp.body.size()) + "\r\n\r\n";
-  http::ResponseParser rp;
-  http::ResponseHead rh;
   http::RequestParser qp;
   http::RequestHead rq;
-  if (rp.parse(head, http::Method::kGet, rh) != http::ParseStatus::kComplete ||
-      qp.parse(request_head, rq) != http::ParseStatus::kComplete)
-    return nullptr;
+  if (qp.parse(request_head, rq) != http::ParseStatus::kComplete) return nullptr;
   if (as_part_of_200) rq.method = http::Method::kGet;  // a HEAD's slice is fetched with GET
+  // The client's head as parsed, without its framing (the stored body is whole); a slice judged as its 200.
+  http::ResponseHead rh = resp.head_view();
+  rh.remove_header("transfer-encoding");
+  rh.remove_header("content-length");
+  if (as_part_of_200) {
+    rh.remove_header("content-range");
+    rh.status = 200;
+    rh.reason = http::reason_phrase(200);
+  }
   return build_cache_object(key, rq, rh, cfg, request_time, now);
 }
 

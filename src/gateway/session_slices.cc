@@ -37,7 +37,7 @@ std::shared_ptr<const cache::Object> slice_object(http::ClientResponse resp, uin
                                                   const RouteCacheConfig& cfg, int64_t request_time,
                                                   cache::Store& store, std::string& error) {
   if (!resp.ok()) {
-    error = resp.error;
+    error = resp.error.message;
     return nullptr;
   }
   int64_t now = ::time(nullptr);
@@ -187,7 +187,7 @@ bool Session::slice_get(uint64_t index, bool fetch) {
   std::shared_ptr<const Snapshot> snapshot = snapshot_;
   const Route* route = route_;
   bool sent = w_.fetch_for_cache(
-      *snapshot, route, std::move(cr),
+      snapshot, route, std::move(cr),
       [weak, token, snapshot, route, key, first, filler, request_head = cache_.request,
        request_time = now](http::ClientResponse resp) {
         std::string error;

@@ -22,14 +22,6 @@ void add_default_cache_control(http::ResponseHead& resp, std::string_view value)
   resp.headers[resp.header_count++] = http::Header{"Cache-Control", value};
 }
 
-void drop_header(http::MessageHead& head, std::string_view name) {
-  size_t kept = 0;
-  for (size_t i = 0; i < head.header_count; ++i) {
-    if (!http::iequals(head.headers[i].name, name)) head.headers[kept++] = head.headers[i];
-  }
-  head.header_count = kept;
-}
-
 bool idempotent(http::Method m) {
   using M = http::Method;
   return m == M::kGet || m == M::kHead || m == M::kOptions || m == M::kTrace || m == M::kPut ||
@@ -82,9 +74,8 @@ void Session::connect_upstream() {
     exchange_.conn = upstreams_.connect(exchange_.target, err);
     if (!exchange_.conn) {
       exchange_.target->in_flight.fetch_sub(1, std::memory_order_relaxed);
-      exchange_.target->metrics.connect_failures->inc();
-      exchange_.target->outlier.record_failure(health::OutlierDetector::Failure::kConnect,
-                                               group.config.outlier, now_ms);
+      note_target_failure(*exchange_.target, group.config, TargetFailure::kConnect,
+                          /*reused_connection=*/false, now_ms);
       exchange_.last_failure = "connect to target " + t->address_text + ": " + core::errno_text(err);
       if (exchange_.attempts >= group.config.retries.attempts) {
         respond_error(502, exchange_.last_failure);
@@ -107,7 +98,7 @@ bool Session::step_proxy() {
     if (!u.writable && !u.hangup) return false;
     int err = u.connect_error();
     if (err != 0 || (u.hangup && !u.writable)) {
-      upstream_failed(Failure::kConnect, err ? err : ECONNREFUSED, "connect");
+      upstream_failed(TargetFailure::kConnect, err ? err : ECONNREFUSED, "connect");
       return true;
     }
     u.connected = true;
@@ -192,7 +183,7 @@ bool Session::send_request() {
         u.writable = false;
         return progress;
       }
-      upstream_failed(Failure::kReset, errno, "send to target");
+      upstream_failed(TargetFailure::kReset, errno, "send to target");
       return true;
     }
     size_t sent = static_cast<size_t>(n);
@@ -233,19 +224,19 @@ Session::Flow Session::take_response_head(UpstreamConnection& u, bool& progress)
   http::ResponseHead& resp = w_.scratch_response;
   ParseStatus st = exchange_.parser.parse(u.in.view(), method_, resp);
   if (st == ParseStatus::kInvalid || st == ParseStatus::kTooLarge) {
-    upstream_failed(Failure::kBadResponse, 0, exchange_.parser.error().reason);
+    upstream_failed(TargetFailure::kBadResponse, 0, exchange_.parser.error().reason);
     return Flow::kEnded;
   }
   if (st != ParseStatus::kComplete) {
     if (!u.in.full()) return Flow::kRead;
-    upstream_failed(Failure::kBadResponse, 0, "response head too large");
+    upstream_failed(TargetFailure::kBadResponse, 0, "response head too large");
     return Flow::kEnded;
   }
   if (resp.status < 200) return pass_interim(u, resp, progress);
   if (!route_->config.default_cache_control.empty())
     add_default_cache_control(resp, route_->config.default_cache_control);
   // A caching hop says whether it hit: the X-Cache of a cache behind it (an edge's origin) is not ours.
-  if (cache_.mode != CacheMode::kOff) drop_header(resp, "x-cache");
+  if (cache_.mode != CacheMode::kOff) resp.remove_header("x-cache");
   if (cache_.mode != CacheMode::kOff && cache_on_response(resp))
     return Flow::kEnded;  // answered from the cache
   return commit_response(u, resp, progress);
@@ -253,7 +244,7 @@ Session::Flow Session::take_response_head(UpstreamConnection& u, bool& progress)
 
 Session::Flow Session::pass_interim(UpstreamConnection& u, const http::ResponseHead& resp, bool& progress) {
   if (resp.status == 101) {
-    upstream_failed(Failure::kBadResponse, 0, "protocol switch that was not asked for");
+    upstream_failed(TargetFailure::kBadResponse, 0, "protocol switch that was not asked for");
     return Flow::kEnded;
   }
   // Interim responses (100 Continue) go to the client as they are.
@@ -278,15 +269,11 @@ Session::Flow Session::commit_response(UpstreamConnection& u, const http::Respon
   if (!fits) {
     client_.out.clear();
     client_.response_started = false;
-    upstream_failed(Failure::kBadResponse, 0, "response head too large");
+    upstream_failed(TargetFailure::kBadResponse, 0, "response head too large");
     return Flow::kEnded;
   }
-  if (resp.status >= 500) {
-    exchange_.target->outlier.record_failure(health::OutlierDetector::Failure::k5xx,
-                                             route_->group->config.outlier, health::steady_ms(clock_.now()));
-  } else {
-    exchange_.target->outlier.record_success();
-  }
+  note_target_response(*exchange_.target, route_->group->config, resp.status,
+                       health::steady_ms(clock_.now()));
   if (exchange_.response_body == BodyKind::kNone ||
       (exchange_.response_body == BodyKind::kContentLength && exchange_.response_left == 0))
     exchange_.response = ResponseProgress::kComplete;
@@ -401,7 +388,7 @@ Session::Flow Session::read_upstream(UpstreamConnection& u, bool& progress) {
   u.readable = false;
   u.hangup = true;
   if (!exchange_.head_received()) {
-    upstream_failed(Failure::kReset, err, err ? "read from target" : "target closed the connection");
+    upstream_failed(TargetFailure::kReset, err, err ? "read from target" : "target closed the connection");
     return Flow::kEnded;
   }
   if (exchange_.response_body == BodyKind::kUntilClose) {
@@ -414,20 +401,11 @@ Session::Flow Session::read_upstream(UpstreamConnection& u, bool& progress) {
   return Flow::kEnded;
 }
 
-void Session::upstream_failed(Failure kind, int err, const char* what) {
+void Session::upstream_failed(TargetFailure kind, int err, const char* what) {
   const TargetGroup& group = *route_->group;
   int64_t now_ms = health::steady_ms(clock_.now());
   bool was_reused = exchange_.conn && exchange_.conn->reused;
-  if (kind == Failure::kConnect || kind == Failure::kTimeout) {
-    exchange_.target->metrics.connect_failures->inc();
-    if (kind == Failure::kConnect)
-      exchange_.target->outlier.record_failure(health::OutlierDetector::Failure::kConnect,
-                                               group.config.outlier, now_ms);
-  } else if (!was_reused) {
-    exchange_.target->outlier.record_failure(health::OutlierDetector::Failure::k5xx, group.config.outlier,
-                                             now_ms);
-  }
-  exchange_.target->metrics.responses[0]->inc();
+  note_target_failure(*exchange_.target, group.config, kind, was_reused, now_ms);
   if (log_enabled(core::LogLevel::kDebug))
     core::log(core::LogLevel::kDebug, "gateway", "target failed",
               {{"target", exchange_.target->address_text},
@@ -437,9 +415,9 @@ void Session::upstream_failed(Failure kind, int err, const char* what) {
                            (err ? std::string(": ") + core::errno_text(err) : std::string()) + " (target " +
                            exchange_.target->address_text + ")";
   release_upstream(false);
-  bool nothing_sent = kind == Failure::kConnect || kind == Failure::kTimeout;
-  bool safe =
-      nothing_sent || (idempotent(method_) && exchange_.request_sent == 0 && kind != Failure::kBadResponse);
+  bool nothing_sent = kind == TargetFailure::kConnect || kind == TargetFailure::kConnectTimeout;
+  bool safe = nothing_sent ||
+              (idempotent(method_) && exchange_.request_sent == 0 && kind != TargetFailure::kBadResponse);
   if (!client_.response_started && client_.out.empty() && safe &&
       exchange_.attempts < group.config.retries.attempts &&
       (was_reused || retry_allowed(group.config.retries, group.balancer[w_.index()], now_ms))) {
@@ -454,7 +432,7 @@ void Session::upstream_failed(Failure kind, int err, const char* what) {
     return;
   }
   if (cache_serve_stale_on_error()) return;
-  respond_error(kind == Failure::kTimeout ? 504 : 502, exchange_.last_failure);
+  respond_error(kind == TargetFailure::kConnectTimeout ? 504 : 502, exchange_.last_failure);
 }
 
 void Session::release_upstream(bool reusable) {

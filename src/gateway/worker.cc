@@ -197,7 +197,10 @@ http::ClientRequest cache_fetch_request(const http::RequestHead& rq, const Route
 // ---- the worker thread ----
 
 Worker::Worker(int index, WorkerShared& shared, core::EventLoop& loop)
-    : index_(index), shared_(shared), loop_(loop) {}
+    : index_(index), shared_(shared), loop_(loop) {
+  fetch_port_.now_ms = [this] { return health::steady_ms(loop_.now()); };
+  fetch_port_.balancer = static_cast<size_t>(index);
+}
 
 Worker::~Worker() {
   for (Session* s : sessions_) delete s;
@@ -242,12 +245,9 @@ void Worker::refresh_in_background(std::shared_ptr<const Snapshot> snapshot, con
                                    std::string request_head) {
   cache::Store& store = *snapshot->cache;
   if (!store.begin_fill(key)) return;  // a refresh or a fill of this key is under way already
-  const TargetGroup& group = *route->group;
-  Target* target = pick_target(group, group.balancer[index_], snapshot->config->zone,
-                               health::steady_ms(loop_.now()), nullptr, 0);
   http::RequestParser parser;
   http::RequestHead rq;
-  if (!target || parser.parse(request_head, rq) != http::ParseStatus::kComplete) {
+  if (parser.parse(request_head, rq) != http::ParseStatus::kComplete) {
     store.end_fill(key);
     return;
   }
@@ -256,9 +256,9 @@ void Worker::refresh_in_background(std::shared_ptr<const Snapshot> snapshot, con
     cr.headers.emplace_back("If-None-Match", stale->etag);
   else if (!stale->last_modified.empty())
     cr.headers.emplace_back("If-Modified-Since", stale->last_modified);
-  if (!refresher_) refresher_ = std::make_unique<http::Client>(loop_);
   int64_t request_time = ::time(nullptr);
-  refresher_->request(target->address, std::move(cr),
+  bool sent =
+      fetch_for_cache(snapshot, route, std::move(cr),
                       [snapshot, route, key, stale, request_head = std::move(request_head),
                        request_time](http::ClientResponse resp) {
                         cache::Store& store = *snapshot->cache;
@@ -276,17 +276,19 @@ void Worker::refresh_in_background(std::shared_ptr<const Snapshot> snapshot, con
                         }
                         store.end_fill(key);
                       });
+  if (!sent) store.end_fill(key);  // no target to ask: the stale object stays as it is
 }
 
-bool Worker::fetch_for_cache(const Snapshot& snapshot, const Route* route, http::ClientRequest req,
-                             std::function<void(http::ClientResponse)> done) {
-  const TargetGroup& group = *route->group;
-  Target* target = pick_target(group, group.balancer[index_], snapshot.config->zone,
-                               health::steady_ms(loop_.now()), nullptr, 0);
-  if (!target) return false;
-  if (!refresher_) refresher_ = std::make_unique<http::Client>(loop_);
-  refresher_->request(target->address, std::move(req), std::move(done));
-  return true;
+bool Worker::fetch_for_cache(std::shared_ptr<const Snapshot> snapshot, const Route* route,
+                             http::ClientRequest req, std::function<void(http::ClientResponse)> done) {
+  if (!fetch_port_.send) {
+    fetch_client_ = std::make_unique<http::Client>(loop_);
+    fetch_port_.send = [client = fetch_client_.get()](const core::SocketAddress& to, http::ClientRequest r,
+                                                      std::function<void(http::ClientResponse)> d) {
+      client->request(to, std::move(r), std::move(d));
+    };
+  }
+  return fetch_from_targets(fetch_port_, std::move(snapshot), route, std::move(req), std::move(done));
 }
 
 void Worker::housekeeping() {

@@ -120,7 +120,8 @@ void HealthChecker::run_probe(Probe& p) {
     if (!probe) return;
     Probe& p = *probe;
     bool pass = resp.ok() && p.spec.expects(resp.status);
-    std::string why = resp.ok() ? "status " + std::to_string(resp.status) + " on " + p.spec.path : resp.error;
+    std::string why =
+        resp.ok() ? "status " + std::to_string(resp.status) + " on " + p.spec.path : resp.error.message;
     record_result(p, pass, why);
   });
 }

@@ -21,7 +21,30 @@ std::string_view ClientResponse::header(std::string_view name) const {
   return {};
 }
 
+ResponseHead ClientResponse::head_view() const {
+  ResponseHead h;
+  h.status = status;
+  h.reason = reason_phrase(status);
+  for (const auto& [name, value] : headers) {
+    if (h.header_count == kMaxHeaders) break;
+    h.headers[h.header_count++] = Header{name, value};
+  }
+  h.body = BodyKind::kContentLength;
+  h.content_length = body.size();
+  return h;
+}
+
 namespace {
+
+core::Error failure(std::string_view kind, std::string message, core::Retry retry = core::Retry::kNo,
+                    core::ErrorSource source = core::ErrorSource::kUpstream) {
+  core::Error e;
+  e.kind = kind;
+  e.message = std::move(message);
+  e.source = source;
+  e.retry = retry;
+  return e;
+}
 
 using core::Buffer;
 
@@ -81,7 +104,7 @@ class ClientCore {
 
   void request(const core::SocketAddress& to, Exchange&& ex);
   void connect_new(const core::SocketAddress& to, const PoolKey& key, Exchange&& ex);
-  void fail_soon(std::function<void(ClientResponse)> done, std::string error);
+  void fail_soon(std::function<void(ClientResponse)> done, core::Error error);
   void report_failures();
   void to_pool(ClientConn* c);
   void from_pool(ClientConn* c);
@@ -93,7 +116,7 @@ class ClientCore {
   std::unordered_map<PoolKey, std::vector<ClientConn*>, PoolKeyHash> idle;
   // Failures found inside request() are reported from the loop, so `done` never runs inside request().
   core::Timer failure_timer;
-  std::vector<std::pair<std::function<void(ClientResponse)>, std::string>> failures;
+  std::vector<std::pair<std::function<void(ClientResponse)>, core::Error>> failures;
   ResponseHead head;  // scratch: the parser fills it only on a complete head, which is copied out at once
   bool destroying = false;
 };
@@ -108,7 +131,7 @@ class ClientConn final : public core::IoHandler {
     if (state_ == State::kConnecting) {
       int err = core::socket_error(tr_->fd());
       if (err != 0) {
-        fail("connect: " + core::errno_text(err));
+        fail(failure("connect", "connect: " + core::errno_text(err), core::Retry::kSafe));
         return;
       }
       if (!(events & core::kWritable)) return;
@@ -140,7 +163,7 @@ class ClientConn final : public core::IoHandler {
   void read_body_bytes();
   bool gather(const char* p, size_t n);
   void finish();
-  void fail(std::string error);
+  void fail(core::Error error);
   void on_timer();
   ssize_t fill();
 
@@ -213,7 +236,9 @@ void ClientConn::start(Exchange&& ex, bool reused) {
   if (!fits) {
     auto done = take_done();
     close_now();
-    cl_.fail_soon(std::move(done), "request head over " + std::to_string(Buffer::kCapacity) + " bytes");
+    cl_.fail_soon(std::move(done),
+                  failure("bad_request", "request head over " + std::to_string(Buffer::kCapacity) + " bytes",
+                          core::Retry::kNo, core::ErrorSource::kClient));
     return;
   }
   if (state_ == State::kConnecting) return;  // writable readiness will start it
@@ -293,8 +318,10 @@ bool ClientConn::read_response() {
   for (;;) {
     if (need_bytes) {
       if (in_.full()) {
-        fail(in_body_ ? "bad response: chunk framing over " + std::to_string(Buffer::kCapacity) + " bytes"
-                      : "bad response: head over " + std::to_string(Buffer::kCapacity) + " bytes");
+        fail(failure("bad_response",
+                     in_body_
+                         ? "bad response: chunk framing over " + std::to_string(Buffer::kCapacity) + " bytes"
+                         : "bad response: head over " + std::to_string(Buffer::kCapacity) + " bytes"));
         return false;
       }
       ssize_t n = fill();
@@ -307,13 +334,19 @@ bool ClientConn::read_response() {
         finish();
         return true;
       } else {
+        // Nothing of a response came: the server may not have seen the request, which an idempotent one
+        // may then be sent again for.
+        core::Retry before_response = idempotent(ex_.method) ? core::Retry::kSafe : core::Retry::kNo;
         if (write_failed_ && !got_bytes_) {
-          fail("write: " + write_error_);
-        } else if (n == 0) {
-          fail(got_bytes_ ? "bad response: connection closed before the end of the response"
-                          : "connection closed by the server before a response");
+          fail(failure("reset", "write: " + write_error_, before_response));
+        } else if (got_bytes_) {
+          fail(failure("bad_response", n == 0
+                                           ? "bad response: connection closed before the end of the response"
+                                           : "bad response: " + tr_->error_text()));
         } else {
-          fail(tr_->error_text());
+          fail(failure("reset",
+                       n == 0 ? "connection closed by the server before a response" : tr_->error_text(),
+                       before_response));
         }
         return false;
       }
@@ -327,7 +360,7 @@ bool ClientConn::read_response() {
         continue;
       }
       if (st != ParseStatus::kComplete) {
-        fail(std::string("bad response: ") + parser_.error().reason);
+        fail(failure("bad_response", std::string("bad response: ") + parser_.error().reason));
         return false;
       }
       on_head();
@@ -362,8 +395,9 @@ void ClientConn::on_head() {
   in_body_ = true;
   if (body_kind_ == BodyKind::kContentLength) {
     if (body_left_ > cl_.opts.max_response_bytes) {
-      fail("bad response: body of " + std::to_string(body_left_) + " bytes is over the limit of " +
-           std::to_string(cl_.opts.max_response_bytes));
+      fail(failure("too_large", "bad response: body of " + std::to_string(body_left_) +
+                                    " bytes is over the limit of " +
+                                    std::to_string(cl_.opts.max_response_bytes)));
       return;
     }
     resp_.body.reserve(body_left_);
@@ -375,7 +409,8 @@ void ClientConn::on_head() {
 
 bool ClientConn::gather(const char* p, size_t n) {
   if (resp_.body.size() + n > cl_.opts.max_response_bytes) {
-    fail("bad response: body over the limit of " + std::to_string(cl_.opts.max_response_bytes) + " bytes");
+    fail(failure("too_large", "bad response: body over the limit of " +
+                                  std::to_string(cl_.opts.max_response_bytes) + " bytes"));
     return false;
   }
   resp_.body.append(p, n);
@@ -405,7 +440,7 @@ void ClientConn::read_body_bytes() {
           return;
         }
         if (st != ParseStatus::kNeedMore) {
-          fail(std::string("bad response: ") + chunked_.error().reason);
+          fail(failure("bad_response", std::string("bad response: ") + chunked_.error().reason));
           return;
         }
         if (consumed == 0) return;
@@ -438,7 +473,7 @@ void ClientConn::finish() {
   done(std::move(resp));  // last: it may issue the next request on this connection, or destroy the client
 }
 
-void ClientConn::fail(std::string error) {
+void ClientConn::fail(core::Error error) {
   if (!has_exchange_) {
     close_now();
     return;
@@ -466,7 +501,7 @@ void ClientConn::on_timer() {
     return;
   }
   ex_.retried = true;  // out of time: no second attempt
-  fail("timeout after " + std::to_string(ex_.req.timeout.count()) + " ms");
+  fail(failure("timeout", "timeout after " + std::to_string(ex_.req.timeout.count()) + " ms"));
 }
 
 void ClientConn::close_now() {
@@ -493,7 +528,8 @@ ClientCore::~ClientCore() {
   auto pending = std::move(failures);
   for (auto& done : waiting) {
     ClientResponse r;
-    r.error = "client destroyed before the response";
+    r.error = failure("closed", "client destroyed before the response", core::Retry::kNo,
+                      core::ErrorSource::kInternal);
     done(std::move(r));
   }
   for (auto& [done, error] : pending) {
@@ -519,7 +555,8 @@ void ClientCore::connect_new(const core::SocketAddress& to, const PoolKey& key, 
   int err = 0;
   core::Fd fd = core::connect_tcp(to, &err);
   if (!fd) {
-    fail_soon(std::move(ex.done), "connect: " + core::errno_text(err));
+    fail_soon(std::move(ex.done),
+              failure("connect", "connect: " + core::errno_text(err), core::Retry::kSafe));
     return;
   }
   int raw = fd.release();
@@ -531,7 +568,7 @@ void ClientCore::connect_new(const core::SocketAddress& to, const PoolKey& key, 
   c->start(std::move(ex), /*reused=*/false);
 }
 
-void ClientCore::fail_soon(std::function<void(ClientResponse)> done, std::string error) {
+void ClientCore::fail_soon(std::function<void(ClientResponse)> done, core::Error error) {
   failures.emplace_back(std::move(done), std::move(error));
   failure_timer.arm(core::Millis(0));
 }
@@ -592,7 +629,7 @@ void Client::request(const core::SocketAddress& to, ClientRequest req,
                      std::function<void(ClientResponse)> done) {
   if (impl_->destroying) {
     ClientResponse r;
-    r.error = "client is being destroyed";
+    r.error = failure("closed", "client is being destroyed", core::Retry::kNo, core::ErrorSource::kInternal);
     done(std::move(r));
     return;
   }
@@ -611,7 +648,9 @@ ClientResponse fetch_blocking(std::string_view method, std::string_view url, std
   ClientResponse result;
   constexpr std::string_view kScheme = "http://";
   if (url.size() < kScheme.size() || !iequals(url.substr(0, kScheme.size()), kScheme)) {
-    result.error = "bad URL '" + std::string(url) + "': only http://HOST:PORT/PATH is supported";
+    result.error =
+        failure("bad_request", "bad URL '" + std::string(url) + "': only http://HOST:PORT/PATH is supported",
+                core::Retry::kNo, core::ErrorSource::kClient);
     return result;
   }
   std::string_view rest = url.substr(kScheme.size());
@@ -624,7 +663,9 @@ ClientResponse fetch_blocking(std::string_view method, std::string_view url, std
   if (!has_port) host_port += ":80";
   auto addr = core::SocketAddress::parse(host_port);
   if (!addr) {
-    result.error = "bad URL '" + std::string(url) + "': the host must be a numeric address or localhost";
+    result.error = failure(
+        "bad_request", "bad URL '" + std::string(url) + "': the host must be a numeric address or localhost",
+        core::Retry::kNo, core::ErrorSource::kClient);
     return result;
   }
 

@@ -10,7 +10,9 @@
 
 #include "core/event_loop.h"
 #include "core/net.h"
+#include "core/result.h"
 #include "http/server.h"
+#include "http/wire/h1.h"
 
 namespace cumulo::http {
 
@@ -23,13 +25,29 @@ struct ClientRequest {
   std::chrono::milliseconds timeout{5000};  // whole exchange, connect included
 };
 
+// Why an exchange failed. error.kind is one of:
+//   connect       the connection could not be made (nothing was sent: retry safe)
+//   reset         the connection ended, or failed, before any byte of a response (retry safe for an
+//   idempotent
+//                 method: RFC 9110 section 9.2.2)
+//   timeout       the whole exchange took longer than the request's timeout (not retried: the time is spent)
+//   bad_response  the server's bytes are no HTTP/1.1 response, or it ended in the middle of one
+//   too_large     the response is over ClientOptions::max_response_bytes
+//   bad_request   the request could not be sent as asked (a head over the buffer, a URL fetch_blocking
+//                 cannot use)
+//   closed        the client was destroyed before the response
+// error.message says what happened, for logs: "connect: Connection refused", "timeout after 5000 ms".
 struct ClientResponse {
   int status = 0;  // 0 when `error` is set
   HeaderList headers;
   std::string body;
-  std::string error;  // "connect: Connection refused", "timeout after 5000 ms", "bad response: ..."
+  core::Error error;  // error.kind empty on success
   std::string_view header(std::string_view name) const;
-  bool ok() const { return error.empty(); }
+  bool ok() const { return error.kind.empty(); }
+  // The status and headers as a parsed head (views into `headers`, valid while it is unchanged), for code
+  // that judges a response head the way it judges one the parser read (the cache). Headers beyond
+  // http::kMaxHeaders are left out; the body is described as its Content-Length.
+  ResponseHead head_view() const;
 };
 
 struct ClientOptions {

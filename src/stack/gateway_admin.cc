@@ -15,7 +15,7 @@ using nlohmann::json;
 namespace {
 
 std::string error_of(const http::ClientResponse& r) {
-  if (!r.ok()) return r.error;
+  if (!r.ok()) return r.error.message;
   try {
     json body = json::parse(r.body);
     if (body.is_object() && body.contains("error"))
@@ -145,7 +145,7 @@ void HttpProber::probe(const std::string& address, const std::string& path, scal
   req.timeout = timeout;
   req.headers = {{"User-Agent", "cumulo-scaling-health-check"}};
   client_.request(*addr, std::move(req), [done = std::move(done), path](http::ClientResponse r) {
-    if (!r.ok()) return done(false, r.error);
+    if (!r.ok()) return done(false, r.error.message);
     const bool passed = r.status >= 200 && r.status < 400;
     done(passed, "status " + std::to_string(r.status) + " on " + path);
   });

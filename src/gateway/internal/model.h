@@ -117,6 +117,11 @@ struct GatewayConfig {
 // Throws core::ConfigError with file:line:col.
 GatewayConfig parse_gateway_config(const std::string& path);
 
+// The index of a status in the responses[] series below: its hundreds, 0 for no (or no valid) response.
+inline int status_class(int status) {
+  return status >= 100 && status < 600 ? status / 100 : 0;
+}
+
 // Per-target metric series, resolved once so the request path only bumps atomics.
 struct TargetMetrics {
   core::Counter* responses[6] = {};    // index status/100 (0: no response)

@@ -11,6 +11,7 @@
 #include "core/event_loop.h"
 #include "core/net.h"
 #include "core/owner_guard.h"
+#include "gateway/internal/fetch.h"
 #include "gateway/internal/upstream.h"
 #include "gateway/internal/worker.h"
 #include "http/client.h"
@@ -104,7 +105,6 @@ class Session final : public core::IoHandler {
   void log_access(int status);
 
   // ---- The upstream exchange (session_upstream.cc): target pick, connect, send, receive, retries. ----
-  enum class Failure : uint8_t { kConnect, kReset, kTimeout, kBadResponse };
   enum class RequestProgress : uint8_t { kBody, kLastChunkRead, kSent };  // kSent: nothing left to send
   enum class ResponseProgress : uint8_t { kHead, kBody, kComplete };      // as read from the target
   struct Exchange {
@@ -149,7 +149,7 @@ class Session final : public core::IoHandler {
   std::optional<size_t> response_body_ready(UpstreamConnection& u);
   Flow forward_response_body(UpstreamConnection& u, bool& progress);
   Flow read_upstream(UpstreamConnection& u, bool& progress);
-  void upstream_failed(Failure kind, int err, const char* what);
+  void upstream_failed(TargetFailure kind, int err, const char* what);
   void release_upstream(bool reusable);
 
   // ---- The cache (session_cache.cc): look-up, coalescing, revalidation, storing, serving. ----

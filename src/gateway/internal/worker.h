@@ -13,6 +13,7 @@
 #include "core/buffer.h"
 #include "core/event_loop.h"
 #include "core/net.h"
+#include "gateway/internal/fetch.h"
 #include "gateway/internal/model.h"
 #include "gateway/internal/upstream.h"
 #include "http/transport.h"
@@ -119,10 +120,13 @@ class Worker final : public Upstreams {
   void refresh_in_background(std::shared_ptr<const Snapshot> snapshot, const Route* route,
                              const std::string& key, std::shared_ptr<const cache::Object> stale,
                              std::string request_head);
-  // Sends `req` to a target of the route's group on the worker's own client, for cache slices (no client
-  // connection is tied to it); false when no target is available. `done` runs on this worker's loop.
-  bool fetch_for_cache(const Snapshot& snapshot, const Route* route, http::ClientRequest req,
+  // Sends `req` to a target of the route's group (fetch.h: balanced, counted, retried) on the worker's own
+  // http::Client, for the cache's own requests (no client connection is tied to them); false when no target
+  // is available. `done` runs on this worker's loop.
+  bool fetch_for_cache(std::shared_ptr<const Snapshot> snapshot, const Route* route, http::ClientRequest req,
                        std::function<void(http::ClientResponse)> done);
+  // Tests: how the cache's requests are sent (the worker's http::Client otherwise).
+  void set_fetch_sender(decltype(FetchPort::send) send) { fetch_port_.send = std::move(send); }
   bool draining() const { return draining_; }
 
   void adopt_client(int fd, const ListenerRuntime& listener);
@@ -155,7 +159,10 @@ class Worker final : public Upstreams {
   std::vector<Session*> sessions_;  // owned; index kept in the session for O(1) removal
   std::unordered_map<const Target*, std::vector<UpstreamConnection*>> idle_;  // owned
   std::unique_ptr<core::Timer> housekeeping_timer_;
-  std::unique_ptr<http::Client> refresher_;  // background revalidation of stale cache entries
+  // The cache's own requests (fetch_for_cache). The client goes first: its destructor fails what is still
+  // outstanding, and those callbacks use the port.
+  FetchPort fetch_port_;
+  std::unique_ptr<http::Client> fetch_client_;
   bool draining_ = false;
   uint64_t request_counter_ = 0;
   std::string request_id_prefix_;

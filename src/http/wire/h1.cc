@@ -489,6 +489,14 @@ std::string_view MessageHead::header(std::string_view name) const {
   return {};
 }
 
+void MessageHead::remove_header(std::string_view name) {
+  size_t kept = 0;
+  for (size_t i = 0; i < header_count; ++i) {
+    if (!iequals(headers[i].name, name)) headers[kept++] = headers[i];
+  }
+  header_count = kept;
+}
+
 // Methods are case-sensitive (RFC 9110 section 9.1).
 Method method_from_string(std::string_view name) {
   switch (name.size()) {

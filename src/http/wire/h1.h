@@ -57,6 +57,8 @@ struct MessageHead {
 
   // Case-insensitive lookup of the first header with this name; empty view when absent.
   std::string_view header(std::string_view name) const;
+  // Removes every header with this name (case-insensitive), keeping the others in order.
+  void remove_header(std::string_view name);
 };
 
 struct RequestHead : MessageHead {

@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
+#include <vector>
+
 #include "cache/store.h"
 #include "core/metrics.h"
 #include "gateway/internal/worker.h"
@@ -100,6 +103,41 @@ class SessionTest : public ::testing::Test {
     for (size_t p = hay.find(needle); p != std::string_view::npos; p = hay.find(needle, p + 1)) ++n;
     return n;
   }
+
+  // The cache's own requests (Worker::fetch_for_cache), held until the test answers them.
+  struct SentFetch {
+    core::SocketAddress to;
+    http::ClientRequest req;
+    std::function<void(http::ClientResponse)> done;
+  };
+  void capture_fetches() {
+    worker_->set_fetch_sender([this](const core::SocketAddress& to, http::ClientRequest req,
+                                     std::function<void(http::ClientResponse)> d) {
+      fetches_.push_back(SentFetch{to, std::move(req), std::move(d)});
+    });
+  }
+  // Answers the oldest fetch still open.
+  void answer_fetch(http::ClientResponse resp) {
+    ASSERT_FALSE(fetches_.empty());
+    SentFetch f = std::move(fetches_.front());
+    fetches_.erase(fetches_.begin());
+    f.done(std::move(resp));
+  }
+  static http::ClientResponse failed(std::string kind, core::Retry retry) {
+    http::ClientResponse r;
+    r.error.kind = std::move(kind);
+    r.error.message = "as the test says";
+    r.error.source = core::ErrorSource::kUpstream;
+    r.error.retry = retry;
+    return r;
+  }
+  Target& target_at(const core::SocketAddress& a) {
+    for (auto& t : group_->targets)
+      if (t->address.to_string() == a.to_string()) return *t;
+    ADD_FAILURE() << "no target at " << a.to_string();
+    return *group_->targets[0];
+  }
+  std::vector<SentFetch> fetches_;
 
   // Declared before the worker: sessions it destroys still use them.
   core::MetricsRegistry registry_;
@@ -283,6 +321,120 @@ TEST_F(SessionTest, TargetFailingTheRevalidationServesTheStaleEntryWhenStaleIfEr
   EXPECT_EQ(got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << got;
   EXPECT_NE(got.find("X-Cache: STALE\r\n"), std::string::npos) << got;
   EXPECT_NE(got.find("\r\n\r\nhello"), std::string::npos);
+}
+
+// ---- the cache's own requests (fetch.h) ----
+
+TEST_F(SessionTest, CacheFetchTriesAnotherTargetAfterARefusedConnectAndCountsBoth) {
+  build({});
+  capture_fetches();
+  const Snapshot& snap = *worker_->snapshot();
+  http::ClientRequest req;
+  req.target = "/slice";
+  std::optional<http::ClientResponse> got;
+  ASSERT_TRUE(worker_->fetch_for_cache(worker_->snapshot(), &snap.routes[0], req,
+                                       [&](http::ClientResponse r) { got = std::move(r); }));
+  ASSERT_EQ(fetches_.size(), 1u);
+  Target& first = target_at(fetches_[0].to);
+  EXPECT_EQ(first.in_flight.load(), 1);
+  answer_fetch(failed("connect", core::Retry::kSafe));
+  ASSERT_EQ(fetches_.size(), 1u) << "tried again";
+  Target& second = target_at(fetches_[0].to);
+  EXPECT_NE(&first, &second);
+  EXPECT_EQ(fetches_[0].req.target, "/slice");
+  http::ClientResponse ok;
+  ok.status = 200;
+  ok.body = "abc";
+  answer_fetch(ok);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->status, 200);
+  EXPECT_EQ(got->body, "abc");
+  EXPECT_EQ(first.in_flight.load(), 0);
+  EXPECT_EQ(second.in_flight.load(), 0);
+  EXPECT_EQ(first.metrics.connect_failures->value(), 1u);
+  EXPECT_EQ(first.metrics.retries->value(), 1u);
+  EXPECT_EQ(first.metrics.responses[0]->value(), 1u);
+  EXPECT_EQ(second.metrics.responses[2]->value(), 1u);
+  EXPECT_EQ(second.metrics.bytes_in->value(), 3u);
+}
+
+TEST_F(SessionTest, CacheFetchDoesNotRetryWhatIsNotSafeToRetry) {
+  build({});
+  capture_fetches();
+  std::optional<http::ClientResponse> got;
+  ASSERT_TRUE(worker_->fetch_for_cache(worker_->snapshot(), &worker_->snapshot()->routes[0], {},
+                                       [&](http::ClientResponse r) { got = std::move(r); }));
+  Target& t = target_at(fetches_[0].to);
+  answer_fetch(failed("timeout", core::Retry::kNo));
+  EXPECT_TRUE(fetches_.empty());
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->error.kind, "timeout");
+  EXPECT_EQ(t.metrics.responses[0]->value(), 1u);
+  EXPECT_EQ(t.metrics.retries->value(), 0u);
+  EXPECT_EQ(t.metrics.connect_failures->value(), 0u);  // no answer in time is no connect failure
+  EXPECT_EQ(t.in_flight.load(), 0);
+}
+
+TEST_F(SessionTest, CacheFetchFeedsOutlierDetectionUntilTheTargetIsEjected) {
+  build({.targets = 1, .attempts = 0});
+  capture_fetches();
+  group_->config.outlier.consecutive_5xx = 2;
+  const Snapshot& snap = *worker_->snapshot();
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(
+        worker_->fetch_for_cache(worker_->snapshot(), &snap.routes[0], {}, [](http::ClientResponse) {}));
+    http::ClientResponse r;
+    r.status = 503;
+    answer_fetch(r);
+  }
+  EXPECT_EQ(group_->targets[0]->outlier.ejections(), 1);
+  EXPECT_EQ(group_->targets[0]->metrics.responses[5]->value(), 2u);
+  // Ejected: the only target is unavailable, so nothing is sent.
+  EXPECT_FALSE(
+      worker_->fetch_for_cache(worker_->snapshot(), &snap.routes[0], {}, [](http::ClientResponse) {}));
+  EXPECT_TRUE(fetches_.empty());
+}
+
+TEST_F(SessionTest, StaleWhileRevalidateRefreshesThroughTheTargetsAndStoresTheParsedAnswer) {
+  build({.targets = 1, .cache = true});
+  capture_fetches();
+  client_sends(kGet);
+  conn(0).accept();
+  conn(0).reply(
+      "HTTP/1.1 200 OK\r\nCache-Control: max-age=0, stale-while-revalidate=600\r\nETag: \"v1\"\r\n"
+      "Content-Length: 5\r\n\r\nhello");
+  take_received();
+
+  client_sends(kGet);  // stale: served at once, refreshed in the background
+  std::string got = take_received();
+  EXPECT_NE(got.find("\r\n\r\nhello"), std::string::npos) << got;
+  ASSERT_EQ(fetches_.size(), 1u);
+  EXPECT_EQ(fetches_[0].req.target, "/page");
+  bool conditional = false;
+  for (const auto& [name, value] : fetches_[0].req.headers)
+    conditional = conditional || (name == "If-None-Match" && value == "\"v1\"");
+  EXPECT_TRUE(conditional);
+  EXPECT_EQ(group_->targets[0]->in_flight.load(), 1);
+  http::ClientResponse fresh;
+  fresh.status = 200;
+  fresh.headers = {{"Cache-Control", "max-age=600"},
+                   {"ETag", "\"v2\""},
+                   {"Transfer-Encoding", "chunked"},
+                   {"Content-Type", "text/plain"}};
+  fresh.body = "world!";
+  answer_fetch(fresh);
+  EXPECT_EQ(group_->targets[0]->in_flight.load(), 0);
+  EXPECT_EQ(group_->targets[0]->metrics.responses[2]->value(), 2u);  // the session's and the refresh's
+
+  client_sends(kGet);
+  got = take_received();
+  EXPECT_EQ(got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << got;
+  EXPECT_NE(got.find("X-Cache: HIT\r\n"), std::string::npos) << got;
+  EXPECT_NE(got.find("ETag: \"v2\"\r\n"), std::string::npos) << got;
+  EXPECT_NE(got.find("Content-Length: 6\r\n"), std::string::npos) << got;
+  EXPECT_EQ(got.find("Transfer-Encoding"), std::string::npos) << got;
+  EXPECT_NE(got.find("\r\n\r\nworld!"), std::string::npos) << got;
+  EXPECT_EQ(upstreams_.connections.size(), 1u);  // the third request never reached the target
 }
 
 }  // namespace

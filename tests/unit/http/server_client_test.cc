@@ -1,6 +1,7 @@
 // http::Server and http::Client against each other on loopback, plus raw sockets where the test needs bytes
 // the client would never send (chunked uploads, pipelining, partial heads).
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -194,7 +195,7 @@ TEST(HttpServer, GetWithClient) {
   req.target = "/hello?x=42&y=1";
   req.headers.emplace_back("X-Client", "gtest");
   ClientResponse resp = exchange(loop, client, server.local_address(), req);
-  ASSERT_TRUE(resp.ok()) << resp.error;
+  ASSERT_TRUE(resp.ok()) << resp.error.message;
   EXPECT_EQ(resp.status, 200);
   EXPECT_EQ(resp.body, "path=/hello q=42\n");
   EXPECT_EQ(resp.header("x-test"), "gtest");
@@ -216,7 +217,7 @@ TEST(HttpServer, PostBodyIsGathered) {
   req.target = "/items";
   req.body = "hello body";
   ClientResponse resp = exchange(loop, client, server.local_address(), req);
-  ASSERT_TRUE(resp.ok()) << resp.error;
+  ASSERT_TRUE(resp.ok()) << resp.error.message;
   EXPECT_EQ(resp.status, 201);
   EXPECT_EQ(resp.body, "POST:10:hello body");
 }
@@ -326,7 +327,7 @@ TEST(HttpServer, BodyOverLimitGets413) {
   req.method = "POST";
   req.body = std::string(4096, 'x');
   ClientResponse resp = exchange(loop, client, server.local_address(), req);
-  ASSERT_TRUE(resp.ok()) << resp.error;
+  ASSERT_TRUE(resp.ok()) << resp.error.message;
   EXPECT_EQ(resp.status, 413);
   EXPECT_EQ(resp.header("connection"), "close");
   EXPECT_FALSE(handler_ran);
@@ -481,7 +482,7 @@ TEST(HttpServer, KeepAliveReusesOneConnection) {
   run_loop(loop);
   ASSERT_EQ(responses.size(), 5u);
   for (size_t i = 0; i < responses.size(); ++i) {
-    ASSERT_TRUE(responses[i].ok()) << responses[i].error;
+    ASSERT_TRUE(responses[i].ok()) << responses[i].error.message;
     EXPECT_EQ(responses[i].body, "n=" + std::to_string(i + 1));
   }
   ASSERT_EQ(peer_ports.size(), 5u);
@@ -503,7 +504,7 @@ TEST(HttpServer, DelayedResponseThroughTimer) {
   Client client(loop);
   auto t0 = std::chrono::steady_clock::now();
   ClientResponse resp = exchange(loop, client, server.local_address(), ClientRequest{});
-  ASSERT_TRUE(resp.ok()) << resp.error;
+  ASSERT_TRUE(resp.ok()) << resp.error.message;
   EXPECT_EQ(resp.body, "late");
   EXPECT_GE(std::chrono::steady_clock::now() - t0, 95ms);
 }
@@ -519,7 +520,9 @@ TEST(HttpServer, ResponderAfterConnectionAndServerDiedIsHarmless) {
   ClientRequest req;
   req.timeout = 100ms;
   ClientResponse resp = exchange(loop, client, server->local_address(), req);
-  EXPECT_EQ(resp.error, "timeout after 100 ms");
+  EXPECT_EQ(resp.error.message, "timeout after 100 ms");
+  EXPECT_EQ(resp.error.kind, "timeout");
+  EXPECT_FALSE(resp.error.retry_safe());  // the time is spent
   ASSERT_TRUE(saved);
   saved(Response::text(200, "to a closed client"));  // the client is gone; the write fails or lands nowhere
   saved(Response::text(200, "twice"));               // a second call of the same responder is ignored
@@ -535,7 +538,7 @@ TEST(HttpServer, ThrowingHandlerGets500) {
   server.start();
   Client client(loop);
   ClientResponse resp = exchange(loop, client, server.local_address(), ClientRequest{});
-  ASSERT_TRUE(resp.ok()) << resp.error;
+  ASSERT_TRUE(resp.ok()) << resp.error.message;
   EXPECT_EQ(resp.status, 500);
 }
 
@@ -559,7 +562,7 @@ TEST(HttpServer, StreamsFiftyMebibytesWithContentLength) {
   server.start();
   Client client(loop);
   ClientResponse resp = exchange(loop, client, server.local_address(), ClientRequest{});
-  ASSERT_TRUE(resp.ok()) << resp.error;
+  ASSERT_TRUE(resp.ok()) << resp.error.message;
   EXPECT_EQ(resp.header("content-length"), std::to_string(kSize));
   ASSERT_EQ(resp.body.size(), kSize);
   EXPECT_TRUE(matches_pattern(resp.body));
@@ -594,7 +597,7 @@ TEST(HttpServer, StreamsChunkedWithoutLength) {
   run_loop(loop);
   ASSERT_EQ(responses.size(), 2u);
   for (const auto& resp : responses) {
-    ASSERT_TRUE(resp.ok()) << resp.error;
+    ASSERT_TRUE(resp.ok()) << resp.error.message;
     EXPECT_EQ(resp.header("transfer-encoding"), "chunked");
     ASSERT_EQ(resp.body.size(), kSize);
     EXPECT_TRUE(matches_pattern(resp.body));
@@ -640,7 +643,7 @@ TEST(HttpServer, BodySinkStreamsUploadPastTheGatherLimit) {
   req.target = "/upload";
   req.body = std::string(kSize, 'u');
   ClientResponse resp = exchange(loop, client, server.local_address(), req);
-  ASSERT_TRUE(resp.ok()) << resp.error;
+  ASSERT_TRUE(resp.ok()) << resp.error.message;
   EXPECT_EQ(resp.status, 200);
   EXPECT_EQ(resp.body, std::to_string(kSize) + " 0 streamed");
 }
@@ -680,8 +683,8 @@ TEST(HttpServer, ShutdownFinishesInFlightAndClosesIdle) {
     });
   });
   run_loop(loop);
-  ASSERT_TRUE(fast.ok()) << fast.error;
-  ASSERT_TRUE(slow_resp.ok()) << slow_resp.error;
+  ASSERT_TRUE(fast.ok()) << fast.error.message;
+  ASSERT_TRUE(slow_resp.ok()) << slow_resp.error.message;
   EXPECT_EQ(open_after_shutdown, 1u);  // the idle keep-alive connection went at once
   EXPECT_EQ(slow_resp.body, "slow done");
   EXPECT_EQ(slow_resp.header("connection"), "close");
@@ -700,7 +703,55 @@ TEST(HttpClient, ConnectRefused) {
       loop, client, *core::SocketAddress::parse("127.0.0.1:" + std::to_string(port)), ClientRequest{});
   EXPECT_FALSE(resp.ok());
   EXPECT_EQ(resp.status, 0);
-  EXPECT_EQ(resp.error, "connect: Connection refused");
+  EXPECT_EQ(resp.error.message, "connect: Connection refused");
+  EXPECT_EQ(resp.error.kind, "connect");
+  EXPECT_EQ(resp.error.source, core::ErrorSource::kUpstream);
+  EXPECT_TRUE(resp.error.retry_safe());  // nothing was sent
+}
+
+// A server that reads each request and closes without a byte of response: a GET may be sent again (nothing
+// answered it), a POST may not (it may have taken effect); a half response is a bad response.
+TEST(HttpClient, FailureKindsSayWhetherARetryIsSafe) {
+  core::Fd listener = core::listen_tcp(loopback_any_port(), false);
+  auto addr = *core::SocketAddress::from_fd_local(listener.get());
+  ::fcntl(listener.get(), F_SETFL,
+          ::fcntl(listener.get(), F_GETFL) & ~O_NONBLOCK);  // the thread waits in accept
+  std::atomic<int> served{0};
+  std::thread server([&] {
+    for (int i = 0; i < 3; ++i) {
+      int fd = ::accept(listener.get(), nullptr, nullptr);
+      if (fd < 0) return;
+      char buf[4096];
+      (void)::recv(fd, buf, sizeof buf, 0);
+      if (i == 2) {
+        const char half[] = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc";
+        (void)::send(fd, half, sizeof half - 1, MSG_NOSIGNAL);
+      }
+      ::close(fd);
+      ++served;
+    }
+  });
+  auto once = [&addr](ClientRequest req) {  // a loop runs once: a fresh one per request
+    core::EventLoop loop;
+    Client client(loop);
+    return exchange(loop, client, addr, std::move(req));
+  };
+  ClientRequest get;
+  ClientResponse r1 = once(get);
+  EXPECT_EQ(r1.error.kind, "reset") << r1.error.message;
+  EXPECT_TRUE(r1.error.retry_safe());
+  ClientRequest post;
+  post.method = "POST";
+  post.body = "x";
+  ClientResponse r2 = once(post);
+  EXPECT_EQ(r2.error.kind, "reset") << r2.error.message;
+  EXPECT_FALSE(r2.error.retry_safe());
+  ClientResponse r3 = once(get);
+  EXPECT_EQ(r3.error.kind, "bad_response") << r3.error.message;
+  EXPECT_FALSE(r3.error.retry_safe());
+  EXPECT_FALSE(r3.ok());
+  server.join();
+  EXPECT_EQ(served.load(), 3);
 }
 
 TEST(HttpClient, ServerClosingIdleConnectionIsNoticed) {
@@ -727,8 +778,8 @@ TEST(HttpClient, ServerClosingIdleConnectionIsNoticed) {
     again.arm(200ms);  // the server closes the idle connection after 50 ms
   });
   run_loop(loop);
-  ASSERT_TRUE(first.ok()) << first.error;
-  ASSERT_TRUE(second.ok()) << second.error;
+  ASSERT_TRUE(first.ok()) << first.error.message;
+  ASSERT_TRUE(second.ok()) << second.error.message;
   ASSERT_EQ(peer_ports.size(), 2u);
   EXPECT_NE(peer_ports[0], peer_ports[1]);
 }
@@ -764,7 +815,7 @@ TEST(HttpClient, FetchBlocking) {
   });
   std::string url = "http://127.0.0.1:" + std::to_string(srv.port()) + "/x";
   ClientResponse resp = fetch_blocking("POST", url, "abc");
-  ASSERT_TRUE(resp.ok()) << resp.error;
+  ASSERT_TRUE(resp.ok()) << resp.error.message;
   EXPECT_EQ(resp.status, 200);
   EXPECT_EQ(resp.header("content-type"), "application/json");
   EXPECT_EQ(resp.body, "{\"method\":\"POST\",\"body\":\"abc\",\"host\":\"127.0.0.1:" +
@@ -772,7 +823,7 @@ TEST(HttpClient, FetchBlocking) {
 
   ClientResponse bad = fetch_blocking("GET", "ftp://x/");
   EXPECT_FALSE(bad.ok());
-  EXPECT_NE(bad.error.find("bad URL"), std::string::npos);
+  EXPECT_NE(bad.error.message.find("bad URL"), std::string::npos);
 }
 
 }  // namespace

@@ -102,7 +102,7 @@ buckets:
     req.timeout = 10s;
     Reply out;
     client.request(*core::SocketAddress::parse(host()), std::move(req), [&](http::ClientResponse r) {
-      EXPECT_TRUE(r.ok()) << r.error;
+      EXPECT_TRUE(r.ok()) << r.error.message;
       out.status = r.status;
       out.body = std::move(r.body);
       out.headers = std::move(r.headers);

@@ -300,7 +300,7 @@ TEST_F(SupervisorTest, RunsReplacesAndStopsTheStackInOrder) {
   // The control API: a token, and desired within min..max.
   EXPECT_EQ(control("GET", "/v1/status", {}, false).status, 401);
   http::ClientResponse r = control("GET", "/v1/status");
-  ASSERT_EQ(r.status, 200) << r.error << r.body;
+  ASSERT_EQ(r.status, 200) << r.error.message << r.body;
   nlohmann::json st = nlohmann::json::parse(r.body);
   EXPECT_EQ(st["stack"], "test");
   EXPECT_EQ(st["groups"][0]["in_service"], 2);
