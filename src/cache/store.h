@@ -3,6 +3,7 @@
 // other RFC 9111 rules live in policy.h; this file only keeps and finds objects.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -71,8 +72,18 @@ class DiskTier;
 // request target can hold, so no URL's key collides with a slice's.
 inline constexpr char kSliceSeparator = '\x1f';
 
+// Thread safety: every member may be called from any thread. The store is split into kShards shards by a
+// hash of the primary key, each with its own mutex, LRU list, and fill table, so that
+// workers looking up different keys do not wait for each other; a shard's mutex is held for map work only
+// (Vary matching, copies of keys and the freeing of evicted objects happen outside it), and no two shard
+// mutexes are ever held at once. The byte cap is global (one atomic sum): the shard that inserts evicts
+// from its own LRU first and then from the others in turn, so that the cap and the quarter-of-the-cap rule
+// mean what they say whatever the shard count; the order of eviction is least recently used per shard, not
+// across the whole store.
 class Store {
  public:
+  static constexpr size_t kShards = 16;
+
   explicit Store(uint64_t max_bytes);
   // With a disk tier in `disk_path` (created when missing; objects already there are found again), of at most
   // `disk_max_bytes`: every object inserted is also written there by a writer thread, and a memory miss reads
@@ -92,7 +103,7 @@ class Store {
   size_t purge(std::string_view key, bool prefix);
   // Removes objects carrying this tag (surrogate key); returns how many.
   size_t purge_tag(std::string_view tag);
-  StoreStats stats() const;
+  StoreStats stats() const;  // summed over the shards, each read under its own lock
   uint64_t max_bytes() const { return max_bytes_; }
   void flush_disk();  // waits for queued disk writes (tests)
 
@@ -107,16 +118,23 @@ class Store {
     core::EventLoop* loop;
     std::function<void()> wake;
   };
+  struct alignas(64) Shard {  // a cache line of its own: workers on different shards share none
+    mutable std::mutex mu;
+    // By primary key, one entry per Vary key; charged Object::charge() bytes. No limits of its own: the
+    // store's cap is global (bytes_).
+    core::LruMap<std::string, std::shared_ptr<Object>> objects;
+    std::unordered_map<std::string, std::vector<Waiter>> fills;
+    uint64_t evictions = 0;
+  };
+  Shard& shard_of(std::string_view key);
   void insert_memory(std::shared_ptr<Object> object);
+  // While over the cap, evicts from the other shards in turn (one shard's mutex at a time).
+  void evict_elsewhere(const Shard& inserted, std::vector<std::shared_ptr<Object>>& dropped);
 
   const uint64_t max_bytes_;
-  mutable std::mutex
-      mu_;  // the cache is shared by the workers: one copy of each object, coalescing across them
-  // By primary key, one entry per Vary key; charged Object::charge() bytes.
-  core::LruMap<std::string, std::shared_ptr<Object>> objects_;
-  uint64_t evictions_ = 0;
-  std::unordered_map<std::string, std::vector<Waiter>> fills_;
-  std::unique_ptr<DiskTier> disk_;
+  std::atomic<uint64_t> bytes_{0};  // the sum of the charges in every shard
+  std::array<Shard, kShards> shards_;
+  std::unique_ptr<DiskTier> disk_;  // last: destroyed first, its thread stopped while the shards exist
 };
 
 }  // namespace cumulo::cache
