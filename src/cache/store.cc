@@ -73,19 +73,59 @@ std::shared_ptr<const Object> Store::lookup(std::string_view key, const http::Re
     }
   }
   varied.clear();  // outside the lock: the last reference to an object evicted meanwhile may go here
-  if (found || !disk_) return found;
-  if (auto queued = disk_->pending(key, req)) return queued;
-  auto object = disk_->read(key, req);
-  if (object) insert_memory(object);
-  return object;
+  if (!found && disk_) found = disk_->pending(key, req);
+  return found;
+}
+
+bool Store::load(std::string_view key, const http::RequestHead& req, core::EventLoop& loop,
+                 Loaded on_loaded) {
+  const uint64_t id = disk_->find(key, req);
+  if (id == 0) return false;
+  Shard& s = shard_of(key);
+  bool first = false;
+  {
+    std::lock_guard lock(s.mu);
+    auto [it, inserted] = s.loads.try_emplace(id);
+    if (inserted) it->second.purges = purges_.load();
+    it->second.waiters.push_back(LoadWaiter{&loop, std::move(on_loaded)});
+    first = inserted;
+  }
+  if (first)
+    disk_->read_async(id, std::string(key),
+                      [this, &s, id](std::shared_ptr<Object> object) { loaded(s, id, std::move(object)); });
+  return true;
+}
+
+void Store::loaded(Shard& s, uint64_t id, std::shared_ptr<Object> object) {
+  uint64_t purges = 0;
+  {
+    std::lock_guard lock(s.mu);
+    auto it = s.loads.find(id);
+    if (it == s.loads.end()) return;
+    purges = it->second.purges;
+  }
+  // Into memory before the waiters are taken: a lookup from now on finds it there and starts no second read.
+  if (object && purges_.load() == purges) insert_memory(object, /*replace=*/false, purges);
+  std::vector<LoadWaiter> waiters;
+  {
+    std::lock_guard lock(s.mu);
+    auto it = s.loads.find(id);
+    if (it == s.loads.end()) return;
+    if (it->second.purges != purges_.load()) object.reset();  // maybe purged while it was read: a miss
+    waiters.swap(it->second.waiters);
+    s.loads.erase(it);
+  }
+  std::shared_ptr<const Object> result = std::move(object);
+  for (auto& w : waiters)
+    w.loop->post([loaded = std::move(w.loaded), result]() mutable { loaded(std::move(result)); });
 }
 
 void Store::insert(std::shared_ptr<Object> object) {
   if (disk_) disk_->write(object);
-  insert_memory(std::move(object));
+  insert_memory(std::move(object), /*replace=*/true, 0);
 }
 
-void Store::insert_memory(std::shared_ptr<Object> object) {
+void Store::insert_memory(std::shared_ptr<Object> object, bool replace, uint64_t purges) {
   const uint64_t charge = object->charge();
   if (charge > max_bytes_ / 4) return;
   std::string key = object->key;
@@ -100,6 +140,12 @@ void Store::insert_memory(std::shared_ptr<Object> object) {
   {
     std::lock_guard lock(s.mu);
     auto same = [&](const std::shared_ptr<Object>& o) { return o->vary_key == added->vary_key; };
+    if (!replace) {
+      // Checked under the shard's lock, which a purge takes after counting itself: a purge either erases
+      // this object after it is added, or was counted before and keeps it out.
+      if (purges_.load() != purges) return;
+      if (s.objects.find_if(key, same)) return;
+    }
     s.objects.erase_first(key, same, drop);
     s.objects.insert(std::move(key), std::move(object), charge);
     bytes_.fetch_add(charge);
@@ -123,6 +169,7 @@ void Store::evict_elsewhere(const Shard& inserted, std::vector<std::shared_ptr<O
 }
 
 size_t Store::purge(std::string_view key, bool prefix) {
+  purges_.fetch_add(1);  // before the shards' locks: see insert_memory
   size_t n = 0;
   std::vector<std::shared_ptr<Object>> dropped;
   for (Shard& s : shards_) {
@@ -141,6 +188,7 @@ size_t Store::purge(std::string_view key, bool prefix) {
 }
 
 size_t Store::purge_tag(std::string_view tag) {
+  purges_.fetch_add(1);
   size_t n = 0;
   std::vector<std::shared_ptr<Object>> dropped;
   for (Shard& s : shards_) {
@@ -216,6 +264,7 @@ StoreStats Store::stats() const {
   if (disk_) {
     st.disk_objects = disk_->objects();
     st.disk_bytes = disk_->bytes();
+    st.disk_reads = disk_->reads();
   }
   return st;
 }
