@@ -24,10 +24,10 @@ EntryTimes Object::current_times() const {
   return t;
 }
 
-Store::Store(uint64_t max_bytes) : max_bytes_(max_bytes), objects_(core::LruLimits{.max_bytes = max_bytes}) {}
+Store::Store(uint64_t max_bytes) : max_bytes_(max_bytes) {}
 
 Store::Store(uint64_t max_bytes, const std::string& disk_path, uint64_t disk_max_bytes)
-    : max_bytes_(max_bytes), objects_(core::LruLimits{.max_bytes = max_bytes}) {
+    : max_bytes_(max_bytes) {
   if (!disk_path.empty()) disk_ = std::make_unique<DiskTier>(disk_path, disk_max_bytes);
 }
 
@@ -37,54 +37,171 @@ void Store::flush_disk() {
 
 Store::~Store() = default;
 
+Store::Shard& Store::shard_of(std::string_view key) {
+  size_t h = std::hash<std::string_view>{}(key);
+  // The high bits too: the shards' hash maps use the low bits of the same hash.
+  return shards_[(h ^ (h >> 32)) % kShards];
+}
+
 std::shared_ptr<const Object> Store::lookup(std::string_view key, const http::RequestHead& req) {
+  const std::string k(key);  // allocated before the lock, if at all
+  Shard& s = shard_of(key);
+  // Objects with a Vary are matched outside the lock (vary_key builds a string): their references are
+  // copied out, into a vector each thread reuses.
+  thread_local std::vector<std::shared_ptr<Object>> varied;
+  std::shared_ptr<const Object> found;
   {
-    std::lock_guard lock(mu_);
-    const std::shared_ptr<Object>* found =
-        objects_.find_if(std::string(key), [&](const std::shared_ptr<Object>& o) {
-          if (o->vary.empty()) return true;
-          auto k = vary_key(o->vary, req);
-          return k && *k == o->vary_key;
-        });
-    if (found) return *found;
+    std::lock_guard lock(s.mu);
+    const std::shared_ptr<Object>* plain = s.objects.find_if(k, [&](const std::shared_ptr<Object>& o) {
+      if (o->vary.empty()) return true;
+      varied.push_back(o);
+      return false;
+    });
+    if (plain) found = *plain;
   }
-  if (!disk_) return nullptr;
-  if (auto queued = disk_->pending(key, req)) return queued;
-  auto object = disk_->read(key, req);
-  if (object) insert_memory(object);
-  return object;
+  if (!found && !varied.empty()) {
+    for (const auto& o : varied) {
+      auto vk = vary_key(o->vary, req);
+      if (vk && *vk == o->vary_key) {
+        found = o;
+        break;
+      }
+    }
+    if (found) {
+      std::lock_guard lock(s.mu);  // made the most recently used, unless it went meanwhile
+      s.objects.find_if(k, [&](const std::shared_ptr<Object>& o) { return o == found; });
+    }
+  }
+  varied.clear();  // outside the lock: the last reference to an object evicted meanwhile may go here
+  if (!found && disk_) found = disk_->pending(key, req);
+  return found;
+}
+
+bool Store::load(std::string_view key, const http::RequestHead& req, core::EventLoop& loop,
+                 Loaded on_loaded) {
+  const uint64_t id = disk_->find(key, req);
+  if (id == 0) return false;
+  Shard& s = shard_of(key);
+  bool first = false;
+  {
+    std::lock_guard lock(s.mu);
+    auto [it, inserted] = s.loads.try_emplace(id);
+    if (inserted) it->second.purges = purges_.load();
+    it->second.waiters.push_back(LoadWaiter{&loop, std::move(on_loaded)});
+    first = inserted;
+  }
+  if (first)
+    disk_->read_async(id, std::string(key),
+                      [this, &s, id](std::shared_ptr<Object> object) { loaded(s, id, std::move(object)); });
+  return true;
+}
+
+void Store::loaded(Shard& s, uint64_t id, std::shared_ptr<Object> object) {
+  uint64_t purges = 0;
+  {
+    std::lock_guard lock(s.mu);
+    auto it = s.loads.find(id);
+    if (it == s.loads.end()) return;
+    purges = it->second.purges;
+  }
+  // Into memory before the waiters are taken: a lookup from now on finds it there and starts no second read.
+  if (object && purges_.load() == purges) insert_memory(object, /*replace=*/false, purges);
+  std::vector<LoadWaiter> waiters;
+  {
+    std::lock_guard lock(s.mu);
+    auto it = s.loads.find(id);
+    if (it == s.loads.end()) return;
+    if (it->second.purges != purges_.load()) object.reset();  // maybe purged while it was read: a miss
+    waiters.swap(it->second.waiters);
+    s.loads.erase(it);
+  }
+  std::shared_ptr<const Object> result = std::move(object);
+  for (auto& w : waiters)
+    w.loop->post([loaded = std::move(w.loaded), result]() mutable { loaded(std::move(result)); });
 }
 
 void Store::insert(std::shared_ptr<Object> object) {
   if (disk_) disk_->write(object);
-  insert_memory(std::move(object));
+  insert_memory(std::move(object), /*replace=*/true, 0);
 }
 
-void Store::insert_memory(std::shared_ptr<Object> object) {
-  if (object->charge() > max_bytes_ / 4) return;
-  std::lock_guard lock(mu_);
-  objects_.erase_first(object->key,
-                       [&](const std::shared_ptr<Object>& o) { return o->vary_key == object->vary_key; });
+void Store::insert_memory(std::shared_ptr<Object> object, bool replace, uint64_t purges) {
   const uint64_t charge = object->charge();
+  if (charge > max_bytes_ / 4) return;
   std::string key = object->key;
-  objects_.insert(std::move(key), std::move(object), charge);
-  evictions_ += objects_.evict();
+  const Object* added = object.get();
+  Shard& s = shard_of(key);
+  std::vector<std::shared_ptr<Object>> dropped;  // freed after the lock: large bodies take time to free
+  dropped.reserve(4);
+  auto drop = [&](core::LruMap<std::string, std::shared_ptr<Object>>::Entry& e) {
+    bytes_.fetch_sub(e.charge);
+    dropped.push_back(std::move(e.value));
+  };
+  {
+    std::lock_guard lock(s.mu);
+    auto same = [&](const std::shared_ptr<Object>& o) { return o->vary_key == added->vary_key; };
+    if (!replace) {
+      // Checked under the shard's lock, which a purge takes after counting itself: a purge either erases
+      // this object after it is added, or was counted before and keeps it out.
+      if (purges_.load() != purges) return;
+      if (s.objects.find_if(key, same)) return;
+    }
+    s.objects.erase_first(key, same, drop);
+    s.objects.insert(std::move(key), std::move(object), charge);
+    bytes_.fetch_add(charge);
+    s.evictions += s.objects.evict_while(
+        [&](const auto& e) { return bytes_.load() > max_bytes_ && e.value.get() != added; }, drop);
+  }
+  if (bytes_.load() > max_bytes_) evict_elsewhere(s, dropped);
+}
+
+void Store::evict_elsewhere(const Shard& inserted, std::vector<std::shared_ptr<Object>>& dropped) {
+  const size_t first = static_cast<size_t>(&inserted - shards_.data());
+  for (size_t i = 1; i < kShards && bytes_.load() > max_bytes_; ++i) {
+    Shard& s = shards_[(first + i) % kShards];
+    std::lock_guard lock(s.mu);
+    s.evictions += s.objects.evict_while([&](const auto&) { return bytes_.load() > max_bytes_; },
+                                         [&](auto& e) {
+                                           bytes_.fetch_sub(e.charge);
+                                           dropped.push_back(std::move(e.value));
+                                         });
+  }
 }
 
 size_t Store::purge(std::string_view key, bool prefix) {
-  std::lock_guard lock(mu_);
-  const size_t n = objects_.erase_if([&](const std::string& k, const std::shared_ptr<Object>&) {
-    std::string_view head = std::string_view(k).substr(0, key.size());
-    return head == key && (prefix || k.size() == key.size() || k[key.size()] == kSliceSeparator);
-  });
+  purges_.fetch_add(1);  // before the shards' locks: see insert_memory
+  size_t n = 0;
+  std::vector<std::shared_ptr<Object>> dropped;
+  for (Shard& s : shards_) {
+    std::lock_guard lock(s.mu);
+    n += s.objects.erase_if(
+        [&](const std::string& k, const std::shared_ptr<Object>&) {
+          std::string_view head = std::string_view(k).substr(0, key.size());
+          return head == key && (prefix || k.size() == key.size() || k[key.size()] == kSliceSeparator);
+        },
+        [&](auto& e) {
+          bytes_.fetch_sub(e.charge);
+          dropped.push_back(std::move(e.value));
+        });
+  }
   return disk_ ? std::max(n, disk_->purge(key, prefix)) : n;
 }
 
 size_t Store::purge_tag(std::string_view tag) {
-  std::lock_guard lock(mu_);
-  const size_t n = objects_.erase_if([&](const std::string&, const std::shared_ptr<Object>& o) {
-    return std::find(o->tags.begin(), o->tags.end(), tag) != o->tags.end();
-  });
+  purges_.fetch_add(1);
+  size_t n = 0;
+  std::vector<std::shared_ptr<Object>> dropped;
+  for (Shard& s : shards_) {
+    std::lock_guard lock(s.mu);
+    n += s.objects.erase_if(
+        [&](const std::string&, const std::shared_ptr<Object>& o) {
+          return std::find(o->tags.begin(), o->tags.end(), tag) != o->tags.end();
+        },
+        [&](auto& e) {
+          bytes_.fetch_sub(e.charge);
+          dropped.push_back(std::move(e.value));
+        });
+  }
   return disk_ ? std::max(n, disk_->purge_tag(tag)) : n;
 }
 
@@ -137,25 +254,33 @@ bool brotli_compress(std::string_view in, std::string& out) {
 }
 
 StoreStats Store::stats() const {
-  std::lock_guard lock(mu_);
-  StoreStats s{objects_.size(), objects_.bytes(), evictions_};
-  if (disk_) {
-    s.disk_objects = disk_->objects();
-    s.disk_bytes = disk_->bytes();
+  StoreStats st;
+  for (const Shard& s : shards_) {
+    std::lock_guard lock(s.mu);
+    st.objects += s.objects.size();
+    st.bytes += s.objects.bytes();
+    st.evictions += s.evictions;
   }
-  return s;
+  if (disk_) {
+    st.disk_objects = disk_->objects();
+    st.disk_bytes = disk_->bytes();
+    st.disk_reads = disk_->reads();
+  }
+  return st;
 }
 
 bool Store::begin_fill(const std::string& key) {
-  std::lock_guard lock(mu_);
-  return fills_.try_emplace(key).second;
+  Shard& s = shard_of(key);
+  std::lock_guard lock(s.mu);
+  return s.fills.try_emplace(key).second;
 }
 
 void Store::wait_fill(const std::string& key, core::EventLoop& loop, std::function<void()> wake) {
+  Shard& s = shard_of(key);
   {
-    std::lock_guard lock(mu_);
-    auto it = fills_.find(key);
-    if (it != fills_.end()) {
+    std::lock_guard lock(s.mu);
+    auto it = s.fills.find(key);
+    if (it != s.fills.end()) {
       it->second.push_back({&loop, std::move(wake)});
       return;
     }
@@ -164,13 +289,14 @@ void Store::wait_fill(const std::string& key, core::EventLoop& loop, std::functi
 }
 
 void Store::end_fill(const std::string& key) {
+  Shard& s = shard_of(key);
   std::vector<Waiter> waiters;
   {
-    std::lock_guard lock(mu_);
-    auto it = fills_.find(key);
-    if (it == fills_.end()) return;
+    std::lock_guard lock(s.mu);
+    auto it = s.fills.find(key);
+    if (it == s.fills.end()) return;
     waiters.swap(it->second);
-    fills_.erase(it);
+    s.fills.erase(it);
   }
   for (auto& w : waiters) w.loop->post(std::move(w.wake));
 }

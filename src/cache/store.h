@@ -3,6 +3,7 @@
 // other RFC 9111 rules live in policy.h; this file only keeps and finds objects.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -63,6 +64,7 @@ struct StoreStats {
   uint64_t evictions = 0;
   uint64_t disk_objects = 0;
   uint64_t disk_bytes = 0;
+  uint64_t disk_reads = 0;  // files read back on a memory miss (one per file however many requests waited)
 };
 
 class DiskTier;
@@ -71,19 +73,54 @@ class DiskTier;
 // request target can hold, so no URL's key collides with a slice's.
 inline constexpr char kSliceSeparator = '\x1f';
 
+// Thread safety: every member may be called from any thread. The store is split into kShards shards by a
+// hash of the primary key, each with its own mutex, LRU list, fill table and disk reads under way, so that
+// workers looking up different keys do not wait for each other; a shard's mutex is held for map work only
+// (Vary matching, copies of keys and the freeing of evicted objects happen outside it), and no two shard
+// mutexes are ever held at once. The byte cap is global (one atomic sum): the shard that inserts evicts
+// from its own LRU first and then from the others in turn, so that the cap and the quarter-of-the-cap rule
+// mean what they say whatever the shard count; the order of eviction is least recently used per shard, not
+// across the whole store.
 class Store {
  public:
+  static constexpr size_t kShards = 16;
+
   explicit Store(uint64_t max_bytes);
   // With a disk tier in `disk_path` (created when missing; objects already there are found again), of at most
-  // `disk_max_bytes`: every object inserted is also written there by a writer thread, and a memory miss reads
-  // it back (a blocking read on the caller's thread). Throws std::runtime_error when the directory is
-  // unusable.
+  // `disk_max_bytes`: every object inserted is also written there by a writer thread, and a memory miss is
+  // read back by a reader thread (see the lookup with a loop). Throws std::runtime_error when the directory
+  // is unusable.
   Store(uint64_t max_bytes, const std::string& disk_path, uint64_t disk_max_bytes);
-  ~Store();
+  ~Store();  // disk reads still queued are dropped, their callbacks not run
 
-  // The object for this key whose Vary matches the request, or nullptr; from the disk tier (then kept in
-  // memory again) when memory does not have it.
+  // The object for this key whose Vary matches the request, from memory or from the disk tier's queue of
+  // writes, or nullptr. Never reads a file.
   std::shared_ptr<const Object> lookup(std::string_view key, const http::RequestHead& req);
+
+  // What the lookup with a loop found: the object, or that it is on disk and being read (`loading`), or
+  // neither (a miss).
+  struct Lookup {
+    std::shared_ptr<const Object> object;
+    bool loading = false;
+  };
+  // Called on the loop that asked, with the object read from disk (kept in memory again when it fits), or
+  // with nullptr when it was purged, replaced or unreadable meanwhile (a miss, then: the caller goes on as
+  // after one and need not look again). It may run after the caller is gone: capture a core::WeakOwner.
+  using Loaded = std::function<void(std::shared_ptr<const Object>)>;
+  // As lookup(key, req), and when memory misses and the disk tier has a matching file, a read of it on the
+  // tier's reader thread (one read per file, however many requests wait for it) whose result goes to
+  // on_loaded on `loop`; the caller's thread never waits for the disk.
+  template <typename OnLoaded>
+  Lookup lookup(std::string_view key, const http::RequestHead& req, core::EventLoop& loop,
+                OnLoaded&& on_loaded) {
+    Lookup found;
+    found.object = lookup(key, req);
+    // The callback is made only on this path: a hit allocates nothing for it.
+    if (!found.object && disk_)
+      found.loading = load(key, req, loop, Loaded(std::forward<OnLoaded>(on_loaded)));
+    return found;
+  }
+
   // Adds or replaces (same key and vary_key); evicts least recently used objects beyond the cap. An object
   // larger than a quarter of the cap is not kept.
   void insert(std::shared_ptr<Object> object);
@@ -92,9 +129,11 @@ class Store {
   size_t purge(std::string_view key, bool prefix);
   // Removes objects carrying this tag (surrogate key); returns how many.
   size_t purge_tag(std::string_view tag);
-  StoreStats stats() const;
+  StoreStats stats() const;  // summed over the shards, each read under its own lock
   uint64_t max_bytes() const { return max_bytes_; }
-  void flush_disk();  // waits for queued disk writes (tests)
+  // Waits for queued disk writes and for the disk reads queued or under way (tests, and shutdown: once the
+  // workers' loops have stopped, no read posts to them after this returns).
+  void flush_disk();
 
   // Coalescing. The first request for a missing key becomes its filler (returns true); others register a
   // waiter, run on their own loop once the filler finishes (or gives up), and look the key up again.
@@ -107,16 +146,38 @@ class Store {
     core::EventLoop* loop;
     std::function<void()> wake;
   };
-  void insert_memory(std::shared_ptr<Object> object);
+  struct LoadWaiter {
+    core::EventLoop* loop;
+    Loaded loaded;
+  };
+  // A file being read for the requests in `waiters`; `purges` is the store's purge count when it started.
+  struct Load {
+    uint64_t purges = 0;
+    std::vector<LoadWaiter> waiters;
+  };
+  struct alignas(64) Shard {  // a cache line of its own: workers on different shards share none
+    mutable std::mutex mu;
+    // By primary key, one entry per Vary key; charged Object::charge() bytes. No limits of its own: the
+    // store's cap is global (bytes_).
+    core::LruMap<std::string, std::shared_ptr<Object>> objects;
+    std::unordered_map<std::string, std::vector<Waiter>> fills;
+    std::unordered_map<uint64_t, Load> loads;  // by disk file id
+    uint64_t evictions = 0;
+  };
+  Shard& shard_of(std::string_view key);
+  bool load(std::string_view key, const http::RequestHead& req, core::EventLoop& loop, Loaded on_loaded);
+  void loaded(Shard& shard, uint64_t id, std::shared_ptr<Object> object);  // on the reader thread
+  // replace: false for an object read from disk, which must not displace one stored since (it is newer);
+  // then `purges` is the purge count when the read started, and a purge since keeps it out.
+  void insert_memory(std::shared_ptr<Object> object, bool replace, uint64_t purges);
+  // While over the cap, evicts from the other shards in turn (one shard's mutex at a time).
+  void evict_elsewhere(const Shard& inserted, std::vector<std::shared_ptr<Object>>& dropped);
 
   const uint64_t max_bytes_;
-  mutable std::mutex
-      mu_;  // the cache is shared by the workers: one copy of each object, coalescing across them
-  // By primary key, one entry per Vary key; charged Object::charge() bytes.
-  core::LruMap<std::string, std::shared_ptr<Object>> objects_;
-  uint64_t evictions_ = 0;
-  std::unordered_map<std::string, std::vector<Waiter>> fills_;
-  std::unique_ptr<DiskTier> disk_;
+  std::atomic<uint64_t> bytes_{0};   // the sum of the charges in every shard
+  std::atomic<uint64_t> purges_{0};  // purges begun, so that a disk read racing one is not kept
+  std::array<Shard, kShards> shards_;
+  std::unique_ptr<DiskTier> disk_;  // last: destroyed first, its threads stopped while the shards exist
 };
 
 }  // namespace cumulo::cache

@@ -110,11 +110,14 @@ class LruMap {
     return n;
   }
 
-  // Removes least recently used entries while pred(entry) holds (entries idle for too long, say); how many.
-  template <typename Pred>
-  size_t evict_while(Pred&& pred) {
+  // Removes least recently used entries while pred(entry) holds (entries idle for too long, say), calling
+  // on_evict(entry) before each; how many.
+  template <typename Pred, typename OnEvict = void (*)(Entry&)>
+  size_t evict_while(
+      Pred&& pred, OnEvict&& on_evict = [](Entry&) {}) {
     size_t n = 0;
     while (!order_.empty() && pred(std::as_const(order_.back()))) {
+      on_evict(order_.back());
       erase_at(index_of(std::prev(order_.end())));
       ++n;
     }

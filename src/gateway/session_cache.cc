@@ -187,7 +187,27 @@ bool Session::cache_lookup(const http::RequestHead& req) {
   cache::CacheControl req_cc = cache::parse_cache_control(req);
   int64_t now = ::time(nullptr);
 
-  if (auto obj = store.lookup(cache_.key, req)) {
+  auto wait = [&] {
+    phase_ = Phase::kWaitCache;
+    client_.parser.reset();
+    arm(TimerFor::kCacheWait, route_->config.timeouts.first_byte);
+    route_ = nullptr;
+    snapshot_.reset();
+    return true;
+  };
+  cache::Store::Lookup found;
+  if (cache_.disk_read) {
+    cache_.disk_read = false;  // woken by the disk read it waited for: that is the look-up's answer
+    found.object = std::move(cache_.from_disk);
+  } else {
+    found = store.lookup(
+        cache_.key, req, w_.loop(),
+        [weak = self_.weak(), token = ++cache_.disk_token](std::shared_ptr<const cache::Object> o) {
+          if (Session* s = weak.get()) s->cache_disk_loaded(token, std::move(o));
+        });
+    if (found.loading) return wait();  // on disk: read on the disk tier's thread, not this one
+  }
+  if (auto obj = std::move(found.object)) {
     if (!req_cc.no_cache) {
       auto fresh = cache::freshness(obj->current_times(), obj->cache_control, req_cc, now);
       if (fresh != cache::Freshness::kStale) {
@@ -217,12 +237,7 @@ bool Session::cache_lookup(const http::RequestHead& req) {
       store.wait_fill(cache_.key, w_.loop(), [weak = self_.weak()] {
         if (Session* s = weak.get()) s->cache_wake();
       });
-      phase_ = Phase::kWaitCache;
-      client_.parser.reset();
-      arm(TimerFor::kCacheWait, route_->config.timeouts.first_byte);
-      route_ = nullptr;
-      snapshot_.reset();
-      return true;
+      return wait();
     }
     cache_.mode = filler ? CacheMode::kFill : CacheMode::kFetchAlone;
   }
@@ -235,6 +250,15 @@ bool Session::cache_lookup(const http::RequestHead& req) {
 void Session::cache_wake() {
   if (phase_ != Phase::kWaitCache) return;
   cache_.coalesced = true;
+  phase_ = Phase::kHead;
+  timer_->cancel();
+  pump();
+}
+
+void Session::cache_disk_loaded(uint64_t token, std::shared_ptr<const cache::Object> obj) {
+  if (phase_ != Phase::kWaitCache || token != cache_.disk_token) return;
+  cache_.disk_read = true;
+  cache_.from_disk = std::move(obj);
   phase_ = Phase::kHead;
   timer_->cancel();
   pump();
@@ -474,6 +498,8 @@ void Session::cache_end() {
   cache_.capture.reset();
   cache_.mode = CacheMode::kOff;
   cache_.coalesced = false;
+  cache_.disk_read = false;
+  cache_.from_disk.reset();
   slices_end();
 }
 

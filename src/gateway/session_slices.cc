@@ -154,7 +154,25 @@ bool Session::slice_get(uint64_t index, bool fetch) {
   key.push_back(cache::kSliceSeparator);
   key.append(std::to_string(index));
   int64_t now = ::time(nullptr);
-  if (auto obj = store.lookup(key, rq)) {
+  cache::Store::Lookup found;
+  if (slices_.disk_index == index + 1) {
+    found.object = slices_.from_disk;  // read from disk for this request already: not read again
+  } else if (!fetch) {
+    found.object = store.lookup(key, rq);  // a probe: memory only, it waits for nothing
+  } else {
+    found = store.lookup(
+        key, rq, w_.loop(),
+        [weak = self_.weak(), token = slices_.token + 1, index](std::shared_ptr<const cache::Object> o) {
+          if (Session* s = weak.get()) s->slice_loaded(token, index, std::move(o));
+        });
+    if (found.loading) {  // read on the disk tier's thread; slice_loaded goes on
+      ++slices_.token;
+      slices_.waiting = true;
+      arm(TimerFor::kCacheWait, route_->config.timeouts.first_byte);
+      return true;
+    }
+  }
+  if (auto obj = std::move(found.object)) {
     auto fresh =
         cache::freshness(obj->current_times(), obj->cache_control, cache::parse_cache_control(rq), now);
     if (fresh != cache::Freshness::kStale && (!slices_.head_sent || obj->etag == slices_.etag)) {
@@ -216,6 +234,14 @@ void Session::slice_woken(uint64_t token) {
   slices_.waiting = false;
   slices_.coalesced = true;  // look once more; if it is still missing, fetch it alone
   ++slices_.token;
+  pump();
+}
+
+void Session::slice_loaded(uint64_t token, uint64_t index, std::shared_ptr<const cache::Object> obj) {
+  if (phase_ != Phase::kSlices || !slices_.waiting || token != slices_.token) return;
+  slices_.waiting = false;
+  slices_.disk_index = index + 1;
+  slices_.from_disk = std::move(obj);
   pump();
 }
 
@@ -338,6 +364,8 @@ void Session::slices_end() {
   slices_.head_sent = false;
   slices_.fetched = false;
   slices_.from_origin = false;
+  slices_.disk_index = 0;
+  slices_.from_disk.reset();
 }
 
 }  // namespace cumulo::gateway

@@ -445,3 +445,39 @@ def test_the_disk_tier_keeps_objects_across_a_restart(origin, gateway, tmp_path)
     assert second.admin("POST", "/cache/purge", json={"host": "site.test", "path": "/d"}).json()["purged"] == 1
     assert metric_value(second.metrics(), "cumulo_gateway_cache_disk_objects") == 1
     assert requests.get(second.url("/d"), headers=h, timeout=5).headers["X-Cache"] == "MISS"
+
+
+def test_concurrent_requests_for_objects_on_disk_are_all_served_from_it(origin, gateway, tmp_path):
+    # After a restart every object is on disk only: the reads happen on the disk tier's thread while the
+    # workers go on, and requests for the same file share one read.
+    disk = {"max_bytes": "8MiB", "disk_path": str(tmp_path / "cache-disk"), "disk_max_bytes": "256MiB"}
+    config = {"cache": disk, "workers": 2,
+              "routes": [{"name": "site", "target_group": "web", "cache": {"enabled": True}}],
+              "target_groups": [{"name": "web", "targets": [origin.target()]}]}
+    first = gateway(config, name="first")
+    h = {"Host": "site.test"}
+    paths = [f"/text{i}" for i in range(8)] + ["/big"]
+    for p in paths:
+        assert requests.get(first.url(p), headers=h, timeout=30).headers["X-Cache"] == "MISS"
+    first.proc.stop()
+    second = gateway(config, name="second")
+    assert metric_value(second.metrics(), "cumulo_gateway_cache_disk_objects") == len(paths)
+    failures: list[str] = []
+
+    def fetch(path: str):
+        try:
+            with requests.Session() as s:
+                r = s.get(second.url(path), headers=h, timeout=60)
+            want = origin.big if path == "/big" else (f"{path} version 1\n" * 200).encode()
+            if r.status_code != 200 or r.headers["X-Cache"] != "HIT" or r.content != want:
+                failures.append(f"{path}: {r.status_code} {r.headers.get('X-Cache')} {len(r.content)} bytes")
+        except Exception as e:  # noqa: BLE001 - any failure of a client is the test's failure
+            failures.append(f"{path}: {e}")
+
+    threads = [threading.Thread(target=fetch, args=(paths[i % len(paths)],)) for i in range(60)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert all(origin.count(p) == 1 for p in paths)

@@ -186,3 +186,37 @@ def test_a_representation_changing_mid_response_is_cut_not_mixed(origin, gateway
         pass  # a urllib3 that enforces Content-Length says the same with an exception
     r = requests.get(url, headers={**h, "Range": f"bytes=0-{MIB - 1}"}, timeout=10)
     assert r.status_code == 206 and r.headers["ETag"] == '"v2"' and r.content == origin.body[:MIB]
+
+
+def test_slices_on_disk_are_served_after_a_restart_without_the_origin(origin, gateway, tmp_path):
+    # 8 MiB of memory for 50 slices of 1 MiB: most are read back from the disk tier, on its reader thread.
+    config = {"cache": {"max_bytes": "8MiB", "disk_path": str(tmp_path / "disk"), "disk_max_bytes": "256MiB"},
+              "routes": [{"name": "media", "target_group": "media", "cache": {"slice": True}}],
+              "target_groups": [{"name": "media", "targets": [{"address": f"{LOCALHOST}:{origin.port}"}]}]}
+    first = gateway(config, name="first")
+    h = {"Host": "media.test"}
+    r = requests.get(first.url("/movie.mp4"), headers=h, timeout=60)
+    assert r.status_code == 200 and hashlib.sha256(r.content).digest() == hashlib.sha256(origin.body).digest()
+    assert len(origin.requests_seen()) == SIZE // MIB
+    first.proc.stop()
+    second = gateway(config, name="second")
+    assert metric_value(second.metrics(), "cumulo_gateway_cache_disk_objects") == SIZE // MIB
+    failures: list[str] = []
+
+    def seeks():
+        with requests.Session() as s:
+            for rng, lo, hi in SEEKS:
+                r = s.get(second.url("/movie.mp4"), headers={**h, "Range": rng}, timeout=60)
+                if r.status_code != 206 or r.headers["X-Cache"] != "HIT" or r.content != origin.body[lo:hi + 1]:
+                    failures.append(f"{rng}: {r.status_code} {r.headers.get('X-Cache')}")
+
+    threads = [threading.Thread(target=seeks) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    r = requests.get(second.url("/movie.mp4"), headers=h, timeout=60)
+    assert r.headers["X-Cache"] == "HIT"
+    assert hashlib.sha256(r.content).digest() == hashlib.sha256(origin.body).digest()
+    assert len(origin.requests_seen()) == SIZE // MIB

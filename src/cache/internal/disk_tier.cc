@@ -183,6 +183,7 @@ DiskTier::DiskTier(std::string dir, uint64_t max_bytes)
   }
   ::closedir(d);
   writer_ = std::thread([this] { run(); });
+  reader_ = std::thread([this] { run_reads(); });
 }
 
 DiskTier::~DiskTier() {
@@ -191,7 +192,9 @@ DiskTier::~DiskTier() {
     stop_ = true;
   }
   cv_.notify_all();
+  read_cv_.notify_all();
   writer_.join();
+  reader_.join();
 }
 
 std::string DiskTier::path_of(uint64_t id) const {
@@ -261,7 +264,7 @@ void DiskTier::run() {
 
 void DiskTier::flush() {
   std::unique_lock lock(mu_);
-  cv_.wait(lock, [this] { return queue_.empty() && !writing_; });
+  cv_.wait(lock, [this] { return queue_.empty() && !writing_ && reads_.empty() && reading_ == 0; });
 }
 
 std::shared_ptr<const Object> DiskTier::pending(std::string_view key, const http::RequestHead& req) const {
@@ -278,22 +281,53 @@ std::shared_ptr<const Object> DiskTier::pending(std::string_view key, const http
   return nullptr;
 }
 
-std::shared_ptr<Object> DiskTier::read(std::string_view key, const http::RequestHead& req) {
-  uint64_t id = 0;
+uint64_t DiskTier::find(std::string_view key, const http::RequestHead& req) {
+  std::lock_guard lock(mu_);
+  const Entry* e = entries_.find_if(std::string(key), [&](const Entry& candidate) {
+    if (candidate.vary.empty()) return true;
+    auto k = vary_key(candidate.vary, req);
+    return k && *k == candidate.vary_key;
+  });
+  return e ? e->id : 0;
+}
+
+void DiskTier::read_async(uint64_t id, std::string key, std::function<void(std::shared_ptr<Object>)> done) {
   {
     std::lock_guard lock(mu_);
-    const Entry* e = entries_.find_if(std::string(key), [&](const Entry& candidate) {
-      if (candidate.vary.empty()) return true;
-      auto k = vary_key(candidate.vary, req);
-      return k && *k == candidate.vary_key;
-    });
-    if (e) id = e->id;
+    reads_.push_back(Read{id, std::move(key), std::move(done)});
   }
-  if (id == 0) return nullptr;
-  std::string bytes;
-  if (!read_file(path_of(id), bytes, SIZE_MAX)) return nullptr;  // purged or replaced meanwhile
-  auto o = deserialize_object(bytes);
-  return o && o->key == key ? o : nullptr;
+  read_cv_.notify_one();
+}
+
+void DiskTier::run_reads() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    read_cv_.wait(lock, [this] { return stop_ || !reads_.empty(); });
+    if (stop_) return;  // what is still queued is dropped: no one is left to serve it
+    {
+      Read r = std::move(reads_.front());
+      reads_.pop_front();
+      ++reading_;
+      lock.unlock();
+      std::string bytes;
+      std::shared_ptr<Object> o;
+      if (read_file(path_of(r.id), bytes, SIZE_MAX)) o = deserialize_object(bytes);
+      if (o && o->key != r.key) o.reset();
+      lock.lock();
+      ++reads_done_;
+      auto same_file = [&](const Entry& e) { return e.id == r.id; };
+      if (!entries_.find_if(r.key, same_file)) {
+        o.reset();  // purged or replaced while it was read
+      } else if (!o) {
+        entries_.erase_first(r.key, same_file, [this](const Index::Entry& e) { unlink_file(e); });
+      }
+      lock.unlock();
+      r.done(std::move(o));
+    }  // r (its callback and what that holds) goes before the lock is taken again
+    lock.lock();
+    --reading_;
+    cv_.notify_all();
+  }
 }
 
 namespace {
@@ -327,6 +361,11 @@ size_t DiskTier::purge_tag(std::string_view tag) {
 uint64_t DiskTier::objects() const {
   std::lock_guard lock(mu_);
   return entries_.size();
+}
+
+uint64_t DiskTier::reads() const {
+  std::lock_guard lock(mu_);
+  return reads_done_;
 }
 
 uint64_t DiskTier::bytes() const {

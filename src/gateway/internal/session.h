@@ -169,8 +169,14 @@ class Session final : public core::IoHandler {
     std::string ranges_body;                    // a multipart/byteranges answer built for this request
     uint64_t serve_pos = 0;                     // also the slices' position in the representation
     uint64_t serve_end = 0;
+    // A look-up that waits for the disk tier: the result of its read, delivered on this loop, answers the
+    // look-up once (disk_read); the token tells the current wait from earlier ones.
+    uint64_t disk_token = 0;
+    bool disk_read = false;
+    std::shared_ptr<const cache::Object> from_disk;
   };
   bool cache_lookup(const http::RequestHead& req);
+  void cache_disk_loaded(uint64_t token, std::shared_ptr<const cache::Object> obj);
   bool cache_on_response(const http::ResponseHead& resp);
   bool cache_serve_stale_on_error();
   void serve_cached(const http::RequestHead& req, std::shared_ptr<const cache::Object> obj,
@@ -194,12 +200,15 @@ class Session final : public core::IoHandler {
     bool head_sent = false;
     bool fetched = false;      // some slice of this request came from the origin
     bool from_origin = false;  // `object` did
+    uint64_t disk_index = 0;   // 1 + the slice read from the disk tier for this request (0: none)
+    std::shared_ptr<const cache::Object> from_disk;  // what that read gave (nullptr: nothing usable)
   };
   void slices_begin(const http::RequestHead& req);
   bool step_slices();
   bool slice_get(uint64_t index, bool fetch = true);  // true: slices_.object is it (or the request ended)
   void slice_arrived(uint64_t token, std::shared_ptr<const cache::Object> obj, std::string error);
   void slice_woken(uint64_t token);
+  void slice_loaded(uint64_t token, uint64_t index, std::shared_ptr<const cache::Object> obj);
   void slices_write_head();
   void slices_end();
 

@@ -3,6 +3,10 @@
 #include "gateway/internal/session.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <ctime>
+#include <filesystem>
 
 #include <optional>
 #include <vector>
@@ -56,7 +60,7 @@ class SessionTest : public ::testing::Test {
     }
     auto snapshot = std::make_shared<Snapshot>();
     snapshot->config = config;
-    if (s.cache) snapshot->cache = std::make_shared<cache::Store>(1 << 20);
+    if (s.cache) snapshot->cache = store_ = std::make_shared<cache::Store>(1 << 20, cache_disk_, 64 << 20);
     Route r;
     r.config.name = "all";
     r.config.target_group = "web";
@@ -149,6 +153,8 @@ class SessionTest : public ::testing::Test {
   core::EventLoop loop_;  // the worker's; the session's time comes from clock_
   ListenerRuntime listener_;
   std::shared_ptr<TargetGroup> group_;
+  std::string cache_disk_;               // the cache's disk tier, when not empty
+  std::shared_ptr<cache::Store> store_;  // outlives the worker, as a reloaded gateway's does
   std::unique_ptr<Worker> worker_;
   Session* session_ = nullptr;
 };
@@ -263,6 +269,79 @@ TEST_F(SessionTest, FirstByteTimeoutAnswers504AndDoesNotRetry) {
   EXPECT_EQ(got.rfind("HTTP/1.1 504 Gateway Timeout\r\n", 0), 0u) << got;
   EXPECT_NE(got.find("timeouts.first_byte"), std::string::npos);
   EXPECT_EQ(upstreams_.connections.size(), 1u);
+}
+
+// A cache directory holding /page (fresh for a minute), and nothing of it in any store's memory.
+class SessionDiskTest : public SessionTest {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("cumulo-session-disk-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    cache::Store writer(1 << 20, dir_.string(), 64 << 20);
+    auto o = std::make_shared<cache::Object>();
+    o->key = "site.test/page";
+    o->reason = "OK";
+    o->headers = "Cache-Control: max-age=60\r\n";
+    o->body = "from disk";
+    o->times.request_time = o->times.response_time = o->times.date_value = ::time(nullptr);
+    o->times.freshness_lifetime = 60;
+    writer.insert(o);
+    cache_disk_ = dir_.string();
+  }
+  void TearDown() override {
+    worker_.reset();
+    store_.reset();  // its writer thread finishes before the directory goes
+    std::filesystem::remove_all(dir_);
+  }
+  // Runs what was posted to the worker's loop (the disk read's answer among it) once the read is done.
+  void run_posted() {
+    store_->flush_disk();
+    loop_.post([this] { loop_.stop(); });
+    loop_.run();
+  }
+  std::filesystem::path dir_;
+};
+
+TEST_F(SessionDiskTest, AHitOnDiskIsReadOffTheWorkerAndServedOnItsLoop) {
+  build({.targets = 1, .cache = true});
+  client_sends(kGet);
+  // Nothing yet: the file is read on the disk tier's thread, and its answer waits for the worker's loop.
+  EXPECT_EQ(take_received(), "");
+  EXPECT_EQ(upstreams_.connections.size(), 0u);
+  run_posted();
+  std::string got = take_received();
+  EXPECT_EQ(got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << got;
+  EXPECT_NE(got.find("X-Cache: HIT\r\n"), std::string::npos) << got;
+  EXPECT_NE(got.find("\r\n\r\nfrom disk"), std::string::npos) << got;
+  EXPECT_EQ(upstreams_.connections.size(), 0u);
+  EXPECT_EQ(store_->stats().disk_reads, 1u);
+  // Kept in memory again: the next request is answered at once.
+  client_sends(kGet);
+  EXPECT_NE(take_received().find("\r\n\r\nfrom disk"), std::string::npos);
+  EXPECT_EQ(store_->stats().disk_reads, 1u);
+}
+
+TEST_F(SessionDiskTest, AMissOnDiskGoesToTheOrigin) {
+  build({.targets = 1, .cache = true});
+  client_sends("GET /other HTTP/1.1\r\nHost: site.test\r\n\r\n");
+  conn(0).accept();
+  conn(0).reply("HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 5\r\n\r\nhello");
+  EXPECT_NE(take_received().find("X-Cache: MISS\r\n"), std::string::npos);
+  EXPECT_EQ(store_->stats().disk_reads, 0u);
+}
+
+TEST_F(SessionDiskTest, ASessionGoneBeforeItsDiskReadEndsIsNotTouched) {
+  build({.targets = 1, .cache = true});
+  client_sends(kGet);
+  EXPECT_EQ(take_received(), "");
+  worker_.reset();  // the session goes with its worker while the read is queued or under way
+  session_ = nullptr;
+  run_posted();  // the answer reaches the loop and finds no one (AddressSanitizer would see a touch)
+  EXPECT_EQ(store_->stats().disk_reads, 1u);
+  EXPECT_EQ(client_->received, "");
+  EXPECT_EQ(store_->stats().objects, 1u);  // still kept for the next request
 }
 
 TEST_F(SessionTest, SecondGetIsServedFromTheCacheWithoutAskingTheTarget) {
