@@ -7,7 +7,6 @@
 
 #include <ctime>
 #include <filesystem>
-
 #include <optional>
 #include <vector>
 
