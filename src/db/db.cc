@@ -14,6 +14,7 @@
 #include "core/event_loop.h"
 #include "core/log.h"
 #include "core/net.h"
+#include "core/result.h"
 #include "core/signals.h"
 #include "db/internal/cluster.h"
 #include "db/internal/config.h"
@@ -80,6 +81,15 @@ json status_json(const ClusterStatus& s, const DbConfig& cfg, const EndpointsPro
   }
   j["events"] = s.events;
   return j;
+}
+
+// 200 naming the new primary, or 409 with what stopped it: the switchover did not happen (or, for an
+// operator's forced promotion, has not finished), and the answer says whether asking again may help.
+http::Response switchover_response(const core::Result<void, core::Error>& r, const Cluster& c) {
+  if (r) return http::Response::json(200, json{{"primary", c.status().primary}}.dump() + "\n");
+  const core::Error& e = r.error();
+  return http::Response::json(
+      409, json{{"error", e.message}, {"kind", e.kind}, {"retry", e.retry_safe()}}.dump() + "\n");
 }
 
 void check_port_free(const std::string& what, const std::string& address) {
@@ -202,21 +212,20 @@ int run(const std::string& config_path) {
           if (req.method == "POST" && req.path == "/switchover") {
             std::string to(req.query_param("to"));
             if (switching) {
-              respond(http::Response::json(409,
-                                           json{{"error", "a switchover is running already"}}.dump() + "\n"));
+              respond(http::Response::json(
+                  409,
+                  json{{"error", "a switchover is running already"}, {"kind", "running"}, {"retry", true}}
+                          .dump() +
+                      "\n"));
               return;
             }
             if (switch_thread.joinable()) switch_thread.join();
             switching = true;
             switch_thread = std::thread([c, to, respond, &main_loop, &switching] {
-              std::string err = c->switchover(to);
-              main_loop.post([respond, err, c, &switching] {
+              core::Result<void, core::Error> r = c->switchover(to);
+              main_loop.post([respond, r = std::move(r), c, &switching] {
                 switching = false;
-                if (err.empty()) {
-                  respond(http::Response::json(200, json{{"primary", c->status().primary}}.dump() + "\n"));
-                } else {
-                  respond(http::Response::json(409, json{{"error", err}}.dump() + "\n"));
-                }
+                respond(switchover_response(r, *c));
               });
             });
             return;
