@@ -775,6 +775,11 @@ core::Err<core::Error> refused(std::string kind, std::string message,
 
 core::Result<void, core::Error> Cluster::switchover(const std::string& target) {
   std::unique_lock lock(work_mu_);
+  // Taken after stop() (a request handed over just before the manager stopped): the servers are gone.
+  if (stopping_) {
+    return refused("stopping", "the database tier is stopping", core::ErrorSource::kInternal,
+                   core::Retry::kNo);
+  }
   if (failover_.active || primary_lost_) {
     if (target.empty()) {
       return refused(
@@ -914,13 +919,9 @@ core::Result<void, core::Error> Cluster::switchover(const std::string& target) {
   save_state();
   for (auto& i : instances_) {
     if (i.get() == c || !i->reachable || i->state == State::kRebuilding) continue;
-    try {
-      // The old primary wrote nothing after `to` caught up, and every replica received only what the old
-      // primary wrote: `to` holds all of it, so relay logs may be discarded.
-      make_replica_of(*i, *c);
-    } catch (const std::exception& e) {
-      mark_broken(*i, e.what());
-    }
+    // The old primary wrote nothing after `to` caught up, and every replica received only what the old
+    // primary wrote: `to` holds all of it, so relay logs may be discarded.
+    if (auto repointed = make_replica_of(*i, *c); !repointed) mark_broken(*i, repointed.error().message);
   }
   readers_.clear();
   publish();

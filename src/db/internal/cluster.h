@@ -121,7 +121,8 @@ class Cluster {
   // named, the operator's forced promotion of it. Blocks. An error says why it did not happen (the primary
   // stays) or, for a forced promotion, why it has not finished (the failover goes on); its kind is one of
   // no_such_instance, is_primary, primary_lost, primary_unreachable, not_replicating, not_caught_up,
-  // promotion_failed, promotion_unfinished, other_candidate; retry_safe() when asking again later may work.
+  // promotion_failed, promotion_unfinished, other_candidate, stopping; retry_safe() when asking again later
+  // may work.
   core::Result<void, core::Error> switchover(const std::string& target);
 
  private:
@@ -160,7 +161,9 @@ class Cluster {
   std::vector<std::string> application_databases() const;
 
   // Replicas (replica.cc).
-  void make_replica_of(Instance& inst, const Instance& primary);
+  // Points it at `primary` and starts replication; an error (a statement the server refused) leaves it for
+  // the caller to mark broken.
+  core::Result<void, core::Error> make_replica_of(Instance& inst, const Instance& primary);
   bool replicating_from_primary(const Instance& inst);
   // Applies whatever the relay log holds beyond what it applied, with the IO thread stopped; blocks while the
   // SQL thread makes progress. Trying again after an error is harmless.

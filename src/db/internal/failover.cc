@@ -286,11 +286,7 @@ void Cluster::continue_failover() {
       r.state = State::kRecovering;
       continue;
     }
-    try {
-      make_replica_of(r, c);
-    } catch (const std::exception& e) {
-      mark_broken(r, e.what());
-    }
+    if (auto repointed = make_replica_of(r, c); !repointed) mark_broken(r, repointed.error().message);
   }
   readers_.clear();
   event("failover_done",

@@ -95,7 +95,7 @@ RelayStart find_relay_start(const std::string& bin_dir, const fs::path& datadir,
 
 }  // namespace
 
-void Cluster::make_replica_of(Instance& inst, const Instance& p) {
+core::Result<void, core::Error> Cluster::make_replica_of(Instance& inst, const Instance& p) {
   const UserSpec& r = config_.replication;
   // current_pos: it continues from what it applied (or wrote, as a former primary). Callers make sure that
   // its relay log holds nothing that `p` lacks, since CHANGE MASTER discards it.
@@ -111,8 +111,8 @@ void Cluster::make_replica_of(Instance& inst, const Instance& p) {
       "START SLAVE"};
   for (const std::string& s : sql) {
     if (!inst.conn.exec(s)) {
-      throw std::runtime_error(inst.spec.name + ": cannot replicate from " + p.spec.name + ": " +
-                               inst.conn.error());
+      return server_error(
+          "sql", inst.spec.name + ": cannot replicate from " + p.spec.name + ": " + inst.conn.error());
     }
   }
   inst.role = Role::kReplica;
@@ -121,6 +121,7 @@ void Cluster::make_replica_of(Instance& inst, const Instance& p) {
   inst.source_port = p.spec.port;
   inst.last_error.clear();
   inst.repair_failures = 0;
+  return {};
 }
 
 bool Cluster::replicating_from_primary(const Instance& inst) {
@@ -262,13 +263,12 @@ void Cluster::reconcile(Instance& inst) {
     inst.role = Role::kReplica;
     return;
   }
-  try {
-    make_replica_of(inst, p);
-    event("rejoined", inst.spec.name + " replicates from " + p.spec.name + " from " + inst.gtid_current_pos,
-          {{"instance", inst.spec.name}});
-  } catch (const std::exception& e) {
-    mark_broken(inst, e.what());
+  if (auto repointed = make_replica_of(inst, p); !repointed) {
+    mark_broken(inst, repointed.error().message);
+    return;
   }
+  event("rejoined", inst.spec.name + " replicates from " + p.spec.name + " from " + inst.gtid_current_pos,
+        {{"instance", inst.spec.name}});
 }
 
 void Cluster::repair_replicas() {
