@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <string.h>
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -983,8 +982,8 @@ void Supervisor::print_banner() const {
   }
   out +=
       "\nInstances are replaced when they die or fail health checks; `cumulo status`, `cumulo instances` and "
-      "`cumulo events` show what the groups do. Ctrl-C stops the stack: the gateway first (it drains), then "
-      "the instances.\n";
+      "`cumulo events` show what the groups do. Ctrl-C stops the stack in order: the gateway and the "
+      "edges (they drain) and DNS, then the instances, then the object store and the database tier.\n";
   std::fputs(out.c_str(), stdout);
   std::fflush(stdout);
 }
