@@ -1,8 +1,12 @@
 #include "core/workers.h"
 
+#include <pthread.h>
 #include <sched.h>
+#include <string.h>
 
+#include <algorithm>
 #include <optional>
+#include <string>
 #include <utility>
 
 #include "core/log.h"
@@ -76,23 +80,83 @@ void run_service(EventLoop& main, const sigset_t& signals, ServiceLife& life) {
     }
   });
   SignalWatcher watcher(main, signals, [&](int signo) {
-    if (signo == SIGHUP) {
+    if (signo == SIGHUP && !life.hangup_stops) {
       if (life.reload) life.reload();
       return;
     }
+    const char* abbrev = sigabbrev_np(signo);
+    const std::string name = abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(signo);
     if (stopping) {
-      log_warn(life.component, "second stop signal: exiting without waiting for in-flight requests");
+      if (life.force_stop) {
+        life.force_stop();
+        return;
+      }
+      log_warn(life.component, "second stop signal: exiting without waiting for in-flight requests",
+               {{"signal", name}});
       main.stop();
       return;
     }
     stopping = true;
-    log_info(life.component, "stopping: no new connections, in-flight requests may finish",
-             {{"drain_limit_ms", static_cast<int64_t>(life.drain_limit.count())}});
+    log_info(life.component, life.stopping,
+             {{"signal", name}, {"drain_limit_ms", static_cast<int64_t>(life.drain_limit.count())}});
     if (life.begin_drain) life.begin_drain();
-    drain_limit.arm(life.drain_limit);
+    if (life.drain_limit.count() > 0) drain_limit.arm(life.drain_limit);
     drain_poll->arm(Millis(0));
   });
   main.run();
+}
+
+BlockingWorker::BlockingWorker(std::string name) {
+  thread_ = std::thread([this] { run(); });
+  name.resize(std::min<size_t>(name.size(), 15));  // the kernel's limit, without the NUL
+  ::pthread_setname_np(thread_.native_handle(), name.c_str());
+}
+
+BlockingWorker::~BlockingWorker() {
+  stop();
+}
+
+bool BlockingWorker::post(std::function<void()> job) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return false;
+    jobs_.push_back(std::move(job));
+  }
+  wake_.notify_one();
+  return true;
+}
+
+size_t BlockingWorker::pending() const {
+  std::lock_guard lock(mu_);
+  return jobs_.size() + (running_job_ ? 1 : 0);
+}
+
+void BlockingWorker::stop() {
+  std::deque<std::function<void()>> dropped;
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    dropped.swap(jobs_);
+  }
+  wake_.notify_one();
+  if (thread_.joinable()) thread_.join();
+  // Destroyed here, outside the lock: a job's captures may post or log.
+}
+
+void BlockingWorker::run() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    wake_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+    if (stopping_) return;
+    std::function<void()> job = std::move(jobs_.front());
+    jobs_.pop_front();
+    running_job_ = true;
+    lock.unlock();
+    job();
+    job = nullptr;  // its captures go before the next job starts
+    lock.lock();
+    running_job_ = false;
+  }
 }
 
 }  // namespace cumulo::core

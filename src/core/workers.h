@@ -6,7 +6,11 @@
 //    queue.
 //  - run_service: the main loop's life after start-up: the first SIGINT/SIGTERM begins a drain (listeners
 //    closed, in-flight work may finish) that ends when the component says it is idle or after its limit; a
-//    second stop signal ends it at once; SIGHUP reloads where the component can.
+//    second stop signal ends it at once; SIGHUP reloads where the component can. A supervisor, whose drain
+//    is stopping its children in order, keeps the same skeleton: SIGHUP may stop too, and the second stop
+//    signal may force the stop (kill the children) instead of leaving the loop with them still running.
+//  - BlockingWorker: one thread of its own for work that blocks (a MariaDB call that waits for a replica),
+//    so that it never runs on an event loop; jobs run one at a time and post their answers back.
 //
 // Signals must be blocked (block_signals) before any thread starts, so that only the main loop's signalfd
 // sees them.
@@ -15,9 +19,12 @@
 #include <signal.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
+#include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -57,18 +64,60 @@ size_t default_worker_count();
 
 struct ServiceLife {
   std::string component;  // for the log
+  // 0: no limit, the drain ends only when `idle` says so (a supervisor whose children each have a grace
+  // period of their own, after which they are killed).
   std::chrono::milliseconds drain_limit{10'000};
+  // What the first stop signal does, for the log line that reports it.
+  std::string stopping = "stopping: no new connections, in-flight requests may finish";
   // On the first stop signal, on the main loop: stop accepting, let in-flight work finish.
   std::function<void()> begin_drain;
   // Polled on the main loop during the drain; the drain ends when it returns true. Empty: ends at once.
   std::function<bool()> idle;
-  // SIGHUP, on the main loop; empty: SIGHUP is not expected (and not in the blocked set).
+  // SIGHUP, on the main loop; empty: SIGHUP is not expected (and not in the blocked set), unless
+  // hangup_stops.
   std::function<void()> reload;
+  // SIGHUP is a stop signal like SIGINT and SIGTERM (`cumulo up`: the terminal it ran in went away); `reload`
+  // stays empty then.
+  bool hangup_stops = false;
+  // A stop signal during the drain, on the main loop. Empty: the loop ends at once. Set: called instead, and
+  // the component ends the loop itself (EventLoop::stop, or `idle` turning true) once it has done what it
+  // must (a supervisor kills its children, then reaps them).
+  std::function<void()> force_stop;
 };
 
-// Runs `main` until a stop signal (and its drain) ends it. `signals` is what block_signals returned; it holds
-// SIGHUP exactly when life.reload is set. `life` is read when a signal comes (a reload may change
-// drain_limit).
+// Runs `main` until a stop signal (and its drain) ends it; a component may also end it itself
+// (EventLoop::stop), as after a failed start. `signals` is what block_signals returned; it holds SIGHUP
+// exactly when life.reload is set or life.hangup_stops. `life` is read when a signal comes (a reload may
+// change drain_limit).
 void run_service(EventLoop& main, const sigset_t& signals, ServiceLife& life);
+
+// One thread for work that blocks, started by the constructor. Jobs run one at a time, in the order they
+// were posted, on that thread; a job hands its result to a loop with EventLoop::post. Any thread may post.
+class BlockingWorker {
+ public:
+  // `name` names the thread (15 characters at most are kept) for top, gdb and /proc.
+  explicit BlockingWorker(std::string name);
+  ~BlockingWorker();  // stop()
+  BlockingWorker(const BlockingWorker&) = delete;
+  BlockingWorker& operator=(const BlockingWorker&) = delete;
+
+  // Queues `job`; false, and the job destroyed unrun, once stop() has begun.
+  bool post(std::function<void()> job);
+  // Jobs posted and not yet finished, the running one included.
+  size_t pending() const;
+  // Lets the running job finish, drops the queued ones (destroyed unrun) and joins the thread. Idempotent;
+  // not from a job.
+  void stop();
+
+ private:
+  void run();
+
+  mutable std::mutex mu_;
+  std::condition_variable wake_;
+  std::deque<std::function<void()>> jobs_;
+  bool running_job_ = false;
+  bool stopping_ = false;
+  std::thread thread_;
+};
 
 }  // namespace cumulo::core

@@ -3,7 +3,6 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
@@ -14,7 +13,9 @@
 #include "core/event_loop.h"
 #include "core/log.h"
 #include "core/net.h"
+#include "core/result.h"
 #include "core/signals.h"
+#include "core/workers.h"
 #include "db/internal/cluster.h"
 #include "db/internal/config.h"
 #include "db/internal/endpoints.h"
@@ -82,6 +83,15 @@ json status_json(const ClusterStatus& s, const DbConfig& cfg, const EndpointsPro
   return j;
 }
 
+// 200 naming the new primary, or 409 with what stopped it: the switchover did not happen (or, for an
+// operator's forced promotion, has not finished), and the answer says whether asking again may help.
+http::Response switchover_response(const core::Result<void, core::Error>& r, const Cluster& c) {
+  if (r) return http::Response::json(200, json{{"primary", c.status().primary}}.dump() + "\n");
+  const core::Error& e = r.error();
+  return http::Response::json(
+      409, json{{"error", e.message}, {"kind", e.kind}, {"retry", e.retry_safe()}}.dump() + "\n");
+}
+
 void check_port_free(const std::string& what, const std::string& address) {
   try {
     core::listen_tcp(*core::SocketAddress::parse(address), false);
@@ -135,7 +145,8 @@ int run(const std::string& config_path) {
   if (!loaded) return 2;
   const DbConfig& cfg = *loaded;
 
-  const sigset_t mask = core::block_signals({SIGINT, SIGTERM});
+  // SIGHUP too: it is answered (reload is not supported) rather than ending the manager.
+  const sigset_t mask = core::block_signals({SIGINT, SIGTERM, SIGHUP});
 
   EndpointsProcess endpoints(cfg, self_binary(), std::filesystem::absolute(config_path).string());
   const bool endpoints_adopted = endpoints.adopt();
@@ -178,10 +189,11 @@ int run(const std::string& config_path) {
 
   core::EventLoop main_loop;
   std::unique_ptr<http::Server> admin;
-  // One switchover at a time, on a thread of its own (it blocks while the target catches up); the admin loop
-  // starts the next one only after joining the last.
-  std::thread switch_thread;
-  std::atomic<bool> switching{false};
+  // Switchovers run here, one at a time (each blocks while the target catches up); `switching` is the main
+  // loop's: set when one is handed over, cleared when its answer is posted back, so a second request
+  // meanwhile gets 409.
+  core::BlockingWorker switchovers("db-switchover");
+  bool switching = false;
   // The endpoints process is started again should it die (its clients are gone then, new ones find the
   // routes).
   core::Timer watch_timer(main_loop, [&] {
@@ -200,23 +212,22 @@ int run(const std::string& config_path) {
             return;
           }
           if (req.method == "POST" && req.path == "/switchover") {
-            std::string to(req.query_param("to"));
             if (switching) {
-              respond(http::Response::json(409,
-                                           json{{"error", "a switchover is running already"}}.dump() + "\n"));
+              respond(http::Response::json(
+                  409,
+                  json{{"error", "a switchover is running already"}, {"kind", "running"}, {"retry", true}}
+                          .dump() +
+                      "\n"));
               return;
             }
-            if (switch_thread.joinable()) switch_thread.join();
             switching = true;
-            switch_thread = std::thread([c, to, respond, &main_loop, &switching] {
-              std::string err = c->switchover(to);
-              main_loop.post([respond, err, c, &switching] {
+            std::string to(req.query_param("to"));
+            // The worker stops only after the main loop has: it takes every request this loop hands it.
+            switchovers.post([c, to, respond, &main_loop, &switching] {
+              core::Result<void, core::Error> r = c->switchover(to);
+              main_loop.post([respond, r = std::move(r), c, &switching] {
                 switching = false;
-                if (err.empty()) {
-                  respond(http::Response::json(200, json{{"primary", c->status().primary}}.dump() + "\n"));
-                } else {
-                  respond(http::Response::json(409, json{{"error", err}}.dump() + "\n"));
-                }
+                respond(switchover_response(r, *c));
               });
             });
             return;
@@ -232,24 +243,36 @@ int run(const std::string& config_path) {
     return 1;
   }
   watch_timer.arm(kEndpointsWatch);
+  // A thread of its own for the life of the manager: it polls every server at each monitor_interval and
+  // sleeps between rounds, so it would hold any shared worker all the time.
   std::thread monitor([&] { cluster->run_monitor(); });
 
-  core::SignalWatcher signals(main_loop, mask, [&main_loop](int) { main_loop.stop(); });
   core::log_info(kComponent, "started",
                  {{"writer", cfg.writer},
                   {"reader", cfg.reader},
                   {"admin", cfg.admin},
                   {"endpoints_pid", static_cast<long>(endpoints.pid())},
                   {"primary", cluster->status().primary}});
-  main_loop.run();
+  core::ServiceLife life;
+  life.component = std::string(kComponent);
+  life.stopping = "stopping: closing the admin API and the endpoints, then stopping every server";
+  // No drain: the servers' clients are the endpoints', which stop with them; a switchover under way finishes
+  // first (Cluster::stop waits for it), its answer is dropped.
+  life.drain_limit = std::chrono::milliseconds(0);  // no `idle`: the loop ends at once
+  life.begin_drain = [&] { admin->shutdown(); };
+  life.reload = [] {
+    core::log_warn(kComponent,
+                   "SIGHUP: cumulo db does not reload its configuration; restart it to apply a changed file "
+                   "(the servers and the endpoints keep serving meanwhile and are adopted)");
+  };
+  core::run_service(main_loop, mask, life);
 
-  core::log_info(kComponent, "stopping: closing the endpoints, then stopping every server");
   admin->shutdown();
   watch_timer.cancel();
   endpoints.stop();
   cluster->stop();
   monitor.join();
-  if (switch_thread.joinable()) switch_thread.join();
+  switchovers.stop();
   core::log_info(kComponent, "stopped");
   return 0;
 }

@@ -718,11 +718,21 @@ bool ScalingGroup::on_exit(InstanceHandle handle, const ExitStatus& status, Time
   return true;
 }
 
-std::string ScalingGroup::set_desired(int desired, TimePoint now) {
+namespace {
+
+core::Err<core::Error> refused(std::string kind, std::string message) {
+  return core::Err(
+      core::Error{std::move(kind), std::move(message), core::ErrorSource::kClient, core::Retry::kNo});
+}
+
+}  // namespace
+
+core::Result<void, core::Error> ScalingGroup::set_desired(int desired, TimePoint now) {
   Impl& g = *impl_;
   if (desired < g.min || desired > g.max) {
-    return "desired " + std::to_string(desired) + " is outside min..max (" + std::to_string(g.min) + ".." +
-           std::to_string(g.max) + ") of group " + g.spec.name;
+    return refused("out_of_range", "desired " + std::to_string(desired) + " is outside min..max (" +
+                                       std::to_string(g.min) + ".." + std::to_string(g.max) + ") of group " +
+                                       g.spec.name);
   }
   if (desired != g.desired) {
     g.event("desired " + std::to_string(g.desired) + " -> " + std::to_string(desired) +
@@ -735,22 +745,24 @@ std::string ScalingGroup::set_desired(int desired, TimePoint now) {
   return {};
 }
 
-std::string ScalingGroup::put_metric(const std::string& name, double value, const std::string& instance,
-                                     TimePoint) {
+core::Result<void, core::Error> ScalingGroup::put_metric(const std::string& name, double value,
+                                                         const std::string& instance, TimePoint) {
   Impl& g = *impl_;
   if (!parse_metric_name("custom:" + name)) {
-    return "metric name '" + name + "' must be 1 to 64 letters, digits, '_', '-' or '.'";
+    return refused("bad_metric_name",
+                   "metric name '" + name + "' must be 1 to 64 letters, digits, '_', '-' or '.'");
   }
-  if (!std::isfinite(value)) return "value must be a finite number";
+  if (!std::isfinite(value)) return refused("bad_value", "value must be a finite number");
   // Each name gets ten minutes of history: a client inventing names must not grow it without bound.
   constexpr size_t kMaxCustomMetrics = 100;
   if (!g.custom_pending.count(name) && g.custom_pending.size() >= kMaxCustomMetrics) {
-    return "group " + g.spec.name + " has " + std::to_string(kMaxCustomMetrics) + " custom metrics already";
+    return refused("too_many_metrics", "group " + g.spec.name + " has " + std::to_string(kMaxCustomMetrics) +
+                                           " custom metrics already");
   }
   if (!instance.empty()) {
     const Instance* i = g.find(instance);
     if (!i || i->state == InstanceState::kTerminated) {
-      return "no instance '" + instance + "' running in group " + g.spec.name;
+      return refused("no_such_instance", "no instance '" + instance + "' running in group " + g.spec.name);
     }
   }
   g.custom_pending[name].push_back(value);

@@ -21,6 +21,7 @@
 
 #include "core/config.h"
 #include "core/event_loop.h"
+#include "core/result.h"
 #include "scaling/instance_provider.h"
 
 namespace cumulo::scaling {
@@ -284,10 +285,12 @@ class ScalingGroup {
   void sample(TimePoint now, const MetricsSample& sample);
   // An instance ended; false when it is not one of this group's.
   bool on_exit(InstanceHandle handle, const ExitStatus& status, TimePoint now);
-  // A manual change (control API); an error message, empty on success.
-  std::string set_desired(int desired, TimePoint now);
-  // A custom metric data point (becomes custom:NAME); an error message, empty on success.
-  std::string put_metric(const std::string& name, double value, const std::string& instance, TimePoint now);
+  // A manual change (control API). A refusal is the client's (kind out_of_range), nothing changed.
+  core::Result<void, core::Error> set_desired(int desired, TimePoint now);
+  // A custom metric data point (becomes custom:NAME). A refusal is the client's (bad_metric_name, bad_value,
+  // too_many_metrics, no_such_instance), nothing recorded.
+  core::Result<void, core::Error> put_metric(const std::string& name, double value,
+                                             const std::string& instance, TimePoint now);
   // The gateway lost its registrations (it restarted): register the instances in service again.
   void reregister_all();
   // Stops everything (stop signal, SIGKILL after stop_timeout) and launches nothing more.

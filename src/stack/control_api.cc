@@ -155,8 +155,8 @@ http::Response handle_control_request(const http::Request& req, const ControlCon
         return error(400, "expected a JSON object with an integer \"desired\", such as {\"desired\": 4}");
       }
       const int64_t desired = body["desired"].get<int64_t>();
-      std::string err = g->set_desired(static_cast<int>(std::clamp<int64_t>(desired, -1, 100000)), ctx.now());
-      if (!err.empty()) return error(400, err);
+      auto set = g->set_desired(static_cast<int>(std::clamp<int64_t>(desired, -1, 100000)), ctx.now());
+      if (!set) return error(400, set.error().message);
       if (ctx.after_change) ctx.after_change();
       scaling::GroupStatus s = g->status();
       return ok(json{{"group", s.name}, {"desired", s.desired}, {"min", s.min}, {"max", s.max}});
@@ -181,9 +181,9 @@ http::Response handle_control_request(const http::Request& req, const ControlCon
           return error(400, "\"instance\" must be an instance id such as web-a-1");
         instance = body["instance"].get<std::string>();
       }
-      std::string err =
+      auto put =
           g->put_metric(body["name"].get<std::string>(), body["value"].get<double>(), instance, ctx.now());
-      if (!err.empty()) return error(400, err);
+      if (!put) return error(400, put.error().message);
       http::Response no_content;
       no_content.status = 204;
       return no_content;

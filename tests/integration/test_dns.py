@@ -190,6 +190,11 @@ def test_runtime_change_bumps_serial(procs, tmp_path):
     assert s.udp("example.test", "SOA").answer[0][0].serial == serial0 + 1
     bad = requests.post(s.admin("/zones/example.test/records"), json={"name": "x", "type": "A", "values": ["nope"]})
     assert bad.status_code == 400 and "IPv4" in bad.json()["error"]
+    # A record set the zone's rules refuse (a CNAME beside other data) is the client's error too, and changes nothing.
+    bad = requests.post(s.admin("/zones/example.test/records"),
+                        json={"name": "new", "type": "CNAME", "values": ["www.example.test."]})
+    assert bad.status_code == 400 and "a CNAME cannot share its name" in bad.json()["error"], bad.text
+    assert s.udp("example.test", "SOA").answer[0][0].serial == serial0 + 1
     # A '%' without two hex digits, sent as is (requests would encode the '%' itself).
     url = urllib.parse.urlsplit(s.admin("/zones/example.test/records"))
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)

@@ -405,8 +405,10 @@ void Cluster::start() {
     if (!failover_.active && p.reachable && (p.read_only || p.has_source)) {
       // Left read-only by a switchover that the earlier run did not finish (the target was not promoted: it
       // would be the recorded primary otherwise).
-      std::string err = promote(p);
-      if (!err.empty()) throw std::runtime_error(p.spec.name + ": cannot make it the primary again: " + err);
+      if (auto promoted = promote(p); !promoted) {
+        throw std::runtime_error(p.spec.name +
+                                 ": cannot make it the primary again: " + promoted.error().message);
+      }
       event("primary_restored",
             p.spec.name + " was left read-only by an unfinished switchover: writable again",
             {{"instance", p.spec.name}});
@@ -466,8 +468,9 @@ void Cluster::start() {
     return;
   }
   Instance& p = primary();
-  std::string err = promote(p);
-  if (!err.empty()) throw std::runtime_error(p.spec.name + ": cannot make it the primary: " + err);
+  if (auto promoted = promote(p); !promoted) {
+    throw std::runtime_error(p.spec.name + ": cannot make it the primary: " + promoted.error().message);
+  }
   poll(p);
   history_.merge(p.binlog_state);
   for (auto& i : instances_) {
@@ -759,21 +762,44 @@ void Cluster::run_monitor() {
   }
 }
 
-std::string Cluster::switchover(const std::string& target) {
+namespace {
+
+// Why a switchover was refused or undone; `source` kClient when the request named something that cannot be.
+core::Err<core::Error> refused(std::string kind, std::string message,
+                               core::ErrorSource source = core::ErrorSource::kUpstream,
+                               core::Retry retry = core::Retry::kSafe) {
+  return core::Err(core::Error{std::move(kind), std::move(message), source, retry});
+}
+
+}  // namespace
+
+core::Result<void, core::Error> Cluster::switchover(const std::string& target) {
   std::unique_lock lock(work_mu_);
+  // Taken after stop() (a request handed over just before the manager stopped): the servers are gone.
+  if (stopping_) {
+    return refused("stopping", "the database tier is stopping", core::ErrorSource::kInternal,
+                   core::Retry::kNo);
+  }
   if (failover_.active || primary_lost_) {
     if (target.empty()) {
-      return "the primary " + (failover_.active ? failover_.old_primary : primary_) +
-             " is lost and automatic failover handles it" +
-             (failover_.waiting_for.empty() ? std::string() : " (waiting: " + failover_.waiting_for + ")") +
-             "; name a replica with --to to promote it anyway, accepting the loss of any acknowledged commit "
-             "that only another replica holds";
+      return refused(
+          "primary_lost",
+          "the primary " + (failover_.active ? failover_.old_primary : primary_) +
+              " is lost and automatic failover handles it" +
+              (failover_.waiting_for.empty() ? std::string() : " (waiting: " + failover_.waiting_for + ")") +
+              "; name a replica with --to to promote it anyway, accepting the loss of any "
+              "acknowledged commit that only another replica holds",
+          core::ErrorSource::kUpstream, core::Retry::kNo);
     }
     Instance* c = find(target);
-    if (!c) return "no instance named '" + target + "'";
-    if (!failover_.active && c->spec.name == primary_) return target + " is the primary that was lost";
-    if (failover_.active && c->spec.name == failover_.old_primary)
-      return target + " is the primary that was lost";
+    if (!c)
+      return refused("no_such_instance", "no instance named '" + target + "'", core::ErrorSource::kClient,
+                     core::Retry::kNo);
+    if ((!failover_.active && c->spec.name == primary_) ||
+        (failover_.active && c->spec.name == failover_.old_primary)) {
+      return refused("is_primary", target + " is the primary that was lost", core::ErrorSource::kClient,
+                     core::Retry::kNo);
+    }
     forced_candidate_ = target;
     event("forced_promotion", "operator asked to promote " + target + " while the primary is lost",
           {{"instance", target}});
@@ -785,12 +811,23 @@ std::string Cluster::switchover(const std::string& target) {
       if (failover_.active) std::this_thread::sleep_for(milliseconds(500));
     }
     forced_candidate_.clear();
-    if (failover_.active) return "the promotion of " + target + " did not finish: " + failover_.waiting_for;
-    return primary_ == target ? "" : "the failover chose " + primary_ + " instead";
+    // The failover goes on either way: asking again changes nothing it would not do by itself.
+    if (failover_.active) {
+      return refused("promotion_unfinished",
+                     "the promotion of " + target + " did not finish: " + failover_.waiting_for,
+                     core::ErrorSource::kUpstream, core::Retry::kNo);
+    }
+    if (primary_ != target) {
+      return refused("other_candidate", "the failover chose " + primary_ + " instead",
+                     core::ErrorSource::kUpstream, core::Retry::kNo);
+    }
+    return {};
   }
   Instance& old = primary();
-  if (!old.reachable)
-    return "the primary " + old.spec.name + " is not reachable: automatic failover handles that";
+  if (!old.reachable) {
+    return refused("primary_unreachable",
+                   "the primary " + old.spec.name + " is not reachable: automatic failover handles that");
+  }
   std::vector<ReplicaState> states;
   for (auto& i : instances_) {
     if (i.get() == &old || i->state != State::kRunning || !replicating_from_primary(*i)) continue;
@@ -803,64 +840,73 @@ std::string Cluster::switchover(const std::string& target) {
   std::string to = target;
   if (to.empty()) {
     auto plan = plan_promotion(states, {}, "");
-    if (!plan.candidate) return "no replica is replicating: nothing to switch over to";
+    if (!plan.candidate)
+      return refused("not_replicating", "no replica is replicating: nothing to switch over to");
     to = *plan.candidate;
   }
   Instance* c = find(to);
-  if (!c) return "no instance named '" + to + "'";
-  if (c == &old) return to + " is already the primary";
+  if (!c)
+    return refused("no_such_instance", "no instance named '" + to + "'", core::ErrorSource::kClient,
+                   core::Retry::kNo);
+  if (c == &old)
+    return refused("is_primary", to + " is already the primary", core::ErrorSource::kClient,
+                   core::Retry::kNo);
   if (std::none_of(states.begin(), states.end(), [&](const ReplicaState& s) { return s.name == to; })) {
-    return to + " is not a healthy replica of " + old.spec.name + " (both replication threads running): " +
-           (c->last_error.empty() ? state_name(c->state) : c->last_error);
+    return refused("not_replicating", to + " is not a healthy replica of " + old.spec.name +
+                                          " (both replication threads running): " +
+                                          (c->last_error.empty() ? state_name(c->state) : c->last_error));
   }
   event("switchover_started", "switchover from " + old.spec.name + " to " + to + " requested",
         {{"instance", to}, {"old", old.spec.name}});
   const auto began = Clock::now();
   // Stop writes on the old primary and cut its clients (new writer connections wait), wait for the target to
   // hold everything the old primary wrote, then swap.
-  auto undo = [&](const std::string& why) {
+  auto undo = [&](std::string kind, const std::string& why) {
     old.conn.exec("SET GLOBAL read_only=OFF");
     failover_ = Failover{};
     save_state();
     publish();
     update_status();
     event("switchover_failed", why + "; the primary stays " + old.spec.name, {{"instance", to}});
-    return why + "; the primary stays " + old.spec.name;
+    return refused(std::move(kind), why + "; the primary stays " + old.spec.name);
   };
   failover_.active = true;  // the writer endpoint routes nowhere meanwhile
   failover_.old_primary = old.spec.name;
   publish();
   if (!old.conn.exec("SET GLOBAL read_only=ON"))
-    return undo("cannot make " + old.spec.name + " read-only: " + old.conn.error());
+    return undo("primary_unreachable", "cannot make " + old.spec.name + " read-only: " + old.conn.error());
   auto state = old.conn.value("SELECT @@gtid_binlog_state");
-  if (!state) return undo("cannot read " + old.spec.name + "'s binlog state: " + old.conn.error());
+  if (!state) {
+    return undo("primary_unreachable",
+                "cannot read " + old.spec.name + "'s binlog state: " + old.conn.error());
+  }
   GtidSet want = parse_set(*state);
   {
     SqlConnection waiter;
     if (!waiter.connect_socket(c->socket, config_.connect_timeout,
                                std::chrono::seconds(kSwitchoverCatchUpSeconds) + config_.connect_timeout)) {
-      return undo("cannot reach " + to + ": " + waiter.error());
+      return undo("not_caught_up", "cannot reach " + to + ": " + waiter.error());
     }
     auto r = waiter.value("SELECT MASTER_GTID_WAIT(" + sql_literal(want.position()) + ", " +
                           std::to_string(kSwitchoverCatchUpSeconds) + ")");
     if (!r || *r != "0") {
-      return undo(to + " did not catch up with " + want.position() + " within " +
-                  std::to_string(kSwitchoverCatchUpSeconds) + " s");
+      return undo("not_caught_up", to + " did not catch up with " + want.position() + " within " +
+                                       std::to_string(kSwitchoverCatchUpSeconds) + " s");
     }
   }
   poll(*c);
   if (!applied_set(*c).contains(want)) {
-    return undo(to + " lacks " + want.missing_from(applied_set(*c)).to_string() + " of " + old.spec.name);
+    return undo("not_caught_up",
+                to + " lacks " + want.missing_from(applied_set(*c)).to_string() + " of " + old.spec.name);
   }
   // Recorded as a failover to `to` with the old primary's whole history as the target: a manager that dies
   // from here on finishes the promotion when it starts again.
   failover_.candidate = to;
   failover_.target = want;
   save_state();
-  std::string err = promote(*c);
-  if (!err.empty()) {
+  if (auto promoted = promote(*c); !promoted) {
     c->conn.exec("START SLAVE");
-    return undo("cannot promote " + to + ": " + err);
+    return undo("promotion_failed", "cannot promote " + to + ": " + promoted.error().message);
   }
   poll(*c);
   c->role = Role::kPrimary;
@@ -873,13 +919,9 @@ std::string Cluster::switchover(const std::string& target) {
   save_state();
   for (auto& i : instances_) {
     if (i.get() == c || !i->reachable || i->state == State::kRebuilding) continue;
-    try {
-      // The old primary wrote nothing after `to` caught up, and every replica received only what the old
-      // primary wrote: `to` holds all of it, so relay logs may be discarded.
-      make_replica_of(*i, *c);
-    } catch (const std::exception& e) {
-      mark_broken(*i, e.what());
-    }
+    // The old primary wrote nothing after `to` caught up, and every replica received only what the old
+    // primary wrote: `to` holds all of it, so relay logs may be discarded.
+    if (auto repointed = make_replica_of(*i, *c); !repointed) mark_broken(*i, repointed.error().message);
   }
   readers_.clear();
   publish();
@@ -889,7 +931,7 @@ std::string Cluster::switchover(const std::string& target) {
             " replicates from it",
         {{"instance", to}, {"old", old.spec.name}, {"ms", static_cast<long>(took)}});
   update_status();
-  return "";
+  return {};
 }
 
 void Cluster::stop() {

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "core/log.h"
+#include "core/result.h"
 #include "db/internal/config.h"
 #include "db/internal/sql.h"
 #include "db/internal/topology.h"
@@ -117,8 +118,12 @@ class Cluster {
 
   ClusterStatus status() const;
   // Planned switchover to `target` (empty: the most up-to-date replica). With the primary lost and `target`
-  // named, the operator's forced promotion of it. Blocks; returns "" or why it failed.
-  std::string switchover(const std::string& target);
+  // named, the operator's forced promotion of it. Blocks. An error says why it did not happen (the primary
+  // stays) or, for a forced promotion, why it has not finished (the failover goes on); its kind is one of
+  // no_such_instance, is_primary, primary_lost, primary_unreachable, not_replicating, not_caught_up,
+  // promotion_failed, promotion_unfinished, other_candidate, stopping; retry_safe() when asking again later
+  // may work.
+  core::Result<void, core::Error> switchover(const std::string& target);
 
  private:
   struct Instance;
@@ -156,11 +161,13 @@ class Cluster {
   std::vector<std::string> application_databases() const;
 
   // Replicas (replica.cc).
-  void make_replica_of(Instance& inst, const Instance& primary);
+  // Points it at `primary` and starts replication; an error (a statement the server refused) leaves it for
+  // the caller to mark broken.
+  core::Result<void, core::Error> make_replica_of(Instance& inst, const Instance& primary);
   bool replicating_from_primary(const Instance& inst);
   // Applies whatever the relay log holds beyond what it applied, with the IO thread stopped; blocks while the
-  // SQL thread makes progress. Returns "" or why it failed.
-  std::string apply_relay_log(Instance& inst, const std::string& purpose);
+  // SQL thread makes progress. Trying again after an error is harmless.
+  core::Result<void, core::Error> apply_relay_log(Instance& inst, const std::string& purpose);
   void repair_replicas();
   void reconcile(Instance& inst);
   GtidSet applied_set(const Instance& inst) const;
@@ -174,8 +181,9 @@ class Cluster {
   void continue_failover();
   bool fence(Instance& inst);
   // Makes it the primary: its relay log applied (unless the caller just did, as a failover's catch-up), then
-  // replication reset, full durability, semi-sync, writable. Returns "" or why it failed.
-  std::string promote(Instance& inst, bool relay_log_applied = false);
+  // replication reset, full durability, semi-sync, writable. Each step may be repeated: after an error,
+  // trying again is harmless.
+  core::Result<void, core::Error> promote(Instance& inst, bool relay_log_applied = false);
   void handle_primary_loss_fallback();
 
   DbConfig config_;

@@ -57,11 +57,14 @@ bool Cluster::fence(Instance& inst) {
   return true;
 }
 
-std::string Cluster::promote(Instance& c, bool relay_log_applied) {
+core::Result<void, core::Error> Cluster::promote(Instance& c, bool relay_log_applied) {
   if (c.has_source && !relay_log_applied) {
     // Whatever its relay log still holds is applied before the configuration that points to it is dropped.
-    std::string err = apply_relay_log(c, "before its promotion");
-    if (!err.empty()) return "cannot apply its relay log: " + err;
+    if (auto applied = apply_relay_log(c, "before its promotion"); !applied) {
+      core::Error e = applied.error();
+      e.message = "cannot apply its relay log: " + e.message;
+      return core::Err(std::move(e));
+    }
   }
   // Strict semi-sync is on before the first write is accepted, so no commit is ever acknowledged that no
   // replica has; in fallback mode it is switched on once a replica is connected (enabled earlier, the first
@@ -75,13 +78,13 @@ std::string Cluster::promote(Instance& c, bool relay_log_applied) {
   }
   sql.push_back("SET GLOBAL read_only=OFF");
   for (const std::string& s : sql) {
-    if (!c.conn.exec(s)) return c.conn.error() + " (in " + s + ")";
+    if (!c.conn.exec(s)) return server_error("sql", c.conn.error() + " (in " + s + ")");
   }
   c.role = Role::kPrimary;
   c.state = State::kRunning;
   c.has_source = false;
   c.read_only = false;
-  return "";
+  return {};
 }
 
 void Cluster::continue_failover() {
@@ -174,14 +177,15 @@ void Cluster::continue_failover() {
       rs.known = true;
       rs.received = received_set(r.binlog_state, r.slave_pos, r.has_source ? r.io_pos : GtidSet{}, history());
     } else {
-      std::string err = apply_relay_log(r, "to learn what it received");
-      if (err.empty()) {
+      auto applied = apply_relay_log(r, "to learn what it received");
+      if (applied) {
         rs.known = true;
         rs.received = applied_set(r);
         // Applied: its received set is now what it holds, whatever its IO position says.
         r.received_known = true;
         r.io_pos = GtidSet{};
       } else {
+        const std::string& err = applied.error().message;
         event("catch_up_failed", r.spec.name + ": cannot apply its relay log: " + err,
               {{"instance", r.spec.name}, {"error", err}});
       }
@@ -222,8 +226,8 @@ void Cluster::continue_failover() {
   event("catch_up_started", c.spec.name + " applies its relay log up to " + target + " before its promotion",
         {{"instance", c.spec.name}, {"target", target}});
   const auto catch_up_began = Clock::now();
-  std::string err = apply_relay_log(c, "before its promotion");
-  if (!err.empty()) {
+  if (auto applied = apply_relay_log(c, "before its promotion"); !applied) {
+    const std::string& err = applied.error().message;
     event("catch_up_failed", c.spec.name + " did not apply its relay log: " + err + "; trying again",
           {{"instance", c.spec.name}, {"error", err}});
     waiting(c.spec.name + " did not apply its relay log: " + err);
@@ -244,8 +248,8 @@ void Cluster::continue_failover() {
         {{"instance", c.spec.name}, {"ms", static_cast<long>(catch_up_ms)}});
 
   // 5. Promotion.
-  err = promote(c, /*relay_log_applied=*/true);
-  if (!err.empty()) {
+  if (auto promoted = promote(c, /*relay_log_applied=*/true); !promoted) {
+    const std::string& err = promoted.error().message;
     event("promotion_failed", "promotion of " + c.spec.name + " failed: " + err + "; trying again",
           {{"instance", c.spec.name}, {"error", err}});
     waiting("promotion of " + c.spec.name + " failed: " + err);
@@ -282,11 +286,7 @@ void Cluster::continue_failover() {
       r.state = State::kRecovering;
       continue;
     }
-    try {
-      make_replica_of(r, c);
-    } catch (const std::exception& e) {
-      mark_broken(r, e.what());
-    }
+    if (auto repointed = make_replica_of(r, c); !repointed) mark_broken(r, repointed.error().message);
   }
   readers_.clear();
   event("failover_done",
@@ -321,11 +321,11 @@ void Cluster::handle_primary_loss_fallback() {
     start_instance(p);
     if (wait_ready(p, kServerStartLimit)) {
       poll(p);
-      std::string err = promote(p);
-      if (err.empty()) {
+      if (auto promoted = promote(p)) {
         event("restarted", p.spec.name + " restarted in place as the primary", {{"instance", p.spec.name}});
       } else {
-        core::log_warn("db", "cannot make the restarted primary writable", {{"error", err}});
+        core::log_warn("db", "cannot make the restarted primary writable",
+                       {{"error", promoted.error().message}});
       }
     }
   }

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "core/net.h"
+#include "core/result.h"
 #include "db/internal/cluster.h"
 #include "db/internal/process.h"
 #include "db/internal/sql.h"
@@ -25,6 +26,13 @@ inline constexpr std::chrono::milliseconds kServerStartLimit{
     60'000};                                                        // a starting mariadbd must answer by then
 inline constexpr std::chrono::milliseconds kKillWait{10'000};       // for a killed process to be gone
 inline constexpr std::chrono::milliseconds kRestartBackoff{1'000};  // between starts of one instance
+
+// An instance's server (or the connection to it) did not do what was asked; the kind names the step
+// ("sql", "server_exited", "stalled"). Safe to try again unless `retry` says otherwise.
+inline core::Err<core::Error> server_error(std::string kind, std::string message,
+                                           core::Retry retry = core::Retry::kSafe) {
+  return core::Err(core::Error{std::move(kind), std::move(message), core::ErrorSource::kUpstream, retry});
+}
 
 // A rebuild runs on its own thread (a dump and its load take as long as the data is large), while the monitor
 // goes on watching the primary. The thread owns the instance's connection and server process until `done`.

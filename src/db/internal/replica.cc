@@ -95,7 +95,7 @@ RelayStart find_relay_start(const std::string& bin_dir, const fs::path& datadir,
 
 }  // namespace
 
-void Cluster::make_replica_of(Instance& inst, const Instance& p) {
+core::Result<void, core::Error> Cluster::make_replica_of(Instance& inst, const Instance& p) {
   const UserSpec& r = config_.replication;
   // current_pos: it continues from what it applied (or wrote, as a former primary). Callers make sure that
   // its relay log holds nothing that `p` lacks, since CHANGE MASTER discards it.
@@ -111,8 +111,8 @@ void Cluster::make_replica_of(Instance& inst, const Instance& p) {
       "START SLAVE"};
   for (const std::string& s : sql) {
     if (!inst.conn.exec(s)) {
-      throw std::runtime_error(inst.spec.name + ": cannot replicate from " + p.spec.name + ": " +
-                               inst.conn.error());
+      return server_error(
+          "sql", inst.spec.name + ": cannot replicate from " + p.spec.name + ": " + inst.conn.error());
     }
   }
   inst.role = Role::kReplica;
@@ -121,6 +121,7 @@ void Cluster::make_replica_of(Instance& inst, const Instance& p) {
   inst.source_port = p.spec.port;
   inst.last_error.clear();
   inst.repair_failures = 0;
+  return {};
 }
 
 bool Cluster::replicating_from_primary(const Instance& inst) {
@@ -141,13 +142,14 @@ GtidSet Cluster::applied_set(const Instance& inst) const {
   return received_set(inst.binlog_state, inst.slave_pos, GtidSet{}, history());
 }
 
-std::string Cluster::apply_relay_log(Instance& inst, const std::string& purpose) {
-  if (!inst.reachable) return "not reachable";
-  if (!inst.has_source) return "";
+core::Result<void, core::Error> Cluster::apply_relay_log(Instance& inst, const std::string& purpose) {
+  if (!inst.reachable) return server_error("unreachable", "not reachable");
+  if (!inst.has_source) return {};
   if (inst.io_running || inst.io_connecting) {
-    if (!inst.conn.exec("STOP SLAVE IO_THREAD")) return "cannot stop its IO thread: " + inst.conn.error();
+    if (!inst.conn.exec("STOP SLAVE IO_THREAD"))
+      return server_error("sql", "cannot stop its IO thread: " + inst.conn.error());
     poll(inst);
-    if (!inst.reachable) return "not reachable: " + inst.last_error;
+    if (!inst.reachable) return server_error("unreachable", "not reachable: " + inst.last_error);
   }
   if (!inst.sql_running) {
     // Started again from a stopped state, the SQL thread would purge the relay log (with MASTER_USE_GTID,
@@ -156,8 +158,8 @@ std::string Cluster::apply_relay_log(Instance& inst, const std::string& purpose)
     // applies).
     RelayStart start = find_relay_start(config_.bin_dir, inst.datadir, inst.dir, inst.relay_log_file,
                                         inst.relay_log_pos, inst.slave_pos);
-    if (!start.error.empty()) return start.error;
-    if (!start.found) return "";
+    if (!start.error.empty()) return server_error("relay_log_unreadable", start.error);
+    if (!start.found) return {};
     core::log_info("db", "applying the relay log " + purpose,
                    {{"instance", inst.spec.name},
                     {"from", start.file + ":" + std::to_string(start.pos)},
@@ -166,7 +168,7 @@ std::string Cluster::apply_relay_log(Instance& inst, const std::string& purpose)
         !inst.conn.exec("CHANGE MASTER TO MASTER_USE_GTID=no, RELAY_LOG_FILE=" + sql_literal(start.file) +
                         ", RELAY_LOG_POS=" + std::to_string(start.pos)) ||
         !inst.conn.exec("START SLAVE SQL_THREAD")) {
-      return "cannot start applying its relay log: " + inst.conn.error();
+      return server_error("sql", "cannot start applying its relay log: " + inst.conn.error());
     }
   }
   // Otherwise its SQL thread still runs in the server that received the relay log: it goes on to the end.
@@ -175,19 +177,22 @@ std::string Cluster::apply_relay_log(Instance& inst, const std::string& purpose)
   int settled = 0;
   for (;;) {
     std::this_thread::sleep_for(kApplyPoll);
-    if (stopping_) return "the tier is stopping";
-    if (!process_running(inst)) return "its server exited";
+    if (stopping_) {
+      return core::Err(
+          core::Error{"stopping", "the tier is stopping", core::ErrorSource::kInternal, core::Retry::kSafe});
+    }
+    if (!process_running(inst)) return server_error("server_exited", "its server exited");
     auto rows = inst.conn.query("SHOW SLAVE STATUS");
     auto pos = rows ? inst.conn.value("SELECT @@gtid_slave_pos") : std::nullopt;
     if (!rows || rows->empty() || !pos) {
       std::string err = inst.conn.error();
       inst.conn.close();
       inst.reachable = false;
-      return "lost its connection: " + err;
+      return server_error("connection_lost", "lost its connection: " + err);
     }
     const SqlRow& s = (*rows)[0];
     if (column(s, "Slave_SQL_Running") != "Yes") {
-      return "its SQL thread stopped: " + column(s, "Last_SQL_Error");
+      return server_error("sql_thread_stopped", "its SQL thread stopped: " + column(s, "Last_SQL_Error"));
     }
     if (*pos != last_pos) {
       last_pos = *pos;
@@ -201,12 +206,13 @@ std::string Cluster::apply_relay_log(Instance& inst, const std::string& purpose)
       settled = 0;
     }
     if (Clock::now() - last_progress > kApplyStall) {
-      return "its SQL thread made no progress for " + std::to_string(kApplyStall.count() / 1000) + " s";
+      return server_error("stalled", "its SQL thread made no progress for " +
+                                         std::to_string(kApplyStall.count() / 1000) + " s");
     }
   }
   inst.conn.exec("STOP SLAVE SQL_THREAD");
   poll(inst);
-  return "";
+  return {};
 }
 
 void Cluster::mark_broken(Instance& inst, const std::string& why) {
@@ -234,9 +240,8 @@ void Cluster::reconcile(Instance& inst) {
   std::optional<GtidSet> errant = errant_now();
   if (!errant) return;
   if (errant->empty() && inst.has_source && !replicating_from_primary(inst)) {
-    std::string err = apply_relay_log(inst, "before it is repointed");
-    if (!err.empty()) {
-      mark_broken(inst, "cannot apply its relay log: " + err);
+    if (auto applied = apply_relay_log(inst, "before it is repointed"); !applied) {
+      mark_broken(inst, "cannot apply its relay log: " + applied.error().message);
       return;
     }
     errant = errant_now();
@@ -258,13 +263,12 @@ void Cluster::reconcile(Instance& inst) {
     inst.role = Role::kReplica;
     return;
   }
-  try {
-    make_replica_of(inst, p);
-    event("rejoined", inst.spec.name + " replicates from " + p.spec.name + " from " + inst.gtid_current_pos,
-          {{"instance", inst.spec.name}});
-  } catch (const std::exception& e) {
-    mark_broken(inst, e.what());
+  if (auto repointed = make_replica_of(inst, p); !repointed) {
+    mark_broken(inst, repointed.error().message);
+    return;
   }
+  event("rejoined", inst.spec.name + " replicates from " + p.spec.name + " from " + inst.gtid_current_pos,
+        {{"instance", inst.spec.name}});
 }
 
 void Cluster::repair_replicas() {

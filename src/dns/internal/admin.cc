@@ -1,6 +1,7 @@
 #include "dns/internal/admin.h"
 
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 #include "core/log.h"
 #include "core/metrics.h"
@@ -32,7 +33,12 @@ void bump_serial(std::string& rd) {
 
 void Admin::publish() {
   auto set = std::make_shared<ZoneSet>();
-  for (const ZoneSource& z : config_.zones) set->zones.push_back(Zone::build(z));
+  for (const ZoneSource& z : config_.zones) {
+    // Each was built when it was loaded or changed: an error here is a bug, reported as at start-up.
+    auto built = Zone::build(z);
+    if (!built) throw std::logic_error(built.error().message);
+    set->zones.push_back(std::move(built).value());
+  }
   set->networks = config_.networks;
   store_.publish(std::move(set));
 }
@@ -116,11 +122,7 @@ http::Response Admin::change(http::Request& req, ZoneSource& zone) {
   auto soa = updated.sets.find({zone.origin, wire::type::kSOA});
   bump_serial(soa->second.endpoints[0].rdata);
   soa->second.endpoints[0].text = wire::rdata_to_text(wire::type::kSOA, soa->second.endpoints[0].rdata);
-  try {
-    (void)Zone::build(updated);
-  } catch (const std::invalid_argument& e) {
-    return error(400, e.what());
-  }
+  if (auto built = Zone::build(updated); !built) return error(400, built.error().message);
   zone = std::move(updated);
   publish();
   auto snap = store_.get();

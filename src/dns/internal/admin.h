@@ -16,7 +16,8 @@ class Admin {
   Admin(DnsConfig& config, ZoneStore& store) : config_(config), store_(store) {}
   void handle(http::Request& req, http::Responder respond);
 
-  // Builds every zone of the configuration and publishes them. Throws std::invalid_argument on a bad zone.
+  // Builds every zone of the configuration and publishes them. Throws std::logic_error on a bad zone (each
+  // was validated when it was loaded or changed).
   void publish();
 
  private:

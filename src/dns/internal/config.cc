@@ -295,11 +295,7 @@ DnsConfig parse_dns_config(const core::ConfigNode& root, const std::string& base
       }
     }
     add_default_soa(z);
-    try {
-      (void)Zone::build(z);
-    } catch (const std::invalid_argument& e) {
-      zn.fail(e.what());
-    }
+    if (auto built = Zone::build(z); !built) zn.fail(built.error().message);
     c.zones.push_back(std::move(z));
   }
   if (c.zones.empty()) zones.fail("expected at least one zone");

@@ -60,7 +60,12 @@ constexpr int kMaxChain = 8;
 
 // ---- Zone
 
-std::shared_ptr<const Zone> Zone::build(const ZoneSource& source) {
+core::Result<std::shared_ptr<const Zone>, core::Error> Zone::build(const ZoneSource& source) {
+  // Each refusal names the record and the rule; the zone is the client's (a file, an admin API request).
+  auto invalid = [](std::string message) {
+    return core::Err(
+        core::Error{"invalid_zone", std::move(message), core::ErrorSource::kClient, core::Retry::kNo});
+  };
   auto z = std::make_shared<Zone>();
   z->origin_ = source.origin;
   auto text = [](const RecordSetSpec& s) {
@@ -68,7 +73,7 @@ std::shared_ptr<const Zone> Zone::build(const ZoneSource& source) {
   };
   for (const auto& [key, spec] : source.sets) {
     if (!wire::name_in_zone(spec.name, source.origin))
-      throw std::invalid_argument(text(spec) + ": outside the zone " + wire::name_to_text(source.origin));
+      return invalid(text(spec) + ": outside the zone " + wire::name_to_text(source.origin));
     if (spec.endpoints.empty() && spec.alias_target.empty()) continue;
     Node& node = z->nodes_[spec.name];
     RRset set;
@@ -86,23 +91,22 @@ std::shared_ptr<const Zone> Zone::build(const ZoneSource& source) {
   for (const auto& [name, node] : z->nodes_) {
     const RRset* cname = node.find(type::kCNAME);
     if (cname && node.rrsets.size() > 1)
-      throw std::invalid_argument(wire::name_to_text(name) +
-                                  ": a CNAME cannot share its name with other records "
-                                  "(RFC 1034 section 3.6.2)");
+      return invalid(wire::name_to_text(name) +
+                     ": a CNAME cannot share its name with other records "
+                     "(RFC 1034 section 3.6.2)");
     if (cname && cname->endpoints.size() > 1 && cname->policy == Policy::kSimple)
-      throw std::invalid_argument(wire::name_to_text(name) + ": a CNAME has exactly one target");
+      return invalid(wire::name_to_text(name) + ": a CNAME has exactly one target");
     if (node.find(type::kSOA) && name != source.origin)
-      throw std::invalid_argument(wire::name_to_text(name) + ": SOA below the zone apex");
+      return invalid(wire::name_to_text(name) + ": SOA below the zone apex");
     if (node.find(kTypeAlias) && (node.find(type::kA) || node.find(type::kAAAA)))
-      throw std::invalid_argument(wire::name_to_text(name) + ": ALIAS beside A or AAAA records");
+      return invalid(wire::name_to_text(name) + ": ALIAS beside A or AAAA records");
   }
   auto apex = z->nodes_.find(source.origin);
   const RRset* soa = apex == z->nodes_.end() ? nullptr : apex->second.find(type::kSOA);
   if (!soa || soa->endpoints.size() != 1 || soa->endpoints[0].rdata.size() < 22)
-    throw std::invalid_argument(wire::name_to_text(source.origin) +
-                                ": the zone needs exactly one SOA record at its apex");
+    return invalid(wire::name_to_text(source.origin) + ": the zone needs exactly one SOA record at its apex");
   if (apex->second.find(type::kCNAME))
-    throw std::invalid_argument(wire::name_to_text(source.origin) + ": CNAME at the zone apex (use ALIAS)");
+    return invalid(wire::name_to_text(source.origin) + ": CNAME at the zone apex (use ALIAS)");
   size_t slots = 16;
   while (slots < z->nodes_.size() * 2) slots *= 2;
   z->index_.assign(slots, IndexSlot{});
@@ -118,7 +122,7 @@ std::shared_ptr<const Zone> Zone::build(const ZoneSource& source) {
   z->soa_ = soa;
   const std::string& rd = soa->endpoints[0].rdata;
   z->negative_ttl_ = std::min(soa->ttl, get32(rd, rd.size() - 4));
-  return z;
+  return std::shared_ptr<const Zone>(std::move(z));
 }
 
 uint32_t Zone::serial() const {

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/result.h"
 #include "dns/wire/wire.h"
 #include "health/health.h"
 
@@ -88,8 +89,8 @@ class Zone {
   Zone(const Zone&) = delete;  // the index points into nodes_
   Zone& operator=(const Zone&) = delete;
   // Validates (one SOA at the apex, CNAME alone at its name, every name inside the zone) and indexes the
-  // source. Throws std::invalid_argument naming the record on a violation.
-  static std::shared_ptr<const Zone> build(const ZoneSource& source);
+  // source. A violation is an error of kind invalid_zone naming the record (the zone's author is at fault).
+  static core::Result<std::shared_ptr<const Zone>, core::Error> build(const ZoneSource& source);
 
   const std::string& origin() const { return origin_; }
   const Node* find(std::string_view name) const {

@@ -3,9 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <string.h>
 #include <sys/file.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -27,6 +25,8 @@
 #include "core/files.h"
 #include "core/log.h"
 #include "core/net.h"
+#include "core/signals.h"
+#include "core/workers.h"
 #include "http/client.h"
 #include "http/server.h"
 #include "scaling/instance_provider.h"
@@ -62,41 +62,6 @@ constexpr char kComponent[] = "stack";
 long as_long(Millis d) {
   return static_cast<long>(d.count());
 }
-
-// Blocks the stop signals so that they arrive through a signalfd on the loop instead of interrupting whatever
-// runs, and ignores SIGPIPE: a closed stdout (`cumulo up | head`) must not kill the supervisor and orphan the
-// stack. The destructor consumes stop signals still pending, then puts everything back.
-class SupervisorSignals {
- public:
-  SupervisorSignals() {
-    sigemptyset(&set_);
-    for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set_, sig);
-    pthread_sigmask(SIG_BLOCK, &set_, &previous_mask_);
-    struct sigaction ignore {};
-    ignore.sa_handler = SIG_IGN;
-    sigemptyset(&ignore.sa_mask);
-    sigaction(SIGPIPE, &ignore, &previous_pipe_);
-    fd_.reset(signalfd(-1, &set_, SFD_NONBLOCK | SFD_CLOEXEC));
-    if (!fd_) throw std::runtime_error("signalfd: " + core::errno_text(errno));
-  }
-  ~SupervisorSignals() {
-    fd_.reset();
-    const timespec zero{};
-    while (sigtimedwait(&set_, nullptr, &zero) > 0) {
-    }
-    sigaction(SIGPIPE, &previous_pipe_, nullptr);
-    pthread_sigmask(SIG_SETMASK, &previous_mask_, nullptr);
-  }
-  SupervisorSignals(const SupervisorSignals&) = delete;
-  SupervisorSignals& operator=(const SupervisorSignals&) = delete;
-  int fd() const { return fd_.get(); }
-
- private:
-  sigset_t set_{};
-  sigset_t previous_mask_{};
-  struct sigaction previous_pipe_ {};
-  core::Fd fd_;
-};
 
 // A process of the stack itself rather than of a group: the gateway, the object-store nodes, the edges, DNS.
 // All start before the groups' instances and are restarted when they die (a restarted gateway is then told
@@ -182,17 +147,14 @@ std::string log_tail(const std::string& path, size_t count) {
   return out;
 }
 
-class Supervisor : public core::IoHandler {
+class Supervisor {
  public:
   Supervisor(const StackSpec& stack, const SupervisorOptions& options);
-  ~Supervisor() override;
+  ~Supervisor();
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
 
   int run();
-
-  // core::IoHandler (the stop signals)
-  void on_io(uint32_t events) override;
 
  private:
   enum class Phase { kStartingServices, kStartingGroups, kRunning, kStopping };
@@ -234,7 +196,9 @@ class Supervisor : public core::IoHandler {
   SupervisorOptions options_;
   fs::path state_dir_;
   core::EventLoop loop_;
-  SupervisorSignals signals_;
+  // SIGINT, SIGTERM and SIGHUP, blocked before anything starts, read by core::run_service on loop_; SIGPIPE
+  // ignored: a closed stdout (`cumulo up | head`) must not kill the supervisor and orphan the stack.
+  const sigset_t signals_ = core::block_signals({SIGINT, SIGTERM, SIGHUP});
   core::Fd lock_fd_;
   std::string token_;
   std::unique_ptr<scaling::InstanceProvider> provider_;
@@ -271,7 +235,6 @@ Supervisor::Supervisor(const StackSpec& stack, const SupervisorOptions& options)
   prepare_state_dir();
   check_ports();
   write_token();
-  loop_.add(signals_.fd(), this, core::kReadable);
   provider_ = scaling::make_process_provider(
       loop_, [this](scaling::InstanceHandle h, const scaling::ExitStatus& s) { on_exit(h, s); });
   client_ = std::make_unique<http::Client>(loop_);
@@ -315,7 +278,6 @@ Supervisor::Supervisor(const StackSpec& stack, const SupervisorOptions& options)
 }
 
 Supervisor::~Supervisor() {
-  loop_.remove(signals_.fd());
   control_server_.reset();
   // Outstanding requests complete (with an error) while the groups they report to still exist.
   client_.reset();
@@ -603,7 +565,19 @@ int Supervisor::run() {
   }
   if (phase_ != Phase::kStopping) ready_timer_.arm(Millis(0));
   write_status();
-  if (phase_ != Phase::kStopping || !stopped_) loop_.run();
+  // The core's service life, with a supervisor's drain: the first stop signal (SIGHUP too: the terminal went
+  // away) stops the processes in order and the loop ends once the last is gone (each has its own grace
+  // period, so there is no overall limit); a second one kills what is left, and the loop still ends only once
+  // every exit is reaped and logged.
+  core::ServiceLife life;
+  life.component = kComponent;
+  life.stopping = "stopping the stack in order";
+  life.drain_limit = Millis(0);
+  life.hangup_stops = true;
+  life.begin_drain = [this] { begin_stop("stop signal", true); };
+  life.force_stop = [this] { begin_stop("second stop signal", true); };
+  life.idle = [this] { return stopped_; };
+  if (phase_ != Phase::kStopping || !stopped_) core::run_service(loop_, signals_, life);
   return exit_code_;
 }
 
@@ -959,14 +933,6 @@ void Supervisor::write_status() const {
   }
 }
 
-void Supervisor::on_io(uint32_t) {
-  signalfd_siginfo info;
-  while (::read(signals_.fd(), &info, sizeof info) == sizeof info) {
-    const char* abbrev = sigabbrev_np(static_cast<int>(info.ssi_signo));
-    begin_stop(abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(info.ssi_signo), true);
-  }
-}
-
 void Supervisor::print_banner() const {
   const GatewaySpec& gw = stack_.gateway;
   const std::string url = url_for(gw.listen, "/");
@@ -1016,8 +982,8 @@ void Supervisor::print_banner() const {
   }
   out +=
       "\nInstances are replaced when they die or fail health checks; `cumulo status`, `cumulo instances` and "
-      "`cumulo events` show what the groups do. Ctrl-C stops the stack: the gateway first (it drains), then "
-      "the instances.\n";
+      "`cumulo events` show what the groups do. Ctrl-C stops the stack in order: the gateway and the "
+      "edges (they drain) and DNS, then the instances, then the object store and the database tier.\n";
   std::fputs(out.c_str(), stdout);
   std::fflush(stdout);
 }

@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -97,6 +98,103 @@ TEST(RunService, SecondStopSignalEndsTheDrain) {
   auto started = Clock::now();
   run_service(main, set, life);
   EXPECT_LT(Clock::now() - started, std::chrono::milliseconds(2000));
+}
+
+// A supervisor's life: SIGHUP stops like SIGTERM, the drain has no limit, and the second stop signal forces
+// the stop instead of leaving the loop: the component ends the loop itself once it has done so.
+TEST(RunService, SupervisorHangupStopsAndSecondSignalForces) {
+  const sigset_t set = block_signals({SIGTERM, SIGHUP});
+  EventLoop main;
+  int drains = 0, forced = 0;
+  bool done = false;
+  ServiceLife life;
+  life.component = "test";
+  life.drain_limit = Millis(0);
+  life.hangup_stops = true;
+  life.begin_drain = [&] { ++drains; };
+  life.idle = [&] { return done; };
+  Timer end_by_itself(main, [&] { done = true; });
+  life.force_stop = [&] {
+    ++forced;
+    end_by_itself.arm(Millis(300));  // still reaping what it killed
+  };
+  ASSERT_EQ(raise(SIGHUP), 0);
+  Timer second(main, [] { raise(SIGTERM); });
+  second.arm(Millis(300));
+  auto started = Clock::now();
+  run_service(main, set, life);
+  auto took = Clock::now() - started;
+  EXPECT_EQ(drains, 1);
+  EXPECT_EQ(forced, 1);
+  EXPECT_GE(took, Millis(590));  // neither a drain limit nor the second signal ended the loop
+  EXPECT_LT(took, Millis(3000));
+}
+
+// The component may end the loop itself (a failed start) before any signal came.
+TEST(RunService, TheComponentMayEndTheLoopItself) {
+  const sigset_t set = block_signals({SIGTERM});
+  EventLoop main;
+  ServiceLife life;
+  life.component = "test";
+  int drains = 0;
+  life.begin_drain = [&] { ++drains; };
+  Timer end(main, [&] { main.stop(); });
+  end.arm(Millis(50));
+  run_service(main, set, life);
+  EXPECT_EQ(drains, 0);
+}
+
+// Jobs run one at a time, in order, on the worker's own thread; pending() counts the running one.
+TEST(BlockingWorker, RunsJobsInOrderOnItsThread) {
+  BlockingWorker worker("test-worker");
+  std::mutex mu;
+  std::vector<int> order;
+  std::set<std::thread::id> threads;
+  std::atomic<bool> release{false};
+  ASSERT_TRUE(worker.post([&] {
+    while (!release) std::this_thread::sleep_for(Millis(1));
+    std::lock_guard lock(mu);
+    order.push_back(1);
+    threads.insert(std::this_thread::get_id());
+  }));
+  for (int i = 2; i <= 4; ++i) {
+    ASSERT_TRUE(worker.post([&, i] {
+      std::lock_guard lock(mu);
+      order.push_back(i);
+      threads.insert(std::this_thread::get_id());
+    }));
+  }
+  EXPECT_EQ(worker.pending(), 4u);
+  release = true;
+  for (int i = 0; i < 400 && worker.pending() > 0; ++i) std::this_thread::sleep_for(Millis(5));
+  EXPECT_EQ(worker.pending(), 0u);
+  std::lock_guard lock(mu);
+  EXPECT_EQ(order, (std::vector<int>{1, 2, 3, 4}));
+  EXPECT_EQ(threads.size(), 1u);
+  EXPECT_EQ(threads.count(std::this_thread::get_id()), 0u);
+}
+
+// stop() waits for the running job, drops the queued ones unrun, and refuses new ones.
+TEST(BlockingWorker, StopFinishesTheRunningJobAndDropsTheRest) {
+  BlockingWorker worker("test-worker");
+  std::atomic<bool> started{false}, finished{false}, queued_ran{false};
+  auto dropped = std::make_shared<int>(0);
+  ASSERT_TRUE(worker.post([&] {
+    started = true;
+    std::this_thread::sleep_for(Millis(200));
+    finished = true;
+  }));
+  ASSERT_TRUE(worker.post([&, dropped] { queued_ran = true; }));
+  for (int i = 0; i < 400 && !started; ++i) std::this_thread::sleep_for(Millis(1));
+  ASSERT_TRUE(started);
+  worker.stop();
+  EXPECT_TRUE(finished);
+  EXPECT_FALSE(queued_ran);
+  EXPECT_EQ(dropped.use_count(), 1);  // the queued job and its captures are gone
+  EXPECT_FALSE(worker.post([&] { queued_ran = true; }));
+  EXPECT_EQ(worker.pending(), 0u);
+  worker.stop();  // idempotent
+  EXPECT_FALSE(queued_ran);
 }
 
 }  // namespace

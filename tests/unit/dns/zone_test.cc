@@ -62,7 +62,8 @@ ZoneSource source_from(const char* text) {
 struct Fixture : ::testing::Test {
   void SetUp() override {
     auto z = Zone::build(source_from(kZone));
-    zones.zones.push_back(z);
+    ASSERT_TRUE(z) << z.error().message;
+    zones.zones.push_back(z.value());
   }
   test::Decoded ask(const std::string& name, uint16_t qtype, test::QueryOptions o = {},
                     ClientView client = {}) {
@@ -132,9 +133,17 @@ TEST(DnsZoneFile, ErrorsNameTheLine) {
 
 TEST(DnsZone, RejectsCnameBesideOtherData) {
   ZoneSource z = source_from("@ IN SOA a b 1 2 3 4 5\nx IN CNAME www\nx IN A 192.0.2.1\n");
-  EXPECT_THROW(Zone::build(z), std::invalid_argument);
+  auto cname = Zone::build(z);
+  ASSERT_FALSE(cname);
+  EXPECT_EQ(cname.error().kind, "invalid_zone");
+  EXPECT_EQ(cname.error().source, core::ErrorSource::kClient);
+  EXPECT_NE(cname.error().message.find("a CNAME cannot share its name"), std::string::npos)
+      << cname.error().message;
   ZoneSource nosoa = source_from("www IN A 192.0.2.1\n");
-  EXPECT_THROW(Zone::build(nosoa), std::invalid_argument);
+  auto no_soa = Zone::build(nosoa);
+  ASSERT_FALSE(no_soa);
+  EXPECT_NE(no_soa.error().message.find("exactly one SOA record"), std::string::npos)
+      << no_soa.error().message;
 }
 
 TEST_F(Fixture, AnswersCaseInsensitivelyWithTheQuestionsCase) {
@@ -203,7 +212,8 @@ TEST(DnsZoneCut, DelegationsAreReferralsWithGlue) {
   zones.zones.push_back(
       Zone::build(source_from("@ IN SOA ns hm 1 2 3 4 60\n@ IN NS ns\nns IN A 192.0.2.1\n"
                               "sub IN NS ns1.sub\nsub IN NS ns.other.net.\nns1.sub IN A 192.0.2.53\n"
-                              "www IN A 192.0.2.80\n")));
+                              "www IN A 192.0.2.80\n"))
+          .value());
   Answerer answerer(1);
   uint8_t buf[4096];
   auto ask = [&](const std::string& name, uint16_t qtype) {
@@ -273,7 +283,7 @@ struct PolicyFixture : Fixture {
     e.region = std::move(region);
     return e;
   }
-  void build() { zones.zones = {Zone::build(src)}; }
+  void build() { zones.zones = {Zone::build(src).value()}; }
   ZoneSource src;
   std::shared_ptr<health::HealthState> a, b;
 };

@@ -17,6 +17,11 @@ using cumulo::fakes::FakeHealthProber;
 using cumulo::fakes::FakeInstanceProvider;
 using cumulo::fakes::FakeTargetRegistry;
 
+// The refusal's message, or "" when the call succeeded.
+std::string error_text(const core::Result<void, core::Error>& r) {
+  return r ? std::string() : r.error().message;
+}
+
 GroupSpec web(int min, int max, int desired) {
   GroupSpec g;
   g.name = "web";
@@ -274,8 +279,13 @@ TEST_F(GroupTest, ScaleInDrainsZoneBalancedThenStops) {
   group_->tick(clock_.now());
   run_for(300ms);
   ASSERT_EQ(group_->status().in_service, 6);
-  EXPECT_EQ(group_->set_desired(9, clock_.now()), "desired 9 is outside min..max (2..8) of group web");
-  EXPECT_EQ(group_->set_desired(2, clock_.now()), "");
+  auto refused = group_->set_desired(9, clock_.now());
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().message, "desired 9 is outside min..max (2..8) of group web");
+  EXPECT_EQ(refused.error().kind, "out_of_range");
+  EXPECT_EQ(refused.error().source, core::ErrorSource::kClient);
+  EXPECT_EQ(group_->status().desired, 6);
+  EXPECT_EQ(error_text(group_->set_desired(2, clock_.now())), "");
   EXPECT_TRUE(event_with("web: desired 6 -> 2 (set through the control API)")) << all_events();
   group_->tick(clock_.now());
   GroupStatus s = group_->status();
@@ -306,7 +316,7 @@ TEST_F(GroupTest, DrainingEndsAtTheDrainTimeoutWhenTheGatewayKeepsTheTarget) {
   make(web(1, 4, 2));
   group_->tick(clock_.now());
   run_for(300ms);
-  group_->set_desired(1, clock_.now());
+  ASSERT_TRUE(group_->set_desired(1, clock_.now()));
   group_->tick(clock_.now());
   run_for(9s);
   EXPECT_TRUE(provider_.stopped.empty());
@@ -358,13 +368,14 @@ TEST_F(GroupTest, StepPolicyOnCustomMetricRespectsCooldownAndMax) {
   make(spec);
   group_->tick(clock_.now());
   run_for(300ms);
-  EXPECT_EQ(group_->put_metric("queue depth", 1, "", clock_.now()),
+  EXPECT_EQ(error_text(group_->put_metric("queue depth", 1, "", clock_.now())),
             "metric name 'queue depth' must be 1 to 64 letters, digits, '_', '-' or '.'");
-  EXPECT_EQ(group_->put_metric("queue_depth", 1, "web-z-9", clock_.now()),
-            "no instance 'web-z-9' running in group web");
+  auto unknown = group_->put_metric("queue_depth", 1, "web-z-9", clock_.now());
+  EXPECT_EQ(error_text(unknown), "no instance 'web-z-9' running in group web");
+  EXPECT_EQ(unknown.ok() ? "" : unknown.error().kind, "no_such_instance");
   sample_second(0);
   for (int i = 0; i < 10; ++i) {
-    EXPECT_EQ(group_->put_metric("queue_depth", 150, "web-a-1", clock_.now()), "");
+    EXPECT_EQ(error_text(group_->put_metric("queue_depth", 150, "web-a-1", clock_.now())), "");
     sample_second(0);
   }
   // +1 at once, then one more after the 3 s cooldown, then max 3 holds.
@@ -431,7 +442,8 @@ TEST_F(GroupTest, ScheduledActionsFireAtTheStartOfAMatchingMinute) {
   EXPECT_TRUE(
       event_with("web: scheduled action every-minute (* * * * *): min 1 -> 2, max 4 -> 4, desired 1 -> 3"))
       << all_events();
-  EXPECT_EQ(group_->set_desired(1, clock_.now()), "desired 1 is outside min..max (2..4) of group web");
+  EXPECT_EQ(error_text(group_->set_desired(1, clock_.now())),
+            "desired 1 is outside min..max (2..4) of group web");
   run_for(300ms);
   EXPECT_EQ(group_->status().in_service, 3);
 }

@@ -167,6 +167,9 @@ class RunningStack {
   }
   ~RunningStack() { stop(); }
 
+  void signal(int signo) { pthread_kill(thread_.native_handle(), signo); }
+  bool exited() const { return exit_code_ != -1; }
+
   int stop() {
     if (thread_.joinable()) {
       pthread_kill(thread_.native_handle(), SIGTERM);
@@ -325,6 +328,40 @@ TEST_F(SupervisorTest, RunsReplacesAndStopsTheStackInOrder) {
   for (const auto& i : replacement)
     EXPECT_NE(up.find(i["address"].get<std::string>()), std::string::npos) << up;
   EXPECT_NE(read_file(state / "logs/gateway.log").find("fake gateway listening"), std::string::npos);
+}
+
+// SIGHUP stops the stack as SIGTERM does (the terminal went away); an instance that ignores its stop signal
+// holds the stop up to its stop_timeout, and a second signal kills it at once. The supervisor still reaps
+// it before it exits.
+TEST_F(SupervisorTest, HangupStopsTheStackAndASecondSignalKillsWhatIsLeft) {
+  fs::path stack = write_stack(
+      "  - name: web\n    min: 1\n    max: 1\n    desired: 1\n    drain_timeout: 0s\n    launch_template:\n"
+      "      command: [/bin/sh, -c, \"trap '' TERM; echo $$ > " +
+      dir_.string() +
+      "/{instance_id}.pid; exec /usr/bin/python3 -m http.server {port} --bind 127.0.0.1\"]\n"
+      "      health_check: {path: /, grace_period: 10s}\n      stop_timeout: 60s\n");
+  RunningStack running(stack.string(), options_);
+  const fs::path state = options_.state_dir;
+  ASSERT_TRUE(eventually([&] { return read_status(state).value("state", "") == "running"; }, 20s))
+      << read_status(state).dump(1);
+  const pid_t instance = read_pid(dir_ / "web-a-1.pid");
+  ASSERT_GT(instance, 0);
+
+  running.signal(SIGHUP);
+  ASSERT_TRUE(eventually([&] { return read_status(state).value("state", "") == "stopping"; }, 5s));
+  // The gateway went first; the instance ignores SIGTERM, so the stack waits for its stop_timeout.
+  EXPECT_TRUE(eventually([&] { return fs::exists(dir_ / "targets-up-at-gateway-stop"); }, 5s));
+  std::this_thread::sleep_for(500ms);
+  EXPECT_FALSE(running.exited());
+  EXPECT_EQ(::kill(instance, 0), 0);
+
+  const auto second = std::chrono::steady_clock::now();
+  running.signal(SIGTERM);
+  EXPECT_TRUE(eventually([&] { return running.exited(); }, 10s));
+  EXPECT_LT(std::chrono::steady_clock::now() - second, 10s);
+  EXPECT_EQ(running.stop(), 0);
+  EXPECT_EQ(read_status(state)["state"], "stopped");
+  EXPECT_EQ(::kill(instance, 0), -1);  // killed and reaped
 }
 
 TEST_F(SupervisorTest, ALaunchTemplateThatExitsIsBackedOffAndTheStackStillRuns) {
