@@ -58,8 +58,8 @@ struct Fetch {
 bool attempt(const std::shared_ptr<Fetch>& f) {
   const TargetGroup& group = *f->route->group;
   int64_t started_ms = f->port->now_ms();
-  Target* picked = pick_target(group, group.balancer[f->port->balancer], f->snapshot->config->zone, started_ms,
-                               f->tried, f->tried_count);
+  Target* picked = pick_target(group, group.balancer[f->port->balancer], f->snapshot->config->zone,
+                               started_ms, f->tried, f->tried_count);
   if (!picked) return false;
   std::shared_ptr<Target> target;  // keeps the target alive should it be deregistered meanwhile
   for (const auto& sp : group.targets)
@@ -74,7 +74,9 @@ bool attempt(const std::shared_ptr<Fetch>& f) {
       note_target_failure(*target, group.config, target_failure_of(resp.error), /*reused_connection=*/false,
                           now_ms);
       core::log(core::LogLevel::kDebug, "gateway", "cache fetch failed",
-                {{"target", target->address_text}, {"target_uri", f->req.target}, {"error", resp.error.describe()}});
+                {{"target", target->address_text},
+                 {"target_uri", f->req.target},
+                 {"error", resp.error.describe()}});
       if (resp.error.retry_safe() && f->attempts < group.config.retries.attempts &&
           retry_allowed(group.config.retries, group.balancer[f->port->balancer], now_ms)) {
         ++f->attempts;

@@ -19,11 +19,11 @@ namespace cumulo::gateway {
 
 // How a target failed an exchange, as its metrics and outlier detection count it.
 enum class TargetFailure : uint8_t {
-  kConnect,            // refused or unreachable: a connect failure, and an outlier's connect failure
-  kConnectTimeout,     // the connect did not complete in time: a connect failure
-  kReset,              // the connection ended or failed before the response did: an outlier's 5xx-like failure
-  kBadResponse,        // bytes that are no response: the same
-  kNoAnswerInTime,     // the response did not come within the timeout: counted as no response only
+  kConnect,         // refused or unreachable: a connect failure, and an outlier's connect failure
+  kConnectTimeout,  // the connect did not complete in time: a connect failure
+  kReset,           // the connection ended or failed before the response did: an outlier's 5xx-like failure
+  kBadResponse,     // bytes that are no response: the same
+  kNoAnswerInTime,  // the response did not come within the timeout: counted as no response only
 };
 
 // A failure of an exchange with `t` (`reused_connection`: on a pooled keep-alive connection, whose loss is no
@@ -39,7 +39,8 @@ TargetFailure target_failure_of(const core::Error& e);
 // What a fetch needs from its worker: a way to send a request to an address (the worker's http::Client; a
 // fake in tests), the time, and the worker's index into TargetGroup::balancer.
 struct FetchPort {
-  std::function<void(const core::SocketAddress&, http::ClientRequest, std::function<void(http::ClientResponse)>)>
+  std::function<void(const core::SocketAddress&, http::ClientRequest,
+                     std::function<void(http::ClientResponse)>)>
       send;
   std::function<int64_t()> now_ms;  // steady milliseconds, as health::steady_ms
   size_t balancer = 0;
@@ -47,8 +48,8 @@ struct FetchPort {
 
 // Sends `req` (a GET) to a target of the route's group; false, with nothing sent, when no target is
 // available. Otherwise `done` runs once, from `port.send`'s callback, with the response, or with the last
-// failure when every attempt failed. `port`, the snapshot and the route must outlive the fetch (the worker and
-// the snapshot it holds).
+// failure when every attempt failed. `port`, the snapshot and the route must outlive the fetch (the worker
+// and the snapshot it holds).
 bool fetch_from_targets(const FetchPort& port, std::shared_ptr<const Snapshot> snapshot, const Route* route,
                         http::ClientRequest req, std::function<void(http::ClientResponse)> done);
 
