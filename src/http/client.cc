@@ -16,9 +16,7 @@
 namespace cumulo::http {
 
 std::string_view ClientResponse::header(std::string_view name) const {
-  for (const auto& [k, v] : headers)
-    if (iequals(k, name)) return v;
-  return {};
+  return header_value(headers, name);
 }
 
 ResponseHead ClientResponse::head_view() const {

@@ -22,10 +22,14 @@
 
 namespace cumulo::http {
 
-std::string_view Request::header(std::string_view name) const {
+std::string_view header_value(const HeaderList& headers, std::string_view name) {
   for (const auto& [k, v] : headers)
     if (iequals(k, name)) return v;
   return {};
+}
+
+std::string_view Request::header(std::string_view name) const {
+  return header_value(headers, name);
 }
 
 std::string_view Request::query_param(std::string_view name) const {

@@ -180,6 +180,20 @@ ClientResponse exchange(core::EventLoop& loop, Client& client, const core::Socke
   return out;
 }
 
+TEST(HttpHeaderList, LookupIsCaseInsensitiveAndTakesTheFirst) {
+  const HeaderList headers{{"Content-Type", "text/plain"}, {"X-Tag", "a"}, {"x-tag", "b"}};
+  EXPECT_EQ(header_value(headers, "content-type"), "text/plain");
+  EXPECT_EQ(header_value(headers, "X-TAG"), "a");
+  EXPECT_EQ(header_value(headers, "x-ta"), "");
+  EXPECT_EQ(header_value({}, "x-tag"), "");
+  Request req;
+  req.headers = headers;
+  EXPECT_EQ(req.header("x-tag"), "a");
+  ClientResponse resp;
+  resp.headers = headers;
+  EXPECT_EQ(resp.header("CONTENT-TYPE"), "text/plain");
+}
+
 TEST(HttpServer, GetWithClient) {
   core::EventLoop loop;
   ServerOptions opts;
