@@ -120,8 +120,7 @@ class Session final : public core::IoHandler {
     http::ResponseParser parser;
     http::ChunkedDecoder request_chunks;
     http::ChunkedDecoder response_chunks;
-    const Target* tried[4] = {};
-    int tried_count = 0;
+    TriedTargets tried;
     int attempts = 0;
     uint64_t request_left = 0;       // content-length body bytes not yet sent
     size_t request_chunk_ready = 0;  // chunked body bytes checked at the front of client_.in, not sent
