@@ -13,6 +13,7 @@
 
 #include "cache/store.h"
 #include "core/log.h"
+#include "core/swap_remove.h"
 #include "gateway/internal/session.h"
 #include "health/health.h"
 #include "http/client.h"
@@ -165,11 +166,7 @@ void Worker::add_session(std::unique_ptr<Session> session) {
 
 void Worker::session_closed(Session* s) {
   size_t i = s->index;
-  if (i < sessions_.size() && sessions_[i] == s) {
-    sessions_[i] = sessions_.back();
-    sessions_[i]->index = i;
-    sessions_.pop_back();
-  }
+  if (i < sessions_.size() && sessions_[i] == s) core::swap_remove(sessions_, i);
   shared_.sessions.fetch_sub(1, std::memory_order_relaxed);
   if (shared_.active_connections) shared_.active_connections->add(-1);
   loop_.destroy_later(std::unique_ptr<Session>(s));

@@ -16,6 +16,7 @@
 
 #include "core/buffer.h"
 #include "core/log.h"
+#include "core/swap_remove.h"
 #include "http/transport.h"
 #include "http/wire/date.h"
 #include "http/wire/h1.h"
@@ -156,6 +157,7 @@ class ServerCore : public core::IoHandler {
   void accept_all();
   void shutdown();
   void close_all();
+  void stop_accepting();  // closes the listening socket and cancels a pending accept retry
   void forget(Connection* c);
   std::string_view date_header();
 
@@ -796,13 +798,7 @@ void ServerCore::accept_all() {
 }
 
 void ServerCore::forget(Connection* c) {
-  size_t i = c->index;
-  std::unique_ptr<Connection> owned = std::move(conns[i]);
-  if (i + 1 != conns.size()) {
-    conns[i] = std::move(conns.back());
-    conns[i]->index = i;
-  }
-  conns.pop_back();
+  std::unique_ptr<Connection> owned = core::swap_remove(conns, c->index);
   open_count.store(conns.size(), std::memory_order_relaxed);
   // Events of the current batch may still name this connection.
   loop.destroy_later(std::move(owned));
@@ -810,11 +806,7 @@ void ServerCore::forget(Connection* c) {
 
 void ServerCore::shutdown() {
   shutting_down = true;
-  accept_retry.cancel();
-  if (listener) {
-    loop.remove(listener.get());
-    listener.reset();
-  }
+  stop_accepting();
   std::vector<Connection*> all;
   all.reserve(conns.size());
   for (auto& c : conns) all.push_back(c.get());
@@ -823,12 +815,16 @@ void ServerCore::shutdown() {
 
 void ServerCore::close_all() {
   dead = true;
+  stop_accepting();
+  while (!conns.empty()) conns.back()->close_now();
+}
+
+void ServerCore::stop_accepting() {
   accept_retry.cancel();
   if (listener) {
     loop.remove(listener.get());
     listener.reset();
   }
-  while (!conns.empty()) conns.back()->close_now();
 }
 
 std::string_view ServerCore::date_header() {
