@@ -34,17 +34,13 @@ std::string_view Request::header(std::string_view name) const {
 }
 
 std::string_view Request::query_param(std::string_view name) const {
-  std::string_view q = query;
-  while (!q.empty()) {
-    size_t amp = q.find('&');
-    std::string_view pair = q.substr(0, amp);
-    size_t eq = pair.find('=');
-    if (pair.substr(0, eq) == name)
-      return eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
-    if (amp == std::string_view::npos) break;
-    q.remove_prefix(amp + 1);
-  }
-  return {};
+  std::string_view found;
+  core::for_each_query_pair(query, [&](std::string_view n, std::string_view v, std::string_view) {
+    if (n != name) return true;
+    found = v;
+    return false;
+  });
+  return found;
 }
 
 Response Response::text(int status, std::string body, std::string content_type) {

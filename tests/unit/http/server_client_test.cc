@@ -194,6 +194,18 @@ TEST(HttpHeaderList, LookupIsCaseInsensitiveAndTakesTheFirst) {
   EXPECT_EQ(resp.header("CONTENT-TYPE"), "text/plain");
 }
 
+TEST(HttpRequest, QueryParamIsTheFirstRawValue) {
+  Request req;
+  req.query = "a=1&&b&c=x%20y&a=2&d=";
+  EXPECT_EQ(req.query_param("a"), "1");
+  EXPECT_EQ(req.query_param("b"), "");
+  EXPECT_EQ(req.query_param("c"), "x%20y");
+  EXPECT_EQ(req.query_param("d"), "");
+  EXPECT_EQ(req.query_param("e"), "");
+  req.query = "";
+  EXPECT_EQ(req.query_param("a"), "");
+}
+
 TEST(HttpServer, GetWithClient) {
   core::EventLoop loop;
   ServerOptions opts;
