@@ -3,12 +3,11 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <stdexcept>
 #include <vector>
 
+#include "core/files.h"
 #include "http/client.h"
 
 namespace cumulo::cli {
@@ -23,14 +22,6 @@ struct CommandError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) return {};
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 struct Endpoint {
   std::string base;  // "http://127.0.0.1:9902"
   std::string token;
@@ -44,7 +35,7 @@ Endpoint find_endpoint(const ControlTarget& t) {
   if (!t.api.empty()) {
     e.base = t.api;
   } else {
-    const std::string text = read_text(dir / "stack.json");
+    const std::string text = core::read_file((dir / "stack.json").string());
     if (text.empty()) throw CommandError(no_stack);
     json status;
     try {
@@ -63,7 +54,7 @@ Endpoint find_endpoint(const ControlTarget& t) {
   if (e.base.rfind("http://", 0) != 0) e.base = "http://" + e.base;
   e.token = t.token;
   if (e.token.empty()) {
-    e.token = read_text(dir / "api-token");
+    e.token = core::read_file((dir / "api-token").string());
     while (!e.token.empty() && (e.token.back() == '\n' || e.token.back() == ' ')) e.token.pop_back();
     if (e.token.empty()) {
       throw CommandError("cannot read the control API token " + (dir / "api-token").string() +

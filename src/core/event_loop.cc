@@ -106,6 +106,10 @@ void EventLoop::remove(int fd) {
 
 void EventLoop::stop() {
   stop_.store(true);
+  wake();
+}
+
+void EventLoop::wake() {
   uint64_t one = 1;
   [[maybe_unused]] auto n = ::write(wakefd_, &one, sizeof one);
 }
@@ -115,10 +119,7 @@ void EventLoop::post(std::function<void()> fn) {
     std::lock_guard lock(posted_mu_);
     posted_.push_back(std::move(fn));
   }
-  if (!wake_pending_.exchange(true)) {
-    uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(wakefd_, &one, sizeof one);
-  }
+  if (!wake_pending_.exchange(true)) wake();
 }
 
 void EventLoop::defer(std::function<void()> fn) {

@@ -98,6 +98,7 @@ class EventLoop {
   void heap_sift_down(size_t i);
   void run_timers();
   void run_posted();
+  void wake();  // makes epoll_wait return, from any thread (a write to the eventfd)
   int next_timeout_ms() const;
 
   int epfd_ = -1;

@@ -39,24 +39,19 @@ void write_new_file(const std::string& tmp, std::string_view text, bool durable,
   ::unlink(tmp.c_str());  // O_CREAT alone would keep the mode of a file left by a crash
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0) fail(tmp, errno);
+  auto abandon = [&](int err) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    fail(tmp, err);
+  };
   size_t off = 0;
   while (off < text.size()) {
     ssize_t n = ::write(fd, text.data() + off, text.size() - off);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int err = n < 0 ? errno : EIO;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      fail(tmp, err);
-    }
+    if (n <= 0) abandon(n < 0 ? errno : EIO);
     off += static_cast<size_t>(n);
   }
-  if (durable && ::fsync(fd) != 0) {
-    int err = errno;
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    fail(tmp, err);
-  }
+  if (durable && ::fsync(fd) != 0) abandon(errno);
   ::close(fd);
 }
 

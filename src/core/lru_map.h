@@ -44,13 +44,10 @@ class LruMap {
   // The first entry of `key` whose value satisfies pred, made the most recently used.
   template <typename Pred>
   V* find_if(const K& key, Pred&& pred) {
-    auto [first, last] = index_.equal_range(key);
-    for (auto it = first; it != last; ++it) {
-      if (!pred(std::as_const(it->second->value))) continue;
-      order_.splice(order_.begin(), order_, it->second);
-      return &it->second->value;
-    }
-    return nullptr;
+    auto it = first_match(key, pred);
+    if (it == index_.end()) return nullptr;
+    order_.splice(order_.begin(), order_, it->second);
+    return &it->second->value;
   }
 
   // Adds an entry as the most recently used, beside any others of the same key. Evicts nothing: see evict().
@@ -66,14 +63,11 @@ class LruMap {
   template <typename Pred, typename OnErase = void (*)(Entry&)>
   bool erase_first(
       const K& key, Pred&& pred, OnErase&& on_erase = [](Entry&) {}) {
-    auto [first, last] = index_.equal_range(key);
-    for (auto it = first; it != last; ++it) {
-      if (!pred(std::as_const(it->second->value))) continue;
-      on_erase(*it->second);
-      erase_at(it);
-      return true;
-    }
-    return false;
+    auto it = first_match(key, pred);
+    if (it == index_.end()) return false;
+    on_erase(*it->second);
+    erase_at(it);
+    return true;
   }
   // Every entry of `key`; how many.
   size_t erase(const K& key) {
@@ -139,6 +133,14 @@ class LruMap {
   using List = std::list<Entry>;  // front: the most recently used
   using Index = std::unordered_multimap<K, typename List::iterator, Hash, KeyEqual>;
 
+  // The index entry of the first entry of `key` (in index order) whose value satisfies pred; end() if none.
+  template <typename Pred>
+  typename Index::iterator first_match(const K& key, Pred& pred) {
+    auto [first, last] = index_.equal_range(key);
+    for (auto it = first; it != last; ++it)
+      if (pred(std::as_const(it->second->value))) return it;
+    return index_.end();
+  }
   typename Index::iterator index_of(typename List::iterator entry) {
     auto [first, last] = index_.equal_range(entry->key);
     for (auto it = first; it != last; ++it)

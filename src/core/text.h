@@ -1,6 +1,7 @@
 // ASCII text helpers that every component needs: case folding, case-insensitive comparison, RFC 9110 tokens,
-// hex digits and percent-decoding. All are byte-wise and locale-free (std::tolower depends on the locale and
-// is undefined for negative chars), take string_view and allocate only where they return a new string.
+// hex digits, percent-decoding and the pairs of a query string. All are byte-wise and locale-free
+// (std::tolower depends on the locale and is undefined for negative chars), take string_view and allocate
+// only where they return a new string.
 //
 // Header-only and dependency-free on purpose: the wire parsers (src/http/wire, src/objstore/wire,
 // src/dns/wire) use these, and fuzz targets link those parsers without the rest of core.
@@ -135,6 +136,24 @@ enum class PlusIs { kPlus, kSpace };
     } else {
       out.push_back(c == '+' && plus == PlusIs::kSpace ? ' ' : c);
     }
+  }
+  return true;
+}
+
+// Calls fn(name, value, pair) for each '&'-separated pair of a query string as sent (not decoded): `name` up
+// to the first '=', `value` after it (empty when there is none), `pair` the whole of it (empty between two
+// '&', for callers that skip those; a trailing '&' adds no empty pair). Stops, returning false, when fn
+// returns false.
+template <typename Fn>
+constexpr bool for_each_query_pair(std::string_view query, Fn&& fn) {
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    const size_t eq = pair.find('=');
+    if (!fn(pair.substr(0, eq), eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1),
+            pair))
+      return false;
   }
   return true;
 }

@@ -50,22 +50,16 @@ struct Fetch {
   const Route* route = nullptr;
   http::ClientRequest req;
   std::function<void(http::ClientResponse)> done;
-  const Target* tried[4] = {};
-  int tried_count = 0;
+  TriedTargets tried;
   int attempts = 0;
 };
 
 bool attempt(const std::shared_ptr<Fetch>& f) {
   const TargetGroup& group = *f->route->group;
   int64_t started_ms = f->port->now_ms();
-  Target* picked = pick_target(group, group.balancer[f->port->balancer], f->snapshot->config->zone,
-                               started_ms, f->tried, f->tried_count);
-  if (!picked) return false;
-  std::shared_ptr<Target> target;  // keeps the target alive should it be deregistered meanwhile
-  for (const auto& sp : group.targets)
-    if (sp.get() == picked) target = sp;
-  if (f->tried_count < 4) f->tried[f->tried_count++] = picked;
-  target->in_flight.fetch_add(1, std::memory_order_relaxed);
+  std::shared_ptr<Target> target =
+      take_target(group, group.balancer[f->port->balancer], f->snapshot->config->zone, started_ms, f->tried);
+  if (!target) return false;
   f->port->send(target->address, f->req, [f, target, started_ms](http::ClientResponse resp) {
     target->in_flight.fetch_sub(1, std::memory_order_relaxed);
     const TargetGroup& group = *f->route->group;

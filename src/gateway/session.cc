@@ -307,6 +307,22 @@ void Session::ClientSide::begin_response(uint8_t request_version_minor, bool kee
   bytes_sent = 0;
 }
 
+void Session::ClientSide::append_status_line(int status, std::string_view reason) {
+  out.append(version_minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  out.append(std::to_string(status));
+  out.append(" ");
+  out.append(reason);
+  out.append("\r\n");
+}
+
+void Session::ClientSide::append_connection_field() {
+  if (close_after) {
+    out.append("Connection: close\r\n");
+  } else if (version_minor == 0) {
+    out.append("Connection: keep-alive\r\n");
+  }
+}
+
 void Session::take_request_id(const http::RequestHead& req) {
   std::string_view rid = req.header("x-request-id");
   if (valid_request_id(rid) && rid.size() <= sizeof request_id_) {

@@ -6,6 +6,7 @@
 #include "cache/policy.h"
 #include "cache/store.h"
 #include "gateway/internal/session.h"
+#include "http/wire/content_range.h"
 #include "http/wire/field_lists.h"
 
 namespace cumulo::gateway {
@@ -47,30 +48,11 @@ bool accepts_gzip(std::string_view accept_encoding) {
   return accepted;
 }
 
-// The value of the field `name` in stored header lines ("Name: value\r\n" each), or "".
-std::string_view header_of(std::string_view lines, std::string_view name) {
-  while (!lines.empty()) {
-    size_t eol = lines.find("\r\n");
-    std::string_view line = lines.substr(0, eol);
-    lines = eol == std::string_view::npos ? std::string_view{} : lines.substr(eol + 2);
-    size_t colon = line.find(':');
-    if (colon == std::string_view::npos || !http::iequals(line.substr(0, colon), name)) continue;
-    std::string_view v = line.substr(colon + 1);
-    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-    return v;
-  }
-  return {};
-}
-
 void append_headers_except(core::Buffer& out, std::string_view lines, std::string_view name) {
-  while (!lines.empty()) {
-    size_t eol = lines.find("\r\n");
-    std::string_view line = lines.substr(0, eol == std::string_view::npos ? lines.size() : eol + 2);
-    lines.remove_prefix(line.size());
-    size_t colon = line.find(':');
-    if (colon != std::string_view::npos && http::iequals(line.substr(0, colon), name)) continue;
-    out.append(line);
-  }
+  http::for_each_field_line(lines, [&](std::string_view n, std::string_view, std::string_view line) {
+    if (n.empty() || !http::iequals(n, name)) out.append(line);
+    return true;
+  });
 }
 
 // A multipart boundary that occurs in none of the parts (RFC 2046 section 5.1.1): random, checked anyway.
@@ -362,14 +344,13 @@ void Session::serve_cached(const http::RequestHead& req, std::shared_ptr<const c
         if (ranges.size() == 1) {
           first = ranges[0].first;
           end = ranges[0].last + 1;
-          extra = "Content-Range: bytes " + std::to_string(first) + "-" + std::to_string(end - 1) + "/" +
-                  std::to_string(length) + "\r\n";
+          extra = "Content-Range: " + http::content_range(first, end - 1, length) + "\r\n";
         } else {
           // RFC 9110 section 14.6: several ranges (parse_range has coalesced the overlapping ones and refused
           // abusive sets) as multipart/byteranges, built here because its bytes are this request's alone.
           std::string boundary = multipart_boundary(obj->body, ranges);
-          cache_.ranges_body = cache::multipart_byteranges(obj->body, ranges,
-                                                           header_of(obj->headers, "content-type"), boundary);
+          cache_.ranges_body = cache::multipart_byteranges(
+              obj->body, ranges, http::field_line_value(obj->headers, "content-type"), boundary);
           multipart = true;
           end = cache_.ranges_body.size();
           extra = "Content-Type: multipart/byteranges; boundary=" + boundary + "\r\n";
@@ -379,7 +360,7 @@ void Session::serve_cached(const http::RequestHead& req, std::shared_ptr<const c
         status = 416;
         reason = "Range Not Satisfiable";
         first = end = 0;
-        extra = "Content-Range: bytes */" + std::to_string(length) + "\r\n";
+        extra = "Content-Range: " + http::unsatisfied_content_range(length) + "\r\n";
         break;
       default:
         break;
@@ -404,11 +385,7 @@ void Session::serve_cached(const http::RequestHead& req, std::shared_ptr<const c
   if (variant) end = variant->size();
   client_.close_after = !client_.keep_alive || w_.draining();
   bool body = status != 304 && status != 416 && req.method != http::Method::kHead;
-  client_.out.append(client_.version_minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
-  client_.out.append(std::to_string(status));
-  client_.out.append(" ");
-  client_.out.append(reason);
-  client_.out.append("\r\n");
+  client_.append_status_line(status, reason);
   if (multipart) {
     append_headers_except(client_.out, obj->headers, "content-type");
   } else if (status != 416) {
@@ -440,11 +417,7 @@ void Session::serve_cached(const http::RequestHead& req, std::shared_ptr<const c
   client_.out.append("\r\nX-Cache: ");
   client_.out.append(label);
   client_.out.append("\r\nVia: 1.1 cumulo\r\n");
-  if (client_.close_after) {
-    client_.out.append("Connection: close\r\n");
-  } else if (client_.version_minor == 0) {
-    client_.out.append("Connection: keep-alive\r\n");
-  }
+  client_.append_connection_field();
   client_.out.append("\r\n");
   status_ = status;
   cache_.serve_pos = first;

@@ -16,6 +16,7 @@
 #include "gateway/internal/session.h"
 #include "gateway/internal/worker.h"
 #include "http/client.h"
+#include "http/wire/content_range.h"
 
 namespace cumulo::gateway {
 
@@ -298,15 +299,14 @@ void Session::slices_write_head() {
           reason = "Partial Content";
           first = ranges[0].first;
           end = ranges[0].last + 1;
-          extra = "Content-Range: bytes " + std::to_string(first) + "-" + std::to_string(end - 1) + "/" +
-                  std::to_string(total) + "\r\n";
+          extra = "Content-Range: " + http::content_range(first, end - 1, total) + "\r\n";
         }
         break;
       case cache::RangeKind::kUnsatisfiable:
         status = 416;
         reason = "Range Not Satisfiable";
         first = end = 0;
-        extra = "Content-Range: bytes */" + std::to_string(total) + "\r\n";
+        extra = "Content-Range: " + http::unsatisfied_content_range(total) + "\r\n";
         break;
       default:
         break;
@@ -314,11 +314,7 @@ void Session::slices_write_head() {
   }
   client_.close_after = !client_.keep_alive || w_.draining();
   bool body = status != 304 && status != 416 && rq.method != http::Method::kHead;
-  client_.out.append(client_.version_minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
-  client_.out.append(std::to_string(status));
-  client_.out.append(" ");
-  client_.out.append(reason);
-  client_.out.append("\r\n");
+  client_.append_status_line(status, reason);
   if (status != 416) client_.out.append(o.headers);
   if (!o.etag.empty() && status != 416) {
     client_.out.append("ETag: ");
@@ -338,11 +334,7 @@ void Session::slices_write_head() {
   }
   client_.out.append(slices_.fetched ? "X-Cache: MISS\r\n" : "X-Cache: HIT\r\n");
   client_.out.append("Via: 1.1 cumulo\r\n");
-  if (client_.close_after) {
-    client_.out.append("Connection: close\r\n");
-  } else if (client_.version_minor == 0) {
-    client_.out.append("Connection: keep-alive\r\n");
-  }
+  client_.append_connection_field();
   client_.out.append("\r\n");
   route_->metrics.cache_results[slices_.fetched ? kMiss : kHit]->inc();
   status_ = status;

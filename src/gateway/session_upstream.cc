@@ -39,7 +39,7 @@ void Session::Exchange::begin(const http::RequestHead& req) {
   request = RequestProgress::kBody;
   response = ResponseProgress::kHead;
   attempts = 0;
-  tried_count = 0;
+  tried = {};
   head_sent = 0;
   head.clear();
 }
@@ -48,8 +48,8 @@ void Session::connect_upstream() {
   const TargetGroup& group = *route_->group;
   int64_t now_ms = health::steady_ms(clock_.now());
   for (;;) {
-    Target* t = pick_target(group, group.balancer[w_.index()], snapshot_->config->zone, now_ms,
-                            exchange_.tried, exchange_.tried_count);
+    std::shared_ptr<Target> t =
+        take_target(group, group.balancer[w_.index()], snapshot_->config->zone, now_ms, exchange_.tried);
     if (!t) {
       if (cache_serve_stale_on_error()) return;
       if (exchange_.attempts == 0) {
@@ -59,11 +59,7 @@ void Session::connect_upstream() {
       }
       return;
     }
-    // Find the shared_ptr that owns t, so the request keeps it alive even if it is deregistered meanwhile.
-    for (auto& sp : group.targets)
-      if (sp.get() == t) exchange_.target = sp;
-    if (exchange_.tried_count < 4) exchange_.tried[exchange_.tried_count++] = t;
-    exchange_.target->in_flight.fetch_add(1, std::memory_order_relaxed);
+    exchange_.target = t;
     exchange_.conn = upstreams_.take_idle(*t);
     if (exchange_.conn) {
       exchange_.conn->owner = this;

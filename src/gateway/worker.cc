@@ -13,6 +13,7 @@
 
 #include "cache/store.h"
 #include "core/log.h"
+#include "core/swap_remove.h"
 #include "gateway/internal/session.h"
 #include "health/health.h"
 #include "http/client.h"
@@ -165,11 +166,7 @@ void Worker::add_session(std::unique_ptr<Session> session) {
 
 void Worker::session_closed(Session* s) {
   size_t i = s->index;
-  if (i < sessions_.size() && sessions_[i] == s) {
-    sessions_[i] = sessions_.back();
-    sessions_[i]->index = i;
-    sessions_.pop_back();
-  }
+  if (i < sessions_.size() && sessions_[i] == s) core::swap_remove(sessions_, i);
   shared_.sessions.fetch_sub(1, std::memory_order_relaxed);
   if (shared_.active_connections) shared_.active_connections->add(-1);
   loop_.destroy_later(std::unique_ptr<Session>(s));
@@ -335,7 +332,7 @@ double slow_start_factor(const Target& t, const TargetGroupConfig& cfg, int64_t 
 }  // namespace
 
 Target* pick_target(const TargetGroup& group, BalancerState& state, std::string_view own_zone, int64_t now_ms,
-                    const Target* const* tried, int tried_count) {
+                    const TriedTargets& tried) {
   const auto& targets = group.targets;
   size_t n = targets.size();
   if (n == 0) return nullptr;
@@ -348,18 +345,13 @@ Target* pick_target(const TargetGroup& group, BalancerState& state, std::string_
     cand = big.data();
   }
   size_t count = 0;
-  auto was_tried = [&](const Target* t) {
-    for (int i = 0; i < tried_count; ++i)
-      if (tried[i] == t) return true;
-    return false;
-  };
   bool zone_filter = group.config.zone_aware && !own_zone.empty();
   size_t local_total = 0, local_ok = 0;
   for (size_t i = 0; i < n; ++i) {
     const Target& t = *targets[i];
     bool local = zone_filter && t.zone == own_zone;
     if (local) ++local_total;
-    if (!t.available(now_ms) || was_tried(&t) || t.weight.load(std::memory_order_relaxed) <= 0) continue;
+    if (!t.available(now_ms) || tried.contains(&t) || t.weight.load(std::memory_order_relaxed) <= 0) continue;
     if (local) ++local_ok;
     cand[count++] = static_cast<uint32_t>(i);
   }
@@ -421,6 +413,18 @@ Target* pick_target(const TargetGroup& group, BalancerState& state, std::string_
     }
   }
   return nullptr;
+}
+
+std::shared_ptr<Target> take_target(const TargetGroup& group, BalancerState& state, std::string_view own_zone,
+                                    int64_t now_ms, TriedTargets& tried) {
+  Target* picked = pick_target(group, state, own_zone, now_ms, tried);
+  if (!picked) return nullptr;
+  std::shared_ptr<Target> target;
+  for (const auto& sp : group.targets)
+    if (sp.get() == picked) target = sp;
+  tried.add(picked);
+  target->in_flight.fetch_add(1, std::memory_order_relaxed);
+  return target;
 }
 
 void retry_deposit(const RetryConfig& cfg, BalancerState& state) {

@@ -10,15 +10,14 @@
 #include <vector>
 
 #include "core/buffer.h"
+#include "core/swap_remove.h"
 #include "http/transport.h"
 #include "http/wire/h1.h"
 
 namespace cumulo::http {
 
 std::string_view ClientResponse::header(std::string_view name) const {
-  for (const auto& [k, v] : headers)
-    if (iequals(k, name)) return v;
-  return {};
+  return header_value(headers, name);
 }
 
 ResponseHead ClientResponse::head_view() const {
@@ -605,13 +604,7 @@ void ClientCore::from_pool(ClientConn* c) {
 }
 
 void ClientCore::forget(ClientConn* c) {
-  size_t i = c->index;
-  std::unique_ptr<ClientConn> owned = std::move(conns[i]);
-  if (i + 1 != conns.size()) {
-    conns[i] = std::move(conns.back());
-    conns[i]->index = i;
-  }
-  conns.pop_back();
+  std::unique_ptr<ClientConn> owned = core::swap_remove(conns, c->index);
   loop.destroy_later(std::move(owned));  // events of the current batch may still name it
 }
 

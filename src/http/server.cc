@@ -16,30 +16,31 @@
 
 #include "core/buffer.h"
 #include "core/log.h"
+#include "core/swap_remove.h"
 #include "http/transport.h"
 #include "http/wire/date.h"
 #include "http/wire/h1.h"
 
 namespace cumulo::http {
 
-std::string_view Request::header(std::string_view name) const {
+std::string_view header_value(const HeaderList& headers, std::string_view name) {
   for (const auto& [k, v] : headers)
     if (iequals(k, name)) return v;
   return {};
 }
 
+std::string_view Request::header(std::string_view name) const {
+  return header_value(headers, name);
+}
+
 std::string_view Request::query_param(std::string_view name) const {
-  std::string_view q = query;
-  while (!q.empty()) {
-    size_t amp = q.find('&');
-    std::string_view pair = q.substr(0, amp);
-    size_t eq = pair.find('=');
-    if (pair.substr(0, eq) == name)
-      return eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
-    if (amp == std::string_view::npos) break;
-    q.remove_prefix(amp + 1);
-  }
-  return {};
+  std::string_view found;
+  core::for_each_query_pair(query, [&](std::string_view n, std::string_view v, std::string_view) {
+    if (n != name) return true;
+    found = v;
+    return false;
+  });
+  return found;
 }
 
 Response Response::text(int status, std::string body, std::string content_type) {
@@ -152,6 +153,7 @@ class ServerCore : public core::IoHandler {
   void accept_all();
   void shutdown();
   void close_all();
+  void stop_accepting();  // closes the listening socket and cancels a pending accept retry
   void forget(Connection* c);
   std::string_view date_header();
 
@@ -792,13 +794,7 @@ void ServerCore::accept_all() {
 }
 
 void ServerCore::forget(Connection* c) {
-  size_t i = c->index;
-  std::unique_ptr<Connection> owned = std::move(conns[i]);
-  if (i + 1 != conns.size()) {
-    conns[i] = std::move(conns.back());
-    conns[i]->index = i;
-  }
-  conns.pop_back();
+  std::unique_ptr<Connection> owned = core::swap_remove(conns, c->index);
   open_count.store(conns.size(), std::memory_order_relaxed);
   // Events of the current batch may still name this connection.
   loop.destroy_later(std::move(owned));
@@ -806,11 +802,7 @@ void ServerCore::forget(Connection* c) {
 
 void ServerCore::shutdown() {
   shutting_down = true;
-  accept_retry.cancel();
-  if (listener) {
-    loop.remove(listener.get());
-    listener.reset();
-  }
+  stop_accepting();
   std::vector<Connection*> all;
   all.reserve(conns.size());
   for (auto& c : conns) all.push_back(c.get());
@@ -819,12 +811,16 @@ void ServerCore::shutdown() {
 
 void ServerCore::close_all() {
   dead = true;
+  stop_accepting();
+  while (!conns.empty()) conns.back()->close_now();
+}
+
+void ServerCore::stop_accepting() {
   accept_retry.cancel();
   if (listener) {
     loop.remove(listener.get());
     listener.reset();
   }
-  while (!conns.empty()) conns.back()->close_now();
 }
 
 std::string_view ServerCore::date_header() {

@@ -85,6 +85,11 @@ class Session final : public core::IoHandler {
     bool response_started = false;  // a response head is on its way: no other answer may replace it
 
     void begin_response(uint8_t request_version_minor, bool keep);
+    // The status line of a head the gateway writes itself (a cached or sliced answer), in the request's
+    // version.
+    void append_status_line(int status, std::string_view reason);
+    // Connection: close for the connection's last response, keep-alive for an HTTP/1.0 client that keeps it.
+    void append_connection_field();
   };
   bool step_head();
   bool step_closing();
@@ -115,8 +120,7 @@ class Session final : public core::IoHandler {
     http::ResponseParser parser;
     http::ChunkedDecoder request_chunks;
     http::ChunkedDecoder response_chunks;
-    const Target* tried[4] = {};
-    int tried_count = 0;
+    TriedTargets tried;
     int attempts = 0;
     uint64_t request_left = 0;       // content-length body bytes not yet sent
     size_t request_chunk_ready = 0;  // chunked body bytes checked at the front of client_.in, not sent

@@ -169,10 +169,33 @@ class Worker final : public Upstreams {
   friend class Session;
 };
 
+// The targets one request (a client's, or the cache's own) has tried, so that a retry goes to another. The
+// first kRemembered are kept; attempts beyond them may repeat one.
+struct TriedTargets {
+  static constexpr int kRemembered = 4;
+  const Target* targets[kRemembered] = {};
+  int count = 0;
+
+  void add(const Target* t) {
+    if (count < kRemembered) targets[count++] = t;
+  }
+  bool contains(const Target* t) const {
+    for (int i = 0; i < count; ++i)
+      if (targets[i] == t) return true;
+    return false;
+  }
+};
+
 // Picks a target for a request: available, not yet tried, zone preference, then the group's algorithm.
 // Returns nullptr when none qualifies.
 Target* pick_target(const TargetGroup& group, BalancerState& state, std::string_view own_zone, int64_t now_ms,
-                    const Target* const* tried, int tried_count);
+                    const TriedTargets& tried = {});
+
+// An attempt's target: pick_target's choice, added to `tried` and counted in flight (the caller subtracts it
+// when the attempt ends). The owning pointer keeps the target alive should it be deregistered meanwhile; null
+// when none qualifies.
+std::shared_ptr<Target> take_target(const TargetGroup& group, BalancerState& state, std::string_view own_zone,
+                                    int64_t now_ms, TriedTargets& tried);
 
 // Retry budget (Finagle's idea): each request deposits budget_percent/100 of a token, a retry spends one; a
 // few retries per second are always allowed so that a quiet gateway can still retry.

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 namespace cumulo::core {
 namespace {
@@ -94,6 +95,26 @@ TEST(Text, PercentDecodeRefusesWhatIsNotAnEscape) {
   for (std::string_view bad :
        {"%", "a%", "%4", "a%4", "%g0", "%0g", "%%41", "% 1", "%-1", "%+1", "%1z", "%\xff\xff"})
     EXPECT_FALSE(percent_decode(bad, out)) << bad;
+}
+
+TEST(Text, QueryPairsAsSent) {
+  std::vector<std::string> seen;
+  EXPECT_TRUE(for_each_query_pair(
+      "a=1&&b&c=x=y&=v&", [&](std::string_view n, std::string_view v, std::string_view pair) {
+        seen.push_back(std::string(n) + "|" + std::string(v) + "|" + std::string(pair));
+        return true;
+      }));
+  const std::vector<std::string> want{"a|1|a=1", "||", "b||b", "c|x=y|c=x=y", "|v|=v"};
+  EXPECT_EQ(seen, want);
+  int calls = 0;
+  EXPECT_FALSE(
+      for_each_query_pair("a=%41&b=2", [&](std::string_view n, std::string_view v, std::string_view) {
+        ++calls;
+        return !(n == "a" && v == "%41");
+      }));
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(
+      for_each_query_pair("", [](std::string_view, std::string_view, std::string_view) { return false; }));
 }
 
 }  // namespace

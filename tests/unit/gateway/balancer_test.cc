@@ -21,7 +21,7 @@ std::map<std::string, int> spread(const TargetGroup& g, int n, const std::string
   BalancerState st;
   std::map<std::string, int> hits;
   for (int i = 0; i < n; ++i) {
-    Target* t = pick_target(g, st, zone, 1000, nullptr, 0);
+    Target* t = pick_target(g, st, zone, 1000);
     EXPECT_NE(t, nullptr);
     if (t) ++hits[t->address_text];
   }
@@ -78,8 +78,40 @@ TEST(Balancer, SkipsUnhealthyEjectedDrainingAndTried) {
   ASSERT_EQ(hits.size(), 1u);
   EXPECT_EQ(hits["127.0.0.1:9003"], 10);
   BalancerState st;
-  const Target* tried[1] = {g.targets[3].get()};
-  EXPECT_EQ(pick_target(g, st, "", 1000, tried, 1), nullptr);
+  TriedTargets tried;
+  tried.add(g.targets[3].get());
+  EXPECT_EQ(pick_target(g, st, "", 1000, tried), nullptr);
+}
+
+TEST(Balancer, TakeTargetRecordsTheTryAndCountsItInFlight) {
+  TargetGroup g;
+  for (int i = 0; i < 2; ++i) g.targets.push_back(make("127.0.0.1:" + std::to_string(9000 + i), "a"));
+  BalancerState st;
+  TriedTargets tried;
+  std::shared_ptr<Target> first = take_target(g, st, "", 1000, tried);
+  ASSERT_NE(first, nullptr);
+  EXPECT_EQ(first.use_count(), 2);  // the group's and the attempt's
+  EXPECT_EQ(first->in_flight.load(), 1);
+  EXPECT_TRUE(tried.contains(first.get()));
+  std::shared_ptr<Target> second = take_target(g, st, "", 1000, tried);
+  ASSERT_NE(second, nullptr);
+  EXPECT_NE(second, first);
+  EXPECT_EQ(second->in_flight.load(), 1);
+  EXPECT_EQ(take_target(g, st, "", 1000, tried), nullptr);  // both tried
+  EXPECT_EQ(tried.count, 2);
+  EXPECT_EQ(first->in_flight.load(), 1);
+}
+
+TEST(Balancer, TriedTargetsRemembersTheFirstFour) {
+  TargetGroup g;
+  for (int i = 0; i < 5; ++i) g.targets.push_back(make("127.0.0.1:" + std::to_string(9000 + i), "a"));
+  TriedTargets tried;
+  for (const auto& t : g.targets) tried.add(t.get());
+  EXPECT_EQ(tried.count, TriedTargets::kRemembered);
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(tried.contains(g.targets[i].get()));
+  EXPECT_FALSE(tried.contains(g.targets[4].get()));
+  BalancerState st;
+  EXPECT_EQ(pick_target(g, st, "", 1000, tried), g.targets[4].get());
 }
 
 TEST(Balancer, ZoneAwarePrefersOwnZoneAndSpillsWhenItLacksCapacity) {
@@ -116,7 +148,7 @@ TEST(Balancer, SlowStartRampsANewTargetUp) {
   auto share_of_new = [&](int64_t now_ms) {
     BalancerState st;
     int n = 0;
-    for (int i = 0; i < 2000; ++i) n += pick_target(g, st, "", now_ms, nullptr, 0) == g.targets[1].get();
+    for (int i = 0; i < 2000; ++i) n += pick_target(g, st, "", now_ms) == g.targets[1].get();
     return n / 2000.0;
   };
   double early = share_of_new(1'000), half = share_of_new(5'000), done = share_of_new(10'000);
@@ -129,7 +161,7 @@ TEST(Balancer, SlowStartRampsANewTargetUp) {
 TEST(Balancer, NoTargetsGivesNull) {
   TargetGroup g;
   BalancerState st;
-  EXPECT_EQ(pick_target(g, st, "", 0, nullptr, 0), nullptr);
+  EXPECT_EQ(pick_target(g, st, "", 0), nullptr);
 }
 
 TEST(RetryBudget, AllowsMinimumPerSecondThenNeedsDeposits) {

@@ -180,6 +180,32 @@ ClientResponse exchange(core::EventLoop& loop, Client& client, const core::Socke
   return out;
 }
 
+TEST(HttpHeaderList, LookupIsCaseInsensitiveAndTakesTheFirst) {
+  const HeaderList headers{{"Content-Type", "text/plain"}, {"X-Tag", "a"}, {"x-tag", "b"}};
+  EXPECT_EQ(header_value(headers, "content-type"), "text/plain");
+  EXPECT_EQ(header_value(headers, "X-TAG"), "a");
+  EXPECT_EQ(header_value(headers, "x-ta"), "");
+  EXPECT_EQ(header_value({}, "x-tag"), "");
+  Request req;
+  req.headers = headers;
+  EXPECT_EQ(req.header("x-tag"), "a");
+  ClientResponse resp;
+  resp.headers = headers;
+  EXPECT_EQ(resp.header("CONTENT-TYPE"), "text/plain");
+}
+
+TEST(HttpRequest, QueryParamIsTheFirstRawValue) {
+  Request req;
+  req.query = "a=1&&b&c=x%20y&a=2&d=";
+  EXPECT_EQ(req.query_param("a"), "1");
+  EXPECT_EQ(req.query_param("b"), "");
+  EXPECT_EQ(req.query_param("c"), "x%20y");
+  EXPECT_EQ(req.query_param("d"), "");
+  EXPECT_EQ(req.query_param("e"), "");
+  req.query = "";
+  EXPECT_EQ(req.query_param("a"), "");
+}
+
 TEST(HttpServer, GetWithClient) {
   core::EventLoop loop;
   ServerOptions opts;

@@ -45,5 +45,39 @@ TEST(FieldLists, ListContainsIsCaseInsensitive) {
   static_assert(list_contains("TE, trailers", "te"));
 }
 
+TEST(FieldLines, WalksNameValueAndWholeLine) {
+  std::vector<std::string> seen;
+  EXPECT_TRUE(for_each_field_line("A: 1\r\nno colon\r\nB:\t two \r\nC:3",
+                                  [&](std::string_view n, std::string_view v, std::string_view line) {
+                                    seen.push_back(std::string(n) + "|" + std::string(v) + "|" +
+                                                   std::string(line));
+                                    return true;
+                                  }));
+  ASSERT_EQ(seen.size(), 4u);
+  EXPECT_EQ(seen[0], "A|1|A: 1\r\n");
+  EXPECT_EQ(seen[1], "||no colon\r\n");
+  EXPECT_EQ(seen[2], "B|two |B:\t two \r\n");
+  EXPECT_EQ(seen[3], "C|3|C:3");
+  int calls = 0;
+  EXPECT_FALSE(
+      for_each_field_line("A: 1\r\nB: 2\r\n", [&](std::string_view, std::string_view, std::string_view) {
+        ++calls;
+        return false;
+      }));
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(
+      for_each_field_line("", [](std::string_view, std::string_view, std::string_view) { return false; }));
+}
+
+TEST(FieldLines, ValueOfTheFirstFieldWithTheName) {
+  constexpr std::string_view kLines = "Content-Type:  text/html\r\nX-A: 1\r\nx-a: 2\r\n";
+  EXPECT_EQ(field_line_value(kLines, "content-type"), "text/html");
+  EXPECT_EQ(field_line_value(kLines, "X-A"), "1");
+  EXPECT_EQ(field_line_value(kLines, "x"), "");
+  EXPECT_EQ(field_line_value("Etag: \"x\"", "etag"), "\"x\"");
+  EXPECT_EQ(field_line_value(":no name\r\n", ""), "");
+  static_assert(field_line_value("A: b\r\n", "a") == "b");
+}
+
 }  // namespace
 }  // namespace cumulo::http
