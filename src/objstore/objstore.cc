@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/blocking_pool.h"
 #include "core/config.h"
 #include "core/event_loop.h"
 #include "core/log.h"
@@ -26,6 +27,10 @@ namespace cumulo::objstore {
 namespace {
 constexpr const char* kComponent = "objstore";
 constexpr core::Millis kDrainLimit{10'000};
+// The I/O pool's threads: each holds one blocking operation (an index scan, a synchronous commit waiting for
+// its fsync or for SQLite's write lock, the first open of a data file). A few keep a slow disk from holding
+// every listing behind one; many would only queue on SQLite's single writer.
+constexpr size_t kIoThreads = 4;
 }  // namespace
 
 void check_config(const std::string& config_path) {
@@ -56,6 +61,9 @@ int run(const std::string& config_path) {
   std::unique_ptr<http::TlsServerContext> tls;
   core::EventLoop main_loop;  // signals, the drain, replication's waits and senders' reports
   core::LoopThreads workers(worker_count);
+  // Stopped once the loops have stopped, while the APIs whose work it runs still exist; declared after the
+  // loops, so it is joined before they are destroyed on any way out.
+  core::BlockingPool io(kIoThreads);
   std::unique_ptr<Replicator> replicator;
   std::vector<std::unique_ptr<S3Api>> apis;
   std::vector<std::unique_ptr<http::Server>> servers;
@@ -90,7 +98,8 @@ int run(const std::string& config_path) {
     opts.tls = tls.get();
     opts.reuse_port = true;
     for (size_t i = 0; i < worker_count; ++i) {
-      S3Api* a = apis.emplace_back(std::make_unique<S3Api>(cfg, *storage, static_cast<unsigned>(i))).get();
+      S3Api* a =
+          apis.emplace_back(std::make_unique<S3Api>(cfg, *storage, static_cast<unsigned>(i), &io)).get();
       a->set_replicator(replicator.get());
       opts.body_sink_for = [a](const http::Request& head) { return a->begin(head); };
       auto& server = servers.emplace_back(std::make_unique<http::Server>(
@@ -123,6 +132,9 @@ int run(const std::string& config_path) {
   };
   core::run_service(main_loop, mask, life);
   workers.stop();
+  // Work still running finishes (its answers, posted to the stopped loops, are dropped); queued work is
+  // dropped.
+  io.stop();
   if (replicator) replicator->stop();
   // Commits in flight finish (their replies, posted to the stopped loops, are dropped with them).
   storage->stop_commit_threads();

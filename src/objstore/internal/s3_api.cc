@@ -9,6 +9,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "core/blocking_pool.h"
 #include "core/log.h"
 #include "core/text.h"
 #include "http/wire/date.h"
@@ -275,6 +276,28 @@ class Call final : public http::BodySink {
     if (sha) EVP_MD_CTX_free(sha);
   }
 
+  // What a handler reads of the call, moved into a copy that outlives the connection (work on the I/O
+  // pool). The body's hash (sha) stays: it is checked before any handler runs.
+  void take_from(Call& o) {
+    route = std::move(o.route);
+    auth = o.auth;
+    error = o.error;
+    detail = std::move(o.detail);
+    request_id = o.request_id;
+    object_data = o.object_data;
+    gathered = std::move(o.gathered);
+    writer = std::move(o.writer);
+    chunked = std::move(o.chunked);
+    chunked_done = o.chunked_done;
+    decoded_length = o.decoded_length;
+    upload = std::move(o.upload);
+    part_number = o.part_number;
+    responder = o.responder;
+    checksum = std::move(o.checksum);
+    expected_checksum = std::move(o.expected_checksum);
+    checksum_in_trailer = o.checksum_in_trailer;
+  }
+
   void fail(S3Error e, std::string d = {}) {
     if (error == S3Error::kNone) {
       error = e;
@@ -394,12 +417,41 @@ bool replicated_op(Op op) {
 // ---------------------------------------------------------------------------------------------------------
 
 struct S3Api::Impl {
-  Impl(const S3Config& c, Storage& s, S3Api& o) : config(c), storage(s), owner(o) {}
+  Impl(const S3Config& c, Storage& s, S3Api& o, core::BlockingPool* pool)
+      : config(c), storage(s), owner(o), io(pool) {}
 
   const S3Config& config;
   Storage& storage;
   S3Api& owner;
+  core::BlockingPool* io;  // nullptr: blocking work runs inline
   uint64_t next_request_id = 1;
+
+  // A handler's request, detached from its connection: the server frees the Call and the Request when the
+  // client goes, while work on the I/O pool may still be running for them.
+  struct Detached {
+    Call call;
+    http::Request req;
+  };
+
+  // Runs handler(call, request) on the I/O pool and sends its answer from this loop; the responder is a no-op
+  // by then if the client has gone. Without a pool, inline. The handler touches only what it is given, the
+  // storage (thread-safe) and the configuration (read-only).
+  template <typename Fn>
+  std::optional<http::Response> off_loop(Call& c, http::Request& req, Fn handler) {
+    if (!io) return handler(c, req);
+    auto d = std::make_shared<Detached>();
+    d->call.take_from(c);
+    d->req.method = req.method;
+    d->req.target = req.target;
+    d->req.path = req.path;
+    d->req.query = req.query;
+    d->req.headers = req.headers;
+    d->req.peer = req.peer;
+    io->submit(
+        *core::EventLoop::current(), [d, handler]() mutable { return handler(d->call, d->req); },
+        [respond = d->call.responder](http::Response r) { respond(std::move(r)); });
+    return std::nullopt;
+  }
 
   bool parse_route(const http::Request& r, Route& rt, S3Error& err) {
     std::string path;
@@ -628,14 +680,17 @@ struct S3Api::Impl {
 
   std::optional<http::Response> dispatch(Call& c, http::Request& req) {
     switch (c.route.op) {
+      // Index scans and synchronous commits (each waits for a WAL fsync, and for SQLite's write lock while
+      // another thread writes) run on the I/O pool.
       case Op::kListBuckets:
-        return list_buckets(c);
+        return off_loop(c, req, [this](Call& d, http::Request&) { return list_buckets(d); });
       case Op::kCreateBucket:
-        return create_bucket(c);
-      case Op::kDeleteBucket: {
-        S3Error e = storage.delete_bucket(c.route.bucket);
-        return e == S3Error::kNone ? empty(c, 204) : error(c, e);
-      }
+        return off_loop(c, req, [this](Call& d, http::Request&) { return create_bucket(d); });
+      case Op::kDeleteBucket:
+        return off_loop(c, req, [this](Call& d, http::Request&) {
+          S3Error e = storage.delete_bucket(d.route.bucket);
+          return e == S3Error::kNone ? empty(d, 204) : error(d, e);
+        });
       case Op::kHeadBucket:
         return empty(c, 200);
       case Op::kGetBucketLocation: {
@@ -654,41 +709,46 @@ struct S3Api::Impl {
       case Op::kGetAcl:
         return get_acl(c);
       case Op::kListObjects:
-        return list_objects(c, false);
       case Op::kListObjectsV2:
-        return list_objects(c, true);
+        return off_loop(c, req, [this, v2 = c.route.op == Op::kListObjectsV2](Call& d, http::Request&) {
+          return list_objects(d, v2);
+        });
       case Op::kListUploads:
-        return list_uploads(c);
+        return off_loop(c, req, [this](Call& d, http::Request&) { return list_uploads(d); });
       case Op::kDeleteObjects:
-        return delete_objects(c);
+        return off_loop(c, req, [this](Call& d, http::Request&) { return delete_objects(d); });
       case Op::kPutObject:
       case Op::kUploadPart:
         return put_object(c, req);
       case Op::kCopyObject:
-        return copy_object(c, req);
+        return off_loop(c, req, [this](Call& d, http::Request& r) { return copy_object(d, r); });
       case Op::kGetObject:
         return get_object(c, req, false);
       case Op::kHeadObject:
         return get_object(c, req, true);
       case Op::kGetObjectAttributes:
         return get_object_attributes(c, req);
-      case Op::kDeleteObject: {
-        S3Error e = storage.delete_object(c.route.bucket, c.route.key);
-        return e == S3Error::kNone ? empty(c, 204) : error(c, e);
-      }
+      case Op::kDeleteObject:
+        return off_loop(c, req, [this](Call& d, http::Request&) {
+          S3Error e = storage.delete_object(d.route.bucket, d.route.key);
+          return e == S3Error::kNone ? empty(d, 204) : error(d, e);
+        });
       case Op::kCreateUpload:
-        return create_upload(c, req);
+        return off_loop(c, req, [this](Call& d, http::Request& r) { return create_upload(d, r); });
       case Op::kCompleteUpload:
-        return complete_upload(c, req);
-      case Op::kAbortUpload: {
-        auto up = storage.upload(c.route.param("uploadId"));
-        if (!up || up->bucket != c.route.bucket || up->key != c.route.key)
-          return error(c, S3Error::kNoSuchUpload);
-        S3Error e = storage.abort_upload(up->upload_id);
-        return e == S3Error::kNone ? empty(c, 204) : error(c, e);
-      }
+        return off_loop(c, req, [this](Call& d, http::Request& r) { return complete_upload(d, r); });
+      case Op::kAbortUpload:
+        return off_loop(c, req, [this](Call& d, http::Request&) {
+          StorageResult<std::optional<UploadInfo>> found = storage.upload(d.route.param("uploadId"));
+          if (!found) return error(d, found.error());
+          const std::optional<UploadInfo>& up = *found;
+          if (!up || up->bucket != d.route.bucket || up->key != d.route.key)
+            return error(d, S3Error::kNoSuchUpload);
+          S3Error e = storage.abort_upload(up->upload_id);
+          return e == S3Error::kNone ? empty(d, 204) : error(d, e);
+        });
       case Op::kListParts:
-        return list_parts(c);
+        return off_loop(c, req, [this](Call& d, http::Request&) { return list_parts(d); });
       case Op::kNotImplemented:
         return error(c, S3Error::kNotImplemented);
       case Op::kMethodNotAllowed:
@@ -902,17 +962,21 @@ struct S3Api::Impl {
     if (S3Error e = check_checksum(c, checksum); e != S3Error::kNone)
       return error(c, e, e == S3Error::kInvalidRequest ? "The announced checksum trailer is missing." : "");
     if (c.route.op == Op::kUploadPart) {
-      PartInfo part;
-      if (c.checksum) {
-        part.checksum_algorithm = checksum_name(c.checksum->algorithm());
-        part.checksum = checksum;
-      }
-      S3Error e = storage.commit_part(std::move(c.writer), c.upload->upload_id, c.part_number, part);
-      if (e != S3Error::kNone) return error(c, e);
-      http::Response r = empty(c, 200);
-      r.headers.emplace_back("ETag", quoted(part.etag));
-      if (c.checksum) r.headers.emplace_back(std::string(checksum_header(c.checksum->algorithm())), checksum);
-      return r;
+      // A part commits synchronously (seal, rename, index row): on the I/O pool.
+      return off_loop(c, req, [this, checksum](Call& d, http::Request&) {
+        PartInfo part;
+        if (d.checksum) {
+          part.checksum_algorithm = checksum_name(d.checksum->algorithm());
+          part.checksum = checksum;
+        }
+        S3Error e = storage.commit_part(std::move(d.writer), d.upload->upload_id, d.part_number, part);
+        if (e != S3Error::kNone) return error(d, e);
+        http::Response r = empty(d, 200);
+        r.headers.emplace_back("ETag", quoted(part.etag));
+        if (d.checksum)
+          r.headers.emplace_back(std::string(checksum_header(d.checksum->algorithm())), checksum);
+        return r;
+      });
     }
     ObjectInfo info;
     info.bucket = c.route.bucket;
@@ -990,6 +1054,7 @@ struct S3Api::Impl {
     if (!begun) return error(c, begun.error());
     std::unique_ptr<DataWriter> writer = std::move(begun).value();
     auto reader = storage.reader(*so);
+    reader->open_detached();  // a copy reads its source once: no thread's open-file cache keeps it
     std::string buf(256 * 1024, '\0');
     for (uint64_t off = 0; off < so->size;) {
       ssize_t n = reader->read(off, buf.data(), buf.size());
@@ -1077,7 +1142,8 @@ struct S3Api::Impl {
                                std::string(c.route.param(param)));
   }
 
-  http::Response get_object(Call& c, const http::Request& req, bool head_only) {
+  // nullopt: answered later, from the I/O pool's work.
+  std::optional<http::Response> get_object(Call& c, const http::Request& req, bool head_only) {
     // Through the lookup cache: no index read for an object looked up before and unchanged since.
     std::shared_ptr<const ObjectInfo> o = storage.lookup(c.route.bucket, c.route.key);
     if (!o) return error(c, S3Error::kNoSuchKey);
@@ -1113,25 +1179,83 @@ struct S3Api::Impl {
     if (storage.read_cacheable(o->size)) {
       // Small objects: their whole plaintext, verified, from the read cache (or read into it now); a
       // damaged file is answered before the response starts.
-      StorageResult<std::shared_ptr<const std::string>> whole = storage.read_whole(*o);
-      if (!whole) return error(c, whole.error());
-      const std::shared_ptr<const std::string>& data = *whole;
-      if (length <= kVerifyBeforeSendBytes) {
-        r.body.assign(*data, static_cast<size_t>(start), static_cast<size_t>(length));
-        return r;
+      if (auto data = storage.cached_whole(*o))
+        return whole_body(std::move(r), std::move(data), start, length);
+      auto reader = storage.reader(*o);
+      if (io && !reader->open_here()) {
+        // A file this loop has not open: opened and read on the I/O pool, then kept open here.
+        auto ctx = detached_context(c);
+        std::shared_ptr<ObjectReader> shared = std::move(reader);
+        io->submit(
+            *core::EventLoop::current(),
+            [this, o, shared] {
+              shared->open_detached();
+              return storage.read_whole(*o, shared.get());
+            },
+            [this, ctx, shared, r = std::move(r), start,
+             length](StorageResult<std::shared_ptr<const std::string>> whole) mutable {
+              shared->adopt_here();
+              if (!whole) return ctx->call.responder(error(ctx->call, whole.error()));
+              ctx->call.responder(whole_body(std::move(r), std::move(whole).value(), start, length));
+            });
+        return std::nullopt;
       }
-      r.content_length = static_cast<int64_t>(length);
-      r.body_producer = [data, offset = static_cast<size_t>(start), left = static_cast<size_t>(length)](
-                            char* buf, size_t cap) mutable -> size_t {
-        size_t n = std::min(cap, left);
-        std::memcpy(buf, data->data() + offset, n);
-        offset += n;
-        left -= n;
-        return n;
-      };
+      StorageResult<std::shared_ptr<const std::string>> whole = storage.read_whole(*o, reader.get());
+      if (!whole) return error(c, whole.error());
+      return whole_body(std::move(r), std::move(whole).value(), start, length);
+    }
+    std::shared_ptr<ObjectReader> reader = storage.reader(*o);
+    if (io && !reader->open_here()) {
+      // The files are opened (and a small object read) on the I/O pool; the loop keeps them open for the
+      // next GET and streams a large object from them.
+      auto ctx = detached_context(c);
+      io->submit(
+          *core::EventLoop::current(),
+          [this, ctx, reader, r = std::move(r), start, length]() mutable {
+            reader->open_detached();
+            return file_body(ctx->call, std::move(r), reader, start, length);
+          },
+          [ctx, reader](http::Response r) {
+            reader->adopt_here();
+            ctx->call.responder(std::move(r));
+          });
+      return std::nullopt;
+    }
+    return file_body(c, std::move(r), std::move(reader), start, length);
+  }
+
+  // What an answer given later needs of its call: the request id, the route, the responder.
+  std::shared_ptr<Detached> detached_context(const Call& c) {
+    auto d = std::make_shared<Detached>();
+    d->call.request_id = c.request_id;
+    d->call.route = c.route;
+    d->call.responder = c.responder;
+    return d;
+  }
+
+  // The body of a GET answered from the object's whole plaintext.
+  http::Response whole_body(http::Response r, std::shared_ptr<const std::string> data, uint64_t start,
+                            uint64_t length) {
+    if (length <= kVerifyBeforeSendBytes) {
+      r.body.assign(*data, static_cast<size_t>(start), static_cast<size_t>(length));
       return r;
     }
-    auto reader = storage.reader(*o);
+    r.content_length = static_cast<int64_t>(length);
+    r.body_producer = [data, offset = static_cast<size_t>(start), left = static_cast<size_t>(length)](
+                          char* buf, size_t cap) mutable -> size_t {
+      size_t n = std::min(cap, left);
+      std::memcpy(buf, data->data() + offset, n);
+      offset += n;
+      left -= n;
+      return n;
+    };
+    return r;
+  }
+
+  // The body of a GET read from the object's files: up to one frame read and verified now, more streamed.
+  // On the loop, or on the I/O pool for a reader opened there (the stream then reads on the loop).
+  http::Response file_body(const Call& c, http::Response r, std::shared_ptr<ObjectReader> reader,
+                           uint64_t start, uint64_t length) {
     if (length <= kVerifyBeforeSendBytes) {
       std::string body(length, '\0');
       if (length > 0) {
@@ -1145,7 +1269,7 @@ struct S3Api::Impl {
       return r;
     }
     struct Stream {
-      std::unique_ptr<ObjectReader> reader;
+      std::shared_ptr<ObjectReader> reader;
       uint64_t offset;
       uint64_t left;
       std::string bucket, key;
@@ -1417,8 +1541,8 @@ struct S3Api::Impl {
   }
 };
 
-S3Api::S3Api(const S3Config& config, Storage& storage, unsigned worker)
-    : impl_(std::make_unique<Impl>(config, storage, *this)) {
+S3Api::S3Api(const S3Config& config, Storage& storage, unsigned worker, core::BlockingPool* io)
+    : impl_(std::make_unique<Impl>(config, storage, *this, io)) {
   impl_->next_request_id = (uint64_t{worker} << 48) + 1;
   clock = [] { return static_cast<int64_t>(::time(nullptr)); };
 }

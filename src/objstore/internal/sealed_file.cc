@@ -334,16 +334,19 @@ bool open_frame(EVP_CIPHER_CTX* ctx, const uint8_t nonce[12], const uint8_t* aad
 }  // namespace
 
 std::unique_ptr<SealedReader> SealedReader::open(const MasterKey& master, const std::string& path,
-                                                 uint64_t plaintext_size, int* err, bool* corrupt) {
+                                                 uint64_t plaintext_size, int* err, bool* corrupt,
+                                                 OpenMode mode) {
   *err = 0;
   *corrupt = false;
   const core::TimePoint now = core::Clock::now();
-  std::shared_ptr<OpenSealedFile> f = t_open_files.find(path, master, now);
+  std::shared_ptr<OpenSealedFile> f;
+  if (mode != OpenMode::kDetached) f = t_open_files.find(path, master, now);
   if (!f) {
+    if (mode == OpenMode::kCachedOnly) return nullptr;
     f = open_sealed(master, path, err, corrupt);
     if (!f) return nullptr;
     f->used = now;
-    t_open_files.add(path, f);
+    if (mode == OpenMode::kCached) t_open_files.add(path, f);
   }
   // A file of another length than its metadata implies is not the one the metadata describes.
   if (f->file_bytes != sealed_file_size(plaintext_size)) {
@@ -355,6 +358,11 @@ std::unique_ptr<SealedReader> SealedReader::open(const MasterKey& master, const 
   r->size_ = plaintext_size;
   r->frames_ = frame_count(plaintext_size);
   return r;
+}
+
+void SealedReader::adopt_here(const std::string& path) {
+  file_->used = core::Clock::now();
+  t_open_files.add(path, file_);
 }
 
 SealedReader::~SealedReader() {

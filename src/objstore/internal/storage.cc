@@ -242,11 +242,48 @@ const std::string& DataWriter::md5() {
 
 bool ObjectReader::open_part(Part& p) {
   if (p.reader) return true;
+  if (p.open_error != 0) {
+    io_error_ = p.open_error == kSealedIoError;
+    return false;
+  }
   int err = 0;
   bool corrupt = false;
   p.reader = SealedReader::open(*key_, p.path, p.size, &err, &corrupt);
   if (!p.reader && err != 0 && err != ENOENT) io_error_ = true;
   return p.reader != nullptr;
+}
+
+bool ObjectReader::open_here() {
+  bool all = true;
+  for (auto& p : parts_) {
+    if (p.reader) continue;
+    int err = 0;
+    bool corrupt = false;
+    p.reader = SealedReader::open(*key_, p.path, p.size, &err, &corrupt, OpenMode::kCachedOnly);
+    all = all && p.reader;
+  }
+  return all;
+}
+
+void ObjectReader::open_detached() {
+  for (auto& p : parts_) {
+    if (p.reader || p.open_error != 0) continue;
+    int err = 0;
+    bool corrupt = false;
+    p.reader = SealedReader::open(*key_, p.path, p.size, &err, &corrupt, OpenMode::kDetached);
+    if (p.reader)
+      p.detached = true;
+    else
+      p.open_error = err != 0 && err != ENOENT ? kSealedIoError : kSealedCorrupt;
+  }
+}
+
+void ObjectReader::adopt_here() {
+  for (auto& p : parts_)
+    if (p.reader && p.detached) {
+      p.reader->adopt_here(p.path);
+      p.detached = false;
+    }
 }
 
 ssize_t ObjectReader::read(uint64_t offset, char* out, size_t len) {
@@ -787,10 +824,13 @@ bool Storage::read_cacheable(uint64_t size) const {
   return object_cache_->cacheable(size);
 }
 
-StorageResult<std::shared_ptr<const std::string>> Storage::read_whole(const ObjectInfo& info) {
+StorageResult<std::shared_ptr<const std::string>> Storage::read_whole(const ObjectInfo& info,
+                                                                      ObjectReader* opened) {
   if (auto cached = object_cache_->find_data(info)) return cached;
   uint64_t generation = object_cache_->generation();
-  auto r = reader(info);
+  std::unique_ptr<ObjectReader> own;
+  if (!opened) own = reader(info);
+  ObjectReader* r = opened ? opened : own.get();
   auto data = std::make_shared<std::string>();
   data->resize(info.size);
   // Every frame's tag is checked on this read (an empty object still has one authenticated frame): the
@@ -801,6 +841,10 @@ StorageResult<std::shared_ptr<const std::string>> Storage::read_whole(const Obje
   std::shared_ptr<const std::string> out = std::move(data);
   object_cache_->fill_data(info, out, generation);
   return out;
+}
+
+std::shared_ptr<const std::string> Storage::cached_whole(const ObjectInfo& info) {
+  return object_cache_->find_data(info);
 }
 
 ObjectCacheStats Storage::cache_stats() const {

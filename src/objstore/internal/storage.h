@@ -199,13 +199,24 @@ class DataWriter {
   S3Error failed_ = S3Error::kNone;
 };
 
-// Reads an object's plaintext across its segments.
+// Reads an object's plaintext across its segments. Its files open when first read, through the thread's
+// open-file cache; an event loop opens them ahead instead, without waiting on the disk: open_here() takes
+// what the loop's cache holds, and when that is not everything, an I/O thread runs open_detached() and the
+// loop adopt_here()s the result (sealed_file.h, OpenMode). A reader is used by one thread at a time.
 class ObjectReader {
  public:
   // Plaintext [offset, offset + len); the count, kSealedCorrupt or kSealedIoError.
   [[nodiscard]] ssize_t read(uint64_t offset, char* out, size_t len);
   bool verify_all();
   uint64_t size() const { return size_; }
+
+  // Opens every file this thread's open-file cache holds (no system call); whether all are open now.
+  bool open_here();
+  // Opens every file not open yet, outside any cache (for an I/O thread). A file that fails keeps its
+  // error for the read that reaches it.
+  void open_detached();
+  // Puts the files open_detached() opened into this thread's open-file cache.
+  void adopt_here();
 
  private:
   friend class Storage;
@@ -214,6 +225,8 @@ class ObjectReader {
     uint64_t start = 0;
     uint64_t size = 0;
     std::unique_ptr<SealedReader> reader;
+    ssize_t open_error = 0;  // kSealedCorrupt or kSealedIoError from open_detached()
+    bool detached = false;
   };
   bool open_part(Part& p);
   const MasterKey* key_ = nullptr;
@@ -255,8 +268,12 @@ class Storage {
   // Whether the whole plaintext of an object of this size is kept in the read cache.
   bool read_cacheable(uint64_t size) const;
   // The whole plaintext of a read-cacheable object, from the read cache or read from its files (every frame
-  // verified) and put there; kCorruptObject or kInternalError when a file fails.
-  StorageResult<std::shared_ptr<const std::string>> read_whole(const ObjectInfo& info);
+  // verified) and put there; kCorruptObject or kInternalError when a file fails. `reader`: the object's
+  // reader when the caller has opened one (ObjectReader::open_here, open_detached).
+  StorageResult<std::shared_ptr<const std::string>> read_whole(const ObjectInfo& info,
+                                                               ObjectReader* reader = nullptr);
+  // The read cache's copy of the object's plaintext, or nullptr: never a file read.
+  std::shared_ptr<const std::string> cached_whole(const ObjectInfo& info);
   ObjectCacheStats cache_stats() const;
   S3Error delete_object(std::string_view bucket, std::string_view key);  // kNone also when absent (S3)
   std::unique_ptr<ObjectReader> reader(const ObjectInfo& info);
