@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "core/blocking_pool.h"
@@ -80,9 +82,13 @@ int run(const std::string& config_path) {
     if (size_t n = storage->sweep_orphans())
       core::log_info(kComponent, "removed data files no object refers to (left by a crash)", {{"files", n}});
     for (const auto& b : cfg.buckets) {
-      auto existing = storage->bucket(b.name);
+      StorageResult<std::optional<BucketInfo>> found = storage->bucket(b.name);
+      if (!found) throw std::runtime_error("cannot read bucket " + b.name + " from the index");
+      const std::optional<BucketInfo>& existing = *found;
       if (!existing) {
-        storage->create_bucket(b.name, b.owner);
+        if (S3Error e = storage->create_bucket(b.name, b.owner); e != S3Error::kNone)
+          throw std::runtime_error("cannot create configured bucket " + b.name + ": " +
+                                   std::string(s3_error_info(e).message));
       } else if (existing->owner != b.owner) {
         core::log_warn(kComponent, "configured bucket belongs to another user; left as it is",
                        {{"bucket", b.name}, {"owner", existing->owner}, {"configured_owner", b.owner}});

@@ -501,12 +501,15 @@ struct S3Api::Impl {
       const S3BucketConfig* bc = config.bucket_config(rt.bucket);
       if (!(bc && bc->is_public && (rt.op == Op::kGetObject || rt.op == Op::kHeadObject)))
         return S3Error::kAccessDenied;
-      return storage.bucket(rt.bucket) ? S3Error::kNone : S3Error::kNoSuchBucket;
+      StorageResult<std::optional<BucketInfo>> b = storage.bucket(rt.bucket);
+      if (!b) return b.error();
+      return *b ? S3Error::kNone : S3Error::kNoSuchBucket;
     }
     if (rt.op == Op::kCreateBucket) return S3Error::kNone;
-    auto b = storage.bucket(rt.bucket);
-    if (!b) return S3Error::kNoSuchBucket;
-    if (b->owner != c.auth.user->name) return S3Error::kAccessDenied;
+    StorageResult<std::optional<BucketInfo>> b = storage.bucket(rt.bucket);
+    if (!b) return b.error();
+    if (!*b) return S3Error::kNoSuchBucket;
+    if ((*b)->owner != c.auth.user->name) return S3Error::kAccessDenied;
     return S3Error::kNone;
   }
 
@@ -542,7 +545,9 @@ struct S3Api::Impl {
       if (ec != std::errc() || p != pn.data() + pn.size() || n < 1 || n > 10000)
         return c.fail(S3Error::kInvalidArgument, "Part number must be an integer between 1 and 10000.");
       c.part_number = n;
-      c.upload = storage.upload(c.route.param("uploadId"));
+      StorageResult<std::optional<UploadInfo>> up = storage.upload(c.route.param("uploadId"));
+      if (!up) return c.fail(up.error());
+      c.upload = std::move(up).value();
       if (!c.upload || c.upload->bucket != c.route.bucket || c.upload->key != c.route.key)
         return c.fail(S3Error::kNoSuchUpload);
     }
@@ -667,15 +672,8 @@ struct S3Api::Impl {
       respond(error(*c, c->error, c->detail));
       return;
     }
-    std::optional<http::Response> r;
     c->responder = respond;
-    try {
-      r = dispatch(*c, req);
-    } catch (const std::exception& e) {
-      core::log_error(kComponent, "request failed with an exception", {{"error", e.what()}});
-      r = error(*c, S3Error::kInternalError);
-    }
-    if (r) respond(std::move(*r));
+    if (std::optional<http::Response> r = dispatch(*c, req)) respond(std::move(*r));
   }
 
   std::optional<http::Response> dispatch(Call& c, http::Request& req) {
@@ -787,8 +785,11 @@ struct S3Api::Impl {
   }
 
   http::Response get_acl(Call& c) {
-    if (!c.route.key.empty() && !storage.head(c.route.bucket, c.route.key))
-      return error(c, S3Error::kNoSuchKey);
+    if (!c.route.key.empty()) {
+      StorageResult<std::optional<ObjectInfo>> o = storage.head(c.route.bucket, c.route.key);
+      if (!o) return error(c, o.error());
+      if (!*o) return error(c, S3Error::kNoSuchKey);
+    }
     const std::string& id = c.auth.user->name;
     Xml x;
     x.open("AccessControlPolicy", true);
@@ -1023,10 +1024,13 @@ struct S3Api::Impl {
       return error(c, S3Error::kInvalidArgument, "x-amz-copy-source must be BUCKET/KEY.");
     std::string src_bucket(s.substr(0, slash)), src_key(s.substr(slash + 1));
     if (check_key(src_key) != S3Error::kNone) return error(c, check_key(src_key));
-    auto sb = storage.bucket(src_bucket);
-    if (!sb) return error(c, S3Error::kNoSuchBucket);
-    if (sb->owner != c.auth.user->name) return error(c, S3Error::kAccessDenied);
-    auto so = storage.head(src_bucket, src_key);
+    StorageResult<std::optional<BucketInfo>> sb = storage.bucket(src_bucket);
+    if (!sb) return error(c, sb.error());
+    if (!*sb) return error(c, S3Error::kNoSuchBucket);
+    if ((*sb)->owner != c.auth.user->name) return error(c, S3Error::kAccessDenied);
+    StorageResult<std::optional<ObjectInfo>> found = storage.head(src_bucket, src_key);
+    if (!found) return error(c, found.error());
+    const std::optional<ObjectInfo>& so = *found;
     if (!so) return error(c, S3Error::kNoSuchKey);
     if (auto m = req.header("x-amz-copy-source-if-match"); !m.empty() && !etag_list_matches(m, so->etag))
       return error(c, S3Error::kPreconditionFailed);
@@ -1042,10 +1046,10 @@ struct S3Api::Impl {
                    "changing the object's metadata.");
     // The copy's checksum: the algorithm the request asks for (x-amz-checksum-algorithm), else the source's,
     // computed over the data as it is copied (a copy is one part: FULL_OBJECT, even of a multipart source).
-    DeclaredChecksum wanted;
-    if (std::string why = parse_declared_checksum(req.header("x-amz-checksum-algorithm"), {}, wanted);
-        !why.empty())
-      return error(c, S3Error::kInvalidRequest, why);
+    core::Result<DeclaredChecksum, S3Failure> parsed =
+        parse_declared_checksum(req.header("x-amz-checksum-algorithm"), {});
+    if (!parsed) return error(c, parsed.error().code, parsed.error().detail);
+    DeclaredChecksum wanted = *parsed;
     if (!wanted.algorithm)
       if (auto src_sum = stored_checksum(so->headers)) wanted.algorithm = src_sum->algorithm;
     std::optional<Checksummer> sum;
@@ -1145,7 +1149,9 @@ struct S3Api::Impl {
   // nullopt: answered later, from the I/O pool's work.
   std::optional<http::Response> get_object(Call& c, const http::Request& req, bool head_only) {
     // Through the lookup cache: no index read for an object looked up before and unchanged since.
-    std::shared_ptr<const ObjectInfo> o = storage.lookup(c.route.bucket, c.route.key);
+    StorageResult<std::shared_ptr<const ObjectInfo>> found = storage.lookup(c.route.bucket, c.route.key);
+    if (!found) return error(c, found.error());
+    std::shared_ptr<const ObjectInfo> o = std::move(found).value();
     if (!o) return error(c, S3Error::kNoSuchKey);
     if (int st = preconditions(req, *o)) {
       if (st == 412) return error(c, S3Error::kPreconditionFailed);
@@ -1323,7 +1329,9 @@ struct S3Api::Impl {
     if (unknown)
       return error(c, S3Error::kInvalidArgument,
                    "Unknown attribute in x-amz-object-attributes: " + std::string(*unknown));
-    auto o = storage.head(c.route.bucket, c.route.key);
+    StorageResult<std::optional<ObjectInfo>> found = storage.head(c.route.bucket, c.route.key);
+    if (!found) return error(c, found.error());
+    const std::optional<ObjectInfo>& o = *found;
     if (!o) return error(c, S3Error::kNoSuchKey);
     auto number = [&](std::string_view header, uint64_t def, uint64_t& out) {
       out = def;
@@ -1407,14 +1415,14 @@ struct S3Api::Impl {
     u.bucket = c.route.bucket;
     u.key = c.route.key;
     collect_meta(req, u.content_type, u.headers);
-    DeclaredChecksum declared;
-    if (std::string why = parse_declared_checksum(req.header("x-amz-checksum-algorithm"),
-                                                  req.header("x-amz-checksum-type"), declared);
-        !why.empty())
-      return error(c, S3Error::kInvalidRequest, why);
+    core::Result<DeclaredChecksum, S3Failure> parsed =
+        parse_declared_checksum(req.header("x-amz-checksum-algorithm"), req.header("x-amz-checksum-type"));
+    if (!parsed) return error(c, parsed.error().code, parsed.error().detail);
+    const DeclaredChecksum& declared = *parsed;
     add_declaration(u.headers, declared);
-    std::string id = storage.create_upload(u);
-    if (id.empty()) return error(c, S3Error::kInternalError);
+    StorageResult<std::string> created = storage.create_upload(u);
+    if (!created) return error(c, created.error());
+    const std::string& id = *created;
     Xml x;
     x.open("InitiateMultipartUploadResult", true).elem("Bucket", u.bucket).elem("Key", u.key);
     x.elem("UploadId", id).close("InitiateMultipartUploadResult");
@@ -1427,7 +1435,9 @@ struct S3Api::Impl {
   }
 
   http::Response complete_upload(Call& c, const http::Request& req) {
-    auto up = storage.upload(c.route.param("uploadId"));
+    StorageResult<std::optional<UploadInfo>> found = storage.upload(c.route.param("uploadId"));
+    if (!found) return error(c, found.error());
+    const std::optional<UploadInfo>& up = *found;
     if (!up || up->bucket != c.route.bucket || up->key != c.route.key)
       return error(c, S3Error::kNoSuchUpload);
     XmlElement root;
@@ -1466,20 +1476,20 @@ struct S3Api::Impl {
     if (parts.empty()) return error(c, S3Error::kMalformedXML);
     // The object's checksum, from the parts' (COMPOSITE or FULL_OBJECT), checked against the completion's
     // own x-amz-checksum-* header when it sends one.
-    DeclaredChecksum asked;
-    if (std::string why = parse_declared_checksum({}, req.header("x-amz-checksum-type"), asked); !why.empty())
-      return error(c, S3Error::kInvalidRequest, why);
+    core::Result<DeclaredChecksum, S3Failure> parsed =
+        parse_declared_checksum({}, req.header("x-amz-checksum-type"));
+    if (!parsed) return error(c, parsed.error().code, parsed.error().detail);
+    DeclaredChecksum asked = *parsed;
     std::string expected;
     for (const auto& [name, value] : req.headers)
       if (auto alg = checksum_from_header(name)) {
         asked.algorithm = alg;
         expected = value;
       }
-    S3Error sum_error = S3Error::kNone;
-    std::string sum_detail;
-    auto sum =
-        completed_checksum(declared_checksum(up->headers), asked, expected, used, sum_error, sum_detail);
-    if (sum_error != S3Error::kNone) return error(c, sum_error, sum_detail);
+    core::Result<std::optional<ObjectChecksum>, S3Failure> summed =
+        completed_checksum(declared_checksum(up->headers), asked, expected, used);
+    if (!summed) return error(c, summed.error().code, summed.error().detail);
+    const std::optional<ObjectChecksum>& sum = *summed;
     MetaHeaders headers = up->headers;
     strip_checksum_headers(headers);
     if (sum) add_checksum_headers(headers, *sum);
@@ -1499,7 +1509,9 @@ struct S3Api::Impl {
   }
 
   http::Response list_parts(Call& c) {
-    auto up = storage.upload(c.route.param("uploadId"));
+    StorageResult<std::optional<UploadInfo>> found = storage.upload(c.route.param("uploadId"));
+    if (!found) return error(c, found.error());
+    const std::optional<UploadInfo>& up = *found;
     if (!up || up->bucket != c.route.bucket || up->key != c.route.key)
       return error(c, S3Error::kNoSuchUpload);
     size_t max = 1000, marker = 0;

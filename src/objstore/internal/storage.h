@@ -246,7 +246,8 @@ class Storage {
   // Buckets.
   S3Error create_bucket(std::string_view name, std::string_view owner);
   S3Error delete_bucket(std::string_view name);
-  std::optional<BucketInfo> bucket(std::string_view name);
+  // nullopt: no such bucket; an error when the index could not be read (never "no such bucket" for that).
+  StorageResult<std::optional<BucketInfo>> bucket(std::string_view name);
   StorageResult<std::vector<BucketInfo>> buckets();
 
   // Objects.
@@ -261,10 +262,11 @@ class Storage {
   void commit_object_async(std::unique_ptr<DataWriter> writer, ObjectInfo info, CommitDone done);
   // Finishes every pending asynchronous commit and stops the commit threads (also done by the destructor).
   void stop_commit_threads();
-  std::optional<ObjectInfo> head(std::string_view bucket, std::string_view key);
+  // nullopt: no such object; an error when the index could not be read.
+  StorageResult<std::optional<ObjectInfo>> head(std::string_view bucket, std::string_view key);
   // The same through the lookup cache (the GET path): no index read when the object was looked up before
-  // and has not changed since.
-  std::shared_ptr<const ObjectInfo> lookup(std::string_view bucket, std::string_view key);
+  // and has not changed since. nullptr: no such object.
+  StorageResult<std::shared_ptr<const ObjectInfo>> lookup(std::string_view bucket, std::string_view key);
   // Whether the whole plaintext of an object of this size is kept in the read cache.
   bool read_cacheable(uint64_t size) const;
   // The whole plaintext of a read-cacheable object, from the read cache or read from its files (every frame
@@ -282,11 +284,12 @@ class Storage {
   // index scan failed part way (a listing is whole or an error, never silently short).
   StorageResult<ListResult> list(std::string_view bucket, std::string_view prefix, std::string_view delimiter,
                                  std::string_view after, size_t max_keys);
-  bool bucket_empty(std::string_view bucket);
+  StorageResult<bool> bucket_empty(std::string_view bucket);
 
   // Multipart uploads.
-  std::string create_upload(const UploadInfo& info);  // returns the upload id
-  std::optional<UploadInfo> upload(std::string_view upload_id);
+  StorageResult<std::string> create_upload(const UploadInfo& info);  // the upload id
+  // nullopt: no such upload (or no longer); an error when the index could not be read.
+  StorageResult<std::optional<UploadInfo>> upload(std::string_view upload_id);
   S3Error commit_part(std::unique_ptr<DataWriter> writer, std::string_view upload_id, int number,
                       PartInfo& out);
   // Parts numbered above `after`, in order, at most max.
@@ -331,7 +334,9 @@ class Storage {
   S3Error seal(DataWriter& w, std::string& file);  // finish, fsync, rename into objects/, fsync the directory
   void remove_files(const std::vector<std::string>& files);
   std::optional<ObjectInfo> row_to_object(sqlite3_stmt* st);
-  std::optional<ObjectInfo> head_in(sqlite3* db, std::string_view bucket, std::string_view key);
+  // The object's row, nullopt when there is none, or the SQLite error.
+  core::Result<std::optional<ObjectInfo>, int> head_in(sqlite3* db, std::string_view bucket,
+                                                       std::string_view key);
   // Inserts (or replaces) the object's row in an open transaction; the replaced object's files go to
   // old_files.
   // With replication, also records the change (info.mtime_ms becomes its version) and returns its seq in

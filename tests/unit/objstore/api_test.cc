@@ -733,9 +733,9 @@ TEST_F(ApiTest, PooledWorkWhoseClientAndServerWentIsDropped) {
   pool_->submit(
       loop_, [] { return 0; }, [&](int) { drained.set_value(); });
   drained.get_future().wait();
-  auto o = storage_->head("public-site", "big");
-  ASSERT_TRUE(o);
-  EXPECT_EQ(o->size, 2u << 20);
+  StorageResult<std::optional<ObjectInfo>> o = storage_->head("public-site", "big");
+  ASSERT_TRUE(o && *o);
+  EXPECT_EQ((*o)->size, 2u << 20);
 }
 
 }  // namespace
