@@ -1188,8 +1188,9 @@ struct S3Api::Impl {
       if (auto data = storage.cached_whole(*o))
         return whole_body(std::move(r), std::move(data), start, length);
       auto reader = storage.reader(*o);
-      if (io && !reader->open_here()) {
-        // A file this loop has not open: opened and read on the I/O pool, then kept open here.
+      if (io && (!reader->mapped() || !reader->open_here())) {
+        // A file this loop has not open (or one too large to map): opened and read on the I/O pool, then kept
+        // open here when mapped.
         auto ctx = detached_context(c);
         std::shared_ptr<ObjectReader> shared = std::move(reader);
         io->submit(
@@ -1200,7 +1201,7 @@ struct S3Api::Impl {
             },
             [this, ctx, shared, r = std::move(r), start,
              length](StorageResult<std::shared_ptr<const std::string>> whole) mutable {
-              shared->adopt_here();
+              if (shared->mapped()) shared->adopt_here();
               if (!whole) return ctx->call.responder(error(ctx->call, whole.error()));
               ctx->call.responder(whole_body(std::move(r), std::move(whole).value(), start, length));
             });
@@ -1211,23 +1212,110 @@ struct S3Api::Impl {
       return whole_body(std::move(r), std::move(whole).value(), start, length);
     }
     std::shared_ptr<ObjectReader> reader = storage.reader(*o);
-    if (io && !reader->open_here()) {
-      // The files are opened (and a small object read) on the I/O pool; the loop keeps them open for the
-      // next GET and streams a large object from them.
+    if (io && (!reader->mapped() || !reader->open_here())) {
+      // The files are opened (and up to a frame read) on the I/O pool. Mapped files are then kept open by
+      // this loop, which streams from them; a larger file streams from the pool, a read ahead at a time, on a
+      // reader of its own (its descriptor and key are never shared with this loop's open-file cache).
       auto ctx = detached_context(c);
+      core::EventLoop* loop = core::EventLoop::current();
+      const bool mapped = reader->mapped();
       io->submit(
-          *core::EventLoop::current(),
-          [this, ctx, reader, r = std::move(r), start, length]() mutable {
+          *loop,
+          [this, ctx, reader, r = std::move(r), start, length, loop, mapped]() mutable {
             reader->open_detached();
-            return file_body(ctx->call, std::move(r), reader, start, length);
+            return file_body(ctx->call, std::move(r), reader, start, length, mapped ? nullptr : loop);
           },
-          [ctx, reader](http::Response r) {
-            reader->adopt_here();
+          [ctx, reader, mapped](http::Response r) {
+            if (mapped) reader->adopt_here();
             ctx->call.responder(std::move(r));
           });
       return std::nullopt;
     }
     return file_body(c, std::move(r), std::move(reader), start, length);
+  }
+
+  // A body streamed from the I/O pool: a read of kReadAheadBytes runs there while the previous one is sent;
+  // the producer answers kBodyNotYet when the connection is faster than the disk, and the read's completion
+  // wakes the connection. One read in flight, one waiting to be sent: at most two buffers per response.
+  static constexpr size_t kReadAheadBytes = 256 * 1024;
+  struct PooledStream {
+    core::BlockingPool* io = nullptr;
+    core::EventLoop* loop = nullptr;
+    std::shared_ptr<ObjectReader> reader;  // used by one pool thread at a time (one read in flight)
+    uint64_t offset = 0;                   // of the next read
+    uint64_t left = 0;                     // not read yet
+    std::string ready;                     // being sent
+    size_t sent = 0;                       // of `ready`
+    std::optional<std::string> next;       // read ahead, sent after `ready`
+    bool reading = false;
+    bool failed = false;
+    std::function<void()> wake;
+    std::string bucket, key;
+  };
+
+  static void read_ahead(const std::shared_ptr<PooledStream>& st) {
+    if (st->reading || st->next || st->failed || st->left == 0) return;
+    st->reading = true;
+    const uint64_t offset = st->offset;
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(kReadAheadBytes, st->left));
+    std::shared_ptr<ObjectReader> reader = st->reader;
+    st->io->submit(
+        *st->loop,
+        [reader, offset, want] {
+          std::string buf(want, '\0');
+          ssize_t n = reader->read(offset, buf.data(), want);
+          if (n < 0 || static_cast<size_t>(n) != want) buf.clear();
+          return buf;
+        },
+        [st, want](std::string buf) {
+          st->reading = false;
+          if (buf.size() != want) {
+            // The head is out; ending early makes the server close the connection, so the client sees a
+            // truncated body (an error), never wrong bytes.
+            core::log_error(kComponent, "object failed its integrity check while streaming",
+                            {{"bucket", st->bucket},
+                             {"key", st->key},
+                             {"offset", static_cast<unsigned long>(st->offset)}});
+            st->failed = true;
+          } else {
+            st->offset += want;
+            st->left -= want;
+            st->next = std::move(buf);
+          }
+          if (st->wake) st->wake();
+        });
+  }
+
+  http::Response pooled_stream_body(const Call& c, http::Response r, std::shared_ptr<ObjectReader> reader,
+                                    uint64_t start, uint64_t length, core::EventLoop* loop) {
+    auto st = std::make_shared<PooledStream>();
+    st->io = io;
+    st->loop = loop;
+    st->reader = std::move(reader);
+    st->offset = start;
+    st->left = length;
+    st->bucket = c.route.bucket;
+    st->key = c.route.key;
+    r.content_length = static_cast<int64_t>(length);
+    r.body_waker = [st](std::function<void()> wake) { st->wake = std::move(wake); };
+    r.body_producer = [st](char* buf, size_t cap) -> size_t {
+      if (st->sent == st->ready.size() && st->next) {
+        st->ready = std::move(*st->next);
+        st->next.reset();
+        st->sent = 0;
+      }
+      if (st->sent < st->ready.size()) {
+        size_t n = std::min(cap, st->ready.size() - st->sent);
+        std::memcpy(buf, st->ready.data() + st->sent, n);
+        st->sent += n;
+        read_ahead(st);
+        return n;
+      }
+      if (st->failed || (st->left == 0 && !st->reading)) return 0;
+      read_ahead(st);
+      return http::kBodyNotYet;
+    };
+    return r;
   }
 
   // What an answer given later needs of its call: the request id, the route, the responder.
@@ -1260,8 +1348,10 @@ struct S3Api::Impl {
 
   // The body of a GET read from the object's files: up to one frame read and verified now, more streamed.
   // On the loop, or on the I/O pool for a reader opened there (the stream then reads on the loop).
+  // `pooled`: the loop to stream through the I/O pool to, for a reader opened there (sealed files too large
+  // to map); nullptr streams on the loop.
   http::Response file_body(const Call& c, http::Response r, std::shared_ptr<ObjectReader> reader,
-                           uint64_t start, uint64_t length) {
+                           uint64_t start, uint64_t length, core::EventLoop* pooled = nullptr) {
     if (length <= kVerifyBeforeSendBytes) {
       std::string body(length, '\0');
       if (length > 0) {
@@ -1274,6 +1364,7 @@ struct S3Api::Impl {
       r.body = std::move(body);
       return r;
     }
+    if (pooled) return pooled_stream_body(c, std::move(r), std::move(reader), start, length, pooled);
     struct Stream {
       std::shared_ptr<ObjectReader> reader;
       uint64_t offset;

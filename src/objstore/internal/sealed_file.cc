@@ -210,8 +210,8 @@ int SealedWriter::finish() {
 struct OpenSealedFile {
   int fd = -1;
   uint64_t file_bytes = 0;
-  // Files up to kMapMaxBytes are mapped (populated at once): a frame then decrypts straight from the page
-  // cache, without a pread and its copy. The files are never truncated or rewritten, so a mapping cannot
+  // Files up to kMappedFileMaxBytes are mapped (populated at once): a frame then decrypts straight from the
+  // page cache, without a pread and its copy. The files are never truncated or rewritten, so a mapping cannot
   // fault.
   const uint8_t* map = nullptr;
   MasterKey master{};  // the key that unwrapped data_key (a test may open one path under two master keys)
@@ -230,7 +230,6 @@ struct OpenSealedFile {
 namespace {
 
 constexpr std::chrono::seconds kOpenFileIdle{10};
-constexpr uint64_t kMapMaxBytes = 4 << 20;
 
 // This thread's open sealed files.
 class OpenFiles {
@@ -313,7 +312,7 @@ std::shared_ptr<OpenSealedFile> open_sealed(const MasterKey& master, const std::
     return nullptr;
   }
   f->file_bytes = static_cast<uint64_t>(st.st_size);
-  if (f->file_bytes <= kMapMaxBytes) {
+  if (f->file_bytes <= kMappedFileMaxBytes) {
     void* m = ::mmap(nullptr, f->file_bytes, PROT_READ, MAP_SHARED | MAP_POPULATE, f->fd, 0);
     if (m != MAP_FAILED) f->map = static_cast<const uint8_t*>(m);  // else pread, as for larger files
   }

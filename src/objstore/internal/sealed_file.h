@@ -34,6 +34,10 @@ inline constexpr size_t kTagBytes = 16;
 // Size on disk of a sealed file holding `plaintext` bytes.
 uint64_t sealed_file_size(uint64_t plaintext);
 
+// Files up to this size on disk are mapped when opened, and populated at once: reading one that is open then
+// waits on no disk. Larger ones are read with pread.
+inline constexpr uint64_t kMappedFileMaxBytes = 4 << 20;
+
 class SealedWriter {
  public:
   // Creates (O_EXCL) the file at path. On failure returns nullptr and sets *err to errno.

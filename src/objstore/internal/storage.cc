@@ -278,6 +278,12 @@ void ObjectReader::open_detached() {
   }
 }
 
+bool ObjectReader::mapped() const {
+  for (const auto& p : parts_)
+    if (sealed_file_size(p.size) > kMappedFileMaxBytes) return false;
+  return true;
+}
+
 void ObjectReader::adopt_here() {
   for (auto& p : parts_)
     if (p.reader && p.detached) {

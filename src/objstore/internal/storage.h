@@ -217,6 +217,9 @@ class ObjectReader {
   void open_detached();
   // Puts the files open_detached() opened into this thread's open-file cache.
   void adopt_here();
+  // Whether every file of the object is mapped once open (kMappedFileMaxBytes): reading it then waits on no
+  // disk, so an event loop may.
+  bool mapped() const;
 
  private:
   friend class Storage;

@@ -738,5 +738,59 @@ TEST_F(ApiTest, PooledWorkWhoseClientAndServerWentIsDropped) {
   EXPECT_EQ((*o)->size, 2u << 20);
 }
 
+// An object whose file is too large to map (over 4 MiB) is read on the pool, every time and a read ahead at a
+// time: its GET waits for the pool even once the file has been read before, and so does a small range of it.
+TEST_F(ApiTest, LargeObjectsStreamThroughThePool) {
+  ASSERT_EQ(signed_send("PUT", "/photos").status, 200);
+  std::string big(6 << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('A' + i % 29);
+  ASSERT_EQ(signed_send("PUT", "/photos/big", big).status, 200);
+  for (int round = 0; round < 2; ++round) {
+    std::promise<void> hold = hold_pool();
+    std::future<Reply> get = signed_send_async("GET", "/photos/big");
+    ASSERT_TRUE(pool_queued(1));
+    EXPECT_EQ(get.wait_for(50ms), std::future_status::timeout) << "round " << round;
+    hold.set_value();
+    Reply r = get.get();
+    EXPECT_EQ(r.status, 200);
+    EXPECT_TRUE(r.body == big) << "round " << round << ": " << r.body.size() << " bytes";
+  }
+  std::promise<void> hold = hold_pool();
+  std::future<Reply> range = std::async(std::launch::async, [this] {
+    return signed_send("GET", "/photos/big", {}, {{"Range", "bytes=5000000-5000099"}});
+  });
+  ASSERT_TRUE(pool_queued(1));
+  EXPECT_EQ(range.wait_for(50ms), std::future_status::timeout);
+  hold.set_value();
+  Reply r = range.get();
+  EXPECT_EQ(r.status, 206);
+  EXPECT_EQ(r.body, big.substr(5000000, 100));
+}
+
+// A client that stops reading and leaves in the middle of a stream from the pool, and one whose read is still
+// queued when the server goes: the reads that complete afterwards touch nothing freed.
+TEST_F(ApiTest, StreamFromThePoolWhoseClientLeft) {
+  ASSERT_EQ(signed_send("PUT", "/public-site/big", std::string(6 << 20, 'z')).status, 200);
+  const std::string get =
+      "GET " + presign("/public-site/big", kNow, 300) + " HTTP/1.1\r\nHost: " + host() + "\r\n\r\n";
+  int early = send_raw(get);
+  char buf[4096];
+  ASSERT_GT(::recv(early, buf, sizeof buf, 0), 0);  // the head and some of the body
+  ::close(early);
+  Reply whole = send("GET", "/public-site/big");
+  EXPECT_EQ(whole.status, 200);
+  EXPECT_EQ(whole.body.size(), size_t{6} << 20);
+  std::promise<void> hold = hold_pool();
+  int queued = send_raw(get);
+  ASSERT_TRUE(pool_queued(1));
+  ::close(queued);
+  on_loop([&] { server_.reset(); });
+  hold.set_value();
+  std::promise<void> drained;
+  pool_->submit(
+      loop_, [] { return 0; }, [&](int) { drained.set_value(); });
+  drained.get_future().wait();
+}
+
 }  // namespace
 }  // namespace cumulo::objstore
