@@ -1211,7 +1211,7 @@ struct S3Api::Impl {
       if (!whole) return error(c, whole.error());
       return whole_body(std::move(r), std::move(whole).value(), start, length);
     }
-    std::shared_ptr<ObjectReader> reader = storage.reader(*o);
+    std::unique_ptr<ObjectReader> reader = storage.reader(*o);
     if (io && (!reader->mapped() || !reader->open_here())) {
       // The files are opened (and up to a frame read) on the I/O pool. Mapped files are then kept open by
       // this loop, which streams from them; a larger file streams from the pool, a read ahead at a time, on a
@@ -1219,13 +1219,14 @@ struct S3Api::Impl {
       auto ctx = detached_context(c);
       core::EventLoop* loop = core::EventLoop::current();
       const bool mapped = reader->mapped();
+      std::shared_ptr<ObjectReader> shared = std::move(reader);
       io->submit(
           *loop,
-          [this, ctx, reader, r = std::move(r), start, length, loop, mapped]() mutable {
+          [this, ctx, reader = shared, r = std::move(r), start, length, loop, mapped]() mutable {
             reader->open_detached();
             return file_body(ctx->call, std::move(r), reader, start, length, mapped ? nullptr : loop);
           },
-          [ctx, reader, mapped](http::Response r) {
+          [ctx, reader = shared, mapped](http::Response r) {
             if (mapped) reader->adopt_here();
             ctx->call.responder(std::move(r));
           });
@@ -1350,8 +1351,11 @@ struct S3Api::Impl {
   // On the loop, or on the I/O pool for a reader opened there (the stream then reads on the loop).
   // `pooled`: the loop to stream through the I/O pool to, for a reader opened there (sealed files too large
   // to map); nullptr streams on the loop.
-  http::Response file_body(const Call& c, http::Response r, std::shared_ptr<ObjectReader> reader,
-                           uint64_t start, uint64_t length, core::EventLoop* pooled = nullptr) {
+  // ReaderPtr: the unique_ptr of a reader opened on this loop (the hot GET: no shared state to allocate), or
+  // the shared_ptr of one opened on the pool.
+  template <typename ReaderPtr>
+  http::Response file_body(const Call& c, http::Response r, ReaderPtr reader, uint64_t start, uint64_t length,
+                           core::EventLoop* pooled = nullptr) {
     if (length <= kVerifyBeforeSendBytes) {
       std::string body(length, '\0');
       if (length > 0) {
@@ -1364,7 +1368,9 @@ struct S3Api::Impl {
       r.body = std::move(body);
       return r;
     }
-    if (pooled) return pooled_stream_body(c, std::move(r), std::move(reader), start, length, pooled);
+    if (pooled)
+      return pooled_stream_body(c, std::move(r), std::shared_ptr<ObjectReader>(std::move(reader)), start,
+                                length, pooled);
     struct Stream {
       std::shared_ptr<ObjectReader> reader;
       uint64_t offset;
@@ -1372,7 +1378,8 @@ struct S3Api::Impl {
       std::string bucket, key;
     };
     // shared_ptr: std::function must be copyable; the producer is its only owner.
-    auto st = std::make_shared<Stream>(Stream{std::move(reader), start, length, c.route.bucket, c.route.key});
+    auto st = std::make_shared<Stream>(
+        Stream{std::shared_ptr<ObjectReader>(std::move(reader)), start, length, c.route.bucket, c.route.key});
     r.content_length = static_cast<int64_t>(length);
     r.body_producer = [st](char* buf, size_t cap) -> size_t {
       if (st->left == 0) return 0;
