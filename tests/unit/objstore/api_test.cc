@@ -122,6 +122,18 @@ buckets:
     return false;
   }
 
+  // Destroys the server while the pool is held, releases the pool and waits until every answer of the work
+  // that waited has run on the loop (FIFO on one thread: when a job submitted last has answered, so have
+  // theirs).
+  void drop_server_then_release(std::promise<void>& hold) {
+    on_loop([&] { server_.reset(); });
+    hold.set_value();
+    std::promise<void> drained;
+    pool_->submit(
+        loop_, [] { return 0; }, [&](int) { drained.set_value(); });
+    drained.get_future().wait();
+  }
+
   // Runs fn on the server's loop and waits for it.
   void on_loop(std::function<void()> fn) {
     std::promise<void> done;
@@ -726,13 +738,7 @@ TEST_F(ApiTest, PooledWorkWhoseClientAndServerWentIsDropped) {
   ASSERT_TRUE(pool_queued(2));
   ::close(listing);
   ::close(object);
-  on_loop([&] { server_.reset(); });
-  hold.set_value();
-  // FIFO on one thread: when this job's answer has run on the loop, so have theirs.
-  std::promise<void> drained;
-  pool_->submit(
-      loop_, [] { return 0; }, [&](int) { drained.set_value(); });
-  drained.get_future().wait();
+  drop_server_then_release(hold);
   StorageResult<std::optional<ObjectInfo>> o = storage_->head("public-site", "big");
   ASSERT_TRUE(o && *o);
   EXPECT_EQ((*o)->size, 2u << 20);
@@ -784,12 +790,7 @@ TEST_F(ApiTest, StreamFromThePoolWhoseClientLeft) {
   int queued = send_raw(get);
   ASSERT_TRUE(pool_queued(1));
   ::close(queued);
-  on_loop([&] { server_.reset(); });
-  hold.set_value();
-  std::promise<void> drained;
-  pool_->submit(
-      loop_, [] { return 0; }, [&](int) { drained.set_value(); });
-  drained.get_future().wait();
+  drop_server_then_release(hold);
 }
 
 }  // namespace
