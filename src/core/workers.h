@@ -9,8 +9,8 @@
 //    second stop signal ends it at once; SIGHUP reloads where the component can. A supervisor, whose drain
 //    is stopping its children in order, keeps the same skeleton: SIGHUP may stop too, and the second stop
 //    signal may force the stop (kill the children) instead of leaving the loop with them still running.
-//  - BlockingWorker: one thread of its own for work that blocks (a MariaDB call that waits for a replica),
-//    so that it never runs on an event loop; jobs run one at a time and post their answers back.
+//  Work that blocks (a file open, a MariaDB call that waits for a replica) goes to a core::BlockingPool
+//  (blocking_pool.h), never onto a loop.
 //
 // Signals must be blocked (block_signals) before any thread starts, so that only the main loop's signalfd
 // sees them.
@@ -90,34 +90,5 @@ struct ServiceLife {
 // exactly when life.reload is set or life.hangup_stops. `life` is read when a signal comes (a reload may
 // change drain_limit).
 void run_service(EventLoop& main, const sigset_t& signals, ServiceLife& life);
-
-// One thread for work that blocks, started by the constructor. Jobs run one at a time, in the order they
-// were posted, on that thread; a job hands its result to a loop with EventLoop::post. Any thread may post.
-class BlockingWorker {
- public:
-  // `name` names the thread (15 characters at most are kept) for top, gdb and /proc.
-  explicit BlockingWorker(std::string name);
-  ~BlockingWorker();  // stop()
-  BlockingWorker(const BlockingWorker&) = delete;
-  BlockingWorker& operator=(const BlockingWorker&) = delete;
-
-  // Queues `job`; false, and the job destroyed unrun, once stop() has begun.
-  bool post(std::function<void()> job);
-  // Jobs posted and not yet finished, the running one included.
-  size_t pending() const;
-  // Lets the running job finish, drops the queued ones (destroyed unrun) and joins the thread. Idempotent;
-  // not from a job.
-  void stop();
-
- private:
-  void run();
-
-  mutable std::mutex mu_;
-  std::condition_variable wake_;
-  std::deque<std::function<void()>> jobs_;
-  bool running_job_ = false;
-  bool stopping_ = false;
-  std::thread thread_;
-};
 
 }  // namespace cumulo::core

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "core/blocking_pool.h"
 #include "core/config.h"
 #include "core/event_loop.h"
 #include "core/log.h"
@@ -192,7 +193,7 @@ int run(const std::string& config_path) {
   // Switchovers run here, one at a time (each blocks while the target catches up); `switching` is the main
   // loop's: set when one is handed over, cleared when its answer is posted back, so a second request
   // meanwhile gets 409.
-  core::BlockingWorker switchovers("db-switchover");
+  core::BlockingPool switchovers(1, "db-switchover");
   bool switching = false;
   // The endpoints process is started again should it die (its clients are gone then, new ones find the
   // routes).
@@ -222,14 +223,13 @@ int run(const std::string& config_path) {
             }
             switching = true;
             std::string to(req.query_param("to"));
-            // The worker stops only after the main loop has: it takes every request this loop hands it.
-            switchovers.post([c, to, respond, &main_loop, &switching] {
-              core::Result<void, core::Error> r = c->switchover(to);
-              main_loop.post([respond, r = std::move(r), c, &switching] {
-                switching = false;
-                respond(switchover_response(r, *c));
-              });
-            });
+            // The pool stops only after the main loop has: it takes every request this loop hands it.
+            switchovers.submit(
+                main_loop, [c, to] { return c->switchover(to); },
+                [respond, c, &switching](core::Result<void, core::Error> r) {
+                  switching = false;
+                  respond(switchover_response(r, *c));
+                });
             return;
           }
           respond(http::Response::json(

@@ -101,6 +101,7 @@ struct SlotTable {
     free_list.push_back(i);
   }
   uint32_t next_generation(uint32_t i) { return ++slots[i].generation; }
+  uint32_t generation(uint32_t i) const { return slots[i].generation; }
   Connection* find(uint32_t i, uint32_t generation) const {
     if (i >= slots.size() || slots[i].generation != generation) return nullptr;
     return slots[i].conn;
@@ -197,6 +198,13 @@ class Connection final : public core::IoHandler {
     if (state_ != State::kClosed) drive();
   }
 
+  // A producer that answered kBodyNotYet has bytes now.
+  void resume_body() {
+    if (state_ != State::kWrite || !body_pending_) return;
+    body_pending_ = false;
+    drive();
+  }
+
   void on_response(Response&& r) {
     if (state_ != State::kHandler) return;
     t_slots.next_generation(slot_);  // any later call of this request's responder is a no-op
@@ -229,6 +237,7 @@ class Connection final : public core::IoHandler {
   void prepare_response();
   bool write_response();
   bool produce();
+  bool pause_body();
   bool finish_response();
   void respond_error(int status, std::string_view text);
   void start_linger();
@@ -262,6 +271,7 @@ class Connection final : public core::IoHandler {
   bool head_only_ = false;  // a HEAD request: the response head describes a body that is not sent
   bool streaming_ = false;
   bool stream_done_ = false;
+  bool body_pending_ = false;  // the producer answered kBodyNotYet and has not woken the connection since
   bool driving_ = false;
   bool drained_ = false;      // the socket had nothing more at the last read, and no readable edge came since
   bool peer_closed_ = false;  // a hang-up was reported: read until the end of the stream
@@ -561,6 +571,13 @@ void Connection::prepare_response() {
   if (!send_body) resp_.body.clear();
   stream_left_ = length;
   stream_done_ = !streaming_ || !send_body || (framing_ == Framing::kLength && length == 0);
+  body_pending_ = false;
+  if (!stream_done_ && resp_.body_waker) {
+    // (slot, generation) as the responders: a wake after this response, or after the connection, is a no-op.
+    resp_.body_waker([slot = slot_, generation = t_slots.generation(slot_)] {
+      if (Connection* c = t_slots.find(slot, generation)) c->resume_body();
+    });
+  }
   state_ = State::kWrite;
   timer_.arm(srv_.opts.idle_timeout);
 }
@@ -572,7 +589,9 @@ bool Connection::produce() {
   switch (framing_) {
     case Framing::kChunked: {
       const size_t cap = Buffer::kCapacity - kChunkPrefix - 2 - kLastChunk.size();
-      size_t n = std::min(resp_.body_producer(base + kChunkPrefix, cap), cap);
+      size_t n = resp_.body_producer(base + kChunkPrefix, cap);
+      if (n == kBodyNotYet) return pause_body();
+      n = std::min(n, cap);
       if (n == 0) {
         std::memcpy(base, kLastChunk.data(), kLastChunk.size());
         stream_.commit(kLastChunk.size());
@@ -592,7 +611,9 @@ bool Connection::produce() {
     }
     case Framing::kLength: {
       size_t cap = static_cast<size_t>(std::min<uint64_t>(Buffer::kCapacity, stream_left_));
-      size_t n = std::min(resp_.body_producer(base, cap), cap);
+      size_t n = resp_.body_producer(base, cap);
+      if (n == kBodyNotYet) return pause_body();
+      n = std::min(n, cap);
       if (n == 0) {
         // The head promised more bytes than the producer has: the only honest signal left is closing.
         core::log_error(
@@ -608,7 +629,9 @@ bool Connection::produce() {
       return true;
     }
     case Framing::kUntilClose: {
-      size_t n = std::min(resp_.body_producer(base, Buffer::kCapacity), Buffer::kCapacity);
+      size_t n = resp_.body_producer(base, Buffer::kCapacity);
+      if (n == kBodyNotYet) return pause_body();
+      n = std::min(n, Buffer::kCapacity);
       if (n == 0) {
         stream_.release();
         stream_done_ = true;
@@ -621,9 +644,17 @@ bool Connection::produce() {
   return true;
 }
 
+// The producer has nothing yet: what is buffered (the head) still goes out, then the connection waits for the
+// producer's wake.
+bool Connection::pause_body() {
+  stream_.release();
+  body_pending_ = true;
+  return true;
+}
+
 bool Connection::write_response() {
   for (;;) {
-    if (!stream_done_ && stream_.empty() && !produce()) return false;
+    if (!stream_done_ && !body_pending_ && stream_.empty() && !produce()) return false;
     iovec iov[2];
     int count = 0;
     if (!out_.empty()) iov[count++] = {out_.data(), out_.size()};
@@ -633,6 +664,7 @@ bool Connection::write_response() {
       iov[count++] = {resp_.body.data() + body_off_, resp_.body.size() - body_off_};
     }
     if (count == 0) {
+      if (body_pending_) return false;
       if (!stream_done_) continue;
       return finish_response();
     }
@@ -659,6 +691,7 @@ bool Connection::write_response() {
 bool Connection::finish_response() {
   resp_.body = std::string();
   resp_.body_producer = nullptr;
+  resp_.body_waker = nullptr;
   resp_.headers.clear();
   sink_.reset();
   req_.body_sink = nullptr;

@@ -42,14 +42,23 @@ struct Request {
   std::string_view query_param(std::string_view name) const;
 };
 
+// A body producer's answer when it has no bytes yet but is not at the end (they are being read on another
+// thread): the connection stops asking until the wake function Response::body_waker received is called.
+inline constexpr size_t kBodyNotYet = SIZE_MAX;
+
 struct Response {
   int status = 200;
   HeaderList headers;  // Content-Length/Transfer-Encoding/Connection are added by the server
   std::string body;
   // Streams the body instead of `body`: called when the socket can take more, fills up to `cap` bytes and
-  // returns how many; 0 means the end. With content_length >= 0 that many bytes are sent, otherwise chunked.
+  // returns how many; 0 means the end, kBodyNotYet that more will come. With content_length >= 0 that many
+  // bytes are sent, otherwise chunked.
   std::function<size_t(char* buf, size_t cap)> body_producer;
   int64_t content_length = -1;
+  // For a producer that may answer kBodyNotYet: called once, on the loop, before the producer's first call,
+  // with the function that makes the connection ask the producer again. That function is for the loop's
+  // thread and does nothing once this response is over or its connection gone, so it may outlive both.
+  std::function<void(std::function<void()> wake)> body_waker;
 
   static Response text(int status, std::string body, std::string content_type = "text/plain; charset=utf-8");
   static Response json(int status, std::string body);

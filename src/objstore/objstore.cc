@@ -6,8 +6,11 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
+#include "core/blocking_pool.h"
 #include "core/config.h"
 #include "core/event_loop.h"
 #include "core/log.h"
@@ -26,6 +29,10 @@ namespace cumulo::objstore {
 namespace {
 constexpr const char* kComponent = "objstore";
 constexpr core::Millis kDrainLimit{10'000};
+// The I/O pool's threads: each holds one blocking operation (an index scan, a synchronous commit waiting for
+// its fsync or for SQLite's write lock, the first open of a data file). A few keep a slow disk from holding
+// every listing behind one; many would only queue on SQLite's single writer.
+constexpr size_t kIoThreads = 4;
 }  // namespace
 
 void check_config(const std::string& config_path) {
@@ -56,6 +63,9 @@ int run(const std::string& config_path) {
   std::unique_ptr<http::TlsServerContext> tls;
   core::EventLoop main_loop;  // signals, the drain, replication's waits and senders' reports
   core::LoopThreads workers(worker_count);
+  // Stopped once the loops have stopped, while the APIs whose work it runs still exist; declared after the
+  // loops, so it is joined before they are destroyed on any way out.
+  core::BlockingPool io(kIoThreads, "s3-io");
   std::unique_ptr<Replicator> replicator;
   std::vector<std::unique_ptr<S3Api>> apis;
   std::vector<std::unique_ptr<http::Server>> servers;
@@ -72,9 +82,13 @@ int run(const std::string& config_path) {
     if (size_t n = storage->sweep_orphans())
       core::log_info(kComponent, "removed data files no object refers to (left by a crash)", {{"files", n}});
     for (const auto& b : cfg.buckets) {
-      auto existing = storage->bucket(b.name);
+      StorageResult<std::optional<BucketInfo>> found = storage->bucket(b.name);
+      if (!found) throw std::runtime_error("cannot read bucket " + b.name + " from the index");
+      const std::optional<BucketInfo>& existing = *found;
       if (!existing) {
-        storage->create_bucket(b.name, b.owner);
+        if (S3Error e = storage->create_bucket(b.name, b.owner); e != S3Error::kNone)
+          throw std::runtime_error("cannot create configured bucket " + b.name + ": " +
+                                   std::string(s3_error_info(e).message));
       } else if (existing->owner != b.owner) {
         core::log_warn(kComponent, "configured bucket belongs to another user; left as it is",
                        {{"bucket", b.name}, {"owner", existing->owner}, {"configured_owner", b.owner}});
@@ -90,7 +104,8 @@ int run(const std::string& config_path) {
     opts.tls = tls.get();
     opts.reuse_port = true;
     for (size_t i = 0; i < worker_count; ++i) {
-      S3Api* a = apis.emplace_back(std::make_unique<S3Api>(cfg, *storage, static_cast<unsigned>(i))).get();
+      S3Api* a =
+          apis.emplace_back(std::make_unique<S3Api>(cfg, *storage, static_cast<unsigned>(i), &io)).get();
       a->set_replicator(replicator.get());
       opts.body_sink_for = [a](const http::Request& head) { return a->begin(head); };
       auto& server = servers.emplace_back(std::make_unique<http::Server>(
@@ -123,6 +138,9 @@ int run(const std::string& config_path) {
   };
   core::run_service(main_loop, mask, life);
   workers.stop();
+  // Work still running finishes (its answers, posted to the stopped loops, are dropped); queued work is
+  // dropped.
+  io.stop();
   if (replicator) replicator->stop();
   // Commits in flight finish (their replies, posted to the stopped loops, are dropped with them).
   storage->stop_commit_threads();

@@ -169,3 +169,64 @@ def test_a_write_right_after_start_reaches_a_peer_that_was_not_listening_yet(pro
     # Acknowledged once durable in both zones: zone b has it at once.
     assert sb.get_object(Bucket="site", Key="first.txt")["Body"].read() == b"written right after the start"
     assert status(a)["peers"][0]["state"] == "in_sync"
+
+
+@pytest.mark.time_limit(60)
+def test_a_malformed_change_from_a_peer_is_a_400(procs, tmp_path):
+    """A peer's x-cumulo-change header is outside input: every way it can be wrong (not JSON, a field missing or
+    of another type, headers that are not pairs, part sizes that do not add up or overflow) is answered 400
+    naming what is wrong, and the node keeps serving."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    import urllib.error
+    import urllib.parse
+
+    unused = S3Store(procs, tmp_path, name="unused")  # never started: the peer is down
+    a = S3Store(procs, tmp_path, name="a", extra=replication("a", unused, "b")).start()
+    good = {"zone": "b", "seq": 1, "origin": "b", "version_ms": 1000, "owner": "admin", "op": "put",
+            "bucket": "site", "key": "k", "size": 3, "etag": "e", "content_type": "text/plain",
+            "headers": [["x-amz-meta-a", "1"]], "parts": [3]}
+
+    def send(change: str) -> tuple[int, str]:
+        url = f"{a.endpoint}/_cumulo/replication/apply"
+        headers = {"x-cumulo-change": urllib.parse.quote(change, safe=""),
+                   "x-amz-content-sha256": "UNSIGNED-PAYLOAD"}
+        req = AWSRequest(method="PUT", url=url, data=b"abc", headers=headers)
+        SigV4Auth(Credentials("AKADMINEXAMPLE", "admin-secret-key-0123456789"), "s3", "us-east-1").add_auth(req)
+        r = urllib.request.Request(url, data=b"abc", method="PUT", headers=dict(req.headers.items()))
+        try:
+            with urllib.request.urlopen(r, timeout=10) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def changed(**fields) -> str:
+        c = dict(good)
+        for k, v in fields.items():
+            if v is None:
+                c.pop(k)
+            else:
+                c[k] = v
+        return json.dumps(c)
+
+    cases = {
+        "not json": ("{", "not a JSON object"),
+        "an array": ("[1, 2]", "not a JSON object"),
+        "no zone": (changed(zone=None), 'no "zone"'),
+        "seq negative": (changed(seq=-1), '"seq" is not a non-negative integer'),
+        "seq a string": (changed(seq="1"), '"seq" is not a non-negative integer'),
+        "version a float": (changed(version_ms=1.5), '"version_ms" is not an integer'),
+        "headers not pairs": (changed(headers=[["a"]]), "not a [name, value] pair"),
+        "headers not an array": (changed(headers="x"), '"headers" is not an array'),
+        "parts short": (changed(parts=[1, 1]), "parts do not add up"),
+        "parts overflow": (changed(parts=[2**64 - 1, 4], size=3), "overflow"),
+        "unknown op": (changed(op="rename"), "unknown op 'rename'"),
+    }
+    for name, (change, why) in cases.items():
+        status_code, body = send(change)
+        assert status_code == 400, (name, status_code, body)
+        assert "bad x-cumulo-change header" in body and why in body, (name, body)
+    s3 = boto3_client(a)
+    s3.create_bucket(Bucket="still-serving")
+    assert "still-serving" in bucket_names(s3)

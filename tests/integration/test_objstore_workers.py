@@ -124,3 +124,87 @@ def test_concurrent_writers_and_readers_across_workers(store):
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+@pytest.mark.time_limit(180)
+def test_pooled_work_under_concurrent_clients_some_leaving(store):
+    """Listings, deletes and large objects run on the I/O pool while the workers keep serving: two clients page
+    through the bucket (every page whole), one reads a 6 MiB object (streamed from the pool) and a 2 MiB one,
+    one writes and deletes, and one sends listings and GETs and leaves without reading the answer. Every answer
+    is right, and the store still serves afterwards."""
+    import socket
+
+    setup = Conn(store)
+    keys = [f"k/{i:04d}" for i in range(200)]
+    for k in keys:
+        resp, _ = setup.request("PUT", f"/shared/{k}", deterministic_bytes(k, 100))
+        assert resp.status == 200, resp.status
+    big = deterministic_bytes("big", 6 << 20)
+    mid = deterministic_bytes("mid", 2 << 20)
+    for name, body in (("big", big), ("mid", mid)):
+        resp, _ = setup.request("PUT", f"/shared/{name}", body)
+        assert resp.status == 200, resp.status
+    setup.close()
+    errors = []
+
+    def guarded(name, fn):
+        def run():
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 - reported below with the client's name
+                errors.append(f"{name}: {e!r}")
+        return threading.Thread(target=run)
+
+    def lister():
+        c = Conn(store)
+        for _ in range(6):
+            seen, token = [], ""
+            while True:
+                path = "/shared?list-type=2&prefix=k%2F&max-keys=37"
+                if token:
+                    path += f"&continuation-token={token}"
+                resp, data = c.request("GET", path)
+                assert resp.status == 200, resp.status
+                text = data.decode()
+                seen += [part.split("</Key>")[0] for part in text.split("<Key>")[1:]]
+                if "<IsTruncated>true</IsTruncated>" not in text:
+                    break
+                token = text.split("<NextContinuationToken>")[1].split("</NextContinuationToken>")[0]
+            assert seen == keys, f"a listing of {len(seen)} keys"
+
+    def reader():
+        c = Conn(store)
+        for _ in range(4):
+            for name, body in (("big", big), ("mid", mid)):
+                resp, got = c.request("GET", f"/shared/{name}", sign=False)
+                assert resp.status == 200 and got == body, (name, resp.status, len(got))
+
+    def churner():
+        c = Conn(store)
+        for i in range(30):
+            resp, _ = c.request("PUT", "/shared/churn", deterministic_bytes(f"churn{i}", 1000))
+            assert resp.status == 200, resp.status
+            resp, _ = c.request("DELETE", "/shared/churn")
+            assert resp.status == 204, resp.status
+
+    def leaver():
+        for i in range(40):
+            path = "/shared?list-type=2" if i % 2 == 0 else "/shared/big"
+            req = AWSRequest(method="GET", url=store.endpoint + path)
+            S3SigV4Auth(Credentials(ADMIN[1], ADMIN[2]), "s3", "us-east-1").add_auth(req)
+            head = f"GET {path} HTTP/1.1\r\nHost: {LOCALHOST}:{store.port}\r\n"
+            head += "".join(f"{k}: {v}\r\n" for k, v in req.headers.items()) + "\r\n"
+            with socket.create_connection((LOCALHOST, store.port)) as s:
+                s.sendall(head.encode())  # and leaves without reading the answer
+
+    threads = [guarded("lister 1", lister), guarded("lister 2", lister), guarded("reader", reader),
+               guarded("churner", churner), guarded("leaver", leaver)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    after = Conn(store)
+    resp, got = after.request("GET", "/shared/mid", sign=False)
+    assert resp.status == 200 and got == mid
+    after.close()

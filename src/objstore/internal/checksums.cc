@@ -25,12 +25,14 @@ std::string_view type_name(bool full_object) {
 
 }  // namespace
 
-std::string parse_declared_checksum(std::string_view algorithm, std::string_view type,
-                                    DeclaredChecksum& out) {
-  out = {};
+core::Result<DeclaredChecksum, S3Failure> parse_declared_checksum(std::string_view algorithm,
+                                                                  std::string_view type) {
+  auto invalid = [](const char* why) { return core::Err(S3Failure{S3Error::kInvalidRequest, why}); };
+  DeclaredChecksum out;
   if (!algorithm.empty()) {
     out.algorithm = checksum_from_name(algorithm);
-    if (!out.algorithm) return "Unknown x-amz-checksum-algorithm: CRC32, CRC32C, CRC64NVME, SHA1 or SHA256.";
+    if (!out.algorithm)
+      return invalid("Unknown x-amz-checksum-algorithm: CRC32, CRC32C, CRC64NVME, SHA1 or SHA256.");
   }
   if (!type.empty()) {
     if (core::iequals(type, "FULL_OBJECT"))
@@ -38,15 +40,15 @@ std::string parse_declared_checksum(std::string_view algorithm, std::string_view
     else if (core::iequals(type, "COMPOSITE"))
       out.full_object = false;
     else
-      return "x-amz-checksum-type must be COMPOSITE or FULL_OBJECT.";
+      return invalid("x-amz-checksum-type must be COMPOSITE or FULL_OBJECT.");
   }
   if (out.algorithm && out.full_object) {
     if (*out.full_object && !is_crc(*out.algorithm))
-      return "The FULL_OBJECT checksum type needs a CRC algorithm (CRC32, CRC32C or CRC64NVME).";
+      return invalid("The FULL_OBJECT checksum type needs a CRC algorithm (CRC32, CRC32C or CRC64NVME).");
     if (!*out.full_object && *out.algorithm == ChecksumAlgorithm::kCrc64Nvme)
-      return "CRC64NVME supports the FULL_OBJECT checksum type only.";
+      return invalid("CRC64NVME supports the FULL_OBJECT checksum type only.");
   }
-  return {};
+  return out;
 }
 
 DeclaredChecksum declared_checksum(const MetaHeaders& h) {
@@ -55,9 +57,8 @@ DeclaredChecksum declared_checksum(const MetaHeaders& h) {
     if (k == kChecksumAlgorithmHeader) algorithm = v;
     if (k == kChecksumTypeHeader) type = v;
   }
-  DeclaredChecksum d;
-  (void)parse_declared_checksum(algorithm, type, d);  // stored only after it parsed
-  return d;
+  // Stored only after it parsed, so it parses again.
+  return parse_declared_checksum(algorithm, type).value_or(DeclaredChecksum{});
 }
 
 void add_declaration(MetaHeaders& h, const DeclaredChecksum& d) {
@@ -65,16 +66,10 @@ void add_declaration(MetaHeaders& h, const DeclaredChecksum& d) {
   if (d.full_object) h.emplace_back(kChecksumTypeHeader, type_name(*d.full_object));
 }
 
-std::optional<ObjectChecksum> completed_checksum(const DeclaredChecksum& upload,
-                                                 const DeclaredChecksum& request, std::string_view expected,
-                                                 const std::vector<PartInfo>& parts, S3Error& error,
-                                                 std::string& detail) {
-  error = S3Error::kNone;
-  auto fail = [&](S3Error e, std::string d) -> std::optional<ObjectChecksum> {
-    error = e;
-    detail = std::move(d);
-    return std::nullopt;
-  };
+core::Result<std::optional<ObjectChecksum>, S3Failure> completed_checksum(
+    const DeclaredChecksum& upload, const DeclaredChecksum& request, std::string_view expected,
+    const std::vector<PartInfo>& parts) {
+  auto fail = [](S3Error e, std::string d) { return core::Err(S3Failure{e, std::move(d)}); };
   if (upload.full_object && request.full_object && *upload.full_object != *request.full_object)
     return fail(
         S3Error::kInvalidRequest,
@@ -83,7 +78,7 @@ std::optional<ObjectChecksum> completed_checksum(const DeclaredChecksum& upload,
   if (!found) {
     if (request.algorithm)
       return fail(S3Error::kInvalidRequest, "The parts carry no checksum of one algorithm.");
-    return std::nullopt;
+    return std::optional<ObjectChecksum>();
   }
   const ChecksumAlgorithm algorithm = *found;
   if (request.algorithm && *request.algorithm != algorithm)
@@ -116,7 +111,7 @@ std::optional<ObjectChecksum> completed_checksum(const DeclaredChecksum& upload,
     std::string_view bare = std::string_view(out.value).substr(0, out.value.rfind('-'));
     if (full || expected != bare) return fail(S3Error::kBadDigest, "");
   }
-  return out;
+  return std::optional<ObjectChecksum>(std::move(out));
 }
 
 std::optional<ObjectChecksum> stored_checksum(const MetaHeaders& h) {

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/result.h"
 #include "objstore/internal/storage.h"
 #include "objstore/wire/checksum.h"
 #include "objstore/wire/s3_errors.h"
@@ -29,9 +30,10 @@ struct DeclaredChecksum {
   std::optional<bool> full_object;  // x-amz-checksum-type when given: FULL_OBJECT (true) or COMPOSITE
 };
 
-// x-amz-checksum-algorithm and x-amz-checksum-type as a request gives them (either may be empty). An empty
-// string when valid, else what is wrong (for InvalidRequest).
-std::string parse_declared_checksum(std::string_view algorithm, std::string_view type, DeclaredChecksum& out);
+// x-amz-checksum-algorithm and x-amz-checksum-type as a request gives them (either may be empty), or
+// kInvalidRequest saying what is wrong.
+core::Result<DeclaredChecksum, S3Failure> parse_declared_checksum(std::string_view algorithm,
+                                                                  std::string_view type);
 // The declaration kept with an upload's headers.
 DeclaredChecksum declared_checksum(const MetaHeaders& upload_headers);
 // Adds the declaration to an upload's headers.
@@ -48,11 +50,12 @@ struct ObjectChecksum {
 // upload's declaration; request: CompleteMultipartUpload's own x-amz-checksum-type (and algorithm of its
 // x-amz-checksum-* header, if any), expected: that header's value. Without a declaration, parts that all
 // carry a checksum of one algorithm still give the object one (FULL_OBJECT for CRCs, else COMPOSITE); with
-// none, nullopt and kNone. A mismatch with `expected` is kBadDigest; contradictory types kInvalidRequest.
-std::optional<ObjectChecksum> completed_checksum(const DeclaredChecksum& upload,
-                                                 const DeclaredChecksum& request, std::string_view expected,
-                                                 const std::vector<PartInfo>& parts, S3Error& error,
-                                                 std::string& detail);
+// none, nullopt. A mismatch with `expected` is kBadDigest; contradictory types kInvalidRequest; a part
+// without the checksum kInvalidPart.
+core::Result<std::optional<ObjectChecksum>, S3Failure> completed_checksum(const DeclaredChecksum& upload,
+                                                                          const DeclaredChecksum& request,
+                                                                          std::string_view expected,
+                                                                          const std::vector<PartInfo>& parts);
 
 // The object's checksum as stored in its headers.
 std::optional<ObjectChecksum> stored_checksum(const MetaHeaders& headers);

@@ -212,6 +212,59 @@ class PeerConnection {
   int fd_ = -1;
 };
 
+// Reads the fields of a peer's change header without exceptions: the first missing or mistyped field is kept
+// and makes every later read a no-op returning an empty value, checked once at the end (the sticky-error
+// cursor of dns/wire). A peer's bytes are input like any other: a bad header is a 400, not a throw.
+class ChangeFields {
+ public:
+  explicit ChangeFields(const nlohmann::json& j) : j_(j) {
+    if (!j.is_object()) error_ = "not a JSON object";
+  }
+  std::string text(const char* name) {
+    const nlohmann::json* v = field(name);
+    if (v && !v->is_string()) fail(name, "a string");
+    return ok() ? v->get<std::string>() : std::string();
+  }
+  uint64_t unsigned_number(const char* name) {
+    const nlohmann::json* v = field(name);
+    if (v && !v->is_number_unsigned()) fail(name, "a non-negative integer");
+    return ok() ? v->get<uint64_t>() : 0;
+  }
+  int64_t number(const char* name) {
+    const nlohmann::json* v = field(name);
+    if (v && !v->is_number_integer()) fail(name, "an integer");
+    return ok() ? v->get<int64_t>() : 0;
+  }
+  // The array's elements; empty when the field is missing or not an array (then an error).
+  const nlohmann::json& array(const char* name) {
+    static const nlohmann::json kEmpty = nlohmann::json::array();
+    const nlohmann::json* v = field(name);
+    if (v && !v->is_array()) fail(name, "an array");
+    return ok() ? *v : kEmpty;
+  }
+  void fail(std::string what) {
+    if (ok()) error_ = std::move(what);
+  }
+  bool ok() const { return error_.empty(); }
+  const std::string& error() const { return error_; }
+
+ private:
+  const nlohmann::json* field(const char* name) {
+    if (!ok()) return nullptr;
+    auto it = j_.find(name);
+    if (it == j_.end()) {
+      error_ = std::string("no \"") + name + "\"";
+      return nullptr;
+    }
+    return &*it;
+  }
+  void fail(const char* name, const char* expected) {
+    if (ok()) error_ = std::string("\"") + name + "\" is not " + expected;
+  }
+  const nlohmann::json& j_;
+  std::string error_;
+};
+
 enum class PeerState : int { kConnecting, kDown, kCatchingUp, kInSync };
 
 const char* state_name(PeerState s) {
@@ -833,32 +886,43 @@ std::unique_ptr<http::BodySink> Replicator::begin(const http::Request& head, int
   nlohmann::json j;
   if (percent_decode(head.header(kChangeHeader), decoded)) j = nlohmann::json::parse(decoded, nullptr, false);
   c->kind = EndpointCall::Kind::kApply;
-  try {
-    c->change.from_zone = j.at("zone").get<std::string>();
-    c->change.from_seq = j.at("seq").get<uint64_t>();
-    c->change.version = {j.at("version_ms").get<int64_t>(), j.at("origin").get<std::string>()};
-    c->change.owner = j.at("owner").get<std::string>();
-    c->op = j.at("op").get<std::string>();
-    c->bucket = j.at("bucket").get<std::string>();
-    c->key = j.at("key").get<std::string>();
-    if (c->op == "put") {
-      ObjectInfo& o = c->object;
-      o.bucket = c->bucket;
-      o.key = c->key;
-      o.size = j.at("size").get<uint64_t>();
-      o.etag = j.at("etag").get<std::string>();
-      o.content_type = j.at("content_type").get<std::string>();
-      for (const auto& h : j.at("headers"))
-        o.headers.emplace_back(h.at(0).get<std::string>(), h.at(1).get<std::string>());
-      uint64_t total = 0;
-      for (const auto& s : j.at("parts")) total += c->part_sizes.emplace_back(s.get<uint64_t>());
-      if (total != o.size || c->part_sizes.empty())
-        throw std::runtime_error("parts do not add up to the size");
-    } else if (c->op != "delete" && c->op != "bucket-create" && c->op != "bucket-delete") {
-      throw std::runtime_error("unknown op '" + c->op + "'");
+  ChangeFields f(j);
+  c->change.from_zone = f.text("zone");
+  c->change.from_seq = f.unsigned_number("seq");
+  c->change.version.ms = f.number("version_ms");
+  c->change.version.origin = f.text("origin");
+  c->change.owner = f.text("owner");
+  c->op = f.text("op");
+  c->bucket = f.text("bucket");
+  c->key = f.text("key");
+  if (c->op == "put") {
+    ObjectInfo& o = c->object;
+    o.bucket = c->bucket;
+    o.key = c->key;
+    o.size = f.unsigned_number("size");
+    o.etag = f.text("etag");
+    o.content_type = f.text("content_type");
+    for (const auto& h : f.array("headers")) {
+      if (!h.is_array() || h.size() != 2 || !h[0].is_string() || !h[1].is_string()) {
+        f.fail("a header is not a [name, value] pair of strings");
+        break;
+      }
+      o.headers.emplace_back(h[0].get<std::string>(), h[1].get<std::string>());
     }
-  } catch (const std::exception& e) {
-    c->fail(400, std::string("bad ") + std::string(kChangeHeader) + " header: " + e.what());
+    uint64_t total = 0;
+    for (const auto& part : f.array("parts")) {
+      if (!part.is_number_unsigned() || part.get<uint64_t>() > UINT64_MAX - total) {
+        f.fail("a part size is not a non-negative integer, or they overflow");
+        break;
+      }
+      total += c->part_sizes.emplace_back(part.get<uint64_t>());
+    }
+    if (f.ok() && (total != o.size || c->part_sizes.empty())) f.fail("parts do not add up to the size");
+  } else if (f.ok() && c->op != "delete" && c->op != "bucket-create" && c->op != "bucket-delete") {
+    f.fail("unknown op '" + c->op + "'");
+  }
+  if (!f.ok()) {
+    c->fail(400, std::string("bad ") + std::string(kChangeHeader) + " header: " + f.error());
     return c;
   }
   if (c->change.from_zone == m.rc.zone) {

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "core/blocking_pool.h"
 #include "core/log.h"
 #include "core/text.h"
 #include "http/wire/date.h"
@@ -275,6 +276,28 @@ class Call final : public http::BodySink {
     if (sha) EVP_MD_CTX_free(sha);
   }
 
+  // What a handler reads of the call, moved into a copy that outlives the connection (work on the I/O
+  // pool). The body's hash (sha) stays: it is checked before any handler runs.
+  void take_from(Call& o) {
+    route = std::move(o.route);
+    auth = o.auth;
+    error = o.error;
+    detail = std::move(o.detail);
+    request_id = o.request_id;
+    object_data = o.object_data;
+    gathered = std::move(o.gathered);
+    writer = std::move(o.writer);
+    chunked = std::move(o.chunked);
+    chunked_done = o.chunked_done;
+    decoded_length = o.decoded_length;
+    upload = std::move(o.upload);
+    part_number = o.part_number;
+    responder = o.responder;
+    checksum = std::move(o.checksum);
+    expected_checksum = std::move(o.expected_checksum);
+    checksum_in_trailer = o.checksum_in_trailer;
+  }
+
   void fail(S3Error e, std::string d = {}) {
     if (error == S3Error::kNone) {
       error = e;
@@ -394,12 +417,41 @@ bool replicated_op(Op op) {
 // ---------------------------------------------------------------------------------------------------------
 
 struct S3Api::Impl {
-  Impl(const S3Config& c, Storage& s, S3Api& o) : config(c), storage(s), owner(o) {}
+  Impl(const S3Config& c, Storage& s, S3Api& o, core::BlockingPool* pool)
+      : config(c), storage(s), owner(o), io(pool) {}
 
   const S3Config& config;
   Storage& storage;
   S3Api& owner;
+  core::BlockingPool* io;  // nullptr: blocking work runs inline
   uint64_t next_request_id = 1;
+
+  // A handler's request, detached from its connection: the server frees the Call and the Request when the
+  // client goes, while work on the I/O pool may still be running for them.
+  struct Detached {
+    Call call;
+    http::Request req;
+  };
+
+  // Runs handler(call, request) on the I/O pool and sends its answer from this loop; the responder is a no-op
+  // by then if the client has gone. Without a pool, inline. The handler touches only what it is given, the
+  // storage (thread-safe) and the configuration (read-only).
+  template <typename Fn>
+  std::optional<http::Response> off_loop(Call& c, http::Request& req, Fn handler) {
+    if (!io) return handler(c, req);
+    auto d = std::make_shared<Detached>();
+    d->call.take_from(c);
+    d->req.method = req.method;
+    d->req.target = req.target;
+    d->req.path = req.path;
+    d->req.query = req.query;
+    d->req.headers = req.headers;
+    d->req.peer = req.peer;
+    io->submit(
+        *core::EventLoop::current(), [d, handler]() mutable { return handler(d->call, d->req); },
+        [respond = d->call.responder](http::Response r) { respond(std::move(r)); });
+    return std::nullopt;
+  }
 
   bool parse_route(const http::Request& r, Route& rt, S3Error& err) {
     std::string path;
@@ -449,12 +501,15 @@ struct S3Api::Impl {
       const S3BucketConfig* bc = config.bucket_config(rt.bucket);
       if (!(bc && bc->is_public && (rt.op == Op::kGetObject || rt.op == Op::kHeadObject)))
         return S3Error::kAccessDenied;
-      return storage.bucket(rt.bucket) ? S3Error::kNone : S3Error::kNoSuchBucket;
+      StorageResult<std::optional<BucketInfo>> b = storage.bucket(rt.bucket);
+      if (!b) return b.error();
+      return *b ? S3Error::kNone : S3Error::kNoSuchBucket;
     }
     if (rt.op == Op::kCreateBucket) return S3Error::kNone;
-    auto b = storage.bucket(rt.bucket);
-    if (!b) return S3Error::kNoSuchBucket;
-    if (b->owner != c.auth.user->name) return S3Error::kAccessDenied;
+    StorageResult<std::optional<BucketInfo>> b = storage.bucket(rt.bucket);
+    if (!b) return b.error();
+    if (!*b) return S3Error::kNoSuchBucket;
+    if ((*b)->owner != c.auth.user->name) return S3Error::kAccessDenied;
     return S3Error::kNone;
   }
 
@@ -490,7 +545,9 @@ struct S3Api::Impl {
       if (ec != std::errc() || p != pn.data() + pn.size() || n < 1 || n > 10000)
         return c.fail(S3Error::kInvalidArgument, "Part number must be an integer between 1 and 10000.");
       c.part_number = n;
-      c.upload = storage.upload(c.route.param("uploadId"));
+      StorageResult<std::optional<UploadInfo>> up = storage.upload(c.route.param("uploadId"));
+      if (!up) return c.fail(up.error());
+      c.upload = std::move(up).value();
       if (!c.upload || c.upload->bucket != c.route.bucket || c.upload->key != c.route.key)
         return c.fail(S3Error::kNoSuchUpload);
     }
@@ -615,27 +672,23 @@ struct S3Api::Impl {
       respond(error(*c, c->error, c->detail));
       return;
     }
-    std::optional<http::Response> r;
     c->responder = respond;
-    try {
-      r = dispatch(*c, req);
-    } catch (const std::exception& e) {
-      core::log_error(kComponent, "request failed with an exception", {{"error", e.what()}});
-      r = error(*c, S3Error::kInternalError);
-    }
-    if (r) respond(std::move(*r));
+    if (std::optional<http::Response> r = dispatch(*c, req)) respond(std::move(*r));
   }
 
   std::optional<http::Response> dispatch(Call& c, http::Request& req) {
     switch (c.route.op) {
+      // Index scans and synchronous commits (each waits for a WAL fsync, and for SQLite's write lock while
+      // another thread writes) run on the I/O pool.
       case Op::kListBuckets:
-        return list_buckets(c);
+        return off_loop(c, req, [this](Call& d, http::Request&) { return list_buckets(d); });
       case Op::kCreateBucket:
-        return create_bucket(c);
-      case Op::kDeleteBucket: {
-        S3Error e = storage.delete_bucket(c.route.bucket);
-        return e == S3Error::kNone ? empty(c, 204) : error(c, e);
-      }
+        return off_loop(c, req, [this](Call& d, http::Request&) { return create_bucket(d); });
+      case Op::kDeleteBucket:
+        return off_loop(c, req, [this](Call& d, http::Request&) {
+          S3Error e = storage.delete_bucket(d.route.bucket);
+          return e == S3Error::kNone ? empty(d, 204) : error(d, e);
+        });
       case Op::kHeadBucket:
         return empty(c, 200);
       case Op::kGetBucketLocation: {
@@ -654,41 +707,46 @@ struct S3Api::Impl {
       case Op::kGetAcl:
         return get_acl(c);
       case Op::kListObjects:
-        return list_objects(c, false);
       case Op::kListObjectsV2:
-        return list_objects(c, true);
+        return off_loop(c, req, [this, v2 = c.route.op == Op::kListObjectsV2](Call& d, http::Request&) {
+          return list_objects(d, v2);
+        });
       case Op::kListUploads:
-        return list_uploads(c);
+        return off_loop(c, req, [this](Call& d, http::Request&) { return list_uploads(d); });
       case Op::kDeleteObjects:
-        return delete_objects(c);
+        return off_loop(c, req, [this](Call& d, http::Request&) { return delete_objects(d); });
       case Op::kPutObject:
       case Op::kUploadPart:
         return put_object(c, req);
       case Op::kCopyObject:
-        return copy_object(c, req);
+        return off_loop(c, req, [this](Call& d, http::Request& r) { return copy_object(d, r); });
       case Op::kGetObject:
         return get_object(c, req, false);
       case Op::kHeadObject:
         return get_object(c, req, true);
       case Op::kGetObjectAttributes:
         return get_object_attributes(c, req);
-      case Op::kDeleteObject: {
-        S3Error e = storage.delete_object(c.route.bucket, c.route.key);
-        return e == S3Error::kNone ? empty(c, 204) : error(c, e);
-      }
+      case Op::kDeleteObject:
+        return off_loop(c, req, [this](Call& d, http::Request&) {
+          S3Error e = storage.delete_object(d.route.bucket, d.route.key);
+          return e == S3Error::kNone ? empty(d, 204) : error(d, e);
+        });
       case Op::kCreateUpload:
-        return create_upload(c, req);
+        return off_loop(c, req, [this](Call& d, http::Request& r) { return create_upload(d, r); });
       case Op::kCompleteUpload:
-        return complete_upload(c, req);
-      case Op::kAbortUpload: {
-        auto up = storage.upload(c.route.param("uploadId"));
-        if (!up || up->bucket != c.route.bucket || up->key != c.route.key)
-          return error(c, S3Error::kNoSuchUpload);
-        S3Error e = storage.abort_upload(up->upload_id);
-        return e == S3Error::kNone ? empty(c, 204) : error(c, e);
-      }
+        return off_loop(c, req, [this](Call& d, http::Request& r) { return complete_upload(d, r); });
+      case Op::kAbortUpload:
+        return off_loop(c, req, [this](Call& d, http::Request&) {
+          StorageResult<std::optional<UploadInfo>> found = storage.upload(d.route.param("uploadId"));
+          if (!found) return error(d, found.error());
+          const std::optional<UploadInfo>& up = *found;
+          if (!up || up->bucket != d.route.bucket || up->key != d.route.key)
+            return error(d, S3Error::kNoSuchUpload);
+          S3Error e = storage.abort_upload(up->upload_id);
+          return e == S3Error::kNone ? empty(d, 204) : error(d, e);
+        });
       case Op::kListParts:
-        return list_parts(c);
+        return off_loop(c, req, [this](Call& d, http::Request&) { return list_parts(d); });
       case Op::kNotImplemented:
         return error(c, S3Error::kNotImplemented);
       case Op::kMethodNotAllowed:
@@ -727,8 +785,11 @@ struct S3Api::Impl {
   }
 
   http::Response get_acl(Call& c) {
-    if (!c.route.key.empty() && !storage.head(c.route.bucket, c.route.key))
-      return error(c, S3Error::kNoSuchKey);
+    if (!c.route.key.empty()) {
+      StorageResult<std::optional<ObjectInfo>> o = storage.head(c.route.bucket, c.route.key);
+      if (!o) return error(c, o.error());
+      if (!*o) return error(c, S3Error::kNoSuchKey);
+    }
     const std::string& id = c.auth.user->name;
     Xml x;
     x.open("AccessControlPolicy", true);
@@ -902,17 +963,21 @@ struct S3Api::Impl {
     if (S3Error e = check_checksum(c, checksum); e != S3Error::kNone)
       return error(c, e, e == S3Error::kInvalidRequest ? "The announced checksum trailer is missing." : "");
     if (c.route.op == Op::kUploadPart) {
-      PartInfo part;
-      if (c.checksum) {
-        part.checksum_algorithm = checksum_name(c.checksum->algorithm());
-        part.checksum = checksum;
-      }
-      S3Error e = storage.commit_part(std::move(c.writer), c.upload->upload_id, c.part_number, part);
-      if (e != S3Error::kNone) return error(c, e);
-      http::Response r = empty(c, 200);
-      r.headers.emplace_back("ETag", quoted(part.etag));
-      if (c.checksum) r.headers.emplace_back(std::string(checksum_header(c.checksum->algorithm())), checksum);
-      return r;
+      // A part commits synchronously (seal, rename, index row): on the I/O pool.
+      return off_loop(c, req, [this, checksum](Call& d, http::Request&) {
+        PartInfo part;
+        if (d.checksum) {
+          part.checksum_algorithm = checksum_name(d.checksum->algorithm());
+          part.checksum = checksum;
+        }
+        S3Error e = storage.commit_part(std::move(d.writer), d.upload->upload_id, d.part_number, part);
+        if (e != S3Error::kNone) return error(d, e);
+        http::Response r = empty(d, 200);
+        r.headers.emplace_back("ETag", quoted(part.etag));
+        if (d.checksum)
+          r.headers.emplace_back(std::string(checksum_header(d.checksum->algorithm())), checksum);
+        return r;
+      });
     }
     ObjectInfo info;
     info.bucket = c.route.bucket;
@@ -959,10 +1024,13 @@ struct S3Api::Impl {
       return error(c, S3Error::kInvalidArgument, "x-amz-copy-source must be BUCKET/KEY.");
     std::string src_bucket(s.substr(0, slash)), src_key(s.substr(slash + 1));
     if (check_key(src_key) != S3Error::kNone) return error(c, check_key(src_key));
-    auto sb = storage.bucket(src_bucket);
-    if (!sb) return error(c, S3Error::kNoSuchBucket);
-    if (sb->owner != c.auth.user->name) return error(c, S3Error::kAccessDenied);
-    auto so = storage.head(src_bucket, src_key);
+    StorageResult<std::optional<BucketInfo>> sb = storage.bucket(src_bucket);
+    if (!sb) return error(c, sb.error());
+    if (!*sb) return error(c, S3Error::kNoSuchBucket);
+    if ((*sb)->owner != c.auth.user->name) return error(c, S3Error::kAccessDenied);
+    StorageResult<std::optional<ObjectInfo>> found = storage.head(src_bucket, src_key);
+    if (!found) return error(c, found.error());
+    const std::optional<ObjectInfo>& so = *found;
     if (!so) return error(c, S3Error::kNoSuchKey);
     if (auto m = req.header("x-amz-copy-source-if-match"); !m.empty() && !etag_list_matches(m, so->etag))
       return error(c, S3Error::kPreconditionFailed);
@@ -978,10 +1046,10 @@ struct S3Api::Impl {
                    "changing the object's metadata.");
     // The copy's checksum: the algorithm the request asks for (x-amz-checksum-algorithm), else the source's,
     // computed over the data as it is copied (a copy is one part: FULL_OBJECT, even of a multipart source).
-    DeclaredChecksum wanted;
-    if (std::string why = parse_declared_checksum(req.header("x-amz-checksum-algorithm"), {}, wanted);
-        !why.empty())
-      return error(c, S3Error::kInvalidRequest, why);
+    core::Result<DeclaredChecksum, S3Failure> parsed =
+        parse_declared_checksum(req.header("x-amz-checksum-algorithm"), {});
+    if (!parsed) return error(c, parsed.error().code, parsed.error().detail);
+    DeclaredChecksum wanted = *parsed;
     if (!wanted.algorithm)
       if (auto src_sum = stored_checksum(so->headers)) wanted.algorithm = src_sum->algorithm;
     std::optional<Checksummer> sum;
@@ -990,6 +1058,7 @@ struct S3Api::Impl {
     if (!begun) return error(c, begun.error());
     std::unique_ptr<DataWriter> writer = std::move(begun).value();
     auto reader = storage.reader(*so);
+    reader->open_detached();  // a copy reads its source once: no thread's open-file cache keeps it
     std::string buf(256 * 1024, '\0');
     for (uint64_t off = 0; off < so->size;) {
       ssize_t n = reader->read(off, buf.data(), buf.size());
@@ -1077,9 +1146,12 @@ struct S3Api::Impl {
                                std::string(c.route.param(param)));
   }
 
-  http::Response get_object(Call& c, const http::Request& req, bool head_only) {
+  // nullopt: answered later, from the I/O pool's work.
+  std::optional<http::Response> get_object(Call& c, const http::Request& req, bool head_only) {
     // Through the lookup cache: no index read for an object looked up before and unchanged since.
-    std::shared_ptr<const ObjectInfo> o = storage.lookup(c.route.bucket, c.route.key);
+    StorageResult<std::shared_ptr<const ObjectInfo>> found = storage.lookup(c.route.bucket, c.route.key);
+    if (!found) return error(c, found.error());
+    std::shared_ptr<const ObjectInfo> o = std::move(found).value();
     if (!o) return error(c, S3Error::kNoSuchKey);
     if (int st = preconditions(req, *o)) {
       if (st == 412) return error(c, S3Error::kPreconditionFailed);
@@ -1113,25 +1185,177 @@ struct S3Api::Impl {
     if (storage.read_cacheable(o->size)) {
       // Small objects: their whole plaintext, verified, from the read cache (or read into it now); a
       // damaged file is answered before the response starts.
-      StorageResult<std::shared_ptr<const std::string>> whole = storage.read_whole(*o);
-      if (!whole) return error(c, whole.error());
-      const std::shared_ptr<const std::string>& data = *whole;
-      if (length <= kVerifyBeforeSendBytes) {
-        r.body.assign(*data, static_cast<size_t>(start), static_cast<size_t>(length));
-        return r;
+      if (auto data = storage.cached_whole(*o))
+        return whole_body(std::move(r), std::move(data), start, length);
+      auto reader = storage.reader(*o);
+      if (io && (!reader->mapped() || !reader->open_here())) {
+        // A file this loop has not open (or one too large to map): opened and read on the I/O pool, then kept
+        // open here when mapped.
+        auto ctx = detached_context(c);
+        std::shared_ptr<ObjectReader> shared = std::move(reader);
+        io->submit(
+            *core::EventLoop::current(),
+            [this, o, shared] {
+              shared->open_detached();
+              return storage.read_whole(*o, shared.get());
+            },
+            [this, ctx, shared, r = std::move(r), start,
+             length](StorageResult<std::shared_ptr<const std::string>> whole) mutable {
+              if (shared->mapped()) shared->adopt_here();
+              if (!whole) return ctx->call.responder(error(ctx->call, whole.error()));
+              ctx->call.responder(whole_body(std::move(r), std::move(whole).value(), start, length));
+            });
+        return std::nullopt;
       }
-      r.content_length = static_cast<int64_t>(length);
-      r.body_producer = [data, offset = static_cast<size_t>(start), left = static_cast<size_t>(length)](
-                            char* buf, size_t cap) mutable -> size_t {
-        size_t n = std::min(cap, left);
-        std::memcpy(buf, data->data() + offset, n);
-        offset += n;
-        left -= n;
+      StorageResult<std::shared_ptr<const std::string>> whole = storage.read_whole(*o, reader.get());
+      if (!whole) return error(c, whole.error());
+      return whole_body(std::move(r), std::move(whole).value(), start, length);
+    }
+    std::unique_ptr<ObjectReader> reader = storage.reader(*o);
+    if (io && (!reader->mapped() || !reader->open_here())) {
+      // The files are opened (and up to a frame read) on the I/O pool. Mapped files are then kept open by
+      // this loop, which streams from them; a larger file streams from the pool, a read ahead at a time, on a
+      // reader of its own (its descriptor and key are never shared with this loop's open-file cache).
+      auto ctx = detached_context(c);
+      core::EventLoop* loop = core::EventLoop::current();
+      const bool mapped = reader->mapped();
+      std::shared_ptr<ObjectReader> shared = std::move(reader);
+      io->submit(
+          *loop,
+          [this, ctx, reader = shared, r = std::move(r), start, length, loop, mapped]() mutable {
+            reader->open_detached();
+            return file_body(ctx->call, std::move(r), reader, start, length, mapped ? nullptr : loop);
+          },
+          [ctx, reader = shared, mapped](http::Response r) {
+            if (mapped) reader->adopt_here();
+            ctx->call.responder(std::move(r));
+          });
+      return std::nullopt;
+    }
+    return file_body(c, std::move(r), std::move(reader), start, length);
+  }
+
+  // A body streamed from the I/O pool: a read of kReadAheadBytes runs there while the previous one is sent;
+  // the producer answers kBodyNotYet when the connection is faster than the disk, and the read's completion
+  // wakes the connection. One read in flight, one waiting to be sent: at most two buffers per response.
+  static constexpr size_t kReadAheadBytes = 256 * 1024;
+  struct PooledStream {
+    core::BlockingPool* io = nullptr;
+    core::EventLoop* loop = nullptr;
+    std::shared_ptr<ObjectReader> reader;  // used by one pool thread at a time (one read in flight)
+    uint64_t offset = 0;                   // of the next read
+    uint64_t left = 0;                     // not read yet
+    std::string ready;                     // being sent
+    size_t sent = 0;                       // of `ready`
+    std::optional<std::string> next;       // read ahead, sent after `ready`
+    bool reading = false;
+    bool failed = false;
+    std::function<void()> wake;
+    std::string bucket, key;
+  };
+
+  static void read_ahead(const std::shared_ptr<PooledStream>& st) {
+    if (st->reading || st->next || st->failed || st->left == 0) return;
+    st->reading = true;
+    const uint64_t offset = st->offset;
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(kReadAheadBytes, st->left));
+    std::shared_ptr<ObjectReader> reader = st->reader;
+    st->io->submit(
+        *st->loop,
+        [reader, offset, want] {
+          std::string buf(want, '\0');
+          ssize_t n = reader->read(offset, buf.data(), want);
+          if (n < 0 || static_cast<size_t>(n) != want) buf.clear();
+          return buf;
+        },
+        [st, want](std::string buf) {
+          st->reading = false;
+          if (buf.size() != want) {
+            // The head is out; ending early makes the server close the connection, so the client sees a
+            // truncated body (an error), never wrong bytes.
+            core::log_error(kComponent, "object failed its integrity check while streaming",
+                            {{"bucket", st->bucket},
+                             {"key", st->key},
+                             {"offset", static_cast<unsigned long>(st->offset)}});
+            st->failed = true;
+          } else {
+            st->offset += want;
+            st->left -= want;
+            st->next = std::move(buf);
+          }
+          if (st->wake) st->wake();
+        });
+  }
+
+  http::Response pooled_stream_body(const Call& c, http::Response r, std::shared_ptr<ObjectReader> reader,
+                                    uint64_t start, uint64_t length, core::EventLoop* loop) {
+    auto st = std::make_shared<PooledStream>();
+    st->io = io;
+    st->loop = loop;
+    st->reader = std::move(reader);
+    st->offset = start;
+    st->left = length;
+    st->bucket = c.route.bucket;
+    st->key = c.route.key;
+    r.content_length = static_cast<int64_t>(length);
+    r.body_waker = [st](std::function<void()> wake) { st->wake = std::move(wake); };
+    r.body_producer = [st](char* buf, size_t cap) -> size_t {
+      if (st->sent == st->ready.size() && st->next) {
+        st->ready = std::move(*st->next);
+        st->next.reset();
+        st->sent = 0;
+      }
+      if (st->sent < st->ready.size()) {
+        size_t n = std::min(cap, st->ready.size() - st->sent);
+        std::memcpy(buf, st->ready.data() + st->sent, n);
+        st->sent += n;
+        read_ahead(st);
         return n;
-      };
+      }
+      if (st->failed || (st->left == 0 && !st->reading)) return 0;
+      read_ahead(st);
+      return http::kBodyNotYet;
+    };
+    return r;
+  }
+
+  // What an answer given later needs of its call: the request id, the route, the responder.
+  std::shared_ptr<Detached> detached_context(const Call& c) {
+    auto d = std::make_shared<Detached>();
+    d->call.request_id = c.request_id;
+    d->call.route = c.route;
+    d->call.responder = c.responder;
+    return d;
+  }
+
+  // The body of a GET answered from the object's whole plaintext.
+  http::Response whole_body(http::Response r, std::shared_ptr<const std::string> data, uint64_t start,
+                            uint64_t length) {
+    if (length <= kVerifyBeforeSendBytes) {
+      r.body.assign(*data, static_cast<size_t>(start), static_cast<size_t>(length));
       return r;
     }
-    auto reader = storage.reader(*o);
+    r.content_length = static_cast<int64_t>(length);
+    r.body_producer = [data, offset = static_cast<size_t>(start), left = static_cast<size_t>(length)](
+                          char* buf, size_t cap) mutable -> size_t {
+      size_t n = std::min(cap, left);
+      std::memcpy(buf, data->data() + offset, n);
+      offset += n;
+      left -= n;
+      return n;
+    };
+    return r;
+  }
+
+  // The body of a GET read from the object's files: up to one frame read and verified now, more streamed.
+  // On the loop, or on the I/O pool for a reader opened there (the stream then reads on the loop).
+  // `pooled`: the loop to stream through the I/O pool to, for a reader opened there (sealed files too large
+  // to map); nullptr streams on the loop.
+  // ReaderPtr: the unique_ptr of a reader opened on this loop (the hot GET: no shared state to allocate), or
+  // the shared_ptr of one opened on the pool.
+  template <typename ReaderPtr>
+  http::Response file_body(const Call& c, http::Response r, ReaderPtr reader, uint64_t start, uint64_t length,
+                           core::EventLoop* pooled = nullptr) {
     if (length <= kVerifyBeforeSendBytes) {
       std::string body(length, '\0');
       if (length > 0) {
@@ -1144,14 +1368,18 @@ struct S3Api::Impl {
       r.body = std::move(body);
       return r;
     }
+    if (pooled)
+      return pooled_stream_body(c, std::move(r), std::shared_ptr<ObjectReader>(std::move(reader)), start,
+                                length, pooled);
     struct Stream {
-      std::unique_ptr<ObjectReader> reader;
+      std::shared_ptr<ObjectReader> reader;
       uint64_t offset;
       uint64_t left;
       std::string bucket, key;
     };
     // shared_ptr: std::function must be copyable; the producer is its only owner.
-    auto st = std::make_shared<Stream>(Stream{std::move(reader), start, length, c.route.bucket, c.route.key});
+    auto st = std::make_shared<Stream>(
+        Stream{std::shared_ptr<ObjectReader>(std::move(reader)), start, length, c.route.bucket, c.route.key});
     r.content_length = static_cast<int64_t>(length);
     r.body_producer = [st](char* buf, size_t cap) -> size_t {
       if (st->left == 0) return 0;
@@ -1199,7 +1427,9 @@ struct S3Api::Impl {
     if (unknown)
       return error(c, S3Error::kInvalidArgument,
                    "Unknown attribute in x-amz-object-attributes: " + std::string(*unknown));
-    auto o = storage.head(c.route.bucket, c.route.key);
+    StorageResult<std::optional<ObjectInfo>> found = storage.head(c.route.bucket, c.route.key);
+    if (!found) return error(c, found.error());
+    const std::optional<ObjectInfo>& o = *found;
     if (!o) return error(c, S3Error::kNoSuchKey);
     auto number = [&](std::string_view header, uint64_t def, uint64_t& out) {
       out = def;
@@ -1283,14 +1513,14 @@ struct S3Api::Impl {
     u.bucket = c.route.bucket;
     u.key = c.route.key;
     collect_meta(req, u.content_type, u.headers);
-    DeclaredChecksum declared;
-    if (std::string why = parse_declared_checksum(req.header("x-amz-checksum-algorithm"),
-                                                  req.header("x-amz-checksum-type"), declared);
-        !why.empty())
-      return error(c, S3Error::kInvalidRequest, why);
+    core::Result<DeclaredChecksum, S3Failure> parsed =
+        parse_declared_checksum(req.header("x-amz-checksum-algorithm"), req.header("x-amz-checksum-type"));
+    if (!parsed) return error(c, parsed.error().code, parsed.error().detail);
+    const DeclaredChecksum& declared = *parsed;
     add_declaration(u.headers, declared);
-    std::string id = storage.create_upload(u);
-    if (id.empty()) return error(c, S3Error::kInternalError);
+    StorageResult<std::string> created = storage.create_upload(u);
+    if (!created) return error(c, created.error());
+    const std::string& id = *created;
     Xml x;
     x.open("InitiateMultipartUploadResult", true).elem("Bucket", u.bucket).elem("Key", u.key);
     x.elem("UploadId", id).close("InitiateMultipartUploadResult");
@@ -1303,7 +1533,9 @@ struct S3Api::Impl {
   }
 
   http::Response complete_upload(Call& c, const http::Request& req) {
-    auto up = storage.upload(c.route.param("uploadId"));
+    StorageResult<std::optional<UploadInfo>> found = storage.upload(c.route.param("uploadId"));
+    if (!found) return error(c, found.error());
+    const std::optional<UploadInfo>& up = *found;
     if (!up || up->bucket != c.route.bucket || up->key != c.route.key)
       return error(c, S3Error::kNoSuchUpload);
     XmlElement root;
@@ -1342,20 +1574,20 @@ struct S3Api::Impl {
     if (parts.empty()) return error(c, S3Error::kMalformedXML);
     // The object's checksum, from the parts' (COMPOSITE or FULL_OBJECT), checked against the completion's
     // own x-amz-checksum-* header when it sends one.
-    DeclaredChecksum asked;
-    if (std::string why = parse_declared_checksum({}, req.header("x-amz-checksum-type"), asked); !why.empty())
-      return error(c, S3Error::kInvalidRequest, why);
+    core::Result<DeclaredChecksum, S3Failure> parsed =
+        parse_declared_checksum({}, req.header("x-amz-checksum-type"));
+    if (!parsed) return error(c, parsed.error().code, parsed.error().detail);
+    DeclaredChecksum asked = *parsed;
     std::string expected;
     for (const auto& [name, value] : req.headers)
       if (auto alg = checksum_from_header(name)) {
         asked.algorithm = alg;
         expected = value;
       }
-    S3Error sum_error = S3Error::kNone;
-    std::string sum_detail;
-    auto sum =
-        completed_checksum(declared_checksum(up->headers), asked, expected, used, sum_error, sum_detail);
-    if (sum_error != S3Error::kNone) return error(c, sum_error, sum_detail);
+    core::Result<std::optional<ObjectChecksum>, S3Failure> summed =
+        completed_checksum(declared_checksum(up->headers), asked, expected, used);
+    if (!summed) return error(c, summed.error().code, summed.error().detail);
+    const std::optional<ObjectChecksum>& sum = *summed;
     MetaHeaders headers = up->headers;
     strip_checksum_headers(headers);
     if (sum) add_checksum_headers(headers, *sum);
@@ -1375,7 +1607,9 @@ struct S3Api::Impl {
   }
 
   http::Response list_parts(Call& c) {
-    auto up = storage.upload(c.route.param("uploadId"));
+    StorageResult<std::optional<UploadInfo>> found = storage.upload(c.route.param("uploadId"));
+    if (!found) return error(c, found.error());
+    const std::optional<UploadInfo>& up = *found;
     if (!up || up->bucket != c.route.bucket || up->key != c.route.key)
       return error(c, S3Error::kNoSuchUpload);
     size_t max = 1000, marker = 0;
@@ -1417,8 +1651,8 @@ struct S3Api::Impl {
   }
 };
 
-S3Api::S3Api(const S3Config& config, Storage& storage, unsigned worker)
-    : impl_(std::make_unique<Impl>(config, storage, *this)) {
+S3Api::S3Api(const S3Config& config, Storage& storage, unsigned worker, core::BlockingPool* io)
+    : impl_(std::make_unique<Impl>(config, storage, *this, io)) {
   impl_->next_request_id = (uint64_t{worker} << 48) + 1;
   clock = [] { return static_cast<int64_t>(::time(nullptr)); };
 }

@@ -11,15 +11,26 @@
 #include "objstore/internal/s3_config.h"
 #include "objstore/internal/storage.h"
 
+namespace cumulo::core {
+class BlockingPool;
+}
+
 namespace cumulo::objstore {
 
 class Replicator;
 
-// One per worker loop (its state is the loop's); the Storage and the Replicator are shared.
+// One per worker loop (its state is the loop's); the Storage, the Replicator and the I/O pool are shared.
+//
+// What runs where (docs/objstore.md, "Threads"): the loop parses, authenticates, streams request bodies into
+// files and answers GETs whose bytes are at hand (the read cache, or data files this loop's open-file cache
+// holds); work that waits on the disk or on SQLite's write lock goes to the I/O pool `io` and its answer
+// comes back to the loop: listings, every synchronous commit (deletes, buckets, multipart, copies) and the
+// first open of a data file this loop has not open. PUT bodies commit on the storage's commit threads.
 class S3Api {
  public:
-  // `worker`: the index of the loop it serves, the first four hex digits of its request ids.
-  S3Api(const S3Config& config, Storage& storage, unsigned worker = 0);
+  // `worker`: the index of the loop it serves, the first four hex digits of its request ids. `io`: where
+  // blocking work runs; nullptr runs it on the loop (a test of the handlers alone).
+  S3Api(const S3Config& config, Storage& storage, unsigned worker = 0, core::BlockingPool* io = nullptr);
   ~S3Api();
   S3Api(const S3Api&) = delete;
   S3Api& operator=(const S3Api&) = delete;

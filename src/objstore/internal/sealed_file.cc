@@ -210,8 +210,8 @@ int SealedWriter::finish() {
 struct OpenSealedFile {
   int fd = -1;
   uint64_t file_bytes = 0;
-  // Files up to kMapMaxBytes are mapped (populated at once): a frame then decrypts straight from the page
-  // cache, without a pread and its copy. The files are never truncated or rewritten, so a mapping cannot
+  // Files up to kMappedFileMaxBytes are mapped (populated at once): a frame then decrypts straight from the
+  // page cache, without a pread and its copy. The files are never truncated or rewritten, so a mapping cannot
   // fault.
   const uint8_t* map = nullptr;
   MasterKey master{};  // the key that unwrapped data_key (a test may open one path under two master keys)
@@ -230,7 +230,6 @@ struct OpenSealedFile {
 namespace {
 
 constexpr std::chrono::seconds kOpenFileIdle{10};
-constexpr uint64_t kMapMaxBytes = 4 << 20;
 
 // This thread's open sealed files.
 class OpenFiles {
@@ -313,7 +312,7 @@ std::shared_ptr<OpenSealedFile> open_sealed(const MasterKey& master, const std::
     return nullptr;
   }
   f->file_bytes = static_cast<uint64_t>(st.st_size);
-  if (f->file_bytes <= kMapMaxBytes) {
+  if (f->file_bytes <= kMappedFileMaxBytes) {
     void* m = ::mmap(nullptr, f->file_bytes, PROT_READ, MAP_SHARED | MAP_POPULATE, f->fd, 0);
     if (m != MAP_FAILED) f->map = static_cast<const uint8_t*>(m);  // else pread, as for larger files
   }
@@ -334,16 +333,19 @@ bool open_frame(EVP_CIPHER_CTX* ctx, const uint8_t nonce[12], const uint8_t* aad
 }  // namespace
 
 std::unique_ptr<SealedReader> SealedReader::open(const MasterKey& master, const std::string& path,
-                                                 uint64_t plaintext_size, int* err, bool* corrupt) {
+                                                 uint64_t plaintext_size, int* err, bool* corrupt,
+                                                 OpenMode mode) {
   *err = 0;
   *corrupt = false;
   const core::TimePoint now = core::Clock::now();
-  std::shared_ptr<OpenSealedFile> f = t_open_files.find(path, master, now);
+  std::shared_ptr<OpenSealedFile> f;
+  if (mode != OpenMode::kDetached) f = t_open_files.find(path, master, now);
   if (!f) {
+    if (mode == OpenMode::kCachedOnly) return nullptr;
     f = open_sealed(master, path, err, corrupt);
     if (!f) return nullptr;
     f->used = now;
-    t_open_files.add(path, f);
+    if (mode == OpenMode::kCached) t_open_files.add(path, f);
   }
   // A file of another length than its metadata implies is not the one the metadata describes.
   if (f->file_bytes != sealed_file_size(plaintext_size)) {
@@ -355,6 +357,11 @@ std::unique_ptr<SealedReader> SealedReader::open(const MasterKey& master, const 
   r->size_ = plaintext_size;
   r->frames_ = frame_count(plaintext_size);
   return r;
+}
+
+void SealedReader::adopt_here(const std::string& path) {
+  file_->used = core::Clock::now();
+  t_open_files.add(path, file_);
 }
 
 SealedReader::~SealedReader() {

@@ -34,6 +34,10 @@ inline constexpr size_t kTagBytes = 16;
 // Size on disk of a sealed file holding `plaintext` bytes.
 uint64_t sealed_file_size(uint64_t plaintext);
 
+// Files up to this size on disk are mapped when opened, and populated at once: reading one that is open then
+// waits on no disk. Larger ones are read with pread.
+inline constexpr uint64_t kMappedFileMaxBytes = 4 << 20;
+
 class SealedWriter {
  public:
   // Creates (O_EXCL) the file at path. On failure returns nullptr and sets *err to errno.
@@ -78,12 +82,25 @@ struct OpenSealedFile;
 
 inline constexpr size_t kOpenFilesPerThread = 1024;
 
+// How SealedReader::open uses this thread's open-file cache. An event loop takes only what its cache holds
+// (kCachedOnly: no system call at all) and leaves the rest to an I/O thread, which opens without the cache
+// (kDetached: that thread's cache would never serve the loop) and hands the reader back for adopt_here().
+enum class OpenMode : uint8_t {
+  kCached,      // from the cache, else opened and added to it
+  kCachedOnly,  // from the cache, else nullptr with neither *err nor *corrupt set
+  kDetached,    // opened, the cache neither read nor filled
+};
+
 class SealedReader {
  public:
   // Opens the file (or takes it from this thread's open-file cache) and unwraps its data key. nullptr with
   // *corrupt set when the header does not verify, or with *err set to errno when the file cannot be opened.
   static std::unique_ptr<SealedReader> open(const MasterKey& master, const std::string& path,
-                                            uint64_t plaintext_size, int* err, bool* corrupt);
+                                            uint64_t plaintext_size, int* err, bool* corrupt,
+                                            OpenMode mode = OpenMode::kCached);
+  // Puts the open file of a reader opened kDetached (on another thread) into this thread's open-file cache,
+  // so the next read of it on this thread is a hit. The reader is this thread's from now on.
+  void adopt_here(const std::string& path);
   ~SealedReader();
   SealedReader(const SealedReader&) = delete;
   SealedReader& operator=(const SealedReader&) = delete;

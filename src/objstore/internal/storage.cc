@@ -242,11 +242,54 @@ const std::string& DataWriter::md5() {
 
 bool ObjectReader::open_part(Part& p) {
   if (p.reader) return true;
+  if (p.open_error != 0) {
+    io_error_ = p.open_error == kSealedIoError;
+    return false;
+  }
   int err = 0;
   bool corrupt = false;
   p.reader = SealedReader::open(*key_, p.path, p.size, &err, &corrupt);
   if (!p.reader && err != 0 && err != ENOENT) io_error_ = true;
   return p.reader != nullptr;
+}
+
+bool ObjectReader::open_here() {
+  bool all = true;
+  for (auto& p : parts_) {
+    if (p.reader) continue;
+    int err = 0;
+    bool corrupt = false;
+    p.reader = SealedReader::open(*key_, p.path, p.size, &err, &corrupt, OpenMode::kCachedOnly);
+    all = all && p.reader;
+  }
+  return all;
+}
+
+void ObjectReader::open_detached() {
+  for (auto& p : parts_) {
+    if (p.reader || p.open_error != 0) continue;
+    int err = 0;
+    bool corrupt = false;
+    p.reader = SealedReader::open(*key_, p.path, p.size, &err, &corrupt, OpenMode::kDetached);
+    if (p.reader)
+      p.detached = true;
+    else
+      p.open_error = err != 0 && err != ENOENT ? kSealedIoError : kSealedCorrupt;
+  }
+}
+
+bool ObjectReader::mapped() const {
+  for (const auto& p : parts_)
+    if (sealed_file_size(p.size) > kMappedFileMaxBytes) return false;
+  return true;
+}
+
+void ObjectReader::adopt_here() {
+  for (auto& p : parts_)
+    if (p.reader && p.detached) {
+      p.reader->adopt_here(p.path);
+      p.detached = false;
+    }
 }
 
 ssize_t ObjectReader::read(uint64_t offset, char* out, size_t len) {
@@ -581,8 +624,9 @@ S3Error Storage::db_error(int rc) {
 }
 
 S3Error Storage::create_bucket(std::string_view name, std::string_view owner) {
-  if (auto b = bucket(name))
-    return b->owner == owner ? S3Error::kBucketAlreadyOwnedByYou : S3Error::kBucketAlreadyExists;
+  StorageResult<std::optional<BucketInfo>> b = bucket(name);
+  if (!b) return b.error();
+  if (*b) return (*b)->owner == owner ? S3Error::kBucketAlreadyOwnedByYou : S3Error::kBucketAlreadyExists;
   Transaction tx(here().db);
   if (!tx.ok()) return db_error(tx.begin_rc());
   Stmt st(here(), "INSERT INTO buckets(name, owner, created_ms) VALUES(?1, ?2, ?3)");
@@ -599,8 +643,13 @@ S3Error Storage::create_bucket(std::string_view name, std::string_view owner) {
 }
 
 S3Error Storage::delete_bucket(std::string_view name) {
-  if (!bucket(name)) return S3Error::kNoSuchBucket;
-  if (!bucket_empty(name)) return S3Error::kBucketNotEmpty;
+  StorageResult<std::optional<BucketInfo>> found = bucket(name);
+  if (!found) return found.error();
+  if (!*found) return S3Error::kNoSuchBucket;
+  // An index that cannot say whether objects remain is an error, never an empty bucket to delete.
+  StorageResult<bool> empty = bucket_empty(name);
+  if (!empty) return empty.error();
+  if (!*empty) return S3Error::kBucketNotEmpty;
   // Unfinished multipart uploads go with the bucket, as in S3.
   std::vector<std::string> files;
   {
@@ -631,15 +680,17 @@ S3Error Storage::delete_bucket(std::string_view name) {
   return S3Error::kNone;
 }
 
-std::optional<BucketInfo> Storage::bucket(std::string_view name) {
-  if (auto cached = object_cache_->find_bucket(name)) return *cached;
+StorageResult<std::optional<BucketInfo>> Storage::bucket(std::string_view name) {
+  if (auto cached = object_cache_->find_bucket(name)) return std::optional<BucketInfo>(*cached);
   uint64_t generation = object_cache_->generation();
   Stmt st(here(), "SELECT name, owner, created_ms FROM buckets WHERE name = ?1");
   st.bind(1, name);
-  if (st.step() != SQLITE_ROW) return std::nullopt;
+  int rc = st.step();
+  if (rc == SQLITE_DONE) return std::optional<BucketInfo>();
+  if (rc != SQLITE_ROW) return core::Err(db_error(rc));
   auto b = std::make_shared<const BucketInfo>(BucketInfo{st.text(0), st.text(1), st.integer(2)});
   object_cache_->fill_bucket(b, generation);
-  return *b;
+  return std::optional<BucketInfo>(*b);
 }
 
 StorageResult<std::vector<BucketInfo>> Storage::buckets() {
@@ -651,10 +702,12 @@ StorageResult<std::vector<BucketInfo>> Storage::buckets() {
   return out;
 }
 
-bool Storage::bucket_empty(std::string_view name) {
+StorageResult<bool> Storage::bucket_empty(std::string_view name) {
   Stmt st(here(), "SELECT 1 FROM objects WHERE bucket = ?1 LIMIT 1");
   st.bind(1, name);
-  return st.step() != SQLITE_ROW;
+  int rc = st.step();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return core::Err(db_error(rc));
+  return rc == SQLITE_DONE;
 }
 
 StorageResult<std::unique_ptr<DataWriter>> Storage::begin_write() {
@@ -737,8 +790,12 @@ int Storage::insert_object(sqlite3* db, ObjectInfo& info, std::vector<std::strin
       if (int arc = advance_cursor(db, *remote); arc != SQLITE_DONE) return arc;
     }
   }
-  if (auto old = head_in(db, info.bucket, info.key))
-    for (auto& s : old->segments) old_files.push_back(s.file);
+  // The replaced object's files are removed after the commit; a row that cannot be read would leave them
+  // behind unreferenced, so it fails the commit instead.
+  core::Result<std::optional<ObjectInfo>, int> old = head_in(db, info.bucket, info.key);
+  if (!old) return old.error();
+  if (*old)
+    for (auto& s : (*old)->segments) old_files.push_back(s.file);
   Stmt st(
       db, statements(db),
       "INSERT OR REPLACE INTO objects(bucket, key, size, etag, mtime_ms, content_type, headers, segments) "
@@ -768,29 +825,36 @@ std::optional<ObjectInfo> Storage::row_to_object(sqlite3_stmt* raw) {
   return o;
 }
 
-std::optional<ObjectInfo> Storage::head(std::string_view bucket, std::string_view key) {
-  return head_in(here().db, bucket, key);
+StorageResult<std::optional<ObjectInfo>> Storage::head(std::string_view bucket, std::string_view key) {
+  core::Result<std::optional<ObjectInfo>, int> o = head_in(here().db, bucket, key);
+  if (!o) return core::Err(db_error(o.error()));
+  return std::move(o).value();
 }
 
-std::shared_ptr<const ObjectInfo> Storage::lookup(std::string_view bucket, std::string_view key) {
+StorageResult<std::shared_ptr<const ObjectInfo>> Storage::lookup(std::string_view bucket,
+                                                                 std::string_view key) {
   if (auto cached = object_cache_->find_object(bucket, key)) return cached;
   // Taken before the index read: a commit after it makes the fill below a no-op.
   uint64_t generation = object_cache_->generation();
-  auto o = head_in(here().db, bucket, key);
-  if (!o) return nullptr;
-  auto info = std::make_shared<const ObjectInfo>(std::move(*o));
+  core::Result<std::optional<ObjectInfo>, int> o = head_in(here().db, bucket, key);
+  if (!o) return core::Err(db_error(o.error()));
+  if (!*o) return std::shared_ptr<const ObjectInfo>();
+  auto info = std::make_shared<const ObjectInfo>(std::move(**o));
   object_cache_->fill_object(info, generation);
-  return info;
+  return std::shared_ptr<const ObjectInfo>(std::move(info));
 }
 
 bool Storage::read_cacheable(uint64_t size) const {
   return object_cache_->cacheable(size);
 }
 
-StorageResult<std::shared_ptr<const std::string>> Storage::read_whole(const ObjectInfo& info) {
+StorageResult<std::shared_ptr<const std::string>> Storage::read_whole(const ObjectInfo& info,
+                                                                      ObjectReader* opened) {
   if (auto cached = object_cache_->find_data(info)) return cached;
   uint64_t generation = object_cache_->generation();
-  auto r = reader(info);
+  std::unique_ptr<ObjectReader> own;
+  if (!opened) own = reader(info);
+  ObjectReader* r = opened ? opened : own.get();
   auto data = std::make_shared<std::string>();
   data->resize(info.size);
   // Every frame's tag is checked on this read (an empty object still has one authenticated frame): the
@@ -801,6 +865,10 @@ StorageResult<std::shared_ptr<const std::string>> Storage::read_whole(const Obje
   std::shared_ptr<const std::string> out = std::move(data);
   object_cache_->fill_data(info, out, generation);
   return out;
+}
+
+std::shared_ptr<const std::string> Storage::cached_whole(const ObjectInfo& info) {
+  return object_cache_->find_data(info);
 }
 
 ObjectCacheStats Storage::cache_stats() const {
@@ -815,13 +883,16 @@ void Storage::invalidate_buckets() {
   object_cache_->invalidate_all();
 }
 
-std::optional<ObjectInfo> Storage::head_in(sqlite3* db, std::string_view bucket, std::string_view key) {
+core::Result<std::optional<ObjectInfo>, int> Storage::head_in(sqlite3* db, std::string_view bucket,
+                                                              std::string_view key) {
   Stmt st(
       db, statements(db),
       "SELECT bucket, key, size, etag, mtime_ms, content_type, headers, segments FROM objects WHERE bucket "
       "= ?1 AND key = ?2");
   st.bind(1, bucket).bind(2, key);
-  if (st.step() != SQLITE_ROW) return std::nullopt;
+  int rc = st.step();
+  if (rc == SQLITE_DONE) return std::optional<ObjectInfo>();
+  if (rc != SQLITE_ROW) return core::Err(rc);
   return row_to_object(st.get());
 }
 
@@ -831,7 +902,10 @@ S3Error Storage::delete_object(std::string_view bucket, std::string_view key) {
     // bring it back.
     Transaction tx(here().db);
     if (!tx.ok()) return db_error(tx.begin_rc());
-    auto old = head(bucket, key);
+    // The deleted object's files go after the commit: a row that cannot be read fails the delete rather
+    // than leave them behind.
+    StorageResult<std::optional<ObjectInfo>> old = head(bucket, key);
+    if (!old) return old.error();
     Stmt st(here(), "DELETE FROM objects WHERE bucket = ?1 AND key = ?2");
     st.bind(1, bucket).bind(2, key);
     int rc = st.step();
@@ -840,20 +914,21 @@ S3Error Storage::delete_object(std::string_view bucket, std::string_view key) {
     if (r.rc != SQLITE_DONE) return db_error(r.rc);
     if ((rc = tx.commit()) != SQLITE_OK) return db_error(rc);
     invalidate(bucket, key);
-    if (old)
-      for (auto& seg : old->segments) remove_files({seg.file});
+    if (*old)
+      for (auto& seg : (*old)->segments) remove_files({seg.file});
     changed(r.seq);
     return S3Error::kNone;
   }
-  auto old = head(bucket, key);
-  if (!old) return S3Error::kNone;
+  StorageResult<std::optional<ObjectInfo>> old = head(bucket, key);
+  if (!old) return old.error();
+  if (!*old) return S3Error::kNone;
   Stmt st(here(), "DELETE FROM objects WHERE bucket = ?1 AND key = ?2");
   st.bind(1, bucket).bind(2, key);
   int rc = st.step();
   if (rc != SQLITE_DONE) return db_error(rc);
   invalidate(bucket, key);
   std::vector<std::string> files;
-  for (auto& s : old->segments) files.push_back(s.file);
+  for (auto& s : (*old)->segments) files.push_back(s.file);
   remove_files(files);
   return S3Error::kNone;
 }
@@ -969,7 +1044,7 @@ size_t Storage::sweep_orphans() {
   return removed;
 }
 
-std::string Storage::create_upload(const UploadInfo& info) {
+StorageResult<std::string> Storage::create_upload(const UploadInfo& info) {
   std::string id = random_hex(24);
   Stmt st(
       here(),
@@ -977,18 +1052,20 @@ std::string Storage::create_upload(const UploadInfo& info) {
       "?4, ?5, ?6)");
   st.bind(1, id).bind(2, info.bucket).bind(3, info.key).bind(4, now_ms()).bind(5, info.content_type);
   st.bind(6, headers_json(info.headers));
-  if (st.step() != SQLITE_DONE) return {};
+  if (int rc = st.step(); rc != SQLITE_DONE) return core::Err(db_error(rc));
   return id;
 }
 
-std::optional<UploadInfo> Storage::upload(std::string_view upload_id) {
+StorageResult<std::optional<UploadInfo>> Storage::upload(std::string_view upload_id) {
   Stmt st(
       here(),
       "SELECT upload_id, bucket, key, initiated_ms, content_type, headers FROM uploads WHERE upload_id = ?1");
   st.bind(1, upload_id);
-  if (st.step() != SQLITE_ROW) return std::nullopt;
-  return UploadInfo{st.text(0),    st.text(1), st.text(2),
-                    st.integer(3), st.text(4), headers_from_json(st.text(5))};
+  int rc = st.step();
+  if (rc == SQLITE_DONE) return std::optional<UploadInfo>();
+  if (rc != SQLITE_ROW) return core::Err(db_error(rc));
+  return std::optional<UploadInfo>(UploadInfo{st.text(0), st.text(1), st.text(2), st.integer(3), st.text(4),
+                                              headers_from_json(st.text(5))});
 }
 
 S3Error Storage::commit_part(std::unique_ptr<DataWriter> writer, std::string_view upload_id, int number,
@@ -1006,15 +1083,21 @@ S3Error Storage::commit_part(std::unique_ptr<DataWriter> writer, std::string_vie
     return db_error(tx.begin_rc());
   }
   // The upload may have been completed or aborted while this part streamed in.
-  if (!upload(upload_id)) {
+  if (StorageResult<std::optional<UploadInfo>> up = upload(upload_id); !up || !*up) {
     remove_files({file});
-    return S3Error::kNoSuchUpload;
+    return up ? S3Error::kNoSuchUpload : up.error();
   }
   std::vector<std::string> old;
   {
     Stmt q(here(), "SELECT file FROM parts WHERE upload_id = ?1 AND number = ?2");
     q.bind(1, upload_id).bind(2, int64_t{number});
-    if (q.step() == SQLITE_ROW) old.push_back(q.text(0));
+    int rc = q.step();
+    if (rc == SQLITE_ROW) {
+      old.push_back(q.text(0));
+    } else if (rc != SQLITE_DONE) {
+      remove_files({file});  // the replaced part's file would stay behind unreferenced
+      return db_error(rc);
+    }
   }
   Stmt st(here(),
           "INSERT OR REPLACE INTO parts(upload_id, number, size, etag, mtime_ms, file, checksum_algorithm, "
@@ -1075,8 +1158,10 @@ StorageResult<UploadList> Storage::uploads(std::string_view bucket, std::string_
 S3Error Storage::complete_upload(std::string_view upload_id,
                                  const std::vector<std::pair<int, std::string>>& list, ObjectInfo& out,
                                  const MetaHeaders* headers) {
-  auto up = upload(upload_id);
-  if (!up) return S3Error::kNoSuchUpload;
+  StorageResult<std::optional<UploadInfo>> found = upload(upload_id);
+  if (!found) return found.error();
+  if (!*found) return S3Error::kNoSuchUpload;
+  const std::optional<UploadInfo>& up = *found;
   if (list.empty()) return S3Error::kMalformedXML;
   StorageResult<PartList> listed = parts(upload_id, 0, 10001);
   if (!listed) return listed.error();
@@ -1129,8 +1214,10 @@ S3Error Storage::complete_upload(std::string_view upload_id,
   }
   Transaction tx(here().db);
   if (!tx.ok()) return db_error(tx.begin_rc());
-  if (auto old = head(out.bucket, out.key))
-    for (auto& s : old->segments) old_files.push_back(s.file);
+  StorageResult<std::optional<ObjectInfo>> old = head(out.bucket, out.key);
+  if (!old) return old.error();  // the replaced object's files would stay behind unreferenced
+  if (*old)
+    for (auto& s : (*old)->segments) old_files.push_back(s.file);
   Recorded recorded;
   if (replicated()) {
     recorded = record_change(here().db, out.bucket, out.key, false, nullptr, out.mtime_ms);
@@ -1161,7 +1248,9 @@ S3Error Storage::complete_upload(std::string_view upload_id,
 }
 
 S3Error Storage::abort_upload(std::string_view upload_id) {
-  if (!upload(upload_id)) return S3Error::kNoSuchUpload;
+  StorageResult<std::optional<UploadInfo>> up = upload(upload_id);
+  if (!up) return up.error();
+  if (!*up) return S3Error::kNoSuchUpload;
   // Every part's file, or the upload stays: a file missed here would stay on disk until the next start.
   StorageResult<PartList> listed = parts(upload_id, 0, 10001);
   if (!listed) return listed.error();
@@ -1266,7 +1355,9 @@ S3Error Storage::apply_delete(std::string_view bucket, std::string_view key, con
   std::optional<ObjectInfo> old;
   Recorded r;
   if (remote_is_newer(here().db, bucket, key, change)) {
-    old = head(bucket, key);
+    StorageResult<std::optional<ObjectInfo>> found = head(bucket, key);
+    if (!found) return found.error();
+    old = std::move(found).value();
     Stmt st(here(), "DELETE FROM objects WHERE bucket = ?1 AND key = ?2");
     st.bind(1, bucket).bind(2, key);
     if (int rc = st.step(); rc != SQLITE_DONE) return db_error(rc);
@@ -1291,14 +1382,18 @@ S3Error Storage::apply_bucket(std::string_view name, bool deleted, const RemoteC
     bool exists = bucket_exists_in(here().db, name);
     bool apply = true;
     if (deleted && exists) {
-      if (!bucket_empty(name)) {
+      StorageResult<bool> empty = bucket_empty(name);
+      if (!empty) return empty.error();
+      if (!*empty) {
         // Objects written here meanwhile keep the bucket; they travel to the peer, which recreates it.
         apply = false;
       } else {
         Stmt q(here().db, nullptr,
                "SELECT p.file FROM parts p JOIN uploads u ON p.upload_id = u.upload_id WHERE u.bucket = ?1");
         q.bind(1, name);
-        while (q.step() == SQLITE_ROW) files.push_back(q.text(0));
+        int rc;
+        while ((rc = q.step()) == SQLITE_ROW) files.push_back(q.text(0));
+        if (rc != SQLITE_DONE) return db_error(rc);  // the parts' files missed would stay on disk
         Stmt a(here().db, nullptr,
                "DELETE FROM parts WHERE upload_id IN (SELECT upload_id FROM uploads WHERE bucket = ?1)");
         a.bind(1, name);

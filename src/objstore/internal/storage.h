@@ -199,13 +199,27 @@ class DataWriter {
   S3Error failed_ = S3Error::kNone;
 };
 
-// Reads an object's plaintext across its segments.
+// Reads an object's plaintext across its segments. Its files open when first read, through the thread's
+// open-file cache; an event loop opens them ahead instead, without waiting on the disk: open_here() takes
+// what the loop's cache holds, and when that is not everything, an I/O thread runs open_detached() and the
+// loop adopt_here()s the result (sealed_file.h, OpenMode). A reader is used by one thread at a time.
 class ObjectReader {
  public:
   // Plaintext [offset, offset + len); the count, kSealedCorrupt or kSealedIoError.
   [[nodiscard]] ssize_t read(uint64_t offset, char* out, size_t len);
   bool verify_all();
   uint64_t size() const { return size_; }
+
+  // Opens every file this thread's open-file cache holds (no system call); whether all are open now.
+  bool open_here();
+  // Opens every file not open yet, outside any cache (for an I/O thread). A file that fails keeps its
+  // error for the read that reaches it.
+  void open_detached();
+  // Puts the files open_detached() opened into this thread's open-file cache.
+  void adopt_here();
+  // Whether every file of the object is mapped once open (kMappedFileMaxBytes): reading it then waits on no
+  // disk, so an event loop may.
+  bool mapped() const;
 
  private:
   friend class Storage;
@@ -214,6 +228,8 @@ class ObjectReader {
     uint64_t start = 0;
     uint64_t size = 0;
     std::unique_ptr<SealedReader> reader;
+    ssize_t open_error = 0;  // kSealedCorrupt or kSealedIoError from open_detached()
+    bool detached = false;
   };
   bool open_part(Part& p);
   const MasterKey* key_ = nullptr;
@@ -233,7 +249,8 @@ class Storage {
   // Buckets.
   S3Error create_bucket(std::string_view name, std::string_view owner);
   S3Error delete_bucket(std::string_view name);
-  std::optional<BucketInfo> bucket(std::string_view name);
+  // nullopt: no such bucket; an error when the index could not be read (never "no such bucket" for that).
+  StorageResult<std::optional<BucketInfo>> bucket(std::string_view name);
   StorageResult<std::vector<BucketInfo>> buckets();
 
   // Objects.
@@ -248,15 +265,20 @@ class Storage {
   void commit_object_async(std::unique_ptr<DataWriter> writer, ObjectInfo info, CommitDone done);
   // Finishes every pending asynchronous commit and stops the commit threads (also done by the destructor).
   void stop_commit_threads();
-  std::optional<ObjectInfo> head(std::string_view bucket, std::string_view key);
+  // nullopt: no such object; an error when the index could not be read.
+  StorageResult<std::optional<ObjectInfo>> head(std::string_view bucket, std::string_view key);
   // The same through the lookup cache (the GET path): no index read when the object was looked up before
-  // and has not changed since.
-  std::shared_ptr<const ObjectInfo> lookup(std::string_view bucket, std::string_view key);
+  // and has not changed since. nullptr: no such object.
+  StorageResult<std::shared_ptr<const ObjectInfo>> lookup(std::string_view bucket, std::string_view key);
   // Whether the whole plaintext of an object of this size is kept in the read cache.
   bool read_cacheable(uint64_t size) const;
   // The whole plaintext of a read-cacheable object, from the read cache or read from its files (every frame
-  // verified) and put there; kCorruptObject or kInternalError when a file fails.
-  StorageResult<std::shared_ptr<const std::string>> read_whole(const ObjectInfo& info);
+  // verified) and put there; kCorruptObject or kInternalError when a file fails. `reader`: the object's
+  // reader when the caller has opened one (ObjectReader::open_here, open_detached).
+  StorageResult<std::shared_ptr<const std::string>> read_whole(const ObjectInfo& info,
+                                                               ObjectReader* reader = nullptr);
+  // The read cache's copy of the object's plaintext, or nullptr: never a file read.
+  std::shared_ptr<const std::string> cached_whole(const ObjectInfo& info);
   ObjectCacheStats cache_stats() const;
   S3Error delete_object(std::string_view bucket, std::string_view key);  // kNone also when absent (S3)
   std::unique_ptr<ObjectReader> reader(const ObjectInfo& info);
@@ -265,11 +287,12 @@ class Storage {
   // index scan failed part way (a listing is whole or an error, never silently short).
   StorageResult<ListResult> list(std::string_view bucket, std::string_view prefix, std::string_view delimiter,
                                  std::string_view after, size_t max_keys);
-  bool bucket_empty(std::string_view bucket);
+  StorageResult<bool> bucket_empty(std::string_view bucket);
 
   // Multipart uploads.
-  std::string create_upload(const UploadInfo& info);  // returns the upload id
-  std::optional<UploadInfo> upload(std::string_view upload_id);
+  StorageResult<std::string> create_upload(const UploadInfo& info);  // the upload id
+  // nullopt: no such upload (or no longer); an error when the index could not be read.
+  StorageResult<std::optional<UploadInfo>> upload(std::string_view upload_id);
   S3Error commit_part(std::unique_ptr<DataWriter> writer, std::string_view upload_id, int number,
                       PartInfo& out);
   // Parts numbered above `after`, in order, at most max.
@@ -314,7 +337,9 @@ class Storage {
   S3Error seal(DataWriter& w, std::string& file);  // finish, fsync, rename into objects/, fsync the directory
   void remove_files(const std::vector<std::string>& files);
   std::optional<ObjectInfo> row_to_object(sqlite3_stmt* st);
-  std::optional<ObjectInfo> head_in(sqlite3* db, std::string_view bucket, std::string_view key);
+  // The object's row, nullopt when there is none, or the SQLite error.
+  core::Result<std::optional<ObjectInfo>, int> head_in(sqlite3* db, std::string_view bucket,
+                                                       std::string_view key);
   // Inserts (or replaces) the object's row in an open transaction; the replaced object's files go to
   // old_files.
   // With replication, also records the change (info.mtime_ms becomes its version) and returns its seq in

@@ -53,6 +53,13 @@ enum class S3Error : uint8_t {
   kCount,
 };
 
+// An S3 error and the detail its message adds ("The parts carry no checksum of one algorithm."), for the
+// results of checks that can fail in several ways.
+struct S3Failure {
+  S3Error code = S3Error::kInternalError;
+  std::string detail;
+};
+
 struct S3ErrorInfo {
   std::string_view code;     // "NoSuchKey"
   std::string_view message;  // "The specified key does not exist."

@@ -144,58 +144,5 @@ TEST(RunService, TheComponentMayEndTheLoopItself) {
   EXPECT_EQ(drains, 0);
 }
 
-// Jobs run one at a time, in order, on the worker's own thread; pending() counts the running one.
-TEST(BlockingWorker, RunsJobsInOrderOnItsThread) {
-  BlockingWorker worker("test-worker");
-  std::mutex mu;
-  std::vector<int> order;
-  std::set<std::thread::id> threads;
-  std::atomic<bool> release{false};
-  ASSERT_TRUE(worker.post([&] {
-    while (!release) std::this_thread::sleep_for(Millis(1));
-    std::lock_guard lock(mu);
-    order.push_back(1);
-    threads.insert(std::this_thread::get_id());
-  }));
-  for (int i = 2; i <= 4; ++i) {
-    ASSERT_TRUE(worker.post([&, i] {
-      std::lock_guard lock(mu);
-      order.push_back(i);
-      threads.insert(std::this_thread::get_id());
-    }));
-  }
-  EXPECT_EQ(worker.pending(), 4u);
-  release = true;
-  for (int i = 0; i < 400 && worker.pending() > 0; ++i) std::this_thread::sleep_for(Millis(5));
-  EXPECT_EQ(worker.pending(), 0u);
-  std::lock_guard lock(mu);
-  EXPECT_EQ(order, (std::vector<int>{1, 2, 3, 4}));
-  EXPECT_EQ(threads.size(), 1u);
-  EXPECT_EQ(threads.count(std::this_thread::get_id()), 0u);
-}
-
-// stop() waits for the running job, drops the queued ones unrun, and refuses new ones.
-TEST(BlockingWorker, StopFinishesTheRunningJobAndDropsTheRest) {
-  BlockingWorker worker("test-worker");
-  std::atomic<bool> started{false}, finished{false}, queued_ran{false};
-  auto dropped = std::make_shared<int>(0);
-  ASSERT_TRUE(worker.post([&] {
-    started = true;
-    std::this_thread::sleep_for(Millis(200));
-    finished = true;
-  }));
-  ASSERT_TRUE(worker.post([&, dropped] { queued_ran = true; }));
-  for (int i = 0; i < 400 && !started; ++i) std::this_thread::sleep_for(Millis(1));
-  ASSERT_TRUE(started);
-  worker.stop();
-  EXPECT_TRUE(finished);
-  EXPECT_FALSE(queued_ran);
-  EXPECT_EQ(dropped.use_count(), 1);  // the queued job and its captures are gone
-  EXPECT_FALSE(worker.post([&] { queued_ran = true; }));
-  EXPECT_EQ(worker.pending(), 0u);
-  worker.stop();  // idempotent
-  EXPECT_FALSE(queued_ran);
-}
-
 }  // namespace
 }  // namespace cumulo::core

@@ -595,6 +595,107 @@ TEST(HttpServer, StreamsFiftyMebibytesWithContentLength) {
   EXPECT_GE(calls, kSize / core::Buffer::kCapacity);  // never more than one buffer per call
 }
 
+// A producer whose bytes come from another thread answers kBodyNotYet and wakes the connection when they are
+// there: the body arrives whole and in order, with Content-Length or chunked, and the connection asks nothing
+// while it waits (a producer called while paused would see `waiting`).
+TEST(HttpServer, ProducerThatIsNotReadyWakesTheConnection) {
+  constexpr uint64_t kSize = 1024 * 1024 + 5;
+  core::EventLoop loop;
+  ServerOptions opts;
+  opts.listen = loopback_any_port();
+  int pauses = 0;
+  int called_while_waiting = 0;
+  std::vector<std::unique_ptr<core::Timer>> timers;
+  Server server(loop, opts, [&](Request& req, Responder respond) {
+    struct State {
+      uint64_t offset = 0;
+      bool waiting = false;
+      bool ready = false;  // a "read" finished: up to 100 000 bytes may be produced
+      std::function<void()> wake;
+    };
+    auto st = std::make_shared<State>();
+    Response r;
+    if (req.path == "/length") r.content_length = kSize;
+    r.body_waker = [st](std::function<void()> wake) { st->wake = std::move(wake); };
+    r.body_producer = [&, st](char* buf, size_t cap) -> size_t {
+      if (st->waiting) ++called_while_waiting;
+      if (st->offset == kSize) return 0;
+      if (!st->ready) {
+        // Every 100 000 bytes the bytes "come from another thread": a timer wakes the connection 2 ms later.
+        st->waiting = true;
+        ++pauses;
+        auto& t = timers.emplace_back(std::make_unique<core::Timer>(loop, [st] {
+          st->waiting = false;
+          st->ready = true;
+          st->wake();
+        }));
+        t->arm(2ms);
+        return kBodyNotYet;
+      }
+      size_t want = std::min<uint64_t>({cap, kSize - st->offset, 100'000 - st->offset % 100'000});
+      size_t n = fill_pattern(buf, want, st->offset);
+      st->offset += n;
+      if (st->offset % 100'000 == 0) st->ready = false;
+      return n;
+    };
+    respond(std::move(r));
+  });
+  server.start();
+  Client client(loop);
+  std::vector<ClientResponse> responses;
+  ClientRequest chunked;
+  chunked.target = "/chunked";
+  ClientRequest length;
+  length.target = "/length";
+  client.request(server.local_address(), length, [&](ClientResponse r) {
+    responses.push_back(std::move(r));
+    client.request(server.local_address(), chunked, [&](ClientResponse r2) {
+      responses.push_back(std::move(r2));
+      loop.stop();
+    });
+  });
+  run_loop(loop);
+  ASSERT_EQ(responses.size(), 2u);
+  for (const auto& resp : responses) {
+    ASSERT_TRUE(resp.ok()) << resp.error.message;
+    ASSERT_EQ(resp.body.size(), kSize);
+    EXPECT_TRUE(matches_pattern(resp.body));
+  }
+  EXPECT_EQ(responses[0].header("content-length"), std::to_string(kSize));
+  EXPECT_EQ(responses[1].header("transfer-encoding"), "chunked");
+  EXPECT_GE(pauses, 2 * 11);
+  EXPECT_EQ(called_while_waiting, 0);
+}
+
+// A wake that comes after the client went (and after the server) does nothing.
+TEST(HttpServer, WakeAfterTheConnectionWentIsANoOp) {
+  core::EventLoop loop;
+  ServerOptions opts;
+  opts.listen = loopback_any_port();
+  std::function<void()> wake;
+  bool asked = false;
+  auto server = std::make_unique<Server>(loop, opts, [&](Request&, Responder respond) {
+    Response r;
+    r.content_length = 10;
+    r.body_waker = [&](std::function<void()> w) { wake = std::move(w); };
+    r.body_producer = [&](char*, size_t) -> size_t {
+      asked = true;
+      return kBodyNotYet;
+    };
+    respond(std::move(r));
+  });
+  server->start();
+  ClientRequest req;
+  req.timeout = 200ms;
+  Client client(loop);
+  ClientResponse resp = exchange(loop, client, server->local_address(), req);
+  EXPECT_FALSE(resp.ok());  // timed out waiting for the body
+  ASSERT_TRUE(asked);
+  ASSERT_TRUE(wake);
+  server.reset();
+  wake();  // nothing left to wake
+}
+
 TEST(HttpServer, StreamsChunkedWithoutLength) {
   constexpr uint64_t kSize = 3 * 1024 * 1024 + 17;
   core::EventLoop loop;

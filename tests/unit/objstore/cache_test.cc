@@ -165,7 +165,7 @@ class CachedStorageTest : public ::testing::Test {
 
   // What a GET answers: the metadata through the lookup cache, the bytes through the read cache.
   std::string get(const std::string& key) {
-    auto o = storage_->lookup("b1", key);
+    auto o = storage_->lookup("b1", key).value();
     if (!o) return "<absent>";
     EXPECT_TRUE(storage_->read_cacheable(o->size));
     auto data = storage_->read_whole(*o);
@@ -193,7 +193,7 @@ TEST_F(CachedStorageTest, RepeatedGetsAreServedFromTheCaches) {
   EXPECT_EQ(s.read_misses, first.read_misses);
   EXPECT_EQ(s.read_bytes, 5u);
   // A hit does not touch the file: even with the file gone, the verified bytes are served.
-  auto o = storage_->lookup("b1", "k");
+  auto o = storage_->lookup("b1", "k").value();
   fs::remove(dir_ + "/" + o->segments[0].file);
   EXPECT_EQ(get("k"), "hello");
 }
@@ -203,10 +203,10 @@ TEST_F(CachedStorageTest, OverwritesAndDeletesInvalidate) {
   EXPECT_EQ(get("k"), "one");
   put("k", "two");  // committed on this thread
   EXPECT_EQ(get("k"), "two");
-  EXPECT_EQ(storage_->lookup("b1", "k")->size, 3u);
+  EXPECT_EQ(storage_->lookup("b1", "k").value()->size, 3u);
   put_async("k", "three!");  // committed by the commit threads
   EXPECT_EQ(get("k"), "three!");
-  EXPECT_EQ(storage_->lookup("b1", "k")->size, 6u);
+  EXPECT_EQ(storage_->lookup("b1", "k").value()->size, 6u);
   ASSERT_EQ(storage_->delete_object("b1", "k"), S3Error::kNone);
   EXPECT_EQ(get("k"), "<absent>");
   put_async("k", "back");
@@ -219,7 +219,7 @@ TEST_F(CachedStorageTest, MultipartCompletionInvalidates) {
   UploadInfo u;
   u.bucket = "b1";
   u.key = "m";
-  std::string id = storage_->create_upload(u);
+  std::string id = storage_->create_upload(u).value();
   auto w = storage_->begin_write().value();
   ASSERT_EQ(w->write("from parts"), S3Error::kNone);
   PartInfo part;
@@ -227,7 +227,9 @@ TEST_F(CachedStorageTest, MultipartCompletionInvalidates) {
   ObjectInfo out;
   ASSERT_EQ(storage_->complete_upload(id, {{1, part.etag}}, out), S3Error::kNone);
   EXPECT_EQ(get("m"), "from parts");
-  EXPECT_EQ(storage_->lookup("b1", "m")->etag.substr(storage_->lookup("b1", "m")->etag.size() - 2), "-1");
+  EXPECT_EQ(
+      storage_->lookup("b1", "m").value()->etag.substr(storage_->lookup("b1", "m").value()->etag.size() - 2),
+      "-1");
 }
 
 TEST_F(CachedStorageTest, ReplicatedChangesInvalidate) {
@@ -246,28 +248,28 @@ TEST_F(CachedStorageTest, ReplicatedChangesInvalidate) {
                                [&done](S3Error e, const ObjectInfo&) { done.set_value(e); });
   ASSERT_EQ(done.get_future().get(), S3Error::kNone);
   EXPECT_EQ(get("r"), "from b");
-  EXPECT_EQ(storage_->lookup("b1", "r")->etag, "e-from-b");
+  EXPECT_EQ(storage_->lookup("b1", "r").value()->etag, "e-from-b");
   // A newer delete from zone b.
   ASSERT_EQ(storage_->apply_delete("b1", "r", from_b(2, Storage::now_ms() + 120'000)), S3Error::kNone);
   EXPECT_EQ(get("r"), "<absent>");
   // A bucket deleted in zone b (empty here too): the bucket cache forgets it.
-  ASSERT_TRUE(storage_->bucket("b1"));
+  ASSERT_TRUE(storage_->bucket("b1").value());
   ASSERT_EQ(storage_->apply_bucket("b1", true, from_b(3, Storage::now_ms() + 180'000)), S3Error::kNone);
-  EXPECT_FALSE(storage_->bucket("b1"));
+  EXPECT_FALSE(storage_->bucket("b1").value());
 }
 
 TEST_F(CachedStorageTest, BucketLookupsFollowCreationAndDeletion) {
-  EXPECT_FALSE(storage_->bucket("b2"));
+  EXPECT_FALSE(storage_->bucket("b2").value());
   ASSERT_EQ(storage_->create_bucket("b2", "bob"), S3Error::kNone);
-  ASSERT_TRUE(storage_->bucket("b2"));
-  EXPECT_EQ(storage_->bucket("b2")->owner, "bob");
+  ASSERT_TRUE(storage_->bucket("b2").value());
+  EXPECT_EQ(storage_->bucket("b2").value()->owner, "bob");
   ASSERT_EQ(storage_->delete_bucket("b2"), S3Error::kNone);
-  EXPECT_FALSE(storage_->bucket("b2"));
+  EXPECT_FALSE(storage_->bucket("b2").value());
 }
 
 TEST_F(CachedStorageTest, ADamagedFileIsNeverCachedNorServed) {
   put("d", std::string(1000, 'x'));
-  auto o = storage_->lookup("b1", "d");
+  auto o = storage_->lookup("b1", "d").value();
   ASSERT_TRUE(o);
   {
     std::fstream f(dir_ + "/" + o->segments[0].file, std::ios::in | std::ios::out | std::ios::binary);
@@ -287,7 +289,7 @@ TEST_F(CachedStorageTest, CachesCanBeTurnedOff) {
   options_.read_cache_max_bytes = 0;
   storage_ = Storage::open(options_);
   put("k", "v");
-  ASSERT_TRUE(storage_->lookup("b1", "k"));
+  ASSERT_TRUE(storage_->lookup("b1", "k").value());
   EXPECT_FALSE(storage_->read_cacheable(1));
   EXPECT_EQ(storage_->cache_stats().lookup_entries, 0u);
 }

@@ -70,7 +70,7 @@ class ReplicationTest : public ::testing::Test {
   }
 
   static std::string read(Storage& s, const std::string& key) {
-    auto o = s.head("site", key);
+    auto o = s.head("site", key).value();
     if (!o) return "<absent>";
     std::string out(o->size, '\0');
     EXPECT_EQ(s.reader(*o)->read(0, out.data(), out.size()), static_cast<ssize_t>(out.size()));
@@ -129,12 +129,12 @@ TEST_F(ReplicationTest, FeedHoldsTheLastChangeOfEachKeyInOrder) {
 TEST_F(ReplicationTest, ApplyIsIdempotentAndTheLastWriterWins) {
   Storage& b = *b_.storage;
   ASSERT_EQ(b.apply_bucket("site", false, from_a(1, 1000)), S3Error::kNone);
-  ASSERT_TRUE(b.bucket("site"));
-  EXPECT_EQ(b.bucket("site")->owner, "admin");
+  ASSERT_TRUE(b.bucket("site").value());
+  EXPECT_EQ(b.bucket("site").value()->owner, "admin");
   ASSERT_EQ(apply_put(b, "k", "v1", "etag1", from_a(2, 2000)), S3Error::kNone);
   EXPECT_EQ(read(b, "k"), "v1");
-  EXPECT_EQ(b.head("site", "k")->mtime_ms, 2000);  // the origin's Last-Modified
-  EXPECT_EQ(b.head("site", "k")->etag, "etag1");
+  EXPECT_EQ(b.head("site", "k").value()->mtime_ms, 2000);  // the origin's Last-Modified
+  EXPECT_EQ(b.head("site", "k").value()->etag, "etag1");
   EXPECT_EQ(b.peer_cursor("a"), 2u);
 
   // The same row again (a sender that lost the reply): nothing changes.
@@ -142,7 +142,7 @@ TEST_F(ReplicationTest, ApplyIsIdempotentAndTheLastWriterWins) {
   EXPECT_EQ(read(b, "k"), "v1");
   // A later row holding an older version (a write of zone a that lost to one made here): not applied.
   put(b, "site", "k", "made in b");
-  int64_t here = b.head("site", "k")->mtime_ms;
+  int64_t here = b.head("site", "k").value()->mtime_ms;
   ASSERT_EQ(apply_put(b, "k", "older", "etag3", from_a(3, here - 1)), S3Error::kNone);
   EXPECT_EQ(read(b, "k"), "made in b");
   EXPECT_EQ(b.peer_cursor("a"), 3u);
@@ -163,10 +163,10 @@ TEST_F(ReplicationTest, ApplyIsIdempotentAndTheLastWriterWins) {
 
   // A bucket delete of a bucket that still holds objects here is not applied (they travel to the peer).
   ASSERT_EQ(b.apply_bucket("site", true, from_a(8, Storage::now_ms() + 7'200'000)), S3Error::kNone);
-  EXPECT_TRUE(b.bucket("site"));
+  EXPECT_TRUE(b.bucket("site").value());
   ASSERT_EQ(b.delete_object("site", "f"), S3Error::kNone);
   ASSERT_EQ(b.apply_bucket("site", true, from_a(9, Storage::now_ms() + 9'000'000)), S3Error::kNone);
-  EXPECT_FALSE(b.bucket("site"));
+  EXPECT_FALSE(b.bucket("site").value());
   EXPECT_EQ(b.peer_cursor("a"), 9u);
   // Changes applied from a peer are in this node's feed with their origin (not sent back to it).
   auto rows = b.open_feed()->after(0, 100).value();

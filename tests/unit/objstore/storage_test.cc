@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -62,7 +63,7 @@ class StorageTest : public ::testing::Test {
 
   std::string get(const std::string& bucket, const std::string& key, uint64_t off = 0,
                   uint64_t len = UINT64_MAX, ssize_t* status = nullptr) {
-    auto info = storage_->head(bucket, key);
+    auto info = storage_->head(bucket, key).value();
     if (!info) return "<missing>";
     auto r = storage_->reader(*info);
     len = std::min(len, info->size - std::min(off, info->size));
@@ -98,7 +99,7 @@ TEST_F(StorageTest, RoundTripsAtFrameBoundaries) {
     EVP_Digest(data.data(), data.size(), md5, &len, EVP_md5(), nullptr);
     EXPECT_EQ(info.etag, hex_encode(md5, 16));
     EXPECT_EQ(get("b1", key), data) << n;
-    auto head = storage_->head("b1", key);
+    auto head = storage_->head("b1", key).value();
     ASSERT_TRUE(head);
     EXPECT_EQ(head->content_type, "text/plain");
     ASSERT_EQ(head->headers.size(), 2u);
@@ -193,7 +194,7 @@ TEST_F(StorageTest, AbandonedWriteLeavesNothing) {
   ASSERT_EQ(w->write("partial"), S3Error::kNone);
   w.reset();
   EXPECT_TRUE(fs::is_empty(dir_ + "/tmp"));
-  EXPECT_FALSE(storage_->head("b1", "k"));
+  EXPECT_FALSE(storage_->head("b1", "k").value());
 }
 
 TEST_F(StorageTest, ListingWithPrefixDelimiterAndPages) {
@@ -257,7 +258,7 @@ TEST_F(StorageTest, Multipart) {
   u.bucket = "b1";
   u.key = "big";
   u.content_type = "video/mp4";
-  std::string id = storage_->create_upload(u);
+  std::string id = storage_->create_upload(u).value();
   ASSERT_FALSE(id.empty());
   std::string p1 = pattern(5 * 1024 * 1024, 1), p2 = pattern(1000, 2), p3 = pattern(10, 3);
   std::vector<std::pair<int, std::string>> list;
@@ -290,7 +291,7 @@ TEST_F(StorageTest, Multipart) {
   EXPECT_EQ(out.content_type, "video/mp4");
   EXPECT_EQ(get("b1", "big"), p1 + p3);
   EXPECT_EQ(get("b1", "big", p1.size() - 3, 6), p1.substr(p1.size() - 3) + p3.substr(0, 3));
-  EXPECT_FALSE(storage_->upload(id));
+  EXPECT_FALSE(storage_->upload(id).value());
   EXPECT_EQ(storage_->abort_upload(id), S3Error::kNoSuchUpload);
   // The unused part's file went with the completion; only the object's two segments remain.
   size_t files = 0;
@@ -324,7 +325,7 @@ TEST_F(StorageTest, PartChecksumColumnsAreAddedToAnOlderIndex) {
   UploadInfo u;
   u.bucket = "b1";
   u.key = "k";
-  std::string id = storage_->create_upload(u);
+  std::string id = storage_->create_upload(u).value();
   auto w = storage_->begin_write().value();
   ASSERT_EQ(w->write("hello"), S3Error::kNone);
   PartInfo part;
@@ -345,7 +346,7 @@ TEST_F(StorageTest, AFailedIndexReadIsAnErrorNotAShortListing) {
   UploadInfo u;
   u.bucket = "b1";
   u.key = "k";
-  std::string upload_id = storage_->create_upload(u);
+  std::string upload_id = storage_->create_upload(u).value();
   storage_.reset();
   constexpr int kRows = 3000;
   std::string db_path = dir_ + "/index.sqlite";
@@ -361,6 +362,34 @@ TEST_F(StorageTest, AFailedIndexReadIsAnErrorNotAShortListing) {
   // Tables on undamaged pages still read.
   EXPECT_TRUE(storage_->buckets().ok());
   EXPECT_TRUE(storage_->parts(upload_id, 0, 10).ok());
+}
+
+// A point read that fails (the key's row is on the damaged page) is an error, never "no such object": a GET
+// would otherwise answer 404 for an object that exists, and a delete would forget the files of the row.
+TEST_F(StorageTest, AFailedPointReadIsAnErrorNotAMissingObject) {
+  storage_->create_bucket("b1", "alice");
+  storage_.reset();
+  constexpr int kRows = 3000;
+  const std::string db_path = dir_ + "/index.sqlite";
+  ASSERT_EQ(index_faults::add_index_rows(db_path, "b1", kRows), "");
+  ASSERT_TRUE(index_faults::damage_index_page(db_path));
+  open();
+  int failed = 0;
+  for (int i = 0; i < kRows; ++i) {
+    char key[16];
+    std::snprintf(key, sizeof key, "key-%05d", i);
+    StorageResult<std::optional<ObjectInfo>> o = storage_->head("b1", key);
+    StorageResult<std::shared_ptr<const ObjectInfo>> cached = storage_->lookup("b1", key);
+    EXPECT_EQ(o.ok(), cached.ok()) << key;
+    if (!o.ok()) {
+      EXPECT_EQ(o.error(), S3Error::kInternalError);
+      ++failed;
+      continue;
+    }
+    EXPECT_TRUE(o->has_value()) << key << " read as missing";
+    EXPECT_TRUE(cached.ok() && *cached) << key << " read as missing";
+  }
+  EXPECT_GT(failed, 0) << "no key was on the damaged page";
 }
 
 // The start-up sweep removes data files no row refers to: when it cannot read every row it must remove
@@ -427,7 +456,7 @@ TEST_F(StorageTest, SweepRemovesOnlyUnreferencedFiles) {
   UploadInfo u;
   u.bucket = "b1";
   u.key = "mp";
-  std::string id = storage_->create_upload(u);
+  std::string id = storage_->create_upload(u).value();
   auto w = storage_->begin_write().value();
   ASSERT_EQ(w->write("part"), S3Error::kNone);
   PartInfo part;
