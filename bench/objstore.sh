@@ -9,19 +9,21 @@
 #   1 MiB GET nginx does not pay; the time to list 100k keys (ListObjectsV2 pages of 1000).
 # Every server runs one worker on core 0; wrk runs on core 1. Prints a Markdown table.
 #
-#   bench/objstore.sh [--duration S] [--connections N] [--only get|put]   defaults: 10 s, 32 connections, all
+#   bench/objstore.sh [--duration S] [--connections N] [--only get|put] [--put-rounds N]
+#                                          defaults: 10 s, 32 connections, all, 5 PUT rounds
 #   CUMULO_BIN=path/to/cumulo bench/objstore.sh ...            another build (default $CUMULO_BUILD/cumulo)
 #
 # Needs: the cumulo binary (scripts/build.sh release cumulo), nginx, wrk, strace, cc, openssl, python3.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-duration=10; conns=32; only=all
+duration=10; conns=32; only=all; put_rounds=5
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration=$2; shift 2;;
     --connections) conns=$2; shift 2;;
     --only) only=$2; shift 2;;
+    --put-rounds) put_rounds=$2; shift 2;;
     -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
     *) echo "objstore.sh: unknown argument $1 (try --help)" >&2; exit 2;;
   esac
@@ -194,7 +196,6 @@ if [ "$only" != get ]; then
   echo "wrk.body = string.rep(\"x\", 4096)"
   python3 "$work/s3req.py" headers "$s3_port" /bench/put-4k
 } > "$work/put.lua"
-read -r put_rps put_cpu < <(measure "$s3_pid" "http://127.0.0.1:$s3_port/bench/put-4k" -s "$work/put.lua")
 # The fsyncs of a PUT, counted: strace on every thread of the store for a short run.
 strace -f -qq -c -e trace=fsync,fdatasync,sync_file_range -o "$work/strace.out" -p "$s3_pid" &
 strace_pid=$!
@@ -252,7 +253,25 @@ int main(int argc, char** argv) {
 C
 cc -O2 -pthread -o "$work/rawput" "$work/rawput.c"
 mkdir -p "$work/raw"
-put_raw=$("${pin_server[@]}" "$work/rawput" "$work/raw" "$conns" "$duration")
+# This disk's fsync latency drifts between runs more than anything measured here, so the store and the raw loop
+# alternate in rounds (store first in odd rounds, the raw loop first in even ones) and each round gives one
+# ratio; the table shows the median of the rounds' ratios and their range.
+put_ratios=(); put_store=(); put_raws=(); put_cpus=()
+for r in $(seq "$put_rounds"); do
+  if [ $((r % 2)) -eq 1 ]; then
+    read -r s_rps s_cpu < <(measure "$s3_pid" "http://127.0.0.1:$s3_port/bench/put-4k" -s "$work/put.lua")
+    r_rps=$("${pin_server[@]}" "$work/rawput" "$work/raw" "$conns" "$duration")
+  else
+    r_rps=$("${pin_server[@]}" "$work/rawput" "$work/raw" "$conns" "$duration")
+    read -r s_rps s_cpu < <(measure "$s3_pid" "http://127.0.0.1:$s3_port/bench/put-4k" -s "$work/put.lua")
+  fi
+  put_store+=("$s_rps"); put_raws+=("$r_rps"); put_cpus+=("$s_cpu")
+  put_ratios+=("$(python3 -c "print(f'{$s_rps/$r_rps:.2f}' if $r_rps > 0 else 0)")")
+  echo "objstore.sh: PUT round $r: store $s_rps objects/s (CPU $s_cpu us), raw loop $r_rps objects/s" >&2
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
+put_rps=$(median "${put_store[@]}"); put_raw=$(median "${put_raws[@]}"); put_cpu=$(median "${put_cpus[@]}")
+put_ratio="median $(median "${put_ratios[@]}")x of $put_rounds rounds ($(printf '%s\n' "${put_ratios[@]}" | sort -g | head -1)x-$(printf '%s\n' "${put_ratios[@]}" | sort -g | tail -1)x)"
 fi
 
 # Listing: 100k keys seeded straight into the index (rows sharing one object's data), then paged through.
@@ -278,6 +297,6 @@ cat <<MD
 | GET 4 KiB, read cache on | $g4c_cpu ($g4c_rps) | nginx $g4n_cpu ($g4n_rps) | $(ratio "$g4c_cpu" "$g4n_cpu") |
 | GET 1 MiB, read cache off | $g1_cpu ($g1_rps) | nginx $g1n_cpu ($g1n_rps) | $(ratio "$g1_cpu" "$g1n_cpu"); AES-256-GCM costs $gcm_us_per_mib us/MiB here |
 | GET 1 MiB, read cache on | $g1c_cpu ($g1c_rps) | nginx $g1n_cpu ($g1n_rps) | $(ratio "$g1c_cpu" "$g1n_cpu") |
-| PUT 4 KiB, objects/s ($conns conns; $fsyncs_per_put fsyncs per PUT) | $put_rps (CPU $put_cpu us) | raw C loop, $conns threads, 2 fsyncs per object: $put_raw | $(ratio "$put_rps" "$put_raw") objects/s |
+| PUT 4 KiB, objects/s ($conns conns; $fsyncs_per_put fsyncs per PUT; medians) | $put_rps (CPU $put_cpu us) | raw C loop, $conns threads, 2 fsyncs per object: $put_raw | ${put_ratio:-n/a} objects/s |
 | list $listed keys (s, pages of 1000) | $list_s | | |
 MD
