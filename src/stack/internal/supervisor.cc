@@ -320,10 +320,8 @@ void Supervisor::prepare_state_dir() {
 void Supervisor::check_ports() const {
   const GatewaySpec& gw = stack_.gateway;
   auto check = [](const std::string& address, std::string_view key, const std::string& location) {
-    try {
-      core::listen_tcp(*core::SocketAddress::parse(address), false);  // closed again at once
-    } catch (const std::exception& e) {
-      throw std::runtime_error(location + ": " + std::string(key) + ": " + e.what());
+    if (std::string why; !core::address_free(*core::SocketAddress::parse(address), &why)) {
+      throw std::runtime_error(location + ": " + std::string(key) + ": " + why);
     }
   };
   check(gw.listen, "gateway.listen", gw.listen_location);
@@ -421,10 +419,8 @@ void Supervisor::plan_object_store() {
   prepare_store_secrets(store, state_dir_.string());
   for (StoreNodeSpec& node : store.nodes) {
     if (!node.listen.empty()) {
-      try {
-        core::listen_tcp(*core::SocketAddress::parse(node.listen), false);
-      } catch (const std::exception& e) {
-        throw std::runtime_error(store.location + ": object_store.listen." + node.zone + ": " + e.what());
+      if (std::string why; !core::address_free(*core::SocketAddress::parse(node.listen), &why)) {
+        throw std::runtime_error(store.location + ": object_store.listen." + node.zone + ": " + why);
       }
     } else {
       std::set<uint16_t> avoid = reserved_ports_;
@@ -441,10 +437,8 @@ void Supervisor::plan_object_store() {
 
 void Supervisor::plan_edges() {
   for (EdgeSpec& edge : stack_.edges) {
-    try {
-      core::listen_tcp(*core::SocketAddress::parse(edge.listen), false);
-    } catch (const std::exception& e) {
-      throw std::runtime_error(edge.location + ": edge " + edge.name + ": listen: " + e.what());
+    if (std::string why; !core::address_free(*core::SocketAddress::parse(edge.listen), &why)) {
+      throw std::runtime_error(edge.location + ": edge " + edge.name + ": listen: " + why);
     }
     if (edge.admin.empty()) {
       std::set<uint16_t> avoid = reserved_ports_;
@@ -461,10 +455,8 @@ void Supervisor::plan_edges() {
 void Supervisor::plan_dns() {
   DnsSpec& dns = stack_.dns;
   if (!dns.enabled) return;
-  try {
-    core::listen_tcp(*core::SocketAddress::parse(dns.listen), false);
-  } catch (const std::exception& e) {
-    throw std::runtime_error(dns.location + ": dns.listen: " + e.what());
+  if (std::string why; !core::address_free(*core::SocketAddress::parse(dns.listen), &why)) {
+    throw std::runtime_error(dns.location + ": dns.listen: " + why);
   }
   if (dns.admin.empty()) {
     std::set<uint16_t> avoid = reserved_ports_;
@@ -494,10 +486,8 @@ void Supervisor::plan_database() {
   DatabaseSpec& db = stack_.database;
   if (!db.enabled) return;
   for (const auto& [what, address] : {std::pair{"writer", db.writer}, std::pair{"reader", db.reader}}) {
-    try {
-      core::listen_tcp(*core::SocketAddress::parse(address), false);
-    } catch (const std::exception& e) {
-      throw std::runtime_error(db.location + ": database." + what + ": " + e.what());
+    if (std::string why; !core::address_free(*core::SocketAddress::parse(address), &why)) {
+      throw std::runtime_error(db.location + ": database." + what + ": " + why);
     }
   }
   prepare_database_secret(db, state_dir_.string());
