@@ -26,6 +26,7 @@
 #include "core/log.h"
 #include "core/net.h"
 #include "core/signals.h"
+#include "core/text.h"
 #include "core/workers.h"
 #include "http/client.h"
 #include "http/server.h"
@@ -944,10 +945,6 @@ void Supervisor::print_banner() const {
       ++count;
     }
   }
-  std::vector<size_t> widths(rows.front().size(), 0);
-  for (const auto& row : rows) {
-    for (size_t c = 0; c < row.size(); ++c) widths[c] = std::max(widths[c], row[c].size());
-  }
 
   std::string out = "\nstack \"" + stack_.name + "\" is up (" + std::to_string(count) + " instances in " +
                     std::to_string(stack_.zones.size()) + " zones)\n\n";
@@ -962,14 +959,7 @@ void Supervisor::print_banner() const {
            " policies\n";
   }
   out += "\n";
-  for (const auto& row : rows) {
-    out += "  ";
-    for (size_t c = 0; c < row.size(); ++c) {
-      out += row[c];
-      if (c + 1 < row.size()) out += std::string(widths[c] - row[c].size() + 2, ' ');
-    }
-    out += "\n";
-  }
+  out += core::format_columns(rows, "  ");
   out +=
       "\nInstances are replaced when they die or fail health checks; `cumulo status`, `cumulo instances` and "
       "`cumulo events` show what the groups do. Ctrl-C stops the stack in order: the gateway and the "
