@@ -907,14 +907,9 @@ void Supervisor::write_status() const {
   doc["instances"] = nlohmann::json::array();
   for (const auto& g : groups_) {
     for (const scaling::InstanceView& i : g->instances()) {
-      doc["instances"].push_back({{"id", i.id},
-                                  {"group", i.group},
-                                  {"zone", i.zone},
-                                  {"address", i.address},
-                                  {"pid", i.pid},
-                                  {"state", scaling::to_string(i.state)},
-                                  {"restarts", i.restarts},
-                                  {"log", (state_dir_ / "logs" / (i.id + ".log")).string()}});
+      nlohmann::json j = instance_json(i);
+      j["log"] = (state_dir_ / "logs" / (i.id + ".log")).string();
+      doc["instances"].push_back(std::move(j));
     }
   }
   try {
