@@ -1,6 +1,5 @@
 #include <algorithm>
 #include <cctype>
-#include <cstdio>
 #include <cstring>
 
 #include "core/text.h"
@@ -238,6 +237,12 @@ bool name_from_text(std::string_view text, std::string_view origin_wire, std::st
   return out.size() <= kMaxNameBytes;
 }
 
+void append_decimal_escape(std::string& out, unsigned char ch) {
+  const char escape[4] = {'\\', static_cast<char>('0' + ch / 100), static_cast<char>('0' + ch / 10 % 10),
+                          static_cast<char>('0' + ch % 10)};
+  out.append(escape, sizeof escape);
+}
+
 std::string name_to_text(std::string_view wire) {
   std::string out;
   size_t p = 0;
@@ -251,9 +256,7 @@ std::string name_to_text(std::string_view wire) {
         out.push_back('\\');
         out.push_back(static_cast<char>(ch));
       } else if (ch <= ' ' || ch >= 127) {
-        char buf[8];
-        std::snprintf(buf, sizeof buf, "\\%03u", ch);
-        out += buf;
+        append_decimal_escape(out, ch);
       } else {
         out.push_back(static_cast<char>(ch));
       }

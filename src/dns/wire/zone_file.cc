@@ -195,9 +195,7 @@ std::string quote(std::string_view s) {
       out.push_back('\\');
       out.push_back(static_cast<char>(ch));
     } else if (ch < ' ' || ch >= 127) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\%03u", ch);
-      out += buf;
+      append_decimal_escape(out, ch);
     } else {
       out.push_back(static_cast<char>(ch));
     }

@@ -183,5 +183,25 @@ TEST(DnsWriter, ErrorReplyEchoesQuestionAndOpt) {
   EXPECT_FALSE(d.aa);
 }
 
+// RFC 1035 section 5.1: always three digits; names escape space and the bytes outside printable ASCII, and
+// the escape reads back to the same byte.
+TEST(DnsNameText, DecimalEscape) {
+  std::string out = "a";
+  wire::append_decimal_escape(out, 0);
+  wire::append_decimal_escape(out, 7);
+  wire::append_decimal_escape(out, 32);
+  wire::append_decimal_escape(out, 255);
+  EXPECT_EQ(out, "a\\000\\007\\032\\255");
+
+  const std::string label(
+      "\x04"
+      "a b\xc8",
+      5);  // one label "a b\xc8", then the root
+  EXPECT_EQ(wire::name_to_text(std::string(label) + std::string(1, '\0')), "a\\032b\\200.");
+  std::string back;
+  ASSERT_TRUE(wire::name_from_text("a\\032b\\200.", "", back));
+  EXPECT_EQ(back, std::string(label) + std::string(1, '\0'));
+}
+
 }  // namespace
 }  // namespace cumulo::dns
