@@ -1,9 +1,9 @@
-#include "health/health.h"
-
 #include <gtest/gtest.h>
 
 #include <utility>
 #include <vector>
+
+#include "health/health.h"
 
 namespace cumulo::health {
 namespace {
@@ -24,8 +24,8 @@ TEST(ExpectedCodes, CodesAndRanges) {
 
 TEST(ExpectedCodes, Refused) {
   Ranges r;
-  for (const char* bad : {"", ",", "200,,204", "200, ,204", ",200", "ok", "99", "600", "299-200", "200-", "-200",
-                          "200-299-300", "2OO", "200,,"}) {
+  for (const char* bad : {"", ",", "200,,204", "200, ,204", ",200", "ok", "99", "600", "299-200", "200-",
+                          "-200", "200-299-300", "2OO", "200,,"}) {
     EXPECT_FALSE(parse_expected_codes(bad, r)) << bad;
   }
 }
