@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/files.h"
+#include "core/text.h"
 #include "http/client.h"
 
 namespace cumulo::cli {
@@ -100,20 +101,7 @@ json call(const ControlTarget& t, std::string_view method, const std::string& pa
 }
 
 void print_table(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> widths;
-  for (const auto& row : rows) {
-    widths.resize(std::max(widths.size(), row.size()), 0);
-    for (size_t c = 0; c < row.size(); ++c) widths[c] = std::max(widths[c], row[c].size());
-  }
-  std::string out;
-  for (const auto& row : rows) {
-    for (size_t c = 0; c < row.size(); ++c) {
-      out += row[c];
-      if (c + 1 < row.size()) out += std::string(widths[c] - row[c].size() + 2, ' ');
-    }
-    out += "\n";
-  }
-  std::fputs(out.c_str(), stdout);
+  std::fputs(core::format_columns(rows).c_str(), stdout);
 }
 
 std::string text_of(const json& j) {

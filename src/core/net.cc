@@ -106,6 +106,29 @@ Fd listen_tcp(const SocketAddress& addr, bool reuse_port, int backlog) {
   return fd;
 }
 
+bool address_free(const SocketAddress& addr, std::string* why) {
+  try {
+    listen_tcp(addr, false);  // closed again at once
+    return true;
+  } catch (const std::exception& e) {
+    if (why) *why = e.what();
+    return false;
+  }
+}
+
+int accept_nonblocking(int listen_fd, int* error) {
+  for (;;) {
+    int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      *error = 0;
+      return fd;
+    }
+    if (errno == EINTR || errno == ECONNABORTED) continue;
+    *error = (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : errno;
+    return -1;
+  }
+}
+
 Fd connect_tcp(const SocketAddress& addr, int* error) {
   Fd fd(::socket(addr.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) {

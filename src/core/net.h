@@ -59,6 +59,17 @@ class Fd {
 // the kernel spreads connections over them. Throws std::runtime_error naming the address on failure.
 Fd listen_tcp(const SocketAddress& addr, bool reuse_port, int backlog = 4096);
 
+// Whether a listener could be opened on `addr` now: tries listen_tcp and closes the socket again at once.
+// When it cannot, *why (if given) says why, in listen_tcp's words. For start-up checks that turn a taken port
+// into one clear message instead of a crash loop later.
+bool address_free(const SocketAddress& addr, std::string* why = nullptr);
+
+// Accepts one connection on a non-blocking listener, as a non-blocking close-on-exec socket, retrying on
+// EINTR and on connections aborted while queued (ECONNABORTED). Returns the socket, or -1 with *error set to
+// 0 when none is pending (EAGAIN) or to errno when accepting failed (out of descriptors or memory: the
+// connections stay queued, and the caller logs and backs off as it sees fit).
+int accept_nonblocking(int listen_fd, int* error);
+
 // Starts a non-blocking connect. Returns the socket (connect in progress or done), or an invalid Fd with
 // *error set to errno.
 Fd connect_tcp(const SocketAddress& addr, int* error);

@@ -20,6 +20,12 @@ sigset_t block_signals(std::initializer_list<int> signals) {
   return set;
 }
 
+void unblock_all_signals() {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+}
+
 SignalWatcher::SignalWatcher(EventLoop& loop, const sigset_t& signals, std::function<void(int)> on_signal)
     : loop_(loop),
       on_signal_(std::move(on_signal)),

@@ -18,6 +18,11 @@ namespace cumulo::core {
 // for a SignalWatcher.
 sigset_t block_signals(std::initializer_list<int> signals);
 
+// Clears the signal mask of the calling thread. For a child between fork and exec: the parent blocks the
+// signals it reads from a signalfd, and a mask survives exec, so the program would start deaf to them.
+// Async-signal-safe.
+void unblock_all_signals();
+
 // Calls `on_signal(signo)` on `loop` for each of `signals` (blocked beforehand with block_signals) that
 // arrives.
 class SignalWatcher final : public IoHandler {

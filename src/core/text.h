@@ -1,15 +1,17 @@
 // ASCII text helpers that every component needs: case folding, case-insensitive comparison, RFC 9110 tokens,
-// hex digits, percent-decoding and the pairs of a query string. All are byte-wise and locale-free
-// (std::tolower depends on the locale and is undefined for negative chars), take string_view and allocate
-// only where they return a new string.
+// hex digits, percent-decoding, the pairs of a query string and aligned columns for a terminal. All are
+// byte-wise and locale-free (std::tolower depends on the locale and is undefined for negative chars), take
+// string_view and allocate only where they return a new string.
 //
 // Header-only and dependency-free on purpose: the wire parsers (src/http/wire, src/objstore/wire,
 // src/dns/wire) use these, and fuzz targets link those parsers without the rest of core.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace cumulo::core {
 
@@ -156,6 +158,28 @@ constexpr bool for_each_query_pair(std::string_view query, Fn&& fn) {
       return false;
   }
   return true;
+}
+
+// Rows as left-aligned columns for a terminal: each line starts with `indent`, columns are two spaces apart
+// at their widest cell, the last cell of a row is not padded, and every line ends with a newline. Rows may
+// have fewer cells than others. What `cumulo up` prints as its instance table and the CLI as its listings.
+inline std::string format_columns(const std::vector<std::vector<std::string>>& rows,
+                                  std::string_view indent = {}) {
+  std::vector<size_t> widths;
+  for (const auto& row : rows) {
+    widths.resize(std::max(widths.size(), row.size()), 0);
+    for (size_t c = 0; c < row.size(); ++c) widths[c] = std::max(widths[c], row[c].size());
+  }
+  std::string out;
+  for (const auto& row : rows) {
+    out += indent;
+    for (size_t c = 0; c < row.size(); ++c) {
+      out += row[c];
+      if (c + 1 < row.size()) out.append(widths[c] - row[c].size() + 2, ' ');
+    }
+    out += '\n';
+  }
+  return out;
 }
 
 }  // namespace cumulo::core

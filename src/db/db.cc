@@ -94,10 +94,8 @@ http::Response switchover_response(const core::Result<void, core::Error>& r, con
 }
 
 void check_port_free(const std::string& what, const std::string& address) {
-  try {
-    core::listen_tcp(*core::SocketAddress::parse(address), false);
-  } catch (const std::exception& e) {
-    throw std::runtime_error(what + " " + address + " cannot be used: " + e.what() +
+  if (std::string why; !core::address_free(*core::SocketAddress::parse(address), &why)) {
+    throw std::runtime_error(what + " " + address + " cannot be used: " + why +
                              " (is another server or an earlier cumulo db still running on it?)");
   }
 }

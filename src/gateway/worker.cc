@@ -127,13 +127,13 @@ void Worker::pooled_conn_event(TcpUpstreamConnection* c) {
 
 void Acceptor::on_io(uint32_t) {
   for (int i = 0; i < 256; ++i) {
-    int fd = ::accept4(fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int err = 0;
+    int fd = core::accept_nonblocking(fd_.get(), &err);
     if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      if (err != 0) {
         // Out of descriptors or memory: say so once per burst and let the backlog wait.
         core::log_warn("gateway", "accept failed",
-                       {{"listener", listener_.config.name}, {"error", core::errno_text(errno)}});
+                       {{"listener", listener_.config.name}, {"error", core::errno_text(err)}});
       }
       return;
     }

@@ -5,6 +5,7 @@
 
 #include "core/owner_guard.h"
 #include "http/client.h"
+#include "http/wire/field_lists.h"
 
 namespace cumulo::health {
 
@@ -36,12 +37,11 @@ bool parse_expected_codes(std::string_view text, std::vector<std::pair<int, int>
     auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     return ec == std::errc() && end == s.data() + s.size() && v >= 100 && v <= 599;
   };
-  while (!text.empty()) {
-    auto comma = text.find(',');
-    std::string_view part = text.substr(0, comma);
-    text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
-    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
-    while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
+  if (text.empty()) return false;
+  // One trailing comma ("200,") has always been accepted in configuration files; an empty element elsewhere
+  // has not.
+  if (text.ends_with(',')) text.remove_suffix(1);
+  const bool ok = http::for_each_list_element(text, [&](std::string_view part) {
     int lo = 0, hi = 0;
     auto dash = part.find('-');
     if (dash == std::string_view::npos) {
@@ -51,8 +51,9 @@ bool parse_expected_codes(std::string_view text, std::vector<std::pair<int, int>
       return false;
     }
     out.emplace_back(lo, hi);
-  }
-  return !out.empty();
+    return true;
+  });
+  return ok && !out.empty();
 }
 
 struct HealthChecker::Probe {

@@ -20,6 +20,7 @@
 
 #include "core/log.h"
 #include "core/net.h"
+#include "core/signals.h"
 #include "scaling/instance_provider.h"
 
 extern char** environ;
@@ -248,9 +249,7 @@ InstanceHandle ProcessProvider::start(const LaunchSpec& spec) {
     dfl.sa_handler = SIG_DFL;
     sigemptyset(&dfl.sa_mask);
     for (int sig = 1; sig < NSIG; ++sig) sigaction(sig, &dfl, nullptr);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
+    core::unblock_all_signals();
     dup2(null_fd.get(), STDIN_FILENO);
     dup2(log_fd.get(), STDOUT_FILENO);
     dup2(log_fd.get(), STDERR_FILENO);

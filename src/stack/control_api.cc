@@ -64,22 +64,27 @@ json instances_json(const ControlContext& ctx) {
   json list = json::array();
   for (const scaling::ScalingGroup* g : ctx.groups) {
     for (const scaling::InstanceView& i : g->instances()) {
-      list.push_back({{"id", i.id},
-                      {"group", i.group},
-                      {"zone", i.zone},
-                      {"address", i.address},
-                      {"pid", i.pid},
-                      {"state", scaling::to_string(i.state)},
-                      {"started_at", iso_utc(i.started_at)},
-                      {"cpu_percent", std::round(i.cpu_percent * 10) / 10},
-                      {"rss_bytes", i.rss_bytes},
-                      {"restarts", i.restarts}});
+      json j = instance_json(i);
+      j["started_at"] = iso_utc(i.started_at);
+      j["cpu_percent"] = std::round(i.cpu_percent * 10) / 10;
+      j["rss_bytes"] = i.rss_bytes;
+      list.push_back(std::move(j));
     }
   }
   return json{{"instances", list}};
 }
 
 }  // namespace
+
+json instance_json(const scaling::InstanceView& i) {
+  return {{"id", i.id},
+          {"group", i.group},
+          {"zone", i.zone},
+          {"address", i.address},
+          {"pid", i.pid},
+          {"state", scaling::to_string(i.state)},
+          {"restarts", i.restarts}};
+}
 
 std::string iso_utc(std::chrono::system_clock::time_point t) {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();

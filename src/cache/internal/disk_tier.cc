@@ -9,6 +9,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "http/wire/field_lists.h"
+
 namespace cumulo::cache {
 namespace {
 
@@ -138,15 +140,10 @@ std::shared_ptr<Object> deserialize_object(std::string_view bytes) {
   o->status = static_cast<int>(status);
   // The Cache-Control lines of the stored fields are the object's directives (as build_cache_object read
   // them).
-  std::string_view lines = o->headers;
-  while (!lines.empty()) {
-    size_t eol = lines.find("\r\n");
-    std::string_view line = lines.substr(0, eol);
-    lines = eol == std::string_view::npos ? std::string_view{} : lines.substr(eol + 2);
-    size_t colon = line.find(':');
-    if (colon != std::string_view::npos && http::iequals(line.substr(0, colon), "cache-control"))
-      merge_cache_control(line.substr(colon + 1), o->cache_control);
-  }
+  http::for_each_field_line(o->headers, [&](std::string_view name, std::string_view value, std::string_view) {
+    if (http::iequals(name, "cache-control")) merge_cache_control(value, o->cache_control);
+    return true;
+  });
   return o;
 }
 

@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "cache/policy.h"
+#include "http/wire/content_range.h"
 
 namespace cumulo::cache {
 namespace {
@@ -14,13 +15,6 @@ bool parse_digits(std::string_view s, uint64_t& out) {
     if (c < '0' || c > '9') return false;
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
   return ec == std::errc() && end == s.data() + s.size();
-}
-
-void append_number(std::string& out, uint64_t v) {
-  char buf[24];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  (void)ec;
-  out.append(buf, end);
 }
 
 }  // namespace
@@ -36,12 +30,8 @@ std::string multipart_byteranges(std::string_view body, const std::vector<ByteRa
     // the next delimiter belongs to the delimiter).
     out.append("\r\n--").append(boundary).append("\r\n");
     if (!content_type.empty()) out.append("Content-Type: ").append(content_type).append("\r\n");
-    out.append("Content-Range: bytes ");
-    append_number(out, r.first);
-    out.push_back('-');
-    append_number(out, r.last);
-    out.push_back('/');
-    append_number(out, body.size());
+    out.append("Content-Range: ");
+    http::append_content_range(out, r.first, r.last, body.size());
     out.append("\r\n\r\n");
     out.append(body.substr(r.first, r.last - r.first + 1));
   }

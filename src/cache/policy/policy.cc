@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "core/text.h"
+#include "http/wire/date.h"
 #include "http/wire/field_lists.h"
 
 namespace cumulo::cache {
@@ -241,12 +242,7 @@ uint32_t seen_from(const CacheControl& cc) {
 
 // ---- HTTP-date (RFC 9110 section 5.6.7) ----
 
-constexpr std::array<std::string_view, 12> kMonths = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-// Indexed by std::chrono::weekday::c_encoding(): Sunday is 0.
-constexpr std::array<std::string_view, 7> kDays = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-constexpr std::array<std::string_view, 7> kLongDays = {"Sunday",   "Monday", "Tuesday", "Wednesday",
-                                                       "Thursday", "Friday", "Saturday"};
+// The names are http/wire/date.h's, beside the formatter.
 
 // Reads fixed-width fields of a date; the first failure makes every later read fail.
 struct DateCursor {
@@ -273,8 +269,8 @@ struct DateCursor {
     return v;
   }
   int month() {
-    for (size_t m = 0; ok && m < kMonths.size(); ++m) {
-      if (s.substr(i, 3) == kMonths[m]) {
+    for (size_t m = 0; ok && m < http::kMonthNames.size(); ++m) {
+      if (s.substr(i, 3) == http::kMonthNames[m]) {
         i += 3;
         return static_cast<int>(m) + 1;
       }
@@ -569,7 +565,7 @@ std::optional<int64_t> parse_http_date(std::string_view s, int64_t now) {
   };
   if (s.size() > 3 && s[3] == ',') {
     // IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT"
-    c.one_of(kDays);
+    c.one_of(http::kDayNames);
     c.lit(", ");
     day = c.digits(2);
     c.lit(" ");
@@ -581,7 +577,7 @@ std::optional<int64_t> parse_http_date(std::string_view s, int64_t now) {
     c.lit(" GMT");
   } else if (s.size() > 3 && s[3] == ' ') {
     // asctime-date: "Sun Nov  6 08:49:37 1994"
-    c.one_of(kDays);
+    c.one_of(http::kDayNames);
     c.lit(" ");
     month = c.month();
     c.lit(" ");
@@ -597,7 +593,7 @@ std::optional<int64_t> parse_http_date(std::string_view s, int64_t now) {
     year = c.digits(4);
   } else {
     // rfc850-date: "Sunday, 06-Nov-94 08:49:37 GMT"
-    c.one_of(kLongDays);
+    c.one_of(http::kLongDayNames);
     c.lit(", ");
     day = c.digits(2);
     c.lit("-");

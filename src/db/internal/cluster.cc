@@ -398,9 +398,7 @@ void Cluster::start() {
                        {{"instance", i->spec.name}, {"error", i->last_error}});
       }
     }
-    for (auto& i : instances_)
-      if (i->spec.name != primary_) poll(*i);
-    poll(primary());
+    poll_all();
     Instance& p = primary();
     if (!failover_.active && p.reachable && (p.read_only || p.has_source)) {
       // Left read-only by a switchover that the earlier run did not finish (the target was not promoted: it
@@ -456,9 +454,7 @@ void Cluster::start() {
     if (!wait_ready(*i, kServerStartLimit)) throw std::runtime_error(i->spec.name + ": " + i->last_error);
     apply_users(*i);
   }
-  for (auto& i : instances_)
-    if (i->spec.name != primary_) poll(*i);
-  poll(primary());
+  poll_all();
   if (failover_.active) {
     // Stopped in the middle of a failover: the monitor resumes it (the old primary stays fenced).
     save_state();
@@ -480,9 +476,7 @@ void Cluster::start() {
   save_state();
   event("started", "started: " + p.spec.name + " is the primary, " + std::to_string(instances_.size() - 1) +
                        " replica(s)");
-  for (auto& i : instances_)
-    if (i.get() != &p) poll(*i);
-  poll(p);
+  poll_all();
   last_semi_sync_ = p.semi_sync;
   readers_.clear();
   publish();
@@ -503,6 +497,12 @@ void Cluster::reap_exited() {
     forget_process(*i, i->state == State::kFenced ? State::kFenced : State::kDown);
     i->next_attempt = Clock::now() + kRestartBackoff;
   }
+}
+
+void Cluster::poll_all() {
+  for (auto& i : instances_)
+    if (i->spec.name != primary_) poll(*i);
+  poll(primary());
 }
 
 void Cluster::poll(Instance& inst) {
@@ -640,11 +640,7 @@ void Cluster::check_primary() {
 
 void Cluster::tick() {
   reap_exited();
-  // Replicas first, the primary last: its binlog state is then read after every replica's, so it holds
-  // whatever they received (bounds and errant checks rely on that order).
-  for (auto& i : instances_)
-    if (i->spec.name != primary_) poll(*i);
-  poll(primary());
+  poll_all();
   const uint64_t epoch = epoch_;
   if (failover_.active) {
     continue_failover();

@@ -146,6 +146,9 @@ class Cluster {
   void kill_server(Instance& inst, State next);
   bool process_running(Instance& inst);
   void poll(Instance& inst);
+  // Every instance, the replicas first and the primary last: its binlog state is then read after every
+  // replica's, so it holds whatever they received (bounds and errant checks rely on that order).
+  void poll_all();
   void tick();
   void check_primary();
   void publish();

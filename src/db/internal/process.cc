@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "core/files.h"
+#include "core/signals.h"
 
 namespace cumulo::db {
 
@@ -40,9 +41,7 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& output_path
   pid_t pid = ::fork();
   if (pid == 0) {
     // The parent blocks its stop signals for a signalfd; the child must get them back.
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
+    core::unblock_all_signals();
     signal(SIGPIPE, SIG_DFL);
     ::setpgid(0, 0);  // a Ctrl-C at the terminal reaches cumulo, which stops its servers in order
     ::dup2(in, 0);

@@ -199,12 +199,10 @@ size_t ProxyWorker::waiting_connections() const {
 
 void ProxyWorker::accept_from(Listener& l) {
   for (;;) {
-    int fd = ::accept4(l.fd.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int err = 0;
+    int fd = core::accept_nonblocking(l.fd.get(), &err);
     if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        core::log_warn(kComponent, "accept failed", {{"error", core::errno_text(errno)}});
-      }
+      if (err != 0) core::log_warn(kComponent, "accept failed", {{"error", core::errno_text(err)}});
       return;
     }
     core::set_nodelay(fd);

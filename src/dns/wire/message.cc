@@ -1,6 +1,4 @@
 #include <algorithm>
-#include <cctype>
-#include <cstdio>
 #include <cstring>
 
 #include "core/text.h"
@@ -210,19 +208,9 @@ bool name_from_text(std::string_view text, std::string_view origin_wire, std::st
       continue;
     }
     if (ch == '\\') {
-      if (i + 1 >= text.size()) return false;
-      if (std::isdigit(static_cast<unsigned char>(text[i + 1]))) {
-        if (i + 3 >= text.size() || !std::isdigit(static_cast<unsigned char>(text[i + 2])) ||
-            !std::isdigit(static_cast<unsigned char>(text[i + 3])))
-          return false;
-        int v = (text[i + 1] - '0') * 100 + (text[i + 2] - '0') * 10 + (text[i + 3] - '0');
-        if (v > 255) return false;
-        label.push_back(static_cast<char>(lower(static_cast<uint8_t>(v))));
-        i += 4;
-        continue;
-      }
-      label.push_back(static_cast<char>(lower(static_cast<uint8_t>(text[i + 1]))));
-      i += 2;
+      const int v = read_escape(text, i);
+      if (v < 0) return false;
+      label.push_back(static_cast<char>(lower(static_cast<uint8_t>(v))));
       continue;
     }
     label.push_back(static_cast<char>(lower(static_cast<uint8_t>(ch))));
@@ -238,6 +226,25 @@ bool name_from_text(std::string_view text, std::string_view origin_wire, std::st
   return out.size() <= kMaxNameBytes;
 }
 
+void append_decimal_escape(std::string& out, unsigned char ch) {
+  const char escape[4] = {'\\', static_cast<char>('0' + ch / 100), static_cast<char>('0' + ch / 10 % 10),
+                          static_cast<char>('0' + ch % 10)};
+  out.append(escape, sizeof escape);
+}
+
+int read_escape(std::string_view text, size_t& i) {
+  if (i + 1 >= text.size()) return -1;
+  if (!core::is_digit(text[i + 1])) {
+    i += 2;
+    return static_cast<unsigned char>(text[i - 1]);
+  }
+  if (i + 3 >= text.size() || !core::is_digit(text[i + 2]) || !core::is_digit(text[i + 3])) return -1;
+  const int v = (text[i + 1] - '0') * 100 + (text[i + 2] - '0') * 10 + (text[i + 3] - '0');
+  if (v > 255) return -1;
+  i += 4;
+  return v;
+}
+
 std::string name_to_text(std::string_view wire) {
   std::string out;
   size_t p = 0;
@@ -251,9 +258,7 @@ std::string name_to_text(std::string_view wire) {
         out.push_back('\\');
         out.push_back(static_cast<char>(ch));
       } else if (ch <= ' ' || ch >= 127) {
-        char buf[8];
-        std::snprintf(buf, sizeof buf, "\\%03u", ch);
-        out += buf;
+        append_decimal_escape(out, ch);
       } else {
         out.push_back(static_cast<char>(ch));
       }

@@ -81,6 +81,13 @@ size_t read_name(Cursor& c, uint8_t* out, bool lowercase);
 // name.
 bool name_from_text(std::string_view text, std::string_view origin_wire, std::string& out);
 std::string name_to_text(std::string_view wire);
+// Appends `ch` as the \DDD escape of master files (RFC 1035 section 5.1: three decimal digits), for bytes
+// that cannot stand as themselves; which bytes those are is each caller's (names, character-strings).
+void append_decimal_escape(std::string& out, unsigned char ch);
+// Reads the escape that starts at text[i] (a backslash): \DDD as that byte, \X as X. Advances `i` past it
+// and returns the byte, or returns -1 for an escape cut short or a \DDD above 255. For names and
+// character-strings alike.
+int read_escape(std::string_view text, size_t& i);
 // Number of labels, the root not counted.
 int label_count(std::string_view wire);
 // True when `name` equals `zone` or lies below it (both lowercase wire).

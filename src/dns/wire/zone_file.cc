@@ -23,24 +23,14 @@ struct Entry {
 // Decodes \X and \DDD in a character string; false on a bad escape.
 bool decode_escapes(std::string_view in, std::string& out) {
   out.clear();
-  for (size_t i = 0; i < in.size(); ++i) {
+  for (size_t i = 0; i < in.size();) {
     if (in[i] != '\\') {
-      out.push_back(in[i]);
+      out.push_back(in[i++]);
       continue;
     }
-    if (i + 1 >= in.size()) return false;
-    if (std::isdigit(static_cast<unsigned char>(in[i + 1]))) {
-      if (i + 3 >= in.size() || !std::isdigit(static_cast<unsigned char>(in[i + 2])) ||
-          !std::isdigit(static_cast<unsigned char>(in[i + 3])))
-        return false;
-      int v = (in[i + 1] - '0') * 100 + (in[i + 2] - '0') * 10 + (in[i + 3] - '0');
-      if (v > 255) return false;
-      out.push_back(static_cast<char>(v));
-      i += 3;
-    } else {
-      out.push_back(in[i + 1]);
-      i += 1;
-    }
+    const int v = read_escape(in, i);
+    if (v < 0) return false;
+    out.push_back(static_cast<char>(v));
   }
   return true;
 }
@@ -195,9 +185,7 @@ std::string quote(std::string_view s) {
       out.push_back('\\');
       out.push_back(static_cast<char>(ch));
     } else if (ch < ' ' || ch >= 127) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\%03u", ch);
-      out += buf;
+      append_decimal_escape(out, ch);
     } else {
       out.push_back(static_cast<char>(ch));
     }

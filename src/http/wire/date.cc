@@ -1,7 +1,6 @@
 #include "http/wire/date.h"
 
 #include <algorithm>
-#include <array>
 #include <chrono>
 #include <string_view>
 
@@ -9,9 +8,6 @@ namespace cumulo::http {
 
 namespace {
 constexpr int64_t kLastDate = 253402300799;  // 9999-12-31 23:59:59
-constexpr std::array<std::string_view, 12> kMonths = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-constexpr std::array<std::string_view, 7> kDays = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
 }  // namespace
 
 size_t format_http_date(int64_t t, char out[30]) {
@@ -20,8 +16,8 @@ size_t format_http_date(int64_t t, char out[30]) {
   const sys_days day_point{std::chrono::days{t / 86400}};
   const year_month_day ymd{day_point};
   const int64_t s = t % 86400;
-  const std::string_view wd = kDays[weekday{day_point}.c_encoding()];
-  const std::string_view mon = kMonths[static_cast<unsigned>(ymd.month()) - 1];
+  const std::string_view wd = kDayNames[weekday{day_point}.c_encoding()];
+  const std::string_view mon = kMonthNames[static_cast<unsigned>(ymd.month()) - 1];
   const auto two = [](char* p, int64_t v) {
     p[0] = static_cast<char>('0' + v / 10);
     p[1] = static_cast<char>('0' + v % 10);

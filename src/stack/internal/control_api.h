@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,10 @@ struct ControlContext {
 };
 
 http::Response handle_control_request(const http::Request& request, const ControlContext& context);
+
+// An instance as JSON, the fields every view of it shares: id, group, zone, address, pid, state and restarts.
+// GET /v1/instances adds its start and usage, the supervisor's stack.json its log file.
+nlohmann::json instance_json(const scaling::InstanceView& instance);
 
 // "2026-11-23T16:00:00.123Z".
 std::string iso_utc(std::chrono::system_clock::time_point t);

@@ -26,6 +26,7 @@
 #include "core/log.h"
 #include "core/net.h"
 #include "core/signals.h"
+#include "core/text.h"
 #include "core/workers.h"
 #include "http/client.h"
 #include "http/server.h"
@@ -320,10 +321,8 @@ void Supervisor::prepare_state_dir() {
 void Supervisor::check_ports() const {
   const GatewaySpec& gw = stack_.gateway;
   auto check = [](const std::string& address, std::string_view key, const std::string& location) {
-    try {
-      core::listen_tcp(*core::SocketAddress::parse(address), false);  // closed again at once
-    } catch (const std::exception& e) {
-      throw std::runtime_error(location + ": " + std::string(key) + ": " + e.what());
+    if (std::string why; !core::address_free(*core::SocketAddress::parse(address), &why)) {
+      throw std::runtime_error(location + ": " + std::string(key) + ": " + why);
     }
   };
   check(gw.listen, "gateway.listen", gw.listen_location);
@@ -421,10 +420,8 @@ void Supervisor::plan_object_store() {
   prepare_store_secrets(store, state_dir_.string());
   for (StoreNodeSpec& node : store.nodes) {
     if (!node.listen.empty()) {
-      try {
-        core::listen_tcp(*core::SocketAddress::parse(node.listen), false);
-      } catch (const std::exception& e) {
-        throw std::runtime_error(store.location + ": object_store.listen." + node.zone + ": " + e.what());
+      if (std::string why; !core::address_free(*core::SocketAddress::parse(node.listen), &why)) {
+        throw std::runtime_error(store.location + ": object_store.listen." + node.zone + ": " + why);
       }
     } else {
       std::set<uint16_t> avoid = reserved_ports_;
@@ -441,10 +438,8 @@ void Supervisor::plan_object_store() {
 
 void Supervisor::plan_edges() {
   for (EdgeSpec& edge : stack_.edges) {
-    try {
-      core::listen_tcp(*core::SocketAddress::parse(edge.listen), false);
-    } catch (const std::exception& e) {
-      throw std::runtime_error(edge.location + ": edge " + edge.name + ": listen: " + e.what());
+    if (std::string why; !core::address_free(*core::SocketAddress::parse(edge.listen), &why)) {
+      throw std::runtime_error(edge.location + ": edge " + edge.name + ": listen: " + why);
     }
     if (edge.admin.empty()) {
       std::set<uint16_t> avoid = reserved_ports_;
@@ -461,10 +456,8 @@ void Supervisor::plan_edges() {
 void Supervisor::plan_dns() {
   DnsSpec& dns = stack_.dns;
   if (!dns.enabled) return;
-  try {
-    core::listen_tcp(*core::SocketAddress::parse(dns.listen), false);
-  } catch (const std::exception& e) {
-    throw std::runtime_error(dns.location + ": dns.listen: " + e.what());
+  if (std::string why; !core::address_free(*core::SocketAddress::parse(dns.listen), &why)) {
+    throw std::runtime_error(dns.location + ": dns.listen: " + why);
   }
   if (dns.admin.empty()) {
     std::set<uint16_t> avoid = reserved_ports_;
@@ -494,10 +487,8 @@ void Supervisor::plan_database() {
   DatabaseSpec& db = stack_.database;
   if (!db.enabled) return;
   for (const auto& [what, address] : {std::pair{"writer", db.writer}, std::pair{"reader", db.reader}}) {
-    try {
-      core::listen_tcp(*core::SocketAddress::parse(address), false);
-    } catch (const std::exception& e) {
-      throw std::runtime_error(db.location + ": database." + what + ": " + e.what());
+    if (std::string why; !core::address_free(*core::SocketAddress::parse(address), &why)) {
+      throw std::runtime_error(db.location + ": database." + what + ": " + why);
     }
   }
   prepare_database_secret(db, state_dir_.string());
@@ -916,14 +907,9 @@ void Supervisor::write_status() const {
   doc["instances"] = nlohmann::json::array();
   for (const auto& g : groups_) {
     for (const scaling::InstanceView& i : g->instances()) {
-      doc["instances"].push_back({{"id", i.id},
-                                  {"group", i.group},
-                                  {"zone", i.zone},
-                                  {"address", i.address},
-                                  {"pid", i.pid},
-                                  {"state", scaling::to_string(i.state)},
-                                  {"restarts", i.restarts},
-                                  {"log", (state_dir_ / "logs" / (i.id + ".log")).string()}});
+      nlohmann::json j = instance_json(i);
+      j["log"] = (state_dir_ / "logs" / (i.id + ".log")).string();
+      doc["instances"].push_back(std::move(j));
     }
   }
   try {
@@ -954,10 +940,6 @@ void Supervisor::print_banner() const {
       ++count;
     }
   }
-  std::vector<size_t> widths(rows.front().size(), 0);
-  for (const auto& row : rows) {
-    for (size_t c = 0; c < row.size(); ++c) widths[c] = std::max(widths[c], row[c].size());
-  }
 
   std::string out = "\nstack \"" + stack_.name + "\" is up (" + std::to_string(count) + " instances in " +
                     std::to_string(stack_.zones.size()) + " zones)\n\n";
@@ -972,14 +954,7 @@ void Supervisor::print_banner() const {
            " policies\n";
   }
   out += "\n";
-  for (const auto& row : rows) {
-    out += "  ";
-    for (size_t c = 0; c < row.size(); ++c) {
-      out += row[c];
-      if (c + 1 < row.size()) out += std::string(widths[c] - row[c].size() + 2, ' ');
-    }
-    out += "\n";
-  }
+  out += core::format_columns(rows, "  ");
   out +=
       "\nInstances are replaced when they die or fail health checks; `cumulo status`, `cumulo instances` and "
       "`cumulo events` show what the groups do. Ctrl-C stops the stack in order: the gateway and the "

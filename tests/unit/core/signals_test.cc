@@ -32,5 +32,20 @@ TEST(SignalWatcher, BlockedSignalsArriveOnTheLoop) {
   EXPECT_EQ(seen, (std::vector<int>{SIGUSR1, SIGUSR2}));
 }
 
+// What a child runs between fork and exec: every signal the parent blocked is deliverable again.
+TEST(Signals, UnblockAllSignalsClearsTheMask) {
+  sigset_t blocked;
+  sigemptyset(&blocked);
+  sigaddset(&blocked, SIGUSR1);
+  sigaddset(&blocked, SIGTERM);
+  sigset_t saved;
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &blocked, &saved), 0);
+  unblock_all_signals();
+  sigset_t now;
+  ASSERT_EQ(pthread_sigmask(SIG_SETMASK, nullptr, &now), 0);
+  for (int sig = 1; sig < NSIG; ++sig) EXPECT_EQ(sigismember(&now, sig), 0) << sig;
+  ASSERT_EQ(pthread_sigmask(SIG_SETMASK, &saved, nullptr), 0);
+}
+
 }  // namespace
 }  // namespace cumulo::core

@@ -117,5 +117,19 @@ TEST(Text, QueryPairsAsSent) {
       for_each_query_pair("", [](std::string_view, std::string_view, std::string_view) { return false; }));
 }
 
+// The widest cell sets each column's width, two spaces apart; short rows and the unpadded last cell keep
+// lines free of trailing blanks.
+TEST(FormatColumns, AlignsOnTheWidestCell) {
+  const std::vector<std::vector<std::string>> rows = {
+      {"NAME", "ZONE", "STATE"}, {"gateway", "-", "ready"}, {"web-1", "zone-a"}, {}};
+  EXPECT_EQ(format_columns(rows),
+            "NAME     ZONE    STATE\n"
+            "gateway  -       ready\n"
+            "web-1    zone-a\n"
+            "\n");
+  EXPECT_EQ(format_columns({{"a", "bb"}, {"ccc", "d"}}, "  "), "  a    bb\n  ccc  d\n");
+  EXPECT_EQ(format_columns({}), "");
+}
+
 }  // namespace
 }  // namespace cumulo::core

@@ -183,5 +183,51 @@ TEST(DnsWriter, ErrorReplyEchoesQuestionAndOpt) {
   EXPECT_FALSE(d.aa);
 }
 
+// RFC 1035 section 5.1: always three digits; names escape space and the bytes outside printable ASCII, and
+// the escape reads back to the same byte.
+TEST(DnsNameText, DecimalEscape) {
+  std::string out = "a";
+  wire::append_decimal_escape(out, 0);
+  wire::append_decimal_escape(out, 7);
+  wire::append_decimal_escape(out, 32);
+  wire::append_decimal_escape(out, 255);
+  EXPECT_EQ(out, "a\\000\\007\\032\\255");
+
+  const std::string label(
+      "\x04"
+      "a b\xc8",
+      5);  // one label "a b\xc8", then the root
+  EXPECT_EQ(wire::name_to_text(std::string(label) + std::string(1, '\0')), "a\\032b\\200.");
+  std::string back;
+  ASSERT_TRUE(wire::name_from_text("a\\032b\\200.", "", back));
+  EXPECT_EQ(back, std::string(label) + std::string(1, '\0'));
+}
+
+// The reading side: \DDD as its byte, \X as X, the position after the escape; cut short or above 255 is -1.
+TEST(DnsNameText, ReadEscape) {
+  const auto read = [](std::string_view text, size_t at, size_t expect_next) {
+    size_t i = at;
+    const int v = wire::read_escape(text, i);
+    EXPECT_EQ(i, v < 0 ? at : expect_next) << text;
+    return v;
+  };
+  EXPECT_EQ(read("\\065", 0, 4), 65);
+  EXPECT_EQ(read("a\\255b", 1, 5), 255);
+  EXPECT_EQ(read("\\000", 0, 4), 0);
+  EXPECT_EQ(read("\\.x", 0, 2), '.');
+  EXPECT_EQ(read("\\\xc8", 0, 2), 0xc8);
+  EXPECT_EQ(read("\\256", 0, 0), -1);
+  EXPECT_EQ(read("\\06", 0, 0), -1);
+  EXPECT_EQ(read("\\0a5", 0, 0), -1);
+  EXPECT_EQ(read("\\", 0, 0), -1);
+  std::string wire_name;
+  EXPECT_FALSE(wire::name_from_text("a\\25.", "", wire_name));
+  ASSERT_TRUE(wire::name_from_text("A\\.B\\066.", "", wire_name));
+  EXPECT_EQ(wire_name, std::string("\x04"
+                                   "a.bb",
+                                   5) +
+                           std::string(1, '\0'));
+}
+
 }  // namespace
 }  // namespace cumulo::dns

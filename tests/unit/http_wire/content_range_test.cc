@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+
 namespace cumulo::http {
 namespace {
 
@@ -12,6 +14,18 @@ TEST(ContentRange, RangeRespAndUnsatisfiedRange) {
             "bytes 0-18446744073709551614/18446744073709551615");
   EXPECT_EQ(unsatisfied_content_range(0), "bytes */0");
   EXPECT_EQ(unsatisfied_content_range(4096), "bytes */4096");
+}
+
+// The appending form adds to what is there and, with room reserved, does not reallocate.
+TEST(ContentRange, AppendsInPlace) {
+  std::string out = "Content-Range: ";
+  out.reserve(128);
+  const char* data = out.data();
+  append_content_range(out, 0, 18446744073709551614u, 18446744073709551615u);
+  EXPECT_EQ(out, "Content-Range: bytes 0-18446744073709551614/18446744073709551615");
+  EXPECT_EQ(out.data(), data);
+  append_content_range(out, 5, 9, 10);
+  EXPECT_EQ(out, "Content-Range: bytes 0-18446744073709551614/18446744073709551615bytes 5-9/10");
 }
 
 }  // namespace

@@ -145,6 +145,26 @@ TEST_F(ControlApiTest, CustomMetrics) {
   EXPECT_EQ(call("POST", "/v1/metrics", R"({"group":"web","value":1})").status, 400);
 }
 
+// The fields every view of an instance shares; each view adds its own.
+TEST(InstanceJson, SharedFields) {
+  scaling::InstanceView v;
+  v.id = "web-1";
+  v.group = "web";
+  v.zone = "zone-a";
+  v.address = "127.0.0.1:9001";
+  v.pid = 4242;
+  v.state = scaling::InstanceState::kInService;
+  v.restarts = 2;
+  v.cpu_percent = 12.5;
+  EXPECT_EQ(instance_json(v), json({{"id", "web-1"},
+                                    {"group", "web"},
+                                    {"zone", "zone-a"},
+                                    {"address", "127.0.0.1:9001"},
+                                    {"pid", 4242},
+                                    {"state", scaling::to_string(scaling::InstanceState::kInService)},
+                                    {"restarts", 2}}));
+}
+
 TEST(GatewayAdminBodies, ParsesTargetsAndStats) {
   GatewayView v;
   ASSERT_TRUE(parse_targets_body(
