@@ -13,6 +13,7 @@
 #include "core/swap_remove.h"
 #include "http/transport.h"
 #include "http/wire/h1.h"
+#include "http/wire/response_reader.h"
 
 namespace cumulo::http {
 
@@ -116,14 +117,18 @@ class ClientCore {
   // Failures found inside request() are reported from the loop, so `done` never runs inside request().
   core::Timer failure_timer;
   std::vector<std::pair<std::function<void(ClientResponse)>, core::Error>> failures;
-  ResponseHead head;  // scratch: the parser fills it only on a complete head, which is copied out at once
   bool destroying = false;
 };
 
 class ClientConn final : public core::IoHandler {
  public:
   ClientConn(ClientCore& cl, const core::SocketAddress& to, const PoolKey& key, std::unique_ptr<Transport> t)
-      : key(key), cl_(cl), addr_(to), tr_(std::move(t)), timer_(cl.loop, [this] { on_timer(); }) {}
+      : key(key),
+        cl_(cl),
+        addr_(to),
+        tr_(std::move(t)),
+        timer_(cl.loop, [this] { on_timer(); }),
+        reader_(cl.opts.max_response_bytes) {}
 
   // core::IoHandler
   void on_io(uint32_t events) override {
@@ -158,9 +163,6 @@ class ClientConn final : public core::IoHandler {
   void drive();
   bool write_request();
   bool read_response();
-  void on_head();
-  void read_body_bytes();
-  bool gather(const char* p, size_t n);
   void finish();
   void fail(core::Error error);
   void on_timer();
@@ -170,19 +172,14 @@ class ClientConn final : public core::IoHandler {
   core::SocketAddress addr_;
   std::unique_ptr<Transport> tr_;
   core::Timer timer_;
-  ResponseParser parser_;
-  ChunkedDecoder chunked_;
+  ResponseReader reader_;
   Buffer in_;
   Buffer out_;
   Exchange ex_;
-  ClientResponse resp_;
   size_t body_off_ = 0;
-  uint64_t body_left_ = 0;
   State state_ = State::kConnecting;
-  BodyKind body_kind_ = BodyKind::kNone;
   bool has_exchange_ = false;
   bool reused_ = false;
-  bool in_body_ = false;
   bool got_bytes_ = false;
   bool reusable_ = false;
   bool request_close_ = false;  // the request said Connection: close
@@ -195,10 +192,9 @@ void ClientConn::start(Exchange&& ex, bool reused) {
   ex_ = std::move(ex);
   has_exchange_ = true;
   reused_ = reused;
-  in_body_ = got_bytes_ = write_failed_ = request_close_ = false;
+  got_bytes_ = write_failed_ = request_close_ = false;
   body_off_ = 0;
-  resp_ = ClientResponse{};
-  parser_.reset();
+  reader_.start(ex_.method);
   timer_.arm_at(ex_.deadline);
 
   const ClientRequest& r = ex_.req;
@@ -318,7 +314,7 @@ bool ClientConn::read_response() {
     if (need_bytes) {
       if (in_.full()) {
         fail(failure("bad_response",
-                     in_body_
+                     reader_.head_read()
                          ? "bad response: chunk framing over " + std::to_string(Buffer::kCapacity) + " bytes"
                          : "bad response: head over " + std::to_string(Buffer::kCapacity) + " bytes"));
         return false;
@@ -327,8 +323,7 @@ bool ClientConn::read_response() {
       if (n == kWouldBlock) return false;
       if (n > 0) {
         got_bytes_ = true;
-        need_bytes = false;
-      } else if (n == 0 && in_body_ && body_kind_ == BodyKind::kUntilClose) {
+      } else if (n == 0 && reader_.finish_at_close() == ResponseReader::Step::kDone) {
         reusable_ = false;
         finish();
         return true;
@@ -350,107 +345,20 @@ bool ClientConn::read_response() {
         return false;
       }
     }
-    // Each step below may end the exchange (finish or fail); the state then says what comes next, possibly a
-    // new exchange that `done` started on this very connection.
-    if (!in_body_) {
-      ParseStatus st = parser_.parse(in_.view(), ex_.method, cl_.head);
-      if (st == ParseStatus::kNeedMore) {
-        need_bytes = true;
-        continue;
-      }
-      if (st != ParseStatus::kComplete) {
-        fail(failure("bad_response", std::string("bad response: ") + parser_.error().reason));
-        return false;
-      }
-      on_head();
-      if (state_ != State::kReading) return true;
-      need_bytes = in_.empty();
-      continue;
+    // The reader takes what it can; what stays in the buffer is an incomplete head or chunk framing.
+    size_t used = 0;
+    ResponseReader::Step st = reader_.feed(in_.view(), used);
+    in_.consume(used);
+    if (st == ResponseReader::Step::kFailed) {
+      fail(reader_.error());
+      return false;
     }
-    size_t before = in_.size();
-    read_body_bytes();
-    if (state_ != State::kReading) return true;
-    need_bytes = in_.empty() || in_.size() == before;
-  }
-}
-
-// Copies a complete head out of the receive buffer.
-void ClientConn::on_head() {
-  const ResponseHead& h = cl_.head;
-  if (h.status >= 100 && h.status < 200 && h.status != 101) {
-    in_.consume(h.head_bytes);  // interim responses (100 Continue, 103) precede the real one
-    parser_.reset();
-    return;
-  }
-  resp_.status = h.status;
-  resp_.headers.clear();
-  resp_.headers.reserve(h.header_count);
-  for (size_t i = 0; i < h.header_count; ++i)
-    resp_.headers.emplace_back(std::string(h.headers[i].name), std::string(h.headers[i].value));
-  body_kind_ = h.body;
-  body_left_ = h.content_length;
-  reusable_ = h.keep_alive && !request_close_ && !write_failed_ && h.body != BodyKind::kUntilClose;
-  in_.consume(h.head_bytes);
-  in_body_ = true;
-  if (body_kind_ == BodyKind::kContentLength) {
-    if (body_left_ > cl_.opts.max_response_bytes) {
-      fail(failure("too_large", "bad response: body of " + std::to_string(body_left_) +
-                                    " bytes is over the limit of " +
-                                    std::to_string(cl_.opts.max_response_bytes)));
-      return;
-    }
-    resp_.body.reserve(body_left_);
-  } else if (body_kind_ == BodyKind::kChunked) {
-    chunked_.reset();
-  }
-  if (body_kind_ == BodyKind::kNone || (body_kind_ == BodyKind::kContentLength && body_left_ == 0)) finish();
-}
-
-bool ClientConn::gather(const char* p, size_t n) {
-  if (resp_.body.size() + n > cl_.opts.max_response_bytes) {
-    fail(failure("too_large", "bad response: body over the limit of " +
-                                  std::to_string(cl_.opts.max_response_bytes) + " bytes"));
-    return false;
-  }
-  resp_.body.append(p, n);
-  return true;
-}
-
-// Takes what body bytes it can from in_.
-void ClientConn::read_body_bytes() {
-  switch (body_kind_) {
-    case BodyKind::kContentLength: {
-      size_t n = static_cast<size_t>(std::min<uint64_t>(in_.size(), body_left_));
-      if (!gather(in_.data(), n)) return;
-      in_.consume(n);
-      body_left_ -= n;
-      if (body_left_ == 0) finish();
-      return;
-    }
-    case BodyKind::kChunked:
-      while (!in_.empty()) {
-        size_t consumed = 0;
-        std::string_view payload;
-        ParseStatus st = chunked_.decode(in_.view(), consumed, payload);
-        if (!payload.empty() && !gather(payload.data(), payload.size())) return;
-        in_.consume(consumed);
-        if (st == ParseStatus::kComplete) {
-          finish();
-          return;
-        }
-        if (st != ParseStatus::kNeedMore) {
-          fail(failure("bad_response", std::string("bad response: ") + chunked_.error().reason));
-          return;
-        }
-        if (consumed == 0) return;
-      }
-      return;
-    case BodyKind::kUntilClose:
-      if (gather(in_.data(), in_.size())) in_.consume(in_.size());
-      return;
-    case BodyKind::kNone:
+    if (st == ResponseReader::Step::kDone) {
+      reusable_ = reader_.keep_alive() && !request_close_ && !write_failed_;
       finish();
-      return;
+      return true;  // the state says what comes next: `done` may have started another exchange here
+    }
+    need_bytes = true;
   }
 }
 
@@ -459,8 +367,10 @@ void ClientConn::finish() {
   // Bytes beyond the response mean the server and we disagree about framing: never reuse such a connection.
   bool reuse = reusable_ && in_.empty() && !cl_.destroying;
   auto done = take_done();
-  ClientResponse resp = std::move(resp_);
-  resp_ = ClientResponse{};
+  ClientResponse resp;
+  resp.status = reader_.status();
+  resp.headers = std::move(reader_.headers());
+  resp.body = std::move(reader_.body());
   ex_ = Exchange{};
   if (reuse) {
     state_ = State::kIdle;

@@ -15,12 +15,12 @@
 
 #include "core/event_loop.h"
 #include "core/net.h"
+#include "http/wire/h1.h"
 
 namespace cumulo::http {
 
 class TlsServerContext;
 class BodySink;
-using HeaderList = std::vector<std::pair<std::string, std::string>>;
 // The value of the first header named `name` (case-insensitive) in `headers`; empty when absent. The lookup
 // of Request::header and ClientResponse::header.
 std::string_view header_value(const HeaderList& headers, std::string_view name);

@@ -4,7 +4,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "core/text.h"
 
@@ -166,6 +169,9 @@ class ChunkedDecoder {
   size_t trailer_bytes_ = 0;
   ParseError error_;
 };
+
+// Header fields as (name, value) pairs, in order, for messages kept beyond the buffer they were read from.
+using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
 Method method_from_string(std::string_view name);
 using core::iequals;  // ASCII case-insensitive, for field names and tokens

@@ -23,6 +23,7 @@
 #include "core/net.h"
 #include "core/text.h"
 #include "http/wire/h1.h"
+#include "http/wire/response_reader.h"
 #include "objstore/internal/auth.h"
 #include "objstore/wire/sigv4.h"
 
@@ -104,87 +105,36 @@ class PeerConnection {
     return true;
   }
 
-  // Reads one response with the project's HTTP/1.1 parser (http/wire/h1.h): interim 1xx responses skipped,
-  // a body framed by Content-Length, chunked or the end of the connection. False (with err) on an I/O error
-  // or a response the parser refuses; keep_alive is false when the connection cannot carry another request.
+  // Reads one response with the project's response reader (http/wire/response_reader.h, as http::Client
+  // does): interim 1xx responses skipped, a body framed by Content-Length, chunked or the end of the
+  // connection. False (with err) on an I/O error or a response the reader refuses; keep_alive is false when
+  // the connection cannot carry another request.
   bool read_response(http::Method method, int& status, std::string& body, bool& keep_alive,
                      std::string& err) {
+    http::ResponseReader reader(kMaxResponseBytes);
+    reader.start(method);
     std::string in;
-    http::ResponseParser parser;
-    http::ResponseHead head;
     char tmp[16384];
     for (;;) {
-      http::ParseStatus st = parser.parse(in, method, head);
-      if (st == http::ParseStatus::kNeedMore) {
-        if (!recv_some(tmp, sizeof tmp, in, err)) return false;
-        continue;
-      }
-      if (st != http::ParseStatus::kComplete) {
-        err = std::string("bad response: ") + parser.error().reason;
+      size_t used = 0;
+      http::ResponseReader::Step st = reader.feed(in, used);
+      in.erase(0, used);
+      if (st == http::ResponseReader::Step::kDone) break;
+      if (st == http::ResponseReader::Step::kFailed) {
+        err = reader.error().message;
         return false;
       }
-      if (head.status >= 200) break;
-      in.erase(0, head.head_bytes);  // 100 Continue, 103 Early Hints: the real response follows
-      parser.reset();
-    }
-    status = head.status;
-    keep_alive = head.keep_alive;
-    const http::BodyKind kind = head.body;
-    const uint64_t length = head.content_length;
-    in.erase(0, head.head_bytes);  // the head's views end here
-    body.clear();
-    auto too_large = [&] {
-      err = "bad response: body over " + std::to_string(kMaxResponseBytes) + " bytes";
-      return false;
-    };
-    switch (kind) {
-      case http::BodyKind::kNone:
-        break;
-      case http::BodyKind::kContentLength:
-        if (length > kMaxResponseBytes) return too_large();
-        body = std::move(in);
-        in.clear();
-        while (body.size() < length)
-          if (!recv_some(tmp, std::min<size_t>(sizeof tmp, length - body.size()), body, err)) return false;
-        break;
-      case http::BodyKind::kChunked: {
-        http::ChunkedDecoder chunks;
-        for (;;) {
-          size_t consumed = 0;
-          std::string_view payload;
-          http::ParseStatus st =
-              in.empty() ? http::ParseStatus::kNeedMore : chunks.decode(in, consumed, payload);
-          if (body.size() + payload.size() > kMaxResponseBytes) return too_large();
-          body.append(payload);
-          in.erase(0, consumed);
-          if (st == http::ParseStatus::kComplete) break;
-          if (st != http::ParseStatus::kNeedMore) {
-            err = std::string("bad response: ") + chunks.error().reason;
-            return false;
-          }
-          if (consumed == 0 && !recv_some(tmp, sizeof tmp, in, err)) return false;
-        }
-        break;
+      std::string why;
+      if (!recv_some(tmp, sizeof tmp, in, why)) {
+        if (why == kClosedByPeer && reader.finish_at_close() == http::ResponseReader::Step::kDone) break;
+        err = std::move(why);
+        return false;
       }
-      case http::BodyKind::kUntilClose:
-        keep_alive = false;
-        body = std::move(in);
-        in.clear();
-        for (;;) {
-          if (body.size() > kMaxResponseBytes) return too_large();
-          std::string why;
-          if (!recv_some(tmp, sizeof tmp, body, why)) {
-            if (why != kClosedByPeer) {
-              err = std::move(why);
-              return false;
-            }
-            break;
-          }
-        }
-        break;
     }
+    status = reader.status();
+    body = std::move(reader.body());
     // Bytes after the response: the peer and this side disagree on framing, so the connection goes.
-    if (!in.empty()) keep_alive = false;
+    keep_alive = reader.keep_alive() && in.empty();
     return true;
   }
 
