@@ -44,7 +44,8 @@ ResponseReader::Step ResponseReader::feed(std::string_view in, size_t& used) {
     ResponseHead h;
     ParseStatus st = parser_.parse(in.substr(used), method_, h);
     if (st == ParseStatus::kNeedMore) return Step::kNeedMore;
-    if (st != ParseStatus::kComplete) return fail("bad_response", std::string("bad response: ") + parser_.error().reason);
+    if (st != ParseStatus::kComplete)
+      return fail("bad_response", std::string("bad response: ") + parser_.error().reason);
     if (h.status < 200 && h.status != 101) {  // 100 Continue, 103 Early Hints: the real response follows
       used += h.head_bytes;
       parser_.reset();
@@ -99,7 +100,7 @@ ResponseReader::Step ResponseReader::finish_at_close() {
   if (done_ != Step::kNeedMore) return done_;
   if (in_body_ && kind_ == BodyKind::kUntilClose) return done_ = Step::kDone;
   return fail("bad_response", in_body_ ? "bad response: connection closed before the end of the response"
-                                        : "bad response: connection closed before the end of the head");
+                                       : "bad response: connection closed before the end of the head");
 }
 
 }  // namespace cumulo::http

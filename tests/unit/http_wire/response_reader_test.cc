@@ -43,12 +43,14 @@ TEST(ResponseReader, ContentLengthBodyOverEverySplitAfterAnInterimResponse) {
     ASSERT_EQ(r.headers().size(), 2u);
     EXPECT_EQ(r.headers()[1].first, "X-A");
     EXPECT_TRUE(r.keep_alive());
-    EXPECT_EQ(left, std::string_view("HTTP/1.1 204").size()) << "the next response's bytes stay with the caller";
+    EXPECT_EQ(left, std::string_view("HTTP/1.1 204").size())
+        << "the next response's bytes stay with the caller";
   }
 }
 
 TEST(ResponseReader, ChunkedBodyWithTrailers) {
-  const std::string in = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nT: v\r\n\r\n";
+  const std::string in =
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nT: v\r\n\r\n";
   for (size_t piece : {size_t{1}, size_t{7}, in.size()}) {
     ResponseReader r;
     r.start(Method::kGet);
@@ -88,8 +90,9 @@ TEST(ResponseReader, BodiesOverTheLimitFailAsTooLarge) {
   EXPECT_EQ(declared.error().kind, "too_large");
   ResponseReader chunked(4);
   chunked.start(Method::kGet);
-  EXPECT_EQ(chunked.feed("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n", used),
-            Step::kFailed);
+  EXPECT_EQ(
+      chunked.feed("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n", used),
+      Step::kFailed);
   EXPECT_EQ(chunked.error().kind, "too_large");
   EXPECT_EQ(chunked.feed("0\r\n\r\n", used), Step::kFailed);  // sticky
 }
