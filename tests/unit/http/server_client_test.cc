@@ -206,6 +206,23 @@ TEST(HttpRequest, QueryParamIsTheFirstRawValue) {
   EXPECT_EQ(req.query_param("a"), "");
 }
 
+// Two requests one after the other on `client` (the second sent from the first's callback, so it may reuse
+// the first's connection), run to completion.
+std::vector<ClientResponse> exchange_twice(core::EventLoop& loop, Client& client,
+                                           const core::SocketAddress& to, const ClientRequest& first,
+                                           const ClientRequest& second) {
+  std::vector<ClientResponse> out;
+  client.request(to, first, [&](ClientResponse r) {
+    out.push_back(std::move(r));
+    client.request(to, second, [&](ClientResponse r2) {
+      out.push_back(std::move(r2));
+      loop.stop();
+    });
+  });
+  run_loop(loop);
+  return out;
+}
+
 TEST(HttpServer, GetWithClient) {
   core::EventLoop loop;
   ServerOptions opts;
@@ -642,19 +659,12 @@ TEST(HttpServer, ProducerThatIsNotReadyWakesTheConnection) {
   });
   server.start();
   Client client(loop);
-  std::vector<ClientResponse> responses;
   ClientRequest chunked;
   chunked.target = "/chunked";
   ClientRequest length;
   length.target = "/length";
-  client.request(server.local_address(), length, [&](ClientResponse r) {
-    responses.push_back(std::move(r));
-    client.request(server.local_address(), chunked, [&](ClientResponse r2) {
-      responses.push_back(std::move(r2));
-      loop.stop();
-    });
-  });
-  run_loop(loop);
+  std::vector<ClientResponse> responses =
+      exchange_twice(loop, client, server.local_address(), length, chunked);
   ASSERT_EQ(responses.size(), 2u);
   for (const auto& resp : responses) {
     ASSERT_TRUE(resp.ok()) << resp.error.message;
@@ -712,16 +722,9 @@ TEST(HttpServer, StreamsChunkedWithoutLength) {
   });
   server.start();
   Client client(loop);
-  std::vector<ClientResponse> responses;
   // Two in a row: the connection must stay usable after a chunked body.
-  client.request(server.local_address(), ClientRequest{}, [&](ClientResponse r) {
-    responses.push_back(std::move(r));
-    client.request(server.local_address(), ClientRequest{}, [&](ClientResponse r2) {
-      responses.push_back(std::move(r2));
-      loop.stop();
-    });
-  });
-  run_loop(loop);
+  std::vector<ClientResponse> responses =
+      exchange_twice(loop, client, server.local_address(), ClientRequest{}, ClientRequest{});
   ASSERT_EQ(responses.size(), 2u);
   for (const auto& resp : responses) {
     ASSERT_TRUE(resp.ok()) << resp.error.message;
