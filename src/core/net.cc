@@ -3,12 +3,16 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <charconv>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <string_view>
+#include <vector>
 
 namespace cumulo::core {
 
@@ -91,8 +95,66 @@ std::string SocketAddress::to_string() const {
   return host() + ":" + std::to_string(port());
 }
 
-Fd listen_tcp(const SocketAddress& addr, bool reuse_port, int backlog) {
-  Fd fd(::socket(addr.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+namespace {
+
+bool same_address(const SocketAddress& a, const SocketAddress& b) {
+  return a.storage.ss_family == b.storage.ss_family && a.length == b.length &&
+         std::memcmp(&a.storage, &b.storage, a.length) == 0;
+}
+
+struct InheritedListener {
+  int fd;
+  SocketAddress address;
+};
+
+// Read at each call (listeners are made at start-up, not on a request path), so that what the environment
+// says is what is used.
+std::vector<InheritedListener> inherited_listeners() {
+  std::vector<InheritedListener> out;
+  const char* env = std::getenv(kInheritedListenersEnv);
+  if (env == nullptr) return out;
+  std::string_view list(env);
+  while (!list.empty()) {
+    const size_t comma = list.find(',');
+    const std::string_view item = list.substr(0, comma);
+    list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+    int fd = -1;
+    auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), fd);
+    if (ec != std::errc() || end != item.data() + item.size() || fd < 3) continue;
+    int type = 0;
+    socklen_t len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) continue;
+    std::optional<SocketAddress> local = SocketAddress::from_fd_local(fd);
+    if (!local) continue;
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    out.push_back({fd, *local});
+  }
+  return out;
+}
+
+// Zeroes what getsockname leaves out of a parsed address and the other way round (sin_zero, flow info).
+SocketAddress canonical(const SocketAddress& a) {
+  SocketAddress c;
+  if (a.storage.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&a.storage);
+    auto* out = reinterpret_cast<sockaddr_in*>(&c.storage);
+    out->sin_family = AF_INET;
+    out->sin_port = in->sin_port;
+    out->sin_addr = in->sin_addr;
+    c.length = sizeof(sockaddr_in);
+  } else if (a.storage.ss_family == AF_INET6) {
+    const auto* in = reinterpret_cast<const sockaddr_in6*>(&a.storage);
+    auto* out = reinterpret_cast<sockaddr_in6*>(&c.storage);
+    out->sin6_family = AF_INET6;
+    out->sin6_port = in->sin6_port;
+    out->sin6_addr = in->sin6_addr;
+    c.length = sizeof(sockaddr_in6);
+  }
+  return c;
+}
+
+Fd bind_and_listen(const SocketAddress& addr, bool reuse_port, int backlog, int flags) {
+  Fd fd(::socket(addr.storage.ss_family, SOCK_STREAM | flags, 0));
   if (!fd) throw std::runtime_error("socket for " + addr.to_string() + ": " + errno_text(errno));
   int one = 1;
   setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -104,6 +166,30 @@ Fd listen_tcp(const SocketAddress& addr, bool reuse_port, int backlog) {
   if (::listen(fd.get(), backlog) != 0)
     throw std::runtime_error("listen on " + addr.to_string() + ": " + errno_text(errno));
   return fd;
+}
+
+}  // namespace
+
+Fd inherited_listener(const SocketAddress& addr) {
+  const SocketAddress want = canonical(addr);
+  for (const InheritedListener& l : inherited_listeners()) {
+    if (!same_address(canonical(l.address), want)) continue;
+    Fd copy(fcntl(l.fd, F_DUPFD_CLOEXEC, 3));
+    if (!copy) return copy;
+    const int flags = fcntl(copy.get(), F_GETFL);
+    if (flags >= 0) fcntl(copy.get(), F_SETFL, flags | O_NONBLOCK);
+    return copy;
+  }
+  return Fd();
+}
+
+Fd listen_tcp_for_child(const SocketAddress& addr, int backlog) {
+  return bind_and_listen(addr, false, backlog, 0);
+}
+
+Fd listen_tcp(const SocketAddress& addr, bool reuse_port, int backlog) {
+  if (Fd inherited = inherited_listener(addr)) return inherited;
+  return bind_and_listen(addr, reuse_port, backlog, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }
 
 bool address_free(const SocketAddress& addr, std::string* why) {

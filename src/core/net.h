@@ -57,7 +57,23 @@ class Fd {
 
 // A non-blocking listening TCP socket. With reuse_port several workers each own a listener on one address and
 // the kernel spreads connections over them. Throws std::runtime_error naming the address on failure.
+// A listener handed down by the parent for the same address (see kInheritedListenersEnv) is used instead of a
+// new socket: a process started in a network namespace keeps its admin API on the host that way.
 Fd listen_tcp(const SocketAddress& addr, bool reuse_port, int backlog = 4096);
+
+// Listening sockets a parent bound before it started this process, as a comma-separated list of descriptor
+// numbers ("3,4"). `cumulo up` in network mode binds each process's admin address on the host's loopback and
+// then starts the process inside its own network namespace: a socket stays in the namespace it was made in.
+inline constexpr char kInheritedListenersEnv[] = "CUMULO_LISTEN_FDS";
+
+// A duplicate (non-blocking, close-on-exec) of the inherited listener bound to exactly `addr`, or an invalid
+// Fd when there is none. The inherited descriptors themselves are made close-on-exec when they are looked at,
+// so that they are not handed on to this process's own children.
+Fd inherited_listener(const SocketAddress& addr);
+
+// Binds `addr` (a listener for a child to inherit: blocking, NOT close-on-exec; the caller closes it once the
+// child has started). Throws like listen_tcp.
+Fd listen_tcp_for_child(const SocketAddress& addr, int backlog = 4096);
 
 // Whether a listener could be opened on `addr` now: tries listen_tcp and closes the socket again at once.
 // When it cannot, *why (if given) says why, in listen_tcp's words. For start-up checks that turn a taken port

@@ -462,7 +462,7 @@ void ClientCore::request(const core::SocketAddress& to, Exchange&& ex) {
 
 void ClientCore::connect_new(const core::SocketAddress& to, const PoolKey& key, Exchange&& ex) {
   int err = 0;
-  core::Fd fd = core::connect_tcp(to, &err);
+  core::Fd fd = opts.connect ? opts.connect(to, &err) : core::connect_tcp(to, &err);
   if (!fd) {
     fail_soon(std::move(ex.done),
               failure("connect", "connect: " + core::errno_text(err), core::Retry::kSafe));

@@ -54,6 +54,9 @@ struct ClientOptions {
   size_t max_idle_per_address = 8;
   std::chrono::milliseconds idle_timeout{30'000};
   size_t max_response_bytes = 64 * 1024 * 1024;
+  // Starts a connection (non-blocking, as core::connect_tcp does); empty: core::connect_tcp. `cumulo up` in
+  // network mode opens its health probes' sockets inside a namespace this way.
+  std::function<core::Fd(const core::SocketAddress&, int* error)> connect;
 };
 
 class Client {

@@ -28,6 +28,14 @@ struct LaunchSpec {
   double cpu = 0;             // 0: no limit
   uint64_t memory_bytes = 0;  // 0: no limit
   std::string cgroup;         // "STACK/INSTANCE": where the limits live
+  // Where the instance listens, HOST:PORT (the gateway's target); empty: 127.0.0.1 and the picked port.
+  std::string address;
+  // Network mode (docs/network.md): the child joins this network namespace (a name under /run/netns) before
+  // it runs the program.
+  std::string netns;
+  // Listening sockets the child inherits as descriptors 3, 4, ... in this order, named in CUMULO_LISTEN_FDS
+  // (core::kInheritedListenersEnv). Borrowed: the caller keeps them open until start() returns.
+  std::vector<int> inherit_fds;
 };
 
 // How an instance ended.

@@ -1,5 +1,6 @@
 // InstanceProvider for local child processes (instance_provider.h).
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -227,6 +228,26 @@ InstanceHandle ProcessProvider::start(const LaunchSpec& spec) {
     if (!overridden) env_strings.emplace_back(entry);
   }
   for (const auto& [key, value] : spec.env) env_strings.push_back(key + "=" + value);
+  // Inherited listeners go to 3, 4, ...; until then they (and the exec pipe) wait above kHighFd, where
+  // the dup2s cannot overwrite them.
+  constexpr int kHighFd = 100;
+  std::vector<core::Fd> inherit;
+  std::string inherit_list;
+  for (size_t i = 0; i < spec.inherit_fds.size(); ++i) {
+    inherit.emplace_back(fcntl(spec.inherit_fds[i], F_DUPFD_CLOEXEC, kHighFd));
+    if (!inherit.back()) throw std::runtime_error("dup: " + core::errno_text(errno));
+    inherit_list += (i ? "," : "") + std::to_string(3 + i);
+  }
+  if (!inherit.empty()) env_strings.push_back(std::string(core::kInheritedListenersEnv) + "=" + inherit_list);
+  core::Fd netns_fd;
+  if (!spec.netns.empty()) {
+    const std::string path = "/run/netns/" + spec.netns;
+    netns_fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!netns_fd) {
+      throw std::runtime_error("cannot open the network namespace " + path + " of " + spec.name + ": " +
+                               core::errno_text(errno));
+    }
+  }
   std::vector<char*> envp;
   for (std::string& e : env_strings) envp.push_back(e.data());
   envp.push_back(nullptr);
@@ -235,7 +256,9 @@ InstanceHandle ProcessProvider::start(const LaunchSpec& spec) {
   // EOF.
   int exec_pipe[2];
   if (pipe2(exec_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe: " + core::errno_text(errno));
-  core::Fd exec_read(exec_pipe[0]), exec_write(exec_pipe[1]);
+  core::Fd exec_read(exec_pipe[0]), exec_write(fcntl(exec_pipe[1], F_DUPFD_CLOEXEC, kHighFd));
+  ::close(exec_pipe[1]);
+  if (!exec_write) throw std::runtime_error("dup: " + core::errno_text(errno));
 
   const pid_t parent = getpid();
   const pid_t pid = fork();
@@ -253,6 +276,18 @@ InstanceHandle ProcessProvider::start(const LaunchSpec& spec) {
     dup2(null_fd.get(), STDIN_FILENO);
     dup2(log_fd.get(), STDOUT_FILENO);
     dup2(log_fd.get(), STDERR_FILENO);
+    for (size_t i = 0; i < inherit.size(); ++i) {
+      if (dup2(inherit[i].get(), static_cast<int>(3 + i)) < 0) {  // the copy is not close-on-exec
+        int err = errno;
+        [[maybe_unused]] ssize_t n = write(exec_write.get(), &err, sizeof err);
+        _exit(127);
+      }
+    }
+    if (netns_fd && setns(netns_fd.get(), CLONE_NEWNET) != 0) {
+      int err = errno;
+      [[maybe_unused]] ssize_t n = write(exec_write.get(), &err, sizeof err);
+      _exit(127);
+    }
     if (!spec.working_dir.empty() && chdir(spec.working_dir.c_str()) != 0) {
       int err = errno;
       [[maybe_unused]] ssize_t n = write(exec_write.get(), &err, sizeof err);
@@ -274,6 +309,7 @@ InstanceHandle ProcessProvider::start(const LaunchSpec& spec) {
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     std::string where = spec.working_dir.empty() ? std::string() : " in " + spec.working_dir;
+    if (!spec.netns.empty()) where += " in network namespace " + spec.netns;
     throw std::runtime_error("cannot run " + spec.executable + " for " + spec.name + where + ": " +
                              core::errno_text(child_errno));
   }

@@ -64,5 +64,42 @@ TEST(AcceptNonblocking, PendingNoneAndError) {
   EXPECT_EQ(err, EINVAL);
 }
 
+// A listener handed down by a parent (network mode: the admin API bound on the host) is what listen_tcp
+// returns for its address: non-blocking, close-on-exec, accepting what connects to it; the descriptor itself
+// is made close-on-exec so that it is not handed on again. Other addresses get sockets of their own.
+TEST(InheritedListener, UsedForItsAddressOnly) {
+  Fd parent = listen_tcp_for_child(*SocketAddress::parse("127.0.0.1:0"));
+  ASSERT_TRUE(parent);
+  EXPECT_EQ(fcntl(parent.get(), F_GETFD) & FD_CLOEXEC, 0);  // made to be inherited
+  const SocketAddress address = bound_address(parent);
+  Fd inherited(dup2(parent.get(), 90));
+  ASSERT_EQ(inherited.get(), 90);
+  ASSERT_EQ(setenv(kInheritedListenersEnv, "7,90,x", 1), 0);  // 7 is no socket, x no number: both ignored
+
+  Fd fd = listen_tcp(address, false);
+  ASSERT_TRUE(fd);
+  EXPECT_NE(fd.get(), 90);
+  EXPECT_NE(fcntl(fd.get(), F_GETFL) & O_NONBLOCK, 0);
+  EXPECT_NE(fcntl(fd.get(), F_GETFD) & FD_CLOEXEC, 0);
+  EXPECT_NE(fcntl(90, F_GETFD) & FD_CLOEXEC, 0);
+  EXPECT_EQ(bound_address(fd).to_string(), address.to_string());
+
+  int error = 0;
+  Fd client = connect_tcp(address, &error);
+  ASSERT_TRUE(client) << error;
+  int accepted = -1;
+  for (int i = 0; i < 100 && accepted < 0; ++i) {
+    accepted = accept_nonblocking(fd.get(), &error);
+    if (accepted < 0) usleep(1000);
+  }
+  EXPECT_GE(accepted, 0);
+  if (accepted >= 0) ::close(accepted);
+
+  // Another address is bound as usual, even with the variable set.
+  Fd other = listen_tcp(*SocketAddress::parse("127.0.0.1:0"), false);
+  EXPECT_NE(bound_address(other).port(), address.port());
+  unsetenv(kInheritedListenersEnv);
+}
+
 }  // namespace
 }  // namespace cumulo::core

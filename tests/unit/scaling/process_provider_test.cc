@@ -1,15 +1,18 @@
 // Local processes as instances: start, observe the exit, stop with SIGTERM then SIGKILL.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <sstream>
 #include <stdexcept>
 
 #include "core/event_loop.h"
+#include "core/net.h"
 #include "scaling/instance_provider.h"
 
 namespace cumulo::scaling {
@@ -139,6 +142,52 @@ TEST_F(ProcessProviderTest, RunsInTheWorkingDirectory) {
   EXPECT_EQ(read_file(log_path_), "/tmp\n");
   spec.working_dir = "/nonexistent/dir";
   EXPECT_THROW(provider_->start(spec), std::runtime_error);
+}
+
+// Listening sockets handed down (network mode: admin APIs bound on the host) arrive as descriptors 3, 4, ...
+// in order, named in CUMULO_LISTEN_FDS, the same sockets as the parent's.
+TEST_F(ProcessProviderTest, InheritsListenersAsDescriptorsFromThree) {
+  core::Fd a = core::listen_tcp_for_child(*core::SocketAddress::parse("127.0.0.1:0"));
+  core::Fd b = core::listen_tcp_for_child(*core::SocketAddress::parse("127.0.0.1:0"));
+  auto link = [](const std::string& path) {
+    char buf[256] = {};
+    ssize_t n = readlink(path.c_str(), buf, sizeof buf - 1);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+  };
+  const std::string socket_a = link("/proc/self/fd/" + std::to_string(a.get()));
+  const std::string socket_b = link("/proc/self/fd/" + std::to_string(b.get()));
+  ASSERT_EQ(socket_a.rfind("socket:[", 0), 0u) << socket_a;
+  LaunchSpec spec = shell("echo \"$CUMULO_LISTEN_FDS\"; readlink /proc/$$/fd/3; readlink /proc/$$/fd/4");
+  spec.inherit_fds = {b.get(), a.get()};
+  InstanceHandle h = provider_->start(spec);
+  run_until([&] { return exit_of(h) != nullptr; });
+  EXPECT_EQ(read_file(log_path_), "3,4\n" + socket_b + "\n" + socket_a + "\n");
+}
+
+// Network mode: the child runs in the named network namespace (made here with iproute2, as root).
+TEST_F(ProcessProviderTest, RunsInItsNetworkNamespace) {
+  ASSERT_EQ(geteuid(), 0u) << "network namespaces need root: run the unit tests as root";
+  const std::string ns = "cumulo-unit-" + std::to_string(getpid());
+  ASSERT_EQ(std::system(("ip netns add " + ns).c_str()), 0)
+      << "ip netns add failed; if `ip` is missing: apt-get install -y iproute2";
+  struct stat st {};
+  ASSERT_EQ(stat(("/run/netns/" + ns).c_str(), &st), 0);
+  LaunchSpec spec = shell("readlink /proc/$$/ns/net");
+  spec.netns = ns;
+  InstanceHandle h = provider_->start(spec);
+  run_until([&] { return exit_of(h) != nullptr; });
+  EXPECT_EQ(read_file(log_path_), "net:[" + std::to_string(st.st_ino) + "]\n");
+  EXPECT_EQ(std::system(("ip netns del " + ns).c_str()), 0);
+
+  spec.netns = ns;  // gone now
+  try {
+    provider_->start(spec);
+    ADD_FAILURE() << "started in a namespace that does not exist";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot open the network namespace /run/netns/" + ns),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST_F(ProcessProviderTest, SamplesCpuAndMemoryOfARunningInstance) {
