@@ -168,7 +168,7 @@ struct ScalingGroup::Impl {
       auto inst = std::make_unique<Instance>();
       inst->id = id;
       inst->zone = zone;
-      inst->address = "127.0.0.1:" + std::to_string(port);
+      inst->address = launch_spec.address.empty() ? "127.0.0.1:" + std::to_string(port) : launch_spec.address;
       inst->handle = handle;
       inst->launched_at = now;
       inst->started_wall = env.wall_clock();

@@ -130,6 +130,7 @@ struct GroupSpec {
   Millis drain_timeout{30'000};
   std::vector<PolicySpec> policies;
   std::vector<ScheduledAction> scheduled;
+  std::string location;  // FILE:LINE:COL of the group in the stack file
 };
 
 // Parses one entry of the stack file's `groups`; throws core::ConfigError at the offending key.
@@ -142,9 +143,13 @@ struct PlaceholderValues {
   std::string zone;
   std::string instance_id;
   std::string bin_dir;
+  std::string host = "127.0.0.1";  // the instance's own address: its VPC address in network mode
+  std::string db_writer{};         // the stack's database endpoints, HOST:PORT (empty without a database)
+  std::string db_reader{};
 };
 
-// Replaces {port}, {zone}, {instance_id} and {bin_dir}; "{{" and "}}" stand for literal braces.
+// Replaces {port}, {host}, {zone}, {instance_id}, {bin_dir}, {db_writer} and {db_reader}; "{{" and "}}" stand
+// for literal braces.
 // Throws std::invalid_argument for an unknown placeholder or an unpaired brace (parse_group rejects those
 // first).
 std::string expand_placeholders(std::string_view text, const PlaceholderValues& values);

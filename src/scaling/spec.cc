@@ -18,7 +18,8 @@ namespace cumulo::scaling {
 
 namespace {
 
-constexpr std::string_view kPlaceholders[] = {"port", "zone", "instance_id", "bin_dir"};
+constexpr std::string_view kPlaceholders[] = {"port",    "host",      "zone",     "instance_id",
+                                              "bin_dir", "db_writer", "db_reader"};
 
 bool is_lower_alnum(char c) {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
@@ -49,7 +50,9 @@ std::string scan_placeholders(std::string_view text, OnText on_text, OnPlacehold
     std::string_view name = text.substr(special + 1, close - special - 1);
     if (std::find(std::begin(kPlaceholders), std::end(kPlaceholders), name) == std::end(kPlaceholders)) {
       return "unknown placeholder {" + std::string(name) +
-             "} (expected one of: {port}, {zone}, {instance_id}, {bin_dir}; write '{{' for a literal brace)";
+             "} (expected one of: {port}, {host}, {zone}, {instance_id}, {bin_dir}, {db_writer}, "
+             "{db_reader}; write "
+             "'{{' for a literal brace)";
     }
     on_placeholder(name);
     i = close + 1;
@@ -453,6 +456,7 @@ GroupSpec parse_group(const core::ConfigNode& node) {
   node.check_keys({"name", "path_prefix", "min", "max", "desired", "launch_template", "warmup", "cooldown",
                    "drain_timeout", "policies", "scheduled"});
   GroupSpec g;
+  g.location = node.location();
   core::ConfigNode name = node.required("name");
   g.name = name.as_string();
   bool name_ok =
@@ -516,6 +520,12 @@ std::string expand_placeholders(std::string_view text, const PlaceholderValues& 
       [&](std::string_view name) {
         if (name == "port")
           out += values.port;
+        else if (name == "host")
+          out += values.host;
+        else if (name == "db_writer")
+          out += values.db_writer;
+        else if (name == "db_reader")
+          out += values.db_reader;
         else if (name == "zone")
           out += values.zone;
         else if (name == "instance_id")
