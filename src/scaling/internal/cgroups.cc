@@ -204,13 +204,12 @@ void Cgroups::enter_v2(const std::string& path, const CgroupLimits& limits, pid_
   }
 
   // Top down, each directory from the root to the leaf's parent passes the controllers to its children.
-  // Only controllers not yet enabled are written: a cgroup with processes (a container's root) refuses any
-  // change, even a no-op.
+  // Controllers already enabled are left alone (the root's usually are).
   std::vector<std::string> ancestors{root_, base};
-  std::string dir = base;
+  std::string ancestor = base;
   for (size_t start = 0, slash; (slash = path.find('/', start)) != std::string::npos; start = slash + 1) {
-    dir += "/" + path.substr(start, slash - start);
-    ancestors.push_back(dir);
+    ancestor += "/" + path.substr(start, slash - start);
+    ancestors.push_back(ancestor);
   }
   for (const std::string& dir : ancestors) {
     if (usable.empty()) break;
@@ -223,10 +222,10 @@ void Cgroups::enter_v2(const std::string& path, const CgroupLimits& limits, pid_
     if (add.empty()) continue;
     if (auto failure = write_file(control, add)) {
       std::string reason = failure->text;
-      if (failure->err == EBUSY)
-        reason += " (" + dir +
-                  " holds processes, and cgroup v2 passes controllers only through cgroups "
-                  "without processes)";
+      if (failure->err == EBUSY) {
+        reason +=
+            " (" + dir + " holds processes, and a v2 cgroup with processes cannot pass controllers down)";
+      }
       for (const std::string& c : usable) warn(out, c, reason);
       usable.clear();
     }
