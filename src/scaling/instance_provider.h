@@ -24,7 +24,7 @@ struct LaunchSpec {
   std::string log_path;                                  // stdout and stderr are appended here
   std::string working_dir;                               // empty: the supervisor's
   int stop_signal = SIGTERM;                             // what stop() sends first
-  // Resource limits, enforced where the provider can (cgroup v1 for local processes). cpu is in vCPUs.
+  // Resource limits, enforced where the provider can (cgroup v1 or v2 for local processes). cpu is in vCPUs.
   double cpu = 0;             // 0: no limit
   uint64_t memory_bytes = 0;  // 0: no limit
   std::string cgroup;         // "STACK/INSTANCE": where the limits live
@@ -77,17 +77,30 @@ class InstanceProvider {
   virtual std::optional<ProcSample> sample(InstanceHandle handle) const = 0;
 };
 
+struct ProcessProviderOptions {
+  // ROOT below: where the cgroup file systems are mounted. Tests point it at a cgroup2 file system of their
+  // own.
+  std::string cgroup_root = "/sys/fs/cgroup";
+};
+
 // Child processes of this process. Each gets its own process group, so that a terminal's Ctrl-C reaches only
 // the supervisor, which then stops things in order; and each gets SIGTERM from the kernel should the
 // supervisor die without stopping it (PR_SET_PDEATHSIG), so a crash never leaves instances holding ports.
 // Signals go to PIDs only, never to groups. Stop is the spec's stop signal, then SIGKILL after the grace
-// period. CPU and memory limits go into cgroup v1 directories under /sys/fs/cgroup/{cpu,memory}/cumulo/ when
-// those can be created; when not, one warning is logged and the instances run without limits.
+// period.
+//
+// CPU and memory limits go into cgroups: on cgroup v2 (ROOT is a cgroup2 file system)
+// ROOT/cumulo/STACK/INSTANCE with cpu.max and memory.max, on v1 (ROOT/cpu and ROOT/memory are cgroup v1 file
+// systems, hybrid machines included) ROOT/{cpu,memory}/cumulo/STACK/INSTANCE with cpu.cfs_quota_us and
+// memory.limit_in_bytes; the directories are removed once the instance has ended. A limit that cannot be
+// enforced (no cgroup file system, no permission, a controller v2 does not offer) is one warning in the log;
+// the instances run without it.
 //
 // Exits are noticed through a signalfd for SIGCHLD on `loop` (with a slow poll as a safety net). The
 // constructor blocks SIGCHLD in the calling thread, which must be the one running `loop`, and creates no
 // threads; the destructor kills and reaps whatever is still running.
 std::unique_ptr<InstanceProvider> make_process_provider(core::EventLoop& loop,
-                                                        InstanceProvider::ExitCallback on_exit);
+                                                        InstanceProvider::ExitCallback on_exit,
+                                                        const ProcessProviderOptions& options = {});
 
 }  // namespace cumulo::scaling

@@ -11,7 +11,6 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -23,6 +22,7 @@
 #include "core/net.h"
 #include "core/signals.h"
 #include "scaling/instance_provider.h"
+#include "scaling/internal/cgroups.h"
 
 extern char** environ;
 
@@ -56,76 +56,9 @@ namespace {
 // Between a slow poll and SIGCHLD, an exit is noticed at once; the poll only covers a SIGCHLD lost to a
 // thread that did not block it.
 constexpr core::Millis kReapPollInterval{1000};
-constexpr char kCgroupRoot[] = "/sys/fs/cgroup";
-constexpr long kCfsPeriodUs = 100'000;
-
-bool write_file(const std::string& path, const std::string& value) {
-  std::ofstream out(path);
-  out << value;
-  return static_cast<bool>(out.flush());
-}
-
-// Puts pid into cgroup v1 directories with the spec's limits. The child may run a few instructions before it
-// is moved: the limits bound a long-running instance, not its first microseconds. Returns the directories
-// made, to be removed when the instance has ended.
-std::vector<std::string> enter_cgroups(const LaunchSpec& spec, pid_t pid) {
-  std::vector<std::string> made;
-  if (spec.cgroup.empty() || (spec.cpu <= 0 && spec.memory_bytes == 0)) return made;
-  static bool warned = false;
-  auto fail = [&](const std::string& what) {
-    if (!warned) {
-      warned = true;
-      core::log_warn("scaling", "cannot enforce cpu/memory limits with cgroups; instances run without them",
-                     {{"reason", what}});
-    }
-  };
-  auto make = [&](std::string_view controller) -> std::string {
-    namespace fs = std::filesystem;
-    std::string dir = std::string(kCgroupRoot) + "/" + std::string(controller) + "/cumulo/" + spec.cgroup;
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec) {
-      fail(dir + ": " + ec.message());
-      return {};
-    }
-    made.push_back(dir);
-    return dir;
-  };
-  if (spec.cpu > 0) {
-    std::string dir = make("cpu");
-    if (!dir.empty()) {
-      long quota = static_cast<long>(spec.cpu * kCfsPeriodUs);
-      if (!write_file(dir + "/cpu.cfs_period_us", std::to_string(kCfsPeriodUs)) ||
-          !write_file(dir + "/cpu.cfs_quota_us", std::to_string(quota)) ||
-          !write_file(dir + "/cgroup.procs", std::to_string(pid))) {
-        fail("cannot write the cpu limit in " + dir);
-      }
-    }
-  }
-  if (spec.memory_bytes > 0) {
-    std::string dir = make("memory");
-    if (!dir.empty()) {
-      if (!write_file(dir + "/memory.limit_in_bytes", std::to_string(spec.memory_bytes)) ||
-          !write_file(dir + "/cgroup.procs", std::to_string(pid))) {
-        fail("cannot write the memory limit in " + dir);
-      }
-    }
-  }
-  return made;
-}
-
-void remove_cgroups(const std::vector<std::string>& dirs) {
-  // rmdir only succeeds once the cgroup is empty, which it is after the reap.
-  for (const std::string& d : dirs) {
-    ::rmdir(d.c_str());
-    // The stack's directory too, once its last instance is gone (it fails while others are in it).
-    ::rmdir(std::filesystem::path(d).parent_path().c_str());
-  }
-}
-
 class ProcessProvider final : public InstanceProvider, public core::IoHandler {
  public:
-  ProcessProvider(core::EventLoop& loop, ExitCallback on_exit);
+  ProcessProvider(core::EventLoop& loop, ExitCallback on_exit, const ProcessProviderOptions& options);
   ~ProcessProvider() override;
 
   // InstanceProvider
@@ -150,17 +83,20 @@ class ProcessProvider final : public InstanceProvider, public core::IoHandler {
   };
 
   void reap();
+  std::vector<std::string> enter_cgroups(const LaunchSpec& spec, pid_t pid);
 
   core::EventLoop& loop_;
   ExitCallback on_exit_;
+  internal::Cgroups cgroups_;
   sigset_t previous_mask_{};
   core::Fd signal_fd_;
   core::Timer poll_timer_;
   std::map<pid_t, Process> processes_;
 };
 
-ProcessProvider::ProcessProvider(core::EventLoop& loop, ExitCallback on_exit)
-    : loop_(loop), on_exit_(std::move(on_exit)), poll_timer_(loop, [this] {
+ProcessProvider::ProcessProvider(core::EventLoop& loop, ExitCallback on_exit,
+                                 const ProcessProviderOptions& options)
+    : loop_(loop), on_exit_(std::move(on_exit)), cgroups_(options.cgroup_root), poll_timer_(loop, [this] {
         reap();
         poll_timer_.arm(kReapPollInterval);
       }) {
@@ -189,7 +125,7 @@ ProcessProvider::~ProcessProvider() {
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
-    remove_cgroups(process.cgroups);
+    internal::Cgroups::remove(process.cgroups);
   }
   processes_.clear();
   if (!sigismember(&previous_mask_, SIGCHLD)) {
@@ -317,6 +253,17 @@ InstanceHandle ProcessProvider::start(const LaunchSpec& spec) {
   return pid;
 }
 
+// The child may run a few instructions before it is moved: the limits bound a long-running instance, not its
+// first microseconds. Returns the directories made, to be removed when the instance has ended.
+std::vector<std::string> ProcessProvider::enter_cgroups(const LaunchSpec& spec, pid_t pid) {
+  internal::CgroupPlacement placed = cgroups_.enter(spec.cgroup, {spec.cpu, spec.memory_bytes}, pid);
+  for (const internal::CgroupWarning& w : placed.warnings) {
+    core::log_warn("scaling", "instance " + w.limit + " limits are not enforced",
+                   {{"cgroups", cgroups_.describe()}, {"reason", w.reason}});
+  }
+  return std::move(placed.dirs);
+}
+
 void ProcessProvider::stop(InstanceHandle handle, std::chrono::milliseconds grace) {
   auto it = processes_.find(static_cast<pid_t>(handle));
   if (it == processes_.end() || it->second.kill_timer) return;
@@ -388,7 +335,7 @@ void ProcessProvider::reap() {
       continue;
     }
     ended.emplace_back(it->first, r == it->first ? ExitStatus::from_wait_status(status) : ExitStatus{});
-    remove_cgroups(it->second.cgroups);
+    internal::Cgroups::remove(it->second.cgroups);
     it = processes_.erase(it);
   }
   // After the bookkeeping, so a callback that starts or stops instances sees the provider as it now is.
@@ -398,8 +345,9 @@ void ProcessProvider::reap() {
 }  // namespace
 
 std::unique_ptr<InstanceProvider> make_process_provider(core::EventLoop& loop,
-                                                        InstanceProvider::ExitCallback on_exit) {
-  return std::make_unique<ProcessProvider>(loop, std::move(on_exit));
+                                                        InstanceProvider::ExitCallback on_exit,
+                                                        const ProcessProviderOptions& options) {
+  return std::make_unique<ProcessProvider>(loop, std::move(on_exit), options);
 }
 
 }  // namespace cumulo::scaling
