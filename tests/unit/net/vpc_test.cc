@@ -1,0 +1,330 @@
+// A VPC made of real namespaces (needs root): the policy enforced by the router, out of the members' reach;
+// a reload that keeps established connections; clean-up of everything the stack made and nothing else.
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <ostream>
+
+#include "core/net.h"
+#include "net/net.h"
+
+namespace cumulo::net {
+
+// For gtest's messages: "denied" instead of the enum's bytes.
+void PrintTo(Reach reach, std::ostream* os) {
+  *os << reach_name(reach);
+}
+
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto kProbeTimeout = 700ms;
+
+std::string shell(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return "popen failed";
+  char buf[512];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  pclose(p);
+  return out;
+}
+
+bool run(const std::string& cmd) {
+  return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0;
+}
+
+IngressRule rule(std::string from, int port) {
+  return IngressRule{std::move(from), PortRange{port, port}, Protocol::kTcp, "test"};
+}
+
+SecurityGroupSpec group(std::string name, SubnetKind kind, std::vector<IngressRule> ingress) {
+  SecurityGroupSpec g;
+  g.name = std::move(name);
+  g.subnet = kind;
+  g.ingress = std::move(ingress);
+  g.location = "test";
+  return g;
+}
+
+// gateway (public, 80 from outside); web (private, 8080 from gateway, egress only to the database); database
+// (private, 3306 from web).
+NetworkSpec three_tiers(const std::string& stack) {
+  NetworkSpec s;
+  s.stack = stack;
+  s.zones = {"a"};
+  s.groups = {group("gateway", SubnetKind::kPublic, {rule("outside", 80)}),
+              group("web", SubnetKind::kPrivate, {rule("gateway", 8080)}),
+              group("database", SubnetKind::kPrivate, {rule("web", 3306)})};
+  s.groups[1].egress_restricted = true;
+  s.groups[1].egress = {"database"};
+  return s;
+}
+
+core::Fd listen_in(const std::string& ns, uint32_t address, uint16_t port) {
+  core::Fd fd;
+  auto r = run_in_namespace(ns, [&] {
+    fd =
+        core::listen_tcp(*core::SocketAddress::parse(ipv4_text(address) + ":" + std::to_string(port)), false);
+  });
+  EXPECT_TRUE(r) << (r ? "" : r.error().message);
+  return fd;
+}
+
+// A blocking TCP connection made from inside `ns`; the socket stays in that namespace.
+core::Fd connect_from(const std::string& ns, uint32_t address, uint16_t port) {
+  core::Fd fd;
+  auto r = run_in_namespace(ns, [&] {
+    core::Fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(address);
+    if (::connect(s.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof sa) == 0) fd = std::move(s);
+  });
+  EXPECT_TRUE(r);
+  return fd;
+}
+
+core::Fd accept_one(int listen_fd) {
+  pollfd p{listen_fd, POLLIN, 0};
+  if (::poll(&p, 1, 2000) != 1) return core::Fd();
+  int err = 0;
+  return core::Fd(core::accept_nonblocking(listen_fd, &err));
+}
+
+void drain_accept_queue(int listen_fd) {
+  int err = 0;
+  for (int fd; (fd = core::accept_nonblocking(listen_fd, &err)) >= 0;) ::close(fd);
+}
+
+// Sends `text` on `from` and reads it back on `to` (within a second).
+bool carries(int from, int to, const std::string& text) {
+  if (::send(from, text.data(), text.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(text.size())) return false;
+  std::string got;
+  while (got.size() < text.size()) {
+    pollfd p{to, POLLIN, 0};
+    if (::poll(&p, 1, 1000) != 1) return false;
+    char buf[256];
+    ssize_t n = ::recv(to, buf, sizeof buf, MSG_DONTWAIT);
+    if (n <= 0) return false;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  return got == text;
+}
+
+class VpcTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) FAIL() << "the VPC tests make network namespaces: run unit_net as root";
+    if (!run("command -v nft")) FAIL() << "nft is missing: apt-get install -y nftables";
+    static int counter = 0;
+    stack_ = "ut" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+  }
+  void TearDown() override {
+    vpc_.reset();
+    (void)remove_stack_network(stack_);
+    EXPECT_TRUE(stack_namespaces(stack_).empty());
+  }
+
+  void make(const NetworkSpec& spec) {
+    auto plan = make_plan(spec);
+    ASSERT_TRUE(plan) << plan.error().message;
+    auto vpc = Vpc::create(std::move(*plan));
+    ASSERT_TRUE(vpc) << vpc.error().message;
+    vpc_ = std::move(*vpc);
+  }
+  Member attach(const std::string& group, const std::string& name) {
+    auto m = vpc_->attach(group, "a", name);
+    EXPECT_TRUE(m) << m.error().message;
+    return m ? *m : Member{};
+  }
+  Reach probe(const std::string& ns, const Member& to, uint16_t port) {
+    return probe_tcp(ns, to.address, port, kProbeTimeout);
+  }
+
+  std::string stack_;
+  std::unique_ptr<Vpc> vpc_;
+};
+
+TEST_F(VpcTest, EnforcesThePolicyOutOfTheMembersReach) {
+  ASSERT_NO_FATAL_FAILURE(make(three_tiers(stack_)));
+  const std::string outside = vpc_->plan().outside_ns;
+  Member gw = attach("gateway", "gw-1");
+  Member web = attach("web", "web-1");
+  Member db = attach("database", "db-1");
+  ASSERT_EQ(ipv4_text(gw.address), "10.20.0.2");
+  ASSERT_EQ(ipv4_text(web.address), "10.20.1.2");
+  ASSERT_EQ(ipv4_text(db.address), "10.20.1.3");
+  EXPECT_EQ(gw.ns, "cu-" + stack_ + ".gw-1");
+  core::Fd gw_listener = listen_in(gw.ns, gw.address, 80);
+  core::Fd web_listener = listen_in(web.ns, web.address, 8080);
+  core::Fd db_listener = listen_in(db.ns, db.address, 3306);
+
+  EXPECT_EQ(probe(outside, gw, 80), Reach::kConnected);
+  EXPECT_EQ(probe(outside, gw, 81), Reach::kDenied);
+  EXPECT_EQ(probe(outside, web, 8080), Reach::kDenied);
+  EXPECT_EQ(probe(outside, db, 3306), Reach::kDenied);
+  EXPECT_EQ(probe(gw.ns, web, 8080), Reach::kConnected);
+  EXPECT_EQ(probe(web.ns, db, 3306), Reach::kConnected);
+  EXPECT_EQ(probe(gw.ns, db, 3306), Reach::kDenied);
+  EXPECT_EQ(probe(web.ns, gw, 80), Reach::kDenied);  // web's egress is restricted to the database
+  EXPECT_EQ(probe_tcp(web.ns, vpc_->plan().outside_address, 443, kProbeTimeout), Reach::kDenied);
+  // The router itself answers nobody: its input chain drops.
+  EXPECT_EQ(probe_tcp(gw.ns, vpc_->plan().subnets[0].router_address, 22, kProbeTimeout), Reach::kTimeout);
+
+  // An instance that is root in its own namespace and flushes its rules gains nothing: they are not there.
+  ASSERT_TRUE(run("ip netns exec " + gw.ns + " nft flush ruleset"));
+  EXPECT_EQ(probe(gw.ns, db, 3306), Reach::kDenied);
+
+  // Taking the web member's address does not make the gateway member the web tier: the router drops
+  // packets whose source is not routed back through the link they came in by.
+  const std::string g = ipv4_text(vpc_->plan().subnets[0].router_address);
+  ASSERT_TRUE(run("ip -n " + gw.ns + " addr flush dev eth0"));
+  ASSERT_TRUE(run("ip -n " + gw.ns + " addr add " + ipv4_text(web.address) + "/32 dev eth0"));
+  ASSERT_TRUE(run("ip -n " + gw.ns + " route replace default via " + g + " dev eth0 onlink"));
+  EXPECT_EQ(probe(gw.ns, db, 3306), Reach::kTimeout);
+  EXPECT_EQ(probe(gw.ns, web, 8080), Reach::kRefused);  // its own address now: local, and nothing listens
+  ASSERT_TRUE(run("ip -n " + gw.ns + " addr flush dev eth0"));
+  ASSERT_TRUE(run("ip -n " + gw.ns + " addr add " + ipv4_text(gw.address) + "/32 dev eth0"));
+  ASSERT_TRUE(run("ip -n " + gw.ns + " route replace default via " + g + " dev eth0 onlink"));
+  EXPECT_EQ(probe(gw.ns, web, 8080), Reach::kConnected);
+
+  // The whole matrix agrees with the policy.
+  std::vector<std::pair<std::string, uint16_t>> listening{{"gw-1", 80}, {"web-1", 8080}, {"db-1", 3306}};
+  auto rows = check(vpc_->plan(), vpc_->members(), listening, kProbeTimeout);
+  EXPECT_EQ(rows.size(),
+            3u * 3u + 3u * 2u * 3u);  // outside to 3 members, each member to the 2 others; 3 ports
+  for (const CheckRow& r : rows) EXPECT_TRUE(r.ok) << render_matrix(rows);
+  std::printf("%s", render_matrix(rows).c_str());
+
+  // A reload that moves web's port from 8080 to 8081 and lets the gateway reach the database: the established
+  // connection keeps working, new connections follow the new rules.
+  drain_accept_queue(web_listener.get());
+  core::Fd client = connect_from(gw.ns, web.address, 8080);
+  ASSERT_TRUE(client);
+  core::Fd server = accept_one(web_listener.get());
+  ASSERT_TRUE(server);
+  ASSERT_TRUE(carries(client.get(), server.get(), "before"));
+  NetworkSpec changed = three_tiers(stack_);
+  changed.groups[1].ingress[0].ports = {8081, 8081};
+  changed.groups[2].ingress.push_back(rule("gateway", 3306));
+  auto plan = make_plan(changed);
+  ASSERT_TRUE(plan);
+  auto reloaded = vpc_->reload(std::move(*plan));
+  ASSERT_TRUE(reloaded) << reloaded.error().message;
+  EXPECT_TRUE(carries(client.get(), server.get(), "after the reload"));
+  EXPECT_TRUE(carries(server.get(), client.get(), "and back"));
+  EXPECT_EQ(probe(gw.ns, web, 8080), Reach::kDenied);
+  EXPECT_EQ(probe(gw.ns, web, 8081), Reach::kRefused);  // allowed now, nothing listens
+  EXPECT_EQ(probe(gw.ns, db, 3306), Reach::kConnected);
+  rows = check(vpc_->plan(), vpc_->members(), listening, kProbeTimeout);
+  for (const CheckRow& r : rows) EXPECT_TRUE(r.ok) << render_matrix(rows);
+
+  // Destroy removes every namespace of the stack.
+  EXPECT_NE(shell("ip netns list").find("cu-" + stack_ + ".router"), std::string::npos);
+  client.reset();
+  server.reset();
+  vpc_->destroy();
+  EXPECT_TRUE(stack_namespaces(stack_).empty());
+  EXPECT_EQ(shell("ip netns list").find("cu-" + stack_ + "."), std::string::npos) << shell("ip netns list");
+}
+
+TEST_F(VpcTest, ACheckThatDiffersFromThePolicySaysSo) {
+  ASSERT_NO_FATAL_FAILURE(make(three_tiers(stack_)));
+  Member gw = attach("gateway", "gw-1");
+  Member web = attach("web", "web-1");
+  core::Fd web_listener = listen_in(web.ns, web.address, 8080);
+  // A plan that claims the outside reaches web: the router (with the real rules) disagrees.
+  NetworkSpec claimed = three_tiers(stack_);
+  claimed.groups[1].subnet = SubnetKind::kPublic;
+  claimed.groups[1].ingress.push_back(rule("outside", 8080));
+  auto plan = make_plan(claimed);
+  ASSERT_TRUE(plan);
+  auto rows = check(*plan, vpc_->members(), {{"web-1", 8080}}, kProbeTimeout);
+  size_t bad = 0;
+  for (const CheckRow& r : rows)
+    if (!r.ok) {
+      ++bad;
+      EXPECT_EQ(r.from, "outside");
+      EXPECT_EQ(r.to, "web-1");
+    }
+  EXPECT_GE(bad, 1u);
+  std::string table = render_matrix(rows);
+  EXPECT_EQ(table.find("MISMATCH"), table.find('\n') + 1) << table;  // mismatches first
+  EXPECT_NE(table.find("differs from the policy"), std::string::npos);
+}
+
+TEST_F(VpcTest, AttachFillsTheBlockAndReusesAddresses) {
+  NetworkSpec spec = three_tiers(stack_);
+  spec.groups[0].max_members_per_zone = 2;
+  ASSERT_NO_FATAL_FAILURE(make(spec));
+  Member a = attach("gateway", "gw-1");
+  Member b = attach("gateway", "gw-2");
+  EXPECT_EQ(b.address, a.address + 1);
+  EXPECT_NE(a.router_interface, b.router_interface);
+  EXPECT_EQ(a.router_interface.size(), 9u);
+  auto full = vpc_->attach("gateway", "a", "gw-3");
+  ASSERT_FALSE(full);
+  EXPECT_NE(full.error().message.find("are all taken"), std::string::npos) << full.error().message;
+  EXPECT_FALSE(vpc_->attach("gateway", "a", "gw-1"));  // the name is taken
+  EXPECT_FALSE(vpc_->attach("gateway", "z", "gw-9"));  // no such zone
+  EXPECT_FALSE(vpc_->attach("nope", "a", "gw-9"));
+  EXPECT_FALSE(vpc_->attach("gateway", "a", "router"));
+  // Detached and attached again at once, under the same name: the lowest free address, a working link.
+  ASSERT_TRUE(vpc_->detach("gw-1"));
+  EXPECT_FALSE(vpc_->detach("gw-1"));
+  Member again = attach("gateway", "gw-1");
+  EXPECT_EQ(again.address, a.address);
+  core::Fd l = listen_in(again.ns, again.address, 80);
+  EXPECT_EQ(probe_tcp(vpc_->plan().outside_ns, again.address, 80, kProbeTimeout), Reach::kConnected);
+  EXPECT_EQ(vpc_->members().size(), 2u);
+}
+
+TEST_F(VpcTest, ReloadRefusesMovedBlocks) {
+  ASSERT_NO_FATAL_FAILURE(make(three_tiers(stack_)));
+  NetworkSpec moved = three_tiers(stack_);
+  moved.groups[1].max_members_per_zone = 2;  // web's block grows, database's moves up by one
+  auto plan = make_plan(moved);
+  ASSERT_TRUE(plan);
+  auto r = vpc_->reload(std::move(*plan));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("group 'web' in zone a moved"), std::string::npos) << r.error().message;
+  NetworkSpec added = three_tiers(stack_);
+  added.groups.push_back(group("cache", SubnetKind::kPrivate, {rule("web", 11211)}));
+  plan = make_plan(added);
+  ASSERT_TRUE(plan);
+  EXPECT_TRUE(vpc_->reload(std::move(*plan)));
+  EXPECT_TRUE(vpc_->attach("cache", "a", "cache-1"));
+}
+
+TEST_F(VpcTest, RemovesLeftoversOfTheStackAndNothingElse) {
+  const std::string leftover = "cu-" + stack_ + ".gw-1";
+  const std::string other_stack = "cu-" + stack_ + "-db.router";  // stack "<stack>-db", not this one
+  ASSERT_TRUE(run("ip netns add " + leftover));
+  ASSERT_TRUE(run("ip netns add " + other_stack));
+  ASSERT_NO_FATAL_FAILURE(make(three_tiers(stack_)));
+  auto names = stack_namespaces(stack_);
+  EXPECT_EQ(names, (std::vector<std::string>{"cu-" + stack_ + ".outside", "cu-" + stack_ + ".router"}));
+  EXPECT_NE(shell("ip netns list").find(other_stack), std::string::npos);
+  vpc_.reset();
+  EXPECT_NE(shell("ip netns list").find(other_stack), std::string::npos);
+  EXPECT_TRUE(run("ip netns delete " + other_stack));
+}
+
+TEST(RunInNamespace, RefusesAnUnknownNamespace) {
+  bool ran = false;
+  auto r = run_in_namespace("cu-no-such-namespace.x", [&] { ran = true; });
+  ASSERT_FALSE(r);
+  EXPECT_FALSE(ran);
+  EXPECT_NE(r.error().message.find("/run/netns/cu-no-such-namespace.x"), std::string::npos);
+  EXPECT_EQ(probe_tcp("cu-no-such-namespace.x", 0x7f000001, 1, 100ms), Reach::kError);
+}
+
+}  // namespace
+}  // namespace cumulo::net
