@@ -130,14 +130,18 @@ Result<void> Vpc::build() {
   //
   // icmp_ratelimit=0: each denied connection gets its ICMP "administratively prohibited" at once. The
   // kernel's default lets about 6 a second through per peer, and the others would look like timeouts to a
-  // client (and to `check`). The router only answers sources that passed the reverse path test, so the
-  // answers go back to the member or outside address that sent the packet.
+  // client (and to `check`). The namespace's share of the host-wide ICMP budget (icmp_msgs_per_sec, 1000 by
+  // default, with a burst of 50) is raised too: `check` probes a hundred and more denied paths at once. The
+  // router only answers sources that passed the reverse path test, so the answers go back to the member or
+  // outside address that sent the packet.
   std::string sysctl_failure;
   auto in_router = run_in_namespace(p.router_ns, [&] {
     for (auto [path, value] : {std::pair{"/proc/sys/net/ipv4/ip_forward", "1"},
                                std::pair{"/proc/sys/net/ipv4/conf/all/rp_filter", "1"},
                                std::pair{"/proc/sys/net/ipv4/conf/default/rp_filter", "1"},
-                               std::pair{"/proc/sys/net/ipv4/icmp_ratelimit", "0"}})
+                               std::pair{"/proc/sys/net/ipv4/icmp_ratelimit", "0"},
+                               std::pair{"/proc/sys/net/ipv4/icmp_msgs_per_sec", "10000"},
+                               std::pair{"/proc/sys/net/ipv4/icmp_msgs_burst", "10000"}})
       if (!write_sysctl(path, value)) sysctl_failure += std::string(path) + " ";
   });
   if (!in_router) return in_router;
