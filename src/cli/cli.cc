@@ -147,6 +147,25 @@ int main(int argc, char** argv) {
         [&] { return dns::run(dns_options); }));
   });
 
+  // `cumulo net ...`: the stack's network in network mode (docs/network.md).
+  std::string net_state_dir = ".cumulo";
+  bool net_json = false;
+  auto* net =
+      app.add_subcommand("net", "The network of a stack run with a `network:` section (docs/network.md)");
+  net->require_subcommand(1);
+  auto* net_check = net->add_subcommand(
+      "check",
+      "Probe every path between the running stack's security groups and outside; compare with the policy");
+  net_check->add_option("--state-dir", net_state_dir, "State directory of the running cumulo up")
+      ->capture_default_str();
+  net_check->add_flag("--json", net_json, "Print the rows as JSON");
+  net_check->footer(
+      "Each path is probed from inside the source's namespace: a connection or a refusal means the path is "
+      "open, "
+      "an ICMP 'administratively prohibited' or a timeout that it is closed. Exit status 0: every path as "
+      "the "
+      "policy says; 1: at least one differs.");
+
   // `cumulo db ...`: the database tier (docs/db.md).
   std::string db_config, db_admin, db_to;
   bool db_check = false, db_json = false;
@@ -212,6 +231,7 @@ int main(int argc, char** argv) {
       return db_status->parsed() ? db::command_status(db_admin, db_json)
                                  : db::command_switchover(db_admin, db_to);
     }
+    if (net_check->parsed()) return stack::net_check(net_state_dir, net_json);
     if (status->parsed()) return command_status(target);
     if (instances->parsed()) return command_instances(target);
     if (scale->parsed()) return command_scale(target, scale_group, scale_desired);

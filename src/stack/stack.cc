@@ -6,6 +6,7 @@
 #include <system_error>
 
 #include "core/config.h"
+#include "stack/internal/network_policy.h"
 #include "stack/internal/supervisor.h"
 #include "stack/stack_file.h"
 
@@ -44,6 +45,15 @@ void check_commands(const StackSpec& spec, const std::string& bin_dir) {
 void check_stack_file(const std::string& stack_file) {
   StackSpec spec = load_stack_file(stack_file);
   check_commands(spec, fs::path(self_executable()).parent_path().string());
+}
+
+int net_check(const std::string& state_dir, bool json) {
+  try {
+    return internal::run_net_check(state_dir, json);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cumulo net check: %s\n", e.what());
+    return 2;
+  }
 }
 
 int run_up(const std::string& stack_file, const UpOptions& options) {

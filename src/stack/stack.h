@@ -16,6 +16,11 @@ struct UpOptions {
 // clean stop, 2 for a bad stack file, 1 when the stack could not start).
 int run_up(const std::string& stack_file, const UpOptions& options);
 
+// `cumulo net check`: the network of the stack running with `state_dir` probed path by path against its
+// policy (docs/network.md). Prints the matrix; 0 when every path matches, 1 when one differs, 2 when no stack
+// runs in network mode there.
+int net_check(const std::string& state_dir, bool json);
+
 // Parses and validates without starting anything (for `cumulo up --check`); throws core::ConfigError.
 void check_stack_file(const std::string& stack_file);
 

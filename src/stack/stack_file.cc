@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -14,7 +15,9 @@
 #include "core/log.h"
 #include "core/net.h"
 #include "dns/dns.h"
+#include "net/net.h"
 #include "objstore/objstore.h"
+#include "stack/internal/network_policy.h"
 
 namespace cumulo::stack {
 
@@ -365,10 +368,74 @@ StackSpec load_stack_file(const std::string& path) {
   return spec;
 }
 
+namespace {
+
+// "8080" or "8000-8100", ports 1..65535.
+void parse_ports(const core::ConfigNode& node, int& lo, int& hi) {
+  const std::string text = node.as_string();
+  auto number = [&](std::string_view t) -> int {
+    unsigned v = 0;
+    auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+    if (ec != std::errc() || end != t.data() + t.size() || t.empty() || v == 0 || v > 65535) {
+      node.fail("expected a port (1-65535) or a range such as 8000-8100, got '" + text + "'");
+    }
+    return static_cast<int>(v);
+  };
+  const size_t dash = text.find('-');
+  lo = number(std::string_view(text).substr(0, dash));
+  hi = dash == std::string::npos ? lo : number(std::string_view(text).substr(dash + 1));
+  if (lo > hi) node.fail("the range " + text + " ends before it starts");
+}
+
+std::string parse_cidr(const core::ConfigNode& node) {
+  const std::string text = node.as_string();
+  if (!net::Ipv4Cidr::parse(text))
+    node.fail("expected an IPv4 CIDR such as 10.20.0.0/16, got '" + text + "'");
+  return text;
+}
+
+NetworkConfigSpec parse_network(const core::ConfigNode& node) {
+  NetworkConfigSpec network;
+  network.location = node.location();
+  if (!node.defined() || node.is_null()) return network;
+  if (!node.is_map()) node.fail("expected a map such as {cidr: 10.20.0.0/16}");
+  node.check_keys({"cidr", "subnet_prefix", "outside", "ssh_from", "instance_port", "egress", "allow"});
+  network.enabled = true;
+  if (node["cidr"].defined()) network.cidr = parse_cidr(node["cidr"]);
+  network.subnet_prefix = static_cast<int>(node.int_or("subnet_prefix", network.subnet_prefix, 8, 30));
+  if (node["outside"].defined()) network.outside = parse_cidr(node["outside"]);
+  if (node["ssh_from"].defined()) {
+    for (const core::ConfigNode& c : node["ssh_from"].items()) network.ssh_from.push_back(parse_cidr(c));
+  }
+  network.instance_port =
+      static_cast<uint16_t>(node.int_or("instance_port", network.instance_port, 1, 65535));
+  if (node["egress"].defined()) {
+    if (!node["egress"].is_map()) node["egress"].fail("expected a map of group: [groups it may connect to]");
+    for (const auto& [group, to] : node["egress"].entries()) {
+      network.egress.push_back({group, to.as_string_list(), to.location()});
+    }
+  }
+  if (node["allow"].defined()) {
+    for (const core::ConfigNode& r : node["allow"].items()) {
+      if (!r.is_map()) r.fail("expected a rule such as {from: web, to: app, ports: 9000}");
+      r.check_keys({"from", "to", "ports"});
+      NetworkRuleSpec rule;
+      rule.from = r.required("from").as_string();
+      rule.to = r.required("to").as_string();
+      parse_ports(r.required("ports"), rule.port_lo, rule.port_hi);
+      rule.location = r.location();
+      network.allow.push_back(std::move(rule));
+    }
+  }
+  return network;
+}
+
+}  // namespace
+
 StackSpec parse_stack(const core::ConfigNode& root) {
   if (!root.is_map()) root.fail("expected a stack: a map with name, zones, gateway and groups");
-  root.check_keys(
-      {"name", "zones", "control", "gateway", "groups", "object_store", "edges", "dns", "database"});
+  root.check_keys({"name", "zones", "control", "gateway", "groups", "object_store", "edges", "dns",
+                   "database", "network"});
   StackSpec spec;
   spec.source = root.location();
 
@@ -434,6 +501,9 @@ StackSpec parse_stack(const core::ConfigNode& root) {
   spec.edges = parse_edges(root["edges"]);
   spec.dns = parse_dns(root["dns"]);
   spec.database = parse_database(root["database"], spec.zones);
+  spec.network = parse_network(root["network"]);
+  if (spec.network.enabled)
+    internal::check_network(spec);  // every group, port and address fits: or file:line
   return spec;
 }
 

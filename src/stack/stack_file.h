@@ -139,6 +139,36 @@ struct DatabaseSpec {
   std::string location;
 };
 
+// `network:` (docs/network.md): the stack's VPC on this machine — a namespace per process, a router namespace
+// that routes and filters between them, public and private subnets per zone, security groups as nftables
+// rules. Absent: loopback mode, every process on 127.0.0.1 and nothing isolated.
+struct NetworkRuleSpec {
+  std::string from;  // a security group, "outside" or a CIDR
+  std::string to;    // a security group
+  int port_lo = 0;
+  int port_hi = 0;
+  std::string location;
+};
+
+struct NetworkEgressSpec {
+  std::string group;
+  std::vector<std::string>
+      to;  // security groups its members may open connections to; "outside": the internet
+  std::string location;
+};
+
+struct NetworkConfigSpec {
+  bool enabled = false;
+  std::string cidr = "10.20.0.0/16";
+  int subnet_prefix = 24;
+  std::string outside = "203.0.113.0/24";  // the stand-in internet, where outside clients run
+  std::vector<std::string> ssh_from;       // CIDRs that may reach port 22 of the instances
+  uint16_t instance_port = 8080;           // {port} of every instance: each has an address of its own
+  std::vector<NetworkEgressSpec> egress;   // overrides of the default (a group reaches the stack's data tier)
+  std::vector<NetworkRuleSpec> allow;      // ingress rules beside the ones the stack implies
+  std::string location;
+};
+
 struct StackSpec {
   std::string source;  // the file name, as given
   std::string name;
@@ -150,6 +180,7 @@ struct StackSpec {
   std::vector<EdgeSpec> edges;
   DnsSpec dns;
   DatabaseSpec database;
+  NetworkConfigSpec network;
 };
 
 // Throw core::ConfigError naming file, line, column and what was expected.

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/socket.h>
@@ -13,6 +14,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -20,6 +22,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "core/blocking_pool.h"
 #include "core/config.h"
 #include "core/event_loop.h"
 #include "core/files.h"
@@ -30,12 +33,14 @@
 #include "core/workers.h"
 #include "http/client.h"
 #include "http/server.h"
+#include "net/net.h"
 #include "scaling/instance_provider.h"
 #include "scaling/scaling.h"
 #include "stack/internal/control_api.h"
 #include "stack/internal/db_config.h"
 #include "stack/internal/gateway_admin.h"
 #include "stack/internal/gateway_config.h"
+#include "stack/internal/network_policy.h"
 #include "stack/internal/objstore_config.h"
 
 namespace cumulo::stack::internal {
@@ -78,7 +83,14 @@ struct ServiceProcess {
   bool stops_last = false;
   Millis stop_grace{10'000};
   Millis start_timeout = kGatewayStartTimeout;  // not accepting on every probe by then: the start failed
-  std::vector<core::SocketAddress> probes;      // accepting connections on all of these means ready
+  struct Probe {
+    core::SocketAddress address;
+    std::string netns;  // network mode: probed from inside this namespace
+  };
+  std::vector<Probe> probes;  // accepting connections on all of these means ready
+  // Network mode: its admin address, bound on the host's loopback by the supervisor and inherited, so that
+  // the admin API stays on the host while the process runs in its namespace.
+  std::vector<core::Fd> host_listeners;
   scaling::LaunchSpec launch;
   scaling::InstanceHandle handle = 0;  // 0 while not running
   bool ready = false;
@@ -105,6 +117,33 @@ std::string url_for(const std::string& address, std::string_view path) {
 }
 
 // A local connect succeeds or is refused at once, so a blocking one never stalls the loop.
+bool accepts_connections(const core::SocketAddress& addr);
+
+// Network mode: the supervisor's own connections to processes in namespaces (health probes of instances)
+// are opened from inside the gateway's namespace, through the rules, as the gateway's own checks are. The
+// socket keeps the namespace it was made in; the loop thread returns to the host's at once.
+core::Fd connect_from_namespace(int host_ns, int target_ns, const core::SocketAddress& to, int* error) {
+  if (setns(target_ns, CLONE_NEWNET) != 0) {
+    *error = errno;
+    return core::Fd();
+  }
+  core::Fd fd = core::connect_tcp(to, error);
+  if (setns(host_ns, CLONE_NEWNET) != 0) {
+    // Every later socket of this thread would be made in the wrong namespace: nothing sane to go on with.
+    core::log_error(kComponent, "cannot return to the host's network namespace",
+                    {{"error", core::errno_text(errno)}});
+    std::abort();
+  }
+  return fd;
+}
+
+bool probe_accepts(const ServiceProcess::Probe& p) {
+  if (p.netns.empty()) return accepts_connections(p.address);
+  const auto* in = reinterpret_cast<const sockaddr_in*>(&p.address.storage);
+  return net::probe_tcp(p.netns, ntohl(in->sin_addr.s_addr), p.address.port(), Millis(300)) ==
+         net::Reach::kConnected;
+}
+
 bool accepts_connections(const core::SocketAddress& addr) {
   core::Fd fd(::socket(addr.storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) return false;
@@ -168,6 +207,11 @@ class Supervisor {
                                   uint16_t port);
   ServiceProcess& add_service(ServiceProcess::Kind kind, const std::string& id, const std::string& zone,
                               const std::string& address, const std::vector<std::string>& probe_addresses);
+  void setup_network();
+  void place_services();
+  // Whether a stack-file address can be bound now; in network mode a process's address is in its own fresh
+  // namespace, free by construction.
+  void check_free(const std::string& address, const std::string& what) const;
   void plan_object_store();
   void plan_edges();
   void plan_dns();
@@ -211,6 +255,20 @@ class Supervisor {
   std::unique_ptr<http::Client> client_;
   std::unique_ptr<GatewayAdmin> gateway_admin_;
   std::unique_ptr<HttpProber> prober_;
+  // Network mode (docs/network.md): the stack's namespaces, each service's member in it, and the instances'.
+  std::unique_ptr<net::Vpc> vpc_;
+  std::map<std::string, net::Member> members_;  // by service or instance id
+  core::Fd host_netns_;
+  core::Fd probe_netns_;                        // the gateway's: where instance health probes come from
+  std::unique_ptr<http::Client> probe_client_;  // opens its connections there
+  // `cumulo net check` once the stack is up: the stack is reported running only when every path is as the
+  // policy says.
+  enum class NetCheck { kNotRun, kRunning, kPassed, kFailed };
+  NetCheck net_check_ = NetCheck::kNotRun;
+  std::vector<net::CheckRow> net_check_failures_;
+  size_t net_check_paths_ = 0;
+  std::unique_ptr<core::BlockingPool> check_pool_;
+  void start_net_check();
   std::vector<std::unique_ptr<scaling::ScalingGroup>> groups_;
   std::unique_ptr<http::Server> control_server_;
   ControlContext control_;
@@ -241,7 +299,16 @@ Supervisor::Supervisor(const StackSpec& stack, const SupervisorOptions& options)
   client_ = std::make_unique<http::Client>(loop_);
   gateway_admin_ =
       std::make_unique<GatewayAdmin>(*client_, *core::SocketAddress::parse(stack_.gateway.admin));
-  prober_ = std::make_unique<HttpProber>(*client_);
+  if (stack_.network.enabled) {
+    setup_network();
+  } else {
+    core::log_warn(
+        kComponent,
+        "loopback mode: every process of the stack listens on 127.0.0.1 and can reach every other one "
+        "and anything else; nothing is isolated (add a `network:` section for a VPC, docs/network.md)",
+        {{"stack", stack_.name}});
+  }
+  prober_ = std::make_unique<HttpProber>(probe_client_ ? *probe_client_ : *client_);
 
   const GatewaySpec& gw = stack_.gateway;
   gateway_ = &add_service(ServiceProcess::Kind::kGateway, "gateway", gw.zone.empty() ? "-" : gw.zone,
@@ -251,6 +318,7 @@ Supervisor::Supervisor(const StackSpec& stack, const SupervisorOptions& options)
   plan_edges();
   plan_dns();
   plan_database();
+  if (vpc_) place_services();
   if (stack_.gateway.access_log != "off" && stack_.gateway.access_log != "-") {
     stack_.gateway.access_log = fs::absolute(stack_.gateway.access_log).string();
   }
@@ -282,8 +350,13 @@ Supervisor::~Supervisor() {
   control_server_.reset();
   // Outstanding requests complete (with an error) while the groups they report to still exist.
   client_.reset();
+  probe_client_.reset();
   provider_.reset();  // kills and reaps anything still running while the loop is still there
   groups_.clear();
+  if (vpc_) {
+    vpc_->destroy();  // every namespace of the stack, with its links and rules
+    core::log_info(kComponent, "network removed", {{"stack", stack_.name}});
+  }
 }
 
 void Supervisor::prepare_state_dir() {
@@ -325,7 +398,7 @@ void Supervisor::check_ports() const {
       throw std::runtime_error(location + ": " + std::string(key) + ": " + why);
     }
   };
-  check(gw.listen, "gateway.listen", gw.listen_location);
+  if (!stack_.network.enabled) check(gw.listen, "gateway.listen", gw.listen_location);
   check(gw.admin, "gateway.admin", gw.admin_location);
 }
 
@@ -351,6 +424,7 @@ void Supervisor::make_groups() {
       return make_launch(*group, id, zone, port);
     };
     env.pick_port = [this] {
+      if (vpc_) return stack_.network.instance_port;  // every instance has an address of its own
       std::set<uint16_t> avoid = reserved_ports_;
       avoid.insert(recent_ports_.begin(), recent_ports_.end());
       const uint16_t port = pick_port(avoid);
@@ -367,9 +441,21 @@ void Supervisor::make_groups() {
 
 scaling::LaunchSpec Supervisor::make_launch(const GroupSpec& group, const std::string& id,
                                             const std::string& zone, uint16_t port) {
-  ExpandedCommand cmd = expand_command(group.launch_template,
-                                       PlaceholderValues{std::to_string(port), zone, id, options_.bin_dir});
+  PlaceholderValues values{std::to_string(port), zone, id, options_.bin_dir};
+  values.db_writer = stack_.database.writer;
+  values.db_reader = stack_.database.reader;
+  std::string netns;
+  if (vpc_) {
+    net::Result<net::Member> member = vpc_->attach(group.name, zone, id);
+    if (!member) throw std::runtime_error("cannot give it an address: " + member.error().message);
+    values.host = net::ipv4_text(member->address);
+    netns = member->ns;
+    members_[id] = *member;
+  }
+  ExpandedCommand cmd = expand_command(group.launch_template, values);
   scaling::LaunchSpec launch;
+  launch.netns = netns;
+  launch.address = values.host + ":" + std::to_string(port);
   launch.name = id;
   launch.executable = resolve_executable(group, cmd.argv.front());
   launch.argv = std::move(cmd.argv);
@@ -396,7 +482,7 @@ ServiceProcess& Supervisor::add_service(ServiceProcess::Kind kind, const std::st
   s.address = address;
   s.config_path = fs::absolute(state_dir_ / (id + ".yaml")).string();
   for (const std::string& a : probe_addresses)
-    s.probes.push_back(probe_address(*core::SocketAddress::parse(a)));
+    s.probes.push_back({probe_address(*core::SocketAddress::parse(a)), ""});
   s.launch.name = id;
   s.launch.executable = options_.cumulo_binary;
   const char* command = kind == ServiceProcess::Kind::kStore ? "s3" : "gateway";
@@ -412,6 +498,95 @@ ServiceProcess& Supervisor::add_service(ServiceProcess::Kind kind, const std::st
   return s;
 }
 
+void Supervisor::check_free(const std::string& address, const std::string& what) const {
+  if (vpc_) return;
+  if (std::string why; !core::address_free(*core::SocketAddress::parse(address), &why)) {
+    throw std::runtime_error(what + ": " + why);
+  }
+}
+
+// Network mode: the VPC, and a member (a namespace with its address) for each process of the stack other than
+// the instances, which get theirs at launch. The stack's addresses become the members' addresses, so that
+// every generated config names where a process really listens.
+void Supervisor::setup_network() {
+  if (geteuid() != 0) {
+    throw std::runtime_error(stack_.network.location +
+                             ": network mode makes network namespaces and nftables rules and needs root; run "
+                             "`cumulo up` as root, or remove `network:` from " +
+                             stack_.source + " for loopback mode");
+  }
+  net::Result<net::Plan> plan = net::make_plan(network_policy(stack_));
+  if (!plan) throw std::runtime_error(plan.error().message);
+  net::Result<std::unique_ptr<net::Vpc>> vpc = net::Vpc::create(std::move(*plan));
+  if (!vpc) throw std::runtime_error("cannot make the stack's network: " + vpc.error().message);
+  vpc_ = std::move(*vpc);
+  auto attach = [&](const std::string& group, const std::string& zone, const std::string& id) {
+    net::Result<net::Member> m = vpc_->attach(group, zone, id);
+    if (!m) throw std::runtime_error("cannot attach " + id + " to the stack's network: " + m.error().message);
+    members_[id] = *m;
+    return net::ipv4_text(m->address);
+  };
+  auto with_host = [](const std::string& host, const std::string& address) {
+    return host + ":" + std::to_string(core::SocketAddress::parse(address)->port());
+  };
+  GatewaySpec& gw = stack_.gateway;
+  const std::string gw_zone = gw.zone.empty() ? stack_.zones.front() : gw.zone;
+  gw.listen = with_host(attach(kGatewayGroup, gw_zone, "gateway"), gw.listen);
+  for (EdgeSpec& edge : stack_.edges) {
+    edge.listen = with_host(attach(kEdgeGroup, stack_.zones.front(), "edge-" + edge.name), edge.listen);
+  }
+  for (StoreNodeSpec& node : stack_.object_store.nodes) {
+    const std::string host = attach(kStoreGroup, node.zone, "objstore-" + node.zone);
+    node.listen =
+        node.listen.empty() ? host + ":" + std::to_string(kDefaultStorePort) : with_host(host, node.listen);
+  }
+  if (stack_.database.enabled) {
+    DatabaseSpec& db = stack_.database;
+    const std::string host = attach(kDatabaseGroup, db.primary_zone, "db");
+    db.writer = with_host(host, db.writer);
+    db.reader = with_host(host, db.reader);
+  }
+  host_netns_.reset(::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));
+  const std::string gw_ns = "/run/netns/" + members_.at("gateway").ns;
+  probe_netns_.reset(::open(gw_ns.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!host_netns_ || !probe_netns_) {
+    throw std::runtime_error("cannot open the network namespaces (" + gw_ns +
+                             "): " + core::errno_text(errno));
+  }
+  http::ClientOptions probe_options;
+  probe_options.connect = [this](const core::SocketAddress& to, int* error) {
+    return connect_from_namespace(host_netns_.get(), probe_netns_.get(), to, error);
+  };
+  probe_client_ = std::make_unique<http::Client>(loop_, probe_options);
+  core::log_info(
+      kComponent, "network made",
+      {{"stack", stack_.name},
+       {"cidr", stack_.network.cidr},
+       {"router", vpc_->plan().router_ns},
+       {"outside", vpc_->plan().outside_ns + " at " + net::ipv4_text(vpc_->plan().outside_address)},
+       {"members", static_cast<long>(members_.size())}});
+}
+
+// Each service runs in its member's namespace; what it serves there is probed from inside it, and its admin
+// API (a loopback address) is bound here on the host and handed to it.
+void Supervisor::place_services() {
+  for (auto& sp : services_) {
+    ServiceProcess& s = *sp;
+    auto it = members_.find(s.id);
+    if (it == members_.end()) continue;
+    s.launch.netns = it->second.ns;
+    for (ServiceProcess::Probe& p : s.probes) {
+      const std::string host = p.address.host();
+      if (host.rfind("127.", 0) == 0 || host == "::1") {
+        s.host_listeners.push_back(core::listen_tcp_for_child(p.address));
+        s.launch.inherit_fds.push_back(s.host_listeners.back().get());
+      } else {
+        p.netns = s.launch.netns;
+      }
+    }
+  }
+}
+
 // One node per zone; ports the stack file leaves open are taken now, so that every node's config can name the
 // others as its replication peers.
 void Supervisor::plan_object_store() {
@@ -420,9 +595,7 @@ void Supervisor::plan_object_store() {
   prepare_store_secrets(store, state_dir_.string());
   for (StoreNodeSpec& node : store.nodes) {
     if (!node.listen.empty()) {
-      if (std::string why; !core::address_free(*core::SocketAddress::parse(node.listen), &why)) {
-        throw std::runtime_error(store.location + ": object_store.listen." + node.zone + ": " + why);
-      }
+      check_free(node.listen, store.location + ": object_store.listen." + node.zone);
     } else {
       std::set<uint16_t> avoid = reserved_ports_;
       avoid.insert(core::SocketAddress::parse(stack_.gateway.listen)->port());
@@ -438,9 +611,7 @@ void Supervisor::plan_object_store() {
 
 void Supervisor::plan_edges() {
   for (EdgeSpec& edge : stack_.edges) {
-    if (std::string why; !core::address_free(*core::SocketAddress::parse(edge.listen), &why)) {
-      throw std::runtime_error(edge.location + ": edge " + edge.name + ": listen: " + why);
-    }
+    check_free(edge.listen, edge.location + ": edge " + edge.name + ": listen");
     if (edge.admin.empty()) {
       std::set<uint16_t> avoid = reserved_ports_;
       avoid.insert(core::SocketAddress::parse(stack_.control.listen)->port());
@@ -487,9 +658,7 @@ void Supervisor::plan_database() {
   DatabaseSpec& db = stack_.database;
   if (!db.enabled) return;
   for (const auto& [what, address] : {std::pair{"writer", db.writer}, std::pair{"reader", db.reader}}) {
-    if (std::string why; !core::address_free(*core::SocketAddress::parse(address), &why)) {
-      throw std::runtime_error(db.location + ": database." + what + ": " + why);
-    }
+    check_free(address, db.location + ": database." + what);
   }
   prepare_database_secret(db, state_dir_.string());
   std::set<uint16_t> avoid = reserved_ports_;
@@ -599,7 +768,7 @@ void Supervisor::poll_services_ready() {
       all_ready = false;
       continue;
     }
-    if (std::all_of(s.probes.begin(), s.probes.end(), accepts_connections)) {
+    if (std::all_of(s.probes.begin(), s.probes.end(), probe_accepts)) {
       s.ready = true;
       core::log_info(kComponent, s.id + " ready",
                      {{"pid", static_cast<long>(s.handle)},
@@ -615,7 +784,8 @@ void Supervisor::poll_services_ready() {
     all_ready = false;
     if (now - s.started_at >= s.start_timeout) {
       std::string why = "does not accept connections on";
-      for (const auto& p : s.probes) why += " " + p.to_string();
+      for (const auto& p : s.probes)
+        why += " " + p.address.to_string() + (p.netns.empty() ? "" : " (in " + p.netns + ")");
       why += " after " + core::format_duration(s.start_timeout);
       if (phase_ == Phase::kStartingServices) {
         fail_start(s, why);
@@ -645,6 +815,7 @@ void Supervisor::tick() {
     phase_ = Phase::kRunning;
     status_changed();
     print_banner();
+    if (vpc_) start_net_check();
   }
   if (!tick_timer_.armed()) tick_timer_.arm(kTickInterval);
 }
@@ -718,8 +889,19 @@ void Supervisor::on_exit(scaling::InstanceHandle handle, const scaling::ExitStat
     status_changed();
     return;
   }
+  std::string instance_id;
   for (auto& g : groups_) {
+    for (const scaling::InstanceView& i : g->instances()) {
+      if (i.pid == handle) instance_id = i.id;
+    }
     if (g->on_exit(handle, status, now)) break;
+  }
+  if (vpc_ && members_.count(instance_id)) {
+    if (net::Result<void> r = vpc_->detach(instance_id); !r) {
+      core::log_warn(kComponent, "cannot remove an instance's namespace",
+                     {{"instance", instance_id}, {"error", r.error().message}});
+    }
+    members_.erase(instance_id);
   }
   if (phase_ == Phase::kStopping) {
     continue_stop();
@@ -836,12 +1018,41 @@ void Supervisor::continue_stop() {
   }
 }
 
+void Supervisor::start_net_check() {
+  net_check_ = NetCheck::kRunning;
+  check_pool_ = std::make_unique<core::BlockingPool>(1, "net-check");
+  std::vector<net::Member> members = vpc_->members();
+  check_pool_->submit(
+      loop_,
+      [plan = vpc_->plan(), stack = stack_, members] { return check_stack_network(plan, stack, members); },
+      [this](std::vector<net::CheckRow> rows) {
+        net_check_paths_ = rows.size();
+        net_check_failures_.clear();
+        for (const net::CheckRow& r : rows)
+          if (!r.ok) net_check_failures_.push_back(r);
+        net_check_ = net_check_failures_.empty() ? NetCheck::kPassed : NetCheck::kFailed;
+        if (net_check_ == NetCheck::kPassed) {
+          core::log_info(kComponent, "network check passed: every path is as the policy says",
+                         {{"paths", static_cast<long>(net_check_paths_)}});
+        } else {
+          core::log_error(kComponent,
+                          "network check failed: paths differ from the policy; the stack is unhealthy",
+                          {{"paths", static_cast<long>(net_check_paths_)},
+                           {"differ", static_cast<long>(net_check_failures_.size())},
+                           {"matrix", net::render_matrix(net_check_failures_)}});
+        }
+        status_changed();
+      });
+}
+
 const char* Supervisor::state_name() const {
   switch (phase_) {
     case Phase::kStartingServices:
     case Phase::kStartingGroups:
       return "starting";
     case Phase::kRunning:
+      if (net_check_ == NetCheck::kRunning) return "starting";
+      if (net_check_ == NetCheck::kFailed) return "unhealthy";
       return "running";
     case Phase::kStopping:
       return stopped_ ? "stopped" : "stopping";
@@ -901,6 +1112,31 @@ void Supervisor::write_status() const {
                        {"admin", stack_.database.admin},
                        {"instances", instances}};
   }
+  if (vpc_) {
+    const char* check = net_check_ == NetCheck::kPassed    ? "passed"
+                        : net_check_ == NetCheck::kFailed  ? "failed"
+                        : net_check_ == NetCheck::kRunning ? "running"
+                                                           : "not run";
+    nlohmann::json differ = nlohmann::json::array();
+    for (const net::CheckRow& r : net_check_failures_)
+      differ.push_back({{"from", r.from},
+                        {"to", r.to},
+                        {"port", r.port},
+                        {"expected", r.expected ? "allowed" : "denied"},
+                        {"observed", net::reach_name(r.observed)}});
+    doc["network"] = {{"router", vpc_->plan().router_ns},
+                      {"outside", vpc_->plan().outside_ns},
+                      {"check", check},
+                      {"paths", net_check_paths_},
+                      {"differ", differ},
+                      {"state_file", fs::absolute(state_dir_ / "network.json").string()}};
+    try {
+      core::write_file_atomically((state_dir_ / "network.json").string(),
+                                  render_network_state(stack_, vpc_->plan(), vpc_->members()));
+    } catch (const std::exception& e) {
+      core::log_warn(kComponent, "cannot write the network state file", {{"error", e.what()}});
+    }
+  }
   doc["control"] = {{"address", stack_.control.listen},
                     {"url", url_for(stack_.control.listen, "/v1/")},
                     {"token_file", fs::absolute(state_dir_ / "api-token").string()}};
@@ -946,7 +1182,15 @@ void Supervisor::print_banner() const {
   out += "  open     " + url + "\n";
   out += "  admin    " + admin_url + "\n";
   out += "  control  " + control_url + " (token in " + (state_dir_ / "api-token").string() + ")\n";
-  out += "  state    " + state_dir_.string() + "/ (stack.json, gateway.yaml, logs/)\n\n";
+  out += "  state    " + state_dir_.string() + "/ (stack.json, gateway.yaml, logs/)\n";
+  if (vpc_) {
+    out += "  network  " + stack_.network.cidr + ", router namespace " + vpc_->plan().router_ns +
+           "; clients reach the stack from the outside namespace: ip netns exec " + vpc_->plan().outside_ns +
+           " curl " + url + "\n";
+    out += "           `cumulo net check --state-dir " + state_dir_.string() +
+           "` probes every path against the policy (running now)\n";
+  }
+  out += "\n";
   for (const auto& g : groups_) {
     const scaling::GroupStatus s = g->status();
     out += "  group " + s.name + ": min " + std::to_string(s.min) + ", max " + std::to_string(s.max) +

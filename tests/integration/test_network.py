@@ -1,0 +1,306 @@
+"""`cumulo up` in network mode (docs/network.md): a namespace per process behind a router namespace, security
+groups as nftables rules in the router, an outside namespace standing for the internet. Every address used here
+exists only inside namespaces the stack (or this test) made."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+from support import Process, binary, free_port, pid_running, tool, wait_for, wait_stack_running
+
+pytestmark = pytest.mark.time_limit(240)
+
+SSH_ALLOWED = "203.0.113.0/29"  # the outside namespace's own address (.2) is in it; .100 is not
+
+
+def require_network_tools():
+    if os.geteuid() != 0:
+        pytest.fail("network mode needs root: run the integration tests as root")
+    tool("ip", "iproute2")
+    tool("nft", "nftables")
+
+
+def netns_list() -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def in_ns(ns: str, *argv, timeout: float = 10, check: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", "netns", "exec", ns, *[str(a) for a in argv]], capture_output=True, text=True,
+                          timeout=timeout, check=check)
+
+
+CONNECT = """
+import socket, sys, errno
+host, port = sys.argv[1], int(sys.argv[2])
+source = sys.argv[3] if len(sys.argv) > 3 else None
+s = socket.socket()
+s.settimeout(1.5)
+if source:
+    s.bind((source, 0))
+try:
+    s.connect((host, port))
+    print("connected")
+except ConnectionRefusedError:
+    print("refused")
+except socket.timeout:
+    print("timeout")
+except OSError as e:
+    print("denied" if e.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES, errno.EPERM) else f"error {e.errno}")
+"""
+
+
+def reach(ns: str, host: str, port: int, source: str | None = None) -> str:
+    argv = ["/usr/bin/python3", "-c", CONNECT, host, port] + ([source] if source else [])
+    return in_ns(ns, *argv).stdout.strip()
+
+
+def http_from(ns: str, url: str) -> tuple[int, str]:
+    curl = tool("curl")
+    r = in_ns(ns, curl, "-s", "-o", "/dev/stdout", "-w", "\n%{http_code}", "--max-time", "5", url)
+    body, _, code = r.stdout.rpartition("\n")
+    return int(code or 0), body
+
+
+def write_stack(tmp_path, name: str, ports: dict, extra: str = "") -> str:
+    stack = tmp_path / "stack.yaml"
+    stack.write_text(f"""name: {name}
+zones: [a, b]
+control:
+  listen: 127.0.0.1:{ports['control']}
+gateway:
+  listen: 0.0.0.0:8080
+  admin: 127.0.0.1:{ports['admin']}
+  workers: 1
+  health_check: {{path: /healthz, interval: 500ms, timeout: 500ms}}
+groups:
+  - name: web
+    min: 2
+    max: 3
+    launch_template:
+      command: ["{{bin_dir}}/cumulo-webapp", "--listen", "{{host}}:{{port}}", "--zone", "{{zone}}", "--id", "{{instance_id}}"]
+      health_check: {{path: /healthz, grace_period: 10s}}
+      stop_timeout: 2s
+object_store:
+  buckets:
+    - name: assets
+      public: true
+      route: /static/
+edges:
+  - name: near
+    listen: 0.0.0.0:8081
+network:
+  cidr: 10.20.0.0/16
+  ssh_from: [{SSH_ALLOWED}]
+{extra}""")
+    return str(stack)
+
+
+class NetStack:
+    def __init__(self, tmp_path, name: str, extra: str = ""):
+        self.name = name
+        self.ports = {k: free_port() for k in ("admin", "control")}
+        self.state = tmp_path / "state"
+        self.file = write_stack(tmp_path, name, self.ports, extra)
+        self.tmp_path = tmp_path
+        self.up = None
+
+    def start(self, log="up.log"):
+        (self.state / "stack.json").unlink(missing_ok=True)  # a killed run's "running" must not count
+        self.up = Process("cumulo-up", [binary("cumulo"), "up", self.file, "--state-dir", self.state],
+                          self.tmp_path / log)
+        self.status = wait_stack_running(self.state, timeout=60)
+        self.net = json.loads((self.state / "network.json").read_text())
+        self.members = {m["name"]: m for m in self.net["members"]}
+        return self
+
+    def stop(self):
+        if self.up:
+            self.up.stop()
+            self.up = None
+
+    def ns(self, member: str) -> str:
+        return self.members[member]["namespace"]
+
+    def addr(self, member: str) -> str:
+        return self.members[member]["address"]
+
+    @property
+    def outside(self) -> str:
+        return self.net["outside"]["namespace"]
+
+    def web(self) -> list[str]:
+        return sorted(n for n, m in self.members.items() if m["group"] == "web")
+
+    def leftovers(self) -> list[str]:
+        return [n for n in netns_list() if n.startswith(f"cu-{self.name}.")]
+
+
+@pytest.fixture
+def net_stack(tmp_path):
+    require_network_tools()
+    stack = NetStack(tmp_path, f"nt{os.getpid() % 100000}")
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()
+
+
+def test_outside_reaches_only_the_public_ports_and_the_matrix_matches_the_policy(net_stack):
+    s = net_stack
+    assert s.status["network"]["check"] == "passed", s.status["network"]
+    gw, edge = s.addr("gateway"), s.addr("edge-near")
+    code, body = http_from(s.outside, f"http://{gw}:8080/")
+    assert code == 200, body
+    assert http_from(s.outside, f"http://{edge}:8081/")[0] == 200
+    # Nothing else of the stack answers the outside: instances, store nodes; nor the gateway on other ports.
+    for web in s.web():
+        assert reach(s.outside, s.addr(web), 8080) == "denied", web
+    assert reach(s.outside, s.addr("objstore-a"), 9000) == "denied"
+    assert reach(s.outside, gw, 9000) == "denied"
+    # The admin and control APIs stay on the host's loopback: not in any namespace.
+    assert reach(s.outside, "127.0.0.1", s.ports["admin"]) == "refused"
+    assert reach(s.ns("gateway"), "127.0.0.1", s.ports["admin"]) == "refused"
+    assert requests.get(f"http://127.0.0.1:{s.ports['admin']}/targets", timeout=5).status_code == 200
+
+    # The full matrix, every group to every group and port and the outside to every group, both ways.
+    result = subprocess.run([binary("cumulo"), "net", "check", "--state-dir", s.state, "--json"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads(result.stdout)
+    assert all(r["ok"] for r in rows)
+    seen = {(r["from_group"], r["to_group"], r["port"]): r["expected"] for r in rows}
+    assert seen[("outside", "gateway", 8080)] == "allowed"
+    assert seen[("outside", "web", 8080)] == "denied"
+    assert seen[("gateway", "web", 8080)] == "allowed"
+    assert seen[("web", "object_store", 9000)] == "allowed"
+    assert seen[("web", "gateway", 8080)] == "denied"
+    assert seen[("outside", "object_store", 9000)] == "denied"
+    groups = {"gateway", "edge", "web", "object_store"}
+    assert {r["to_group"] for r in rows} >= groups and {r["from_group"] for r in rows} >= groups | {"outside"}
+
+
+def test_an_instance_reaches_its_data_tier_and_nothing_else_even_as_root(net_stack):
+    s = net_stack
+    web = s.web()[0]
+    ns = s.ns(web)
+    outside_address = s.net["outside"]["address"]
+    listener = subprocess.Popen(["ip", "netns", "exec", s.outside, "/usr/bin/python3", "-c",
+                                 "import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+                                 "s.bind(('0.0.0.0', 4444)); s.listen(); time.sleep(60)"])
+    try:
+        wait_for(lambda: reach(s.outside, outside_address, 4444) == "connected", 5, what="a listener outside")
+        assert reach(ns, s.addr("objstore-a"), 9000) == "connected"
+        assert reach(ns, s.addr("objstore-b"), 9000) == "connected"
+        assert reach(ns, outside_address, 4444) == "denied"  # no egress to the internet
+        assert reach(ns, s.addr("gateway"), 8080) == "denied"  # nor to groups it does not name
+        other = s.web()[1]
+        assert reach(ns, s.addr(other), 8080) == "denied"  # nor to its own group's other instances
+
+        # Root inside its namespace, it changes what it can: its own rules and its own address. Neither helps.
+        in_ns(ns, "nft", "flush", "ruleset", check=True)
+        assert reach(ns, outside_address, 4444) == "denied"
+        in_ns(ns, "ip", "addr", "add", f"{s.addr('gateway')}/32", "dev", "eth0", check=True)
+        assert reach(ns, s.addr("objstore-a"), 9000, source=s.addr("gateway")) in ("denied", "timeout")
+        assert reach(ns, outside_address, 4444, source=s.addr("gateway")) in ("denied", "timeout")
+    finally:
+        listener.kill()
+        listener.wait()
+
+
+def test_ssh_to_instances_only_from_the_allow_list(net_stack):
+    s = net_stack
+    web = s.web()[0]
+    server = subprocess.Popen(["ip", "netns", "exec", s.ns(web), "/usr/bin/python3", "-c",
+                               "import socket,time; s=socket.socket(); s.bind(('0.0.0.0', 22)); s.listen(); time.sleep(60)"])
+    try:
+        wait_for(lambda: reach(s.ns(web), "127.0.0.1", 22) == "connected", 5, what="a listener on port 22")
+        outside_address = s.net["outside"]["address"]
+        assert reach(s.outside, s.addr(web), 22, source=outside_address) == "connected"
+        # Another outside address, not in the allow list.
+        in_ns(s.outside, "ip", "addr", "add", "203.0.113.100/32", "dev", "eth0", check=True)
+        assert reach(s.outside, s.addr(web), 22, source="203.0.113.100") == "denied"
+        # The gateway is no allow-listed source either.
+        assert reach(s.ns("gateway"), s.addr(web), 22) == "denied"
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_stopping_or_restarting_after_a_crash_removes_every_namespace_of_the_stack(tmp_path):
+    require_network_tools()
+    stack = NetStack(tmp_path, f"nc{os.getpid() % 100000}")
+    try:
+        stack.start()
+        assert len(stack.leftovers()) >= 6  # router, outside, gateway, edge, two stores, two instances
+        children = [s["pid"] for s in stack.status["services"]] + [i["pid"] for i in stack.status["instances"]]
+        os.kill(stack.up.pid, signal.SIGKILL)
+        stack.up.popen.wait(timeout=10)
+        stack.up = None
+        assert stack.leftovers(), "a killed supervisor cannot clean up: its namespaces stay until the next start"
+        # Its children end with it (parent-death signal); a new start removes what is left and builds anew.
+        wait_for(lambda: not any(pid_running(p) for p in children if p), 30, what="the old processes to end")
+        stack.start(log="up2.log")
+        code, _ = http_from(stack.outside, f"http://{stack.addr('gateway')}:8080/")
+        assert code == 200
+    finally:
+        stack.stop()
+    assert stack.leftovers() == []
+
+
+DATABASE = """database:
+  primary_zone: a
+  replicas: {a: 1}
+  writer: 127.0.0.1:3306
+  reader: 127.0.0.1:3307
+  users:
+    - {name: app, password: pw-net, databases: [app]}
+"""
+
+
+@pytest.mark.time_limit(180)
+def test_instances_write_through_the_database_writer_that_nothing_else_reaches(tmp_path):
+    from db_support import need_mariadb
+    need_mariadb()
+    require_network_tools()
+    stack = NetStack(tmp_path, f"nd{os.getpid() % 100000}", extra="")
+    # The demo application with the tier's endpoints, wherever network mode put them.
+    text = open(stack.file).read().replace(
+        '"--id", "{instance_id}"]',
+        '"--id", "{instance_id}", "--db-writer", "{db_writer}", "--db-reader", "{db_reader}", '
+        '"--db-password", "pw-net"]')
+    text = text.replace("network:\n", DATABASE + "network:\n")
+    open(stack.file, "w").write(text)
+    try:
+        stack.up = Process("cumulo-up", [binary("cumulo"), "up", stack.file, "--state-dir", stack.state],
+                           tmp_path / "up.log")
+        stack.status = wait_stack_running(stack.state, timeout=120, what="stack.json says running\n" + stack.up.log_tail(20))
+        stack.net = json.loads((stack.state / "network.json").read_text())
+        stack.members = {m["name"]: m for m in stack.net["members"]}
+        assert stack.status["network"]["check"] == "passed", stack.status["network"]
+        db = stack.addr("db")
+        assert stack.status["database"]["writer"] == f"{db}:3306"
+
+        gw = f"http://{stack.addr('gateway')}:8080"
+        r = in_ns(stack.outside, tool("curl"), "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
+                  "-d", "name=ann", "-d", "message=through the writer", f"{gw}/guestbook")
+        assert r.stdout == "303", r.stdout + r.stderr
+        wait_for(lambda: "through the writer" in http_from(stack.outside, f"{gw}/guestbook")[1], 15,
+                 what="the entry listed through the reader endpoint")
+        web = stack.web()[0]
+        assert reach(stack.ns(web), db, 3306) == "connected"
+        assert reach(stack.ns("gateway"), db, 3306) == "denied"
+        assert reach(stack.outside, db, 3306) == "denied"
+        assert reach(stack.ns("objstore-a"), db, 3307) == "denied"
+    finally:
+        stack.stop()
+        from test_stack_database import kill_leftover_servers
+        kill_leftover_servers(stack.state)
+    assert stack.leftovers() == []
