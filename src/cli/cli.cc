@@ -159,6 +159,12 @@ int main(int argc, char** argv) {
   net_check->add_option("--state-dir", net_state_dir, "State directory of the running cumulo up")
       ->capture_default_str();
   net_check->add_flag("--json", net_json, "Print the rows as JSON");
+  auto* net_reload = net->add_subcommand(
+      "reload", "Apply the stack file's security groups again to the running stack, in one transaction");
+  add_target_options(net_reload);
+  net_reload->footer(
+      "Reads the stack file the stack was started with. Established connections stay up; new ones follow the "
+      "new rules. Addresses, ports, groups and their max need a restart: such a change is refused.");
   net_check->footer(
       "Each path is probed from inside the source's namespace: a connection or a refusal means the path is "
       "open, "
@@ -232,6 +238,7 @@ int main(int argc, char** argv) {
                                  : db::command_switchover(db_admin, db_to);
     }
     if (net_check->parsed()) return stack::net_check(net_state_dir, net_json);
+    if (net_reload->parsed()) return command_net_reload(target);
     if (status->parsed()) return command_status(target);
     if (instances->parsed()) return command_instances(target);
     if (scale->parsed()) return command_scale(target, scale_group, scale_desired);

@@ -193,6 +193,18 @@ int command_scale(const ControlTarget& t, const std::string& group, int desired)
   });
 }
 
+int command_net_reload(const ControlTarget& t) {
+  return guarded("net reload", [&] {
+    json r = call(t, "POST", "/v1/network/reload", json::object());
+    if (t.json) {
+      std::printf("%s\n", r.dump(2).c_str());
+    } else {
+      std::printf("%s\n", r.value("message", "reloaded").c_str());
+    }
+    return 0;
+  });
+}
+
 int command_events(const ControlTarget& t, unsigned long long since) {
   return guarded("events", [&] {
     json r = call(t, "GET", "/v1/events" + (since ? "?since=" + std::to_string(since) : std::string()));

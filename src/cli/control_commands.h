@@ -18,6 +18,8 @@ int command_status(const ControlTarget& target);
 int command_instances(const ControlTarget& target);
 int command_scale(const ControlTarget& target, const std::string& group, int desired);
 int command_events(const ControlTarget& target, unsigned long long since);
+// `cumulo net reload`: the running stack applies its stack file's security groups again.
+int command_net_reload(const ControlTarget& target);
 int command_metrics_put(const ControlTarget& target, const std::string& group, const std::string& name,
                         double value, const std::string& instance);
 

@@ -166,6 +166,15 @@ http::Response handle_control_request(const http::Request& req, const ControlCon
       scaling::GroupStatus s = g->status();
       return ok(json{{"group", s.name}, {"desired", s.desired}, {"min", s.min}, {"max", s.max}});
     }
+    if (path == "/v1/network/reload") {
+      if (m != "POST") return error(405, "use POST on /v1/network/reload");
+      if (!ctx.reload_network) {
+        return error(409, "stack " + ctx.stack_name + " runs in loopback mode: there are no rules to reload");
+      }
+      auto reloaded = ctx.reload_network();
+      if (!reloaded) return error(409, reloaded.error().message);
+      return ok(json{{"reloaded", true}, {"message", *reloaded}});
+    }
     if (path == "/v1/metrics") {
       if (m != "POST") return error(405, "use POST on /v1/metrics");
       json body = json::parse(req.body);

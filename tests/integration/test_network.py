@@ -304,3 +304,79 @@ def test_instances_write_through_the_database_writer_that_nothing_else_reaches(t
         from test_stack_database import kill_leftover_servers
         kill_leftover_servers(stack.state)
     assert stack.leftovers() == []
+
+
+HOLD_CONNECTION = """
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+def ask(s):
+    s.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+    data = b""
+    while b"\\r\\n\\r\\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            return "closed"
+        data += chunk
+    head, _, body = data.partition(b"\\r\\n\\r\\n")
+    length = [int(l.split(b":")[1]) for l in head.split(b"\\r\\n") if l.lower().startswith(b"content-length")]
+    while length and len(body) < length[0]:
+        body += s.recv(4096)
+    return head.split(b"\\r\\n")[0].decode()
+s = socket.create_connection((host, port), timeout=5)
+print("first", ask(s), flush=True)
+sys.stdin.readline()
+try:
+    print("again", ask(s), flush=True)
+except OSError as e:
+    print("again failed", e, flush=True)
+n = socket.socket()
+n.settimeout(2)
+try:
+    n.connect((host, port))
+    print("new connected", flush=True)
+except OSError as e:
+    print("new failed", e.errno, flush=True)
+"""
+
+
+def test_a_reload_changes_a_rule_and_keeps_established_connections(net_stack):
+    s = net_stack
+    web = s.web()[0]
+    holder = subprocess.Popen(["ip", "netns", "exec", s.ns(web), "/usr/bin/python3", "-c", HOLD_CONNECTION,
+                               s.addr("objstore-a"), "9000"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        first = holder.stdout.readline()
+        assert first.startswith("first HTTP/1.1"), first
+        # The web group may no longer reach the object store: an empty egress list.
+        text = open(s.file).read().replace(f"  ssh_from: [{SSH_ALLOWED}]\n",
+                                           f"  ssh_from: [{SSH_ALLOWED}]\n  egress: {{web: []}}\n")
+        open(s.file, "w").write(text)
+        r = subprocess.run([binary("cumulo"), "net", "reload", "--state-dir", s.state], capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        again, new = holder.stdout.readline(), holder.stdout.readline()
+        assert again.startswith("again HTTP/1.1"), again  # the established connection carries on
+        assert new.startswith("new failed 113"), new       # EHOSTUNREACH: a new one is refused at once
+        assert reach(s.ns(web), s.addr("objstore-b"), 9000) == "denied"
+        # The check runs again against the new policy and passes.
+        def checked():
+            st = json.loads((s.state / "stack.json").read_text())
+            return st["network"]["check"] in ("passed", "failed") and st["network"]["check"]
+        wait_for(lambda: checked() == "passed", 30, what="the check after the reload")
+        result = subprocess.run([binary("cumulo"), "net", "check", "--state-dir", s.state, "--json"],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout
+        rows = json.loads(result.stdout)
+        assert {r["expected"] for r in rows if r["from_group"] == "web" and r["to_group"] == "object_store"} == {"denied"}
+
+        # A change that would move members is refused, with nothing changed.
+        open(s.file, "w").write(text.replace("cidr: 10.20.0.0/16", "cidr: 10.21.0.0/16"))
+        r = subprocess.run([binary("cumulo"), "net", "reload", "--state-dir", s.state], capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode != 0 and "restart" in (r.stdout + r.stderr).lower(), r.stdout + r.stderr
+        assert reach(s.ns(web), s.addr("objstore-b"), 9000) == "denied"
+    finally:
+        holder.kill()
+        holder.wait()

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/result.h"
 #include "http/server.h"
 #include "scaling/scaling.h"
 
@@ -19,6 +20,9 @@ struct ControlContext {
   scaling::EventLog* events = nullptr;
   std::function<scaling::TimePoint()> now;
   std::function<void()> after_change;  // desired changed: act on it now rather than at the next tick
+  // Network mode: applies the stack file's security groups again (POST /v1/network/reload); returns what it
+  // did, or why it did nothing. Empty in loopback mode.
+  std::function<core::Result<std::string, core::Error>()> reload_network;
 };
 
 http::Response handle_control_request(const http::Request& request, const ControlContext& context);

@@ -140,8 +140,8 @@ void check_network(const StackSpec& stack) {
                             ": dns: network mode does not place the DNS server yet; run a stack with `dns:` "
                             "without `network:`");
   }
-  const std::set<std::string> reserved = {kGatewayGroup, kEdgeGroup, kStoreGroup, kDatabaseGroup, kDnsGroup,
-                                          "outside"};
+  const std::set<std::string> reserved = {kGatewayGroup,  kEdgeGroup, kStoreGroup,
+                                          kDatabaseGroup, kDnsGroup,  "outside"};
   for (const GroupSpec& g : stack.groups) {
     if (reserved.count(g.name)) {
       throw core::ConfigError(g.location + ": group name '" + g.name +
@@ -155,12 +155,14 @@ void check_network(const StackSpec& stack) {
   };
   for (const NetworkRuleSpec& r : cfg.allow) {
     if (!known(r.to)) {
-      throw core::ConfigError(r.location + ": network.allow: 'to: " + r.to + "' is not a security group of "
+      throw core::ConfigError(r.location + ": network.allow: 'to: " + r.to +
+                              "' is not a security group of "
                               "the stack (its groups, gateway, edge, object_store, database)");
     }
   }
   for (const NetworkEgressSpec& e : cfg.egress) {
-    if (std::none_of(stack.groups.begin(), stack.groups.end(), [&](const auto& g) { return g.name == e.group; })) {
+    if (std::none_of(stack.groups.begin(), stack.groups.end(),
+                     [&](const auto& g) { return g.name == e.group; })) {
       throw core::ConfigError(e.location + ": network.egress: '" + e.group + "' is not a group of the stack");
     }
     for (const std::string& to : e.to) {
@@ -181,7 +183,7 @@ constexpr std::chrono::milliseconds kProbeTimeout{500};
 }  // namespace
 
 std::vector<std::pair<std::string, uint16_t>> listening_ports(const StackSpec& stack,
-                                                             const std::vector<net::Member>& members) {
+                                                              const std::vector<net::Member>& members) {
   std::vector<std::pair<std::string, uint16_t>> out;
   for (const net::Member& m : members) {
     if (m.group == kGatewayGroup) {
@@ -204,18 +206,23 @@ std::vector<std::pair<std::string, uint16_t>> listening_ports(const StackSpec& s
 
 std::string render_network_state(const StackSpec& stack, const net::Plan& plan,
                                  const std::vector<net::Member>& members) {
-  nlohmann::json doc = {{"stack", stack.name},
-                        {"stack_file", std::filesystem::absolute(stack.source).string()},
-                        {"router", plan.router_ns},
-                        {"outside", {{"namespace", plan.outside_ns}, {"address", net::ipv4_text(plan.outside_address)}}}};
+  nlohmann::json doc = {
+      {"stack", stack.name},
+      {"stack_file", std::filesystem::absolute(stack.source).string()},
+      {"router", plan.router_ns},
+      {"outside", {{"namespace", plan.outside_ns}, {"address", net::ipv4_text(plan.outside_address)}}}};
   nlohmann::json list = nlohmann::json::array();
   for (const net::Member& m : members) {
-    list.push_back({{"name", m.name}, {"namespace", m.ns}, {"group", m.group}, {"zone", m.zone},
+    list.push_back({{"name", m.name},
+                    {"namespace", m.ns},
+                    {"group", m.group},
+                    {"zone", m.zone},
                     {"address", net::ipv4_text(m.address)}});
   }
   doc["members"] = list;
   nlohmann::json ports = nlohmann::json::array();
-  for (const auto& [name, port] : listening_ports(stack, members)) ports.push_back({{"member", name}, {"port", port}});
+  for (const auto& [name, port] : listening_ports(stack, members))
+    ports.push_back({{"member", name}, {"port", port}});
   doc["listening"] = ports;
   return doc.dump(2) + "\n";
 }
@@ -229,9 +236,10 @@ int run_net_check(const std::string& state_dir, bool json) {
   const std::filesystem::path path = std::filesystem::path(state_dir) / "network.json";
   std::ifstream in(path);
   if (!in) {
-    std::fprintf(stderr,
-                 "cumulo net check: no %s: is a stack with a `network:` section running with --state-dir %s?\n",
-                 path.c_str(), state_dir.c_str());
+    std::fprintf(
+        stderr,
+        "cumulo net check: no %s: is a stack with a `network:` section running with --state-dir %s?\n",
+        path.c_str(), state_dir.c_str());
     return 2;
   }
   nlohmann::json doc;
@@ -259,15 +267,22 @@ int run_net_check(const std::string& state_dir, bool json) {
     listening.emplace_back(l.at("member").get<std::string>(), l.at("port").get<uint16_t>());
   }
   const std::vector<net::CheckRow> rows = net::check(*plan, members, listening, kProbeTimeout);
-  const size_t bad = static_cast<size_t>(std::count_if(rows.begin(), rows.end(), [](const auto& r) { return !r.ok; }));
+  const size_t bad =
+      static_cast<size_t>(std::count_if(rows.begin(), rows.end(), [](const auto& r) { return !r.ok; }));
   if (json) {
     nlohmann::json out = nlohmann::json::array();
     for (const net::CheckRow& r : rows) {
-      out.push_back({{"from", r.from}, {"from_group", r.from_group}, {"to", r.to}, {"to_group", r.to_group},
-                     {"port", r.port}, {"listening", r.listening}, {"expected", r.expected ? "allowed" : "denied"},
+      out.push_back({{"from", r.from},
+                     {"from_group", r.from_group},
+                     {"to", r.to},
+                     {"to_group", r.to_group},
+                     {"port", r.port},
+                     {"listening", r.listening},
+                     {"expected", r.expected ? "allowed" : "denied"},
                      {"result", net::reach_name(r.observed)},
                      {"observed", r.observed == net::Reach::kConnected || r.observed == net::Reach::kRefused
-                                      ? "allowed" : "denied"},
+                                      ? "allowed"
+                                      : "denied"},
                      {"ok", r.ok}});
     }
     std::printf("%s\n", out.dump(2).c_str());

@@ -37,7 +37,7 @@ void check_network(const StackSpec& stack);
 // What each member of a running stack listens on (its own address), for `cumulo net check`: the stack's
 // addresses as `cumulo up` rewrote them for network mode, and each instance's port.
 std::vector<std::pair<std::string, uint16_t>> listening_ports(const StackSpec& stack,
-                                                             const std::vector<net::Member>& members);
+                                                              const std::vector<net::Member>& members);
 
 // STATE_DIR/network.json, written by `cumulo up` in network mode: the stack file, the namespaces, the members
 // and what they listen on.

@@ -269,6 +269,7 @@ class Supervisor {
   size_t net_check_paths_ = 0;
   std::unique_ptr<core::BlockingPool> check_pool_;
   void start_net_check();
+  net::Result<std::string> reload_network();
   std::vector<std::unique_ptr<scaling::ScalingGroup>> groups_;
   std::unique_ptr<http::Server> control_server_;
   ControlContext control_;
@@ -329,6 +330,7 @@ Supervisor::Supervisor(const StackSpec& stack, const SupervisorOptions& options)
   for (auto& g : groups_) control_.groups.push_back(g.get());
   control_.events = &events_;
   control_.now = [this] { return loop_.update_now(); };
+  if (vpc_) control_.reload_network = [this] { return reload_network(); };
   control_.after_change = [this] {
     if (phase_ == Phase::kRunning || phase_ == Phase::kStartingGroups) loop_.defer([this] { tick(); });
   };
@@ -1016,6 +1018,34 @@ void Supervisor::continue_stop() {
     core::log_info(kComponent, "stack stopped", {{"stack", stack_.name}, {"exit_code", exit_code_}});
     loop_.stop();
   }
+}
+
+// The stack file read again: its security groups become the router's ruleset in one transaction (established
+// connections stay up), and the check runs again. What would move a member (addresses, subnets, groups and
+// their max) needs a restart and is refused by Vpc::reload with nothing changed.
+net::Result<std::string> Supervisor::reload_network() {
+  StackSpec fresh;
+  try {
+    fresh = load_stack_file(stack_.source);
+  } catch (const std::exception& e) {
+    return core::Err(core::Error{"config", std::string("the stack file is not valid: ") + e.what()});
+  }
+  if (!fresh.network.enabled) {
+    return core::Err(core::Error{"config",
+                                 "the stack file has no `network:` section any more; leaving network "
+                                 "mode needs a restart"});
+  }
+  // The running stack's addresses, with the file's new rules.
+  StackSpec next = stack_;
+  next.network = fresh.network;
+  net::Result<net::Plan> plan = net::make_plan(network_policy(next));
+  if (!plan) return core::Err(plan.error());
+  if (net::Result<void> r = vpc_->reload(std::move(*plan)); !r) return core::Err(r.error());
+  stack_.network = fresh.network;
+  core::log_info(kComponent, "network rules reloaded", {{"stack", stack_.name}, {"file", stack_.source}});
+  if (phase_ == Phase::kRunning && net_check_ != NetCheck::kRunning) start_net_check();
+  return std::string("network rules of stack " + stack_.name + " reloaded from " + stack_.source +
+                     "; checking every path again (cumulo status shows the result)");
 }
 
 void Supervisor::start_net_check() {

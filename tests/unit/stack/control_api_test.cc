@@ -146,6 +146,33 @@ TEST_F(ControlApiTest, CustomMetrics) {
 }
 
 // The fields every view of an instance shares; each view adds its own.
+// Network mode's reload: refused in loopback mode, the supervisor's refusal passed on, its message on
+// success; POST only, and only with the token.
+TEST_F(ControlApiTest, NetworkReload) {
+  EXPECT_EQ(call("POST", "/v1/network/reload", "{}", "").status, 401);
+  http::Response loopback = call("POST", "/v1/network/reload", "{}");
+  EXPECT_EQ(loopback.status, 409);
+  EXPECT_NE(loopback.body.find("loopback mode"), std::string::npos) << loopback.body;
+
+  int reloads = 0;
+  bool refuse = true;
+  ctx_.reload_network = [&]() -> core::Result<std::string, core::Error> {
+    ++reloads;
+    if (refuse) return core::Err(core::Error{"network", "the subnets differ: that needs a restart"});
+    return std::string("reloaded from stack.yaml");
+  };
+  EXPECT_EQ(call("GET", "/v1/network/reload").status, 405);
+  EXPECT_EQ(reloads, 0);
+  http::Response refused = call("POST", "/v1/network/reload", "{}");
+  EXPECT_EQ(refused.status, 409);
+  EXPECT_NE(refused.body.find("needs a restart"), std::string::npos) << refused.body;
+  refuse = false;
+  http::Response done = call("POST", "/v1/network/reload", "{}");
+  EXPECT_EQ(done.status, 200);
+  EXPECT_NE(done.body.find("reloaded from stack.yaml"), std::string::npos) << done.body;
+  EXPECT_EQ(reloads, 2);
+}
+
 TEST(InstanceJson, SharedFields) {
   scaling::InstanceView v;
   v.id = "web-1";

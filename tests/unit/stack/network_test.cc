@@ -41,7 +41,8 @@ std::string error_of(const std::string& network) {
 }
 
 const net::SecurityGroupSpec& group(const net::NetworkSpec& spec, const std::string& name) {
-  auto it = std::find_if(spec.groups.begin(), spec.groups.end(), [&](const auto& g) { return g.name == name; });
+  auto it =
+      std::find_if(spec.groups.begin(), spec.groups.end(), [&](const auto& g) { return g.name == name; });
   if (it == spec.groups.end()) throw std::runtime_error("no group " + name);
   return *it;
 }
@@ -113,8 +114,10 @@ TEST(StackNetwork, RefusalsNameTheLine) {
       {"network: {cidr: 10.20.0.0/16, outside: 10.20.5.0/24}\n", "overlap"},
       {"network: {cidr: 10.20.0.0/24}\n", "stack.yaml"},  // four /24 subnets do not fit a /24
       {"network: {subnet_prefix: 29}\n", "web"},          // 4 instances and more in a /29 of 8 addresses
-      {"network: {allow: [{from: web, to: nowhere, ports: 80}]}\n", "stack.yaml:13:19: network.allow: 'to: nowhere'"},
-      {"network: {allow: [{from: web, to: app, ports: 70000}]}\n", "stack.yaml:13:47: network.allow[0].ports: expected a port"},
+      {"network: {allow: [{from: web, to: nowhere, ports: 80}]}\n",
+       "stack.yaml:13:19: network.allow: 'to: nowhere'"},
+      {"network: {allow: [{from: web, to: app, ports: 70000}]}\n",
+       "stack.yaml:13:47: network.allow[0].ports: expected a port"},
       {"network: {allow: [{from: web, to: app, ports: 90-80}]}\n", "ends before it starts"},
       {"network: {egress: {nobody: [app]}}\n", "network.egress: 'nobody' is not a group"},
       {"network: {egress: {web: [elsewhere]}}\n", "network.egress.web: 'elsewhere'"},
@@ -138,7 +141,8 @@ network: {}
     parse_stack(core::ConfigNode::load_string(text, "stack.yaml"));
     FAIL() << "accepted";
   } catch (const core::ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("stack.yaml:5:5: group name 'database'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("stack.yaml:5:5: group name 'database'"), std::string::npos)
+        << e.what();
   }
 }
 
