@@ -380,3 +380,37 @@ def test_a_reload_changes_a_rule_and_keeps_established_connections(net_stack):
     finally:
         holder.kill()
         holder.wait()
+
+
+ASK_DNS = """
+import sys, dns.message, dns.query
+q = dns.message.make_query(sys.argv[2], "A")
+udp = dns.query.udp(q, sys.argv[1], port=53, timeout=2)
+tcp = dns.query.tcp(q, sys.argv[1], port=53, timeout=2)
+print(sorted(r.to_text() for rrset in udp.answer for r in rrset), sorted(r.to_text() for rrset in tcp.answer for r in rrset))
+"""
+
+
+def test_the_dns_server_answers_the_outside_with_the_gateways_public_address(tmp_path):
+    require_network_tools()
+    from dns_support import dns  # noqa: F401 (fails with the apt-get line when dnspython is missing)
+    (tmp_path / "dns.yaml").write_text(json.dumps({
+        "zones": [{"origin": "site.test", "records": [{"name": "@", "type": "ALIAS", "gateway": True}]}]}))
+    stack = NetStack(tmp_path, f"ns{os.getpid() % 100000}")
+    text = open(stack.file).read().replace("network:\n", f"dns:\n  config: {tmp_path / 'dns.yaml'}\n"
+                                                          "  listen: 0.0.0.0:53\nnetwork:\n")
+    open(stack.file, "w").write(text)
+    try:
+        stack.start()
+        assert stack.status["network"]["check"] == "passed", stack.status["network"]
+        server = stack.addr("dns")
+        r = in_ns(stack.outside, "/usr/bin/python3", "-c", ASK_DNS, server, "site.test")
+        gw = stack.addr("gateway")
+        assert r.stdout.strip() == f"['{gw}'] ['{gw}']", r.stdout + r.stderr
+        # Only the DNS port: not its admin API (on the host), nor other ports.
+        assert reach(stack.outside, server, 8080) == "denied"
+        web = stack.web()[0]
+        assert reach(stack.ns(web), server, 53) == "denied"
+    finally:
+        stack.stop()
+    assert stack.leftovers() == []

@@ -52,6 +52,21 @@ net::NetworkSpec network_policy(const StackSpec& stack) {
   allow(gateway, "outside", port_of(stack.gateway.listen), gw_location);
   groups.push_back(std::move(gateway));
 
+  if (stack.dns.enabled) {
+    net::SecurityGroupSpec dns;
+    dns.name = kDnsGroup;
+    dns.subnet = net::SubnetKind::kPublic;
+    dns.max_members_per_zone = 1;
+    dns.location = stack.dns.location;
+    const uint16_t port = port_of(stack.dns.listen);
+    for (net::Protocol protocol : {net::Protocol::kUdp, net::Protocol::kTcp}) {
+      dns.ingress.push_back({std::string(net::kOutside), {port, port}, protocol, dns.location});
+    }
+    // Its health checks of the site (records that follow the gateway's health).
+    allow(groups.front(), kDnsGroup, port_of(stack.gateway.listen), dns.location);
+    groups.push_back(std::move(dns));
+  }
+
   if (!stack.edges.empty()) {
     net::SecurityGroupSpec edge;
     edge.name = kEdgeGroup;
@@ -135,11 +150,6 @@ net::NetworkSpec network_policy(const StackSpec& stack) {
 
 void check_network(const StackSpec& stack) {
   const NetworkConfigSpec& cfg = stack.network;
-  if (stack.dns.enabled) {
-    throw core::ConfigError(stack.dns.location +
-                            ": dns: network mode does not place the DNS server yet; run a stack with `dns:` "
-                            "without `network:`");
-  }
   const std::set<std::string> reserved = {kGatewayGroup,  kEdgeGroup, kStoreGroup,
                                           kDatabaseGroup, kDnsGroup,  "outside"};
   for (const GroupSpec& g : stack.groups) {
@@ -194,6 +204,8 @@ std::vector<std::pair<std::string, uint16_t>> listening_ports(const StackSpec& s
     } else if (m.group == kStoreGroup) {
       for (const StoreNodeSpec& n : stack.object_store.nodes)
         if ("objstore-" + n.zone == m.name) out.emplace_back(m.name, port_of(n.listen));
+    } else if (m.group == kDnsGroup) {
+      out.emplace_back(m.name, port_of(stack.dns.listen));  // TCP; the check does not probe UDP
     } else if (m.group == kDatabaseGroup) {
       out.emplace_back(m.name, port_of(stack.database.writer));
       out.emplace_back(m.name, port_of(stack.database.reader));

@@ -542,6 +542,9 @@ void Supervisor::setup_network() {
     node.listen =
         node.listen.empty() ? host + ":" + std::to_string(kDefaultStorePort) : with_host(host, node.listen);
   }
+  if (stack_.dns.enabled) {
+    stack_.dns.listen = with_host(attach(kDnsGroup, stack_.zones.front(), "dns"), stack_.dns.listen);
+  }
   if (stack_.database.enabled) {
     DatabaseSpec& db = stack_.database;
     const std::string host = attach(kDatabaseGroup, db.primary_zone, "db");
@@ -629,9 +632,7 @@ void Supervisor::plan_edges() {
 void Supervisor::plan_dns() {
   DnsSpec& dns = stack_.dns;
   if (!dns.enabled) return;
-  if (std::string why; !core::address_free(*core::SocketAddress::parse(dns.listen), &why)) {
-    throw std::runtime_error(dns.location + ": dns.listen: " + why);
-  }
+  check_free(dns.listen, dns.location + ": dns.listen");
   if (dns.admin.empty()) {
     std::set<uint16_t> avoid = reserved_ports_;
     avoid.insert(core::SocketAddress::parse(stack_.gateway.listen)->port());
