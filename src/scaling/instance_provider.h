@@ -33,6 +33,11 @@ struct LaunchSpec {
   // Network mode (docs/network.md): the child joins this network namespace (a name under /run/netns) before
   // it runs the program.
   std::string netns;
+  // Network mode: the child (and whatever it runs, root or not) cannot administer namespaces, networks,
+  // modules or other processes: CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_SYS_MODULE, CAP_SYS_PTRACE, CAP_SYS_RAWIO,
+  // CAP_BPF and CAP_SYS_BOOT leave its capability bounding set before exec, so it cannot enter the router's
+  // namespace or change rules, even its own.
+  bool drop_admin_capabilities = false;
   // Listening sockets the child inherits as descriptors 3, 4, ... in this order, named in CUMULO_LISTEN_FDS
   // (core::kInheritedListenersEnv). Borrowed: the caller keeps them open until start() returns.
   std::vector<int> inherit_fds;

@@ -1,5 +1,6 @@
 // InstanceProvider for local child processes (instance_provider.h).
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -223,6 +224,20 @@ InstanceHandle ProcessProvider::start(const LaunchSpec& spec) {
       int err = errno;
       [[maybe_unused]] ssize_t n = write(exec_write.get(), &err, sizeof err);
       _exit(127);
+    }
+    if (spec.drop_admin_capabilities) {
+      // After setns: joining the namespace needed CAP_SYS_ADMIN. CAP_BPF (39) is newer than Debian 12's
+      // kernel headers; a kernel without it answers EINVAL, which leaves nothing to drop.
+      constexpr int kCapBpf = 39;
+      constexpr int kCaps[] = {CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_SYS_MODULE, CAP_SYS_PTRACE,
+                               CAP_SYS_RAWIO, CAP_SYS_BOOT,  kCapBpf};
+      for (int cap : kCaps) {
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) {
+          int err = errno;
+          [[maybe_unused]] ssize_t n = write(exec_write.get(), &err, sizeof err);
+          _exit(127);
+        }
+      }
     }
     if (!spec.working_dir.empty() && chdir(spec.working_dir.c_str()) != 0) {
       int err = errno;

@@ -215,6 +215,32 @@ def test_an_instance_reaches_its_data_tier_and_nothing_else_even_as_root(net_sta
         listener.wait()
 
 
+AS_AN_INSTANCE = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+for cap in (21, 12, 16, 19, 17, 22, 39):  # what cumulo up drops from an instance's bounding set
+    libc.prctl(24, cap, 0, 0, 0)          # PR_CAPBSET_DROP
+os.execvp(sys.argv[1], sys.argv[1:])
+"""
+
+
+def test_an_instance_cannot_enter_the_router_or_change_rules(net_stack):
+    s = net_stack
+    web = s.web()[0]
+    pid = next(i["pid"] for i in s.status["instances"] if i["id"] == web)
+    bounding = int(next(l for l in open(f"/proc/{pid}/status") if l.startswith("CapBnd")).split()[1], 16)
+    assert not bounding & (1 << 21) and not bounding & (1 << 12), hex(bounding)  # no SYS_ADMIN, no NET_ADMIN
+    # What a root process with that bounding set gets when it tries: no entry to the router's namespace, no
+    # change to its own namespace's rules.
+    enter = in_ns(s.ns(web), "/usr/bin/python3", "-c", AS_AN_INSTANCE, "ip", "netns", "exec", s.net["router"],
+                  "nft", "flush", "ruleset")
+    assert enter.returncode != 0 and "Operation not permitted" in enter.stderr, enter.stderr
+    own = in_ns(s.ns(web), "/usr/bin/python3", "-c", AS_AN_INSTANCE, "nft", "add", "table", "inet", "mine")
+    assert own.returncode != 0, own.stdout + own.stderr
+    assert http_from(s.outside, f"http://{s.addr('gateway')}:8080/")[0] == 200
+    assert reach(s.outside, s.addr(web), 8080) == "denied"
+
+
 def test_ssh_to_instances_only_from_the_allow_list(net_stack):
     s = net_stack
     web = s.web()[0]

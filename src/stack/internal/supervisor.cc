@@ -457,6 +457,7 @@ scaling::LaunchSpec Supervisor::make_launch(const GroupSpec& group, const std::s
   ExpandedCommand cmd = expand_command(group.launch_template, values);
   scaling::LaunchSpec launch;
   launch.netns = netns;
+  launch.drop_admin_capabilities = vpc_ != nullptr;
   launch.address = values.host + ":" + std::to_string(port);
   launch.name = id;
   launch.executable = resolve_executable(group, cmd.argv.front());

@@ -190,6 +190,31 @@ TEST_F(ProcessProviderTest, RunsInItsNetworkNamespace) {
   }
 }
 
+// Network mode: an instance, root or not, cannot administer networks or namespaces (its bounding set lacks
+// CAP_SYS_ADMIN and CAP_NET_ADMIN, so it cannot enter the router's namespace or change rules); without the
+// flag the set is the parent's.
+TEST_F(ProcessProviderTest, DropsAdminCapabilitiesWhenAsked) {
+  auto bounding_set = [this](bool drop) {
+    std::remove(log_path_.c_str());
+    LaunchSpec spec = shell("grep CapBnd /proc/$$/status");
+    spec.drop_admin_capabilities = drop;
+    InstanceHandle h = provider_->start(spec);
+    for (int i = 0; i < 500 && read_file(log_path_).empty(); ++i) usleep(10'000);
+    (void)h;
+    const std::string line = read_file(log_path_);
+    return line.size() > 8 ? std::stoull(line.substr(line.find_first_of("0123456789abcdef", 7)), nullptr, 16)
+                           : ~0ull;
+  };
+  const unsigned long long dropped = bounding_set(true);
+  EXPECT_EQ(dropped & (1ull << 21), 0u) << "CAP_SYS_ADMIN";
+  EXPECT_EQ(dropped & (1ull << 12), 0u) << "CAP_NET_ADMIN";
+  EXPECT_EQ(dropped & (1ull << 19), 0u) << "CAP_SYS_PTRACE";
+  EXPECT_NE(dropped & (1ull << 10), 0u) << "CAP_NET_BIND_SERVICE stays";
+  const unsigned long long kept = bounding_set(false);
+  EXPECT_NE(kept & (1ull << 21), 0u) << "the test runs with CAP_SYS_ADMIN in its bounding set";
+  run_until([&] { return exits_.size() == 2; });
+}
+
 TEST_F(ProcessProviderTest, SamplesCpuAndMemoryOfARunningInstance) {
   InstanceHandle h =
       provider_->start(shell("i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; echo done; exec sleep 30"));
