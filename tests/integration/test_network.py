@@ -169,6 +169,10 @@ def test_outside_reaches_only_the_public_ports_and_the_matrix_matches_the_policy
     assert reach(s.outside, "127.0.0.1", s.ports["admin"]) == "refused"
     assert reach(s.ns("gateway"), "127.0.0.1", s.ports["admin"]) == "refused"
     assert requests.get(f"http://127.0.0.1:{s.ports['admin']}/targets", timeout=5).status_code == 200
+    # The generated configs say where their processes run.
+    gateway_yaml = (s.state / "gateway.yaml").read_text()
+    assert f"runs in network namespace {s.ns('gateway')} at {gw}" in gateway_yaml
+    assert f'"{gw}:8080"' in gateway_yaml and f"{s.addr('objstore-a')}:9000" in gateway_yaml
 
     # The full matrix, every group to every group and port and the outside to every group, both ways.
     result = subprocess.run([binary("cumulo"), "net", "check", "--state-dir", s.state, "--json"],

@@ -689,22 +689,34 @@ void Supervisor::plan_database() {
 
 // Each written aside and renamed, so a process reloading one never reads half a file.
 void Supervisor::write_configs() const {
+  // Network mode: each file says where its process runs and why its admin address is a host one.
+  auto placed = [this](const std::string& id, std::string yaml) {
+    auto it = members_.find(id);
+    if (it == members_.end()) return yaml;
+    const net::Member& m = it->second;
+    return "# Network mode (docs/network.md): runs in network namespace " + m.ns + " at " +
+           net::ipv4_text(m.address) + ", security group " + m.group + ", zone " + m.zone +
+           ". Its admin API, if any, is\n# bound on the host's loopback by `cumulo up` and handed to it; no "
+           "namespace reaches it.\n" +
+           yaml;
+  };
   // No targets: instances join through the admin API once they pass their health check.
-  core::write_file_atomically(gateway_->config_path, render_gateway_config(stack_, {}));
+  core::write_file_atomically(gateway_->config_path, placed("gateway", render_gateway_config(stack_, {})));
   for (const StoreNodeSpec& node : stack_.object_store.nodes) {
     const ServiceProcess& s = **std::find_if(services_.begin(), services_.end(),
                                              [&](const auto& x) { return x->id == "objstore-" + node.zone; });
     StoreFiles files{fs::absolute(state_dir_ / "objstore" / node.zone).string(),
                      stack_.object_store.master_key_file};
-    core::write_file_atomically(s.config_path, render_store_config(stack_, node, files));
+    core::write_file_atomically(s.config_path, placed(s.id, render_store_config(stack_, node, files)));
   }
   if (stack_.database.enabled) {
-    core::write_file_atomically(fs::absolute(state_dir_ / "db.yaml").string(),
-                                render_db_config(stack_.database, fs::absolute(state_dir_ / "db").string()));
+    core::write_file_atomically(
+        fs::absolute(state_dir_ / "db.yaml").string(),
+        placed("db", render_db_config(stack_.database, fs::absolute(state_dir_ / "db").string())));
   }
   for (const EdgeSpec& edge : stack_.edges) {
     core::write_file_atomically(fs::absolute(state_dir_ / ("edge-" + edge.name + ".yaml")).string(),
-                                render_edge_config(stack_, edge));
+                                placed("edge-" + edge.name, render_edge_config(stack_, edge)));
   }
 }
 
