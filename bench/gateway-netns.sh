@@ -160,6 +160,10 @@ for k in sys.argv[2].split("."): d=d.get(k) if isinstance(d,dict) else None
 print("" if d is None else d)' "$1" "$2" 2>/dev/null || true; }
 
 declare -A R   # R[mode,round]="rps p99_us gw_us stack_us machine_us softirq_us non2xx errors"
+declare -A forwarded   # forwarded[round]: packets the router received per request (netns rounds)
+# packets received by the router on all its links (each is forwarded once, or rejected)
+router_packets() { ip -n "$1" -s -j link show | "$PY" -c 'import json,sys
+print(sum(l["stats64"]["rx"]["packets"] for l in json.load(sys.stdin) if l["ifname"] != "lo"))'; }
 conntrack_note=""
 run_round() { # mode round
   local mode=$1 r=$2 state="$dir/state-$1" log="$dir/up-$1-$2.log"
@@ -191,14 +195,17 @@ run_round() { # mode round
 
   "${client[@]}" -d 2s "$url" >/dev/null 2>&1 || true
   local g0 s0 k0 m0 g1 s1 k1 m1 wrk_cpu line
+  local router="" f0=0 f1=0
+  [ "$mode" = netns ] && router=$(json_get "$state/stack.json" network.router)
+  [ -n "$router" ] && f0=$(router_packets "$router")
   g0=$(pid_ticks "$gw_pid"); s0=$(tree_ticks "$up_pid"); k0=$(ksoftirqd_ticks); m0=$(machine_ticks)
   # wrk's own CPU: the rusage of the children the subshell waited for (ip netns exec execs what it runs)
   wrk_cpu=$( { TIMEFORMAT='%3U %3S'; time "${client[@]}" -d "${duration}s" --timeout 5s -s "$dir/report.lua" "$url" \
                > "$dir/wrk-$mode-$r.out" 2>&1; } 2>&1 | awk '{print $1+$2}')
   g1=$(pid_ticks "$gw_pid"); s1=$(tree_ticks "$up_pid"); k1=$(ksoftirqd_ticks); m1=$(machine_ticks)
-  if [ "$mode" = netns ]; then
-    conntrack_note=$(ip netns exec "$(json_get "$state/stack.json" network.router)" \
-      cat /proc/sys/net/netfilter/nf_conntrack_count 2>/dev/null || echo "?")
+  if [ -n "$router" ]; then
+    f1=$(router_packets "$router")
+    conntrack_note=$(ip netns exec "$router" cat /proc/sys/net/netfilter/nf_conntrack_count 2>/dev/null || echo "?")
   fi
   line=$(grep '^RESULT' "$dir/wrk-$mode-$r.out" || true)
   if [ -z "$line" ]; then
@@ -207,6 +214,7 @@ run_round() { # mode round
   else
     set -- $line
     local reqs=$2 dur_us=$3 p99=$5 non2xx=$6 errs=$7
+    [ -n "$router" ] && forwarded[$r]=$(awk -v f="$((f1 - f0))" -v n="$reqs" 'BEGIN{printf "%.2f", f / n}')
     R[$mode,$r]=$(awk -v n="$reqs" -v d="$dur_us" -v p99="$p99" -v hz="$hz" -v g="$((g1 - g0))" \
       -v s="$((s1 - s0 + k1 - k0))" -v w="$wrk_cpu" -v mb="$(( ${m1% *} - ${m0% *} ))" \
       -v ms="$(( ${m1#* } - ${m0#* } ))" -v x="$non2xx" -v e="$errs" 'BEGIN {
@@ -249,5 +257,6 @@ echo "| ratio netns/loopback | $(ratio "$(col netns 1)" "$(col loopback 1)") | $
 echo
 echo "Per round (req/s, gateway us/req): $(for r in $(seq 1 "$rounds"); do for m in loopback netns; do
   echo -n "$m $(echo ${R[$m,$r]} | cut -d' ' -f1,3); "; done; done)"
-echo "Connections tracked in the router at the end of the last netns round: ${conntrack_note:-?}." \
+echo "Packets the router forwarded per request, per netns round: ${forwarded[*]:-?}." \
+     "Connections tracked in the router at the end of the last netns round: ${conntrack_note:-?}." \
      "Namespaces of the stack left after the run: $left."
