@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ostream>
+#include <sstream>
 
 #include "core/net.h"
 #include "net/net.h"
@@ -64,6 +65,26 @@ NetworkSpec three_tiers(const std::string& stack) {
   s.groups[1].egress_restricted = true;
   s.groups[1].egress = {"database"};
   return s;
+}
+
+// What the router dropped as spoofed: the kernel's reverse path filter (IPReversePathFilter in
+// /proc/net/netstat) and the ruleset's fib rule, whichever caught it first.
+uint64_t antispoof_drops(const std::string& router_ns) {
+  uint64_t total = 0;
+  std::string netstat = shell("ip netns exec " + router_ns + " cat /proc/net/netstat");
+  // Two "TcpExt:" lines: the names, then the values in the same order.
+  size_t names = netstat.find("TcpExt:");
+  size_t values = netstat.find("TcpExt:", names + 1);
+  if (names != std::string::npos && values != std::string::npos) {
+    std::istringstream n(netstat.substr(names, netstat.find('\n', names) - names));
+    std::istringstream v(netstat.substr(values, netstat.find('\n', values) - values));
+    for (std::string name, value; n >> name && v >> value;)
+      if (name == "IPReversePathFilter") total += std::stoull(value);
+  }
+  std::string chain = shell("ip netns exec " + router_ns + " nft list chain inet cumulo forward");
+  size_t fib = chain.find("fib saddr . iif oif missing counter packets ");
+  if (fib != std::string::npos) total += std::stoull(chain.substr(fib + 44));
+  return total;
 }
 
 core::Fd listen_in(const std::string& ns, uint32_t address, uint16_t port) {
@@ -188,7 +209,17 @@ TEST_F(VpcTest, EnforcesThePolicyOutOfTheMembersReach) {
   ASSERT_TRUE(run("ip -n " + gw.ns + " addr flush dev eth0"));
   ASSERT_TRUE(run("ip -n " + gw.ns + " addr add " + ipv4_text(web.address) + "/32 dev eth0"));
   ASSERT_TRUE(run("ip -n " + gw.ns + " route replace default via " + g + " dev eth0 onlink"));
+  // The router does not answer ARP from a spoofed source either; a member that is root pins the router's
+  // hardware address itself, and its packets reach the router.
+  std::string link = shell("ip -n " + vpc_->plan().router_ns + " -o link show " + gw.router_interface);
+  size_t ether = link.find("link/ether ");
+  ASSERT_NE(ether, std::string::npos) << link;
+  const std::string mac = link.substr(ether + 11, 17);
+  ASSERT_TRUE(run("ip -n " + gw.ns + " neigh replace " + g + " lladdr " + mac + " dev eth0 nud permanent"));
+  // (A forwarded SYN would time out too, the answer going to the real web member: the drop counters tell.)
+  const uint64_t dropped_before = antispoof_drops(vpc_->plan().router_ns);
   EXPECT_EQ(probe(gw.ns, db, 3306), Reach::kTimeout);
+  EXPECT_GT(antispoof_drops(vpc_->plan().router_ns), dropped_before);
   EXPECT_EQ(probe(gw.ns, web, 8080), Reach::kRefused);  // its own address now: local, and nothing listens
   ASSERT_TRUE(run("ip -n " + gw.ns + " addr flush dev eth0"));
   ASSERT_TRUE(run("ip -n " + gw.ns + " addr add " + ipv4_text(gw.address) + "/32 dev eth0"));
