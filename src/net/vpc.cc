@@ -7,6 +7,7 @@
 
 #include "core/log.h"
 #include "net/internal/command.h"
+#include "net/internal/names.h"
 #include "net/net.h"
 
 namespace cumulo::net {
@@ -16,20 +17,12 @@ namespace {
 using internal::ip_batch;
 using internal::run_command;
 
+bool valid_name(std::string_view name) {
+  return internal::valid_name(name, 64);
+}
+
 core::Error refused(std::string message) {
   return core::Error{"network", std::move(message), core::ErrorSource::kClient, core::Retry::kNo};
-}
-
-bool valid_name(std::string_view name) {
-  return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
-  });
-}
-
-// The stack's name ends at the '.', which stack names cannot hold: "cu-web." is never a prefix of stack
-// "web-db"'s namespaces, as "cu-web-" would be.
-std::string ns_prefix(const std::string& stack) {
-  return "cu-" + stack + ".";
 }
 
 // FNV-1a: the router's end of a member's veth is "v" and 8 hex digits of it (IFNAMSIZ allows 15 characters,
@@ -84,7 +77,7 @@ Result<void> apply_ruleset(const Plan& plan) {
 
 std::vector<std::string> stack_namespaces(const std::string& stack) {
   std::vector<std::string> out;
-  const std::string prefix = ns_prefix(stack);
+  const std::string prefix = internal::namespace_prefix(stack);
   DIR* dir = ::opendir("/run/netns");
   if (dir == nullptr) return out;
   while (dirent* e = ::readdir(dir)) {
@@ -188,7 +181,7 @@ Result<Member> Vpc::attach(const std::string& group, const std::string& zone, co
                                      " addresses of group '" + group + "' in zone " + zone +
                                      " are all taken: raise its max members per zone",
                                  core::ErrorSource::kClient, core::Retry::kNo});
-  Member m{name, ns_prefix(plan_.spec.stack) + name, group, zone, address, {}};
+  Member m{name, internal::namespace_prefix(plan_.spec.stack) + name, group, zone, address, {}};
   for (int salt = 0; m.router_interface.empty(); ++salt) {
     std::string candidate = interface_name(name, salt);
     if (candidate != "outside" && std::none_of(members_.begin(), members_.end(), [&](const Member& o) {
