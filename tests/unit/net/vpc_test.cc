@@ -174,7 +174,14 @@ class VpcTest : public testing::Test {
 };
 
 TEST_F(VpcTest, EnforcesThePolicyOutOfTheMembersReach) {
+  const std::string sysctls =
+      "cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/conf/all/rp_filter "
+      "/proc/sys/net/ipv4/icmp_ratelimit";
+  const std::string host_sysctls = shell(sysctls);
   ASSERT_NO_FATAL_FAILURE(make(three_tiers(stack_)));
+  // The router's sysctls are set in the router, and the host's are left as they were.
+  EXPECT_EQ(shell("ip netns exec " + vpc_->plan().router_ns + " " + sysctls), "1\n1\n0\n");
+  EXPECT_EQ(shell(sysctls), host_sysctls);
   const std::string outside = vpc_->plan().outside_ns;
   Member gw = attach("gateway", "gw-1");
   Member web = attach("web", "web-1");
