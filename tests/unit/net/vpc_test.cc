@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ostream>
+#include <random>
 #include <sstream>
 
 #include "core/net.h"
@@ -176,11 +177,11 @@ class VpcTest : public testing::Test {
 TEST_F(VpcTest, EnforcesThePolicyOutOfTheMembersReach) {
   const std::string sysctls =
       "cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/conf/all/rp_filter "
-      "/proc/sys/net/ipv4/icmp_ratelimit";
+      "/proc/sys/net/ipv4/icmp_ratelimit /proc/sys/net/ipv4/icmp_ratemask";
   const std::string host_sysctls = shell(sysctls);
   ASSERT_NO_FATAL_FAILURE(make(three_tiers(stack_)));
   // The router's sysctls are set in the router, and the host's are left as they were.
-  EXPECT_EQ(shell("ip netns exec " + vpc_->plan().router_ns + " " + sysctls), "1\n1\n0\n");
+  EXPECT_EQ(shell("ip netns exec " + vpc_->plan().router_ns + " " + sysctls), "1\n1\n0\n0\n");
   EXPECT_EQ(shell(sysctls), host_sysctls);
   const std::string outside = vpc_->plan().outside_ns;
   Member gw = attach("gateway", "gw-1");
@@ -353,6 +354,75 @@ TEST_F(VpcTest, RemovesLeftoversOfTheStackAndNothingElse) {
   vpc_.reset();
   EXPECT_NE(shell("ip netns list").find(other_stack), std::string::npos);
   EXPECT_TRUE(run("ip netns delete " + other_stack));
+}
+
+// Random policies over four groups (rules from groups, from CIDRs and from outside, egress restriction,
+// internet egress), each checked path by path on real namespaces: the ruleset the router runs and allowed()
+// must agree everywhere.
+TEST_F(VpcTest, RandomPoliciesAgreeWithTheRouter) {
+  std::mt19937 rng(20261207);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  const std::vector<std::string> names{"g0", "g1", "g2", "g3"};
+  const std::vector<int> ports{22, 80, 3306, 8080};
+  for (int round = 0; round < 4; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    NetworkSpec spec;
+    spec.stack = stack_ + "r" + std::to_string(round);
+    spec.zones = {"a"};
+    for (const std::string& name : names) {
+      SecurityGroupSpec g = group(name, pick(2) == 0 ? SubnetKind::kPublic : SubnetKind::kPrivate, {});
+      g.max_members_per_zone = 2;
+      g.internet_egress = pick(3) == 0;
+      g.egress_restricted = pick(2) == 0;
+      for (const std::string& other : names)
+        if (pick(2) == 0) g.egress.push_back(other);
+      spec.groups.push_back(g);
+    }
+    for (SecurityGroupSpec& g : spec.groups) {
+      for (int n = pick(4); n > 0; --n) {
+        std::string from;
+        switch (pick(4)) {
+          case 0:
+            from = g.subnet == SubnetKind::kPublic ? "outside" : names[static_cast<size_t>(pick(4))];
+            break;
+          case 1:
+            from = "10.20.0.0/24";  // every public group
+            break;
+          case 2:
+            from = "10.20.1.2/31";  // the first private group's two addresses
+            break;
+          default:
+            from = names[static_cast<size_t>(pick(4))];
+        }
+        IngressRule r = rule(from, ports[static_cast<size_t>(pick(4))]);
+        if (pick(3) == 0) r.ports.hi = r.ports.lo + 1;
+        g.ingress.push_back(r);
+      }
+    }
+    auto plan = make_plan(spec);
+    ASSERT_TRUE(plan) << plan.error().message;
+    auto vpc = Vpc::create(std::move(*plan));
+    ASSERT_TRUE(vpc) << vpc.error().message;
+    std::vector<core::Fd> listeners;
+    std::vector<std::pair<std::string, uint16_t>> listening;
+    for (const std::string& name : names) {
+      auto m = (*vpc)->attach(name, "a", name + "-1");
+      ASSERT_TRUE(m) << m.error().message;
+      for (int port : ports) {
+        listeners.push_back(listen_in(m->ns, m->address, static_cast<uint16_t>(port)));
+        listening.emplace_back(m->name, static_cast<uint16_t>(port));
+      }
+    }
+    listeners.push_back(listen_in((*vpc)->plan().outside_ns, (*vpc)->plan().outside_address, 443));
+    listening.emplace_back("outside", 443);
+    auto rows = check((*vpc)->plan(), (*vpc)->members(), listening, kProbeTimeout);
+    size_t bad = 0;
+    for (const CheckRow& r : rows) bad += r.ok ? 0 : 1;
+    EXPECT_EQ(bad, 0u) << router_ruleset((*vpc)->plan()) << render_matrix(rows);
+    listeners.clear();
+    (*vpc)->destroy();
+    EXPECT_TRUE(stack_namespaces(spec.stack).empty());
+  }
 }
 
 TEST(RunInNamespace, RefusesAnUnknownNamespace) {
