@@ -1,11 +1,15 @@
 // A VPC made of real namespaces (needs root): the policy enforced by the router, out of the members' reach;
 // a reload that keeps established connections; clean-up of everything the stack made and nothing else.
+#include <dirent.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ostream>
 #include <random>
@@ -140,11 +144,30 @@ bool carries(int from, int to, const std::string& text) {
   return got == text;
 }
 
+// Namespaces of an earlier run of these tests that was killed before its clean-up: "cu-utPID-..." whose
+// process is gone.
+void remove_namespaces_of_dead_runs() {
+  DIR* dir = ::opendir("/run/netns");
+  if (dir == nullptr) return;
+  std::vector<std::string> stale;
+  while (dirent* e = ::readdir(dir)) {
+    std::string name(e->d_name);
+    if (name.rfind("cu-ut", 0) != 0) continue;
+    pid_t pid = static_cast<pid_t>(std::atol(name.c_str() + 5));
+    if (pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH) stale.push_back(name);
+  }
+  ::closedir(dir);
+  for (const std::string& name : stale) run("ip netns delete " + name);
+}
+
 class VpcTest : public testing::Test {
  protected:
   void SetUp() override {
     if (::geteuid() != 0) FAIL() << "the VPC tests make network namespaces: run unit_net as root";
     if (!run("command -v nft")) FAIL() << "nft is missing: apt-get install -y nftables";
+    static bool swept = false;
+    if (!swept) remove_namespaces_of_dead_runs();
+    swept = true;
     static int counter = 0;
     stack_ = "ut" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
   }
