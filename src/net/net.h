@@ -7,7 +7,8 @@
 //   interface is a point-to-point veth whose other end is in the router. Members cannot change the router's
 //   rules, so a member that flushes its own namespace's ruleset, or takes another address, gains nothing.
 // - The router's ruleset is the one `router_ruleset` renders from a Plan, and `allowed` answers what it
-//   enforces; the two are written from the same walk over the plan and unit tested against each other.
+//   enforces: the two follow the same order of tests (plan.cc), and `check` compares them path by path on
+//   real namespaces.
 // - A ruleset is replaced in one nftables transaction: connections that were established stay up.
 // - Nothing is made in the host's namespace: every namespace of stack S is named `cu-S.*`, and removing them
 //   (`remove_stack_network`) removes every link, address, route and rule the stack had, and nothing else.

@@ -3,11 +3,14 @@
 #include <cstdio>
 #include <string>
 
+#include "net/internal/names.h"
 #include "net/net.h"
 
 namespace cumulo::net {
 
 namespace {
+
+using internal::valid_name;
 
 Result<Plan> refuse(std::string_view location, const std::string& what) {
   std::string msg;
@@ -17,12 +20,6 @@ Result<Plan> refuse(std::string_view location, const std::string& what) {
   }
   msg += what;
   return core::Err(core::Error{"network_spec", std::move(msg), core::ErrorSource::kClient, core::Retry::kNo});
-}
-
-bool valid_name(std::string_view name, size_t max) {
-  return !name.empty() && name.size() <= max && std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
-  });
 }
 
 std::string port_text(const PortRange& p) {
@@ -256,8 +253,8 @@ Result<Plan> make_plan(const NetworkSpec& spec) {
 
   Plan plan;
   plan.spec = spec;
-  plan.router_ns = "cu-" + spec.stack + ".router";
-  plan.outside_ns = "cu-" + spec.stack + ".outside";
+  plan.router_ns = internal::namespace_prefix(spec.stack) + "router";
+  plan.outside_ns = internal::namespace_prefix(spec.stack) + "outside";
   plan.outside_router_address = spec.outside.host(1);
   plan.outside_address = spec.outside.host(2);
   uint32_t index = 0;

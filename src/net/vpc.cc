@@ -7,6 +7,7 @@
 
 #include "core/log.h"
 #include "net/internal/command.h"
+#include "net/internal/names.h"
 #include "net/net.h"
 
 namespace cumulo::net {
@@ -16,20 +17,12 @@ namespace {
 using internal::ip_batch;
 using internal::run_command;
 
+bool valid_name(std::string_view name) {
+  return internal::valid_name(name, 64);
+}
+
 core::Error refused(std::string message) {
   return core::Error{"network", std::move(message), core::ErrorSource::kClient, core::Retry::kNo};
-}
-
-bool valid_name(std::string_view name) {
-  return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
-  });
-}
-
-// The stack's name ends at the '.', which stack names cannot hold: "cu-web." is never a prefix of stack
-// "web-db"'s namespaces, as "cu-web-" would be.
-std::string ns_prefix(const std::string& stack) {
-  return "cu-" + stack + ".";
 }
 
 // FNV-1a: the router's end of a member's veth is "v" and 8 hex digits of it (IFNAMSIZ allows 15 characters,
@@ -84,7 +77,7 @@ Result<void> apply_ruleset(const Plan& plan) {
 
 std::vector<std::string> stack_namespaces(const std::string& stack) {
   std::vector<std::string> out;
-  const std::string prefix = ns_prefix(stack);
+  const std::string prefix = internal::namespace_prefix(stack);
   DIR* dir = ::opendir("/run/netns");
   if (dir == nullptr) return out;
   while (dirent* e = ::readdir(dir)) {
@@ -128,20 +121,18 @@ Result<void> Vpc::build() {
   // by is dropped, so a member that takes another address gets nowhere. The value for an interface is the
   // higher of "all" and its own, and "default" is what new interfaces start with.
   //
-  // icmp_ratelimit=0: each denied connection gets its ICMP "administratively prohibited" at once. The
-  // kernel's default lets about 6 a second through per peer, and the others would look like timeouts to a
-  // client (and to `check`). The namespace's share of the host-wide ICMP budget (icmp_msgs_per_sec, 1000 by
-  // default, with a burst of 50) is raised too: `check` probes a hundred and more denied paths at once. The
-  // router only answers sources that passed the reverse path test, so the answers go back to the member or
-  // outside address that sent the packet.
+  // icmp_ratemask=0 and icmp_ratelimit=0: each denied connection gets its ICMP "administratively prohibited"
+  // at once. The kernel's defaults let about 6 a second through per peer and 1000 a second (bursts of 50) in
+  // all, and the others would look like timeouts to a client (and to `check`). The router only answers
+  // sources that passed the reverse path test, so the answers go back to the member or outside address that
+  // sent the packet.
   std::string sysctl_failure;
   auto in_router = run_in_namespace(p.router_ns, [&] {
     for (auto [path, value] : {std::pair{"/proc/sys/net/ipv4/ip_forward", "1"},
                                std::pair{"/proc/sys/net/ipv4/conf/all/rp_filter", "1"},
                                std::pair{"/proc/sys/net/ipv4/conf/default/rp_filter", "1"},
                                std::pair{"/proc/sys/net/ipv4/icmp_ratelimit", "0"},
-                               std::pair{"/proc/sys/net/ipv4/icmp_msgs_per_sec", "10000"},
-                               std::pair{"/proc/sys/net/ipv4/icmp_msgs_burst", "10000"}})
+                               std::pair{"/proc/sys/net/ipv4/icmp_ratemask", "0"}})
       if (!write_sysctl(path, value)) sysctl_failure += std::string(path) + " ";
   });
   if (!in_router) return in_router;
@@ -192,7 +183,7 @@ Result<Member> Vpc::attach(const std::string& group, const std::string& zone, co
                                      " addresses of group '" + group + "' in zone " + zone +
                                      " are all taken: raise its max members per zone",
                                  core::ErrorSource::kClient, core::Retry::kNo});
-  Member m{name, ns_prefix(plan_.spec.stack) + name, group, zone, address, {}};
+  Member m{name, internal::namespace_prefix(plan_.spec.stack) + name, group, zone, address, {}};
   for (int salt = 0; m.router_interface.empty(); ++salt) {
     std::string candidate = interface_name(name, salt);
     if (candidate != "outside" && std::none_of(members_.begin(), members_.end(), [&](const Member& o) {
