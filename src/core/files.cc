@@ -1,13 +1,16 @@
 #include "core/files.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 
 namespace cumulo::core {
 
@@ -78,6 +81,44 @@ bool write_secret_file(const std::string& path, std::string_view text, IfExists 
   if (rc != 0) fail(path, err);
   sync_directory_of(path);
   return true;
+}
+
+std::string find_executable(const std::string& name, int* error) {
+  int last = ENOENT;
+  auto runnable = [&last](const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+      last = errno;
+      return false;
+    }
+    if (!S_ISREG(st.st_mode)) {
+      last = EISDIR;
+      return false;
+    }
+    if (::access(path.c_str(), X_OK) != 0) {
+      last = errno;
+      return false;
+    }
+    return true;
+  };
+  auto done = [&](std::string found) {
+    if (error) *error = found.empty() ? last : 0;
+    return found;
+  };
+  if (name.find('/') != std::string::npos) return done(runnable(name) ? name : std::string());
+  const char* path_env = std::getenv("PATH");
+  std::string_view dirs = path_env && *path_env ? path_env : "/usr/local/bin:/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    size_t colon = dirs.find(':', start);
+    std::string dir(
+        dirs.substr(start, colon == std::string_view::npos ? std::string_view::npos : colon - start));
+    std::string candidate = (dir.empty() ? std::string(".") : dir) + "/" + name;
+    if (runnable(candidate)) return done(candidate);
+    if (colon == std::string_view::npos) break;
+    start = colon + 1;
+  }
+  return done(std::string());
 }
 
 }  // namespace cumulo::core

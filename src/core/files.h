@@ -27,4 +27,9 @@ enum class IfExists { kReplace, kKeep };
 bool write_secret_file(const std::string& path, std::string_view text,
                        IfExists if_exists = IfExists::kReplace);
 
+// Where `name` runs from: itself when it holds a '/', else the first runnable regular file of that name in
+// $PATH (/usr/local/bin:/usr/bin:/bin when unset). Empty when there is none, with *error (if given) the errno
+// of the last candidate (ENOENT when nothing of that name exists, EACCES, EISDIR for a directory).
+std::string find_executable(const std::string& name, int* error = nullptr);
+
 }  // namespace cumulo::core

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "core/files.h"
 #include "core/log.h"
 #include "scaling/scaling.h"
 
@@ -549,39 +550,10 @@ std::string resolve_executable(const GroupSpec& group, const std::string& argv0)
     return core::ConfigError(group.launch_template.command_location + ": group '" + group.name +
                              "': " + what);
   };
-  auto runnable = [](const std::string& path, int* err) {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) {
-      *err = errno;
-      return false;
-    }
-    if (!S_ISREG(st.st_mode)) {
-      *err = EISDIR;
-      return false;
-    }
-    if (::access(path.c_str(), X_OK) != 0) {
-      *err = errno;
-      return false;
-    }
-    return true;
-  };
   int err = 0;
-  if (argv0.find('/') != std::string::npos) {
-    if (!runnable(argv0, &err)) throw error("cannot run '" + argv0 + "': " + std::strerror(err));
-    return argv0;
-  }
-  const char* path_env = std::getenv("PATH");
-  std::string_view dirs = path_env && *path_env ? path_env : "/usr/local/bin:/usr/bin:/bin";
-  size_t start = 0;
-  while (start <= dirs.size()) {
-    size_t colon = dirs.find(':', start);
-    std::string dir(
-        dirs.substr(start, colon == std::string_view::npos ? std::string_view::npos : colon - start));
-    std::string candidate = (dir.empty() ? std::string(".") : dir) + "/" + argv0;
-    if (runnable(candidate, &err)) return candidate;
-    if (colon == std::string_view::npos) break;
-    start = colon + 1;
-  }
+  const std::string found = core::find_executable(argv0, &err);
+  if (!found.empty()) return found;
+  if (argv0.find('/') != std::string::npos) throw error("cannot run '" + argv0 + "': " + std::strerror(err));
   throw error("cannot run '" + argv0 + "': not found in PATH");
 }
 

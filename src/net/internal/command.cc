@@ -19,6 +19,13 @@ namespace cumulo::net::internal {
 
 namespace {
 
+// What installs a missing program, in the words of the machine it runs on (Debian).
+std::string install_hint(const std::string& program) {
+  if (program == "ip") return " (iproute2 is not installed: apt-get install -y iproute2)";
+  if (program == "nft") return " (nftables is not installed: apt-get install -y nftables)";
+  return " (is it installed? see scripts/install-deps.sh)";
+}
+
 std::string command_line(const std::vector<std::string>& argv) {
   std::string out;
   for (const std::string& a : argv) {
@@ -83,9 +90,8 @@ Result<std::string> run_command(const std::vector<std::string>& argv, std::strin
   ::close(err[1]);
   if (rc != 0) {
     for (int fd : {in[1], out[0], err[0]}) ::close(fd);
-    return core::Err(
-        command_error(argv, "cannot start: " + core::errno_text(rc) +
-                                (rc == ENOENT ? " (is it installed? see scripts/install-deps.sh)" : "")));
+    return core::Err(command_error(
+        argv, "cannot start: " + core::errno_text(rc) + (rc == ENOENT ? install_hint(argv[0]) : "")));
   }
 
   // Feed stdin and drain stdout and stderr together, so that neither side blocks on a full pipe.

@@ -518,6 +518,12 @@ void Supervisor::setup_network() {
                              "`cumulo up` as root, or remove `network:` from " +
                              stack_.source + " for loopback mode");
   }
+  for (const auto& [program, package] : {std::pair{"ip", "iproute2"}, std::pair{"nft", "nftables"}}) {
+    if (core::find_executable(program).empty()) {
+      throw std::runtime_error(stack_.network.location + ": network mode needs `" + program +
+                               "`, which is not installed: apt-get install -y " + package);
+    }
+  }
   net::Result<net::Plan> plan = net::make_plan(network_policy(stack_));
   if (!plan) throw std::runtime_error(plan.error().message);
   net::Result<std::unique_ptr<net::Vpc>> vpc = net::Vpc::create(std::move(*plan));

@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
 
@@ -75,6 +77,37 @@ TEST_F(FilesTest, KeepNeverReplacesAnExistingSecret) {
   ASSERT_EQ(::stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   EXPECT_THROW(write_secret_file(dir_ + "/missing-dir/key", "x", IfExists::kKeep), std::runtime_error);
+}
+
+// A name with a '/' is taken as it is; a bare one is looked up in $PATH, skipping what is not a runnable
+// file.
+TEST(FindExecutable, PathSearchAndErrors) {
+  char tmpl[] = "/tmp/cumulo-find-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  const std::string first = dir + "/a", second = dir + "/b";
+  ASSERT_EQ(mkdir(first.c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(second.c_str(), 0755), 0);
+  ASSERT_EQ(mkdir((first + "/tool").c_str(), 0755), 0);  // a directory of that name comes first
+  write_file_atomically(first + "/plain", "x");          // not executable
+  write_file_atomically(second + "/tool", "#!/bin/sh\n");
+  ASSERT_EQ(chmod((second + "/tool").c_str(), 0755), 0);
+  const char* old = std::getenv("PATH");
+  const std::string saved = old ? old : "";
+  setenv("PATH", (first + ":" + second).c_str(), 1);
+  int error = -1;
+  EXPECT_EQ(find_executable("tool", &error), second + "/tool");
+  EXPECT_EQ(error, 0);
+  EXPECT_EQ(find_executable("missing", &error), "");
+  EXPECT_EQ(error, ENOENT);
+  EXPECT_EQ(find_executable("plain", &error), "");
+  setenv("PATH", saved.c_str(), 1);
+  EXPECT_EQ(find_executable(first + "/plain", &error), "");
+  EXPECT_EQ(error, EACCES);
+  EXPECT_EQ(find_executable(first + "/tool", &error), "");
+  EXPECT_EQ(error, EISDIR);
+  EXPECT_EQ(find_executable(second + "/tool"), second + "/tool");
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
