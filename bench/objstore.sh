@@ -4,8 +4,8 @@
 #   GET of a 4 KiB and a 1 MiB object (anonymous, public bucket), the store with its read cache off and on,
 #   vs nginx serving the same bytes from files with open_file_cache and sendfile, as an operator would;
 #   PUT of 4 KiB objects (SigV4, UNSIGNED-PAYLOAD, one key overwritten) vs a raw loop in C with the same
-#   concurrency and the same fsyncs per object (the file, then its directory after the rename); the fsyncs per
-#   PUT of the store counted with strace; AES-256-GCM's cost per MiB on this CPU (openssl speed), the part of a
+#   concurrency and the same fsyncs per object (the new file, then its directory); the fsyncs per PUT of the
+#   store counted with strace; AES-256-GCM's cost per MiB on this CPU (openssl speed), the part of a
 #   1 MiB GET nginx does not pay; the time to list 100k keys (ListObjectsV2 pages of 1000).
 # Every server runs one worker on core 0; wrk runs on core 1. Prints a Markdown table.
 #
@@ -206,8 +206,9 @@ kill -INT "$strace_pid"; wait "$strace_pid" 2>/dev/null || true
 syncs=$(awk '$NF ~ /^(fsync|fdatasync|sync_file_range)$/ {n += $4} END {print n + 0}' "$work/strace.out")
 fsyncs_per_put=$(awk -v s="$syncs" -v p="$puts" 'BEGIN { printf "%.2f", (p > 0 ? s / p : 0) }')
 
-# The raw loop: in C, as many threads as wrk has connections, each writing a 4 KiB file, fsync, rename into
-# a directory of 256, fsync of that directory: the store's two fsyncs per object, without its index.
+# The raw loop: in C, as many threads as wrk has connections, each creating a new 4 KiB file in one of 256
+# directories, fsync, fsync of that directory, then unlinking the file its previous object replaced: what the
+# store does per PUT (its index row publishes the file, so it is created in place), without the index.
 cat > "$work/rawput.c" <<'C'
 #include <fcntl.h>
 #include <pthread.h>
@@ -220,28 +221,28 @@ cat > "$work/rawput.c" <<'C'
 static const char* dir; static double stop_at; static long done[4096];
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
 static void* run(void* arg) {
-  long t = (long)arg, i = 0; char data[4096], tmp[512], dst[512], sub[512];
+  long t = (long)arg, i = 0; char data[4096], dst[512], prev[512] = "", sub[512];
   memset(data, 'x', sizeof data);
   while (now() < stop_at) {
-    snprintf(tmp, sizeof tmp, "%s/tmp/t%ld-%ld", dir, t, i);
     snprintf(sub, sizeof sub, "%s/objects/%02lx", dir, (t * 7919 + i) & 255);
-    snprintf(dst, sizeof dst, "%s/f%ld", sub, t);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    snprintf(dst, sizeof dst, "%s/f%ld-%ld", sub, t, i);
+    int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0 || write(fd, data, sizeof data) != (ssize_t)sizeof data || fsync(fd) != 0) { perror("raw"); exit(1); }
     close(fd);
-    if (rename(tmp, dst) != 0) { perror("rename"); exit(1); }
     int dfd = open(sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0 || fsync(dfd) != 0) { perror("dir"); exit(1); }
     close(dfd);
+    if (prev[0] && unlink(prev) != 0) { perror("unlink"); exit(1); }
+    memcpy(prev, dst, sizeof prev);
     ++i;
   }
+  if (prev[0]) unlink(prev);
   done[t] = i;
   return NULL;
 }
 int main(int argc, char** argv) {
   dir = argv[1]; int threads = atoi(argv[2]); double dur = atof(argv[3]);
-  char p[512]; snprintf(p, sizeof p, "%s/tmp", dir); mkdir(p, 0700);
-  snprintf(p, sizeof p, "%s/objects", dir); mkdir(p, 0700);
+  char p[512]; snprintf(p, sizeof p, "%s/objects", dir); mkdir(p, 0700);
   for (int i = 0; i < 256; ++i) { snprintf(p, sizeof p, "%s/objects/%02x", dir, i); mkdir(p, 0700); }
   pthread_t th[4096]; stop_at = now() + dur;
   for (long t = 0; t < threads; ++t) pthread_create(&th[t], NULL, run, (void*)t);

@@ -237,6 +237,7 @@ class Connection final : public core::IoHandler {
   void prepare_response();
   bool write_response();
   bool produce();
+  bool produce_into(Buffer& block);
   bool pause_body();
   bool finish_response();
   void respond_error(int status, std::string_view text);
@@ -251,8 +252,20 @@ class Connection final : public core::IoHandler {
   core::Timer timer_;
   RequestParser parser_;
   Buffer in_;
-  Buffer out_;     // response heads (and a pending 100 Continue)
-  Buffer stream_;  // the latest bytes from a body producer, framed
+  Buffer out_;  // response heads (and a pending 100 Continue)
+  // The latest bytes from a body producer, framed, in order: up to kStreamBlocks blocks go out in one writev,
+  // so a large body costs a quarter of the system calls (and of the producer's calls) it would in single
+  // blocks.
+  static constexpr size_t kStreamBlocks = 4;
+  Buffer stream_[kStreamBlocks];
+  bool stream_empty() const {
+    for (const Buffer& b : stream_)
+      if (!b.empty()) return false;
+    return true;
+  }
+  void release_stream() {
+    for (Buffer& b : stream_) b.release();
+  }
   Request req_;
   std::unique_ptr<BodySink> sink_;
   ChunkedDecoder chunked_;
@@ -583,9 +596,18 @@ void Connection::prepare_response() {
 }
 
 // Fills stream_ from the producer. Called only once everything produced before has been written, which is the
-// backpressure the producer relies on.
+// backpressure the producer relies on. A block less than half filled means the producer has no more at hand:
+// what there is goes out before it is asked again.
 bool Connection::produce() {
-  char* base = stream_.write_ptr();
+  for (Buffer& block : stream_) {
+    if (!produce_into(block)) return false;
+    if (stream_done_ || body_pending_ || block.size() < Buffer::kCapacity / 2) break;
+  }
+  return true;
+}
+
+bool Connection::produce_into(Buffer& block) {
+  char* base = block.write_ptr();
   switch (framing_) {
     case Framing::kChunked: {
       const size_t cap = Buffer::kCapacity - kChunkPrefix - 2 - kLastChunk.size();
@@ -594,7 +616,7 @@ bool Connection::produce() {
       n = std::min(n, cap);
       if (n == 0) {
         std::memcpy(base, kLastChunk.data(), kLastChunk.size());
-        stream_.commit(kLastChunk.size());
+        block.commit(kLastChunk.size());
         stream_done_ = true;
         return true;
       }
@@ -605,8 +627,8 @@ bool Connection::produce() {
       std::memcpy(base + start, hex, hex_len);
       std::memcpy(base + kChunkPrefix - 2, "\r\n", 2);
       std::memcpy(base + kChunkPrefix + n, "\r\n", 2);
-      stream_.commit(kChunkPrefix + n + 2);
-      stream_.consume(start);
+      block.commit(kChunkPrefix + n + 2);
+      block.consume(start);
       return true;
     }
     case Framing::kLength: {
@@ -619,11 +641,11 @@ bool Connection::produce() {
         core::log_error(
             kComponent, "body producer ended before Content-Length",
             {{"target", req_.target}, {"missing_bytes", static_cast<unsigned long>(stream_left_)}});
-        stream_.release();
+        block.release();
         close_now();
         return false;
       }
-      stream_.commit(n);
+      block.commit(n);
       stream_left_ -= n;
       stream_done_ = stream_left_ == 0;
       return true;
@@ -633,10 +655,10 @@ bool Connection::produce() {
       if (n == kBodyNotYet) return pause_body();
       n = std::min(n, Buffer::kCapacity);
       if (n == 0) {
-        stream_.release();
+        block.release();
         stream_done_ = true;
       } else {
-        stream_.commit(n);
+        block.commit(n);
       }
       return true;
     }
@@ -647,19 +669,21 @@ bool Connection::produce() {
 // The producer has nothing yet: what is buffered (the head) still goes out, then the connection waits for the
 // producer's wake.
 bool Connection::pause_body() {
-  stream_.release();
+  for (Buffer& block : stream_)
+    if (block.empty()) block.release();
   body_pending_ = true;
   return true;
 }
 
 bool Connection::write_response() {
   for (;;) {
-    if (!stream_done_ && !body_pending_ && stream_.empty() && !produce()) return false;
-    iovec iov[2];
+    if (!stream_done_ && !body_pending_ && stream_empty() && !produce()) return false;
+    iovec iov[1 + kStreamBlocks];
     int count = 0;
     if (!out_.empty()) iov[count++] = {out_.data(), out_.size()};
     if (streaming_) {
-      if (!stream_.empty()) iov[count++] = {stream_.data(), stream_.size()};
+      for (Buffer& block : stream_)
+        if (!block.empty()) iov[count++] = {block.data(), block.size()};
     } else if (body_off_ < resp_.body.size()) {
       iov[count++] = {resp_.body.data() + body_off_, resp_.body.size() - body_off_};
     }
@@ -681,7 +705,11 @@ bool Connection::write_response() {
     left -= from_head;
     if (left == 0) continue;
     if (streaming_) {
-      stream_.consume(left);
+      for (Buffer& block : stream_) {
+        size_t from_block = std::min(left, block.size());
+        if (from_block > 0) block.consume(from_block);
+        left -= from_block;
+      }
     } else {
       body_off_ += left;
     }
@@ -776,7 +804,7 @@ void Connection::close_now() {
   t_slots.release(slot_);
   in_.release();
   out_.release();
-  stream_.release();
+  release_stream();
   // The user's closures may hold resources; they go now rather than with the deferred destruction.
   sink_.reset();
   resp_ = Response{};

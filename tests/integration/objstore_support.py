@@ -81,20 +81,25 @@ class S3Store:
 # clients
 
 
+def data_files(store: S3Store) -> set[Path]:
+    """The store's data files: an upload's file is created in objects/XX/ as its body begins to arrive."""
+    return {p for p in (store.dir / "objects").rglob("*") if p.is_file()}
+
+
 def send_cut_off_upload(store: S3Store, partial_request: bytes):
-    """Sends the start of an upload and closes the connection once the store streams it into a temporary file;
+    """Sends the start of an upload and closes the connection once the store streams it into a new data file;
     asserts that the store then discards that file."""
-    tmp = store.dir / "tmp"
+    before = data_files(store)
     with socket.create_connection(("127.0.0.1", store.port)) as sock:
         sock.sendall(partial_request)
         deadline = time.monotonic() + 5
-        while not os.listdir(tmp) and time.monotonic() < deadline:
+        while not data_files(store) - before and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert os.listdir(tmp), "the upload should be streaming into a temporary file"
+        assert data_files(store) - before, "the upload should be streaming into a new data file"
     deadline = time.monotonic() + 5
-    while os.listdir(tmp) and time.monotonic() < deadline:
+    while data_files(store) - before and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert not os.listdir(tmp), "the partial upload must be discarded"
+    assert not data_files(store) - before, "the partial upload must be discarded"
 
 
 def boto3_client(store: S3Store, user=ADMIN, addressing: str = "path", endpoint: str | None = None):

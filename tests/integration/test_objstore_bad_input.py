@@ -10,8 +10,8 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from objstore_support import (S3Store, boto3_client, deterministic_bytes, s3store,  # noqa: F401 (fixture)
-                              send_cut_off_upload)
+from objstore_support import (S3Store, boto3_client, data_files, deterministic_bytes,  # noqa: F401 (fixture)
+                              s3store, send_cut_off_upload)
 
 
 def code(excinfo):
@@ -132,7 +132,7 @@ def test_full_disk(procs, tmp_path):
         assert code(e) == "InsufficientStorage"
         with pytest.raises(ClientError):
             s3.head_object(Bucket="assets", Key="too-big")
-        assert not os.listdir(store.dir / "tmp")
+        assert not data_files(store), "the refused upload's file must go"
         s3.put_object(Bucket="assets", Key="small", Body=b"fits")
         assert s3.get_object(Bucket="assets", Key="small")["Body"].read() == b"fits"
         store.stop()

@@ -12,9 +12,11 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
 #include <utility>
+#include <vector>
 
 #include "core/event_loop.h"
 #include "core/lru_map.h"
@@ -70,6 +72,40 @@ void header_aad(const uint8_t* header, uint8_t aad[28]) {
   std::memcpy(aad + 12, header + 16, 16);  // file id
 }
 
+// The frame buffers of writers, reused. A writer needs two (plaintext and sealed) whatever the object's size;
+// fresh 64 KiB blocks for every small PUT, freed on a seal thread, made malloc grow and trim its heap (and
+// the kernel fault the pages in) for each one.
+class FrameBuffers {
+ public:
+  static constexpr size_t kBytes = kFrameBytes + kTagBytes;
+  std::unique_ptr<uint8_t[]> take() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!free_.empty()) {
+        std::unique_ptr<uint8_t[]> b = std::move(free_.back());
+        free_.pop_back();
+        return b;
+      }
+    }
+    return std::make_unique_for_overwrite<uint8_t[]>(kBytes);
+  }
+  void give(std::unique_ptr<uint8_t[]> b) {
+    if (!b) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (free_.size() < kKept) free_.push_back(std::move(b));
+  }
+
+ private:
+  static constexpr size_t kKept = 128;  // two per upload in flight, for 64 of them: 8 MiB at most
+  std::mutex mu_;
+  std::vector<std::unique_ptr<uint8_t[]>> free_;
+};
+
+FrameBuffers& frame_buffers() {
+  static FrameBuffers* pool = new FrameBuffers();  // never destroyed: writers may outlive static destruction
+  return *pool;
+}
+
 }  // namespace
 
 MasterKey load_master_key(const std::string& path) {
@@ -111,8 +147,8 @@ std::unique_ptr<SealedWriter> SealedWriter::create(const MasterKey& master, cons
                                                    int* err) {
   std::unique_ptr<SealedWriter> w(new SealedWriter());
   w->ctx_ = EVP_CIPHER_CTX_new();
-  w->plain_ = std::make_unique_for_overwrite<uint8_t[]>(kFrameBytes);
-  w->sealed_ = std::make_unique_for_overwrite<uint8_t[]>(kFrameBytes + kTagBytes);
+  w->plain_ = frame_buffers().take();
+  w->sealed_ = frame_buffers().take();
   uint8_t header[kSealedHeaderBytes] = {};
   uint8_t wrap_nonce[12];
   if (RAND_bytes(w->data_key_.data(), 32) != 1 || RAND_bytes(w->file_id_.data(), 16) != 1 ||
@@ -148,7 +184,10 @@ SealedWriter::~SealedWriter() {
   if (fd_ >= 0) ::close(fd_);
   if (ctx_) EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(ctx_));
   OPENSSL_cleanse(data_key_.data(), data_key_.size());
-  if (plain_) OPENSSL_cleanse(plain_.get(), kFrameBytes);
+  // Only what held plaintext; the sealed buffer holds ciphertext.
+  if (plain_) OPENSSL_cleanse(plain_.get(), plain_used_);
+  frame_buffers().give(std::move(plain_));
+  frame_buffers().give(std::move(sealed_));
 }
 
 int SealedWriter::write_all(const uint8_t* p, size_t n) {
@@ -189,6 +228,7 @@ int SealedWriter::write(std::string_view data) {
     size_t take = std::min(n, kFrameBytes - filled_);
     std::memcpy(plain_.get() + filled_, p, take);
     filled_ += take;
+    plain_used_ = std::max(plain_used_, filled_);
     p += take;
     n -= take;
   }

@@ -60,9 +60,11 @@ class SealedWriter {
   int fd_ = -1;
   std::array<uint8_t, 32> data_key_{};
   std::array<uint8_t, 16> file_id_{};
-  std::unique_ptr<uint8_t[]> plain_;   // kFrameBytes
-  std::unique_ptr<uint8_t[]> sealed_;  // kFrameBytes + tag
+  // kFrameBytes + tag each, from a pool of such buffers shared by every writer.
+  std::unique_ptr<uint8_t[]> plain_;
+  std::unique_ptr<uint8_t[]> sealed_;
   size_t filled_ = 0;
+  size_t plain_used_ = 0;  // the most of plain_ ever filled: what the destructor wipes
   uint64_t frame_index_ = 0;
   uint64_t total_ = 0;
   void* ctx_ = nullptr;  // EVP_CIPHER_CTX

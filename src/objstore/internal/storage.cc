@@ -214,8 +214,8 @@ bool bucket_exists_in(sqlite3* db, std::string_view name) {
 DataWriter::~DataWriter() {
   if (md5_) EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(md5_));
   sealed_.reset();
-  // Still here: never committed, so the temporary file goes.
-  if (!tmp_path_.empty()) ::unlink(tmp_path_.c_str());
+  // Still set: never sealed, so the file goes.
+  if (!path_.empty()) ::unlink(path_.c_str());
 }
 
 S3Error DataWriter::write(std::string_view data) {
@@ -538,12 +538,16 @@ void Storage::seal_loop() {
       info.segments = {Segment{file, info.size}};
     }
     job->writer.reset();
+    std::vector<std::string> files;
     {
       std::lock_guard<std::mutex> lock(mu_);
       to_index_.push_back(std::move(job));
       --sealing_;
+      // Awake anyway: the replaced files waiting go now, without waking another thread for them.
+      files.swap(to_remove_);
     }
     index_cv_.notify_one();
+    remove_files(files);
   }
 }
 
@@ -591,12 +595,15 @@ void Storage::index_loop() {
       for (auto& job : batch)
         if (job->error == S3Error::kNone) invalidate(job->info.bucket, job->info.key);
       if (!old_files.empty()) {
+        bool wake;
         {
           std::lock_guard<std::mutex> lock(mu_);
           to_remove_.insert(to_remove_.end(), std::make_move_iterator(old_files.begin()),
                             std::make_move_iterator(old_files.end()));
+          // A seal thread that is busy takes them when it is done; only an idle one needs waking.
+          wake = sealing_ == 0 && to_seal_.empty();
         }
-        seal_cv_.notify_one();
+        if (wake) seal_cv_.notify_one();
       }
       changed(batch_seq);
     } else {
@@ -715,16 +722,20 @@ StorageResult<bool> Storage::bucket_empty(std::string_view name) {
 
 StorageResult<std::unique_ptr<DataWriter>> Storage::begin_write() {
   std::unique_ptr<DataWriter> w(new DataWriter());
-  w->id_ = random_hex(16);
+  uint8_t id[16];
+  RAND_bytes(id, sizeof id);
+  w->file_ = "objects/" + hex_encode(id, 1) + "/" + hex_encode(id, sizeof id);
   w->max_ = options_.max_object_bytes;
-  std::string path = dir_ + "/tmp/" + w->id_;
+  // Created in its final place: no row names it until it is sealed and committed, and the start-up sweep
+  // removes it if a crash comes first.
+  std::string path = dir_ + "/" + w->file_;
   int e = 0;
   w->sealed_ = SealedWriter::create(options_.master_key, path, &e);
   if (!w->sealed_) {
     ::unlink(path.c_str());
     return core::Err(errno_to_s3(e));
   }
-  w->tmp_path_ = path;
+  w->path_ = path;
   w->md5_ = EVP_MD_CTX_new();
   EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(w->md5_), EVP_md5(), nullptr);
   return w;
@@ -734,16 +745,10 @@ S3Error Storage::seal(DataWriter& w, std::string& file) {
   if (w.failed_ != S3Error::kNone) return w.failed_;
   if (int e = w.sealed_->finish()) return errno_to_s3(e);
   w.sealed_.reset();
-  std::string sub = "objects/" + w.id_.substr(0, 2);
-  file = sub + "/" + w.id_;
-  std::string dest = dir_ + "/" + file;
-  if (::rename(w.tmp_path_.c_str(), dest.c_str()) != 0) return errno_to_s3(errno);
-  w.tmp_path_.clear();
-  // The rename is durable only once its directory is.
-  if (int e = fsync_dir(dir_ + "/" + sub)) {
-    ::unlink(dest.c_str());
-    return errno_to_s3(e);
-  }
+  // The file's entry is durable only once its directory is. On failure the writer unlinks the file.
+  if (int e = fsync_dir(dir_ + "/" + w.file_.substr(0, std::strlen("objects/xx")))) return errno_to_s3(e);
+  w.path_.clear();
+  file = w.file_;
   return S3Error::kNone;
 }
 

@@ -1,18 +1,20 @@
 // The storage engine: object data in sealed (encrypted, framed, authenticated) files, metadata in SQLite as
 // an ordered index, so that listing a prefix is an index range scan and never walks directories.
 //
-// Durability order of every write (an object, a part): the data file is written under tmp/, fsynced, renamed
-// into objects/XX/ and that directory fsynced; only then does the SQLite transaction that makes it visible
-// commit (WAL, synchronous=FULL). A crash before the commit leaves at most an unreferenced file, never a
-// visible partial object; after the commit the object survives kill -9 and power loss. Concurrent PUTs of one
-// key each write their own file; the last commit wins whole and the loser's file is removed.
+// Durability order of every write (an object, a part): the data file is created in objects/XX/ under a new
+// random name, written and fsynced, and that directory fsynced; only then does the SQLite transaction that
+// makes it visible commit (WAL, synchronous=FULL). The index row, not a rename, is what publishes an object,
+// so the file needs no temporary name. A crash before the commit leaves at most an unreferenced (possibly
+// partial) file, which the start-up sweep removes, never a visible partial object;
+// after the commit the object survives kill -9 and power loss. Concurrent PUTs of one key each write their
+// own file; the last commit wins whole and the loser's file is removed.
 //
 // Thread-safe: the store's workers (one event loop each) call it at once. Every thread has its own SQLite
 // connection (opened on its first call, with its prepared statements): WAL gives each read a snapshot of the
 // last commit before it began, so a read that starts after a write was answered sees that write, whichever
 // thread wrote it; writers of different threads queue on SQLite's write lock (busy timeout 10 s).
-// commit_object_async() hands the durable part of a PUT to commit threads: several seal files (fsync, rename,
-// fsync the directory) in parallel and one writes the index rows of every PUT that is ready in one
+// commit_object_async() hands the durable part of a PUT to commit threads: several seal files (fsync the
+// file, then its directory) in parallel and one writes the index rows of every PUT that is ready in one
 // transaction (group commit: one WAL fsync for many PUTs).
 #pragma once
 
@@ -190,8 +192,8 @@ class DataWriter {
   friend class Storage;
   DataWriter() = default;
   std::unique_ptr<SealedWriter> sealed_;
-  std::string tmp_path_;
-  std::string id_;
+  std::string path_;  // the file, in objects/XX/; unlinked unless committed
+  std::string file_;  // the same, relative to the data directory
   uint64_t size_ = 0;
   uint64_t max_ = 0;
   void* md5_ = nullptr;  // EVP_MD_CTX
@@ -334,7 +336,7 @@ class Storage {
   Storage() = default;
   void exec(const char* sql);
   void migrate_schema();  // adds what later versions added to the tables of an existing store
-  S3Error seal(DataWriter& w, std::string& file);  // finish, fsync, rename into objects/, fsync the directory
+  S3Error seal(DataWriter& w, std::string& file);  // finish and fsync the file, fsync its directory
   void remove_files(const std::vector<std::string>& files);
   std::optional<ObjectInfo> row_to_object(sqlite3_stmt* st);
   // The object's row, nullopt when there is none, or the SQLite error.
@@ -400,8 +402,9 @@ class Storage {
   std::condition_variable index_cv_;
   std::deque<std::unique_ptr<PendingCommit>> to_seal_;
   std::deque<std::unique_ptr<PendingCommit>> to_index_;
-  // Files of objects replaced by the index thread's commits: unlinked by the seal threads when they have no
-  // seal to do, so that the unlinks (slow while fsyncs run) keep off the index thread, and off the replies.
+  // Files of objects replaced by the index thread's commits: unlinked by a seal thread after its seal, or by
+  // an idle one woken for them, so that the unlinks (slow while fsyncs run) keep off the index thread, and
+  // off the replies.
   std::vector<std::string> to_remove_;
   size_t sealing_ = 0;  // jobs taken by seal threads and not yet queued for the index
   bool stopping_ = false;

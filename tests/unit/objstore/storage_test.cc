@@ -194,6 +194,9 @@ TEST_F(StorageTest, AbandonedWriteLeavesNothing) {
   ASSERT_EQ(w->write("partial"), S3Error::kNone);
   w.reset();
   EXPECT_TRUE(fs::is_empty(dir_ + "/tmp"));
+  size_t files = 0;
+  for (const auto& e : fs::recursive_directory_iterator(dir_ + "/objects")) files += e.is_regular_file();
+  EXPECT_EQ(files, 0u);
   EXPECT_FALSE(storage_->head("b1", "k").value());
 }
 
@@ -461,7 +464,7 @@ TEST_F(StorageTest, SweepRemovesOnlyUnreferencedFiles) {
   ASSERT_EQ(w->write("part"), S3Error::kNone);
   PartInfo part;
   ASSERT_EQ(storage_->commit_part(std::move(w), id, 1, part), S3Error::kNone);
-  // What a crash between rename and commit leaves behind.
+  // What a crash before the commit leaves behind.
   std::string stray = dir_ + "/objects/ab/0123456789abcdef";
   { std::ofstream(stray) << "orphan"; }
   open();
