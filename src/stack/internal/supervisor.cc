@@ -73,9 +73,9 @@ long as_long(Millis d) {
 // All start before the groups' instances and are restarted when they die (a restarted gateway is then told
 // about every instance again).
 struct ServiceProcess {
-  enum class Kind { kGateway, kStore, kEdge, kDns, kDatabase };
+  enum class Kind { kGateway, kInternalLb, kStore, kEdge, kDns, kDatabase };
   Kind kind = Kind::kGateway;
-  std::string id;       // "gateway", "objstore-a", "edge-eu", "dns"
+  std::string id;       // "gateway", "internal-lb", "objstore-a", "edge-eu", "dns"
   std::string zone;     // "-" when it has none
   std::string address;  // what it serves on
   std::string config_path;
@@ -212,6 +212,7 @@ class Supervisor {
   // Whether a stack-file address can be bound now; in network mode a process's address is in its own fresh
   // namespace, free by construction.
   void check_free(const std::string& address, const std::string& what) const;
+  void plan_internal_lb();
   void plan_object_store();
   void plan_edges();
   void plan_dns();
@@ -221,6 +222,7 @@ class Supervisor {
   void poll_services_ready();
   void tick();
   void sample();
+  void apply_sample(GatewayView view, GatewayView internal);
   void fail_start(const ServiceProcess& service, const std::string& why);
   void on_exit(scaling::InstanceHandle handle, const scaling::ExitStatus& status);
   void service_died(ServiceProcess& service, const scaling::ExitStatus& status,
@@ -249,18 +251,25 @@ class Supervisor {
   std::unique_ptr<scaling::InstanceProvider> provider_;
   std::vector<std::unique_ptr<ServiceProcess>> services_;  // the gateway first
   ServiceProcess* gateway_ = nullptr;
+  ServiceProcess* internal_lb_ = nullptr;  // `internal_lb:`: in front of the internal groups
   scaling::EventLog events_;
   std::set<uint16_t> reserved_ports_;  // the gateway's and the control API's
   std::deque<uint16_t> recent_ports_;
   std::unique_ptr<http::Client> client_;
   std::unique_ptr<GatewayAdmin> gateway_admin_;
+  std::unique_ptr<GatewayAdmin> internal_lb_admin_;
   std::unique_ptr<HttpProber> prober_;
+  std::unique_ptr<HttpProber> internal_prober_;  // network mode: from the internal load balancer's namespace
   // Network mode (docs/network.md): the stack's namespaces, each service's member in it, and the instances'.
   std::unique_ptr<net::Vpc> vpc_;
   std::map<std::string, net::Member> members_;  // by service or instance id
   core::Fd host_netns_;
   core::Fd probe_netns_;                        // the gateway's: where instance health probes come from
   std::unique_ptr<http::Client> probe_client_;  // opens its connections there
+  // The internal load balancer's: where the internal groups' health probes come from (only it may reach
+  // them).
+  core::Fd internal_probe_netns_;
+  std::unique_ptr<http::Client> internal_probe_client_;
   // `cumulo net check` once the stack is up: the stack is reported running only when every path is as the
   // policy says.
   enum class NetCheck { kNotRun, kRunning, kPassed, kFailed };
@@ -310,11 +319,13 @@ Supervisor::Supervisor(const StackSpec& stack, const SupervisorOptions& options)
         {{"stack", stack_.name}});
   }
   prober_ = std::make_unique<HttpProber>(probe_client_ ? *probe_client_ : *client_);
+  if (internal_probe_client_) internal_prober_ = std::make_unique<HttpProber>(*internal_probe_client_);
 
   const GatewaySpec& gw = stack_.gateway;
   gateway_ = &add_service(ServiceProcess::Kind::kGateway, "gateway", gw.zone.empty() ? "-" : gw.zone,
                           gw.listen, {gw.listen, gw.admin});
   gateway_->stop_grace = gw.drain_timeout + kGatewayStopSlack;
+  plan_internal_lb();
   plan_object_store();
   plan_edges();
   plan_dns();
@@ -353,6 +364,7 @@ Supervisor::~Supervisor() {
   // Outstanding requests complete (with an error) while the groups they report to still exist.
   client_.reset();
   probe_client_.reset();
+  internal_probe_client_.reset();
   provider_.reset();  // kills and reaps anything still running while the loop is still there
   groups_.clear();
   if (vpc_) {
@@ -419,8 +431,8 @@ void Supervisor::make_groups() {
     scaling::GroupEnvironment env;
     env.zones = stack_.zones;
     env.provider = provider_.get();
-    env.registry = gateway_admin_.get();
-    env.prober = prober_.get();
+    env.registry = spec.internal ? internal_lb_admin_.get() : gateway_admin_.get();
+    env.prober = spec.internal && internal_prober_ ? internal_prober_.get() : prober_.get();
     const GroupSpec* group = &spec;
     env.make_launch = [this, group](const std::string& id, const std::string& zone, uint16_t port) {
       return make_launch(*group, id, zone, port);
@@ -446,6 +458,9 @@ scaling::LaunchSpec Supervisor::make_launch(const GroupSpec& group, const std::s
   PlaceholderValues values{std::to_string(port), zone, id, options_.bin_dir};
   values.db_writer = stack_.database.writer;
   values.db_reader = stack_.database.reader;
+  if (stack_.internal_lb.enabled) {
+    values.internal_lb = probe_address(*core::SocketAddress::parse(stack_.internal_lb.listen)).to_string();
+  }
   std::string netns;
   if (vpc_) {
     net::Result<net::Member> member = vpc_->attach(group.name, zone, id);
@@ -542,6 +557,10 @@ void Supervisor::setup_network() {
     node.listen =
         node.listen.empty() ? host + ":" + std::to_string(kDefaultStorePort) : with_host(host, node.listen);
   }
+  if (stack_.internal_lb.enabled) {
+    InternalLbSpec& lb = stack_.internal_lb;
+    lb.listen = with_host(attach(kInternalLbGroup, lb.zone, "internal-lb"), lb.listen);
+  }
   if (stack_.dns.enabled) {
     stack_.dns.listen = with_host(attach(kDnsGroup, stack_.zones.front(), "dns"), stack_.dns.listen);
   }
@@ -563,6 +582,18 @@ void Supervisor::setup_network() {
     return connect_from_namespace(host_netns_.get(), probe_netns_.get(), to, error);
   };
   probe_client_ = std::make_unique<http::Client>(loop_, probe_options);
+  if (stack_.internal_lb.enabled) {
+    const std::string lb_ns = "/run/netns/" + members_.at("internal-lb").ns;
+    internal_probe_netns_.reset(::open(lb_ns.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!internal_probe_netns_) {
+      throw std::runtime_error("cannot open the network namespace " + lb_ns + ": " + core::errno_text(errno));
+    }
+    http::ClientOptions internal_options;
+    internal_options.connect = [this](const core::SocketAddress& to, int* error) {
+      return connect_from_namespace(host_netns_.get(), internal_probe_netns_.get(), to, error);
+    };
+    internal_probe_client_ = std::make_unique<http::Client>(loop_, internal_options);
+  }
   core::log_info(
       kComponent, "network made",
       {{"stack", stack_.name},
@@ -590,6 +621,25 @@ void Supervisor::place_services() {
       }
     }
   }
+}
+
+// `internal_lb:` a second gateway with its own config, started, probed, restarted and stopped as the public
+// one is (before the instances: it drains while they can still answer).
+void Supervisor::plan_internal_lb() {
+  InternalLbSpec& lb = stack_.internal_lb;
+  if (!lb.enabled) return;
+  check_free(lb.listen, lb.listen_location + ": internal_lb.listen");
+  if (lb.admin.empty()) {
+    std::set<uint16_t> avoid = reserved_ports_;
+    avoid.insert(core::SocketAddress::parse(stack_.control.listen)->port());
+    lb.admin = "127.0.0.1:" + std::to_string(pick_port(avoid));
+  } else if (std::string why; !core::address_free(*core::SocketAddress::parse(lb.admin), &why)) {
+    throw std::runtime_error(lb.location + ": internal_lb.admin: " + why);
+  }
+  internal_lb_ = &add_service(ServiceProcess::Kind::kInternalLb, "internal-lb", lb.zone, lb.listen,
+                              {lb.listen, lb.admin});
+  internal_lb_->stop_grace = stack_.gateway.drain_timeout + kGatewayStopSlack;
+  internal_lb_admin_ = std::make_unique<GatewayAdmin>(*client_, *core::SocketAddress::parse(lb.admin));
 }
 
 // One node per zone; ports the stack file leaves open are taken now, so that every node's config can name the
@@ -690,6 +740,8 @@ void Supervisor::plan_database() {
 void Supervisor::write_configs() const {
   // No targets: instances join through the admin API once they pass their health check.
   core::write_file_atomically(gateway_->config_path, render_gateway_config(stack_, {}));
+  if (internal_lb_)
+    core::write_file_atomically(internal_lb_->config_path, render_internal_lb_config(stack_, {}));
   for (const StoreNodeSpec& node : stack_.object_store.nodes) {
     const ServiceProcess& s = **std::find_if(services_.begin(), services_.end(),
                                              [&](const auto& x) { return x->id == "objstore-" + node.zone; });
@@ -776,9 +828,13 @@ void Supervisor::poll_services_ready() {
       core::log_info(kComponent, s.id + " ready",
                      {{"pid", static_cast<long>(s.handle)},
                       {"after_ms", as_long(std::chrono::duration_cast<Millis>(now - s.started_at))}});
-      if (phase_ != Phase::kStartingServices && s.kind == ServiceProcess::Kind::kGateway) {
+      if (phase_ != Phase::kStartingServices &&
+          (s.kind == ServiceProcess::Kind::kGateway || s.kind == ServiceProcess::Kind::kInternalLb)) {
         // A restarted gateway knows only its config file, which names no instance.
-        for (auto& g : groups_) g->reregister_all();
+        const bool internal = s.kind == ServiceProcess::Kind::kInternalLb;
+        for (auto& g : groups_) {
+          if (g->spec().internal == internal) g->reregister_all();
+        }
         if (!tick_timer_.armed()) tick_timer_.arm(Millis(0));
       }
       status_changed();
@@ -830,24 +886,38 @@ void Supervisor::sample() {
   if (sampling_) return;  // the gateway has not answered the last round yet
   sampling_ = true;
   gateway_admin_->read_view([this](GatewayView view) {
-    sampling_ = false;
-    if (phase_ != Phase::kStartingGroups && phase_ != Phase::kRunning) return;
-    const core::TimePoint now = loop_.update_now();
-    for (auto& g : groups_) {
-      scaling::MetricsSample s;
-      for (const scaling::InstanceView& i : g->instances()) {
-        if (i.pid == 0) continue;
-        if (auto p = provider_->sample(i.pid)) s.processes[i.pid] = *p;
-      }
-      const std::string& name = g->spec().name;
-      s.gateway_targets_read = view.targets_read && gateway_->ready;
-      if (auto it = view.targets.find(name); it != view.targets.end()) s.targets = it->second;
-      s.gateway_stats_read = view.stats_read;
-      if (auto it = view.stats.find(name); it != view.stats.end()) s.stats = it->second;
-      g->sample(now, s);
+    // Stopping (or the client going away with the supervisor): no second round trip.
+    if (!internal_lb_admin_ || (phase_ != Phase::kStartingGroups && phase_ != Phase::kRunning)) {
+      return apply_sample(std::move(view), {});
     }
-    tick();
+    internal_lb_admin_->read_view([this, view = std::move(view)](GatewayView internal) mutable {
+      apply_sample(std::move(view), std::move(internal));
+    });
   });
+}
+
+// The public groups as the gateway sees them, the internal ones as the internal load balancer does.
+void Supervisor::apply_sample(GatewayView view, GatewayView internal) {
+  sampling_ = false;
+  if (phase_ != Phase::kStartingGroups && phase_ != Phase::kRunning) return;
+  const core::TimePoint now = loop_.update_now();
+  for (auto& g : groups_) {
+    scaling::MetricsSample s;
+    for (const scaling::InstanceView& i : g->instances()) {
+      if (i.pid == 0) continue;
+      if (auto p = provider_->sample(i.pid)) s.processes[i.pid] = *p;
+    }
+    const std::string& name = g->spec().name;
+    const bool is_internal = g->spec().internal;
+    const GatewayView& from = is_internal ? internal : view;
+    const ServiceProcess* balancer = is_internal ? internal_lb_ : gateway_;
+    s.gateway_targets_read = from.targets_read && balancer != nullptr && balancer->ready;
+    if (auto it = from.targets.find(name); it != from.targets.end()) s.targets = it->second;
+    s.gateway_stats_read = from.stats_read;
+    if (auto it = from.stats.find(name); it != from.stats.end()) s.stats = it->second;
+    g->sample(now, s);
+  }
+  tick();
 }
 
 void Supervisor::fail_start(const ServiceProcess& service, const std::string& why) {
@@ -1115,6 +1185,14 @@ void Supervisor::write_status() const {
                     {"admin", stack_.gateway.admin},
                     {"restarts", gateway_->restarts},
                     {"log", gateway_->launch.log_path}};
+  if (internal_lb_) {
+    doc["internal_lb"] = {{"id", internal_lb_->id},
+                          {"pid", internal_lb_->handle},
+                          {"address", stack_.internal_lb.listen},
+                          {"admin", stack_.internal_lb.admin},
+                          {"from", stack_.internal_lb.from},
+                          {"restarts", internal_lb_->restarts}};
+  }
   doc["services"] = nlohmann::json::array();
   for (const auto& sp : services_) {
     doc["services"].push_back({{"id", sp->id},
@@ -1212,6 +1290,13 @@ void Supervisor::print_banner() const {
                     std::to_string(stack_.zones.size()) + " zones)\n\n";
   out += "  open     " + url + "\n";
   out += "  admin    " + admin_url + "\n";
+  if (internal_lb_) {
+    std::string groups;
+    for (const GroupSpec& g : stack_.groups)
+      if (g.internal) groups += (groups.empty() ? "" : ", ") + g.name;
+    out += "  internal " + stack_.internal_lb.listen + " (internal load balancer of " + groups + ", admin " +
+           url_for(stack_.internal_lb.admin, "/targets") + ")\n";
+  }
   out += "  control  " + control_url + " (token in " + (state_dir_ / "api-token").string() + ")\n";
   out += "  state    " + state_dir_.string() + "/ (stack.json, gateway.yaml, logs/)\n";
   if (vpc_) {
