@@ -1,5 +1,5 @@
-// Tiers: internal groups behind the stack's internal load balancer (`internal_lb:`), from the stack file to the
-// two gateway configs written for it and the security groups it implies; every refusal names its line.
+// Tiers: internal groups behind the stack's internal load balancer (`internal_lb:`), from the stack file to
+// the two gateway configs written for it and the security groups it implies; every refusal names its line.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -76,12 +76,12 @@ TEST(InternalLb, ThePublicGatewayLeavesTheInternalGroupsOut) {
 }
 
 TEST(InternalLb, ItsConfigRoutesEveryInternalGroupWithItsHealthCheck) {
-  StackSpec s = parse(kTiers +
-                      "internal_lb: {listen: 127.0.0.1:8000, admin: 127.0.0.1:9905, zone: b, from: [web]}\n");
+  StackSpec s =
+      parse(kTiers + "internal_lb: {listen: 127.0.0.1:8000, admin: 127.0.0.1:9905, zone: b, from: [web]}\n");
   std::vector<internal::GatewayTarget> targets = {{"app", "a", "127.0.0.1:40001"},
                                                   {"web", "a", "127.0.0.1:40002"}};
-  core::ConfigNode root = core::ConfigNode::load_string(internal::render_internal_lb_config(s, targets),
-                                                        "internal-lb.yaml");
+  core::ConfigNode root =
+      core::ConfigNode::load_string(internal::render_internal_lb_config(s, targets), "internal-lb.yaml");
   EXPECT_EQ(root["zone"].as_string(), "b");
   EXPECT_EQ(root["admin"]["listen"].as_string(), "127.0.0.1:9905");
   auto listeners = root["listeners"].items();
@@ -134,7 +134,8 @@ groups:
       {kTiers + "internal_lb: {listen: 127.0.0.1:8000, from: [app]}\n",
        "stack.yaml:7:46: internal_lb.from[0]: 'app' is internal"},
       {kTiers + "internal_lb: {listen: 127.0.0.1:8000, from: [web, web]}\n", "'web' is listed twice"},
-      {kTiers + "internal_lb: {listen: 127.0.0.1:8000}\n", "stack.yaml:7:14: internal_lb: missing key 'from'"},
+      {kTiers + "internal_lb: {listen: 127.0.0.1:8000}\n",
+       "stack.yaml:7:14: internal_lb: missing key 'from'"},
       {kTiers + "internal_lb: {listen: 127.0.0.1:8000, from: []}\n", "internal_lb.from: expected the groups"},
       {kTiers + "internal_lb: {listen: 127.0.0.1:8080, from: [web]}\n",
        "stack.yaml:7:23: internal_lb.listen: port 8080 is taken by gateway.listen"},
@@ -182,7 +183,8 @@ TEST(InternalLb, ThePolicyPutsItBetweenTheTiers) {
   EXPECT_FALSE(net::allowed(*plan, "app", "internal_lb", 8000));
   EXPECT_FALSE(net::allowed(*plan, "outside", "app", 8080));
   // An egress override keeps the internal load balancer: `from` says web reaches it.
-  StackSpec narrow = parse(kTiers + "internal_lb: {listen: 0.0.0.0:8000, from: [web]}\nnetwork: {egress: {web: []}}\n");
+  StackSpec narrow =
+      parse(kTiers + "internal_lb: {listen: 0.0.0.0:8000, from: [web]}\nnetwork: {egress: {web: []}}\n");
   net::Result<net::Plan> narrow_plan = net::make_plan(internal::network_policy(narrow));
   ASSERT_TRUE(narrow_plan) << narrow_plan.error().message;
   EXPECT_TRUE(net::allowed(*narrow_plan, "web", "internal_lb", 8000));
