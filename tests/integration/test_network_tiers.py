@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import requests
 
-from support import Process, binary, free_port, tool, wait_for, wait_stack_running
+from support import Process, binary, closed_port, free_port, tool, wait_for, wait_stack_running
 from test_network import in_ns, netns_list, reach, require_network_tools
 
 pytestmark = pytest.mark.time_limit(240)
@@ -178,3 +178,18 @@ def test_refusals_name_the_line(tmp_path):
     assert r.returncode == 2, r.stdout + r.stderr
     line = text.splitlines().index("  from: [web]") + 1
     assert f"{f}:{line}:" in r.stderr and "'app' is internal" in r.stderr, r.stderr
+
+
+def test_the_web_tier_answers_502_when_its_backend_does_not(tmp_path):
+    port, backend = free_port(), closed_port()
+    web = Process("web", [binary("cumulo-webapp"), "--listen", f"127.0.0.1:{port}", "--id", "web-x-1",
+                          "--backend", f"127.0.0.1:{backend}"], tmp_path / "web.log")
+    try:
+        web.wait_port(port)
+        r = requests.get(f"http://127.0.0.1:{port}/app/", timeout=15)
+        assert r.status_code == 502, r.text
+        assert f"127.0.0.1:{backend}" in r.text and "connect" in r.text, r.text
+        assert r.headers["X-Via"] == "web-x-1"
+        assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200  # the rest is its own
+    finally:
+        web.stop()
