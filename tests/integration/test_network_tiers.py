@@ -148,6 +148,18 @@ def test_web_proxies_to_an_internal_app_group_that_only_the_internal_load_balanc
     finally:
         up.stop(grace=30)
     assert [n for n in netns_list() if n.startswith(f"cu-{name}.")] == []
+    # The tiers stop from the front back: the web tier is gone before the internal load balancer stops, and it is
+    # gone before the app tier stops.
+    records = [json.loads(line) for line in (tmp_path / "up.log").read_text().splitlines() if line.startswith("{")]
+    records = records[next(i for i, r in enumerate(records) if r["msg"] == "stopping stack"):]
+    steps = []
+    for r in records:
+        if r["msg"] == "instance stopped":
+            steps.append(r["instance"].split("-")[0] + " instance stopped")
+        elif r["msg"] in ("stopping internal-lb", "internal-lb stopped"):
+            steps.append(r["msg"])
+    assert steps == ["web instance stopped"] * 2 + ["stopping internal-lb", "internal-lb stopped"] + \
+        ["app instance stopped"] * 2, steps
 
 
 def test_loopback_mode_runs_the_tiers_too(tmp_path):

@@ -79,8 +79,11 @@ struct ServiceProcess {
   std::string zone;     // "-" when it has none
   std::string address;  // what it serves on
   std::string config_path;
-  // Stopped with the gateway (before the instances), or after the instances, which may still read from it.
-  bool stops_last = false;
+  // When it stops (begin_stop): with the gateway, before everything behind it; between the public groups'
+  // instances and the internal groups' (the internal load balancer: the web tier may still proxy through it
+  // until its last instance is gone); or after every instance, which may still read from it.
+  enum class StopStage { kFront, kBetweenTiers, kLast };
+  StopStage stop_stage = StopStage::kFront;
   Millis stop_grace{10'000};
   Millis start_timeout = kGatewayStartTimeout;  // not accepting on every probe by then: the start failed
   struct Probe {
@@ -228,8 +231,10 @@ class Supervisor {
   void service_died(ServiceProcess& service, const scaling::ExitStatus& status,
                     scaling::InstanceHandle old_handle);
   void restart_service(ServiceProcess& service);
-  void stop_services(bool last);
-  bool services_stopped(bool last) const;
+  void stop_services(ServiceProcess::StopStage stage);
+  bool services_stopped(ServiceProcess::StopStage stage) const;
+  // Stops the groups' instances, the internal groups or the others, once; true when they have all exited.
+  bool stop_instances(bool internal);
   // A second stop signal while stopping kills everything at once: the way out of a stuck drain.
   void begin_stop(const std::string& reason, bool from_signal);
   void continue_stop();
@@ -287,7 +292,8 @@ class Supervisor {
   core::Timer sample_timer_;
   bool sampling_ = false;
   bool status_pending_ = false;
-  bool groups_stopping_ = false;
+  bool public_groups_stopping_ = false;
+  bool internal_groups_stopping_ = false;
   Phase phase_ = Phase::kStartingServices;
   bool stopped_ = false;
   std::string last_start_error_;
@@ -623,8 +629,9 @@ void Supervisor::place_services() {
   }
 }
 
-// `internal_lb:` a second gateway with its own config, started, probed, restarted and stopped as the public
-// one is (before the instances: it drains while they can still answer).
+// `internal_lb:` a second gateway with its own config, started, probed and restarted as the public one is; it
+// stops between the tiers: after the public groups' instances, which may proxy through it until they are
+// gone, and before the internal groups' instances, which answer what it drains.
 void Supervisor::plan_internal_lb() {
   InternalLbSpec& lb = stack_.internal_lb;
   if (!lb.enabled) return;
@@ -639,6 +646,7 @@ void Supervisor::plan_internal_lb() {
   internal_lb_ = &add_service(ServiceProcess::Kind::kInternalLb, "internal-lb", lb.zone, lb.listen,
                               {lb.listen, lb.admin});
   internal_lb_->stop_grace = stack_.gateway.drain_timeout + kGatewayStopSlack;
+  internal_lb_->stop_stage = ServiceProcess::StopStage::kBetweenTiers;
   internal_lb_admin_ = std::make_unique<GatewayAdmin>(*client_, *core::SocketAddress::parse(lb.admin));
 }
 
@@ -660,7 +668,7 @@ void Supervisor::plan_object_store() {
     }
     ServiceProcess& s = add_service(ServiceProcess::Kind::kStore, "objstore-" + node.zone, node.zone,
                                     node.listen, {node.listen});
-    s.stops_last = true;
+    s.stop_stage = ServiceProcess::StopStage::kLast;
   }
 }
 
@@ -731,7 +739,7 @@ void Supervisor::plan_database() {
   ServiceProcess& s = add_service(ServiceProcess::Kind::kDatabase, "db", db.primary_zone, db.writer,
                                   {db.writer, db.reader, db.admin});
   s.launch.argv = {options_.cumulo_binary, "db", "run", "-c", s.config_path};
-  s.stops_last = true;
+  s.stop_stage = ServiceProcess::StopStage::kLast;
   s.stop_grace = Millis(60'000);
   s.start_timeout = Millis(90'000);
 }
@@ -1034,15 +1042,16 @@ void Supervisor::begin_stop(const std::string& reason, bool from_signal) {
   core::log_info(kComponent, "stopping stack", {{"stack", stack_.name}, {"reason", reason}});
   status_changed();
   // The gateway and the edges go first: they drain in-flight requests while the instances (and the object
-  // store) behind them can still answer them.
-  stop_services(false);
+  // store) behind them can still answer them. The tiers then stop from the front back: the public groups, the
+  // internal load balancer, the internal groups.
+  stop_services(ServiceProcess::StopStage::kFront);
   continue_stop();
 }
 
-void Supervisor::stop_services(bool last) {
+void Supervisor::stop_services(ServiceProcess::StopStage stage) {
   for (auto& sp : services_) {
     ServiceProcess& s = *sp;
-    if (s.stops_last != last || s.handle == 0 || s.stop_sent) continue;
+    if (s.stop_stage != stage || s.handle == 0 || s.stop_sent) continue;
     s.stop_sent = true;
     core::log_info(kComponent, "stopping " + s.id,
                    {{"pid", static_cast<long>(s.handle)}, {"grace_ms", as_long(s.stop_grace)}});
@@ -1050,13 +1059,16 @@ void Supervisor::stop_services(bool last) {
   }
 }
 
-bool Supervisor::services_stopped(bool last) const {
+bool Supervisor::services_stopped(ServiceProcess::StopStage stage) const {
   return std::none_of(services_.begin(), services_.end(),
-                      [&](const auto& s) { return s->stops_last == last && s->handle != 0; });
+                      [&](const auto& s) { return s->stop_stage == stage && s->handle != 0; });
 }
 
 bool Supervisor::all_stopped() const {
-  if (!services_stopped(false) || !services_stopped(true)) return false;
+  for (auto stage : {ServiceProcess::StopStage::kFront, ServiceProcess::StopStage::kBetweenTiers,
+                     ServiceProcess::StopStage::kLast}) {
+    if (!services_stopped(stage)) return false;
+  }
   for (const auto& g : groups_) {
     for (const scaling::InstanceView& i : g->instances()) {
       if (i.pid != 0) return false;
@@ -1065,24 +1077,39 @@ bool Supervisor::all_stopped() const {
   return true;
 }
 
-void Supervisor::continue_stop() {
-  if (!services_stopped(false)) return;
-  if (!groups_stopping_) {
-    groups_stopping_ = true;
+bool Supervisor::stop_instances(bool internal) {
+  bool& stopping = internal ? internal_groups_stopping_ : public_groups_stopping_;
+  if (!stopping) {
+    stopping = true;
     long count = 0;
     for (auto& g : groups_) {
+      if (g->spec().internal != internal) continue;
       for (const scaling::InstanceView& i : g->instances()) count += i.pid != 0;
       g->stop_all();
     }
-    if (count > 0) core::log_info(kComponent, "stopping instances", {{"count", count}});
+    if (count > 0) {
+      core::log_info(kComponent, internal ? "stopping the internal groups' instances" : "stopping instances",
+                     {{"count", count}});
+    }
   }
   // By the groups, not the provider: an exit the provider has seen but not yet reported is still to be
   // logged.
-  bool instances_gone = true;
+  bool gone = true;
   for (const auto& g : groups_) {
-    for (const scaling::InstanceView& i : g->instances()) instances_gone &= i.pid == 0;
+    if (g->spec().internal != internal) continue;
+    for (const scaling::InstanceView& i : g->instances()) gone &= i.pid == 0;
   }
-  if (instances_gone) stop_services(true);
+  return gone;
+}
+
+void Supervisor::continue_stop() {
+  using Stage = ServiceProcess::StopStage;
+  if (!services_stopped(Stage::kFront)) return;
+  if (!stop_instances(false)) return;
+  stop_services(Stage::kBetweenTiers);
+  if (!services_stopped(Stage::kBetweenTiers)) return;
+  if (!stop_instances(true)) return;
+  stop_services(Stage::kLast);
   if (!stopped_ && all_stopped()) {
     stopped_ = true;
     write_status();
