@@ -251,7 +251,10 @@ class WebApp {
     out.body = req.body;
     out.timeout = kBackendTimeout;
     if (auto type = req.header("Content-Type"); !type.empty()) out.headers.emplace_back("Content-Type", type);
-    out.headers.emplace_back("X-Forwarded-For", req.peer.host());
+    // The chain the gateway started, with the hop that reached this instance (de facto X-Forwarded-For).
+    const std::string_view chain = req.header("X-Forwarded-For");
+    out.headers.emplace_back("X-Forwarded-For",
+                             (chain.empty() ? std::string() : std::string(chain) + ", ") + req.peer.host());
     backend_client_->request(*backend_, std::move(out), [this, respond](http::ClientResponse in) {
       if (!in.ok()) {
         core::log_warn(kComponent, "backend failed",
