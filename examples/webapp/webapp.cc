@@ -1,6 +1,8 @@
 // The demo web application behind the example stacks: it says which instance and zone answered, and has knobs
 // for what the gateway, health checks and autoscaling are tested with (failing health, CPU burn, slow
-// answers, large downloads and uploads). Single-threaded on one event loop.
+// answers, large downloads and uploads). With --backend it is also the web tier of a two-tier stack: requests
+// under /app/ go to the application tier behind the stack's internal load balancer. Single-threaded on one event
+// loop.
 #include <openssl/evp.h>
 #include <signal.h>
 #include <unistd.h>
@@ -21,6 +23,7 @@
 #include "core/log.h"
 #include "core/net.h"
 #include "core/signals.h"
+#include "http/client.h"
 #include "http/server.h"
 #include "guestbook.h"
 
@@ -32,6 +35,8 @@ using namespace std::chrono_literals;
 constexpr const char* kComponent = "webapp";
 constexpr core::Millis kDrainTime{3000};  // after SIGTERM, in-flight requests get this long
 constexpr uint64_t kMaxWaitMs = 600'000;
+constexpr std::string_view kAppPrefix = "/app/";
+constexpr std::chrono::milliseconds kBackendTimeout{10'000};
 
 // Byte i of /bytes is i % 251 (a prime, so the pattern never lines up with buffer sizes). The table holds the
 // pattern from every phase, so each fill is one memcpy.
@@ -124,6 +129,7 @@ class WebApp {
     if (path == "/bytes") return bytes(req, respond);
     if (path == "/upload") return upload(req, respond);
     if (path == "/echo") return echo(req, respond);
+    if (path.starts_with(kAppPrefix)) return backend_ ? proxy(req, respond) : app(req, respond);
     reply(respond, http::Response::text(404, "no route for " + path + "\n"));
   }
 
@@ -229,6 +235,45 @@ class WebApp {
     reply(respond, http::Response::json(200, j.dump() + "\n"));
   }
 
+  // The application tier's own answer (an instance started without --backend).
+  void app(http::Request& req, const http::Responder& respond) {
+    if (req.method != "GET" && req.method != "HEAD") return reply(respond, not_allowed("GET, HEAD"));
+    reply(respond, http::Response::text(200, "hello from " + id_ + " in zone " + zone_ + " (" + req.method +
+                                                 " " + req.target + ")\n"));
+  }
+
+  // The web tier as a reverse proxy: the request goes to the backend as it came (method, target, body), the
+  // answer comes back with its status, body and Content-Type, and X-Via names this instance.
+  void proxy(http::Request& req, const http::Responder& respond) {
+    http::ClientRequest out;
+    out.method = req.method;
+    out.target = req.target;
+    out.body = req.body;
+    out.timeout = kBackendTimeout;
+    if (auto type = req.header("Content-Type"); !type.empty()) out.headers.emplace_back("Content-Type", type);
+    // The chain the gateway started, with the hop that reached this instance (de facto X-Forwarded-For).
+    const std::string_view chain = req.header("X-Forwarded-For");
+    out.headers.emplace_back("X-Forwarded-For",
+                             (chain.empty() ? std::string() : std::string(chain) + ", ") + req.peer.host());
+    backend_client_->request(*backend_, std::move(out), [this, respond](http::ClientResponse in) {
+      if (!in.ok()) {
+        core::log_warn(kComponent, "backend failed",
+                       {{"backend", backend_->to_string()}, {"error", in.error.message}});
+        http::Response r = http::Response::text(
+            502, "bad gateway: the backend " + backend_->to_string() + " did not answer (" + in.error.message +
+                     ")\n");
+        r.headers.emplace_back("X-Via", id_);
+        return reply(respond, std::move(r));
+      }
+      http::Response r;
+      r.status = in.status;
+      r.body = std::move(in.body);
+      if (auto type = in.header("Content-Type"); !type.empty()) r.headers.emplace_back("Content-Type", type);
+      r.headers.emplace_back("X-Via", id_);
+      reply(respond, std::move(r));
+    });
+  }
+
   core::EventLoop& loop_;
   std::string id_;
   std::string zone_;
@@ -237,6 +282,9 @@ class WebApp {
 
  public:
   std::unique_ptr<webapp::Guestbook> guestbook_;  // with --db-writer and --db-reader
+  // With --backend: where /app/ goes, and the pooled client that takes it there on this loop.
+  std::optional<core::SocketAddress> backend_;
+  std::unique_ptr<http::Client> backend_client_;
 
  private:
   uint64_t next_slow_ = 0;
@@ -264,6 +312,9 @@ int main(int argc, char** argv) {
   app.add_option("--db-user", db.user, "database user (default app)");
   app.add_option("--db-name", db.database, "database name (default app)");
   app.add_option("--db-password", db.password, "database password (default: $CUMULO_DB_PASSWORD)");
+  std::string backend;
+  app.add_option("--backend", backend,
+                 "HOST:PORT of the application tier (the stack's {internal_lb}): requests under /app/ go there");
   CLI11_PARSE(app, argc, argv);
   if (db.password.empty() && std::getenv("CUMULO_DB_PASSWORD")) db.password = std::getenv("CUMULO_DB_PASSWORD");
   if (db.reader.empty()) db.reader = db.writer;
@@ -271,6 +322,15 @@ int main(int argc, char** argv) {
   if (port >= 0) listen = "127.0.0.1:" + std::to_string(port);
   if (listen.empty()) listen = "127.0.0.1:8080";
   if (id.empty()) id = "web-" + std::to_string(::getpid());
+  std::optional<core::SocketAddress> backend_address;
+  if (!backend.empty()) {
+    backend_address = core::SocketAddress::parse(backend);
+    if (!backend_address || backend_address->port() == 0) {
+      std::fprintf(stderr, "cumulo-webapp: --backend '%s' is not HOST:PORT with a numeric host or localhost\n",
+                   backend.c_str());
+      return 2;
+    }
+  }
   auto address = core::SocketAddress::parse(listen);
   if (!address) {
     std::fprintf(stderr, "cumulo-webapp: --listen '%s' is not HOST:PORT with a numeric host or localhost\n",
@@ -284,6 +344,10 @@ int main(int argc, char** argv) {
     core::EventLoop loop;
     WebApp webapp(loop, id, zone);
     if (!db.writer.empty()) webapp.guestbook_ = std::make_unique<webapp::Guestbook>(loop, db);
+    if (backend_address) {
+      webapp.backend_ = backend_address;
+      webapp.backend_client_ = std::make_unique<http::Client>(loop);
+    }
     http::ServerOptions opts;
     opts.listen = *address;
     opts.body_sink_for = [&webapp](const http::Request& head) { return webapp.sink_for(head); };
@@ -318,6 +382,8 @@ int main(int argc, char** argv) {
                     {"zone", zone},
                     {"pid", static_cast<int64_t>(::getpid())}});
     loop.run();
+    // Proxied requests still waiting end (with a 502) while their connections' server is still there.
+    webapp.backend_client_.reset();
     core::log_info(kComponent, "stopped", {{"id", id}});
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cumulo-webapp: %s\n", e.what());

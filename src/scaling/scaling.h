@@ -121,6 +121,9 @@ struct ScheduledAction {
 struct GroupSpec {
   std::string name;
   std::string path_prefix = "/";
+  // Not routed from the public gateway: its instances sit behind the stack's internal load balancer
+  // (`internal_lb:`), reached only by the groups that section names.
+  bool internal = false;
   int min = 1;
   int max = 1;
   int desired = 1;
@@ -146,10 +149,11 @@ struct PlaceholderValues {
   std::string host = "127.0.0.1";  // the instance's own address: its VPC address in network mode
   std::string db_writer{};         // the stack's database endpoints, HOST:PORT (empty without a database)
   std::string db_reader{};
+  std::string internal_lb{};  // the stack's internal load balancer, HOST:PORT (empty without one)
 };
 
-// Replaces {port}, {host}, {zone}, {instance_id}, {bin_dir}, {db_writer} and {db_reader}; "{{" and "}}" stand
-// for literal braces.
+// Replaces {port}, {host}, {zone}, {instance_id}, {bin_dir}, {db_writer}, {db_reader} and {internal_lb}; "{{"
+// and "}}" stand for literal braces.
 // Throws std::invalid_argument for an unknown placeholder or an unpaired brace (parse_group rejects those
 // first).
 std::string expand_placeholders(std::string_view text, const PlaceholderValues& values);

@@ -19,8 +19,8 @@ namespace cumulo::scaling {
 
 namespace {
 
-constexpr std::string_view kPlaceholders[] = {"port",    "host",      "zone",     "instance_id",
-                                              "bin_dir", "db_writer", "db_reader"};
+constexpr std::string_view kPlaceholders[] = {"port",    "host",      "zone",      "instance_id",
+                                              "bin_dir", "db_writer", "db_reader", "internal_lb"};
 
 bool is_lower_alnum(char c) {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
@@ -52,8 +52,7 @@ std::string scan_placeholders(std::string_view text, OnText on_text, OnPlacehold
     if (std::find(std::begin(kPlaceholders), std::end(kPlaceholders), name) == std::end(kPlaceholders)) {
       return "unknown placeholder {" + std::string(name) +
              "} (expected one of: {port}, {host}, {zone}, {instance_id}, {bin_dir}, {db_writer}, "
-             "{db_reader}; write "
-             "'{{' for a literal brace)";
+             "{db_reader}, {internal_lb}; write '{{' for a literal brace)";
     }
     on_placeholder(name);
     i = close + 1;
@@ -454,8 +453,8 @@ CronSchedule parse_cron(std::string_view text) {
 
 GroupSpec parse_group(const core::ConfigNode& node) {
   if (!node.is_map()) node.fail("expected a map with name, min, max and launch_template");
-  node.check_keys({"name", "path_prefix", "min", "max", "desired", "launch_template", "warmup", "cooldown",
-                   "drain_timeout", "policies", "scheduled"});
+  node.check_keys({"name", "path_prefix", "internal", "min", "max", "desired", "launch_template", "warmup",
+                   "cooldown", "drain_timeout", "policies", "scheduled"});
   GroupSpec g;
   g.location = node.location();
   core::ConfigNode name = node.required("name");
@@ -472,6 +471,7 @@ GroupSpec parse_group(const core::ConfigNode& node) {
   if (g.path_prefix.empty() || g.path_prefix.front() != '/') {
     node["path_prefix"].fail("expected a path starting with '/'");
   }
+  g.internal = node.bool_or("internal", false);
   g.min = static_cast<int>(node.int_or("min", 1, 0, 1000));
   g.max = static_cast<int>(node.int_or("max", std::max(g.min, 1), 1, 1000));
   if (g.min > g.max)
@@ -527,6 +527,8 @@ std::string expand_placeholders(std::string_view text, const PlaceholderValues& 
           out += values.db_writer;
         else if (name == "db_reader")
           out += values.db_reader;
+        else if (name == "internal_lb")
+          out += values.internal_lb;
         else if (name == "zone")
           out += values.zone;
         else if (name == "instance_id")

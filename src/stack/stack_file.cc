@@ -430,12 +430,114 @@ NetworkConfigSpec parse_network(const core::ConfigNode& node) {
   return network;
 }
 
+// `internal_lb:` alone; parse_stack checks it against the groups.
+InternalLbSpec parse_internal_lb(const core::ConfigNode& node, const std::vector<std::string>& zones) {
+  InternalLbSpec lb;
+  lb.location = node.location();
+  if (!node.defined() || node.is_null()) return lb;
+  if (!node.is_map()) node.fail("expected a map such as {listen: 0.0.0.0:8000, from: [web]}");
+  node.check_keys({"listen", "admin", "zone", "from"});
+  lb.enabled = true;
+  core::ConfigNode listen = node.required("listen");
+  parse_address(listen, "listen");
+  lb.listen = listen.as_string();
+  lb.listen_location = listen.location();
+  if (node["admin"].defined()) {
+    std::string location;
+    parse_loopback_listen(node["admin"], "admin", "admin API", "change targets", lb.admin, location);
+    if (core::SocketAddress::parse(lb.admin)->port() == core::SocketAddress::parse(lb.listen)->port()) {
+      node["admin"].fail("internal_lb.listen and internal_lb.admin must use different ports");
+    }
+  }
+  lb.zone = zones.front();
+  if (core::ConfigNode zone = node["zone"]; zone.defined()) {
+    lb.zone = zone.as_string();
+    if (std::find(zones.begin(), zones.end(), lb.zone) == zones.end()) {
+      zone.fail("zone '" + lb.zone + "' is not one of the stack's zones");
+    }
+  }
+  core::ConfigNode from = node.required("from");
+  lb.from = from.as_string_list();
+  if (lb.from.empty()) from.fail("expected the groups that may connect to it, such as [web]");
+  return lb;
+}
+
+// Internal groups and the internal load balancer go together; `from` names public groups of the stack.
+void check_internal_lb(const StackSpec& spec, const core::ConfigNode& root) {
+  const InternalLbSpec& lb = spec.internal_lb;
+  const std::vector<core::ConfigNode> group_nodes = root["groups"].items();
+  bool any_internal = false, any_public = false;
+  for (size_t i = 0; i < spec.groups.size(); ++i) {
+    const GroupSpec& g = spec.groups[i];
+    (g.internal ? any_internal : any_public) = true;
+    if (g.internal && !lb.enabled) {
+      group_nodes[i]["internal"].fail("group '" + g.name +
+                                      "' is internal but the stack has no internal load balancer: add "
+                                      "an `internal_lb:` section (such as {listen: 0.0.0.0:8000, from: "
+                                      "[web]}) or remove `internal: true`");
+    }
+    if (!lb.enabled) {
+      const core::ConfigNode launch = group_nodes[i]["launch_template"];
+      std::vector<core::ConfigNode> values = launch["command"].items();
+      if (core::ConfigNode env = launch["env"]; env.is_map()) {
+        for (const auto& [key, value] : env.entries()) values.push_back(value);
+      }
+      for (const core::ConfigNode& value : values) {
+        if (value.as_string().find("{internal_lb}") != std::string::npos) {
+          value.fail(
+              "{internal_lb} names the stack's internal load balancer, and the stack has none: add an "
+              "`internal_lb:` section");
+        }
+      }
+    }
+  }
+  if (!lb.enabled) return;
+  const core::ConfigNode node = root["internal_lb"];
+  if (!any_internal) {
+    node.fail(
+        "no group is internal: mark the groups it serves with `internal: true`, or remove `internal_lb:`");
+  }
+  if (!any_public) {
+    group_nodes.front()["internal"].fail(
+        "every group is internal: the public gateway would route to none of them; leave at least one group "
+        "public");
+  }
+  const std::vector<core::ConfigNode> from_nodes =
+      node["from"].is_sequence() ? node["from"].items() : std::vector<core::ConfigNode>{node["from"]};
+  for (size_t i = 0; i < lb.from.size(); ++i) {
+    auto it = std::find_if(spec.groups.begin(), spec.groups.end(),
+                           [&](const GroupSpec& g) { return g.name == lb.from[i]; });
+    if (it == spec.groups.end()) from_nodes[i].fail("'" + lb.from[i] + "' is not a group of the stack");
+    if (it->internal) {
+      from_nodes[i].fail("'" + lb.from[i] +
+                         "' is internal, behind this load balancer itself: only public groups may reach it");
+    }
+    if (std::find(lb.from.begin(), lb.from.begin() + static_cast<long>(i), lb.from[i]) !=
+        lb.from.begin() + static_cast<long>(i)) {
+      from_nodes[i].fail("'" + lb.from[i] + "' is listed twice");
+    }
+  }
+  // Each process of the stack in loopback mode, and the admin APIs in either mode, share the host's ports.
+  auto port = [](const std::string& address) { return core::SocketAddress::parse(address)->port(); };
+  std::vector<std::pair<std::string, std::string>> taken = {{spec.gateway.admin, "gateway.admin"},
+                                                            {spec.control.listen, "control.listen"}};
+  if (!spec.network.enabled) taken.emplace_back(spec.gateway.listen, "gateway.listen");
+  for (const auto& [address, what] : taken) {
+    if (port(lb.listen) == port(address) && !spec.network.enabled) {
+      node["listen"].fail("port " + std::to_string(port(address)) + " is taken by " + what);
+    }
+    if (!lb.admin.empty() && port(lb.admin) == port(address)) {
+      node["admin"].fail("port " + std::to_string(port(address)) + " is taken by " + what);
+    }
+  }
+}
+
 }  // namespace
 
 StackSpec parse_stack(const core::ConfigNode& root) {
   if (!root.is_map()) root.fail("expected a stack: a map with name, zones, gateway and groups");
   root.check_keys({"name", "zones", "control", "gateway", "groups", "object_store", "edges", "dns",
-                   "database", "network"});
+                   "database", "network", "internal_lb"});
   StackSpec spec;
   spec.source = root.location();
 
@@ -502,6 +604,8 @@ StackSpec parse_stack(const core::ConfigNode& root) {
   spec.dns = parse_dns(root["dns"]);
   spec.database = parse_database(root["database"], spec.zones);
   spec.network = parse_network(root["network"]);
+  spec.internal_lb = parse_internal_lb(root["internal_lb"], spec.zones);
+  check_internal_lb(spec, root);
   if (spec.network.enabled)
     internal::check_network(spec);  // every group, port and address fits: or file:line
   return spec;

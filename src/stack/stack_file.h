@@ -139,6 +139,19 @@ struct DatabaseSpec {
   std::string location;
 };
 
+// `internal_lb:` the internal load balancer: a second gateway, in a private subnet in network mode, with one
+// listener that routes to the groups marked `internal: true` by their path prefixes (an internal ELB). Only
+// the groups named in `from` reach it; the public gateway has no route to those groups.
+struct InternalLbSpec {
+  bool enabled = false;
+  std::string listen;             // "0.0.0.0:8000"
+  std::string admin;              // empty until start: a free loopback port is taken then
+  std::string zone;               // its zone: the first of the stack's unless given
+  std::vector<std::string> from;  // groups that may connect to it
+  std::string location;
+  std::string listen_location;
+};
+
 // `network:` (docs/network.md): the stack's VPC on this machine — a namespace per process, a router namespace
 // that routes and filters between them, public and private subnets per zone, security groups as nftables
 // rules. Absent: loopback mode, every process on 127.0.0.1 and nothing isolated.
@@ -181,6 +194,7 @@ struct StackSpec {
   DnsSpec dns;
   DatabaseSpec database;
   NetworkConfigSpec network;
+  InternalLbSpec internal_lb;
 };
 
 // Throw core::ConfigError naming file, line, column and what was expected.

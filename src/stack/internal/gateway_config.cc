@@ -8,6 +8,42 @@ namespace {
 
 constexpr char kStoreGroup[] = "objstore";
 
+std::string group_route(const GroupSpec& g) {
+  std::string y;
+  y += "  - name: " + core::yaml_quoted(g.name) + "\n";
+  y += "    path_prefix: " + core::yaml_quoted(g.path_prefix) + "\n";
+  y += "    target_group: " + core::yaml_quoted(g.name) + "\n";
+  return y;
+}
+
+// A group's zone-aware target group, with the stack's health check of its instances.
+std::string group_target_group(const StackSpec& stack, const GroupSpec& g,
+                               const std::vector<GatewayTarget>& targets) {
+  const HealthCheckSpec& hc = stack.gateway.health_check;
+  std::string y;
+  y += "  - name: " + core::yaml_quoted(g.name) + "\n";
+  y += "    balance: " + core::yaml_quoted(stack.gateway.balance) + "\n";
+  y += "    zone_aware: true\n";
+  y += "    drain_timeout: " + core::yaml_quoted(core::format_duration(g.drain_timeout)) + "\n";
+  y += "    health_check:\n";
+  y += "      path: " + core::yaml_quoted(hc.path) + "\n";
+  y += "      expected_codes: " + core::yaml_quoted(hc.expected_codes) + "\n";
+  y += "      interval: " + core::yaml_quoted(core::format_duration(hc.interval)) + "\n";
+  y += "      timeout: " + core::yaml_quoted(core::format_duration(hc.timeout)) + "\n";
+  y += "      healthy_threshold: " + std::to_string(hc.healthy_threshold) + "\n";
+  y += "      unhealthy_threshold: " + std::to_string(hc.unhealthy_threshold) + "\n";
+  y += "    targets:\n";
+  bool any = false;
+  for (const GatewayTarget& t : targets) {
+    if (t.group != g.name) continue;
+    y += "      - address: " + core::yaml_quoted(t.address) + "\n";
+    y += "        zone: " + core::yaml_quoted(t.zone) + "\n";
+    any = true;
+  }
+  if (!any) y.replace(y.size() - 1, 1, " []\n");
+  return y;
+}
+
 }  // namespace
 
 std::string render_gateway_config(const StackSpec& stack, const std::vector<GatewayTarget>& targets) {
@@ -25,9 +61,7 @@ std::string render_gateway_config(const StackSpec& stack, const std::vector<Gate
   y += "listeners:\n  - name: \"public\"\n    listen: " + core::yaml_quoted(gw.listen) + "\n";
   y += "routes:\n";
   for (const GroupSpec& g : stack.groups) {
-    y += "  - name: " + core::yaml_quoted(g.name) + "\n";
-    y += "    path_prefix: " + core::yaml_quoted(g.path_prefix) + "\n";
-    y += "    target_group: " + core::yaml_quoted(g.name) + "\n";
+    if (!g.internal) y += group_route(g);
   }
   const ObjectStoreSpec& store = stack.object_store;
   for (const BucketSpec& b : store.buckets) {
@@ -58,28 +92,33 @@ std::string render_gateway_config(const StackSpec& stack, const std::vector<Gate
       y += "        zone: " + core::yaml_quoted(n.zone) + "\n";
     }
   }
-  const HealthCheckSpec& hc = gw.health_check;
   for (const GroupSpec& g : stack.groups) {
-    y += "  - name: " + core::yaml_quoted(g.name) + "\n";
-    y += "    balance: " + core::yaml_quoted(gw.balance) + "\n";
-    y += "    zone_aware: true\n";
-    y += "    drain_timeout: " + core::yaml_quoted(core::format_duration(g.drain_timeout)) + "\n";
-    y += "    health_check:\n";
-    y += "      path: " + core::yaml_quoted(hc.path) + "\n";
-    y += "      expected_codes: " + core::yaml_quoted(hc.expected_codes) + "\n";
-    y += "      interval: " + core::yaml_quoted(core::format_duration(hc.interval)) + "\n";
-    y += "      timeout: " + core::yaml_quoted(core::format_duration(hc.timeout)) + "\n";
-    y += "      healthy_threshold: " + std::to_string(hc.healthy_threshold) + "\n";
-    y += "      unhealthy_threshold: " + std::to_string(hc.unhealthy_threshold) + "\n";
-    y += "    targets:\n";
-    bool any = false;
-    for (const GatewayTarget& t : targets) {
-      if (t.group != g.name) continue;
-      y += "      - address: " + core::yaml_quoted(t.address) + "\n";
-      y += "        zone: " + core::yaml_quoted(t.zone) + "\n";
-      any = true;
-    }
-    if (!any) y.replace(y.size() - 1, 1, " []\n");
+    if (!g.internal) y += group_target_group(stack, g, targets);
+  }
+  return y;
+}
+
+std::string render_internal_lb_config(const StackSpec& stack, const std::vector<GatewayTarget>& targets) {
+  const GatewaySpec& gw = stack.gateway;
+  const InternalLbSpec& lb = stack.internal_lb;
+  std::string y;
+  y += "# Written by `cumulo up` for the internal load balancer of stack " + core::yaml_quoted(stack.name) +
+       " from " + stack.source + ".\n";
+  y += "# Rewritten on every start: change the stack file instead.\n";
+  y += "zone: " + core::yaml_quoted(lb.zone) + "\n";
+  y += "workers: 1\n";
+  y += "log_level: " + core::yaml_quoted(gw.log_level) + "\n";
+  y += "access_log: \"off\"\n";
+  y += "admin:\n  listen: " + core::yaml_quoted(lb.admin) + "\n";
+  y += "limits:\n  drain_timeout: " + core::yaml_quoted(core::format_duration(gw.drain_timeout)) + "\n";
+  y += "listeners:\n  - name: \"internal\"\n    listen: " + core::yaml_quoted(lb.listen) + "\n";
+  y += "routes:\n";
+  for (const GroupSpec& g : stack.groups) {
+    if (g.internal) y += group_route(g);
+  }
+  y += "target_groups:\n";
+  for (const GroupSpec& g : stack.groups) {
+    if (g.internal) y += group_target_group(stack, g, targets);
   }
   return y;
 }

@@ -116,13 +116,27 @@ net::NetworkSpec network_policy(const StackSpec& stack) {
     groups.push_back(std::move(db));
   }
 
+  const InternalLbSpec& lb = stack.internal_lb;
+  if (lb.enabled) {
+    net::SecurityGroupSpec ilb;
+    ilb.name = kInternalLbGroup;
+    ilb.subnet = net::SubnetKind::kPrivate;
+    ilb.max_members_per_zone = 1;
+    ilb.location = lb.location;
+    for (const std::string& from : lb.from) allow(ilb, from, port_of(lb.listen), lb.location);
+    groups.push_back(std::move(ilb));
+  }
+  auto reaches_internal_lb = [&](const GroupSpec& g) {
+    return lb.enabled && std::find(lb.from.begin(), lb.from.end(), g.name) != lb.from.end();
+  };
+
   for (const GroupSpec& g : stack.groups) {
     net::SecurityGroupSpec sg;
     sg.name = g.name;
     sg.subnet = net::SubnetKind::kPrivate;
     sg.max_members_per_zone = g.max;
     sg.location = g.location;
-    allow(sg, kGatewayGroup, cfg.instance_port, g.location);
+    allow(sg, g.internal ? kInternalLbGroup : kGatewayGroup, cfg.instance_port, g.location);
     for (const std::string& cidr : cfg.ssh_from) allow(sg, cidr, 22, cfg.location);
     sg.egress_restricted = true;
     sg.egress = data_tier;
@@ -137,6 +151,11 @@ net::NetworkSpec network_policy(const StackSpec& stack) {
         }
       }
     }
+    // `internal_lb.from` says the group reaches it, whatever else its egress is.
+    if (reaches_internal_lb(g) &&
+        std::find(sg.egress.begin(), sg.egress.end(), kInternalLbGroup) == sg.egress.end()) {
+      sg.egress.push_back(kInternalLbGroup);
+    }
     groups.push_back(std::move(sg));
   }
 
@@ -150,8 +169,8 @@ net::NetworkSpec network_policy(const StackSpec& stack) {
 
 void check_network(const StackSpec& stack) {
   const NetworkConfigSpec& cfg = stack.network;
-  const std::set<std::string> reserved = {kGatewayGroup,  kEdgeGroup, kStoreGroup,
-                                          kDatabaseGroup, kDnsGroup,  "outside"};
+  const std::set<std::string> reserved = {kGatewayGroup, kEdgeGroup,       kStoreGroup, kDatabaseGroup,
+                                          kDnsGroup,     kInternalLbGroup, "outside"};
   for (const GroupSpec& g : stack.groups) {
     if (reserved.count(g.name)) {
       throw core::ConfigError(g.location + ": group name '" + g.name +
@@ -204,6 +223,8 @@ std::vector<std::pair<std::string, uint16_t>> listening_ports(const StackSpec& s
     } else if (m.group == kStoreGroup) {
       for (const StoreNodeSpec& n : stack.object_store.nodes)
         if ("objstore-" + n.zone == m.name) out.emplace_back(m.name, port_of(n.listen));
+    } else if (m.group == kInternalLbGroup) {
+      out.emplace_back(m.name, port_of(stack.internal_lb.listen));
     } else if (m.group == kDnsGroup) {
       out.emplace_back(m.name, port_of(stack.dns.listen));  // TCP; the check does not probe UDP
     } else if (m.group == kDatabaseGroup) {

@@ -17,12 +17,16 @@ inline constexpr char kEdgeGroup[] = "edge";
 inline constexpr char kStoreGroup[] = "object_store";
 inline constexpr char kDatabaseGroup[] = "database";
 inline constexpr char kDnsGroup[] = "dns";
+inline constexpr char kInternalLbGroup[] = "internal_lb";
 // The port of a store node the stack file gives none, in network mode (each node has an address of its own).
 inline constexpr uint16_t kDefaultStorePort = 9000;
 
 // The policy the stack implies, with the section's additions:
 // - the gateway accepts its listener's port from outside and from the edges; edges their ports from outside;
-// - each auto scaling group its instance port from the gateway, and SSH (22) from `ssh_from`;
+// - each auto scaling group its instance port from the gateway (an internal group: from the internal load
+//   balancer instead), and SSH (22) from `ssh_from`;
+// - the internal load balancer, in a private subnet, its listener's port from the groups `internal_lb.from`
+//   names, whose egress includes it;
 // - the object store its ports from the gateway, every group and its own nodes (replication);
 // - the database endpoints their ports from every group;
 // - groups (the web tier) may open connections only to the stack's data tier (object store, database), or

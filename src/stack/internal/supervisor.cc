@@ -73,14 +73,17 @@ long as_long(Millis d) {
 // All start before the groups' instances and are restarted when they die (a restarted gateway is then told
 // about every instance again).
 struct ServiceProcess {
-  enum class Kind { kGateway, kStore, kEdge, kDns, kDatabase };
+  enum class Kind { kGateway, kInternalLb, kStore, kEdge, kDns, kDatabase };
   Kind kind = Kind::kGateway;
-  std::string id;       // "gateway", "objstore-a", "edge-eu", "dns"
+  std::string id;       // "gateway", "internal-lb", "objstore-a", "edge-eu", "dns"
   std::string zone;     // "-" when it has none
   std::string address;  // what it serves on
   std::string config_path;
-  // Stopped with the gateway (before the instances), or after the instances, which may still read from it.
-  bool stops_last = false;
+  // When it stops (begin_stop): with the gateway, before everything behind it; between the public groups'
+  // instances and the internal groups' (the internal load balancer: the web tier may still proxy through it
+  // until its last instance is gone); or after every instance, which may still read from it.
+  enum class StopStage { kFront, kBetweenTiers, kLast };
+  StopStage stop_stage = StopStage::kFront;
   Millis stop_grace{10'000};
   Millis start_timeout = kGatewayStartTimeout;  // not accepting on every probe by then: the start failed
   struct Probe {
@@ -212,6 +215,7 @@ class Supervisor {
   // Whether a stack-file address can be bound now; in network mode a process's address is in its own fresh
   // namespace, free by construction.
   void check_free(const std::string& address, const std::string& what) const;
+  void plan_internal_lb();
   void plan_object_store();
   void plan_edges();
   void plan_dns();
@@ -221,13 +225,16 @@ class Supervisor {
   void poll_services_ready();
   void tick();
   void sample();
+  void apply_sample(GatewayView view, GatewayView internal);
   void fail_start(const ServiceProcess& service, const std::string& why);
   void on_exit(scaling::InstanceHandle handle, const scaling::ExitStatus& status);
   void service_died(ServiceProcess& service, const scaling::ExitStatus& status,
                     scaling::InstanceHandle old_handle);
   void restart_service(ServiceProcess& service);
-  void stop_services(bool last);
-  bool services_stopped(bool last) const;
+  void stop_services(ServiceProcess::StopStage stage);
+  bool services_stopped(ServiceProcess::StopStage stage) const;
+  // Stops the groups' instances, the internal groups or the others, once; true when they have all exited.
+  bool stop_instances(bool internal);
   // A second stop signal while stopping kills everything at once: the way out of a stuck drain.
   void begin_stop(const std::string& reason, bool from_signal);
   void continue_stop();
@@ -249,18 +256,25 @@ class Supervisor {
   std::unique_ptr<scaling::InstanceProvider> provider_;
   std::vector<std::unique_ptr<ServiceProcess>> services_;  // the gateway first
   ServiceProcess* gateway_ = nullptr;
+  ServiceProcess* internal_lb_ = nullptr;  // `internal_lb:`: in front of the internal groups
   scaling::EventLog events_;
   std::set<uint16_t> reserved_ports_;  // the gateway's and the control API's
   std::deque<uint16_t> recent_ports_;
   std::unique_ptr<http::Client> client_;
   std::unique_ptr<GatewayAdmin> gateway_admin_;
+  std::unique_ptr<GatewayAdmin> internal_lb_admin_;
   std::unique_ptr<HttpProber> prober_;
+  std::unique_ptr<HttpProber> internal_prober_;  // network mode: from the internal load balancer's namespace
   // Network mode (docs/network.md): the stack's namespaces, each service's member in it, and the instances'.
   std::unique_ptr<net::Vpc> vpc_;
   std::map<std::string, net::Member> members_;  // by service or instance id
   core::Fd host_netns_;
   core::Fd probe_netns_;                        // the gateway's: where instance health probes come from
   std::unique_ptr<http::Client> probe_client_;  // opens its connections there
+  // The internal load balancer's: where the internal groups' health probes come from (only it may reach
+  // them).
+  core::Fd internal_probe_netns_;
+  std::unique_ptr<http::Client> internal_probe_client_;
   // `cumulo net check` once the stack is up: the stack is reported running only when every path is as the
   // policy says.
   enum class NetCheck { kNotRun, kRunning, kPassed, kFailed };
@@ -278,7 +292,8 @@ class Supervisor {
   core::Timer sample_timer_;
   bool sampling_ = false;
   bool status_pending_ = false;
-  bool groups_stopping_ = false;
+  bool public_groups_stopping_ = false;
+  bool internal_groups_stopping_ = false;
   Phase phase_ = Phase::kStartingServices;
   bool stopped_ = false;
   std::string last_start_error_;
@@ -310,11 +325,13 @@ Supervisor::Supervisor(const StackSpec& stack, const SupervisorOptions& options)
         {{"stack", stack_.name}});
   }
   prober_ = std::make_unique<HttpProber>(probe_client_ ? *probe_client_ : *client_);
+  if (internal_probe_client_) internal_prober_ = std::make_unique<HttpProber>(*internal_probe_client_);
 
   const GatewaySpec& gw = stack_.gateway;
   gateway_ = &add_service(ServiceProcess::Kind::kGateway, "gateway", gw.zone.empty() ? "-" : gw.zone,
                           gw.listen, {gw.listen, gw.admin});
   gateway_->stop_grace = gw.drain_timeout + kGatewayStopSlack;
+  plan_internal_lb();
   plan_object_store();
   plan_edges();
   plan_dns();
@@ -353,6 +370,7 @@ Supervisor::~Supervisor() {
   // Outstanding requests complete (with an error) while the groups they report to still exist.
   client_.reset();
   probe_client_.reset();
+  internal_probe_client_.reset();
   provider_.reset();  // kills and reaps anything still running while the loop is still there
   groups_.clear();
   if (vpc_) {
@@ -419,8 +437,8 @@ void Supervisor::make_groups() {
     scaling::GroupEnvironment env;
     env.zones = stack_.zones;
     env.provider = provider_.get();
-    env.registry = gateway_admin_.get();
-    env.prober = prober_.get();
+    env.registry = spec.internal ? internal_lb_admin_.get() : gateway_admin_.get();
+    env.prober = spec.internal && internal_prober_ ? internal_prober_.get() : prober_.get();
     const GroupSpec* group = &spec;
     env.make_launch = [this, group](const std::string& id, const std::string& zone, uint16_t port) {
       return make_launch(*group, id, zone, port);
@@ -446,6 +464,9 @@ scaling::LaunchSpec Supervisor::make_launch(const GroupSpec& group, const std::s
   PlaceholderValues values{std::to_string(port), zone, id, options_.bin_dir};
   values.db_writer = stack_.database.writer;
   values.db_reader = stack_.database.reader;
+  if (stack_.internal_lb.enabled) {
+    values.internal_lb = probe_address(*core::SocketAddress::parse(stack_.internal_lb.listen)).to_string();
+  }
   std::string netns;
   if (vpc_) {
     net::Result<net::Member> member = vpc_->attach(group.name, zone, id);
@@ -549,6 +570,10 @@ void Supervisor::setup_network() {
     node.listen =
         node.listen.empty() ? host + ":" + std::to_string(kDefaultStorePort) : with_host(host, node.listen);
   }
+  if (stack_.internal_lb.enabled) {
+    InternalLbSpec& lb = stack_.internal_lb;
+    lb.listen = with_host(attach(kInternalLbGroup, lb.zone, "internal-lb"), lb.listen);
+  }
   if (stack_.dns.enabled) {
     stack_.dns.listen = with_host(attach(kDnsGroup, stack_.zones.front(), "dns"), stack_.dns.listen);
   }
@@ -570,6 +595,18 @@ void Supervisor::setup_network() {
     return connect_from_namespace(host_netns_.get(), probe_netns_.get(), to, error);
   };
   probe_client_ = std::make_unique<http::Client>(loop_, probe_options);
+  if (stack_.internal_lb.enabled) {
+    const std::string lb_ns = "/run/netns/" + members_.at("internal-lb").ns;
+    internal_probe_netns_.reset(::open(lb_ns.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!internal_probe_netns_) {
+      throw std::runtime_error("cannot open the network namespace " + lb_ns + ": " + core::errno_text(errno));
+    }
+    http::ClientOptions internal_options;
+    internal_options.connect = [this](const core::SocketAddress& to, int* error) {
+      return connect_from_namespace(host_netns_.get(), internal_probe_netns_.get(), to, error);
+    };
+    internal_probe_client_ = std::make_unique<http::Client>(loop_, internal_options);
+  }
   core::log_info(
       kComponent, "network made",
       {{"stack", stack_.name},
@@ -599,6 +636,27 @@ void Supervisor::place_services() {
   }
 }
 
+// `internal_lb:` a second gateway with its own config, started, probed and restarted as the public one is; it
+// stops between the tiers: after the public groups' instances, which may proxy through it until they are
+// gone, and before the internal groups' instances, which answer what it drains.
+void Supervisor::plan_internal_lb() {
+  InternalLbSpec& lb = stack_.internal_lb;
+  if (!lb.enabled) return;
+  check_free(lb.listen, lb.listen_location + ": internal_lb.listen");
+  if (lb.admin.empty()) {
+    std::set<uint16_t> avoid = reserved_ports_;
+    avoid.insert(core::SocketAddress::parse(stack_.control.listen)->port());
+    lb.admin = "127.0.0.1:" + std::to_string(pick_port(avoid));
+  } else if (std::string why; !core::address_free(*core::SocketAddress::parse(lb.admin), &why)) {
+    throw std::runtime_error(lb.location + ": internal_lb.admin: " + why);
+  }
+  internal_lb_ = &add_service(ServiceProcess::Kind::kInternalLb, "internal-lb", lb.zone, lb.listen,
+                              {lb.listen, lb.admin});
+  internal_lb_->stop_grace = stack_.gateway.drain_timeout + kGatewayStopSlack;
+  internal_lb_->stop_stage = ServiceProcess::StopStage::kBetweenTiers;
+  internal_lb_admin_ = std::make_unique<GatewayAdmin>(*client_, *core::SocketAddress::parse(lb.admin));
+}
+
 // One node per zone; ports the stack file leaves open are taken now, so that every node's config can name the
 // others as its replication peers.
 void Supervisor::plan_object_store() {
@@ -617,7 +675,7 @@ void Supervisor::plan_object_store() {
     }
     ServiceProcess& s = add_service(ServiceProcess::Kind::kStore, "objstore-" + node.zone, node.zone,
                                     node.listen, {node.listen});
-    s.stops_last = true;
+    s.stop_stage = ServiceProcess::StopStage::kLast;
   }
 }
 
@@ -688,7 +746,7 @@ void Supervisor::plan_database() {
   ServiceProcess& s = add_service(ServiceProcess::Kind::kDatabase, "db", db.primary_zone, db.writer,
                                   {db.writer, db.reader, db.admin});
   s.launch.argv = {options_.cumulo_binary, "db", "run", "-c", s.config_path};
-  s.stops_last = true;
+  s.stop_stage = ServiceProcess::StopStage::kLast;
   s.stop_grace = Millis(60'000);
   s.start_timeout = Millis(90'000);
 }
@@ -708,6 +766,10 @@ void Supervisor::write_configs() const {
   };
   // No targets: instances join through the admin API once they pass their health check.
   core::write_file_atomically(gateway_->config_path, placed("gateway", render_gateway_config(stack_, {})));
+  if (internal_lb_) {
+    core::write_file_atomically(internal_lb_->config_path,
+                                placed(internal_lb_->id, render_internal_lb_config(stack_, {})));
+  }
   for (const StoreNodeSpec& node : stack_.object_store.nodes) {
     const ServiceProcess& s = **std::find_if(services_.begin(), services_.end(),
                                              [&](const auto& x) { return x->id == "objstore-" + node.zone; });
@@ -795,9 +857,13 @@ void Supervisor::poll_services_ready() {
       core::log_info(kComponent, s.id + " ready",
                      {{"pid", static_cast<long>(s.handle)},
                       {"after_ms", as_long(std::chrono::duration_cast<Millis>(now - s.started_at))}});
-      if (phase_ != Phase::kStartingServices && s.kind == ServiceProcess::Kind::kGateway) {
+      if (phase_ != Phase::kStartingServices &&
+          (s.kind == ServiceProcess::Kind::kGateway || s.kind == ServiceProcess::Kind::kInternalLb)) {
         // A restarted gateway knows only its config file, which names no instance.
-        for (auto& g : groups_) g->reregister_all();
+        const bool internal = s.kind == ServiceProcess::Kind::kInternalLb;
+        for (auto& g : groups_) {
+          if (g->spec().internal == internal) g->reregister_all();
+        }
         if (!tick_timer_.armed()) tick_timer_.arm(Millis(0));
       }
       status_changed();
@@ -849,24 +915,38 @@ void Supervisor::sample() {
   if (sampling_) return;  // the gateway has not answered the last round yet
   sampling_ = true;
   gateway_admin_->read_view([this](GatewayView view) {
-    sampling_ = false;
-    if (phase_ != Phase::kStartingGroups && phase_ != Phase::kRunning) return;
-    const core::TimePoint now = loop_.update_now();
-    for (auto& g : groups_) {
-      scaling::MetricsSample s;
-      for (const scaling::InstanceView& i : g->instances()) {
-        if (i.pid == 0) continue;
-        if (auto p = provider_->sample(i.pid)) s.processes[i.pid] = *p;
-      }
-      const std::string& name = g->spec().name;
-      s.gateway_targets_read = view.targets_read && gateway_->ready;
-      if (auto it = view.targets.find(name); it != view.targets.end()) s.targets = it->second;
-      s.gateway_stats_read = view.stats_read;
-      if (auto it = view.stats.find(name); it != view.stats.end()) s.stats = it->second;
-      g->sample(now, s);
+    // Stopping (or the client going away with the supervisor): no second round trip.
+    if (!internal_lb_admin_ || (phase_ != Phase::kStartingGroups && phase_ != Phase::kRunning)) {
+      return apply_sample(std::move(view), {});
     }
-    tick();
+    internal_lb_admin_->read_view([this, view = std::move(view)](GatewayView internal) mutable {
+      apply_sample(std::move(view), std::move(internal));
+    });
   });
+}
+
+// The public groups as the gateway sees them, the internal ones as the internal load balancer does.
+void Supervisor::apply_sample(GatewayView view, GatewayView internal) {
+  sampling_ = false;
+  if (phase_ != Phase::kStartingGroups && phase_ != Phase::kRunning) return;
+  const core::TimePoint now = loop_.update_now();
+  for (auto& g : groups_) {
+    scaling::MetricsSample s;
+    for (const scaling::InstanceView& i : g->instances()) {
+      if (i.pid == 0) continue;
+      if (auto p = provider_->sample(i.pid)) s.processes[i.pid] = *p;
+    }
+    const std::string& name = g->spec().name;
+    const bool is_internal = g->spec().internal;
+    const GatewayView& from = is_internal ? internal : view;
+    const ServiceProcess* balancer = is_internal ? internal_lb_ : gateway_;
+    s.gateway_targets_read = from.targets_read && balancer != nullptr && balancer->ready;
+    if (auto it = from.targets.find(name); it != from.targets.end()) s.targets = it->second;
+    s.gateway_stats_read = from.stats_read;
+    if (auto it = from.stats.find(name); it != from.stats.end()) s.stats = it->second;
+    g->sample(now, s);
+  }
+  tick();
 }
 
 void Supervisor::fail_start(const ServiceProcess& service, const std::string& why) {
@@ -983,15 +1063,16 @@ void Supervisor::begin_stop(const std::string& reason, bool from_signal) {
   core::log_info(kComponent, "stopping stack", {{"stack", stack_.name}, {"reason", reason}});
   status_changed();
   // The gateway and the edges go first: they drain in-flight requests while the instances (and the object
-  // store) behind them can still answer them.
-  stop_services(false);
+  // store) behind them can still answer them. The tiers then stop from the front back: the public groups, the
+  // internal load balancer, the internal groups.
+  stop_services(ServiceProcess::StopStage::kFront);
   continue_stop();
 }
 
-void Supervisor::stop_services(bool last) {
+void Supervisor::stop_services(ServiceProcess::StopStage stage) {
   for (auto& sp : services_) {
     ServiceProcess& s = *sp;
-    if (s.stops_last != last || s.handle == 0 || s.stop_sent) continue;
+    if (s.stop_stage != stage || s.handle == 0 || s.stop_sent) continue;
     s.stop_sent = true;
     core::log_info(kComponent, "stopping " + s.id,
                    {{"pid", static_cast<long>(s.handle)}, {"grace_ms", as_long(s.stop_grace)}});
@@ -999,13 +1080,16 @@ void Supervisor::stop_services(bool last) {
   }
 }
 
-bool Supervisor::services_stopped(bool last) const {
+bool Supervisor::services_stopped(ServiceProcess::StopStage stage) const {
   return std::none_of(services_.begin(), services_.end(),
-                      [&](const auto& s) { return s->stops_last == last && s->handle != 0; });
+                      [&](const auto& s) { return s->stop_stage == stage && s->handle != 0; });
 }
 
 bool Supervisor::all_stopped() const {
-  if (!services_stopped(false) || !services_stopped(true)) return false;
+  for (auto stage : {ServiceProcess::StopStage::kFront, ServiceProcess::StopStage::kBetweenTiers,
+                     ServiceProcess::StopStage::kLast}) {
+    if (!services_stopped(stage)) return false;
+  }
   for (const auto& g : groups_) {
     for (const scaling::InstanceView& i : g->instances()) {
       if (i.pid != 0) return false;
@@ -1014,24 +1098,39 @@ bool Supervisor::all_stopped() const {
   return true;
 }
 
-void Supervisor::continue_stop() {
-  if (!services_stopped(false)) return;
-  if (!groups_stopping_) {
-    groups_stopping_ = true;
+bool Supervisor::stop_instances(bool internal) {
+  bool& stopping = internal ? internal_groups_stopping_ : public_groups_stopping_;
+  if (!stopping) {
+    stopping = true;
     long count = 0;
     for (auto& g : groups_) {
+      if (g->spec().internal != internal) continue;
       for (const scaling::InstanceView& i : g->instances()) count += i.pid != 0;
       g->stop_all();
     }
-    if (count > 0) core::log_info(kComponent, "stopping instances", {{"count", count}});
+    if (count > 0) {
+      core::log_info(kComponent, internal ? "stopping the internal groups' instances" : "stopping instances",
+                     {{"count", count}});
+    }
   }
   // By the groups, not the provider: an exit the provider has seen but not yet reported is still to be
   // logged.
-  bool instances_gone = true;
+  bool gone = true;
   for (const auto& g : groups_) {
-    for (const scaling::InstanceView& i : g->instances()) instances_gone &= i.pid == 0;
+    if (g->spec().internal != internal) continue;
+    for (const scaling::InstanceView& i : g->instances()) gone &= i.pid == 0;
   }
-  if (instances_gone) stop_services(true);
+  return gone;
+}
+
+void Supervisor::continue_stop() {
+  using Stage = ServiceProcess::StopStage;
+  if (!services_stopped(Stage::kFront)) return;
+  if (!stop_instances(false)) return;
+  stop_services(Stage::kBetweenTiers);
+  if (!services_stopped(Stage::kBetweenTiers)) return;
+  if (!stop_instances(true)) return;
+  stop_services(Stage::kLast);
   if (!stopped_ && all_stopped()) {
     stopped_ = true;
     write_status();
@@ -1134,6 +1233,14 @@ void Supervisor::write_status() const {
                     {"admin", stack_.gateway.admin},
                     {"restarts", gateway_->restarts},
                     {"log", gateway_->launch.log_path}};
+  if (internal_lb_) {
+    doc["internal_lb"] = {{"id", internal_lb_->id},
+                          {"pid", internal_lb_->handle},
+                          {"address", stack_.internal_lb.listen},
+                          {"admin", stack_.internal_lb.admin},
+                          {"from", stack_.internal_lb.from},
+                          {"restarts", internal_lb_->restarts}};
+  }
   doc["services"] = nlohmann::json::array();
   for (const auto& sp : services_) {
     doc["services"].push_back({{"id", sp->id},
@@ -1231,6 +1338,13 @@ void Supervisor::print_banner() const {
                     std::to_string(stack_.zones.size()) + " zones)\n\n";
   out += "  open     " + url + "\n";
   out += "  admin    " + admin_url + "\n";
+  if (internal_lb_) {
+    std::string groups;
+    for (const GroupSpec& g : stack_.groups)
+      if (g.internal) groups += (groups.empty() ? "" : ", ") + g.name;
+    out += "  internal " + stack_.internal_lb.listen + " (internal load balancer of " + groups + ", admin " +
+           url_for(stack_.internal_lb.admin, "/targets") + ")\n";
+  }
   out += "  control  " + control_url + " (token in " + (state_dir_ / "api-token").string() + ")\n";
   out += "  state    " + state_dir_.string() + "/ (stack.json, gateway.yaml, logs/)\n";
   if (vpc_) {
