@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from support import Process, binary, closed_port, free_port, tool, wait_for, wait_stack_running
-from test_network import in_ns, netns_list, reach, require_network_tools
+from net_support import in_ns, netns_list, reach, require_network_tools
 
 pytestmark = pytest.mark.time_limit(240)
 
