@@ -17,6 +17,11 @@ inline constexpr char kEdgeGroup[] = "edge";
 inline constexpr char kStoreGroup[] = "object_store";
 inline constexpr char kDatabaseGroup[] = "database";
 inline constexpr char kDnsGroup[] = "dns";
+// The database tier's MariaDB servers, one member each; `database` is its endpoints (and manager), what the
+// applications reach.
+inline constexpr char kDatabaseServerGroup[] = "database_servers";
+// The port of every database server in network mode (each has an address of its own).
+inline constexpr uint16_t kDatabaseServerPort = 3306;
 // The port of a store node the stack file gives none, in network mode (each node has an address of its own).
 inline constexpr uint16_t kDefaultStorePort = 9000;
 
@@ -24,7 +29,8 @@ inline constexpr uint16_t kDefaultStorePort = 9000;
 // - the gateway accepts its listener's port from outside and from the edges; edges their ports from outside;
 // - each auto scaling group its instance port from the gateway, and SSH (22) from `ssh_from`;
 // - the object store its ports from the gateway, every group and its own nodes (replication);
-// - the database endpoints their ports from every group;
+// - the database endpoints their ports from every group; the database servers their port from the endpoints
+//   and from each other (replication), nothing else;
 // - groups (the web tier) may open connections only to the stack's data tier (object store, database), or
 //   to what `egress` names; nothing reaches the outside unless `egress` names "outside".
 net::NetworkSpec network_policy(const StackSpec& stack);
