@@ -290,6 +290,17 @@ void Cluster::apply_users(Instance& inst) {
   // history holds only what the primary replicated.
   std::vector<std::string> sql = {"SET SESSION sql_log_bin=0"};
   for (std::string& s : user_setup_sql(config_)) sql.push_back(std::move(s));
+  for (const std::string& s : sql) {
+    if (!inst.conn.exec(s)) {
+      throw std::runtime_error(inst.spec.name + ": cannot set up users: " + inst.conn.error() +
+                               " (in: " + s.substr(0, s.find(" IDENTIFIED")) + ")");
+    }
+  }
+  auto rows = inst.conn.query("SELECT User, Host FROM mysql.user");
+  if (!rows) throw std::runtime_error(inst.spec.name + ": cannot list users: " + inst.conn.error());
+  std::vector<std::pair<std::string, std::string>> existing;
+  for (const SqlRow& r : *rows) existing.emplace_back(r.at("User").value_or(""), r.at("Host").value_or(""));
+  sql = stale_users_sql(config_, existing);
   sql.push_back("SET SESSION sql_log_bin=1");
   for (const std::string& s : sql) {
     if (!inst.conn.exec(s)) {

@@ -108,6 +108,25 @@ std::vector<std::string> user_setup_sql(const DbConfig& config) {
   return sql;
 }
 
+std::vector<std::string> stale_users_sql(const DbConfig& config,
+                                         const std::vector<std::pair<std::string, std::string>>& existing) {
+  std::set<std::pair<std::string, std::string>> wanted;
+  for (const InstanceSpec& i : config.instances) wanted.insert({config.replication.name, i.address});
+  std::set<std::string> names = {config.replication.name};
+  for (const UserSpec& u : config.users) {
+    names.insert(u.name);
+    for (const std::string& host : config.allowed_hosts) wanted.insert({u.name, host});
+  }
+  std::vector<std::string> sql;
+  for (const auto& [user, host] : existing) {
+    // root is the manager's own account (over the Unix socket): never dropped, whatever users: says.
+    if (user != "root" && names.count(user) && !wanted.count({user, host})) {
+      sql.push_back("DROP USER IF EXISTS " + quoted_host(user, host));
+    }
+  }
+  return sql;
+}
+
 DbConfig parse_db_config(const core::ConfigNode& root) {
   root.check_keys({"data_dir",        "bin_dir",          "writer",    "reader",
                    "admin",           "primary",          "instances", "lag_limit",

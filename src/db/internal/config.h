@@ -62,6 +62,11 @@ struct DbConfig {
 // The statements that give a server the configured users and their empty databases: the replication user
 // for each instance's address, every other user for each of `allowed_hosts`.
 std::vector<std::string> user_setup_sql(const DbConfig& config);
+// DROP USER for each of `existing` (user, host: what mysql.user holds) that is one of the configured users at
+// a host it is no longer created for: a server keeps no account for an address that may not connect (one of
+// an earlier run in loopback mode, say).
+std::vector<std::string> stale_users_sql(const DbConfig& config,
+                                         const std::vector<std::pair<std::string, std::string>>& existing);
 
 // Throw core::ConfigError naming file, line and column.
 DbConfig parse_db_config(const core::ConfigNode& root);

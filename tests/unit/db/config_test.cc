@@ -92,6 +92,17 @@ TEST(DbConfig, ServersInNamespacesOfTheirOwn) {
   for (const std::string& s : sql) EXPECT_EQ(s.find("127.0.0.1"), std::string::npos) << s;
 }
 
+TEST(DbConfig, UsersForHostsNoLongerAllowedAreDropped) {
+  DbConfig c = parse_db_config(core::ConfigNode::load_string(kNetworked, "db.yaml"));
+  const std::vector<std::pair<std::string, std::string>> existing = {
+      {"root", "localhost"}, {"app", "127.0.0.1"},   {"app", "10.20.1.5"}, {"repl", "127.0.0.1"},
+      {"repl", "10.20.1.6"}, {"other", "127.0.0.1"}, {"app", "10.20.%"}};
+  EXPECT_EQ(stale_users_sql(c, existing),
+            (std::vector<std::string>{"DROP USER IF EXISTS 'app'@'127.0.0.1'",
+                                      "DROP USER IF EXISTS 'repl'@'127.0.0.1'"}));
+  EXPECT_TRUE(stale_users_sql(parse(""), {{"repl", "127.0.0.1"}, {"root", "localhost"}}).empty());
+}
+
 TEST(DbConfig, AddressesHostsAndNamespacesAreChecked) {
   const std::string text = kNetworked;
   auto with = [&](const std::string& from, const std::string& to) {
