@@ -164,7 +164,8 @@ int run(const std::string& config_path) {
       check_port_free("reader", cfg.reader);
     }
     for (const InstanceSpec& i : cfg.instances) {
-      if (cluster->server_left_running(i.name)) continue;  // adopted by start()
+      // adopted by start(); or in a namespace of its own, where nothing else listens
+      if (cluster->server_left_running(i.name) || !i.netns.empty()) continue;
       check_port_free("instance " + i.name + " port", "127.0.0.1:" + std::to_string(i.port));
     }
   } catch (const std::exception& e) {

@@ -351,11 +351,11 @@ DatabaseSpec parse_database(const core::ConfigNode& node, const std::vector<std:
     }
   }
   // Instance names and ports: the primary first, then the replicas zone by zone.
-  db.instances.push_back({"db-" + db.primary_zone + "-1", db.primary_zone, 0});
+  db.instances.push_back({"db-" + db.primary_zone + "-1", db.primary_zone, 0, "", ""});
   for (const auto& [zone, count] : db.replicas) {
     int first = zone == db.primary_zone ? 2 : 1;
     for (int i = 0; i < count; ++i)
-      db.instances.push_back({"db-" + zone + "-" + std::to_string(first + i), zone, 0});
+      db.instances.push_back({"db-" + zone + "-" + std::to_string(first + i), zone, 0, "", ""});
   }
   return db;
 }

@@ -122,6 +122,9 @@ struct DatabaseInstancePlan {
   std::string name;  // "db-a-1"
   std::string zone;
   uint16_t port = 0;  // taken at start
+  // Network mode: the server's own address and namespace (a member of the database_servers group).
+  std::string address;
+  std::string netns;
 };
 
 struct DatabaseSpec {
@@ -135,7 +138,9 @@ struct DatabaseSpec {
   std::chrono::milliseconds failover_after{2'000};
   std::vector<DatabaseUserSpec> users;
   std::vector<DatabaseInstancePlan> instances;  // filled at start: the primary first
-  std::string replication_password;             // made at the first start, kept in the state directory
+  // Network mode: the endpoints' address, the only client host the servers create the users for.
+  std::string endpoints_address;
+  std::string replication_password;  // made at the first start, kept in the state directory
   std::string location;
 };
 

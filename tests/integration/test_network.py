@@ -246,6 +246,36 @@ DATABASE = """database:
 """
 
 
+def check_database_servers(stack: NetStack, db: str):
+    """Each database server in a namespace of its own in its zone's private subnet, bound to its address there,
+    reached only by the endpoints and the other servers, with users for those addresses alone."""
+    import pymysql
+    servers = sorted(n for n, m in stack.members.items() if m["group"] == "database_servers")
+    assert servers == sorted(i["name"] for i in stack.status["database"]["instances"])
+    assert len(servers) >= 2
+    for name in servers:
+        ip = stack.addr(name)
+        assert stack.members[name]["zone"] == name.split("-")[1]
+        for ns in [stack.ns(w) for w in stack.web()] + [stack.ns("gateway"), stack.ns("objstore-a"), stack.outside]:
+            assert reach(ns, ip, 3306) == "denied", (ns, name)
+        assert reach(stack.ns(name), "127.0.0.1", 3306) != "connected", "bound to its private address only"
+        for other in servers:
+            if other != name:
+                assert reach(stack.ns(other), ip, 3306) == "connected", (other, name)
+    for port in (3306, 3307):
+        assert reach(stack.ns("gateway"), db, port) == "denied"
+    config = (stack.state / "db.yaml").read_text()
+    assert "# Network mode: each server runs in a network namespace of its own" in config
+    assert f'allowed_hosts: ["{db}"]' in config
+    conn = pymysql.connect(unix_socket=str(stack.state / "db" / servers[0] / "mariadbd.sock"), user="root",
+                           connect_timeout=5)
+    with conn.cursor() as c:
+        c.execute("SELECT user, host FROM mysql.user WHERE user IN ('app', 'repl')")
+        users = set(c.fetchall())
+    conn.close()
+    assert users == {("app", db)} | {("repl", stack.addr(n)) for n in servers}, users
+
+
 @pytest.mark.time_limit(180)
 def test_instances_write_through_the_database_writer_that_nothing_else_reaches(tmp_path):
     from db_support import need_mariadb
@@ -280,7 +310,133 @@ def test_instances_write_through_the_database_writer_that_nothing_else_reaches(t
         assert reach(stack.ns("gateway"), db, 3306) == "denied"
         assert reach(stack.outside, db, 3306) == "denied"
         assert reach(stack.ns("objstore-a"), db, 3307) == "denied"
+        check_database_servers(stack, db)
     finally:
+        stack.stop()
+        from test_stack_database import kill_leftover_servers
+        kill_leftover_servers(stack.state)
+    assert stack.leftovers() == []
+
+
+WRITE_LOOP = """
+import os, sys, time
+import pymysql
+host, stop = sys.argv[1], sys.argv[2]
+n, conn = 0, None
+while not os.path.exists(stop):
+    try:
+        if conn is None:
+            conn = pymysql.connect(host=host, port=3306, user="app", password="pw-net", database="app",
+                                   autocommit=True, connect_timeout=2, read_timeout=5, write_timeout=5)
+            conn.cursor().execute("CREATE TABLE IF NOT EXISTS acked (id INT PRIMARY KEY)")
+        try:
+            conn.cursor().execute("INSERT INTO acked VALUES (%s)", (n + 1,))
+        except pymysql.IntegrityError as e:
+            if e.args[0] != 1062:
+                raise
+        n += 1
+        print(n, flush=True)
+    except Exception:
+        # Unacknowledged: the same id is tried again (a duplicate key then means it did commit).
+        try:
+            conn and conn.close()
+        except Exception:
+            pass
+        conn = None
+        time.sleep(0.1)
+"""
+
+
+@pytest.mark.time_limit(240)
+def test_database_failover_in_network_mode_keeps_every_acknowledged_write(tmp_path):
+    """The primary's mariadbd killed (-9) in its own namespace, three times in a row: the writer endpoint moves to
+    each new primary, and every write acknowledged before and after, by a client in a web instance's namespace
+    writing all along, is on every server."""
+    from db_support import need_mariadb
+    import pymysql
+    need_mariadb()
+    require_network_tools()
+    stack = NetStack(tmp_path, f"nf{os.getpid() % 100000}", extra="")
+    text = open(stack.file).read().replace(
+        "network:\n", DATABASE.replace("replicas: {a: 1}", "replicas: {a: 1, b: 1}\n  failover_after: 1s")
+        + "network:\n")
+    open(stack.file, "w").write(text)
+    writer = None
+    stop_file = tmp_path / "stop-writing"
+    try:
+        stack.start()
+        assert stack.status["network"]["check"] == "passed", stack.status["network"]
+        admin = stack.status["database"]["admin"]
+
+        def db_status():
+            try:
+                return requests.get(f"http://{admin}/status", timeout=2).json()
+            except (requests.RequestException, ValueError):
+                return None
+
+        def primary():
+            s = db_status()
+            p = [i for i in (s or {}).get("instances", []) if i["role"] == "primary" and i["state"] == "running"]
+            return p[0] if p else None
+
+        def replicating(s):
+            return [i for i in (s or {}).get("instances", [])
+                    if i["role"] == "replica" and i["state"] == "running" and i.get("io_running")]
+
+        wait_for(lambda: primary() and len(replicating(db_status())) == 2, 60, 0.2, "the tier healthy")
+        old = primary()
+        out = tmp_path / "acked.txt"
+        script = tmp_path / "write_loop.py"
+        script.write_text(WRITE_LOOP)
+        writer = subprocess.Popen(["ip", "netns", "exec", stack.ns(stack.web()[0]), "/usr/bin/python3", str(script),
+                                   stack.addr("db"), str(stop_file)], stdout=open(out, "w"),
+                                  stderr=subprocess.STDOUT)
+
+        def acked() -> int:
+            lines = [l for l in out.read_text().split() if l.isdigit()]
+            return int(lines[-1]) if lines else 0
+
+        wait_for(lambda: acked() >= 50, 30, 0.1, "writes through the writer endpoint")
+        killed = []
+        for _ in range(3):
+            old = primary()
+            killed.append(old["name"])
+            os.kill(old["pid"], signal.SIGKILL)
+            before = acked()
+            wait_for(lambda: (p := primary()) is not None and p["name"] != old["name"], 60, 0.2,
+                     "a replica promoted")
+            wait_for(lambda: acked() >= before + 50, 60, 0.1, "writes acknowledged through the new primary")
+            new = primary()
+            assert stack.members[new["name"]]["address"] != stack.members[old["name"]]["address"]
+            wait_for(lambda: len(replicating(db_status())) == 2, 90, 0.2, f"{old['name']} back as a replica")
+        stop_file.write_text("")
+        writer.wait(timeout=20)
+        total = acked()
+        new = primary()
+        assert len(set(killed)) >= 2, killed
+
+        def rows_on(name):
+            try:
+                conn = pymysql.connect(unix_socket=str(stack.state / "db" / name / "mariadbd.sock"), user="root",
+                                       database="app", connect_timeout=2)
+                with conn.cursor() as c:
+                    c.execute("SELECT id FROM acked")
+                    ids = {r[0] for r in c.fetchall()}
+                conn.close()
+                return ids
+            except pymysql.MySQLError:
+                return set()
+
+        want = set(range(1, total + 1))
+        assert want <= rows_on(new["name"])
+        # Every server running again (the old primary rebuilt or rejoined) holds them too.
+        servers = [i["name"] for i in stack.status["database"]["instances"]]
+        for name in servers:
+            wait_for(lambda: want <= rows_on(name), 90, 0.5, f"every acknowledged write on {name}")
+    finally:
+        stop_file.write_text("")
+        if writer and writer.poll() is None:
+            writer.kill()
         stack.stop()
         from test_stack_database import kill_leftover_servers
         kill_leftover_servers(stack.state)

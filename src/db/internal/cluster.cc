@@ -44,7 +44,8 @@ GtidSet parse_set(const std::string& text) {
 }  // namespace
 
 void Cluster::Instance::guard_port() {
-  if (port_guard) return;
+  // A server in a namespace of its own has its port to itself; a guard here would hold the manager's.
+  if (port_guard || !spec.netns.empty()) return;
   core::Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   int one = 1;
   ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -145,7 +146,7 @@ std::vector<std::string> Cluster::server_args(const Instance& inst, bool after_f
       "--socket=" + inst.socket,
       "--pid-file=" + inst.pid_file,
       "--port=" + std::to_string(inst.spec.port),
-      "--bind-address=127.0.0.1",
+      "--bind-address=" + inst.spec.address,
       "--log-error=" + inst.error_log,
       "--server-id=" + std::to_string(inst.server_id),
       "--log-bin=binlog",
@@ -219,7 +220,8 @@ void Cluster::start_instance(Instance& inst, bool after_fence) {
   fs::remove(inst.pid_file);
   inst.conn.close();
   inst.port_guard.reset();
-  inst.pid = spawn(server_args(inst, after_fence), (inst.dir / "mariadbd.out").string());
+  inst.pid =
+      spawn(server_args(inst, after_fence), (inst.dir / "mariadbd.out").string(), "", "", inst.spec.netns);
   inst.adopted = false;
   inst.state = State::kStarting;
   inst.reachable = false;
@@ -287,20 +289,18 @@ void Cluster::apply_users(Instance& inst) {
   // Every instance gets the same users and empty databases locally (outside the binary log), so that its GTID
   // history holds only what the primary replicated.
   std::vector<std::string> sql = {"SET SESSION sql_log_bin=0"};
-  const UserSpec& r = config_.replication;
-  const std::string repl = sql_literal(r.name) + "@'127.0.0.1'";
-  sql.push_back("CREATE USER IF NOT EXISTS " + repl + " IDENTIFIED BY " + sql_literal(r.password));
-  sql.push_back("ALTER USER " + repl + " IDENTIFIED BY " + sql_literal(r.password));
-  sql.push_back("GRANT REPLICATION SLAVE ON *.* TO " + repl);
-  for (const UserSpec& u : config_.users) {
-    const std::string user = sql_literal(u.name) + "@'127.0.0.1'";
-    sql.push_back("CREATE USER IF NOT EXISTS " + user + " IDENTIFIED BY " + sql_literal(u.password));
-    sql.push_back("ALTER USER " + user + " IDENTIFIED BY " + sql_literal(u.password));
-    for (const std::string& d : u.databases) {
-      sql.push_back("CREATE DATABASE IF NOT EXISTS `" + d + "`");
-      sql.push_back("GRANT ALL PRIVILEGES ON `" + d + "`.* TO " + user);
+  for (std::string& s : user_setup_sql(config_)) sql.push_back(std::move(s));
+  for (const std::string& s : sql) {
+    if (!inst.conn.exec(s)) {
+      throw std::runtime_error(inst.spec.name + ": cannot set up users: " + inst.conn.error() +
+                               " (in: " + s.substr(0, s.find(" IDENTIFIED")) + ")");
     }
   }
+  auto rows = inst.conn.query("SELECT User, Host FROM mysql.user");
+  if (!rows) throw std::runtime_error(inst.spec.name + ": cannot list users: " + inst.conn.error());
+  std::vector<std::pair<std::string, std::string>> existing;
+  for (const SqlRow& r : *rows) existing.emplace_back(r.at("User").value_or(""), r.at("Host").value_or(""));
+  sql = stale_users_sql(config_, existing);
   sql.push_back("SET SESSION sql_log_bin=1");
   for (const std::string& s : sql) {
     if (!inst.conn.exec(s)) {

@@ -5,6 +5,7 @@
 
 #include "core/log.h"
 #include "core/net.h"
+#include "db/internal/sql.h"
 
 namespace cumulo::db {
 
@@ -55,34 +56,122 @@ UserSpec parse_user(const core::ConfigNode& n, bool with_databases) {
   return u;
 }
 
+// A MariaDB host pattern of an address or a network: digits, letters, '.', ':', '-', '_' and the '%' wildcard
+// (it goes into a SQL string literal, so no quotes).
+bool valid_host_pattern(const std::string& s) {
+  return !s.empty() && s.size() <= 255 && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == ':' || c == '-' || c == '_' || c == '%';
+  });
+}
+
+// A namespace name as `ip netns` makes them ("cu-STACK.NAME").
+bool valid_netns(const std::string& s) {
+  return !s.empty() && s.size() <= 200 && s != "." && s != ".." &&
+         std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                  c == '-' || c == '.';
+         });
+}
+
+std::string quoted_host(const std::string& user, const std::string& host) {
+  return sql_literal(user) + "@" + sql_literal(host);
+}
+
 }  // namespace
 
+std::vector<std::string> user_setup_sql(const DbConfig& config) {
+  std::vector<std::string> sql;
+  const UserSpec& r = config.replication;
+  std::vector<std::string> server_hosts;
+  for (const InstanceSpec& i : config.instances) {
+    if (std::find(server_hosts.begin(), server_hosts.end(), i.address) == server_hosts.end())
+      server_hosts.push_back(i.address);
+  }
+  for (const std::string& host : server_hosts) {
+    const std::string repl = quoted_host(r.name, host);
+    sql.push_back("CREATE USER IF NOT EXISTS " + repl + " IDENTIFIED BY " + sql_literal(r.password));
+    sql.push_back("ALTER USER " + repl + " IDENTIFIED BY " + sql_literal(r.password));
+    sql.push_back("GRANT REPLICATION SLAVE ON *.* TO " + repl);
+  }
+  for (const UserSpec& u : config.users) {
+    for (const std::string& d : u.databases) sql.push_back("CREATE DATABASE IF NOT EXISTS `" + d + "`");
+    for (const std::string& host : config.allowed_hosts) {
+      const std::string user = quoted_host(u.name, host);
+      sql.push_back("CREATE USER IF NOT EXISTS " + user + " IDENTIFIED BY " + sql_literal(u.password));
+      sql.push_back("ALTER USER " + user + " IDENTIFIED BY " + sql_literal(u.password));
+      for (const std::string& d : u.databases) {
+        sql.push_back("GRANT ALL PRIVILEGES ON `" + d + "`.* TO " + user);
+      }
+    }
+  }
+  return sql;
+}
+
+std::vector<std::string> stale_users_sql(const DbConfig& config,
+                                         const std::vector<std::pair<std::string, std::string>>& existing) {
+  std::set<std::pair<std::string, std::string>> wanted;
+  for (const InstanceSpec& i : config.instances) wanted.insert({config.replication.name, i.address});
+  std::set<std::string> names = {config.replication.name};
+  for (const UserSpec& u : config.users) {
+    names.insert(u.name);
+    for (const std::string& host : config.allowed_hosts) wanted.insert({u.name, host});
+  }
+  std::vector<std::string> sql;
+  for (const auto& [user, host] : existing) {
+    // root is the manager's own account (over the Unix socket): never dropped, whatever users: says.
+    if (user != "root" && names.count(user) && !wanted.count({user, host})) {
+      sql.push_back("DROP USER IF EXISTS " + quoted_host(user, host));
+    }
+  }
+  return sql;
+}
+
 DbConfig parse_db_config(const core::ConfigNode& root) {
-  root.check_keys({"data_dir", "bin_dir", "writer", "reader", "admin", "primary", "instances", "lag_limit",
-                   "failover_after", "monitor_interval", "semi_sync", "semi_sync_timeout", "connect_timeout",
-                   "buffer_pool", "workers", "replication", "users", "log_level", "log_file"});
+  root.check_keys({"data_dir",        "bin_dir",          "writer",    "reader",
+                   "admin",           "primary",          "instances", "lag_limit",
+                   "failover_after",  "monitor_interval", "semi_sync", "semi_sync_timeout",
+                   "connect_timeout", "buffer_pool",      "workers",   "replication",
+                   "users",           "allowed_hosts",    "log_level", "log_file"});
   DbConfig c;
   c.data_dir = root.required("data_dir").as_string();
   c.bin_dir = root.string_or("bin_dir", c.bin_dir);
   c.writer = loopback_address(root.required("writer"));
   c.reader = loopback_address(root.required("reader"));
   c.admin = loopback_address(root.required("admin"));
-  std::set<uint16_t> ports;
+  // Ports are taken per network namespace: the endpoints and the admin API in the manager's, each server in
+  // its own (or the manager's, without `netns`).
+  std::set<std::pair<std::string, uint16_t>> ports;
   for (const char* key : {"writer", "reader", "admin"}) {
     uint16_t p = core::SocketAddress::parse(root[key].as_string())->port();
-    if (p != 0 && !ports.insert(p).second) root[key].fail("port " + std::to_string(p) + " is used twice");
+    if (p != 0 && !ports.insert({"", p}).second)
+      root[key].fail("port " + std::to_string(p) + " is used twice");
   }
   auto list = root.required("instances");
   std::set<std::string> names;
   for (const auto& n : list.items()) {
-    n.check_keys({"name", "zone", "port"});
+    n.check_keys({"name", "zone", "port", "address", "netns"});
     InstanceSpec i;
     i.name = n.required("name").as_string();
     if (!valid_identifier(i.name)) n["name"].fail("expected a name of letters, digits, '_' or '-'");
     if (!names.insert(i.name).second) n["name"].fail("instance '" + i.name + "' is named twice");
     i.zone = n.string_or("zone", "-");
     i.port = static_cast<uint16_t>(n.required("port").as_int(1, 65535));
-    if (!ports.insert(i.port).second) n["port"].fail("port " + std::to_string(i.port) + " is used twice");
+    if (n["address"].defined()) {
+      i.address = n["address"].as_string();
+      const auto a = core::SocketAddress::parse(i.address + ":1");
+      if (!a || a->host() != i.address || i.address.find(':') != std::string::npos) {
+        n["address"].fail("expected a numeric IPv4 address, got '" + i.address + "'");
+      }
+    }
+    if (n["netns"].defined()) {
+      i.netns = n["netns"].as_string();
+      if (!valid_netns(i.netns)) n["netns"].fail("expected a network namespace name, got '" + i.netns + "'");
+    }
+    if (!ports.insert({i.netns, i.port}).second) {
+      n["port"].fail("port " + std::to_string(i.port) + " is used twice" +
+                     (i.netns.empty() ? "" : " in network namespace " + i.netns));
+    }
     c.instances.push_back(i);
   }
   if (c.instances.empty()) list.fail("expected at least one instance");
@@ -123,6 +212,16 @@ DbConfig parse_db_config(const core::ConfigNode& root) {
       n["name"].fail("user '" + u.name + "' is defined twice");
     }
     c.users.push_back(std::move(u));
+  }
+  if (root["allowed_hosts"].defined()) {
+    c.allowed_hosts = root["allowed_hosts"].as_string_list();
+    if (c.allowed_hosts.empty()) root["allowed_hosts"].fail("expected at least one host");
+    for (const std::string& h : c.allowed_hosts) {
+      if (!valid_host_pattern(h)) {
+        root["allowed_hosts"].fail("expected MariaDB host patterns such as '10.20.1.5' or '10.20.%', got '" +
+                                   h + "'");
+      }
+    }
   }
   c.log_level = root.string_or("log_level", c.log_level);
   if (!core::parse_log_level(c.log_level)) root["log_level"].fail("expected debug, info, warn or error");

@@ -14,6 +14,11 @@ struct InstanceSpec {
   std::string name;  // "db-a-1"
   std::string zone;  // "a"
   uint16_t port = 0;
+  // Where the server listens (--bind-address) and what the other servers replicate from; the replication user
+  // is created for each instance's address. Network mode gives each server an address of its own.
+  std::string address = "127.0.0.1";
+  // The network namespace (/run/netns/NAME) the server runs in; empty: the manager's own.
+  std::string netns;
 };
 
 struct UserSpec {
@@ -47,9 +52,21 @@ struct DbConfig {
   int workers = 1;  // proxy event loops
   UserSpec replication;
   std::vector<UserSpec> users;
+  // The client hosts the users are created for (MariaDB host patterns: '10.20.1.5', '10.20.%'). The endpoints
+  // proxy the applications' connections, so the servers see the endpoints' address.
+  std::vector<std::string> allowed_hosts = {"127.0.0.1"};
   std::string log_level = "info";
   std::string log_file;  // empty: stderr
 };
+
+// The statements that give a server the configured users and their empty databases: the replication user
+// for each instance's address, every other user for each of `allowed_hosts`.
+std::vector<std::string> user_setup_sql(const DbConfig& config);
+// DROP USER for each of `existing` (user, host: what mysql.user holds) that is one of the configured users at
+// a host it is no longer created for: a server keeps no account for an address that may not connect (one of
+// an earlier run in loopback mode, say).
+std::vector<std::string> stale_users_sql(const DbConfig& config,
+                                         const std::vector<std::pair<std::string, std::string>>& existing);
 
 // Throw core::ConfigError naming file, line and column.
 DbConfig parse_db_config(const core::ConfigNode& root);

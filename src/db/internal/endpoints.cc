@@ -43,7 +43,7 @@ class Loops {
  public:
   explicit Loops(const DbConfig& cfg) {
     for (const InstanceSpec& i : cfg.instances) {
-      addresses_[i.name] = *core::SocketAddress::parse("127.0.0.1:" + std::to_string(i.port));
+      addresses_[i.name] = *core::SocketAddress::parse(i.address + ":" + std::to_string(i.port));
     }
   }
   void add(core::EventLoop* loop, ProxyWorker* worker) {

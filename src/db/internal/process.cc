@@ -1,6 +1,7 @@
 #include "db/internal/process.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,12 +14,13 @@
 #include <thread>
 
 #include "core/files.h"
+#include "core/net.h"
 #include "core/signals.h"
 
 namespace cumulo::db {
 
 pid_t spawn(const std::vector<std::string>& argv, const std::string& output_path,
-            const std::string& stdin_path, const std::string& stdout_path) {
+            const std::string& stdin_path, const std::string& stdout_path, const std::string& netns) {
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -28,6 +30,19 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& output_path
   if (out < 0) {
     ::close(in);
     throw std::runtime_error("cannot open " + output_path + ": " + std::strerror(errno));
+  }
+  // Opened here, joined in the child (setns before exec), as the scaling process provider does.
+  core::Fd netns_fd;
+  if (!netns.empty()) {
+    const std::string path = "/run/netns/" + netns;
+    netns_fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!netns_fd) {
+      int err = errno;
+      ::close(in);
+      ::close(out);
+      throw std::runtime_error("cannot open the network namespace " + path + " of " + argv[0] + ": " +
+                               std::strerror(err));
+    }
   }
   int sout = out;
   if (!stdout_path.empty()) {
@@ -47,6 +62,10 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& output_path
     ::dup2(in, 0);
     ::dup2(sout, 1);
     ::dup2(out, 2);
+    if (netns_fd && ::setns(netns_fd.get(), CLONE_NEWNET) != 0) {
+      dprintf(2, "cannot join the network namespace %s: %s\n", netns.c_str(), std::strerror(errno));
+      _exit(127);
+    }
     ::execv(args[0], args.data());
     dprintf(2, "cannot run %s: %s\n", args[0], std::strerror(errno));
     _exit(127);

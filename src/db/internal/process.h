@@ -12,10 +12,12 @@
 
 namespace cumulo::db {
 
-// Starts argv[0] with stdin from /dev/null (or stdin_path) and stdout+stderr appended to output_path. Throws
+// Starts argv[0] with stdin from /dev/null (or stdin_path) and stdout+stderr appended to output_path, in the
+// network namespace /run/netns/NETNS when netns is not empty (joining it needs CAP_SYS_ADMIN). Throws
 // std::runtime_error when it cannot be started.
 pid_t spawn(const std::vector<std::string>& argv, const std::string& output_path,
-            const std::string& stdin_path = "", const std::string& stdout_path = "");
+            const std::string& stdin_path = "", const std::string& stdout_path = "",
+            const std::string& netns = "");
 
 // Runs a tool to completion; returns its exit code (128+signal when killed). stdout_path: where its standard
 // output goes (empty: with stderr into output_path).

@@ -99,16 +99,16 @@ core::Result<void, core::Error> Cluster::make_replica_of(Instance& inst, const I
   const UserSpec& r = config_.replication;
   // current_pos: it continues from what it applied (or wrote, as a former primary). Callers make sure that
   // its relay log holds nothing that `p` lacks, since CHANGE MASTER discards it.
-  std::vector<std::string> sql = {
-      "STOP SLAVE",
-      "SET GLOBAL read_only=ON",
-      "SET GLOBAL rpl_semi_sync_master_enabled=OFF",
-      "SET GLOBAL sync_binlog=0",
-      "SET GLOBAL innodb_flush_log_at_trx_commit=2",
-      "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=" + std::to_string(p.spec.port) +
-          ", MASTER_USER=" + sql_literal(r.name) + ", MASTER_PASSWORD=" + sql_literal(r.password) +
-          ", MASTER_USE_GTID=current_pos, MASTER_CONNECT_RETRY=1",
-      "START SLAVE"};
+  std::vector<std::string> sql = {"STOP SLAVE",
+                                  "SET GLOBAL read_only=ON",
+                                  "SET GLOBAL rpl_semi_sync_master_enabled=OFF",
+                                  "SET GLOBAL sync_binlog=0",
+                                  "SET GLOBAL innodb_flush_log_at_trx_commit=2",
+                                  "CHANGE MASTER TO MASTER_HOST=" + sql_literal(p.spec.address) +
+                                      ", MASTER_PORT=" + std::to_string(p.spec.port) + ", MASTER_USER=" +
+                                      sql_literal(r.name) + ", MASTER_PASSWORD=" + sql_literal(r.password) +
+                                      ", MASTER_USE_GTID=current_pos, MASTER_CONNECT_RETRY=1",
+                                  "START SLAVE"};
   for (const std::string& s : sql) {
     if (!inst.conn.exec(s)) {
       return server_error(
@@ -424,7 +424,7 @@ void Cluster::start_rebuild(Instance& inst) {
     try {
       prepare_data_dir(inst);
       fs::remove(inst.pid_file);
-      pid_t pid = spawn(args, (inst.dir / "mariadbd.out").string());
+      pid_t pid = spawn(args, (inst.dir / "mariadbd.out").string(), "", "", inst.spec.netns);
       j->pid = pid;
       const auto deadline = Clock::now() + kServerStartLimit;
       while (!inst.conn.connect_socket(inst.socket, config_.connect_timeout)) {

@@ -27,6 +27,13 @@ void prepare_database_secret(DatabaseSpec& db, const std::string& state_dir) {
 
 std::string render_db_config(const DatabaseSpec& db, const std::string& data_dir) {
   std::string y;
+  if (!db.endpoints_address.empty()) {
+    y +=
+        "# Network mode: each server runs in a network namespace of its own (netns) in its zone's private\n"
+        "# subnet and binds to its address there only; the replication user is created for the servers'\n"
+        "# addresses, the application users for the endpoints' address alone (allowed_hosts): the endpoints\n"
+        "# proxy every application connection, and the security groups let nothing else reach a server.\n";
+  }
   y += "data_dir: " + core::yaml_quoted(data_dir) + "\n";
   y += "writer: " + core::yaml_quoted(db.writer) + "\n";
   y += "reader: " + core::yaml_quoted(db.reader) + "\n";
@@ -37,8 +44,13 @@ std::string render_db_config(const DatabaseSpec& db, const std::string& data_dir
   y += "instances:\n";
   for (const DatabaseInstancePlan& i : db.instances) {
     y += "  - {name: " + core::yaml_quoted(i.name) + ", zone: " + core::yaml_quoted(i.zone) +
-         ", port: " + std::to_string(i.port) + "}\n";
+         ", port: " + std::to_string(i.port);
+    if (!i.address.empty()) y += ", address: " + core::yaml_quoted(i.address);
+    if (!i.netns.empty()) y += ", netns: " + core::yaml_quoted(i.netns);
+    y += "}\n";
   }
+  if (!db.endpoints_address.empty())
+    y += "allowed_hosts: [" + core::yaml_quoted(db.endpoints_address) + "]\n";
   y += "replication: {name: repl, password: " + core::yaml_quoted(db.replication_password) + "}\n";
   if (!db.users.empty()) {
     y += "users:\n";

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -114,6 +115,17 @@ net::NetworkSpec network_policy(const StackSpec& stack) {
     }
     data_tier.push_back(kDatabaseGroup);
     groups.push_back(std::move(db));
+
+    net::SecurityGroupSpec servers;
+    servers.name = kDatabaseServerGroup;
+    servers.subnet = net::SubnetKind::kPrivate;
+    std::map<std::string, int> per_zone;
+    for (const DatabaseInstancePlan& i : stack.database.instances)
+      servers.max_members_per_zone = std::max(servers.max_members_per_zone, ++per_zone[i.zone]);
+    servers.location = stack.database.location;
+    allow(servers, kDatabaseGroup, kDatabaseServerPort, servers.location);
+    allow(servers, kDatabaseServerGroup, kDatabaseServerPort, servers.location);  // replication
+    groups.push_back(std::move(servers));
   }
 
   const InternalLbSpec& lb = stack.internal_lb;
@@ -169,8 +181,9 @@ net::NetworkSpec network_policy(const StackSpec& stack) {
 
 void check_network(const StackSpec& stack) {
   const NetworkConfigSpec& cfg = stack.network;
-  const std::set<std::string> reserved = {kGatewayGroup, kEdgeGroup,       kStoreGroup, kDatabaseGroup,
-                                          kDnsGroup,     kInternalLbGroup, "outside"};
+  const std::set<std::string> reserved = {kGatewayGroup,        kEdgeGroup, kStoreGroup,
+                                          kDatabaseGroup,       kDnsGroup,  kInternalLbGroup,
+                                          kDatabaseServerGroup, "outside"};
   for (const GroupSpec& g : stack.groups) {
     if (reserved.count(g.name)) {
       throw core::ConfigError(g.location + ": group name '" + g.name +
@@ -184,9 +197,10 @@ void check_network(const StackSpec& stack) {
   };
   for (const NetworkRuleSpec& r : cfg.allow) {
     if (!known(r.to)) {
-      throw core::ConfigError(r.location + ": network.allow: 'to: " + r.to +
-                              "' is not a security group of "
-                              "the stack (its groups, gateway, edge, object_store, database)");
+      throw core::ConfigError(
+          r.location + ": network.allow: 'to: " + r.to +
+          "' is not a security group of "
+          "the stack (its groups, gateway, edge, object_store, database, database_servers)");
     }
   }
   for (const NetworkEgressSpec& e : cfg.egress) {
@@ -230,6 +244,8 @@ std::vector<std::pair<std::string, uint16_t>> listening_ports(const StackSpec& s
     } else if (m.group == kDatabaseGroup) {
       out.emplace_back(m.name, port_of(stack.database.writer));
       out.emplace_back(m.name, port_of(stack.database.reader));
+    } else if (m.group == kDatabaseServerGroup) {
+      out.emplace_back(m.name, kDatabaseServerPort);
     } else {
       out.emplace_back(m.name, stack.network.instance_port);
     }

@@ -18,6 +18,11 @@ inline constexpr char kStoreGroup[] = "object_store";
 inline constexpr char kDatabaseGroup[] = "database";
 inline constexpr char kDnsGroup[] = "dns";
 inline constexpr char kInternalLbGroup[] = "internal_lb";
+// The database tier's MariaDB servers, one member each; `database` is its endpoints (and manager), what the
+// applications reach.
+inline constexpr char kDatabaseServerGroup[] = "database_servers";
+// The port of every database server in network mode (each has an address of its own).
+inline constexpr uint16_t kDatabaseServerPort = 3306;
 // The port of a store node the stack file gives none, in network mode (each node has an address of its own).
 inline constexpr uint16_t kDefaultStorePort = 9000;
 
@@ -28,7 +33,8 @@ inline constexpr uint16_t kDefaultStorePort = 9000;
 // - the internal load balancer, in a private subnet, its listener's port from the groups `internal_lb.from`
 //   names, whose egress includes it;
 // - the object store its ports from the gateway, every group and its own nodes (replication);
-// - the database endpoints their ports from every group;
+// - the database endpoints their ports from every group; the database servers their port from the endpoints
+//   and from each other (replication), nothing else;
 // - groups (the web tier) may open connections only to the stack's data tier (object store, database), or
 //   to what `egress` names; nothing reaches the outside unless `egress` names "outside".
 net::NetworkSpec network_policy(const StackSpec& stack);

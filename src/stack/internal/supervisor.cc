@@ -582,6 +582,13 @@ void Supervisor::setup_network() {
     const std::string host = attach(kDatabaseGroup, db.primary_zone, "db");
     db.writer = with_host(host, db.writer);
     db.reader = with_host(host, db.reader);
+    db.endpoints_address = host;
+    // Each server in its zone's private subnet; the manager starts it in its namespace.
+    for (DatabaseInstancePlan& i : db.instances) {
+      i.address = attach(kDatabaseServerGroup, i.zone, i.name);
+      i.netns = members_.at(i.name).ns;
+      i.port = kDatabaseServerPort;
+    }
   }
   host_netns_.reset(::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));
   const std::string gw_ns = "/run/netns/" + members_.at("gateway").ns;
@@ -740,6 +747,7 @@ void Supervisor::plan_database() {
   };
   if (db.admin.empty()) db.admin = "127.0.0.1:" + std::to_string(take());
   for (DatabaseInstancePlan& i : db.instances) {
+    if (!i.netns.empty()) continue;  // network mode: its own address, kDatabaseServerPort
     i.port = take();
     reserved_ports_.insert(i.port);
   }
@@ -1262,8 +1270,14 @@ void Supervisor::write_status() const {
   }
   if (stack_.database.enabled) {
     nlohmann::json instances = nlohmann::json::array();
-    for (const DatabaseInstancePlan& i : stack_.database.instances)
-      instances.push_back({{"name", i.name}, {"zone", i.zone}, {"port", i.port}});
+    for (const DatabaseInstancePlan& i : stack_.database.instances) {
+      nlohmann::json one = {{"name", i.name}, {"zone", i.zone}, {"port", i.port}};
+      if (!i.netns.empty()) {
+        one["address"] = i.address;
+        one["namespace"] = i.netns;
+      }
+      instances.push_back(std::move(one));
+    }
     doc["database"] = {{"writer", stack_.database.writer},
                        {"reader", stack_.database.reader},
                        {"admin", stack_.database.admin},

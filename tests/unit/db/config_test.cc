@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 namespace cumulo::db {
 namespace {
 
@@ -42,6 +44,85 @@ TEST(DbConfig, DefaultsAndValues) {
   EXPECT_EQ(c.semi_sync, DbConfig::SemiSyncMode::kStrict);
   EXPECT_EQ(c.users.at(0).databases, (std::vector<std::string>{"app", "shop"}));
   EXPECT_EQ(c.workers, 1);
+}
+
+TEST(DbConfig, LoopbackByDefault) {
+  DbConfig c = parse("users:\n  - {name: app, password: pw, databases: [app]}\n");
+  EXPECT_EQ(c.instances[0].address, "127.0.0.1");
+  EXPECT_EQ(c.instances[0].netns, "");
+  EXPECT_EQ(c.allowed_hosts, (std::vector<std::string>{"127.0.0.1"}));
+  const std::vector<std::string> sql = user_setup_sql(c);
+  EXPECT_EQ(sql, (std::vector<std::string>{
+                     "CREATE USER IF NOT EXISTS 'repl'@'127.0.0.1' IDENTIFIED BY 'secret'",
+                     "ALTER USER 'repl'@'127.0.0.1' IDENTIFIED BY 'secret'",
+                     "GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1'",
+                     "CREATE DATABASE IF NOT EXISTS `app`",
+                     "CREATE USER IF NOT EXISTS 'app'@'127.0.0.1' IDENTIFIED BY 'pw'",
+                     "ALTER USER 'app'@'127.0.0.1' IDENTIFIED BY 'pw'",
+                     "GRANT ALL PRIVILEGES ON `app`.* TO 'app'@'127.0.0.1'",
+                 }));
+}
+
+constexpr const char* kNetworked = R"(data_dir: /tmp/x
+writer: 10.20.1.5:3306
+reader: 10.20.1.5:3307
+admin: 127.0.0.1:3308
+primary: db-a
+instances:
+  - {name: db-a, zone: a, port: 3306, address: 10.20.1.6, netns: cu-s.db-a}
+  - {name: db-b, zone: b, port: 3306, address: 10.20.2.6, netns: cu-s.db-b}
+allowed_hosts: [10.20.1.5, "10.20.%"]
+replication: {name: repl, password: secret}
+users:
+  - {name: app, password: pw, databases: [app]}
+)";
+
+TEST(DbConfig, ServersInNamespacesOfTheirOwn) {
+  DbConfig c = parse_db_config(core::ConfigNode::load_string(kNetworked, "db.yaml"));
+  EXPECT_EQ(c.instances[1].address, "10.20.2.6");
+  EXPECT_EQ(c.instances[1].netns, "cu-s.db-b");
+  EXPECT_EQ(c.instances[1].port, 3306) << "one port per namespace";
+  EXPECT_EQ(c.allowed_hosts, (std::vector<std::string>{"10.20.1.5", "10.20.%"}));
+  const std::vector<std::string> sql = user_setup_sql(c);
+  auto has = [&](const std::string& s) { return std::find(sql.begin(), sql.end(), s) != sql.end(); };
+  EXPECT_TRUE(has("GRANT REPLICATION SLAVE ON *.* TO 'repl'@'10.20.1.6'"));
+  EXPECT_TRUE(has("GRANT REPLICATION SLAVE ON *.* TO 'repl'@'10.20.2.6'"));
+  EXPECT_TRUE(has("GRANT ALL PRIVILEGES ON `app`.* TO 'app'@'10.20.1.5'"));
+  EXPECT_TRUE(has("GRANT ALL PRIVILEGES ON `app`.* TO 'app'@'10.20.%'"));
+  for (const std::string& s : sql) EXPECT_EQ(s.find("127.0.0.1"), std::string::npos) << s;
+}
+
+TEST(DbConfig, UsersForHostsNoLongerAllowedAreDropped) {
+  DbConfig c = parse_db_config(core::ConfigNode::load_string(kNetworked, "db.yaml"));
+  const std::vector<std::pair<std::string, std::string>> existing = {
+      {"root", "localhost"}, {"app", "127.0.0.1"},   {"app", "10.20.1.5"}, {"repl", "127.0.0.1"},
+      {"repl", "10.20.1.6"}, {"other", "127.0.0.1"}, {"app", "10.20.%"}};
+  EXPECT_EQ(stale_users_sql(c, existing),
+            (std::vector<std::string>{"DROP USER IF EXISTS 'app'@'127.0.0.1'",
+                                      "DROP USER IF EXISTS 'repl'@'127.0.0.1'"}));
+  EXPECT_TRUE(stale_users_sql(parse(""), {{"repl", "127.0.0.1"}, {"root", "localhost"}}).empty());
+}
+
+TEST(DbConfig, AddressesHostsAndNamespacesAreChecked) {
+  const std::string text = kNetworked;
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string t = text;
+    t.replace(t.find(from), from.size(), to);
+    return error_of(t);
+  };
+  std::string e = with("address: 10.20.2.6", "address: db.example");
+  EXPECT_NE(e.find("expected a numeric IPv4 address"), std::string::npos) << e;
+  e = with("netns: cu-s.db-b", "netns: cu-s.db-a");
+  EXPECT_NE(e.find("used twice in network namespace cu-s.db-a"), std::string::npos) << e;
+  e = with("netns: cu-s.db-b", "netns: ../x");
+  EXPECT_NE(e.find("expected a network namespace name"), std::string::npos) << e;
+  e = with(R"("10.20.%")", R"("10.20.%' OR 1")");
+  EXPECT_NE(e.find("expected MariaDB host patterns"), std::string::npos) << e;
+  e = with(R"([10.20.1.5, "10.20.%"])", "[]");
+  EXPECT_NE(e.find("expected at least one host"), std::string::npos) << e;
+  // Without namespaces, the servers share the manager's ports as before.
+  e = error_of(std::string(kBase).replace(std::string(kBase).find("13307"), 5, "13306"));
+  EXPECT_NE(e.find("port 13306 is used twice"), std::string::npos) << e;
 }
 
 TEST(DbConfig, SemiSyncIsStrictUnlessFallbackIsAskedFor) {

@@ -86,6 +86,22 @@ TEST(StackNetwork, TheStackImpliesItsSecurityGroups) {
   EXPECT_FALSE(net::allowed_from(*plan, "outside", *net::parse_ipv4("203.0.113.2"), "web", 23));
 }
 
+TEST(StackNetwork, TheDatabaseServersAreReachedOnlyByTheEndpointsAndEachOther) {
+  StackSpec s = parse("network: {}\n");
+  const net::NetworkSpec spec = internal::network_policy(s);
+  net::Result<net::Plan> plan = net::make_plan(spec);
+  ASSERT_TRUE(plan) << plan.error().message;
+  const uint16_t port = internal::kDatabaseServerPort;
+  EXPECT_EQ(group(spec, "database_servers").subnet, net::SubnetKind::kPrivate);
+  EXPECT_TRUE(net::allowed(*plan, "database", "database_servers", port)) << "the endpoints";
+  EXPECT_TRUE(net::allowed(*plan, "database_servers", "database_servers", port)) << "replication";
+  for (const char* from : {"web", "app", "gateway", "object_store", "outside"}) {
+    EXPECT_FALSE(net::allowed(*plan, from, "database_servers", port)) << from;
+  }
+  EXPECT_FALSE(net::allowed(*plan, "database_servers", "database", 3306));
+  EXPECT_FALSE(net::allowed(*plan, "web", "database_servers", 3306));
+}
+
 TEST(StackNetwork, EgressAndAllowAddToThePolicy) {
   StackSpec s = parse(R"(network:
   egress:

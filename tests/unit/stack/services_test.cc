@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/config.h"
+#include "stack/internal/db_config.h"
 #include "stack/internal/gateway_config.h"
 #include "stack/internal/objstore_config.h"
 #include "stack/stack_file.h"
@@ -154,6 +155,37 @@ TEST(StackServices, StoreConfigNamesItsZoneDataUsersAndBuckets) {
   ASSERT_EQ(peers.size(), 1u);
   EXPECT_EQ(peers[0]["zone"].as_string(), "b");
   EXPECT_EQ(peers[0]["url"].as_string(), "http://127.0.0.1:9001");
+}
+
+TEST(StackServices, DatabaseConfigSaysWhereEachServerRuns) {
+  StackSpec s = parse(R"(database:
+  primary_zone: a
+  replicas: {b: 1}
+  writer: 127.0.0.1:3306
+  reader: 127.0.0.1:3307
+  users: [{name: app, password: pw, databases: [app]}]
+)");
+  DatabaseSpec& db = s.database;
+  db.admin = "127.0.0.1:3308";
+  db.replication_password = "r";
+  db.instances[0].port = 13306;
+  db.instances[1].port = 13307;
+  // Loopback mode: no addresses, namespaces or hosts, the tier's defaults (127.0.0.1) hold.
+  std::string y = internal::render_db_config(db, "/d");
+  EXPECT_EQ(y.find("address"), std::string::npos) << y;
+  EXPECT_EQ(y.find("netns"), std::string::npos) << y;
+  EXPECT_EQ(y.find("allowed_hosts"), std::string::npos) << y;
+  EXPECT_EQ(y.find("Network mode"), std::string::npos) << y;
+
+  db.endpoints_address = "10.20.1.5";
+  db.instances[0] = {"db-a-1", "a", 3306, "10.20.1.6", "cu-s.db-a-1"};
+  db.instances[1] = {"db-b-1", "b", 3306, "10.20.2.5", "cu-s.db-b-1"};
+  y = internal::render_db_config(db, "/d");
+  EXPECT_EQ(y.rfind("# Network mode: each server runs in a network namespace of its own", 0), 0u) << y;
+  EXPECT_NE(y.find(R"({name: "db-a-1", zone: "a", port: 3306, address: "10.20.1.6", netns: "cu-s.db-a-1"})"),
+            std::string::npos)
+      << y;
+  EXPECT_NE(y.find(R"(allowed_hosts: ["10.20.1.5"])"), std::string::npos) << y;
 }
 
 }  // namespace
