@@ -25,6 +25,16 @@ net::SecurityGroupSpec* find_group(std::vector<net::SecurityGroupSpec>& groups, 
   return nullptr;
 }
 
+net::SecurityGroupSpec security_group(std::string name, net::SubnetKind subnet, int max_members_per_zone,
+                                      std::string location) {
+  net::SecurityGroupSpec g;
+  g.name = std::move(name);
+  g.subnet = subnet;
+  g.max_members_per_zone = max_members_per_zone;
+  g.location = std::move(location);
+  return g;
+}
+
 void allow(net::SecurityGroupSpec& to, const std::string& from, uint16_t port, const std::string& location) {
   to.ingress.push_back({from, {port, port}, net::Protocol::kTcp, location});
 }
@@ -45,20 +55,12 @@ net::NetworkSpec network_policy(const StackSpec& stack) {
   std::vector<std::string> data_tier;
   const std::string& gw_location = stack.gateway.listen_location;
 
-  net::SecurityGroupSpec gateway;
-  gateway.name = kGatewayGroup;
-  gateway.subnet = net::SubnetKind::kPublic;
-  gateway.max_members_per_zone = 1;
-  gateway.location = gw_location;
+  net::SecurityGroupSpec gateway = security_group(kGatewayGroup, net::SubnetKind::kPublic, 1, gw_location);
   allow(gateway, "outside", port_of(stack.gateway.listen), gw_location);
   groups.push_back(std::move(gateway));
 
   if (stack.dns.enabled) {
-    net::SecurityGroupSpec dns;
-    dns.name = kDnsGroup;
-    dns.subnet = net::SubnetKind::kPublic;
-    dns.max_members_per_zone = 1;
-    dns.location = stack.dns.location;
+    net::SecurityGroupSpec dns = security_group(kDnsGroup, net::SubnetKind::kPublic, 1, stack.dns.location);
     const uint16_t port = port_of(stack.dns.listen);
     for (net::Protocol protocol : {net::Protocol::kUdp, net::Protocol::kTcp}) {
       dns.ingress.push_back({std::string(net::kOutside), {port, port}, protocol, dns.location});
@@ -69,11 +71,9 @@ net::NetworkSpec network_policy(const StackSpec& stack) {
   }
 
   if (!stack.edges.empty()) {
-    net::SecurityGroupSpec edge;
-    edge.name = kEdgeGroup;
-    edge.subnet = net::SubnetKind::kPublic;
-    edge.max_members_per_zone = static_cast<int>(stack.edges.size());
-    edge.location = stack.edges.front().location;
+    net::SecurityGroupSpec edge =
+        security_group(kEdgeGroup, net::SubnetKind::kPublic, static_cast<int>(stack.edges.size()),
+                       stack.edges.front().location);
     std::set<uint16_t> ports;
     for (const EdgeSpec& e : stack.edges) ports.insert(port_of(e.listen));
     for (uint16_t p : ports) {
@@ -85,11 +85,8 @@ net::NetworkSpec network_policy(const StackSpec& stack) {
   }
 
   if (stack.object_store.enabled) {
-    net::SecurityGroupSpec store;
-    store.name = kStoreGroup;
-    store.subnet = net::SubnetKind::kPrivate;
-    store.max_members_per_zone = 1;
-    store.location = stack.object_store.location;
+    net::SecurityGroupSpec store =
+        security_group(kStoreGroup, net::SubnetKind::kPrivate, 1, stack.object_store.location);
     std::set<uint16_t> ports;
     for (const StoreNodeSpec& n : stack.object_store.nodes) {
       ports.insert(n.listen.empty() ? kDefaultStorePort : port_of(n.listen));
@@ -104,11 +101,8 @@ net::NetworkSpec network_policy(const StackSpec& stack) {
   }
 
   if (stack.database.enabled) {
-    net::SecurityGroupSpec db;
-    db.name = kDatabaseGroup;
-    db.subnet = net::SubnetKind::kPrivate;
-    db.max_members_per_zone = 1;
-    db.location = stack.database.location;
+    net::SecurityGroupSpec db =
+        security_group(kDatabaseGroup, net::SubnetKind::kPrivate, 1, stack.database.location);
     for (const GroupSpec& g : stack.groups) {
       allow(db, g.name, port_of(stack.database.writer), db.location);
       allow(db, g.name, port_of(stack.database.reader), db.location);
@@ -130,11 +124,7 @@ net::NetworkSpec network_policy(const StackSpec& stack) {
 
   const InternalLbSpec& lb = stack.internal_lb;
   if (lb.enabled) {
-    net::SecurityGroupSpec ilb;
-    ilb.name = kInternalLbGroup;
-    ilb.subnet = net::SubnetKind::kPrivate;
-    ilb.max_members_per_zone = 1;
-    ilb.location = lb.location;
+    net::SecurityGroupSpec ilb = security_group(kInternalLbGroup, net::SubnetKind::kPrivate, 1, lb.location);
     for (const std::string& from : lb.from) allow(ilb, from, port_of(lb.listen), lb.location);
     groups.push_back(std::move(ilb));
   }
@@ -143,11 +133,7 @@ net::NetworkSpec network_policy(const StackSpec& stack) {
   };
 
   for (const GroupSpec& g : stack.groups) {
-    net::SecurityGroupSpec sg;
-    sg.name = g.name;
-    sg.subnet = net::SubnetKind::kPrivate;
-    sg.max_members_per_zone = g.max;
-    sg.location = g.location;
+    net::SecurityGroupSpec sg = security_group(g.name, net::SubnetKind::kPrivate, g.max, g.location);
     allow(sg, g.internal ? kInternalLbGroup : kGatewayGroup, cfg.instance_port, g.location);
     for (const std::string& cidr : cfg.ssh_from) allow(sg, cidr, 22, cfg.location);
     sg.egress_restricted = true;
