@@ -147,7 +147,10 @@ def test_web_proxies_to_an_internal_app_group_that_only_the_internal_load_balanc
                  what="/app/ answering again")
     finally:
         up.stop(grace=30)
-    assert [n for n in netns_list() if n.startswith(f"cu-{name}.")] == []
+        left = [n for n in netns_list() if n.startswith(f"cu-{name}.")]
+        for ns in left:  # a failed test leaves nothing of its own behind
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    assert left == []
     # The tiers stop from the front back: the web tier is gone before the internal load balancer stops, and it is
     # gone before the app tier stops.
     records = [json.loads(line) for line in (tmp_path / "up.log").read_text().splitlines() if line.startswith("{")]
