@@ -117,7 +117,7 @@ ControlSpec parse_control(const core::ConfigNode& node) {
 GatewaySpec parse_gateway(const core::ConfigNode& node, const std::vector<std::string>& zones) {
   if (!node.is_map()) node.fail("expected a map with at least 'listen'");
   node.check_keys({"listen", "admin", "zone", "workers", "log_level", "access_log", "balance",
-                   "drain_timeout", "health_check"});
+                   "drain_timeout", "health_check", "tls"});
   GatewaySpec gw;
 
   core::ConfigNode listen = node.required("listen");
@@ -156,6 +156,24 @@ GatewaySpec parse_gateway(const core::ConfigNode& node, const std::vector<std::s
   }
   gw.drain_timeout = node.duration_or("drain_timeout", gw.drain_timeout);
   gw.health_check = parse_health_check(node["health_check"]);
+  if (core::ConfigNode tls = node["tls"]; tls.defined()) {
+    if (!tls.is_map())
+      tls.fail("expected a map such as {listen: 0.0.0.0:443, cert: site.pem, key: site.key}");
+    tls.check_keys({"listen", "cert", "key"});
+    gw.tls_location = tls.location();
+    core::ConfigNode tls_listen = tls.required("listen");
+    const core::SocketAddress tls_addr = parse_address(tls_listen, "tls.listen");
+    if (tls_addr.port() == listen_addr.port() || tls_addr.port() == admin_addr->port()) {
+      tls_listen.fail(
+          "gateway.tls.listen needs a port of its own, not that of gateway.listen or gateway.admin");
+    }
+    gw.tls_listen = tls_listen.as_string();
+    for (auto [key, out] : {std::pair{"cert", &gw.tls_cert}, std::pair{"key", &gw.tls_key}}) {
+      core::ConfigNode file = tls.required(key);
+      *out = std::filesystem::absolute(file.as_string()).string();
+      if (::access(out->c_str(), R_OK) != 0) file.fail("cannot read " + *out + ": " + std::strerror(errno));
+    }
+  }
   return gw;
 }
 

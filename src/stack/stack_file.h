@@ -38,6 +38,11 @@ struct GatewaySpec {
   HealthCheckSpec health_check;
   std::string listen_location;  // where `listen` and `admin` were written, for "port in use" errors
   std::string admin_location;
+  // `tls:` an HTTPS listener beside `listen` (same routes): its address and one certificate, paths absolute.
+  std::string tls_listen;  // empty: none
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_location;
 };
 
 // A group's schema (min/max/desired, launch template, policies) belongs to the scaling component.

@@ -21,6 +21,10 @@ SSH_ALLOWED = "203.0.113.0/29"  # the outside namespace's own address (.2) is in
 
 
 def write_stack(tmp_path, name: str, ports: dict, extra: str = "") -> str:
+    openssl = tool("openssl", "openssl")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=site.test",
+                    "-addext", "subjectAltName=DNS:site.test", "-keyout", str(tmp_path / "site.key"),
+                    "-out", str(tmp_path / "site.pem")], check=True, capture_output=True, timeout=60)
     stack = tmp_path / "stack.yaml"
     stack.write_text(f"""name: {name}
 zones: [a, b]
@@ -31,6 +35,7 @@ gateway:
   admin: 127.0.0.1:{ports['admin']}
   workers: 1
   health_check: {{path: /healthz, interval: 500ms, timeout: 500ms}}
+  tls: {{listen: 0.0.0.0:443, cert: {tmp_path / 'site.pem'}, key: {tmp_path / 'site.key'}}}
 groups:
   - name: web
     min: 2
@@ -120,6 +125,9 @@ def test_outside_reaches_only_the_public_ports_and_the_matrix_matches_the_policy
     code, body = http_from(s.outside, f"http://{gw}:8080/")
     assert code == 200, body
     assert http_from(s.outside, f"http://{edge}:8081/")[0] == 200
+    https = in_ns(s.outside, tool("curl"), "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
+                  "--cacert", s.tmp_path / "site.pem", "--resolve", f"site.test:443:{gw}", "https://site.test/")
+    assert https.stdout == "200", https.stdout + https.stderr  # 443 answers the outside too
     # Nothing else of the stack answers the outside: instances, store nodes; nor the gateway on other ports.
     for web in s.web():
         assert reach(s.outside, s.addr(web), 8080) == "denied", web
@@ -142,6 +150,8 @@ def test_outside_reaches_only_the_public_ports_and_the_matrix_matches_the_policy
     assert all(r["ok"] for r in rows)
     seen = {(r["from_group"], r["to_group"], r["port"]): r["expected"] for r in rows}
     assert seen[("outside", "gateway", 8080)] == "allowed"
+    assert seen[("outside", "gateway", 443)] == "allowed"
+    assert seen[("outside", "web", 443)] == "denied"
     assert seen[("outside", "web", 8080)] == "denied"
     assert seen[("gateway", "web", 8080)] == "allowed"
     assert seen[("web", "object_store", 9000)] == "allowed"

@@ -59,6 +59,11 @@ std::string render_gateway_config(const StackSpec& stack, const std::vector<Gate
   y += "admin:\n  listen: " + core::yaml_quoted(gw.admin) + "\n";
   y += "limits:\n  drain_timeout: " + core::yaml_quoted(core::format_duration(gw.drain_timeout)) + "\n";
   y += "listeners:\n  - name: \"public\"\n    listen: " + core::yaml_quoted(gw.listen) + "\n";
+  if (!gw.tls_listen.empty()) {
+    y += "  - name: \"https\"\n    listen: " + core::yaml_quoted(gw.tls_listen) + "\n";
+    y += "    tls:\n      certificates:\n        - cert: " + core::yaml_quoted(gw.tls_cert) +
+         "\n          key: " + core::yaml_quoted(gw.tls_key) + "\n";
+  }
   y += "routes:\n";
   for (const GroupSpec& g : stack.groups) {
     if (!g.internal) y += group_route(g);

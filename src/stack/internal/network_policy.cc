@@ -57,6 +57,8 @@ net::NetworkSpec network_policy(const StackSpec& stack) {
 
   net::SecurityGroupSpec gateway = security_group(kGatewayGroup, net::SubnetKind::kPublic, 1, gw_location);
   allow(gateway, "outside", port_of(stack.gateway.listen), gw_location);
+  if (!stack.gateway.tls_listen.empty())
+    allow(gateway, "outside", port_of(stack.gateway.tls_listen), gw_location);
   groups.push_back(std::move(gateway));
 
   if (stack.dns.enabled) {
@@ -217,6 +219,7 @@ std::vector<std::pair<std::string, uint16_t>> listening_ports(const StackSpec& s
   for (const net::Member& m : members) {
     if (m.group == kGatewayGroup) {
       out.emplace_back(m.name, port_of(stack.gateway.listen));
+      if (!stack.gateway.tls_listen.empty()) out.emplace_back(m.name, port_of(stack.gateway.tls_listen));
     } else if (m.group == kEdgeGroup) {
       for (const EdgeSpec& e : stack.edges)
         if ("edge-" + e.name == m.name) out.emplace_back(m.name, port_of(e.listen));

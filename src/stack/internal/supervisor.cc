@@ -328,8 +328,10 @@ Supervisor::Supervisor(const StackSpec& stack, const SupervisorOptions& options)
   if (internal_probe_client_) internal_prober_ = std::make_unique<HttpProber>(*internal_probe_client_);
 
   const GatewaySpec& gw = stack_.gateway;
+  std::vector<std::string> gw_probes = {gw.listen, gw.admin};
+  if (!gw.tls_listen.empty()) gw_probes.push_back(gw.tls_listen);
   gateway_ = &add_service(ServiceProcess::Kind::kGateway, "gateway", gw.zone.empty() ? "-" : gw.zone,
-                          gw.listen, {gw.listen, gw.admin});
+                          gw.listen, gw_probes);
   gateway_->stop_grace = gw.drain_timeout + kGatewayStopSlack;
   plan_internal_lb();
   plan_object_store();
@@ -419,6 +421,8 @@ void Supervisor::check_ports() const {
     }
   };
   if (!stack_.network.enabled) check(gw.listen, "gateway.listen", gw.listen_location);
+  if (!stack_.network.enabled && !gw.tls_listen.empty())
+    check(gw.tls_listen, "gateway.tls.listen", gw.tls_location);
   check(gw.admin, "gateway.admin", gw.admin_location);
 }
 
@@ -561,7 +565,9 @@ void Supervisor::setup_network() {
   };
   GatewaySpec& gw = stack_.gateway;
   const std::string gw_zone = gw.zone.empty() ? stack_.zones.front() : gw.zone;
-  gw.listen = with_host(attach(kGatewayGroup, gw_zone, "gateway"), gw.listen);
+  const std::string gw_host = attach(kGatewayGroup, gw_zone, "gateway");
+  gw.listen = with_host(gw_host, gw.listen);
+  if (!gw.tls_listen.empty()) gw.tls_listen = with_host(gw_host, gw.tls_listen);
   for (EdgeSpec& edge : stack_.edges) {
     edge.listen = with_host(attach(kEdgeGroup, stack_.zones.front(), "edge-" + edge.name), edge.listen);
   }

@@ -1,12 +1,16 @@
 // The stack file's `network:` section: the security groups a stack implies, what the section adds, and every
 // refusal naming its line.
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <string>
 
 #include "core/config.h"
+#include "core/files.h"
 #include "net/net.h"
+#include "stack/internal/gateway_config.h"
 #include "stack/internal/network_policy.h"
 #include "stack/stack_file.h"
 
@@ -143,6 +147,48 @@ TEST(StackNetwork, RefusalsNameTheLine) {
     const std::string error = error_of(c.network);
     EXPECT_NE(error.find(c.expected), std::string::npos) << c.network << " -> " << error;
   }
+}
+
+// gateway.tls: a second listener with its certificate in the generated config, and port 443 open from outside
+// in network mode; refused on a port already used, or with a certificate that cannot be read.
+TEST(StackNetwork, GatewayTlsListener) {
+  char dir[] = "/tmp/cumulo-tls-test-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string cert = std::string(dir) + "/site.pem", key = std::string(dir) + "/site.key";
+  core::write_file_atomically(cert, "cert");
+  core::write_file_atomically(key, "key");
+  auto stack_text = [&](const std::string& tls) {
+    return "name: s\nzones: [a]\ngateway:\n  listen: 0.0.0.0:80\n  tls: " + tls +
+           "\ngroups:\n  - {name: web, launch_template: {command: [app, \"{port}\"]}}\nnetwork: {}\n";
+  };
+  StackSpec s = parse_stack(core::ConfigNode::load_string(
+      stack_text("{listen: 0.0.0.0:443, cert: " + cert + ", key: " + key + "}"), "stack.yaml"));
+  EXPECT_EQ(s.gateway.tls_listen, "0.0.0.0:443");
+  const std::string config = internal::render_gateway_config(s, {});
+  EXPECT_NE(config.find("name: \"https\"\n    listen: \"0.0.0.0:443\"\n    tls:"), std::string::npos)
+      << config;
+  EXPECT_NE(config.find("cert: \"" + cert + "\""), std::string::npos) << config;
+  net::Result<net::Plan> plan = net::make_plan(internal::network_policy(s));
+  ASSERT_TRUE(plan) << plan.error().message;
+  EXPECT_TRUE(net::allowed(*plan, "outside", "gateway", 443));
+  EXPECT_TRUE(net::allowed(*plan, "outside", "gateway", 80));
+
+  auto error_of_tls = [&](const std::string& tls) {
+    try {
+      parse_stack(core::ConfigNode::load_string(stack_text(tls), "stack.yaml"));
+    } catch (const core::ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(
+      error_of_tls("{listen: 0.0.0.0:80, cert: " + cert + ", key: " + key + "}").find("a port of its own"),
+      std::string::npos);
+  EXPECT_NE(
+      error_of_tls("{listen: 0.0.0.0:443, cert: " + cert + ", key: /nonexistent.key}").find("cannot read"),
+      std::string::npos);
+  EXPECT_NE(error_of_tls("{listen: 0.0.0.0:443, cert: " + cert + "}").find("key"), std::string::npos);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(StackNetwork, AGroupMayNotTakeTheNameOfAStackSecurityGroup) {
