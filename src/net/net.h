@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/net.h"
 #include "core/result.h"
 
 namespace cumulo::net {
@@ -221,6 +222,13 @@ Reach probe_tcp(const std::string& ns, uint32_t address, uint16_t port, std::chr
 // only), and waits for it. Sockets `fn` opens belong to `ns` for their whole life. An exception of `fn` is
 // rethrown here. Refused when the namespace cannot be entered.
 Result<void> run_in_namespace(const std::string& ns, const std::function<void()>& fn);
+
+// Starts non-blocking TCP connects (as core::connect_tcp) from inside namespace `ns`, on the calling thread:
+// the thread enters `ns`, makes the socket and returns to the namespace it was in, and the socket stays in
+// `ns` for its whole life. For an event loop's client whose connections must pass the router's rules from one
+// member (http::ClientOptions::connect). Both namespaces are opened now; refused when either cannot be.
+using ConnectFunction = std::function<core::Fd(const core::SocketAddress& to, int* error)>;
+Result<ConnectFunction> connect_from(const std::string& ns);
 
 struct CheckRow {
   std::string from, from_group;  // member names and groups; "outside" for the outside namespace

@@ -9,7 +9,10 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
+#include <memory>
 #include <set>
 #include <thread>
 
@@ -33,6 +36,31 @@ std::string_view reach_name(Reach reach) {
       return "error";
   }
   return "?";
+}
+
+Result<ConnectFunction> connect_from(const std::string& ns) {
+  auto home = std::make_shared<core::Fd>(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+  auto target = std::make_shared<core::Fd>(::open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!*home || !*target) {
+    return core::Err(core::Error{
+        "namespace",
+        "cannot open the network namespaces of this thread and of " + ns + ": " + core::errno_text(errno),
+        core::ErrorSource::kInternal, core::Retry::kNo});
+  }
+  return ConnectFunction([home, target](const core::SocketAddress& to, int* error) {
+    if (::setns(target->get(), CLONE_NEWNET) != 0) {
+      *error = errno;
+      return core::Fd();
+    }
+    core::Fd fd = core::connect_tcp(to, error);
+    if (::setns(home->get(), CLONE_NEWNET) != 0) {
+      // Every later socket of this thread would be made in the wrong namespace: nothing sane to go on with.
+      std::fprintf(stderr, "cannot return to the network namespace of this thread: %s\n",
+                   core::errno_text(errno).c_str());
+      std::abort();
+    }
+    return fd;
+  });
 }
 
 Result<void> run_in_namespace(const std::string& ns, const std::function<void()>& fn) {

@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/socket.h>
@@ -121,24 +120,6 @@ std::string url_for(const std::string& address, std::string_view path) {
 
 // A local connect succeeds or is refused at once, so a blocking one never stalls the loop.
 bool accepts_connections(const core::SocketAddress& addr);
-
-// Network mode: the supervisor's own connections to processes in namespaces (health probes of instances)
-// are opened from inside the gateway's namespace, through the rules, as the gateway's own checks are. The
-// socket keeps the namespace it was made in; the loop thread returns to the host's at once.
-core::Fd connect_from_namespace(int host_ns, int target_ns, const core::SocketAddress& to, int* error) {
-  if (setns(target_ns, CLONE_NEWNET) != 0) {
-    *error = errno;
-    return core::Fd();
-  }
-  core::Fd fd = core::connect_tcp(to, error);
-  if (setns(host_ns, CLONE_NEWNET) != 0) {
-    // Every later socket of this thread would be made in the wrong namespace: nothing sane to go on with.
-    core::log_error(kComponent, "cannot return to the host's network namespace",
-                    {{"error", core::errno_text(errno)}});
-    std::abort();
-  }
-  return fd;
-}
 
 bool probe_accepts(const ServiceProcess::Probe& p) {
   if (p.netns.empty()) return accepts_connections(p.address);
@@ -268,12 +249,9 @@ class Supervisor {
   // Network mode (docs/network.md): the stack's namespaces, each service's member in it, and the instances'.
   std::unique_ptr<net::Vpc> vpc_;
   std::map<std::string, net::Member> members_;  // by service or instance id
-  core::Fd host_netns_;
-  core::Fd probe_netns_;                        // the gateway's: where instance health probes come from
-  std::unique_ptr<http::Client> probe_client_;  // opens its connections there
-  // The internal load balancer's: where the internal groups' health probes come from (only it may reach
-  // them).
-  core::Fd internal_probe_netns_;
+  std::unique_ptr<http::Client> probe_client_;  // connects from the gateway's namespace
+  // Connects from the internal load balancer's namespace: the internal groups' health probes (only it may
+  // reach them).
   std::unique_ptr<http::Client> internal_probe_client_;
   // `cumulo net check` once the stack is up: the stack is reported running only when every path is as the
   // policy says.
@@ -596,30 +574,18 @@ void Supervisor::setup_network() {
       i.port = kDatabaseServerPort;
     }
   }
-  host_netns_.reset(::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));
-  const std::string gw_ns = "/run/netns/" + members_.at("gateway").ns;
-  probe_netns_.reset(::open(gw_ns.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!host_netns_ || !probe_netns_) {
-    throw std::runtime_error("cannot open the network namespaces (" + gw_ns +
-                             "): " + core::errno_text(errno));
-  }
-  http::ClientOptions probe_options;
-  probe_options.connect = [this](const core::SocketAddress& to, int* error) {
-    return connect_from_namespace(host_netns_.get(), probe_netns_.get(), to, error);
+  // The supervisor's own checks of new instances (before they join their load balancer) open their sockets in
+  // the namespace of the gateway, or of the internal load balancer for internal groups, so that they pass the
+  // same rules as that load balancer's checks.
+  auto client_from = [this](const std::string& member) {
+    net::Result<net::ConnectFunction> connect = net::connect_from(members_.at(member).ns);
+    if (!connect) throw std::runtime_error(connect.error().message);
+    http::ClientOptions options;
+    options.connect = std::move(*connect);
+    return std::make_unique<http::Client>(loop_, options);
   };
-  probe_client_ = std::make_unique<http::Client>(loop_, probe_options);
-  if (stack_.internal_lb.enabled) {
-    const std::string lb_ns = "/run/netns/" + members_.at("internal-lb").ns;
-    internal_probe_netns_.reset(::open(lb_ns.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!internal_probe_netns_) {
-      throw std::runtime_error("cannot open the network namespace " + lb_ns + ": " + core::errno_text(errno));
-    }
-    http::ClientOptions internal_options;
-    internal_options.connect = [this](const core::SocketAddress& to, int* error) {
-      return connect_from_namespace(host_netns_.get(), internal_probe_netns_.get(), to, error);
-    };
-    internal_probe_client_ = std::make_unique<http::Client>(loop_, internal_options);
-  }
+  probe_client_ = client_from("gateway");
+  if (stack_.internal_lb.enabled) internal_probe_client_ = client_from("internal-lb");
   core::log_info(
       kComponent, "network made",
       {{"stack", stack_.name},

@@ -457,5 +457,44 @@ TEST(RunInNamespace, RefusesAnUnknownNamespace) {
   EXPECT_EQ(probe_tcp("cu-no-such-namespace.x", 0x7f000001, 1, 100ms), Reach::kError);
 }
 
+// connect_from: the socket is made in the named namespace (its own loopback answers, the host's does not) and
+// the calling thread is back in its own namespace afterwards; an unknown namespace is refused up front.
+TEST_F(VpcTest, ConnectFromMakesTheSocketInTheNamespace) {
+  const std::string ns = "cu-" + stack_ + ".member";
+  ASSERT_TRUE(run("ip netns add " + ns + " && ip -n " + ns + " link set lo up"));
+  core::Fd inside;
+  ASSERT_TRUE(run_in_namespace(
+      ns, [&] { inside = core::listen_tcp(*core::SocketAddress::parse("127.0.0.1:0"), false); }));
+  const uint16_t port = core::SocketAddress::from_fd_local(inside.get())->port();
+  auto own_namespace = [] {
+    char buf[64] = {};
+    return ::readlink("/proc/thread-self/ns/net", buf, sizeof buf - 1) > 0 ? std::string(buf) : std::string();
+  };
+  const std::string before = own_namespace();
+
+  Result<ConnectFunction> connect = ::cumulo::net::connect_from(ns);
+  ASSERT_TRUE(connect) << connect.error().message;
+  int error = 0;
+  core::Fd fd = (*connect)(*core::SocketAddress::parse("127.0.0.1:" + std::to_string(port)), &error);
+  ASSERT_TRUE(fd) << error;
+  pollfd p{fd.get(), POLLOUT, 0};
+  ASSERT_EQ(::poll(&p, 1, 2000), 1);
+  int so_error = -1;
+  socklen_t len = sizeof so_error;
+  ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &so_error, &len);
+  EXPECT_EQ(so_error, 0) << "connected to the namespace's own loopback";
+  EXPECT_EQ(own_namespace(), before);
+  // The same port on the host's loopback: nothing listens there (a listener made here would be another one).
+  core::Fd host_fd =
+      core::connect_tcp(*core::SocketAddress::parse("127.0.0.1:" + std::to_string(port)), &error);
+  if (host_fd) {
+    pollfd h{host_fd.get(), POLLOUT, 0};
+    ::poll(&h, 1, 2000);
+    ::getsockopt(host_fd.get(), SOL_SOCKET, SO_ERROR, &so_error, &len);
+    EXPECT_EQ(so_error, ECONNREFUSED);
+  }
+  EXPECT_FALSE(::cumulo::net::connect_from("cu-no-such-namespace.x"));
+}
+
 }  // namespace
 }  // namespace cumulo::net
