@@ -97,6 +97,16 @@ struct SecurityGroupSpec {
   std::string location;
 };
 
+// An elastic IP (docs/elastic-ips.md): a /32 outside the VPC's subnets that the router routes to whichever
+// member of `group` holds it. Rules name it through its group: it is one more destination address of the
+// group, and a source address of the group when its holder answers from it.
+struct ElasticAddress {
+  std::string name;  // letters, digits, '-' and '_', at most 32
+  uint32_t address = 0;
+  std::string group;  // a public group
+  std::string location;
+};
+
 struct NetworkSpec {
   std::string stack;              // letters, digits, '-' and '_', at most 64 (the stack file's rule)
   Ipv4Cidr cidr{0x0a140000, 16};  // 10.20.0.0/16
@@ -104,6 +114,7 @@ struct NetworkSpec {
   Ipv4Cidr outside{0xcb007100, 24};  // 203.0.113.0/24 (TEST-NET-3, RFC 5737)
   std::vector<std::string> zones;    // at least one; per zone a public then a private subnet, in this order
   std::vector<SecurityGroupSpec> groups;
+  std::vector<ElasticAddress> elastic_addresses;
   std::string location;  // of the network section, for refusals that belong to no rule or group
 };
 
@@ -135,8 +146,9 @@ struct Plan {
   const SecurityGroupSpec* group(std::string_view name) const;
   const Subnet* subnet(std::string_view zone, SubnetKind kind) const;
   const AddressBlock* block(std::string_view group, std::string_view zone) const;
-  // The group whose blocks hold `address`, or nullptr.
+  // The group whose blocks (or elastic addresses) hold `address`, or nullptr.
   const SecurityGroupSpec* group_of(uint32_t address) const;
+  const ElasticAddress* elastic_address(std::string_view name) const;
 };
 
 // Carves the subnets and the groups' address blocks and checks the rules. Refuses, naming the location of the
@@ -144,7 +156,8 @@ struct Plan {
 // that overlaps the outside CIDR, subnets that do not fit the VPC, a subnet too small for the blocks of its
 // groups, a rule naming an unknown group or a bad CIDR, a port out of 1..65535 or lo > hi, an egress entry
 // naming an unknown group, and ingress from "outside" into a private group (the internet does not reach
-// private subnets; an allow-list of CIDRs may, for SSH say).
+// private subnets; an allow-list of CIDRs may, for SSH say); an elastic address that is inside the VPC or
+// outside CIDR, repeated, or of an unknown or private group.
 Result<Plan> make_plan(const NetworkSpec& spec);
 
 // The complete `nft -f` input for the router namespace: `table inet cumulo`, deleted and made again in the

@@ -172,6 +172,14 @@ const AddressBlock* Plan::block(std::string_view group, std::string_view zone) c
 const SecurityGroupSpec* Plan::group_of(uint32_t address) const {
   for (const AddressBlock& b : blocks)
     if (address >= b.first && address - b.first < b.count) return group(b.group);
+  for (const ElasticAddress& e : spec.elastic_addresses)
+    if (e.address == address) return group(e.group);
+  return nullptr;
+}
+
+const ElasticAddress* Plan::elastic_address(std::string_view name) const {
+  for (const ElasticAddress& e : spec.elastic_addresses)
+    if (e.name == name) return &e;
   return nullptr;
 }
 
@@ -249,6 +257,36 @@ Result<Plan> make_plan(const NetworkSpec& spec) {
         return refuse(g.location, "group '" + g.name + "': egress to 'outside' is said with internet_egress");
       if (!known(e)) return refuse(g.location, "group '" + g.name + "': egress to unknown group '" + e + "'");
     }
+  }
+
+  for (size_t i = 0; i < spec.elastic_addresses.size(); ++i) {
+    const ElasticAddress& e = spec.elastic_addresses[i];
+    const std::string& loc = e.location.empty() ? where : e.location;
+    if (!valid_name(e.name, 32))
+      return refuse(loc,
+                    "elastic IP name '" + e.name + "': expected letters, digits, '-' and '_', at most 32");
+    const std::string text = ipv4_text(e.address);
+    if (spec.cidr.contains(e.address) || spec.outside.contains(e.address))
+      return refuse(loc, "elastic IP " + e.name + ": " + text + " is inside the " +
+                             (spec.cidr.contains(e.address) ? "VPC CIDR " + spec.cidr.str()
+                                                            : "outside CIDR " + spec.outside.str()) +
+                             "; it needs an address of its own, routed to its holder");
+    if ((e.address >> 24) == 0 || (e.address >> 24) == 127 || (e.address >> 28) >= 14)
+      return refuse(loc, "elastic IP " + e.name + ": " + text + " is not a unicast address");
+    for (size_t j = 0; j < i; ++j) {
+      if (spec.elastic_addresses[j].name == e.name)
+        return refuse(loc, "elastic IP '" + e.name + "' is defined twice");
+      if (spec.elastic_addresses[j].address == e.address)
+        return refuse(loc, "elastic IPs " + spec.elastic_addresses[j].name + " and " + e.name +
+                               " have the same address " + text);
+    }
+    const auto g = std::find_if(spec.groups.begin(), spec.groups.end(),
+                                [&](const SecurityGroupSpec& s) { return s.name == e.group; });
+    if (g == spec.groups.end())
+      return refuse(loc, "elastic IP " + e.name + ": no security group '" + e.group + "'");
+    if (g->subnet != SubnetKind::kPublic)
+      return refuse(loc, "elastic IP " + e.name + ": group '" + e.group +
+                             "' is in a private subnet, which the outside cannot reach");
   }
 
   Plan plan;
@@ -330,6 +368,12 @@ std::string router_ruleset(const Plan& plan) {
       if (!first) out += ", ";
       first = false;
       out += b.count == 1 ? ipv4_text(b.first) : ipv4_text(b.first) + "-" + ipv4_text(b.first + b.count - 1);
+    }
+    for (const ElasticAddress& e : spec.elastic_addresses) {
+      if (e.group != g.name) continue;
+      if (!first) out += ", ";
+      first = false;
+      out += ipv4_text(e.address);
     }
     out += " }\n  }\n";
   }

@@ -288,11 +288,59 @@ TEST(RouterRuleset, EncodesSetsChainsAndRules) {
   EXPECT_LT(r.find("jump egress_web"), r.find("tcp dport 8080"));
 }
 
+// An elastic address is one more destination of its group: the outside reaches it on the group's ports, and
+// group_of() names the group for it.
+TEST(ElasticAddresses, JoinTheirGroupsSet) {
+  NetworkSpec s = three_tiers();
+  s.elastic_addresses.push_back({"web", 0xc633640a, "gateway", "stack.yaml:30:5"});  // 198.51.100.10
+  auto plan = make_plan(s);
+  ASSERT_TRUE(plan) << plan.error().message;
+  const std::string r = router_ruleset(*plan);
+  EXPECT_TRUE(contains_line(r, "elements = { 10.20.0.2-10.20.0.3, 10.20.2.2-10.20.2.3, 198.51.100.10 }"))
+      << r;
+  ASSERT_NE(plan->group_of(0xc633640a), nullptr);
+  EXPECT_EQ(plan->group_of(0xc633640a)->name, "gateway");
+  ASSERT_NE(plan->elastic_address("web"), nullptr);
+  EXPECT_EQ(plan->elastic_address("nope"), nullptr);
+  EXPECT_TRUE(allowed_from(*plan, "outside", plan->outside_address, "gateway", 80));
+}
+
+TEST(ElasticAddresses, RefusedWithTheirLocation) {
+  auto with = [](ElasticAddress e) {
+    NetworkSpec s = three_tiers();
+    s.elastic_addresses.push_back({"first", 0xc6336401, "gateway", "stack.yaml:29:5"});
+    s.elastic_addresses.push_back(std::move(e));
+    return error_of(s);
+  };
+  EXPECT_EQ(with({"web", 0x0a140005, "gateway", "stack.yaml:30:5"}),
+            "stack.yaml:30:5: elastic IP web: 10.20.0.5 is inside the VPC CIDR 10.20.0.0/16; it needs an "
+            "address of its own, routed to its holder");
+  EXPECT_EQ(
+      with({"web", 0xcb007105, "gateway", "stack.yaml:30:5"}),
+      "stack.yaml:30:5: elastic IP web: 203.0.113.5 is inside the outside CIDR 203.0.113.0/24; it needs "
+      "an address of its own, routed to its holder");
+  EXPECT_EQ(with({"web", 0xe0000001, "gateway", "stack.yaml:30:5"}),
+            "stack.yaml:30:5: elastic IP web: 224.0.0.1 is not a unicast address");
+  EXPECT_EQ(with({"first", 0xc6336402, "gateway", "stack.yaml:30:5"}),
+            "stack.yaml:30:5: elastic IP 'first' is defined twice");
+  EXPECT_EQ(with({"web", 0xc6336401, "gateway", "stack.yaml:30:5"}),
+            "stack.yaml:30:5: elastic IPs first and web have the same address 198.51.100.1");
+  EXPECT_EQ(with({"web", 0xc6336402, "nope", "stack.yaml:30:5"}),
+            "stack.yaml:30:5: elastic IP web: no security group 'nope'");
+  EXPECT_EQ(with({"web", 0xc6336402, "web", "stack.yaml:30:5"}),
+            "stack.yaml:30:5: elastic IP web: group 'web' is in a private subnet, which the outside cannot "
+            "reach");
+  EXPECT_EQ(with({"bad name", 0xc6336402, "gateway", "stack.yaml:30:5"}),
+            "stack.yaml:30:5: elastic IP name 'bad name': expected letters, digits, '-' and '_', at most 32");
+}
+
 // nft -c parses and checks the ruleset against the kernel without applying it.
 TEST(RouterRuleset, NftAcceptsIt) {
   if (std::system("command -v nft >/dev/null 2>&1") != 0)
     FAIL() << "nft is missing: apt-get install -y nftables (scripts/install-deps.sh installs it)";
-  auto plan = make_plan(three_tiers());
+  NetworkSpec spec = three_tiers();
+  spec.elastic_addresses.push_back({"web", 0xc633640a, "gateway", "stack.yaml:30:5"});
+  auto plan = make_plan(spec);
   ASSERT_TRUE(plan);
   char path[] = "/tmp/cumulo-net-ruleset-XXXXXX";
   int fd = mkstemp(path);
