@@ -8,7 +8,7 @@ set -euo pipefail
 
 build=(cmake ninja-build g++ clang clang-format libclang-rt-14-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libfmt-dev
        libspdlog-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev
-       libbrotli-dev mariadb-server mariadb-client libmariadb-dev pkg-config)
+       libbrotli-dev mariadb-server mariadb-client libmariadb-dev libmnl-dev pkg-config)
 tests=(curl wrk python3 python3-pytest python3-requests openssl procps iproute2 nftables util-linux
        python3-boto3 s3cmd rclone
        knot-dnsutils python3-dnspython dnsutils

@@ -263,4 +263,60 @@ std::vector<CheckRow> check(const Plan& plan, const std::vector<Member>& members
 // The rows as a table for a terminal, the differing rows first marked "MISMATCH", then a summary line.
 std::string render_matrix(const std::vector<CheckRow>& rows);
 
+// Addresses and routes of one namespace through rtnetlink, for moves that must be fast and start no process:
+// an elastic IP taken by one gateway namespace and routed to it from the router (docs/network.md,
+// "Elastic IP moves: rtnetlink directly").
+
+// An IPv4 address on an interface, as the kernel reports it.
+struct InterfaceAddress {
+  std::string interface;
+  uint32_t address = 0;
+  int prefix = 32;
+  bool operator==(const InterfaceAddress&) const = default;
+};
+
+// Where a route points: the next hop (0: none, directly on the link) and the interface ("" for a route
+// without one: blackhole, unreachable, or multipath).
+struct RouteTarget {
+  uint32_t via = 0;
+  std::string interface;
+  bool operator==(const RouteTarget&) const = default;
+};
+
+// Addresses and routes of one network namespace through rtnetlink (libmnl): a NETLINK_ROUTE socket made
+// inside the namespace (run_in_namespace), which stays there for its life, so each call is one request and
+// the kernel's answer (two with the lookup of the interface's index by name), with no process started, from
+// any thread in any namespace. Not thread-safe. Calls block, but only for as long as the kernel takes to
+// answer: rtnetlink handles a request inside the sending call.
+//
+// An interface, abstract so that code that moves addresses can be tested with a fake, without root; open()
+// makes the real one. Changes need CAP_NET_ADMIN in the namespace, and a named namespace CAP_SYS_ADMIN to
+// enter. The socket holds its namespace: one deleted with `ip netns delete` lives on, with its interfaces,
+// until the socket is closed.
+//
+// Errors are kind "network", their message "NAMESPACE: OPERATION: what the kernel said", as
+// "cu-s.gateway-a: add 198.51.100.10/32 on eth0: No such device", with the kernel's extended ack in
+// parentheses when it sends one.
+class Netlink {
+ public:
+  // "": the caller's namespace (named "net:[INODE]" in errors). Refused when the namespace cannot be entered.
+  static Result<std::unique_ptr<Netlink>> open(const std::string& ns);
+  virtual ~Netlink() = default;
+
+  // Scope global, IFA_F_NOPREFIXROUTE. Idempotent: adding an address that is there, or removing one that is
+  // not, succeeds.
+  virtual Result<void> add_address(const std::string& interface, uint32_t address, int prefix) = 0;
+  virtual Result<void> remove_address(const std::string& interface, uint32_t address, int prefix) = 0;
+  // Every IPv4 address of the namespace, in the kernel's order.
+  virtual Result<std::vector<InterfaceAddress>> addresses() = 0;
+  // NLM_F_CREATE|NLM_F_REPLACE in the main table: one atomic change of where `destination/prefix` goes, never
+  // a moment without a route. RTPROT_STATIC; scope universe with a next hop (`via`), link scope without one.
+  virtual Result<void> replace_route(uint32_t destination, int prefix, uint32_t via,
+                                     const std::string& interface) = 0;
+  // The main table's route to `destination/prefix`, whatever points it has. Absent: success.
+  virtual Result<void> remove_route(uint32_t destination, int prefix) = 0;
+  // The main table's route to exactly `destination/prefix`, if there is one (not the longest match).
+  virtual Result<std::optional<RouteTarget>> route(uint32_t destination, int prefix) = 0;
+};
+
 }  // namespace cumulo::net

@@ -1,9 +1,7 @@
 // A VPC made of real namespaces (needs root): the policy enforced by the router, out of the members' reach;
 // a reload that keeps established connections; clean-up of everything the stack made and nothing else.
-#include <dirent.h>
 #include <gtest/gtest.h>
 #include <poll.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -17,6 +15,7 @@
 
 #include "core/net.h"
 #include "net/net.h"
+#include "unit/net/namespaces.h"
 
 namespace cumulo::net {
 
@@ -31,19 +30,9 @@ using namespace std::chrono_literals;
 
 constexpr auto kProbeTimeout = 700ms;
 
-std::string shell(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return "popen failed";
-  char buf[512];
-  while (fgets(buf, sizeof buf, p)) out += buf;
-  pclose(p);
-  return out;
-}
-
-bool run(const std::string& cmd) {
-  return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0;
-}
+using test_namespaces::remove_namespaces_of_dead_runs;
+using test_namespaces::run;
+using test_namespaces::shell;
 
 IngressRule rule(std::string from, int port) {
   return IngressRule{std::move(from), PortRange{port, port}, Protocol::kTcp, "test"};
@@ -142,22 +131,6 @@ bool carries(int from, int to, const std::string& text) {
     got.append(buf, static_cast<size_t>(n));
   }
   return got == text;
-}
-
-// Namespaces of an earlier run of these tests that was killed before its clean-up: "cu-utPID-..." whose
-// process is gone.
-void remove_namespaces_of_dead_runs() {
-  DIR* dir = ::opendir("/run/netns");
-  if (dir == nullptr) return;
-  std::vector<std::string> stale;
-  while (dirent* e = ::readdir(dir)) {
-    std::string name(e->d_name);
-    if (name.rfind("cu-ut", 0) != 0) continue;
-    pid_t pid = static_cast<pid_t>(std::atol(name.c_str() + 5));
-    if (pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH) stale.push_back(name);
-  }
-  ::closedir(dir);
-  for (const std::string& name : stale) run("ip netns delete " + name);
 }
 
 class VpcTest : public testing::Test {
