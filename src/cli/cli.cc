@@ -12,6 +12,7 @@
 #include "core/config.h"
 #include "db/db.h"
 #include "dns/dns.h"
+#include "eip/eip.h"
 #include "gateway/gateway.h"
 #include "objstore/objstore.h"
 #include "stack/stack.h"
@@ -135,6 +136,9 @@ int main(int argc, char** argv) {
   dns_cmd->add_option(
       "--gateway-address", dns_options.gateway_addresses,
       "The gateway's address for ALIAS records with gateway: true (repeatable; cumulo up passes it)");
+  dns_cmd->add_option("--elastic-ip", dns_options.elastic_ips,
+                      "NAME=ADDRESS of an elastic IP, for ALIAS records with elastic_ip: NAME (repeatable; "
+                      "cumulo up passes the stack's)");
   dns_cmd->add_flag("--check", dns_check, "Only validate the configuration and its zone files, then exit");
   dns_cmd->footer("SIGINT/SIGTERM stop the server.");
   dns_cmd->callback([&] {
@@ -203,6 +207,32 @@ int main(int argc, char** argv) {
   }
   db_status->add_flag("--json", db_json, "Print the admin API's JSON");
 
+  // `cumulo eip ...`: the elastic IPs of a stack (docs/elastic-ips.md).
+  std::string eip_config, eip_admin, eip_state_dir = ".cumulo", eip_to, eip_name;
+  bool eip_check = false, eip_json = false;
+  auto* eip =
+      app.add_subcommand("eip", "Elastic IPs: stable public addresses that move to a healthy gateway");
+  eip->require_subcommand(1);
+  auto* eip_run = eip->add_subcommand("run", "Run the elastic IP keeper (started by cumulo up)");
+  eip_run->add_option("-c,--config", eip_config, "Keeper configuration file (written by cumulo up)")
+      ->required();
+  eip_run->add_flag("--check", eip_check, "Only validate the configuration file, then exit");
+  eip_run->footer(
+      "SIGINT/SIGTERM stop the keeper and leave every address where it is; started again, it adopts them "
+      "(or finishes a move it was killed in) without moving anything.");
+  auto* eip_list =
+      eip->add_subcommand("list", "Each elastic IP: its holder, term, lease, candidates, events");
+  auto* eip_move = eip->add_subcommand(
+      "move", "Planned move: drain the holder's keep-alive connections (up to drain_timeout), then move");
+  eip_move->add_option("name", eip_name, "The elastic IP's name")->required();
+  eip_move->add_option("--to", eip_to, "The gateway to hold it, such as gateway-b")->required();
+  for (CLI::App* cmd : {eip_list, eip_move}) {
+    cmd->add_option("--state-dir", eip_state_dir, "The running stack's state directory (default .cumulo)");
+    cmd->add_option("-c,--config", eip_config, "The keeper's configuration file (STATE_DIR/eip-keeper.yaml)");
+    cmd->add_option("--admin", eip_admin, "The keeper's admin address (HOST:PORT)");
+  }
+  eip_list->add_flag("--json", eip_json, "Print the keeper's JSON");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -236,6 +266,27 @@ int main(int argc, char** argv) {
       if (db_admin.empty()) db_admin = db::admin_address(db_config);
       return db_status->parsed() ? db::command_status(db_admin, db_json)
                                  : db::command_switchover(db_admin, db_to);
+    }
+    if (eip_run->parsed()) {
+      return check_or_run(
+          eip_check, eip_config, [&] { eip::check_config(eip_config); },
+          [&] { return eip::run(eip_config); });
+    }
+    if (eip_list->parsed() || eip_move->parsed()) {
+      if (eip_admin.empty()) {
+        if (eip_config.empty()) eip_config = eip_state_dir + "/eip-keeper.yaml";
+        if (::access(eip_config.c_str(), R_OK) != 0) {
+          std::fprintf(
+              stderr,
+              "cumulo eip: no %s: is a stack with elastic_ips running here? (or give --state-dir, -c "
+              "or --admin)\n",
+              eip_config.c_str());
+          return 1;
+        }
+        eip_admin = eip::admin_address(eip_config);
+      }
+      return eip_list->parsed() ? eip::command_list(eip_admin, eip_json)
+                                : eip::command_move(eip_admin, eip_name, eip_to);
     }
     if (net_check->parsed()) return stack::net_check(net_state_dir, net_json);
     if (net_reload->parsed()) return command_net_reload(target);

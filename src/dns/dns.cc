@@ -47,6 +47,27 @@ DnsConfig load(const RunOptions& o) {
     if (!core::SocketAddress::parse(a)) throw core::ConfigError("--listen: bad address '" + a + "'");
   for (ZoneSource& z : cfg.zones) {
     for (auto& [key, set] : z.sets) {
+      if (!set.alias_elastic_ip.empty()) {
+        std::string address;
+        for (const std::string& e : o.elastic_ips) {
+          const auto eq = e.find('=');
+          if (eq != std::string::npos && e.substr(0, eq) == set.alias_elastic_ip) address = e.substr(eq + 1);
+        }
+        if (address.empty())
+          throw core::ConfigError(
+              cfg.source + ": ALIAS " + wire::name_to_text(set.name) + " names elastic IP " +
+              set.alias_elastic_ip +
+              ", which the stack does not have: run it from cumulo up with that elastic IP "
+              "in elastic_ips, or pass --elastic-ip " +
+              set.alias_elastic_ip + "=ADDRESS");
+        Endpoint ep;
+        ep.text = address;
+        if (!wire::rdata_from_text(wire::type::kA, {address}, z.origin, ep.rdata, nullptr))
+          throw core::ConfigError("--elastic-ip: expected NAME=IPv4 address, got '" + set.alias_elastic_ip +
+                                  "=" + address + "'");
+        set.endpoints.push_back(std::move(ep));
+        continue;
+      }
       if (!set.alias_gateway) continue;
       if (o.gateway_addresses.empty())
         throw core::ConfigError(

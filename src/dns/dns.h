@@ -18,6 +18,8 @@ struct RunOptions {
   int workers = 0;    // 0: the file's (default 1)
   // The stack gateway's addresses, for ALIAS records with `gateway: true` (cumulo up passes its listen host).
   std::vector<std::string> gateway_addresses;
+  // The stack's elastic IPs as NAME=ADDRESS, for ALIAS records with `elastic_ip: NAME`.
+  std::vector<std::string> elastic_ips;
 };
 
 // Runs until SIGINT or SIGTERM. Returns the exit code: 0 after a clean stop, 2 for an invalid configuration

@@ -90,7 +90,8 @@ health::HttpCheckSpec parse_check_spec(const core::ConfigNode& n) {
 
 RecordSetSpec parse_record_set(const core::ConfigNode& node, const std::string& origin,
                                const std::vector<HealthCheckConfig>& checks) {
-  node.check_keys({"name", "type", "ttl", "values", "endpoints", "policy", "target", "gateway"});
+  node.check_keys(
+      {"name", "type", "ttl", "values", "endpoints", "policy", "target", "gateway", "elastic_ip"});
   RecordSetSpec set;
   auto name_node = node.required("name");
   if (!wire::name_from_text(name_node.as_string(), origin, set.name) || !wire::name_in_zone(set.name, origin))
@@ -133,13 +134,21 @@ RecordSetSpec parse_record_set(const core::ConfigNode& node, const std::string& 
       }
     }
     set.alias_gateway = node.bool_or("gateway", false);
-    if (int{!set.alias_target.empty()} + int{!set.endpoints.empty()} + int{set.alias_gateway} != 1)
-      node.fail("an ALIAS record needs one of target (a name), values (addresses) or gateway: true");
+    set.alias_elastic_ip = node.string_or("elastic_ip", "");
+    if (node["elastic_ip"].defined() && set.alias_elastic_ip.empty())
+      node["elastic_ip"].fail("expected a name");
+    if (int{!set.alias_target.empty()} + int{!set.endpoints.empty()} + int{set.alias_gateway} +
+            int{!set.alias_elastic_ip.empty()} !=
+        1)
+      node.fail(
+          "an ALIAS record needs one of target (a name), values (addresses), gateway: true or elastic_ip: "
+          "NAME");
     if (set.policy != Policy::kSimple) node["policy"].fail("an ALIAS takes the policy of its target");
     return set;
   }
   if (node["target"].defined()) node["target"].fail("target is for ALIAS records");
   if (node["gateway"].defined()) node["gateway"].fail("gateway is for ALIAS records");
+  if (node["elastic_ip"].defined()) node["elastic_ip"].fail("elastic_ip is for ALIAS records");
   auto values = node["values"];
   auto endpoints = node["endpoints"];
   if (values.defined() == endpoints.defined()) node.fail("a record set needs either values or endpoints");

@@ -52,7 +52,8 @@ struct RecordSetSpec {
   std::vector<Endpoint> endpoints;
   std::string
       alias_target;  // ALIAS: a name (lowercase wire) whose A/AAAA answer; empty: the endpoints' addresses
-  bool alias_gateway = false;  // ALIAS: the stack gateway's addresses (given to `cumulo dns` at start)
+  bool alias_gateway = false;    // ALIAS: the stack gateway's addresses (given to `cumulo dns` at start)
+  std::string alias_elastic_ip;  // ALIAS: the address of this elastic IP of the stack, whoever holds it
 };
 
 struct RRset {
