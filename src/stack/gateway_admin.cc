@@ -133,6 +133,90 @@ void GatewayAdmin::read_view(std::function<void(GatewayView)> done) {
   });
 }
 
+namespace {
+
+// Calls `each(admin, done)` on every admin and `done` once with the joined outcome.
+template <typename Each>
+void fan_out(const std::vector<GatewayAdmin*>& admins, scaling::TargetRegistry::Done done, Each each) {
+  struct Pending {
+    size_t left;
+    bool any_ok = false;
+    std::string errors;
+    scaling::TargetRegistry::Done done;
+  };
+  auto pending = std::make_shared<Pending>(Pending{admins.size(), false, {}, std::move(done)});
+  for (size_t i = 0; i < admins.size(); ++i) {
+    each(*admins[i], [pending, i](bool ok, const std::string& error) {
+      pending->any_ok |= ok;
+      if (!ok)
+        pending->errors +=
+            (pending->errors.empty() ? "" : "; ") + ("gateway " + std::to_string(i + 1) + ": " + error);
+      if (--pending->left == 0)
+        pending->done(pending->any_ok, pending->any_ok ? std::string() : pending->errors);
+    });
+  }
+}
+
+void add_counters(scaling::TargetCounters& into, const scaling::TargetCounters& c) {
+  into.requests += c.requests;
+  into.responses_5xx += c.responses_5xx;
+  into.bytes_in += c.bytes_in;
+  into.bytes_out += c.bytes_out;
+  into.in_flight += c.in_flight;
+  if (into.latency_bounds == c.latency_bounds && into.latency_counts.size() == c.latency_counts.size()) {
+    for (size_t i = 0; i < c.latency_counts.size(); ++i) into.latency_counts[i] += c.latency_counts[i];
+  }
+}
+
+}  // namespace
+
+void GatewayFanout::register_target(const std::string& group, const std::string& address,
+                                    const std::string& zone, Done done) {
+  fan_out(admins_, std::move(done),
+          [&](GatewayAdmin& a, Done d) { a.register_target(group, address, zone, std::move(d)); });
+}
+
+void GatewayFanout::deregister_target(const std::string& group, const std::string& address,
+                                      scaling::Millis drain_timeout, Done done) {
+  fan_out(admins_, std::move(done),
+          [&](GatewayAdmin& a, Done d) { a.deregister_target(group, address, drain_timeout, std::move(d)); });
+}
+
+void GatewayFanout::read_view(std::function<void(GatewayView)> done) {
+  if (admins_.size() == 1) return admins_.front()->read_view(std::move(done));
+  struct Pending {
+    std::vector<GatewayView> views;
+    size_t left;
+    std::function<void(GatewayView)> done;
+  };
+  auto pending = std::make_shared<Pending>();
+  pending->views.resize(admins_.size());
+  pending->left = admins_.size();
+  pending->done = std::move(done);
+  for (size_t i = 0; i < admins_.size(); ++i) {
+    admins_[i]->read_view([pending, i](GatewayView v) {
+      pending->views[i] = std::move(v);
+      if (--pending->left > 0) return;
+      GatewayView merged;
+      for (GatewayView& v : pending->views) {
+        if (v.targets_read && !merged.targets_read) {
+          merged.targets = std::move(v.targets);
+          merged.targets_read = true;
+        }
+        if (!v.stats_read) continue;
+        for (const auto& [group, targets] : v.stats) {
+          for (const auto& [address, c] : targets) {
+            auto [it, inserted] = merged.stats[group].try_emplace(address, c);
+            if (!inserted) add_counters(it->second, c);
+          }
+        }
+        merged.stats_read = true;
+      }
+      pending->done(std::move(merged));
+    });
+  }
+}
+
 void HttpProber::probe(const std::string& address, const std::string& path, scaling::Millis timeout,
                        Done done) {
   auto addr = core::SocketAddress::parse(address);

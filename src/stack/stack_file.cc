@@ -116,7 +116,7 @@ ControlSpec parse_control(const core::ConfigNode& node) {
 
 GatewaySpec parse_gateway(const core::ConfigNode& node, const std::vector<std::string>& zones) {
   if (!node.is_map()) node.fail("expected a map with at least 'listen'");
-  node.check_keys({"listen", "admin", "zone", "workers", "log_level", "access_log", "balance",
+  node.check_keys({"listen", "admin", "zone", "zones", "workers", "log_level", "access_log", "balance",
                    "drain_timeout", "health_check", "tls"});
   GatewaySpec gw;
 
@@ -144,6 +144,19 @@ GatewaySpec parse_gateway(const core::ConfigNode& node, const std::vector<std::s
     if (std::find(zones.begin(), zones.end(), gw.zone) == zones.end()) {
       zone.fail("zone '" + gw.zone + "' is not one of the stack's zones");
     }
+  }
+  if (core::ConfigNode list = node["zones"]; list.defined()) {
+    if (zone.defined()) list.fail("give either zone (one gateway) or zones (one gateway per zone), not both");
+    if (!list.is_sequence()) list.fail("expected a list of the stack's zones, such as [a, b]");
+    for (const core::ConfigNode& z : list.items()) {
+      std::string name = z.as_string();
+      if (std::find(zones.begin(), zones.end(), name) == zones.end())
+        z.fail("zone '" + name + "' is not one of the stack's zones");
+      if (std::find(gw.zones.begin(), gw.zones.end(), name) != gw.zones.end())
+        z.fail("zone '" + name + "' is listed twice");
+      gw.zones.push_back(std::move(name));
+    }
+    if (gw.zones.empty()) list.fail("expected at least one zone");
   }
   gw.workers = static_cast<int>(node.int_or("workers", 0, 1, 256));
   gw.log_level = node.string_or("log_level", gw.log_level);
@@ -480,6 +493,72 @@ InternalLbSpec parse_internal_lb(const core::ConfigNode& node, const std::vector
   return lb;
 }
 
+// `elastic_ips:` a list of {name, address, gateways}; checked against the gateways once those are known.
+std::vector<ElasticIpSpec> parse_elastic_ips(const core::ConfigNode& node, const StackSpec& spec) {
+  std::vector<ElasticIpSpec> out;
+  if (!node.defined() || node.is_null()) return out;
+  if (!node.is_sequence())
+    node.fail("expected a list such as [{name: web, gateways: [gateway-a, gateway-b]}]");
+  if (!spec.network.enabled)
+    node.fail(
+        "an elastic IP lives on the public side of the stack's VPC and moves between gateways' "
+        "namespaces: add a `network:` section (docs/network.md)");
+  const std::vector<GatewayInstance> gateways = gateway_instances(spec);
+  uint32_t next_default = 0xc633640a;  // 198.51.100.10 (TEST-NET-2, RFC 5737)
+  for (const core::ConfigNode& e : node.items()) {
+    if (!e.is_map()) e.fail("expected a map such as {name: web, gateways: [gateway-a, gateway-b]}");
+    e.check_keys({"name", "address", "gateways"});
+    ElasticIpSpec eip;
+    eip.location = e.location();
+    core::ConfigNode name = e.required("name");
+    eip.name = name.as_string();
+    if (eip.name.empty() || eip.name.size() > 32 ||
+        !std::all_of(eip.name.begin(), eip.name.end(), [](char c) {
+          return is_lower_alnum(c) || (c >= 'A' && c <= 'Z') || c == '-' || c == '_';
+        }))
+      name.fail("expected a name of letters, digits, '-' and '_', at most 32 characters");
+    for (const ElasticIpSpec& other : out)
+      if (other.name == eip.name) name.fail("elastic IP '" + eip.name + "' is defined twice");
+    if (core::ConfigNode address = e["address"]; address.defined()) {
+      eip.address = address.as_string();
+      if (!net::parse_ipv4(eip.address)) address.fail("expected an IPv4 address such as 198.51.100.10");
+    } else {
+      // Past the addresses given anywhere in the list, and those assigned before.
+      auto taken = [&](uint32_t a) {
+        for (const core::ConfigNode& other : node.items()) {
+          if (other.is_map() && other["address"].defined() &&
+              net::parse_ipv4(other["address"].as_string()) == a)
+            return true;
+        }
+        return std::any_of(out.begin(), out.end(),
+                           [&](const ElasticIpSpec& o) { return net::parse_ipv4(o.address) == a; });
+      };
+      while (taken(next_default)) ++next_default;
+      eip.address = net::ipv4_text(next_default++);
+    }
+    if (core::ConfigNode list = e["gateways"]; list.defined()) {
+      for (const core::ConfigNode& g : list.items()) {
+        std::string id = g.as_string();
+        if (std::none_of(gateways.begin(), gateways.end(),
+                         [&](const GatewayInstance& i) { return i.id == id; })) {
+          std::string known;
+          for (const GatewayInstance& i : gateways) known += (known.empty() ? "" : ", ") + i.id;
+          g.fail("'" + id + "' is not a gateway of the stack (" + known +
+                 "; gateway.zones runs one per zone)");
+        }
+        if (std::find(eip.gateways.begin(), eip.gateways.end(), id) != eip.gateways.end())
+          g.fail("gateway '" + id + "' is listed twice");
+        eip.gateways.push_back(std::move(id));
+      }
+      if (eip.gateways.empty()) list.fail("expected at least one gateway");
+    } else {
+      for (const GatewayInstance& i : gateways) eip.gateways.push_back(i.id);
+    }
+    out.push_back(std::move(eip));
+  }
+  return out;
+}
+
 // Internal groups and the internal load balancer go together; `from` names public groups of the stack.
 void check_internal_lb(const StackSpec& spec, const core::ConfigNode& root) {
   const InternalLbSpec& lb = spec.internal_lb;
@@ -552,10 +631,18 @@ void check_internal_lb(const StackSpec& spec, const core::ConfigNode& root) {
 
 }  // namespace
 
+std::vector<GatewayInstance> gateway_instances(const StackSpec& stack) {
+  const GatewaySpec& gw = stack.gateway;
+  if (gw.zones.empty()) return {{"gateway", gw.zone}};
+  std::vector<GatewayInstance> out;
+  for (const std::string& z : gw.zones) out.push_back({"gateway-" + z, z});
+  return out;
+}
+
 StackSpec parse_stack(const core::ConfigNode& root) {
   if (!root.is_map()) root.fail("expected a stack: a map with name, zones, gateway and groups");
   root.check_keys({"name", "zones", "control", "gateway", "groups", "object_store", "edges", "dns",
-                   "database", "network", "internal_lb"});
+                   "database", "network", "internal_lb", "elastic_ips"});
   StackSpec spec;
   spec.source = root.location();
 
@@ -624,6 +711,11 @@ StackSpec parse_stack(const core::ConfigNode& root) {
   spec.network = parse_network(root["network"]);
   spec.internal_lb = parse_internal_lb(root["internal_lb"], spec.zones);
   check_internal_lb(spec, root);
+  if (!spec.gateway.zones.empty() && !spec.network.enabled)
+    root["gateway"]["zones"].fail(
+        "one gateway per zone runs each in its zone's public subnet: add a `network:` section "
+        "(docs/network.md), or give `zone:` for one gateway");
+  spec.elastic_ips = parse_elastic_ips(root["elastic_ips"], spec);
   if (spec.network.enabled)
     internal::check_network(spec);  // every group, port and address fits: or file:line
   return spec;

@@ -30,7 +30,11 @@ struct GatewaySpec {
   std::string listen;  // required, "127.0.0.1:8080"
   std::string admin = "127.0.0.1:9901";
   std::string zone;  // empty: the gateway has no zone and spreads over all of them
-  int workers = 0;   // 0: the gateway's default (number of cores)
+  // `zones:` one gateway in each of these zones' public subnets (network mode), named gateway-ZONE, in front
+  // of the same target groups; the first takes `admin`, the others a free loopback port each. Empty: one
+  // gateway, named gateway.
+  std::vector<std::string> zones;
+  int workers = 0;  // 0: the gateway's default (number of cores)
   std::string log_level = "info";
   std::string access_log = "off";  // "off", "-" or a path (made absolute when the config is written)
   std::string balance = "round_robin";
@@ -43,6 +47,10 @@ struct GatewaySpec {
   std::string tls_cert;
   std::string tls_key;
   std::string tls_location;
+  // Set by `cumulo up` for each gateway's config, not read from the stack file: the id its responses carry
+  // (`cumulo-gateway` header) and the path it answers itself for the elastic IP keeper's checks.
+  std::string server_id;
+  std::string monitor_uri;
 };
 
 // A group's schema (min/max/desired, launch template, policies) belongs to the scaling component.
@@ -192,6 +200,15 @@ struct NetworkConfigSpec {
   std::string location;
 };
 
+// `elastic_ips:` (docs/elastic-ips.md): stable public addresses, each held by one healthy gateway at a time
+// and moved by the stack's elastic IP keeper. Network mode only.
+struct ElasticIpSpec {
+  std::string name;
+  std::string address;                // "198.51.100.10"; given or assigned in order from 198.51.100.10
+  std::vector<std::string> gateways;  // the gateway ids that may hold it, in order of preference
+  std::string location;
+};
+
 struct StackSpec {
   std::string source;  // the file name, as given
   std::string name;
@@ -205,7 +222,15 @@ struct StackSpec {
   DatabaseSpec database;
   NetworkConfigSpec network;
   InternalLbSpec internal_lb;
+  std::vector<ElasticIpSpec> elastic_ips;
 };
+
+// A gateway of the stack: "gateway" alone, or one "gateway-ZONE" per zone of `gateway.zones`.
+struct GatewayInstance {
+  std::string id;
+  std::string zone;  // empty: no zone (the lone gateway without `gateway.zone`)
+};
+std::vector<GatewayInstance> gateway_instances(const StackSpec& stack);
 
 // Throw core::ConfigError naming file, line, column and what was expected.
 StackSpec load_stack_file(const std::string& path);

@@ -6,6 +6,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/net.h"
 #include "http/client.h"
@@ -43,6 +44,23 @@ class GatewayAdmin final : public scaling::TargetRegistry {
   http::Client& client_;
   core::SocketAddress admin_;
   bool stats_missing_reported_ = false;
+};
+
+// Several gateways in front of the same target groups (`gateway.zones`): each registration goes to every one,
+// and is done once all have answered, ok when at least one took it (a gateway that is down is told about
+// every instance again when it is back: ScalingGroup::reregister_all). The view merges theirs: targets as the
+// first gateway that answered sees them, counters summed over the gateways.
+class GatewayFanout final : public scaling::TargetRegistry {
+ public:
+  explicit GatewayFanout(std::vector<GatewayAdmin*> admins) : admins_(std::move(admins)) {}
+  void register_target(const std::string& group, const std::string& address, const std::string& zone,
+                       Done done) override;
+  void deregister_target(const std::string& group, const std::string& address, scaling::Millis drain_timeout,
+                         Done done) override;
+  void read_view(std::function<void(GatewayView)> done);
+
+ private:
+  std::vector<GatewayAdmin*> admins_;
 };
 
 // Health checks of instances over HTTP: any 2xx or 3xx passes.

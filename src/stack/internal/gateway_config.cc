@@ -53,6 +53,8 @@ std::string render_gateway_config(const StackSpec& stack, const std::vector<Gate
       "# Written by `cumulo up` for stack " + core::yaml_quoted(stack.name) + " from " + stack.source + ".\n";
   y += "# Rewritten on every start: change the stack file instead.\n";
   if (!gw.zone.empty()) y += "zone: " + core::yaml_quoted(gw.zone) + "\n";
+  if (!gw.server_id.empty()) y += "server_id: " + core::yaml_quoted(gw.server_id) + "\n";
+  if (!gw.monitor_uri.empty()) y += "monitor_uri: " + core::yaml_quoted(gw.monitor_uri) + "\n";
   if (gw.workers > 0) y += "workers: " + std::to_string(gw.workers) + "\n";
   y += "log_level: " + core::yaml_quoted(gw.log_level) + "\n";
   y += "access_log: " + core::yaml_quoted(gw.access_log) + "\n";

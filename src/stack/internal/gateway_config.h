@@ -10,6 +10,10 @@
 
 namespace cumulo::stack::internal {
 
+// The path each gateway of a stack answers itself (200, or 503 while draining), never routed: what the
+// elastic IP keeper checks.
+inline constexpr char kGatewayMonitorUri[] = "/.cumulo/gateway";
+
 struct GatewayTarget {
   std::string group;
   std::string zone;

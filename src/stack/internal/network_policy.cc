@@ -164,6 +164,9 @@ net::NetworkSpec network_policy(const StackSpec& stack) {
     if (to == nullptr) continue;  // check_network names it
     to->ingress.push_back({r.from, {r.port_lo, r.port_hi}, net::Protocol::kTcp, r.location});
   }
+  // Each elastic IP is one more address of the gateway group, routed to whichever gateway holds it.
+  for (const ElasticIpSpec& e : stack.elastic_ips)
+    spec.elastic_addresses.push_back({e.name, *net::parse_ipv4(e.address), kGatewayGroup, e.location});
   return spec;
 }
 

@@ -37,6 +37,7 @@
 #include "scaling/scaling.h"
 #include "stack/internal/control_api.h"
 #include "stack/internal/db_config.h"
+#include "stack/internal/eip_config.h"
 #include "stack/internal/gateway_admin.h"
 #include "stack/internal/gateway_config.h"
 #include "stack/internal/network_policy.h"
@@ -72,7 +73,7 @@ long as_long(Millis d) {
 // All start before the groups' instances and are restarted when they die (a restarted gateway is then told
 // about every instance again).
 struct ServiceProcess {
-  enum class Kind { kGateway, kInternalLb, kStore, kEdge, kDns, kDatabase };
+  enum class Kind { kGateway, kInternalLb, kStore, kEdge, kDns, kDatabase, kEipKeeper };
   Kind kind = Kind::kGateway;
   std::string id;       // "gateway", "internal-lb", "objstore-a", "edge-eu", "dns"
   std::string zone;     // "-" when it has none
@@ -236,13 +237,27 @@ class Supervisor {
   std::string token_;
   std::unique_ptr<scaling::InstanceProvider> provider_;
   std::vector<std::unique_ptr<ServiceProcess>> services_;  // the gateway first
-  ServiceProcess* gateway_ = nullptr;
+  ServiceProcess* gateway_ = nullptr;                      // the first of gateways_
+  // One per `gateway.zones` entry (or the lone gateway): its service, its admin client, and the addresses its
+  // config names (in network mode with elastic IPs it listens on every address of its namespace, so that a
+  // held address reaches it).
+  struct GatewayProcess {
+    std::string id, zone;
+    std::string listen, tls_listen, admin;     // where it is reached (probes, the banner)
+    std::string bind_listen, bind_tls_listen;  // what its config says
+    ServiceProcess* service = nullptr;
+    std::unique_ptr<GatewayAdmin> admin_client;
+  };
+  std::vector<GatewayProcess> gateways_;
+  std::unique_ptr<GatewayFanout> gateway_fanout_;
+  ServiceProcess* eip_keeper_ = nullptr;
+  void plan_gateways();
+  void plan_eip_keeper();
   ServiceProcess* internal_lb_ = nullptr;  // `internal_lb:`: in front of the internal groups
   scaling::EventLog events_;
   std::set<uint16_t> reserved_ports_;  // the gateway's and the control API's
   std::deque<uint16_t> recent_ports_;
   std::unique_ptr<http::Client> client_;
-  std::unique_ptr<GatewayAdmin> gateway_admin_;
   std::unique_ptr<GatewayAdmin> internal_lb_admin_;
   std::unique_ptr<HttpProber> prober_;
   std::unique_ptr<HttpProber> internal_prober_;  // network mode: from the internal load balancer's namespace
@@ -291,8 +306,14 @@ Supervisor::Supervisor(const StackSpec& stack, const SupervisorOptions& options)
   provider_ = scaling::make_process_provider(
       loop_, [this](scaling::InstanceHandle h, const scaling::ExitStatus& s) { on_exit(h, s); });
   client_ = std::make_unique<http::Client>(loop_);
-  gateway_admin_ =
-      std::make_unique<GatewayAdmin>(*client_, *core::SocketAddress::parse(stack_.gateway.admin));
+  for (const GatewayInstance& g : gateway_instances(stack_)) {
+    GatewayProcess p;
+    p.id = g.id;
+    p.zone = g.zone;
+    p.listen = p.bind_listen = stack_.gateway.listen;
+    p.tls_listen = p.bind_tls_listen = stack_.gateway.tls_listen;
+    gateways_.push_back(std::move(p));
+  }
   if (stack_.network.enabled) {
     setup_network();
   } else {
@@ -305,17 +326,13 @@ Supervisor::Supervisor(const StackSpec& stack, const SupervisorOptions& options)
   prober_ = std::make_unique<HttpProber>(probe_client_ ? *probe_client_ : *client_);
   if (internal_probe_client_) internal_prober_ = std::make_unique<HttpProber>(*internal_probe_client_);
 
-  const GatewaySpec& gw = stack_.gateway;
-  std::vector<std::string> gw_probes = {gw.listen, gw.admin};
-  if (!gw.tls_listen.empty()) gw_probes.push_back(gw.tls_listen);
-  gateway_ = &add_service(ServiceProcess::Kind::kGateway, "gateway", gw.zone.empty() ? "-" : gw.zone,
-                          gw.listen, gw_probes);
-  gateway_->stop_grace = gw.drain_timeout + kGatewayStopSlack;
+  plan_gateways();
   plan_internal_lb();
   plan_object_store();
   plan_edges();
   plan_dns();
   plan_database();
+  plan_eip_keeper();
   if (vpc_) place_services();
   if (stack_.gateway.access_log != "off" && stack_.gateway.access_log != "-") {
     stack_.gateway.access_log = fs::absolute(stack_.gateway.access_log).string();
@@ -419,7 +436,8 @@ void Supervisor::make_groups() {
     scaling::GroupEnvironment env;
     env.zones = stack_.zones;
     env.provider = provider_.get();
-    env.registry = spec.internal ? internal_lb_admin_.get() : gateway_admin_.get();
+    env.registry = spec.internal ? static_cast<scaling::TargetRegistry*>(internal_lb_admin_.get())
+                                 : gateway_fanout_.get();
     env.prober = spec.internal && internal_prober_ ? internal_prober_.get() : prober_.get();
     const GroupSpec* group = &spec;
     env.make_launch = [this, group](const std::string& id, const std::string& zone, uint16_t port) {
@@ -541,11 +559,22 @@ void Supervisor::setup_network() {
   auto with_host = [](const std::string& host, const std::string& address) {
     return host + ":" + std::to_string(core::SocketAddress::parse(address)->port());
   };
+  // Gateways in their zones' public subnets. With elastic IPs each listens on every address of its namespace:
+  // its own, and a held elastic IP, which the keeper adds and removes.
   GatewaySpec& gw = stack_.gateway;
-  const std::string gw_zone = gw.zone.empty() ? stack_.zones.front() : gw.zone;
-  const std::string gw_host = attach(kGatewayGroup, gw_zone, "gateway");
-  gw.listen = with_host(gw_host, gw.listen);
-  if (!gw.tls_listen.empty()) gw.tls_listen = with_host(gw_host, gw.tls_listen);
+  const bool any_address = !stack_.elastic_ips.empty();
+  for (GatewayProcess& g : gateways_) {
+    const std::string zone = !g.zone.empty() ? g.zone : gw.zone.empty() ? stack_.zones.front() : gw.zone;
+    const std::string host = attach(kGatewayGroup, zone, g.id);
+    g.listen = with_host(host, gw.listen);
+    g.bind_listen = any_address ? with_host("0.0.0.0", gw.listen) : g.listen;
+    if (!gw.tls_listen.empty()) {
+      g.tls_listen = with_host(host, gw.tls_listen);
+      g.bind_tls_listen = any_address ? with_host("0.0.0.0", gw.tls_listen) : g.tls_listen;
+    }
+  }
+  gw.listen = gateways_.front().listen;
+  gw.tls_listen = gateways_.front().tls_listen;
   for (EdgeSpec& edge : stack_.edges) {
     edge.listen = with_host(attach(kEdgeGroup, stack_.zones.front(), "edge-" + edge.name), edge.listen);
   }
@@ -584,7 +613,7 @@ void Supervisor::setup_network() {
     options.connect = std::move(*connect);
     return std::make_unique<http::Client>(loop_, options);
   };
-  probe_client_ = client_from("gateway");
+  probe_client_ = client_from(gateways_.front().id);
   if (stack_.internal_lb.enabled) internal_probe_client_ = client_from("internal-lb");
   core::log_info(
       kComponent, "network made",
@@ -613,6 +642,45 @@ void Supervisor::place_services() {
       }
     }
   }
+}
+
+// The gateways: the first takes gateway.admin, the others a free loopback port each; all register the same
+// instances (GatewayFanout).
+void Supervisor::plan_gateways() {
+  const GatewaySpec& gw = stack_.gateway;
+  std::vector<GatewayAdmin*> admins;
+  for (GatewayProcess& g : gateways_) {
+    if (&g == &gateways_.front()) {
+      g.admin = gw.admin;
+    } else {
+      std::set<uint16_t> avoid = reserved_ports_;
+      avoid.insert(core::SocketAddress::parse(stack_.control.listen)->port());
+      g.admin = "127.0.0.1:" + std::to_string(pick_port(avoid));
+      reserved_ports_.insert(core::SocketAddress::parse(g.admin)->port());
+    }
+    std::vector<std::string> probes = {g.listen, g.admin};
+    if (!g.tls_listen.empty()) probes.push_back(g.tls_listen);
+    g.service =
+        &add_service(ServiceProcess::Kind::kGateway, g.id, g.zone.empty() ? "-" : g.zone, g.listen, probes);
+    g.service->stop_grace = gw.drain_timeout + kGatewayStopSlack;
+    g.admin_client = std::make_unique<GatewayAdmin>(*client_, *core::SocketAddress::parse(g.admin));
+    admins.push_back(g.admin_client.get());
+  }
+  gateway_ = gateways_.front().service;
+  gateway_fanout_ = std::make_unique<GatewayFanout>(std::move(admins));
+}
+
+// `elastic_ips:` the keeper (`cumulo eip run`) on the host: it enters the gateways' and the router's
+// namespaces to move the addresses. A process of its own, so that its death leaves every address where it is.
+void Supervisor::plan_eip_keeper() {
+  if (stack_.elastic_ips.empty()) return;
+  std::set<uint16_t> avoid = reserved_ports_;
+  avoid.insert(core::SocketAddress::parse(stack_.control.listen)->port());
+  const std::string admin = "127.0.0.1:" + std::to_string(pick_port(avoid));
+  reserved_ports_.insert(core::SocketAddress::parse(admin)->port());
+  ServiceProcess& s = add_service(ServiceProcess::Kind::kEipKeeper, "eip-keeper", "-", admin, {admin});
+  s.launch.argv = {options_.cumulo_binary, "eip", "run", "-c", s.config_path};
+  eip_keeper_ = &s;
 }
 
 // `internal_lb:` a second gateway with its own config, started, probed and restarted as the public one is; it
@@ -697,6 +765,10 @@ void Supervisor::plan_dns() {
                    dns.admin,
                    "--gateway-address",
                    probe_address(*core::SocketAddress::parse(stack_.gateway.listen)).host()};
+  for (const ElasticIpSpec& e : stack_.elastic_ips) {
+    s.launch.argv.push_back("--elastic-ip");
+    s.launch.argv.push_back(e.name + "=" + e.address);
+  }
 }
 
 // `database:` one `cumulo db run` with every MariaDB instance of the stack; ready once both endpoints accept,
@@ -745,7 +817,30 @@ void Supervisor::write_configs() const {
            yaml;
   };
   // No targets: instances join through the admin API once they pass their health check.
-  core::write_file_atomically(gateway_->config_path, placed("gateway", render_gateway_config(stack_, {})));
+  for (const GatewayProcess& g : gateways_) {
+    StackSpec one = stack_;
+    one.gateway.listen = g.bind_listen;
+    one.gateway.tls_listen = g.bind_tls_listen;
+    one.gateway.admin = g.admin;
+    if (!g.zone.empty()) one.gateway.zone = g.zone;
+    if (gateways_.size() > 1 || eip_keeper_ != nullptr) {
+      one.gateway.server_id = g.id;
+      one.gateway.monitor_uri = kGatewayMonitorUri;
+    }
+    core::write_file_atomically(g.service->config_path, placed(g.id, render_gateway_config(one, {})));
+  }
+  if (eip_keeper_) {
+    std::vector<KeeperGateway> keeper_gateways;
+    for (const GatewayProcess& g : gateways_) {
+      const net::Member& m = members_.at(g.id);
+      keeper_gateways.push_back(
+          {g.id, m.ns, m.address, core::SocketAddress::parse(g.listen)->port(), m.router_interface, g.admin});
+    }
+    core::write_file_atomically(
+        eip_keeper_->config_path,
+        render_eip_keeper_config(stack_, keeper_gateways, vpc_->plan().router_ns, eip_keeper_->address,
+                                 fs::absolute(state_dir_ / "eips.json").string()));
+  }
   if (internal_lb_) {
     core::write_file_atomically(internal_lb_->config_path,
                                 placed(internal_lb_->id, render_internal_lb_config(stack_, {})));
@@ -762,9 +857,14 @@ void Supervisor::write_configs() const {
         fs::absolute(state_dir_ / "db.yaml").string(),
         placed("db", render_db_config(stack_.database, fs::absolute(state_dir_ / "db").string())));
   }
+  // Edges fetch from the first elastic IP when there is one: whichever gateway holds it.
+  StackSpec for_edges = stack_;
+  if (!stack_.elastic_ips.empty())
+    for_edges.gateway.listen = stack_.elastic_ips.front().address + ":" +
+                               std::to_string(core::SocketAddress::parse(stack_.gateway.listen)->port());
   for (const EdgeSpec& edge : stack_.edges) {
     core::write_file_atomically(fs::absolute(state_dir_ / ("edge-" + edge.name + ".yaml")).string(),
-                                placed("edge-" + edge.name, render_edge_config(stack_, edge)));
+                                placed("edge-" + edge.name, render_edge_config(for_edges, edge)));
   }
 }
 
@@ -894,7 +994,7 @@ void Supervisor::sample() {
   sample_timer_.arm(kSampleInterval);
   if (sampling_) return;  // the gateway has not answered the last round yet
   sampling_ = true;
-  gateway_admin_->read_view([this](GatewayView view) {
+  gateway_fanout_->read_view([this](GatewayView view) {
     // Stopping (or the client going away with the supervisor): no second round trip.
     if (!internal_lb_admin_ || (phase_ != Phase::kStartingGroups && phase_ != Phase::kRunning)) {
       return apply_sample(std::move(view), {});
@@ -1207,12 +1307,32 @@ void Supervisor::write_status() const {
                         {"pid", static_cast<long>(getpid())},
                         {"url", url_for(stack_.gateway.listen, "/")},
                         {"admin", url_for(stack_.gateway.admin, "/")}};
-  doc["gateway"] = {{"id", "gateway"},
+  doc["gateway"] = {{"id", gateway_->id},
                     {"pid", gateway_->handle},
                     {"address", stack_.gateway.listen},
                     {"admin", stack_.gateway.admin},
                     {"restarts", gateway_->restarts},
                     {"log", gateway_->launch.log_path}};
+  doc["gateways"] = nlohmann::json::array();
+  for (const GatewayProcess& g : gateways_) {
+    doc["gateways"].push_back({{"id", g.id},
+                               {"zone", g.zone},
+                               {"pid", g.service->handle},
+                               {"address", g.listen},
+                               {"admin", g.admin},
+                               {"restarts", g.service->restarts}});
+  }
+  if (eip_keeper_) {
+    nlohmann::json eips = nlohmann::json::array();
+    for (const ElasticIpSpec& e : stack_.elastic_ips)
+      eips.push_back({{"name", e.name}, {"address", e.address}, {"gateways", e.gateways}});
+    doc["elastic_ips"] = {{"keeper",
+                           {{"pid", eip_keeper_->handle},
+                            {"admin", eip_keeper_->address},
+                            {"config", eip_keeper_->config_path},
+                            {"state_file", (state_dir_ / "eips.json").string()}}},
+                          {"addresses", eips}};
+  }
   if (internal_lb_) {
     doc["internal_lb"] = {{"id", internal_lb_->id},
                           {"pid", internal_lb_->handle},
@@ -1330,6 +1450,13 @@ void Supervisor::print_banner() const {
       if (g.internal) groups += (groups.empty() ? "" : ", ") + g.name;
     out += "  internal " + stack_.internal_lb.listen + " (internal load balancer of " + groups + ", admin " +
            url_for(stack_.internal_lb.admin, "/targets") + ")\n";
+  }
+  for (const ElasticIpSpec& e : stack_.elastic_ips) {
+    std::string may;
+    for (const std::string& g : e.gateways) may += (may.empty() ? "" : ", ") + g;
+    out += "  eip      " + e.name + " " +
+           url_for(e.address + ":" + std::to_string(core::SocketAddress::parse(gw.listen)->port()), "/") +
+           " (held by one of " + may + "; `cumulo eip list --state-dir " + state_dir_.string() + "`)\n";
   }
   out += "  control  " + control_url + " (token in " + (state_dir_ / "api-token").string() + ")\n";
   out += "  state    " + state_dir_.string() + "/ (stack.json, gateway.yaml, logs/)\n";
