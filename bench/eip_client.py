@@ -5,6 +5,7 @@ Load mode, meant to run inside a network namespace against one stable address:
 
   ip netns exec NS /usr/bin/python3 bench/eip_client.py --url http://192.0.2.100:80/ --duration 10 \
       --out run.jsonl [--concurrency 4] [--interval-ms 5] [--timeout 2] [--id-header cumulo-gateway]
+      [--rate REQUESTS_PER_SECOND]
 
 Each of the --concurrency threads sends GET requests one after another, each on a NEW TCP connection
 (Connection: close), pausing --interval-ms between them, so that every request finds out afresh who holds the
@@ -13,6 +14,12 @@ is one JSON line in --out:
 
   {"sent": 1765148400.123456, "done": 1765148400.125012, "thread": 0, "status": 200, "id": "gateway-a web=7"}
   {"sent": 1765148401.004100, "done": 1765148403.004380, "thread": 2, "error": "timeout"}
+
+With --rate R the client runs an open loop instead: one thread starts a request every 1/R seconds on a
+non-blocking socket, however many are still in flight (each record then has "seq" instead of "thread"). A failover
+bench wants this one: in a closed loop all the threads soon wait on the dead holder (a SYN retransmitted after
+1 s, a stopped server's silence until --timeout) and send nothing meanwhile, so the gap comes out rounded up to
+those timers rather than to when the address moved.
 
 sent is the wall clock (time.time()) just before connect(), done when the response was complete or the request
 failed. id is the value of the --id-header header, or the first line of the body when the header is absent (so a
@@ -36,6 +43,8 @@ seen on its new holder. Requests are attributed to the last event at or before t
   failed after move    failed requests sent from MOVED_AT on (before the next event): must be 0 for a correct
                        system, once the address has moved every new connection should reach the new holder
   in flight            requests sent before TIME that failed after it (connections the fault cut)
+  slowest ok           the longest successful request sent from TIME on (before the next event): a request that
+                       waited for the move (a retransmitted SYN) succeeds late rather than fails
 
 Overlap check: successful responses ordered by finish time. When ids carry a term (a last token NAME=NUMBER,
 as in "gateway-a web=7"), a response whose term is lower than the highest term already seen is an overlap, and so
@@ -52,7 +61,10 @@ import bisect
 import errno
 import json
 import math
+import os
 import re
+import resource
+import selectors
 import signal
 import socket
 import sys
@@ -168,6 +180,107 @@ def one_request(addr, port, request, timeout, id_header, thread):
     return rec
 
 
+class OpenLoop:
+    """--rate: a new request every 1/rate seconds whatever the ones before it are doing, all in one thread on
+    non-blocking sockets. In a closed loop every thread ends up waiting on the dead holder (a SYN retransmitted
+    after 1 s, a stopped server's silence until --timeout), and nothing is sent until one of them gives up, so
+    the measured gap is rounded up to those timers; an open loop keeps sending, and the first request that finds
+    the new holder ends the gap."""
+
+    def __init__(self, addr, port, request, timeout, id_header, emit):
+        self.addr, self.port, self.request = addr, port, request
+        self.timeout, self.id_header, self.emit = timeout, id_header, emit
+        self.sel = selectors.DefaultSelector()
+        self.inflight = {}  # socket -> state dict
+        self.seq = 0
+
+    def start(self):
+        rec = {"sent": None, "done": None, "seq": self.seq}
+        self.seq += 1
+        sock = socket.socket(socket.AF_INET6 if ":" in self.addr else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        rec["sent"] = round(time.time(), 6)
+        st = {"rec": rec, "deadline": time.monotonic() + self.timeout, "connected": False, "data": b"",
+              "out": self.request}
+        err = sock.connect_ex((self.addr, self.port))
+        if err not in (0, errno.EINPROGRESS):
+            self.finish(sock, st, OSError(err, os.strerror(err)), registered=False)
+            return
+        self.inflight[sock] = st
+        self.sel.register(sock, selectors.EVENT_WRITE, st)
+
+    def finish(self, sock, st, exc=None, registered=True):
+        rec = st["rec"]
+        if exc is None:
+            try:
+                rec["status"], rec["id"] = parse_response(st["data"], self.id_header)
+            except ValueError:
+                rec["error"] = "closed" if b"\r\n\r\n" not in st["data"] else "bad-response"
+        elif isinstance(exc, socket.timeout):
+            try:
+                rec["status"], rec["id"] = parse_response(st["data"], self.id_header)
+            except ValueError:
+                rec["error"] = classify(exc, st["connected"])
+        else:
+            rec["error"] = classify(exc, st["connected"])
+        if registered:
+            self.sel.unregister(sock)
+            del self.inflight[sock]
+        sock.close()
+        rec["done"] = round(time.time(), 6)
+        self.emit(rec)
+
+    def on_event(self, sock, st):
+        try:
+            if not st["connected"]:
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    raise OSError(err, os.strerror(err))
+                st["connected"] = True
+                st["rec"]["connected"] = round(time.time(), 6)
+            if st["out"]:
+                st["out"] = st["out"][sock.send(st["out"]):]
+                if not st["out"]:
+                    self.sel.modify(sock, selectors.EVENT_READ, st)
+                return
+            chunk = sock.recv(65536)
+            if chunk:
+                st["data"] += chunk
+                if len(st["data"]) > 1 << 20:
+                    self.finish(sock, st, ValueError("response over 1 MiB"))
+                return
+            self.finish(sock, st)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.finish(sock, st, exc)
+
+    def run(self, rate, stop, end):
+        period = 1.0 / rate
+        next_start = time.monotonic()
+        while True:
+            now = time.monotonic()
+            sending = not stop.is_set() and now < end
+            if sending:
+                if now - next_start > 1.0:  # far behind (the machine stalled): do not burst to catch up
+                    next_start = now
+                while next_start <= now:
+                    self.start()
+                    next_start += period
+            elif not self.inflight:
+                return
+            for sock, st in list(self.inflight.items()):
+                if now >= st["deadline"]:
+                    self.finish(sock, st, socket.timeout())
+            wake = [st["deadline"] for st in self.inflight.values()]
+            if sending:
+                wake.append(next_start)
+            wait = max(0.0, min(wake) - time.monotonic()) if wake else 0.05
+            for key, _ in self.sel.select(min(wait, 0.05)):
+                if key.fileobj in self.inflight:
+                    self.on_event(key.fileobj, key.data)
+
+
 def run_load(args):
     addr, port, path, host_header = parse_url(args.url)
     request = (f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: eip_client\r\n"
@@ -195,10 +308,24 @@ def run_load(args):
             if pause > 0:
                 stop.wait(pause)
 
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(args.concurrency)]
+    end = time.monotonic() + args.duration if args.duration else math.inf
+    if args.rate:
+        # Up to rate x timeout sockets are open at once while the holder is silent.
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+        def emit(rec):
+            key = rec.get("error") or str(rec.get("status"))
+            with lock:
+                out.write(json.dumps(rec, separators=(",", ":")) + "\n")
+                counts[key] = counts.get(key, 0) + 1
+
+        loop = OpenLoop(addr, port, request, args.timeout, args.id_header, emit)
+        threads = [threading.Thread(target=loop.run, args=(args.rate, stop, end), daemon=True)]
+    else:
+        threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(args.concurrency)]
     for t in threads:
         t.start()
-    end = time.monotonic() + args.duration if args.duration else math.inf
     while not stop.is_set():
         left = end - time.monotonic()
         if left <= 0:
@@ -363,6 +490,7 @@ def analyze(recs, faults):
             "failed_before_move": None if moved is None else sum(1 for r in bad if r["sent"] < moved),
             "failed_after_move": None if moved is None else sum(1 for r in bad if r["sent"] >= moved),
             "failed_in_flight": len(in_flight),
+            "slowest_ok": max((round(r["done"] - r["sent"], 6) for r in oks), default=None),
             "failures": count_by(bad + in_flight, failure_kind),
             "last_failure_sent": max((r["sent"] for r in bad), default=None),
             "overlaps": sum(1 for o in overlaps if t <= o["done"] < nxt),
@@ -396,13 +524,13 @@ def fmt_counts(d):
 
 def print_table(s, out=sys.stdout):
     rows = [("#", "time (UTC)", "kind", "moved after", "gap", "failed before move", "failed after move", "in flight",
-             "first ok from", "failures")]
+             "slowest ok", "first ok from", "failures")]
     for i, f in enumerate(s["faults"], 1):
         rows.append((str(i), fmt_time(f["time"]), f["kind"], fmt_s(f["moved_after"]),
                      fmt_s(f["gap"]) if f["gap"] is not None else "no success",
                      "-" if f["failed_before_move"] is None else str(f["failed_before_move"]),
                      "-" if f["failed_after_move"] is None else str(f["failed_after_move"]), str(f["failed_in_flight"]),
-                     f["first_ok_id"] or "-", fmt_counts(f["failures"])))
+                     fmt_s(f["slowest_ok"]), f["first_ok_id"] or "-", fmt_counts(f["failures"])))
     if len(rows) > 1:
         widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
         for r in rows:
@@ -440,6 +568,9 @@ def main(argv=None):
     p.add_argument("--duration", type=float, default=0, help="seconds to run (default: until SIGTERM/SIGINT)")
     p.add_argument("--concurrency", type=int, default=4, help="threads, each one request at a time (4)")
     p.add_argument("--interval-ms", type=float, default=5, help="pause between a thread's requests (5)")
+    p.add_argument("--rate", type=float, default=0,
+                   help="open loop: start a request every 1/RATE s, whatever is in flight (one thread; "
+                   "--concurrency and --interval-ms are then unused)")
     p.add_argument("--timeout", type=float, default=2, help="seconds a request may take in all (2)")
     p.add_argument("--id-header", default="cumulo-gateway", help="response header naming the holder (cumulo-gateway)")
     p.add_argument("--out", help="JSON lines file, one line per request")
@@ -451,8 +582,8 @@ def main(argv=None):
         return run_analyze(args)
     if not args.url or not args.out:
         p.error("load mode needs --url and --out (or --analyze FILE)")
-    if args.concurrency < 1 or args.timeout <= 0 or args.interval_ms < 0 or args.duration < 0:
-        p.error("--concurrency >= 1, --timeout > 0, --interval-ms >= 0, --duration >= 0")
+    if args.concurrency < 1 or args.timeout <= 0 or args.interval_ms < 0 or args.duration < 0 or args.rate < 0:
+        p.error("--concurrency >= 1, --timeout > 0, --interval-ms >= 0, --duration >= 0, --rate >= 0")
     return run_load(args)
 
 

@@ -66,6 +66,7 @@ class KillWithTerms(unittest.TestCase):
         self.assertEqual(f["first_ok_id"], "gateway-b web=8")
         self.assertEqual(f["failures"], {"refused": 50, "reset": 1, "timeout": 1})
         self.assertEqual(f["overlaps"], 2)
+        self.assertAlmostEqual(f["slowest_ok"], 0.02, places=6)
 
     def test_overlaps(self):
         s = self.s
@@ -183,7 +184,7 @@ class Responses(unittest.TestCase):
 
 
 class Live(unittest.TestCase):
-    """A second of real load on loopback: a server naming itself, then the same port closed."""
+    """Real load on loopback: a server naming itself (closed loop, then open loop), then the port closed."""
 
     def test_load_then_refused(self):
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -208,6 +209,10 @@ class Live(unittest.TestCase):
             cmd = [sys.executable, os.path.join(HERE, "eip_client.py"), "--url", f"http://127.0.0.1:{port}/x",
                    "--duration", "0.5", "--concurrency", "2", "--out", out]
             subprocess.run(cmd, check=True, capture_output=True)
+            opened = cmd[:-2] + ["--rate", "100", "--out", os.path.join(d, "r.jsonl")]
+            opened[opened.index("--duration") + 1] = "0.3"
+            subprocess.run(opened, check=True, capture_output=True)
+            r = eip_client.load_records(opened[-1])
             srv.shutdown()
             srv.server_close()
             cmd[-1] = os.path.join(d, "b.jsonl")
@@ -220,6 +225,10 @@ class Live(unittest.TestCase):
         self.assertEqual({r["thread"] for r in a}, {0, 1})
         self.assertTrue(all(r["sent"] <= r["done"] for r in a))
         self.assertTrue(b and all(r.get("error") == "refused" for r in b))
+        # the open loop: one request every 10 ms, numbered, whatever the others do
+        self.assertTrue(25 <= len(r) <= 35, len(r))
+        self.assertEqual(sorted(x["seq"] for x in r), list(range(len(r))))
+        self.assertTrue(all(x.get("status") == 200 and x["id"] == "gateway-t web=1" for x in r))
 
 
 if __name__ == "__main__":
