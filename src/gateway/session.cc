@@ -9,6 +9,7 @@
 
 #include "cache/policy.h"
 #include "core/log.h"
+#include "gateway/internal/identity.h"
 #include "health/health.h"
 #include "http/wire/field_lists.h"
 
@@ -131,7 +132,7 @@ Session::Session(Worker& w, Upstreams& upstreams, SessionClock& clock,
   limits.max_head_bytes = w.snapshot()->config->limits.max_header_bytes;
   client_.parser = http::RequestParser(limits);
   // Room for the headers the gateway adds to a response of the largest size.
-  limits.max_head_bytes = core::Buffer::kCapacity - 512;
+  limits.max_head_bytes = core::Buffer::kCapacity - 512 - kMaxIdentityFieldBytes;
   exchange_.parser = http::ResponseParser(limits);
 }
 
@@ -367,7 +368,9 @@ bool Session::answered_before_routing(const http::RequestHead& req) {
     consume_head();
     client_.out.append("HTTP/1.1 308 Permanent Redirect\r\nLocation: ");
     client_.out.append(location);
-    client_.out.append("\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    client_.out.append("\r\nContent-Length: 0\r\nConnection: close\r\n");
+    client_.out.append(w_.identity_field());
+    client_.out.append("\r\n");
     status_ = 308;
     log_access(308);
     phase_ = Phase::kClosing;
@@ -461,9 +464,11 @@ bool Session::write_response_head(const http::ResponseHead& resp) {
     const http::Header& h = resp.headers[i];
     if (hop_by_hop_kept_framing(h.name)) continue;
     if (dropped_by_connection(resp, h.name)) continue;
+    if (http::iequals(h.name, kIdentityFieldName)) continue;  // a gateway behind this one: not who answered
     hw.header(h.name, h.value);
   }
   hw.header("Via", kVia);
+  hw.put(w_.identity_field());
   if (cache_.mode != CacheMode::kOff) hw.put("X-Cache: MISS\r\n");
   if (client_.close_after) {
     hw.put("Connection: close\r\n");
@@ -552,7 +557,8 @@ void Session::respond_error(int status, std::string_view detail) {
       "HTTP/1.1 " + std::to_string(status) + " " + std::string(http::reason_phrase(status)) +
       "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " + std::to_string(body.size()) +
       "\r\nConnection: close\r\nX-Request-Id: " +
-      (request_id_len_ ? std::string(request_id()) : std::string("-")) + "\r\nVia: 1.1 cumulo\r\n\r\n";
+      (request_id_len_ ? std::string(request_id()) : std::string("-")) + "\r\nVia: 1.1 cumulo\r\n" +
+      std::string(w_.identity_field()) + "\r\n";
   client_.out.clear();
   client_.out.append(head);
   client_.out.append(body);

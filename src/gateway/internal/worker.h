@@ -128,6 +128,9 @@ class Worker final : public Upstreams {
   // Tests: how the cache's requests are sent (the worker's http::Client otherwise).
   void set_fetch_sender(decltype(FetchPort::send) send) { fetch_port_.send = std::move(send); }
   bool draining() const { return draining_; }
+  // The cumulo-gateway field line (identity.h) every response to a client carries; "" for none.
+  std::string_view identity_field() const { return identity_field_ ? *identity_field_ : std::string_view(); }
+  void set_identity_field(std::shared_ptr<const std::string> field) { identity_field_ = std::move(field); }
 
   void adopt_client(int fd, const ListenerRuntime& listener);
   // Owns the session from now on (until session_closed) and starts it; adopt_client and tests make them.
@@ -164,6 +167,8 @@ class Worker final : public Upstreams {
   FetchPort fetch_port_;
   std::unique_ptr<http::Client> fetch_client_;
   bool draining_ = false;
+  // Posted by the control thread when server_id or a lease changes; shared, immutable, read per response.
+  std::shared_ptr<const std::string> identity_field_;
   uint64_t request_counter_ = 0;
   std::string request_id_prefix_;
   friend class Session;

@@ -12,6 +12,7 @@
 
 #include "cache/store.h"
 #include "core/metrics.h"
+#include "gateway/internal/identity.h"
 #include "gateway/internal/worker.h"
 #include "support/fake_upstream.h"
 
@@ -513,6 +514,75 @@ TEST_F(SessionTest, StaleWhileRevalidateRefreshesThroughTheTargetsAndStoresThePa
   EXPECT_EQ(got.find("Transfer-Encoding"), std::string::npos) << got;
   EXPECT_NE(got.find("\r\n\r\nworld!"), std::string::npos) << got;
   EXPECT_EQ(upstreams_.connections.size(), 1u);  // the third request never reached the target
+}
+
+// ---- who answered: the cumulo-gateway field ----
+
+class SessionIdentityTest : public SessionTest {
+ protected:
+  void identify(std::string_view server_id, const Leases& leases) {
+    worker_->set_identity_field(
+        std::make_shared<const std::string>(render_identity_field(server_id, leases)));
+  }
+  static std::string head_of(std::string_view response) {
+    return std::string(response.substr(0, response.find("\r\n\r\n") + 2));
+  }
+};
+
+TEST_F(SessionIdentityTest, ProxiedAnswersCarryTheFieldAndATargetsOwnIsDropped) {
+  build({.targets = 1});
+  identify("gateway-a", {{"web", 7}, {"api", 3}});
+  client_sends(kGet);
+  conn(0).accept();
+  // A gateway behind this one names itself too: the client must see only the gateway that answered it.
+  conn(0).reply("HTTP/1.1 200 OK\r\ncumulo-gateway: inner-b\r\nContent-Length: 2\r\n\r\nok");
+  std::string head = head_of(take_received());
+  EXPECT_EQ(count(head, "cumulo-gateway:"), 1) << head;
+  EXPECT_NE(head.find("\r\ncumulo-gateway: gateway-a api=3 web=7\r\n"), std::string::npos) << head;
+
+  identify("gateway-a", {});  // a lease deleted: the next response says so
+  client_sends(kGet);
+  conn(0).reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  std::string got = take_received();
+  head = head_of(got);
+  EXPECT_NE(head.find("\r\ncumulo-gateway: gateway-a\r\n"), std::string::npos) << got;
+}
+
+TEST_F(SessionIdentityTest, NoServerIdNoField) {
+  build({});
+  client_sends(kGet);
+  conn(0).accept();
+  conn(0).reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  EXPECT_EQ(take_received().find("cumulo-gateway"), std::string::npos);
+}
+
+TEST_F(SessionIdentityTest, GatewaysOwnErrorsCarryTheField) {
+  build({.targets = 0});
+  identify("gateway-a", {{"web", 2}});
+  client_sends(kGet);  // no target at all: 503
+  std::string got = take_received();
+  EXPECT_EQ(got.rfind("HTTP/1.1 503 ", 0), 0u) << got;
+  EXPECT_NE(head_of(got).find("\r\ncumulo-gateway: gateway-a web=2\r\n"), std::string::npos) << got;
+}
+
+TEST_F(SessionIdentityTest, CachedObjectsAreStoredWithoutItAndServedWithTheCurrentOne) {
+  build({.cache = true});
+  identify("gateway-a", {{"web", 1}});
+  client_sends(kGet);
+  conn(0).accept();
+  conn(0).reply(
+      "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\ncumulo-gateway: inner-b\r\nContent-Length: "
+      "5\r\n\r\nhello");
+  std::string first = head_of(take_received());
+  EXPECT_NE(first.find("\r\ncumulo-gateway: gateway-a web=1\r\n"), std::string::npos) << first;
+  EXPECT_EQ(count(first, "cumulo-gateway"), 1) << first;
+
+  identify("gateway-b", {{"web", 2}});  // as if another gateway (or this one after a lease move) served it
+  client_sends(kGet);
+  std::string second = head_of(take_received());
+  EXPECT_NE(second.find("X-Cache: HIT\r\n"), std::string::npos) << second;
+  EXPECT_NE(second.find("\r\ncumulo-gateway: gateway-b web=2\r\n"), std::string::npos) << second;
+  EXPECT_EQ(count(second, "cumulo-gateway"), 1) << second;
 }
 
 }  // namespace
