@@ -62,6 +62,10 @@ Admin::Admin(Control& control, core::EventLoop& loop, const core::SocketAddress&
 
 Admin::~Admin() = default;
 
+nlohmann::json Admin::drain_json() const {
+  return json{{"draining", control_.client_drain()}, {"client_connections", control_.client_connections()}};
+}
+
 nlohmann::json Admin::eips_json() const {
   json eips = json::object();
   for (const auto& [name, term] : control_.leases()) eips[name] = term;
@@ -135,6 +139,17 @@ void Admin::handle(http::Request& req, http::Responder respond) {
       std::string err;
       if (!control_.reload(&err)) return respond(error(400, err));
       return respond(http::Response::json(200, json{{"reloaded", control_.config().source}}.dump() + "\n"));
+    }
+    if (req.path == "/drain" && m == "GET")
+      return respond(http::Response::json(200, drain_json().dump() + "\n"));
+    if (req.path == "/drain" && m == "POST") {
+      json body = json::parse(req.body);
+      if (!body.is_object() || !body.contains("on") || !body["on"].is_boolean())
+        return respond(error(400, "expected {\"on\": true} or {\"on\": false}"));
+      control_.set_client_drain(body["on"].get<bool>(), [this, respond] {
+        respond(http::Response::json(200, drain_json().dump() + "\n"));
+      });
+      return;
     }
     if (!parts.empty() && parts[0] == "eips") {
       if (req.path == "/eips" && m == "GET")

@@ -215,6 +215,14 @@ std::string Control::remove_lease(const std::string& name, std::function<void()>
   return {};
 }
 
+void Control::set_client_drain(bool on, std::function<void()> done) {
+  if (on != client_drain_)
+    core::log_info("gateway", on ? "draining client connections (still accepting)" : "client drain ended",
+                   {{"connections", client_connections()}});
+  client_drain_ = on;
+  on_every_worker([on](Worker& w) { w.set_draining(on); }, std::move(done));
+}
+
 std::shared_ptr<const Snapshot> Control::build_snapshot() const {
   auto snap = std::make_shared<Snapshot>();
   snap->config = config_;
@@ -364,6 +372,8 @@ int Control::run() {
     shared_.active_connections = &reg.gauge("cumulo_gateway_client_connections", "Open client connections");
     shared_.accepted =
         &reg.counter("cumulo_gateway_client_connections_accepted_total", "Client connections accepted");
+    reg.gauge_fn("cumulo_gateway_draining", "1 while client connections drain (POST /drain or a stop)", {},
+                 [this] { return client_drain() ? 1.0 : 0.0; });
     for (int i = 0; i < workers; ++i)
       workers_.push_back(std::make_unique<Worker>(i, shared_, loops_->loop(static_cast<size_t>(i))));
 
@@ -412,6 +422,7 @@ int Control::run() {
     reload(&error);
   };
   life_.begin_drain = [this] {
+    stopping_ = true;
     core::log_info("gateway", "draining client connections",
                    {{"connections", static_cast<int64_t>(shared_.sessions.load())}});
     for (auto& w : workers_) {

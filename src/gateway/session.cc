@@ -159,7 +159,10 @@ void Session::on_upstream_io() {
 
 void Session::drain() {
   client_.keep_alive = false;
-  if (phase_ == Phase::kHead && client_.in.empty()) close();
+  if (phase_ == Phase::kHead && client_.in.empty()) {
+    client_.transport->shutdown_write();  // TLS: close_notify first, so the client sees a clean end
+    close();
+  }
 }
 
 void Session::cut_if_using(const Target* t) {

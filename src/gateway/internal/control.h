@@ -47,6 +47,11 @@ class Control {
   std::string set_lease(const std::string& name, int64_t term, std::function<void()> done);
   std::string remove_lease(const std::string& name, std::function<void()> done);
   const Leases& leases() const { return leases_; }
+  // Draining without stopping (Worker::set_draining), for an elastic IP moving away; `done` once every worker
+  // applied it. A stop (SIGTERM) drains for good whatever this says.
+  void set_client_drain(bool on, std::function<void()> done);
+  bool client_drain() const { return client_drain_ || stopping_; }
+  int64_t client_connections() const { return shared_.sessions.load(std::memory_order_relaxed); }
 
   const GatewayConfig& config() const { return *config_; }
   cache::Store& cache() { return *cache_; }
@@ -79,6 +84,8 @@ class Control {
   std::vector<Draining> draining_;
   Leases leases_;
   std::shared_ptr<const std::string> identity_field_;  // rendered from config_->server_id and leases_
+  bool client_drain_ = false;                          // POST /drain
+  bool stopping_ = false;                              // SIGTERM/SIGINT: draining until the process ends
   std::shared_ptr<const Snapshot> current_;
   std::shared_ptr<cache::Store> cache_;  // one for the process: reloads keep what it holds
   WorkerShared shared_;

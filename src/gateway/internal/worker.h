@@ -87,7 +87,7 @@ class Acceptor final : public core::IoHandler {
 };
 
 struct WorkerShared {
-  std::atomic<int64_t> sessions{0};
+  std::atomic<int64_t> sessions{0};  // open client connections of every worker: +1 on accept, -1 on close
   core::Gauge* active_connections = nullptr;
   core::Counter* accepted = nullptr;
 };
@@ -113,7 +113,12 @@ class Worker final : public Upstreams {
   // Loop thread only, below.
   const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
   void set_snapshot(std::shared_ptr<const Snapshot> s) { snapshot_ = std::move(s); }
-  void begin_drain();                     // stop accepting; sessions close after their current response
+  // Stopping (SIGTERM): the listeners close, then set_draining(true) for good.
+  void begin_drain();
+  // Draining without stopping (admin POST /drain): each connection closes after its current response (which
+  // says Connection: close), idle keep-alive ones at once; new connections are still accepted, each for one
+  // response. Off: keep-alive again, unless the worker is stopping.
+  void set_draining(bool on);
   void cut_requests_to(const Target* t);  // a drain timeout passed: requests still on t end now
   // stale-while-revalidate (RFC 5861): fetch the key again without a client waiting; one refresh per key at
   // once.
@@ -167,6 +172,7 @@ class Worker final : public Upstreams {
   FetchPort fetch_port_;
   std::unique_ptr<http::Client> fetch_client_;
   bool draining_ = false;
+  bool stopping_ = false;  // begin_drain: the listeners are closed and draining stays on
   // Posted by the control thread when server_id or a lease changes; shared, immutable, read per response.
   std::shared_ptr<const std::string> identity_field_;
   uint64_t request_counter_ = 0;

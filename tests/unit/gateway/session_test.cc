@@ -516,7 +516,7 @@ TEST_F(SessionTest, StaleWhileRevalidateRefreshesThroughTheTargetsAndStoresThePa
   EXPECT_EQ(upstreams_.connections.size(), 1u);  // the third request never reached the target
 }
 
-// ---- who answered: the cumulo-gateway field ----
+// ---- who answered (cumulo-gateway), draining without stopping ----
 
 class SessionIdentityTest : public SessionTest {
  protected:
@@ -527,6 +527,7 @@ class SessionIdentityTest : public SessionTest {
   static std::string head_of(std::string_view response) {
     return std::string(response.substr(0, response.find("\r\n\r\n") + 2));
   }
+  int64_t sessions() const { return shared_.sessions.load(); }
 };
 
 TEST_F(SessionIdentityTest, ProxiedAnswersCarryTheFieldAndATargetsOwnIsDropped) {
@@ -583,6 +584,57 @@ TEST_F(SessionIdentityTest, CachedObjectsAreStoredWithoutItAndServedWithTheCurre
   EXPECT_NE(second.find("X-Cache: HIT\r\n"), std::string::npos) << second;
   EXPECT_NE(second.find("\r\ncumulo-gateway: gateway-b web=2\r\n"), std::string::npos) << second;
   EXPECT_EQ(count(second, "cumulo-gateway"), 1) << second;
+}
+
+TEST_F(SessionIdentityTest, DrainClosesIdleConnectionsAtOnceAndServesNewOnesOnce) {
+  build({.targets = 1});
+  client_sends(kGet);
+  conn(0).accept();
+  conn(0).reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  EXPECT_EQ(take_received().find("Connection: close"), std::string::npos);
+  EXPECT_EQ(sessions(), 1);  // idle between requests
+  worker_->set_draining(true);
+  EXPECT_EQ(sessions(), 0);
+  EXPECT_TRUE(client_->write_shut);
+
+  client_ = std::make_shared<fakes::FakeClientTransport::Wire>();
+  auto session = std::make_unique<Session>(*worker_, upstreams_, clock_,
+                                           std::make_unique<fakes::FakeClientTransport>(client_), listener_,
+                                           *core::SocketAddress::parse("192.0.2.7:50001"));
+  session_ = session.get();
+  worker_->add_session(std::move(session));  // accepted while draining: served, once
+  client_sends(kGet);
+  conn(0).reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  std::string got = take_received();
+  EXPECT_EQ(got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << got;
+  EXPECT_NE(got.find("Connection: close\r\n"), std::string::npos) << got;
+  EXPECT_TRUE(client_->write_shut);
+}
+
+TEST_F(SessionIdentityTest, DrainClosesAfterTheCurrentResponseAndOffRestoresKeepAlive) {
+  build({});
+  client_sends(kGet);
+  conn(0).accept();
+  worker_->set_draining(true);  // a request in flight: its response is the connection's last
+  EXPECT_EQ(sessions(), 1);
+  conn(0).reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  std::string got = take_received();
+  EXPECT_NE(head_of(got).find("Connection: close\r\n"), std::string::npos) << got;
+  EXPECT_TRUE(client_->write_shut);
+
+  worker_->set_draining(false);
+  client_ = std::make_shared<fakes::FakeClientTransport::Wire>();
+  auto session = std::make_unique<Session>(*worker_, upstreams_, clock_,
+                                           std::make_unique<fakes::FakeClientTransport>(client_), listener_,
+                                           *core::SocketAddress::parse("192.0.2.7:50001"));
+  session_ = session.get();
+  worker_->add_session(std::move(session));
+  client_sends(kGet);
+  conn(1).accept();
+  conn(1).reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  got = take_received();
+  EXPECT_EQ(got.find("Connection: close"), std::string::npos) << got;
+  EXPECT_FALSE(client_->write_shut);
 }
 
 }  // namespace
