@@ -372,6 +372,12 @@ int Control::run() {
     shared_.active_connections = &reg.gauge("cumulo_gateway_client_connections", "Open client connections");
     shared_.accepted =
         &reg.counter("cumulo_gateway_client_connections_accepted_total", "Client connections accepted");
+    const char* const kMonitorHelp =
+        "Requests for monitor_uri answered by the gateway itself, by status class";
+    shared_.monitor_answers[0] =
+        &reg.counter("cumulo_gateway_monitor_requests_total", kMonitorHelp, {{"code", "2xx"}});
+    shared_.monitor_answers[1] =
+        &reg.counter("cumulo_gateway_monitor_requests_total", kMonitorHelp, {{"code", "5xx"}});
     reg.gauge_fn("cumulo_gateway_draining", "1 while client connections drain (POST /drain or a stop)", {},
                  [this] { return client_drain() ? 1.0 : 0.0; });
     for (int i = 0; i < workers; ++i)

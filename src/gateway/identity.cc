@@ -22,6 +22,15 @@ bool valid_lease_name(std::string_view name) {
   return true;
 }
 
+bool valid_monitor_uri(std::string_view path) {
+  if (path.empty() || path[0] != '/') return false;
+  for (char c : path) {
+    auto u = static_cast<unsigned char>(c);
+    if (u <= ' ' || u == 0x7f || c == '?' || c == '#') return false;
+  }
+  return true;
+}
+
 std::string render_identity_field(std::string_view server_id, const Leases& leases) {
   if (server_id.empty()) return {};
   std::string field;

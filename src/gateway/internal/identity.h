@@ -32,6 +32,9 @@ using Leases = std::map<std::string, int64_t, std::less<>>;
 bool valid_server_id(std::string_view id);
 // Letters, digits, '-', '_'; 1 to kMaxLeaseNameBytes ('=' and spaces would make the field ambiguous).
 bool valid_lease_name(std::string_view name);
+// A path starting with '/', without '?', '#', spaces or control characters (it is compared with the request's
+// path, which has none of them).
+bool valid_monitor_uri(std::string_view path);
 
 // "cumulo-gateway: SERVER_ID NAME=TERM NAME=TERM\r\n" (leases by name), or "" when server_id is empty: no
 // field at all.

@@ -101,6 +101,7 @@ class Session final : public core::IoHandler {
   void reset_for_request(const http::RequestHead& req);
   void take_request_id(const http::RequestHead& req);
   void open_access_log(const http::RequestHead& req);
+  bool answered_as_monitor(const http::RequestHead& req);
   bool answered_before_routing(const http::RequestHead& req);
   bool write_upstream_head(const http::RequestHead& req);
   bool write_response_head(const http::ResponseHead& resp);

@@ -90,6 +90,7 @@ struct WorkerShared {
   std::atomic<int64_t> sessions{0};  // open client connections of every worker: +1 on accept, -1 on close
   core::Gauge* active_connections = nullptr;
   core::Counter* accepted = nullptr;
+  core::Counter* monitor_answers[2] = {};  // monitor_uri answered 200 (ok), 503 (draining)
 };
 
 // A GET the cache makes itself (a background revalidation, a slice) for the client's request `rq`: its
@@ -117,7 +118,7 @@ class Worker final : public Upstreams {
   void begin_drain();
   // Draining without stopping (admin POST /drain): each connection closes after its current response (which
   // says Connection: close), idle keep-alive ones at once; new connections are still accepted, each for one
-  // response. Off: keep-alive again, unless the worker is stopping.
+  // response, and monitor_uri answers 503. Off: keep-alive again, unless the worker is stopping.
   void set_draining(bool on);
   void cut_requests_to(const Target* t);  // a drain timeout passed: requests still on t end now
   // stale-while-revalidate (RFC 5861): fetch the key again without a client waiting; one refresh per key at
@@ -136,6 +137,9 @@ class Worker final : public Upstreams {
   // The cumulo-gateway field line (identity.h) every response to a client carries; "" for none.
   std::string_view identity_field() const { return identity_field_ ? *identity_field_ : std::string_view(); }
   void set_identity_field(std::shared_ptr<const std::string> field) { identity_field_ = std::move(field); }
+  void count_monitor_answer(bool draining) {
+    if (core::Counter* c = shared_.monitor_answers[draining ? 1 : 0]) c->inc();
+  }
 
   void adopt_client(int fd, const ListenerRuntime& listener);
   // Owns the session from now on (until session_closed) and starts it; adopt_client and tests make them.

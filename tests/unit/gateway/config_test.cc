@@ -151,11 +151,14 @@ TEST_F(GatewayConfigTest, CacheDiskTier) {
       std::string::npos);
 }
 
-TEST_F(GatewayConfigTest, ServerId) {
+TEST_F(GatewayConfigTest, ServerIdAndMonitorUri) {
   GatewayConfig c = parse_gateway_config(write(kValid));
   EXPECT_EQ(c.server_id, "");
-  c = parse_gateway_config(write("server_id: gw-a.eu_1\n" + std::string(kValid)));
+  EXPECT_EQ(c.monitor_uri, "");
+  c = parse_gateway_config(
+      write("server_id: gw-a.eu_1\nmonitor_uri: /_gateway/alive\n" + std::string(kValid)));
   EXPECT_EQ(c.server_id, "gw-a.eu_1");
+  EXPECT_EQ(c.monitor_uri, "/_gateway/alive");
   c = parse_gateway_config(write("server_id: " + std::string(64, 'g') + "\n" + std::string(kValid)));
   EXPECT_EQ(c.server_id.size(), 64u);
 
@@ -168,6 +171,9 @@ TEST_F(GatewayConfigTest, ServerId) {
   refused("server_id: \"gw a\"", "letters, digits");
   refused("server_id: \"gw=a\"", "letters, digits");
   refused("server_id: " + std::string(65, 'g'), "at most 64");
+  refused("monitor_uri: alive", "starting with '/'");
+  refused("monitor_uri: \"/alive?x=1\"", "no query");
+  refused("monitor_uri: \"\"", "starting with '/'");
   refused("server_ids: gw-a", "server_ids");
 }
 

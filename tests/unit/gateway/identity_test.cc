@@ -52,5 +52,12 @@ TEST(IdentityNames, LeaseNames) {
     EXPECT_FALSE(valid_lease_name(bad)) << bad;
 }
 
+TEST(IdentityNames, MonitorUris) {
+  EXPECT_TRUE(valid_monitor_uri("/"));
+  EXPECT_TRUE(valid_monitor_uri("/_gateway/alive"));
+  for (const char* bad : {"", "alive", "/alive?x=1", "/a#b", "/a b", "/a\t", "/a\x7f"})
+    EXPECT_FALSE(valid_monitor_uri(bad)) << bad;
+}
+
 }  // namespace
 }  // namespace cumulo::gateway

@@ -29,12 +29,14 @@ struct Scenario {
   bool cache = false;
   milliseconds connect{2000};
   milliseconds first_byte{5000};
+  std::string monitor_uri = "";
 };
 
 class SessionTest : public ::testing::Test {
  protected:
   void build(const Scenario& s) {
     auto config = std::make_shared<GatewayConfig>();
+    config->monitor_uri = s.monitor_uri;
     auto group = std::make_shared<TargetGroup>();
     group->config.name = "web";
     group->config.retries.attempts = s.attempts;
@@ -516,7 +518,7 @@ TEST_F(SessionTest, StaleWhileRevalidateRefreshesThroughTheTargetsAndStoresThePa
   EXPECT_EQ(upstreams_.connections.size(), 1u);  // the third request never reached the target
 }
 
-// ---- who answered (cumulo-gateway), draining without stopping ----
+// ---- who answered (cumulo-gateway), monitor_uri, draining without stopping ----
 
 class SessionIdentityTest : public SessionTest {
  protected:
@@ -584,6 +586,54 @@ TEST_F(SessionIdentityTest, CachedObjectsAreStoredWithoutItAndServedWithTheCurre
   EXPECT_NE(second.find("X-Cache: HIT\r\n"), std::string::npos) << second;
   EXPECT_NE(second.find("\r\ncumulo-gateway: gateway-b web=2\r\n"), std::string::npos) << second;
   EXPECT_EQ(count(second, "cumulo-gateway"), 1) << second;
+}
+
+TEST_F(SessionIdentityTest, MonitorUriIsAnsweredWithoutATargetAndKeepsTheConnection) {
+  build({.targets = 1, .monitor_uri = "/_gw/alive"});
+  identify("gateway-a", {});
+  client_sends("GET /_gw/alive?from=keeper HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string got = take_received();
+  EXPECT_EQ(got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << got;
+  EXPECT_NE(got.find("\r\ncumulo-gateway: gateway-a\r\n"), std::string::npos) << got;
+  EXPECT_NE(got.find("Content-Length: 3\r\n"), std::string::npos) << got;
+  EXPECT_EQ(got.substr(got.size() - 7), "\r\n\r\nok\n") << got;
+  EXPECT_EQ(got.find("Connection: close"), std::string::npos) << got;
+  EXPECT_TRUE(upstreams_.connections.empty());  // never routed
+  EXPECT_EQ(registry_.counter("route_responses", "", {{"code", "2"}}).value(), 0u);
+  EXPECT_FALSE(client_->write_shut);
+
+  // The connection goes on: a pipelined HEAD of it and a routed request behind it.
+  client_sends("HEAD /_gw/alive HTTP/1.1\r\nHost: x\r\n\r\n" + std::string(kGet));
+  got = take_received();
+  EXPECT_EQ(got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << got;
+  EXPECT_EQ(got.substr(got.size() - 4), "\r\n\r\n") << got;  // HEAD: no body
+  ASSERT_EQ(upstreams_.connections.size(), 1u);
+  conn(0).accept();
+  conn(0).reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  EXPECT_EQ(take_received().rfind("HTTP/1.1 200 OK\r\n", 0), 0u);
+
+  // Another method, or a longer path, is routed like anything else.
+  client_sends("POST /_gw/alive HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+  std::string sent;
+  for (auto* c : upstreams_.connections) sent += c->received;
+  EXPECT_EQ(count(sent, "POST /_gw/alive"), 1) << sent;
+}
+
+TEST_F(SessionIdentityTest, DrainingAnswersMonitor503WithConnectionClose) {
+  build({.monitor_uri = "/_gw/alive"});
+  worker_->set_draining(true);
+  EXPECT_EQ(sessions(), 0);  // the session was idle: closed at once
+  auto session = std::make_unique<Session>(*worker_, upstreams_, clock_,
+                                           std::make_unique<fakes::FakeClientTransport>(client_), listener_,
+                                           *core::SocketAddress::parse("192.0.2.7:50001"));
+  session_ = session.get();
+  worker_->add_session(std::move(session));  // a connection accepted while draining is served
+  client_sends("GET /_gw/alive HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string got = take_received();
+  EXPECT_EQ(got.rfind("HTTP/1.1 503 Service Unavailable\r\n", 0), 0u) << got;
+  EXPECT_NE(got.find("Connection: close\r\n"), std::string::npos) << got;
+  EXPECT_EQ(got.substr(got.size() - 9), "draining\n") << got;
+  EXPECT_TRUE(client_->write_shut);
 }
 
 TEST_F(SessionIdentityTest, DrainClosesIdleConnectionsAtOnceAndServesNewOnesOnce) {
