@@ -1,5 +1,6 @@
 #include "gateway/internal/admin.h"
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
 
 #include "cache/store.h"
@@ -60,6 +61,16 @@ Admin::Admin(Control& control, core::EventLoop& loop, const core::SocketAddress&
 }
 
 Admin::~Admin() = default;
+
+nlohmann::json Admin::drain_json() const {
+  return json{{"draining", control_.client_drain()}, {"client_connections", control_.client_connections()}};
+}
+
+nlohmann::json Admin::eips_json() const {
+  json eips = json::object();
+  for (const auto& [name, term] : control_.leases()) eips[name] = term;
+  return json{{"server_id", control_.config().server_id}, {"eips", eips}};
+}
 
 // Per-target counters in one JSON document, for the scaling metrics pipeline (cumulative; readers take
 // deltas).
@@ -128,6 +139,40 @@ void Admin::handle(http::Request& req, http::Responder respond) {
       std::string err;
       if (!control_.reload(&err)) return respond(error(400, err));
       return respond(http::Response::json(200, json{{"reloaded", control_.config().source}}.dump() + "\n"));
+    }
+    if (req.path == "/drain" && m == "GET")
+      return respond(http::Response::json(200, drain_json().dump() + "\n"));
+    if (req.path == "/drain" && m == "POST") {
+      json body = json::parse(req.body);
+      if (!body.is_object() || !body.contains("on") || !body["on"].is_boolean())
+        return respond(error(400, "expected {\"on\": true} or {\"on\": false}"));
+      control_.set_client_drain(body["on"].get<bool>(), [this, respond] {
+        respond(http::Response::json(200, drain_json().dump() + "\n"));
+      });
+      return;
+    }
+    if (!parts.empty() && parts[0] == "eips") {
+      if (req.path == "/eips" && m == "GET")
+        return respond(http::Response::json(200, eips_json().dump() + "\n"));
+      if (parts.size() == 2 && (m == "PUT" || m == "DELETE")) {
+        std::string name(parts[1]);
+        std::string result;
+        auto answer = [this, respond] { respond(http::Response::json(200, eips_json().dump() + "\n")); };
+        if (m == "PUT") {
+          json body = json::parse(req.body);
+          // A JSON integer, not 7.0 or "7": a term compares as a number and is never rounded.
+          if (!body.is_object() || !body.contains("term") || !body["term"].is_number_integer() ||
+              (body["term"].is_number_unsigned() &&
+               body["term"].get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) ||
+              body["term"].get<int64_t>() < 1)
+            return respond(error(400, "expected {\"term\": N} with an integer N from 1 to 2^63-1"));
+          result = control_.set_lease(name, body["term"].get<int64_t>(), answer);
+        } else {
+          result = control_.remove_lease(name, answer);
+        }
+        if (!result.empty()) return respond(from_result(result, 200, {}));
+        return;  // `answer` responds once every worker has the new field
+      }
     }
     if (!parts.empty() && parts[0] == "targets") {
       if (parts.size() == 1 && m == "GET") {

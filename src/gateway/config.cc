@@ -3,6 +3,7 @@
 #include <set>
 
 #include "core/net.h"
+#include "gateway/internal/identity.h"
 #include "gateway/internal/model.h"
 
 namespace cumulo::gateway {
@@ -110,8 +111,8 @@ TargetGroupConfig parse_group(const ConfigNode& n) {
 GatewayConfig parse_gateway_config(const std::string& path) {
   ConfigNode root = ConfigNode::load_file(path);
   if (!root.is_map()) root.fail("expected a mapping with listeners, routes and target_groups");
-  root.check_keys({"zone", "workers", "log_level", "access_log", "admin", "limits", "cache", "listeners",
-                   "routes", "target_groups"});
+  root.check_keys({"zone", "server_id", "monitor_uri", "workers", "log_level", "access_log", "admin",
+                   "limits", "cache", "listeners", "routes", "target_groups"});
   GatewayConfig c;
   if (auto cache = root["cache"]; cache.defined()) {
     cache.check_keys({"max_bytes", "disk_path", "disk_max_bytes"});
@@ -123,6 +124,15 @@ GatewayConfig parse_gateway_config(const std::string& path) {
   }
   c.source = path;
   c.zone = root.string_or("zone", "");
+  c.server_id = root.string_or("server_id", "");
+  if (!c.server_id.empty() && !valid_server_id(c.server_id))
+    root["server_id"].fail("expected at most " + std::to_string(kMaxServerIdBytes) +
+                           " letters, digits, '-', '_' or '.', got '" + c.server_id + "'");
+  c.monitor_uri = root.string_or("monitor_uri", "");
+  if (root["monitor_uri"].defined() && !valid_monitor_uri(c.monitor_uri))
+    root["monitor_uri"].fail(
+        "expected a path starting with '/' (no query, fragment, spaces or control characters), got '" +
+        c.monitor_uri + "'");
   c.workers = static_cast<int>(root.int_or("workers", 0, 0, 256));
   c.log_level = root.string_or("log_level", "info");
   if (c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" && c.log_level != "error")

@@ -160,6 +160,67 @@ void Control::apply_config(std::shared_ptr<const GatewayConfig> cfg) {
   config_ = std::move(cfg);
   life_.drain_limit = config_->limits.drain_timeout;  // a stop after a reload drains as the new file says
   publish();
+  publish_identity({});  // server_id may have changed; the leases stay
+}
+
+void Control::on_every_worker(std::function<void(Worker&)> fn, std::function<void()> done) {
+  if (workers_.empty()) {
+    if (done) done();
+    return;
+  }
+  // Counted on this loop only: each worker posts its part back.
+  auto left = std::make_shared<size_t>(workers_.size());
+  for (auto& w : workers_) {
+    Worker* worker = w.get();
+    worker->loop().post([this, worker, fn, left, done] {
+      fn(*worker);
+      loop_.post([left, done] {
+        if (--*left == 0 && done) done();
+      });
+    });
+  }
+}
+
+void Control::publish_identity(std::function<void()> done) {
+  auto field = std::make_shared<const std::string>(render_identity_field(config_->server_id, leases_));
+  if (identity_field_ && *identity_field_ == *field) {
+    if (done) done();
+    return;
+  }
+  identity_field_ = field;
+  on_every_worker([field](Worker& w) { w.set_identity_field(field); }, std::move(done));
+}
+
+std::string Control::set_lease(const std::string& name, int64_t term, std::function<void()> done) {
+  if (!valid_lease_name(name))
+    return "400 an elastic IP's name is 1 to " + std::to_string(kMaxLeaseNameBytes) +
+           " letters, digits, '-' or '_', got '" + name + "'";
+  if (term < 1) return "400 term must be an integer from 1";
+  if (!leases_.count(name) && leases_.size() >= kMaxLeases)
+    return "409 this gateway holds " + std::to_string(kMaxLeases) +
+           " elastic IPs already (the most it names in its responses); delete one first";
+  auto [it, added] = leases_.insert_or_assign(name, term);
+  core::log_info("gateway", added ? "elastic IP lease set" : "elastic IP lease changed",
+                 {{"eip", name}, {"term", term}});
+  publish_identity(std::move(done));
+  return {};
+}
+
+std::string Control::remove_lease(const std::string& name, std::function<void()> done) {
+  auto it = leases_.find(name);
+  if (it == leases_.end()) return "404 no elastic IP lease named '" + name + "'";
+  core::log_info("gateway", "elastic IP lease removed", {{"eip", name}, {"term", it->second}});
+  leases_.erase(it);
+  publish_identity(std::move(done));
+  return {};
+}
+
+void Control::set_client_drain(bool on, std::function<void()> done) {
+  if (on != client_drain_)
+    core::log_info("gateway", on ? "draining client connections (still accepting)" : "client drain ended",
+                   {{"connections", client_connections()}});
+  client_drain_ = on;
+  on_every_worker([on](Worker& w) { w.set_draining(on); }, std::move(done));
 }
 
 std::shared_ptr<const Snapshot> Control::build_snapshot() const {
@@ -311,6 +372,14 @@ int Control::run() {
     shared_.active_connections = &reg.gauge("cumulo_gateway_client_connections", "Open client connections");
     shared_.accepted =
         &reg.counter("cumulo_gateway_client_connections_accepted_total", "Client connections accepted");
+    const char* const kMonitorHelp =
+        "Requests for monitor_uri answered by the gateway itself, by status class";
+    shared_.monitor_answers[0] =
+        &reg.counter("cumulo_gateway_monitor_requests_total", kMonitorHelp, {{"code", "2xx"}});
+    shared_.monitor_answers[1] =
+        &reg.counter("cumulo_gateway_monitor_requests_total", kMonitorHelp, {{"code", "5xx"}});
+    reg.gauge_fn("cumulo_gateway_draining", "1 while client connections drain (POST /drain or a stop)", {},
+                 [this] { return client_drain() ? 1.0 : 0.0; });
     for (int i = 0; i < workers; ++i)
       workers_.push_back(std::make_unique<Worker>(i, shared_, loops_->loop(static_cast<size_t>(i))));
 
@@ -339,7 +408,10 @@ int Control::run() {
                    [store = cache_] { return static_cast<double>(store->stats().disk_objects); });
     }
     apply_config(cfg);  // targets, health checks, first snapshot
-    for (auto& w : workers_) w->start(current_, listeners_);
+    for (auto& w : workers_) {
+      w->set_identity_field(identity_field_);  // before the loop runs: the first response has it too
+      w->start(current_, listeners_);
+    }
     // Each worker's access log lines are buffered on its thread: the last ones are written as it ends.
     loops_->start([](size_t) { core::AccessLog::flush(); });
     admin_ = std::make_unique<Admin>(*this, loop_, *core::SocketAddress::parse(cfg->admin_listen));
@@ -356,6 +428,7 @@ int Control::run() {
     reload(&error);
   };
   life_.begin_drain = [this] {
+    stopping_ = true;
     core::log_info("gateway", "draining client connections",
                    {{"connections", static_cast<int64_t>(shared_.sessions.load())}});
     for (auto& w : workers_) {

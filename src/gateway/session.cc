@@ -9,6 +9,7 @@
 
 #include "cache/policy.h"
 #include "core/log.h"
+#include "gateway/internal/identity.h"
 #include "health/health.h"
 #include "http/wire/field_lists.h"
 
@@ -131,7 +132,7 @@ Session::Session(Worker& w, Upstreams& upstreams, SessionClock& clock,
   limits.max_head_bytes = w.snapshot()->config->limits.max_header_bytes;
   client_.parser = http::RequestParser(limits);
   // Room for the headers the gateway adds to a response of the largest size.
-  limits.max_head_bytes = core::Buffer::kCapacity - 512;
+  limits.max_head_bytes = core::Buffer::kCapacity - 512 - kMaxIdentityFieldBytes;
   exchange_.parser = http::ResponseParser(limits);
 }
 
@@ -158,7 +159,10 @@ void Session::on_upstream_io() {
 
 void Session::drain() {
   client_.keep_alive = false;
-  if (phase_ == Phase::kHead && client_.in.empty()) close();
+  if (phase_ == Phase::kHead && client_.in.empty() && client_.out.empty()) {
+    client_.transport->shutdown_write();  // TLS: close_notify first, so the client sees a clean end
+    close();
+  }
 }
 
 void Session::cut_if_using(const Target* t) {
@@ -247,6 +251,19 @@ bool Session::read_client() {
 }
 
 bool Session::step_head() {
+  if (!client_.out.empty()) {
+    // An answer of the gateway's own that keeps the connection (monitor_uri) goes out before the next request
+    // is read: pipelined requests wait, and an end of stream is seen only once it is sent.
+    if (!client_.writable) return false;
+    size_t before = client_.out.size();
+    size_t unused = 0;
+    if (!write_client(nullptr, 0, unused)) return true;
+    if (!client_.out.empty()) return client_.out.size() != before;
+    if (!client_.keep_alive && client_.in.empty()) {  // a drain began while it was on its way
+      drain();
+      return true;
+    }
+  }
   if (!client_.in.empty()) {
     http::RequestHead& req = w_.scratch_request;
     ParseStatus st = client_.parser.parse(client_.in.view(), req);
@@ -268,6 +285,7 @@ bool Session::step_head() {
 }
 
 void Session::begin_request(const http::RequestHead& req) {
+  if (answered_as_monitor(req)) return;
   reset_for_request(req);
   take_request_id(req);
   if (core::AccessLog::enabled()) open_access_log(req);
@@ -345,6 +363,46 @@ void Session::open_access_log(const http::RequestHead& req) {
   // Left open: log_access adds the outcome.
 }
 
+// HAProxy's monitor-uri: whether this gateway takes traffic, for whatever is in front of it (a load balancer,
+// an elastic-IP keeper). Answered before anything else, on every listener (a redirecting one too); never
+// routed, cached, logged or counted as a route's request, so probes do not blur what the targets served.
+bool Session::answered_as_monitor(const http::RequestHead& req) {
+  const std::string& uri = w_.snapshot()->config->monitor_uri;
+  if (uri.empty() || req.path != uri ||
+      (req.method != http::Method::kGet && req.method != http::Method::kHead))
+    return false;
+  const bool draining = w_.draining();
+  started_ = clock_.now();
+  request_id_len_ = 0;
+  method_ = req.method;
+  route_ = nullptr;
+  status_ = draining ? 503 : 200;
+  client_.begin_response(static_cast<uint8_t>(req.version_minor), req.keep_alive && !draining);
+  // A body would have to be read past before the next request; a probe sends none, so it is not worth it.
+  const bool has_body =
+      req.body != BodyKind::kNone && !(req.body == BodyKind::kContentLength && req.content_length == 0);
+  client_.close_after = !client_.keep_alive || has_body;
+  client_.in.consume(req.head_bytes);
+  client_.parser.reset();
+  const std::string_view body = draining ? "draining\n" : "ok\n";
+  client_.append_status_line(status_, http::reason_phrase(status_));
+  client_.out.append(
+      "Content-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: ");
+  client_.out.append(std::to_string(body.size()));
+  client_.out.append("\r\n");
+  client_.out.append(w_.identity_field());
+  client_.append_connection_field();
+  client_.out.append("\r\n");
+  if (req.method != http::Method::kHead) client_.out.append(body);
+  w_.count_monitor_answer(draining);
+  if (client_.close_after) {
+    phase_ = Phase::kClosing;
+  } else {
+    enter_idle();
+  }
+  return true;
+}
+
 // The answers that need no target: a body over the limit, a redirect to HTTPS, no route, a method a bucket
 // route does not take. Otherwise route_ is set.
 bool Session::answered_before_routing(const http::RequestHead& req) {
@@ -367,7 +425,9 @@ bool Session::answered_before_routing(const http::RequestHead& req) {
     consume_head();
     client_.out.append("HTTP/1.1 308 Permanent Redirect\r\nLocation: ");
     client_.out.append(location);
-    client_.out.append("\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    client_.out.append("\r\nContent-Length: 0\r\nConnection: close\r\n");
+    client_.out.append(w_.identity_field());
+    client_.out.append("\r\n");
     status_ = 308;
     log_access(308);
     phase_ = Phase::kClosing;
@@ -461,9 +521,11 @@ bool Session::write_response_head(const http::ResponseHead& resp) {
     const http::Header& h = resp.headers[i];
     if (hop_by_hop_kept_framing(h.name)) continue;
     if (dropped_by_connection(resp, h.name)) continue;
+    if (http::iequals(h.name, kIdentityFieldName)) continue;  // a gateway behind this one: not who answered
     hw.header(h.name, h.value);
   }
   hw.header("Via", kVia);
+  hw.put(w_.identity_field());
   if (cache_.mode != CacheMode::kOff) hw.put("X-Cache: MISS\r\n");
   if (client_.close_after) {
     hw.put("Connection: close\r\n");
@@ -552,7 +614,8 @@ void Session::respond_error(int status, std::string_view detail) {
       "HTTP/1.1 " + std::to_string(status) + " " + std::string(http::reason_phrase(status)) +
       "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " + std::to_string(body.size()) +
       "\r\nConnection: close\r\nX-Request-Id: " +
-      (request_id_len_ ? std::string(request_id()) : std::string("-")) + "\r\nVia: 1.1 cumulo\r\n\r\n";
+      (request_id_len_ ? std::string(request_id()) : std::string("-")) + "\r\nVia: 1.1 cumulo\r\n" +
+      std::string(w_.identity_field()) + "\r\n";
   client_.out.clear();
   client_.out.append(head);
   client_.out.append(body);

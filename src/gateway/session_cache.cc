@@ -5,6 +5,7 @@
 
 #include "cache/policy.h"
 #include "cache/store.h"
+#include "gateway/internal/identity.h"
 #include "gateway/internal/session.h"
 #include "http/wire/content_range.h"
 #include "http/wire/field_lists.h"
@@ -28,7 +29,8 @@ cache::RoutePolicy policy_of(const RouteCacheConfig& c) {
 // Fields a stored response does not keep: hop-by-hop ones, and those the cache writes itself when serving.
 bool kept_in_store(std::string_view name) {
   return !http::is_hop_by_hop(name) && !http::iequals(name, "content-length") &&
-         !http::iequals(name, "age") && !http::iequals(name, "via") && !http::iequals(name, "x-cache");
+         !http::iequals(name, "age") && !http::iequals(name, "via") && !http::iequals(name, "x-cache") &&
+         !http::iequals(name, kIdentityFieldName);
 }
 
 bool accepts_gzip(std::string_view accept_encoding) {
@@ -417,6 +419,7 @@ void Session::serve_cached(const http::RequestHead& req, std::shared_ptr<const c
   client_.out.append("\r\nX-Cache: ");
   client_.out.append(label);
   client_.out.append("\r\nVia: 1.1 cumulo\r\n");
+  client_.out.append(w_.identity_field());
   client_.append_connection_field();
   client_.out.append("\r\n");
   status_ = status;

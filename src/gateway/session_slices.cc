@@ -334,6 +334,7 @@ void Session::slices_write_head() {
   }
   client_.out.append(slices_.fetched ? "X-Cache: MISS\r\n" : "X-Cache: HIT\r\n");
   client_.out.append("Via: 1.1 cumulo\r\n");
+  client_.out.append(w_.identity_field());
   client_.append_connection_field();
   client_.out.append("\r\n");
   route_->metrics.cache_results[slices_.fetched ? kMiss : kHit]->inc();

@@ -144,7 +144,7 @@ void Acceptor::on_io(uint32_t) {
 }
 
 void Worker::adopt_client(int fd, const ListenerRuntime& listener) {
-  if (draining_) {
+  if (stopping_) {  // a deferred accept round after the listeners closed
     ::close(fd);
     return;
   }
@@ -222,12 +222,19 @@ void Worker::start(std::shared_ptr<const Snapshot> snapshot,
 }
 
 void Worker::begin_drain() {
-  draining_ = true;
+  stopping_ = true;
   for (auto& a : acceptors_) {
     loop_.remove(a->fd());
     loop_.destroy_later(std::move(a));  // a deferred accept round may still name it in this batch
   }
   acceptors_.clear();
+  set_draining(true);
+}
+
+void Worker::set_draining(bool on) {
+  draining_ = on || stopping_;
+  if (!draining_) return;
+  // Again when draining already: connections accepted since, still waiting for their first request, go too.
   std::vector<Session*> copy = sessions_;
   for (Session* s : copy) s->drain();
 }

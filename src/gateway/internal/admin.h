@@ -21,6 +21,8 @@ class Admin {
  private:
   void handle(http::Request& req, http::Responder respond);
   nlohmann::json stats_json() const;
+  nlohmann::json drain_json() const;
+  nlohmann::json eips_json() const;
   Control& control_;
   std::unique_ptr<http::Server> server_;
 };

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -11,6 +12,7 @@
 
 #include "core/event_loop.h"
 #include "core/workers.h"
+#include "gateway/internal/identity.h"
 #include "gateway/internal/model.h"
 #include "gateway/internal/worker.h"
 #include "health/health.h"
@@ -39,6 +41,17 @@ class Control {
                                 std::optional<std::chrono::milliseconds> drain_timeout);
   std::string set_weight(const std::string& group, const std::string& address, int weight);
   bool reload(std::string* error);
+  // Elastic-IP leases named in the cumulo-gateway field (identity.h); run-time state only, kept across
+  // reloads. `done` runs on this loop once every worker writes the new field: an admin call answered after it
+  // means every response begun from then on says so.
+  std::string set_lease(const std::string& name, int64_t term, std::function<void()> done);
+  std::string remove_lease(const std::string& name, std::function<void()> done);
+  const Leases& leases() const { return leases_; }
+  // Draining without stopping (Worker::set_draining), for an elastic IP moving away; `done` once every worker
+  // applied it. A stop (SIGTERM) drains for good whatever this says.
+  void set_client_drain(bool on, std::function<void()> done);
+  bool client_drain() const { return client_drain_ || stopping_; }
+  int64_t client_connections() const { return shared_.sessions.load(std::memory_order_relaxed); }
 
   const GatewayConfig& config() const { return *config_; }
   cache::Store& cache() { return *cache_; }
@@ -60,12 +73,19 @@ class Control {
   void publish();
   void start_drain(const std::shared_ptr<Target>& t, std::chrono::milliseconds timeout);
   void check_drains();
+  // Runs fn on every worker's loop, then `done` (may be empty) on this loop when all have.
+  void on_every_worker(std::function<void(Worker&)> fn, std::function<void()> done);
+  void publish_identity(std::function<void()> done);
 
   std::string config_path_;
   core::EventLoop loop_;
   std::shared_ptr<const GatewayConfig> config_;
   std::map<std::string, std::vector<std::shared_ptr<Target>>, std::less<>> targets_;
   std::vector<Draining> draining_;
+  Leases leases_;
+  std::shared_ptr<const std::string> identity_field_;  // rendered from config_->server_id and leases_
+  bool client_drain_ = false;                          // POST /drain
+  bool stopping_ = false;                              // SIGTERM/SIGINT: draining until the process ends
   std::shared_ptr<const Snapshot> current_;
   std::shared_ptr<cache::Store> cache_;  // one for the process: reloads keep what it holds
   WorkerShared shared_;

@@ -104,6 +104,12 @@ struct GatewayConfig {
   std::string cache_disk_path;              // the disk tier's directory ("" : memory only)
   uint64_t cache_disk_max_bytes = 1ull << 30;
   std::string zone;
+  // Names this gateway in the cumulo-gateway field of every response ("": no field), so that whoever moves an
+  // elastic IP between gateways can tell which one answered (docs/admin-api.md, Elastic IPs).
+  std::string server_id;
+  // A GET or HEAD of exactly this path (query ignored) is answered by the gateway itself on every listener:
+  // 200 "ok", or 503 "draining" while it drains ("": none). HAProxy's monitor-uri.
+  std::string monitor_uri;
   int workers = 0;  // 0: number of cores
   std::string log_level = "info";
   std::string access_log = "off";

@@ -45,9 +45,9 @@ class Session final : public core::IoHandler {
   void start();
   void on_io(uint32_t events) override;  // the client socket
   void on_upstream_io();                 // readiness of the exchange's connection, recorded in its flags
-  void drain();                          // the gateway is shutting down
-  void cut_if_using(const Target* t);    // the target's drain timeout passed
-  size_t index = 0;                      // in the worker's session list
+  void drain();  // the gateway drains: close after the current response, at once when idle
+  void cut_if_using(const Target* t);  // the target's drain timeout passed
+  size_t index = 0;                    // in the worker's session list
 
  private:
   // What the session does with its client connection now; each part below has its own state beside it.
@@ -101,6 +101,7 @@ class Session final : public core::IoHandler {
   void reset_for_request(const http::RequestHead& req);
   void take_request_id(const http::RequestHead& req);
   void open_access_log(const http::RequestHead& req);
+  bool answered_as_monitor(const http::RequestHead& req);
   bool answered_before_routing(const http::RequestHead& req);
   bool write_upstream_head(const http::RequestHead& req);
   bool write_response_head(const http::ResponseHead& resp);

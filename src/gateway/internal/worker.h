@@ -87,9 +87,10 @@ class Acceptor final : public core::IoHandler {
 };
 
 struct WorkerShared {
-  std::atomic<int64_t> sessions{0};
+  std::atomic<int64_t> sessions{0};  // open client connections of every worker: +1 on accept, -1 on close
   core::Gauge* active_connections = nullptr;
   core::Counter* accepted = nullptr;
+  core::Counter* monitor_answers[2] = {};  // monitor_uri answered 200 (ok), 503 (draining)
 };
 
 // A GET the cache makes itself (a background revalidation, a slice) for the client's request `rq`: its
@@ -113,7 +114,12 @@ class Worker final : public Upstreams {
   // Loop thread only, below.
   const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
   void set_snapshot(std::shared_ptr<const Snapshot> s) { snapshot_ = std::move(s); }
-  void begin_drain();                     // stop accepting; sessions close after their current response
+  // Stopping (SIGTERM): the listeners close, then set_draining(true) for good.
+  void begin_drain();
+  // Draining without stopping (admin POST /drain): each connection closes after its current response (which
+  // says Connection: close), idle keep-alive ones at once; new connections are still accepted, each for one
+  // response, and monitor_uri answers 503. Off: keep-alive again, unless the worker is stopping.
+  void set_draining(bool on);
   void cut_requests_to(const Target* t);  // a drain timeout passed: requests still on t end now
   // stale-while-revalidate (RFC 5861): fetch the key again without a client waiting; one refresh per key at
   // once.
@@ -128,6 +134,12 @@ class Worker final : public Upstreams {
   // Tests: how the cache's requests are sent (the worker's http::Client otherwise).
   void set_fetch_sender(decltype(FetchPort::send) send) { fetch_port_.send = std::move(send); }
   bool draining() const { return draining_; }
+  // The cumulo-gateway field line (identity.h) every response to a client carries; "" for none.
+  std::string_view identity_field() const { return identity_field_ ? *identity_field_ : std::string_view(); }
+  void set_identity_field(std::shared_ptr<const std::string> field) { identity_field_ = std::move(field); }
+  void count_monitor_answer(bool draining) {
+    if (core::Counter* c = shared_.monitor_answers[draining ? 1 : 0]) c->inc();
+  }
 
   void adopt_client(int fd, const ListenerRuntime& listener);
   // Owns the session from now on (until session_closed) and starts it; adopt_client and tests make them.
@@ -164,6 +176,9 @@ class Worker final : public Upstreams {
   FetchPort fetch_port_;
   std::unique_ptr<http::Client> fetch_client_;
   bool draining_ = false;
+  bool stopping_ = false;  // begin_drain: the listeners are closed and draining stays on
+  // Posted by the control thread when server_id or a lease changes; shared, immutable, read per response.
+  std::shared_ptr<const std::string> identity_field_;
   uint64_t request_counter_ = 0;
   std::string request_id_prefix_;
   friend class Session;

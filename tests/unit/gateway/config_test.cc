@@ -151,6 +151,32 @@ TEST_F(GatewayConfigTest, CacheDiskTier) {
       std::string::npos);
 }
 
+TEST_F(GatewayConfigTest, ServerIdAndMonitorUri) {
+  GatewayConfig c = parse_gateway_config(write(kValid));
+  EXPECT_EQ(c.server_id, "");
+  EXPECT_EQ(c.monitor_uri, "");
+  c = parse_gateway_config(
+      write("server_id: gw-a.eu_1\nmonitor_uri: /_gateway/alive\n" + std::string(kValid)));
+  EXPECT_EQ(c.server_id, "gw-a.eu_1");
+  EXPECT_EQ(c.monitor_uri, "/_gateway/alive");
+  c = parse_gateway_config(write("server_id: " + std::string(64, 'g') + "\n" + std::string(kValid)));
+  EXPECT_EQ(c.server_id.size(), 64u);
+
+  // Refusals name the file, the line and the column of the value.
+  auto refused = [&](const std::string& line, const std::string& says) {
+    std::string e = error_of(std::string(kValid) + line + "\n");
+    EXPECT_NE(e.find(path_.string() + ":22:"), std::string::npos) << line << ": " << e;
+    EXPECT_NE(e.find(says), std::string::npos) << line << ": " << e;
+  };
+  refused("server_id: \"gw a\"", "letters, digits");
+  refused("server_id: \"gw=a\"", "letters, digits");
+  refused("server_id: " + std::string(65, 'g'), "at most 64");
+  refused("monitor_uri: alive", "starting with '/'");
+  refused("monitor_uri: \"/alive?x=1\"", "no query");
+  refused("monitor_uri: \"\"", "starting with '/'");
+  refused("server_ids: gw-a", "server_ids");
+}
+
 TEST_F(GatewayConfigTest, MissingFileSaysSo) {
   try {
     parse_gateway_config("/nonexistent/gw.yaml");

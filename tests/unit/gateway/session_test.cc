@@ -12,6 +12,7 @@
 
 #include "cache/store.h"
 #include "core/metrics.h"
+#include "gateway/internal/identity.h"
 #include "gateway/internal/worker.h"
 #include "support/fake_upstream.h"
 
@@ -28,12 +29,14 @@ struct Scenario {
   bool cache = false;
   milliseconds connect{2000};
   milliseconds first_byte{5000};
+  std::string monitor_uri = "";
 };
 
 class SessionTest : public ::testing::Test {
  protected:
   void build(const Scenario& s) {
     auto config = std::make_shared<GatewayConfig>();
+    config->monitor_uri = s.monitor_uri;
     auto group = std::make_shared<TargetGroup>();
     group->config.name = "web";
     group->config.retries.attempts = s.attempts;
@@ -513,6 +516,175 @@ TEST_F(SessionTest, StaleWhileRevalidateRefreshesThroughTheTargetsAndStoresThePa
   EXPECT_EQ(got.find("Transfer-Encoding"), std::string::npos) << got;
   EXPECT_NE(got.find("\r\n\r\nworld!"), std::string::npos) << got;
   EXPECT_EQ(upstreams_.connections.size(), 1u);  // the third request never reached the target
+}
+
+// ---- who answered (cumulo-gateway), monitor_uri, draining without stopping ----
+
+class SessionIdentityTest : public SessionTest {
+ protected:
+  void identify(std::string_view server_id, const Leases& leases) {
+    worker_->set_identity_field(
+        std::make_shared<const std::string>(render_identity_field(server_id, leases)));
+  }
+  static std::string head_of(std::string_view response) {
+    return std::string(response.substr(0, response.find("\r\n\r\n") + 2));
+  }
+  int64_t sessions() const { return shared_.sessions.load(); }
+};
+
+TEST_F(SessionIdentityTest, ProxiedAnswersCarryTheFieldAndATargetsOwnIsDropped) {
+  build({.targets = 1});
+  identify("gateway-a", {{"web", 7}, {"api", 3}});
+  client_sends(kGet);
+  conn(0).accept();
+  // A gateway behind this one names itself too: the client must see only the gateway that answered it.
+  conn(0).reply("HTTP/1.1 200 OK\r\ncumulo-gateway: inner-b\r\nContent-Length: 2\r\n\r\nok");
+  std::string head = head_of(take_received());
+  EXPECT_EQ(count(head, "cumulo-gateway:"), 1) << head;
+  EXPECT_NE(head.find("\r\ncumulo-gateway: gateway-a api=3 web=7\r\n"), std::string::npos) << head;
+
+  identify("gateway-a", {});  // a lease deleted: the next response says so
+  client_sends(kGet);
+  conn(0).reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  std::string got = take_received();
+  head = head_of(got);
+  EXPECT_NE(head.find("\r\ncumulo-gateway: gateway-a\r\n"), std::string::npos) << got;
+}
+
+TEST_F(SessionIdentityTest, NoServerIdNoField) {
+  build({});
+  client_sends(kGet);
+  conn(0).accept();
+  conn(0).reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  EXPECT_EQ(take_received().find("cumulo-gateway"), std::string::npos);
+}
+
+TEST_F(SessionIdentityTest, GatewaysOwnErrorsCarryTheField) {
+  build({.targets = 0});
+  identify("gateway-a", {{"web", 2}});
+  client_sends(kGet);  // no target at all: 503
+  std::string got = take_received();
+  EXPECT_EQ(got.rfind("HTTP/1.1 503 ", 0), 0u) << got;
+  EXPECT_NE(head_of(got).find("\r\ncumulo-gateway: gateway-a web=2\r\n"), std::string::npos) << got;
+}
+
+TEST_F(SessionIdentityTest, CachedObjectsAreStoredWithoutItAndServedWithTheCurrentOne) {
+  build({.cache = true});
+  identify("gateway-a", {{"web", 1}});
+  client_sends(kGet);
+  conn(0).accept();
+  conn(0).reply(
+      "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\ncumulo-gateway: inner-b\r\nContent-Length: "
+      "5\r\n\r\nhello");
+  std::string first = head_of(take_received());
+  EXPECT_NE(first.find("\r\ncumulo-gateway: gateway-a web=1\r\n"), std::string::npos) << first;
+  EXPECT_EQ(count(first, "cumulo-gateway"), 1) << first;
+
+  identify("gateway-b", {{"web", 2}});  // as if another gateway (or this one after a lease move) served it
+  client_sends(kGet);
+  std::string second = head_of(take_received());
+  EXPECT_NE(second.find("X-Cache: HIT\r\n"), std::string::npos) << second;
+  EXPECT_NE(second.find("\r\ncumulo-gateway: gateway-b web=2\r\n"), std::string::npos) << second;
+  EXPECT_EQ(count(second, "cumulo-gateway"), 1) << second;
+}
+
+TEST_F(SessionIdentityTest, MonitorUriIsAnsweredWithoutATargetAndKeepsTheConnection) {
+  build({.targets = 1, .monitor_uri = "/_gw/alive"});
+  identify("gateway-a", {});
+  client_sends("GET /_gw/alive?from=keeper HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string got = take_received();
+  EXPECT_EQ(got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << got;
+  EXPECT_NE(got.find("\r\ncumulo-gateway: gateway-a\r\n"), std::string::npos) << got;
+  EXPECT_NE(got.find("Content-Length: 3\r\n"), std::string::npos) << got;
+  EXPECT_EQ(got.substr(got.size() - 7), "\r\n\r\nok\n") << got;
+  EXPECT_EQ(got.find("Connection: close"), std::string::npos) << got;
+  EXPECT_TRUE(upstreams_.connections.empty());  // never routed
+  EXPECT_EQ(registry_.counter("route_responses", "", {{"code", "2"}}).value(), 0u);
+  EXPECT_FALSE(client_->write_shut);
+
+  // The connection goes on: a pipelined HEAD of it and a routed request behind it.
+  client_sends("HEAD /_gw/alive HTTP/1.1\r\nHost: x\r\n\r\n" + std::string(kGet));
+  got = take_received();
+  EXPECT_EQ(got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << got;
+  EXPECT_EQ(got.substr(got.size() - 4), "\r\n\r\n") << got;  // HEAD: no body
+  ASSERT_EQ(upstreams_.connections.size(), 1u);
+  conn(0).accept();
+  conn(0).reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  EXPECT_EQ(take_received().rfind("HTTP/1.1 200 OK\r\n", 0), 0u);
+
+  // Another method, or a longer path, is routed like anything else.
+  client_sends("POST /_gw/alive HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+  std::string sent;
+  for (auto* c : upstreams_.connections) sent += c->received;
+  EXPECT_EQ(count(sent, "POST /_gw/alive"), 1) << sent;
+}
+
+TEST_F(SessionIdentityTest, DrainingAnswersMonitor503WithConnectionClose) {
+  build({.monitor_uri = "/_gw/alive"});
+  worker_->set_draining(true);
+  EXPECT_EQ(sessions(), 0);  // the session was idle: closed at once
+  auto session = std::make_unique<Session>(*worker_, upstreams_, clock_,
+                                           std::make_unique<fakes::FakeClientTransport>(client_), listener_,
+                                           *core::SocketAddress::parse("192.0.2.7:50001"));
+  session_ = session.get();
+  worker_->add_session(std::move(session));  // a connection accepted while draining is served
+  client_sends("GET /_gw/alive HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string got = take_received();
+  EXPECT_EQ(got.rfind("HTTP/1.1 503 Service Unavailable\r\n", 0), 0u) << got;
+  EXPECT_NE(got.find("Connection: close\r\n"), std::string::npos) << got;
+  EXPECT_EQ(got.substr(got.size() - 9), "draining\n") << got;
+  EXPECT_TRUE(client_->write_shut);
+}
+
+TEST_F(SessionIdentityTest, DrainClosesIdleConnectionsAtOnceAndServesNewOnesOnce) {
+  build({.targets = 1});
+  client_sends(kGet);
+  conn(0).accept();
+  conn(0).reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  EXPECT_EQ(take_received().find("Connection: close"), std::string::npos);
+  EXPECT_EQ(sessions(), 1);  // idle between requests
+  worker_->set_draining(true);
+  EXPECT_EQ(sessions(), 0);
+  EXPECT_TRUE(client_->write_shut);
+
+  client_ = std::make_shared<fakes::FakeClientTransport::Wire>();
+  auto session = std::make_unique<Session>(*worker_, upstreams_, clock_,
+                                           std::make_unique<fakes::FakeClientTransport>(client_), listener_,
+                                           *core::SocketAddress::parse("192.0.2.7:50001"));
+  session_ = session.get();
+  worker_->add_session(std::move(session));  // accepted while draining: served, once
+  client_sends(kGet);
+  conn(0).reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  std::string got = take_received();
+  EXPECT_EQ(got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << got;
+  EXPECT_NE(got.find("Connection: close\r\n"), std::string::npos) << got;
+  EXPECT_TRUE(client_->write_shut);
+}
+
+TEST_F(SessionIdentityTest, DrainClosesAfterTheCurrentResponseAndOffRestoresKeepAlive) {
+  build({});
+  client_sends(kGet);
+  conn(0).accept();
+  worker_->set_draining(true);  // a request in flight: its response is the connection's last
+  EXPECT_EQ(sessions(), 1);
+  conn(0).reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  std::string got = take_received();
+  EXPECT_NE(head_of(got).find("Connection: close\r\n"), std::string::npos) << got;
+  EXPECT_TRUE(client_->write_shut);
+
+  worker_->set_draining(false);
+  client_ = std::make_shared<fakes::FakeClientTransport::Wire>();
+  auto session = std::make_unique<Session>(*worker_, upstreams_, clock_,
+                                           std::make_unique<fakes::FakeClientTransport>(client_), listener_,
+                                           *core::SocketAddress::parse("192.0.2.7:50001"));
+  session_ = session.get();
+  worker_->add_session(std::move(session));
+  client_sends(kGet);
+  conn(1).accept();
+  conn(1).reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  got = take_received();
+  EXPECT_EQ(got.find("Connection: close"), std::string::npos) << got;
+  EXPECT_FALSE(client_->write_shut);
 }
 
 }  // namespace
