@@ -83,6 +83,14 @@ class SessionTest : public ::testing::Test {
     worker_ = std::make_unique<Worker>(0, shared_, loop_);
     worker_->set_snapshot(snapshot);
     listener_.port_text = "8080";
+    open_session();
+  }
+  // Another client connection the worker accepts, on a wire of its own (the test's client_ from then on).
+  void accept_client() {
+    client_ = std::make_shared<fakes::FakeClientTransport::Wire>();
+    open_session();
+  }
+  void open_session() {
     auto session = std::make_unique<Session>(*worker_, upstreams_, clock_,
                                              std::make_unique<fakes::FakeClientTransport>(client_), listener_,
                                              *core::SocketAddress::parse("192.0.2.7:50000"));
@@ -623,11 +631,7 @@ TEST_F(SessionIdentityTest, DrainingAnswersMonitor503WithConnectionClose) {
   build({.monitor_uri = "/_gw/alive"});
   worker_->set_draining(true);
   EXPECT_EQ(sessions(), 0);  // the session was idle: closed at once
-  auto session = std::make_unique<Session>(*worker_, upstreams_, clock_,
-                                           std::make_unique<fakes::FakeClientTransport>(client_), listener_,
-                                           *core::SocketAddress::parse("192.0.2.7:50001"));
-  session_ = session.get();
-  worker_->add_session(std::move(session));  // a connection accepted while draining is served
+  accept_client();           // a connection accepted while draining is served
   client_sends("GET /_gw/alive HTTP/1.1\r\nHost: x\r\n\r\n");
   std::string got = take_received();
   EXPECT_EQ(got.rfind("HTTP/1.1 503 Service Unavailable\r\n", 0), 0u) << got;
@@ -647,12 +651,7 @@ TEST_F(SessionIdentityTest, DrainClosesIdleConnectionsAtOnceAndServesNewOnesOnce
   EXPECT_EQ(sessions(), 0);
   EXPECT_TRUE(client_->write_shut);
 
-  client_ = std::make_shared<fakes::FakeClientTransport::Wire>();
-  auto session = std::make_unique<Session>(*worker_, upstreams_, clock_,
-                                           std::make_unique<fakes::FakeClientTransport>(client_), listener_,
-                                           *core::SocketAddress::parse("192.0.2.7:50001"));
-  session_ = session.get();
-  worker_->add_session(std::move(session));  // accepted while draining: served, once
+  accept_client();  // accepted while draining: served, once
   client_sends(kGet);
   conn(0).reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
   std::string got = take_received();
@@ -673,12 +672,7 @@ TEST_F(SessionIdentityTest, DrainClosesAfterTheCurrentResponseAndOffRestoresKeep
   EXPECT_TRUE(client_->write_shut);
 
   worker_->set_draining(false);
-  client_ = std::make_shared<fakes::FakeClientTransport::Wire>();
-  auto session = std::make_unique<Session>(*worker_, upstreams_, clock_,
-                                           std::make_unique<fakes::FakeClientTransport>(client_), listener_,
-                                           *core::SocketAddress::parse("192.0.2.7:50001"));
-  session_ = session.get();
-  worker_->add_session(std::move(session));
+  accept_client();
   client_sends(kGet);
   conn(1).accept();
   conn(1).reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
