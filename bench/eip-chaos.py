@@ -17,6 +17,8 @@ import argparse
 import json
 import os
 import random
+import shutil
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -25,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
-from eip_support import EIP, AddressWatch, Client, EipStack, inject  # noqa: E402
+from eip_support import EIP, AddressWatch, Client, EipStack, failures_after_moves, inject  # noqa: E402
 
 
 def main() -> int:
@@ -34,9 +36,10 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=int(time.time()))
     p.add_argument("--rate", type=int, default=200, help="client requests a second (200)")
     p.add_argument("--out", help="directory for the logs (default: a new temporary one)")
-    p.add_argument("--kinds", default="kill,stop,keeper",
+    p.add_argument("--kinds", default="kill,stop,keeper,kill-keeper",
                    help="faults to draw from: kill (kill -9 of the holder), stop (SIGSTOP, SIGCONT later), keeper "
-                        "(kill -9 of the keeper) (default: all three, weighted 4:4:2)")
+                        "(kill -9 of the keeper), kill-keeper (the holder, then the keeper 0-300 ms later: while it "
+                        "decides or moves) (default: all four, weighted 4:4:2:2)")
     p.add_argument("--calm", action="store_true",
                    help="wait 2 s after the stack is calm before each fault (a benchmark of single moves) instead "
                         "of a random pause of 0 to 1.5 s")
@@ -51,15 +54,23 @@ def main() -> int:
     try:
         stack.start()
         watch = AddressWatch([stack.ns("gateway-a"), stack.ns("gateway-b")], EIP, out)
+        # No shared segment: the router routes the address via the holder's own address, so no ARP ever names
+        # the elastic IP. A capture on every link of the router shows it (tcpdump, when installed).
+        capture = None
+        if shutil.which("tcpdump"):
+            capture = subprocess.Popen(["ip", "netns", "exec", f"cu-{stack.name}.router", "tcpdump", "-i", "any", "-n",
+                                        "-l", "-tt", "arp"], stdout=open(out / "arp.txt", "w"),
+                                       stderr=subprocess.DEVNULL)
         client = Client(stack, rate=a.rate)
         faults: list[str] = []
         outcomes = []
         for i in range(a.faults):
             kinds = a.kinds.split(",")
-            kind = rng.choices(kinds, weights=[{"kill": 4, "stop": 4, "keeper": 2}[k] for k in kinds])[0]
+            kind = rng.choices(kinds, weights=[{"kill": 4, "stop": 4, "keeper": 2, "kill-keeper": 2}[k] for k in kinds])[0]
             # Sometimes the next fault comes as soon as the stack is calm again, sometimes a little later.
             time.sleep(2.0 if a.calm else rng.choice([0, 0, 0.2, 0.5, 1.5]))
-            o = inject(stack, watch, kind, faults, stop_for=rng.choice([0.3, 1.0, 3.0]))
+            o = inject(stack, watch, kind, faults, stop_for=rng.choice([0.3, 1.0, 3.0]),
+                       keeper_after=rng.choice([0, 0.05, 0.1, 0.15, 0.2, 0.3]))
             outcomes.append(o)
             print(f"{i + 1:3d} {kind:6s} {o['holder']} term {o['term']} -> {o['after'][0]} term {o['after'][1]}"
                   + (f"  (moved after {o['moved_after'] * 1000:.0f} ms)" if "moved_after" in o else ""), flush=True)
@@ -67,22 +78,31 @@ def main() -> int:
         client.stop()
         client = None
         watch.stop()
+        if capture:
+            capture.terminate()
+            capture.wait(timeout=5)
+            arp = (out / "arp.txt").read_text().splitlines()
+            print(f"ARP on the router's links: {len(arp)} packets, {sum(EIP in l for l in arp)} naming {EIP}")
         worst, when = watch.max_holders()
         (out / "faults.txt").write_text("\n".join(faults) + "\n")
         report = Client.__new__(Client)
         report.out = out / "client.jsonl"
         summary = report.analyze(out / "faults.txt")
         (out / "summary.json").write_text(json.dumps({"outcomes": outcomes, "summary": summary}, indent=1))
-        moves = [f for f in summary["faults"] if f["kind"] in ("kill", "stop")]
-        gaps = {k: [f["gap"] for f in moves if f["kind"] == k and f["gap"] is not None] for k in ("kill", "stop")}
-        after = sum(f["failed_after_move"] or 0 for f in moves)
-        quiet = sum(f["failed"] for f in summary["faults"] if f["kind"] in ("keeper", "cont"))
+        moves = [f for f in summary["faults"] if f["kind"] in ("kill", "stop", "kill-keeper")]
+        gaps = {k: [f["gap"] for f in moves if f["kind"] == k and f["gap"] is not None]
+                for k in ("kill", "stop", "kill-keeper")}
+        strict = failures_after_moves(out / "client.jsonl", faults)
+        after = sum(1 for r in strict if r["fault"] not in ("keeper", "cont"))
+        quiet = sum(1 for r in strict if r["fault"] in ("keeper", "cont"))
+        for r in strict:
+            print("FAILED AFTER A MOVE:", r)
         print(f"\nrequests {summary.get('requests')}, most holders at once {worst}, failed after a move {after}, "
-              f"failed after a keeper kill or a continue {quiet}, overlaps certain {summary['overlap_certain']} "
-              f"(all {summary['overlap_count']})")
+              f"failed after a keeper kill or a continue {quiet} (requests sent then, failed before the next fault), "
+              f"overlaps certain {summary['overlap_certain']} (all {summary['overlap_count']})")
         for k, g in gaps.items():
             if g:
-                print(f"{k:5s} gap: median {statistics.median(g) * 1000:.0f} ms, max {max(g) * 1000:.0f} ms "
+                print(f"{k:11s} gap: median {statistics.median(g) * 1000:.0f} ms, max {max(g) * 1000:.0f} ms "
                       f"over {len(g)} moves")
         ok = worst <= 1 and after == 0 and quiet == 0 and summary["overlap_certain"] == 0 and all(
             f["gap"] is not None and f["gap"] < 2.0 for f in moves)

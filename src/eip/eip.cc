@@ -56,25 +56,28 @@ int run(const std::string& config_path) {
     http::ServerOptions options;
     options.listen = *core::SocketAddress::parse(cfg.admin);
     options.max_body_bytes = 4096;
-    admin = std::make_unique<http::Server>(loop, options, [&keeper](http::Request& req, http::Responder respond) {
-      const std::string& path = req.path;
-      if (req.method == "GET" && path == "/healthz") return respond(http::Response::text(200, "ok\n"));
-      if (req.method == "GET" && (path == "/v1/eips" || path == "/"))
-        return respond(json_response(200, keeper.status_json()));
-      if (req.method == "GET" && path == "/v1/events") return respond(json_response(200, keeper.events_json()));
-      const std::string prefix = "/v1/eips/", suffix = "/move";
-      if (path.size() > prefix.size() + suffix.size() && path.rfind(prefix, 0) == 0 && path.ends_with(suffix)) {
-        if (req.method != "POST") return respond(json_response(405, json{{"error", "POST a move"}}));
-        const std::string name = path.substr(prefix.size(), path.size() - prefix.size() - suffix.size());
-        json body = json::parse(req.body, nullptr, false);
-        if (!body.is_object() || !body.contains("to") || !body["to"].is_string())
-          return respond(json_response(400, json{{"error", "expected {\"to\": \"GATEWAY\"}"}}));
-        keeper.planned_move(name, body["to"].get<std::string>(),
-                            [respond](int status, json out) { respond(json_response(status, out)); });
-        return;
-      }
-      respond(json_response(404, json{{"error", "no such endpoint: " + req.method + " " + path}}));
-    });
+    admin =
+        std::make_unique<http::Server>(loop, options, [&keeper](http::Request& req, http::Responder respond) {
+          const std::string& path = req.path;
+          if (req.method == "GET" && path == "/healthz") return respond(http::Response::text(200, "ok\n"));
+          if (req.method == "GET" && (path == "/v1/eips" || path == "/"))
+            return respond(json_response(200, keeper.status_json()));
+          if (req.method == "GET" && path == "/v1/events")
+            return respond(json_response(200, keeper.events_json()));
+          const std::string prefix = "/v1/eips/", suffix = "/move";
+          if (path.size() > prefix.size() + suffix.size() && path.rfind(prefix, 0) == 0 &&
+              path.ends_with(suffix)) {
+            if (req.method != "POST") return respond(json_response(405, json{{"error", "POST a move"}}));
+            const std::string name = path.substr(prefix.size(), path.size() - prefix.size() - suffix.size());
+            json body = json::parse(req.body, nullptr, false);
+            if (!body.is_object() || !body.contains("to") || !body["to"].is_string())
+              return respond(json_response(400, json{{"error", "expected {\"to\": \"GATEWAY\"}"}}));
+            keeper.planned_move(name, body["to"].get<std::string>(),
+                                [respond](int status, json out) { respond(json_response(status, out)); });
+            return;
+          }
+          respond(json_response(404, json{{"error", "no such endpoint: " + req.method + " " + path}}));
+        });
     admin->start();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cumulo eip run: cannot start: %s\n", e.what());
@@ -145,9 +148,9 @@ int command_list(const std::string& admin, bool as_json) {
 
 int command_move(const std::string& admin, const std::string& name, const std::string& to) {
   // The keeper answers once the old holder drained (up to its drain timeout) and the address moved.
-  http::ClientResponse r = http::fetch_blocking("POST", "http://" + admin + "/v1/eips/" + name + "/move",
-                                                json{{"to", to}}.dump(), {{"Content-Type", "application/json"}},
-                                                std::chrono::minutes(10));
+  http::ClientResponse r =
+      http::fetch_blocking("POST", "http://" + admin + "/v1/eips/" + name + "/move", json{{"to", to}}.dump(),
+                           {{"Content-Type", "application/json"}}, std::chrono::minutes(10));
   if (!r.ok()) {
     std::fprintf(stderr, "cumulo eip move: cannot reach the elastic IP keeper at %s: %s\n", admin.c_str(),
                  r.error.message.c_str());
@@ -155,7 +158,8 @@ int command_move(const std::string& admin, const std::string& name, const std::s
   }
   json j = json::parse(r.body, nullptr, false);
   if (r.status != 200) {
-    std::fprintf(stderr, "cumulo eip move: %s\n", j.is_object() ? j.value("error", r.body).c_str() : r.body.c_str());
+    std::fprintf(stderr, "cumulo eip move: %s\n",
+                 j.is_object() ? j.value("error", r.body).c_str() : r.body.c_str());
     return 1;
   }
   if (j.value("unchanged", false)) {

@@ -1,9 +1,9 @@
 // Elastic IPs (docs/elastic-ips.md): stable public addresses of a stack, each held by exactly one healthy
-// gateway at a time. The keeper (`cumulo eip run`, started by `cumulo up`) decides who holds each address from
-// the same HTTP health checks the load balancer and DNS use, keeps the decision as a lease with a term in its
-// state file, and moves an address by taking it from the old holder's namespace before giving it to the new
-// one and routing it there from the stack's router. Its own death changes nothing: the holder keeps the
-// address, and a keeper started again adopts what it finds.
+// gateway at a time. The keeper (`cumulo eip run`, started by `cumulo up`) decides who holds each address
+// from the same HTTP health checks the load balancer and DNS use, keeps the decision as a lease with a term
+// in its state file, and moves an address by taking it from the old holder's namespace before giving it to
+// the new one and routing it there from the stack's router. Its own death changes nothing: the holder keeps
+// the address, and a keeper started again adopts what it finds.
 #pragma once
 
 #include <string>

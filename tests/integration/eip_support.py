@@ -183,7 +183,7 @@ class EipStack:
             return status["elastic_ips"]["keeper"]["pid"]
         return next(g["pid"] for g in status["gateways"] if g["id"] == service)
 
-    def wait_calm(self, timeout: float = 30):
+    def wait_calm(self, timeout: float = 60):
         """Both gateways healthy and the address held: a fault now has somewhere to go."""
         wait_for(lambda: self.healthy() == {"gateway-a", "gateway-b"} and self.lease()[2] == "held", timeout,
                  what="both gateways healthy\n" + self.cli("eip", "list").stdout)
@@ -211,9 +211,11 @@ class Client:
         return json.loads(r.stdout)
 
 
-def inject(stack: EipStack, watch: AddressWatch, kind: str, faults: list, stop_for: float = 1.0) -> dict:
-    """One fault on the holder ("kill", "stop") or on the keeper ("keeper"); waits until it has played out and
-    returns what happened."""
+def inject(stack: EipStack, watch: AddressWatch, kind: str, faults: list, stop_for: float = 1.0,
+           keeper_after: float = 0.0) -> dict:
+    """One fault on the holder ("kill", "stop"), on the keeper ("keeper"), or both ("kill-keeper": the holder
+    killed, then the keeper `keeper_after` seconds later, before, during or after its move); waits until it has
+    played out and returns what happened."""
     stack.wait_calm()
     holder, term, _ = stack.lease()
     other = "gateway-b" if holder == "gateway-a" else "gateway-a"
@@ -223,14 +225,18 @@ def inject(stack: EipStack, watch: AddressWatch, kind: str, faults: list, stop_f
         os.kill(pid, signal.SIGKILL)
         faults.append(f"{t:.6f} keeper")
         # Started again by cumulo up; it adopts the address where it is, with the same term.
-        wait_for(lambda: stack.pid("eip-keeper") not in (0, pid) and stack.lease()[2] == "held", 20,
+        wait_for(lambda: stack.pid("eip-keeper") not in (0, pid) and stack.lease()[2] == "held", 10,
                  what="the keeper back")
         return {"kind": kind, "holder": holder, "term": term, "after": stack.lease()}
     pid = stack.pid(holder)
+    keeper = stack.pid("eip-keeper")
     t = time.time()
-    os.kill(pid, signal.SIGKILL if kind == "kill" else signal.SIGSTOP)
+    os.kill(pid, signal.SIGSTOP if kind == "stop" else signal.SIGKILL)
+    if kind == "kill-keeper":
+        time.sleep(keeper_after)
+        os.kill(keeper, signal.SIGKILL)
     try:
-        wait_for(lambda: stack.lease()[0] == other and stack.lease()[2] == "held", 5,
+        wait_for(lambda: stack.lease()[0] == other and stack.lease()[2] == "held", 10,
                  what=f"{EIP} moved from {holder}")
         moved = wait_for(lambda: watch.added_after(stack.ns(other), t), 2, what="the address added on " + other)
         faults.append(f"{t:.6f} {kind} {moved:.6f}")
@@ -243,3 +249,28 @@ def inject(stack: EipStack, watch: AddressWatch, kind: str, faults: list, stop_f
         faults.append(f"{time.time():.6f} cont")
     return {"kind": kind, "holder": holder, "term": term, "to": other, "moved_after": moved - t,
             "after": stack.lease()}
+
+
+def failures_after_moves(log: Path, faults: list[str]) -> list[dict]:
+    """Failed requests that were sent once a fault had played out (after the address moved; for a keeper kill or
+    a continue, after the event itself) and failed before the next fault: what "requests sent after the move
+    never fail" forbids. A request sent a moment before the next fault and cut by it belongs to that fault."""
+    events = []
+    for line in faults:
+        parts = line.split()
+        t = float(parts[0])
+        settled = float(parts[2]) if len(parts) > 2 and parts[2] != "-" else t
+        events.append((t, settled, parts[1]))
+    events.sort()
+    out = []
+    for line in log.read_text().splitlines():
+        r = json.loads(line)
+        if "error" not in r and 200 <= r.get("status", 0) < 400:
+            continue
+        for i, (t, settled, kind) in enumerate(events):
+            nxt = events[i + 1][0] if i + 1 < len(events) else float("inf")
+            if t <= r["sent"] < nxt:
+                if r["sent"] >= settled and r["done"] < nxt:
+                    out.append({**r, "fault": kind, "fault_time": t})
+                break
+    return out

@@ -12,8 +12,8 @@ namespace {
 
 bool valid_name(const std::string& s, size_t max) {
   return !s.empty() && s.size() <= max && std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-           c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.';
   });
 }
 
@@ -70,7 +70,8 @@ KeeperConfig parse_keeper_config(const core::ConfigNode& root) {
     if (cfg.check.path.empty() || cfg.check.path.front() != '/') check["path"].fail("expected a path: /...");
     cfg.check.interval = check.duration_or("interval", cfg.check.interval);
     cfg.check.timeout = check.duration_or("timeout", cfg.check.timeout);
-    if (cfg.check.interval < std::chrono::milliseconds(10) || cfg.check.timeout < std::chrono::milliseconds(10))
+    if (cfg.check.interval < std::chrono::milliseconds(10) ||
+        cfg.check.timeout < std::chrono::milliseconds(10))
       check.fail("interval and timeout must be at least 10ms");
     cfg.check.healthy_threshold = static_cast<int>(check.int_or("healthy_threshold", 2, 1, 100));
     cfg.check.unhealthy_threshold = static_cast<int>(check.int_or("unhealthy_threshold", 2, 1, 100));

@@ -13,13 +13,13 @@ namespace cumulo::eip::internal {
 
 // A gateway that may hold elastic IPs: where it runs and how it is checked and told its leases.
 struct GatewayEntry {
-  std::string id;                // "gateway-a"
-  std::string ns;                // its network namespace, "cu-shop.gateway-a"
+  std::string id;                  // "gateway-a"
+  std::string ns;                  // its network namespace, "cu-shop.gateway-a"
   std::string interface = "eth0";  // in `ns`: where a held address goes
-  uint32_t address = 0;          // its own address, the next hop of the router's route to a held address
-  uint16_t port = 0;             // its HTTP listener, which the health check reaches from the router
-  std::string router_interface;  // the router's end of its link
-  std::string admin;             // its admin API on the host, "127.0.0.1:9901"
+  uint32_t address = 0;            // its own address, the next hop of the router's route to a held address
+  uint16_t port = 0;               // its HTTP listener, which the health check reaches from the router
+  std::string router_interface;    // the router's end of its link
+  std::string admin;               // its admin API on the host, "127.0.0.1:9901"
 };
 
 struct ElasticIpEntry {

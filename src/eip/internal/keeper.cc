@@ -97,9 +97,10 @@ net::Result<void> Keeper::take_from(Gateway& g, const Eip& e) {
 }
 
 void Keeper::watch(Gateway& g) {
-  checker_->watch(g.entry->id,
-                  *core::SocketAddress::parse(net::ipv4_text(g.entry->address) + ":" + std::to_string(g.entry->port)),
-                  cfg_.check, g.state);
+  checker_->watch(
+      g.entry->id,
+      *core::SocketAddress::parse(net::ipv4_text(g.entry->address) + ":" + std::to_string(g.entry->port)),
+      cfg_.check, g.state);
 }
 
 void Keeper::start() {
@@ -260,16 +261,19 @@ void Keeper::fence_and_finish(Eip& e, const std::string& reason, int64_t started
   std::string failures;
   for (const std::string& id : e.entry->gateways) {
     if (id == lease.holder) continue;
-    if (auto r = take_from(gateways_.at(id), e); !r) failures += (failures.empty() ? "" : "; ") + r.error().message;
+    if (auto r = take_from(gateways_.at(id), e); !r)
+      failures += (failures.empty() ? "" : "; ") + r.error().message;
   }
   const int64_t now = now_ms();
   if (!failures.empty() && now < lease.expires_at_ms) {
     // The old holder may still answer on the address until its lease runs out; the route moves the traffic
     // anyway, but two holders never answer at once.
-    core::log_error(kComponent, "cannot take " + name + " from its old holder: waiting for its lease to expire",
+    core::log_error(kComponent,
+                    "cannot take " + name + " from its old holder: waiting for its lease to expire",
                     {{"error", failures}, {"wait_ms", static_cast<long>(lease.expires_at_ms - now)}});
     event(name, "fencing failed", failures + "; waiting out the old lease");
-    wait_then(e, lease.expires_at_ms - now, [this, &e, reason, started_ms, done] { finish(e, reason, started_ms, done); });
+    wait_then(e, lease.expires_at_ms - now,
+              [this, &e, reason, started_ms, done] { finish(e, reason, started_ms, done); });
     return;
   }
   // The new holder learns its term before it gets the address, so every answer it gives there carries it.
@@ -303,7 +307,7 @@ void Keeper::finish(Eip& e, const std::string& reason, int64_t started_ms, Done 
     error = r.error().message;
     to->netlink.reset();
   } else if (auto rr = router_->replace_route(e.entry->address, 32, to->entry->address,
-                                               to->entry->router_interface);
+                                              to->entry->router_interface);
              !rr) {
     error = rr.error().message;
   }
@@ -404,15 +408,15 @@ void Keeper::drain_then_move(Eip& e, const std::string& to, int64_t deadline_ms,
         }
         const int64_t now = now_ms();
         if (open > 0 && now < deadline_ms) {
-          wait_then(e, kDrainPoll.count(), [this, &e, to, deadline_ms, done] { drain_then_move(e, to, deadline_ms, done); });
+          wait_then(e, kDrainPoll.count(),
+                    [this, &e, to, deadline_ms, done] { drain_then_move(e, to, deadline_ms, done); });
           return;
         }
         const std::string reason =
-            open < 0 ? "planned move (" + old->id + " did not answer: moved without waiting)"
-            : open == 0
-                ? "planned move (" + old->id + " drained)"
-                : "planned move (" + std::to_string(open) + " connections still open on " + old->id +
-                      " after the drain timeout)";
+            open < 0    ? "planned move (" + old->id + " did not answer: moved without waiting)"
+            : open == 0 ? "planned move (" + old->id + " drained)"
+                        : "planned move (" + std::to_string(open) + " connections still open on " + old->id +
+                              " after the drain timeout)";
         e.busy = false;
         move(e, to, reason, [this, alive, old, done](int status, json body) {
           if (alive.expired()) return;

@@ -46,7 +46,7 @@ class Keeper {
   };
   struct Eip {
     const ElasticIpEntry* entry = nullptr;
-    bool busy = false;  // a move (planned or not) is under way
+    bool busy = false;   // a move (planned or not) is under way
     std::string unable;  // why nothing can be done now, said once per change
     int64_t persisted_at_ms = 0;
     // A wait within a move (an old lease running out, a drain being polled): what to do when it ends.

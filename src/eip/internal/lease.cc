@@ -35,7 +35,8 @@ core::Result<Leases, core::Error> load_leases(const std::string& path) {
       lease.renewed_at_ms = l.value("renewed_at_ms", int64_t{0});
       lease.expires_at_ms = l.value("expires_at_ms", int64_t{0});
       if (lease.state != "held" && lease.state != "moving")
-        return core::Err(state_error(path + ": elastic IP " + name + ": unknown state '" + lease.state + "'"));
+        return core::Err(
+            state_error(path + ": elastic IP " + name + ": unknown state '" + lease.state + "'"));
       out[name] = std::move(lease);
     }
   } catch (const json::exception& e) {

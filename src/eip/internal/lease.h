@@ -18,9 +18,9 @@ struct Lease {
   // "held", or "moving" between the durable record of a new holder and the address being in place there (a
   // keeper that finds "moving" finishes the move).
   std::string state = "held";
-  std::string from;            // the previous holder, while moving
-  int64_t renewed_at_ms = 0;   // wall clock
-  int64_t expires_at_ms = 0;   // wall clock: renewed_at + the lease time
+  std::string from;           // the previous holder, while moving
+  int64_t renewed_at_ms = 0;  // wall clock
+  int64_t expires_at_ms = 0;  // wall clock: renewed_at + the lease time
   bool operator==(const Lease&) const = default;
 };
 

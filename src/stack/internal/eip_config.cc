@@ -10,10 +10,11 @@ std::string render_eip_keeper_config(const StackSpec& stack, const std::vector<K
                                      const std::string& router_ns, const std::string& admin,
                                      const std::string& state_file) {
   std::string y;
-  y += "# Written by `cumulo up` for the elastic IP keeper of stack " + core::yaml_quoted(stack.name) + " from " +
-       stack.source + ".\n";
+  y += "# Written by `cumulo up` for the elastic IP keeper of stack " + core::yaml_quoted(stack.name) +
+       " from " + stack.source + ".\n";
   y += "# Rewritten on every start: change the stack file instead. It runs on the host (it enters the\n";
-  y += "# gateways' and the router's namespaces to move addresses); its admin API is on the host's loopback.\n";
+  y += "# gateways' and the router's namespaces to move addresses); its admin API is on the host's "
+       "loopback.\n";
   y += "stack: " + core::yaml_quoted(stack.name) + "\n";
   y += "admin: " + core::yaml_quoted(admin) + "\n";
   y += "state_file: " + core::yaml_quoted(state_file) + "\n";

@@ -98,6 +98,9 @@ struct ServiceProcess {
   scaling::InstanceHandle handle = 0;  // 0 while not running
   bool ready = false;
   core::TimePoint started_at{};
+  // Restarts after a death wait first_backoff, doubling up to max_backoff while it keeps dying young.
+  Millis first_backoff = kFirstBackoff;
+  Millis max_backoff = kMaxBackoff;
   Millis backoff = kFirstBackoff;
   int restarts = 0;
   std::unique_ptr<core::Timer> restart_timer;
@@ -680,6 +683,10 @@ void Supervisor::plan_eip_keeper() {
   reserved_ports_.insert(core::SocketAddress::parse(admin)->port());
   ServiceProcess& s = add_service(ServiceProcess::Kind::kEipKeeper, "eip-keeper", "-", admin, {admin});
   s.launch.argv = {options_.cumulo_binary, "eip", "run", "-c", s.config_path};
+  // While it is down nothing moves: back at once, and never later than 2 s however often it dies (it holds
+  // nothing, so a fast restart costs nothing).
+  s.first_backoff = s.backoff = Millis(100);
+  s.max_backoff = Millis(2000);
   eip_keeper_ = &s;
 }
 
@@ -1095,7 +1102,7 @@ void Supervisor::on_exit(scaling::InstanceHandle handle, const scaling::ExitStat
 void Supervisor::service_died(ServiceProcess& s, const scaling::ExitStatus& status,
                               scaling::InstanceHandle old_handle) {
   const Millis uptime = std::chrono::duration_cast<Millis>(loop_.update_now() - s.started_at);
-  if (uptime >= kStableUptime) s.backoff = kFirstBackoff;
+  if (uptime >= kStableUptime) s.backoff = s.first_backoff;
   core::log_warn(kComponent, s.id + " died; restarting it",
                  {{"pid", static_cast<long>(old_handle)},
                   {"status", status.describe()},
@@ -1105,7 +1112,7 @@ void Supervisor::service_died(ServiceProcess& s, const scaling::ExitStatus& stat
   events_.add(s.id,
               s.id + " " + status.describe() + " -> restarting it in " + core::format_duration(s.backoff));
   s.restart_timer->arm(s.backoff);
-  s.backoff = std::min(s.backoff * 2, kMaxBackoff);
+  s.backoff = std::min(s.backoff * 2, s.max_backoff);
 }
 
 void Supervisor::restart_service(ServiceProcess& s) {
@@ -1115,7 +1122,7 @@ void Supervisor::restart_service(ServiceProcess& s) {
     core::log_error(kComponent, s.id + " restart failed",
                     {{"reason", last_start_error_}, {"retry_in_ms", as_long(s.backoff)}});
     s.restart_timer->arm(s.backoff);
-    s.backoff = std::min(s.backoff * 2, kMaxBackoff);
+    s.backoff = std::min(s.backoff * 2, s.max_backoff);
     return;
   }
   if (!ready_timer_.armed()) ready_timer_.arm(kReadyPollInterval);

@@ -37,7 +37,8 @@ TEST(Decide, AnUnhealthyHolderLosesItToTheFirstHealthyCandidate) {
 }
 
 TEST(Decide, NobodyHoldingItGivesItToTheFirstHealthyInOrder) {
-  Decision d = decide(Lease{}, {{"gw-a", H::kUnknown, ""}, {"gw-b", H::kHealthy, ""}, {"gw-c", H::kHealthy, ""}});
+  Decision d =
+      decide(Lease{}, {{"gw-a", H::kUnknown, ""}, {"gw-b", H::kHealthy, ""}, {"gw-c", H::kHealthy, ""}});
   ASSERT_EQ(d.kind, Decision::Kind::kMove);
   EXPECT_EQ(d.to, "gw-b");
   EXPECT_EQ(d.reason, "nobody holds it");
@@ -96,7 +97,8 @@ TEST_F(LeaseFile, RoundTrips) {
 }
 
 TEST_F(LeaseFile, RefusesWhatIsNotALeaseFile) {
-  std::ofstream(path("bad.json")) << "{\"elastic_ips\": {\"web\": {\"holder\": \"a\", \"term\": 1, \"state\": \"odd\"}}}";
+  std::ofstream(path("bad.json"))
+      << "{\"elastic_ips\": {\"web\": {\"holder\": \"a\", \"term\": 1, \"state\": \"odd\"}}}";
   auto l = load_leases(path("bad.json"));
   ASSERT_FALSE(l);
   EXPECT_NE(l.error().message.find("unknown state 'odd'"), std::string::npos) << l.error().message;
@@ -151,11 +153,13 @@ TEST(KeeperConfig, Refusals) {
   EXPECT_NE(replace("admin: 127.0.0.1:9960", "admin: 10.0.0.1:9960").find("expected a loopback address"),
             std::string::npos);
   EXPECT_NE(replace("/tmp/eips.json", "eips.json").find("expected an absolute path"), std::string::npos);
-  EXPECT_NE(replace("gateways: [gateway-b, gateway-a]", "gateways: [gateway-c]").find("'gateway-c' is not in gateways"),
+  EXPECT_NE(replace("gateways: [gateway-b, gateway-a]", "gateways: [gateway-c]")
+                .find("'gateway-c' is not in gateways"),
             std::string::npos);
   EXPECT_NE(replace("address: 198.51.100.10", "address: 198.51.100").find("expected an IPv4 address"),
             std::string::npos);
-  EXPECT_NE(replace("id: gateway-b", "id: gateway-a").find("gateway 'gateway-a' is listed twice"), std::string::npos);
+  EXPECT_NE(replace("id: gateway-b", "id: gateway-a").find("gateway 'gateway-a' is listed twice"),
+            std::string::npos);
   EXPECT_NE(error_of(kConfig + "lease_ttl: 50ms\n").find("expected at least 200ms"), std::string::npos);
   EXPECT_NE(error_of(kConfig + "check: {path: nope}\n").find("expected a path"), std::string::npos);
   EXPECT_EQ(error_of(kConfig + "color: red\n").find("eip.yaml:"), 0u);

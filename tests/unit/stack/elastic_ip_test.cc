@@ -1,5 +1,5 @@
-// `gateway.zones` and `elastic_ips:` in the stack file: one gateway per zone, addresses given or assigned, the
-// gateways each may move between, every refusal with its line; and the keeper's config that `cumulo up`
+// `gateway.zones` and `elastic_ips:` in the stack file: one gateway per zone, addresses given or assigned,
+// the gateways each may move between, every refusal with its line; and the keeper's config that `cumulo up`
 // writes from them.
 #include <gtest/gtest.h>
 
@@ -55,10 +55,12 @@ TEST(GatewayZones, Refusals) {
   EXPECT_EQ(error_of("gateway: {listen: 0.0.0.0:80, zones: [a, a]}\nnetwork: {}\n"),
             "stack.yaml:5:42: gateway.zones[1]: zone 'a' is listed twice");
   EXPECT_EQ(error_of("gateway: {listen: 0.0.0.0:80, zone: a, zones: [a, b]}\nnetwork: {}\n"),
-            "stack.yaml:5:47: gateway.zones: give either zone (one gateway) or zones (one gateway per zone), not both");
-  EXPECT_EQ(error_of("gateway: {listen: 127.0.0.1:80, zones: [a, b]}\n"),
-            "stack.yaml:5:40: gateway.zones: one gateway per zone runs each in its zone's public subnet: add a "
-            "`network:` section (docs/network.md), or give `zone:` for one gateway");
+            "stack.yaml:5:47: gateway.zones: give either zone (one gateway) or zones (one gateway per zone), "
+            "not both");
+  EXPECT_EQ(
+      error_of("gateway: {listen: 127.0.0.1:80, zones: [a, b]}\n"),
+      "stack.yaml:5:40: gateway.zones: one gateway per zone runs each in its zone's public subnet: add a "
+      "`network:` section (docs/network.md), or give `zone:` for one gateway");
 }
 
 TEST(ElasticIps, AddressesGivenOrAssignedAndGatewaysDefaultToAll) {
@@ -79,19 +81,24 @@ TEST(ElasticIps, AddressesGivenOrAssignedAndGatewaysDefaultToAll) {
 TEST(ElasticIps, Refusals) {
   auto eips = [](const std::string& list) { return kTwoGateways + "elastic_ips:\n" + list; };
   EXPECT_EQ(error_of("gateway: {listen: 127.0.0.1:80}\nelastic_ips: [{name: web}]\n"),
-            "stack.yaml:6:14: elastic_ips: an elastic IP lives on the public side of the stack's VPC and moves between "
+            "stack.yaml:6:14: elastic_ips: an elastic IP lives on the public side of the stack's VPC and "
+            "moves between "
             "gateways' namespaces: add a `network:` section (docs/network.md)");
   EXPECT_EQ(error_of(eips("  - {name: web, gateways: [gateway-c]}\n")),
-            "stack.yaml:8:28: elastic_ips[0].gateways[0]: 'gateway-c' is not a gateway of the stack (gateway-a, gateway-b; gateway.zones runs "
+            "stack.yaml:8:28: elastic_ips[0].gateways[0]: 'gateway-c' is not a gateway of the stack "
+            "(gateway-a, gateway-b; gateway.zones runs "
             "one per zone)");
   EXPECT_EQ(error_of(eips("  - {name: web, gateways: [gateway-a, gateway-a]}\n")),
             "stack.yaml:8:39: elastic_ips[0].gateways[1]: gateway 'gateway-a' is listed twice");
-  EXPECT_EQ(error_of(eips("  - {name: web}\n  - {name: web}\n")), "stack.yaml:9:12: elastic_ips[1].name: elastic IP 'web' is defined twice");
+  EXPECT_EQ(error_of(eips("  - {name: web}\n  - {name: web}\n")),
+            "stack.yaml:9:12: elastic_ips[1].name: elastic IP 'web' is defined twice");
   EXPECT_EQ(error_of(eips("  - {name: 'a b'}\n")),
-            "stack.yaml:8:12: elastic_ips[0].name: expected a name of letters, digits, '-' and '_', at most 32 characters");
-  EXPECT_EQ(error_of(eips("  - {name: web, address: 10.20.0.9}\n")),
-            "stack.yaml:8:5: elastic IP web: 10.20.0.9 is inside the VPC CIDR 10.20.0.0/16; it needs an address of "
-            "its own, routed to its holder");
+            "stack.yaml:8:12: elastic_ips[0].name: expected a name of letters, digits, '-' and '_', at most "
+            "32 characters");
+  EXPECT_EQ(
+      error_of(eips("  - {name: web, address: 10.20.0.9}\n")),
+      "stack.yaml:8:5: elastic IP web: 10.20.0.9 is inside the VPC CIDR 10.20.0.0/16; it needs an address of "
+      "its own, routed to its holder");
   EXPECT_EQ(error_of(eips("  - {name: web, address: 300.1.1.1}\n")),
             "stack.yaml:8:26: elastic_ips[0].address: expected an IPv4 address such as 198.51.100.10");
   EXPECT_EQ(error_of(eips("  - {name: web, size: 1}\n")),
@@ -142,7 +149,8 @@ TEST(ElasticIps, GatewayConfigCarriesItsIdAndMonitorPath) {
   EXPECT_EQ(root["monitor_uri"].as_string(), "/.cumulo/gateway");
   // A stack of one gateway without elastic IPs: neither.
   StackSpec plain = parse("gateway: {listen: 127.0.0.1:8080}\n");
-  core::ConfigNode p = core::ConfigNode::load_string(internal::render_gateway_config(plain, {}), "gateway.yaml");
+  core::ConfigNode p =
+      core::ConfigNode::load_string(internal::render_gateway_config(plain, {}), "gateway.yaml");
   EXPECT_FALSE(p["server_id"].defined());
   EXPECT_FALSE(p["monitor_uri"].defined());
 }
