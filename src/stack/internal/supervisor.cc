@@ -683,10 +683,10 @@ void Supervisor::plan_eip_keeper() {
   reserved_ports_.insert(core::SocketAddress::parse(admin)->port());
   ServiceProcess& s = add_service(ServiceProcess::Kind::kEipKeeper, "eip-keeper", "-", admin, {admin});
   s.launch.argv = {options_.cumulo_binary, "eip", "run", "-c", s.config_path};
-  // While it is down nothing moves: back at once, and never later than 2 s however often it dies (it holds
-  // nothing, so a fast restart costs nothing).
+  // While it is down nothing moves: back at once, and never later than 500 ms however often it dies (it holds
+  // nothing, so a fast restart costs nothing; a crash loop costs two starts a second).
   s.first_backoff = s.backoff = Millis(100);
-  s.max_backoff = Millis(2000);
+  s.max_backoff = Millis(500);
   eip_keeper_ = &s;
 }
 
@@ -1427,7 +1427,12 @@ void Supervisor::write_status() const {
 
 void Supervisor::print_banner() const {
   const GatewaySpec& gw = stack_.gateway;
-  const std::string url = url_for(gw.listen, "/");
+  // With elastic IPs the address to open is the first of them: whichever gateway holds it answers.
+  const std::string url = stack_.elastic_ips.empty()
+                              ? url_for(gw.listen, "/")
+                              : url_for(stack_.elastic_ips.front().address + ":" +
+                                            std::to_string(core::SocketAddress::parse(gw.listen)->port()),
+                                        "/");
   const std::string admin_url = url_for(gw.admin, "/targets");
   const std::string control_url = url_for(stack_.control.listen, "/v1/status");
   core::log_info(kComponent, "stack is up",
@@ -1466,7 +1471,7 @@ void Supervisor::print_banner() const {
            " (held by one of " + may + "; `cumulo eip list --state-dir " + state_dir_.string() + "`)\n";
   }
   out += "  control  " + control_url + " (token in " + (state_dir_ / "api-token").string() + ")\n";
-  out += "  state    " + state_dir_.string() + "/ (stack.json, gateway.yaml, logs/)\n";
+  out += "  state    " + state_dir_.string() + "/ (stack.json, " + gateway_->id + ".yaml, logs/)\n";
   if (vpc_) {
     out += "  network  " + stack_.network.cidr + ", router namespace " + vpc_->plan().router_ns +
            "; clients reach the stack from the outside namespace: ip netns exec " + vpc_->plan().outside_ns +
