@@ -246,4 +246,12 @@ std::string errno_text(int err) {
   return std::strerror(err);
 }
 
+std::string network_namespace_path(std::string_view name) {
+  return "/run/netns/" + std::string(name);
+}
+
+Fd open_network_namespace(std::string_view name) {
+  return Fd(::open(network_namespace_path(name).c_str(), O_RDONLY | O_CLOEXEC));
+}
+
 }  // namespace cumulo::core

@@ -95,4 +95,10 @@ void set_nodelay(int fd);
 int socket_error(int fd);
 std::string errno_text(int err);
 
+// Where `ip netns add NAME` keeps a network namespace: /run/netns/NAME.
+std::string network_namespace_path(std::string_view name);
+// That file opened close-on-exec, for setns(2) (in a child before exec, or on a thread of its own); an empty
+// Fd with errno set when it cannot be.
+Fd open_network_namespace(std::string_view name);
+
 }  // namespace cumulo::core

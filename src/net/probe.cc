@@ -40,7 +40,7 @@ std::string_view reach_name(Reach reach) {
 
 Result<ConnectFunction> connect_from(const std::string& ns) {
   auto home = std::make_shared<core::Fd>(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
-  auto target = std::make_shared<core::Fd>(::open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC));
+  auto target = std::make_shared<core::Fd>(core::open_network_namespace(ns));
   if (!*home || !*target) {
     return core::Err(core::Error{
         "namespace",
@@ -68,14 +68,14 @@ Result<void> run_in_namespace(const std::string& ns, const std::function<void()>
   std::exception_ptr thrown;
   // A thread of its own: setns(CLONE_NEWNET) changes the calling thread only, and this one ends with it.
   std::thread t([&] {
-    int fd = ::open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      failure = "cannot open /run/netns/" + ns + ": " + core::errno_text(errno);
+    core::Fd fd = core::open_network_namespace(ns);
+    if (!fd) {
+      failure = "cannot open " + core::network_namespace_path(ns) + ": " + core::errno_text(errno);
       return;
     }
-    int rc = ::setns(fd, CLONE_NEWNET);
+    int rc = ::setns(fd.get(), CLONE_NEWNET);
     int err = errno;
-    ::close(fd);
+    fd.reset();
     if (rc != 0) {
       failure = "cannot enter network namespace " + ns + ": " + core::errno_text(err) +
                 (err == EPERM ? " (needs CAP_SYS_ADMIN: run as root)" : "");

@@ -178,10 +178,10 @@ InstanceHandle ProcessProvider::start(const LaunchSpec& spec) {
   if (!inherit.empty()) env_strings.push_back(std::string(core::kInheritedListenersEnv) + "=" + inherit_list);
   core::Fd netns_fd;
   if (!spec.netns.empty()) {
-    const std::string path = "/run/netns/" + spec.netns;
-    netns_fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    netns_fd = core::open_network_namespace(spec.netns);
     if (!netns_fd) {
-      throw std::runtime_error("cannot open the network namespace " + path + " of " + spec.name + ": " +
+      throw std::runtime_error("cannot open the network namespace " +
+                               core::network_namespace_path(spec.netns) + " of " + spec.name + ": " +
                                core::errno_text(errno));
     }
   }

@@ -34,14 +34,13 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& output_path
   // Opened here, joined in the child (setns before exec), as the scaling process provider does.
   core::Fd netns_fd;
   if (!netns.empty()) {
-    const std::string path = "/run/netns/" + netns;
-    netns_fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    netns_fd = core::open_network_namespace(netns);
     if (!netns_fd) {
       int err = errno;
       ::close(in);
       ::close(out);
-      throw std::runtime_error("cannot open the network namespace " + path + " of " + argv[0] + ": " +
-                               std::strerror(err));
+      throw std::runtime_error("cannot open the network namespace " + core::network_namespace_path(netns) +
+                               " of " + argv[0] + ": " + std::strerror(err));
     }
   }
   int sout = out;

@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "core/log.h"
+#include "core/net.h"
 
 namespace cumulo::eip::internal {
 
@@ -21,7 +22,7 @@ constexpr Millis kDrainPoll{50};
 
 bool namespace_exists(const std::string& ns) {
   struct stat st {};
-  return ::stat(("/run/netns/" + ns).c_str(), &st) == 0;
+  return ::stat(core::network_namespace_path(ns).c_str(), &st) == 0;
 }
 
 GatewayHealth to_gateway_health(health::Health h) {

@@ -101,5 +101,13 @@ TEST(InheritedListener, UsedForItsAddressOnly) {
   unsetenv(kInheritedListenersEnv);
 }
 
+TEST(NetworkNamespace, PathAndOpen) {
+  EXPECT_EQ(network_namespace_path("cu-s.router"), "/run/netns/cu-s.router");
+  errno = 0;
+  Fd fd = open_network_namespace("cu-no-such-namespace-for-this-test");
+  EXPECT_FALSE(fd);
+  EXPECT_EQ(errno, ENOENT);
+}
+
 }  // namespace
 }  // namespace cumulo::core
