@@ -300,7 +300,7 @@ class WatchImpl final : public Watch {
       : cl_(cl),
         client_alive_(cl.alive),
         req_(std::move(req)),
-        on_events_(std::move(on_events)),
+        on_events_(std::make_shared<std::function<void(WatchResponse)>>(std::move(on_events))),
         on_error_(std::move(on_error)),
         next_revision_(req_.start_revision),
         pause_timer_(cl.loop, [this] { connect(); }),
@@ -334,7 +334,11 @@ class WatchImpl final : public Watch {
     ++connections_;
     if (req_.idle_timeout.count() > 0) idle_timer_.arm(std::max(req_.idle_timeout, cl_.opts.request_timeout));
     request_ = cl_.http.request(cl_.endpoints[endpoint_], std::move(hr),
-                                [this](http::ClientResponse r) { on_end(std::move(r)); });
+                                [this, client = client_alive_](http::ClientResponse r) {
+                                  // The client's destructor completes its requests: a watch left behind it
+                                  // must not run.
+                                  if (*client) on_end(std::move(r));
+                                });
   }
 
   void on_piece(const http::ClientResponse& head, std::string_view piece) {
@@ -392,7 +396,9 @@ class WatchImpl final : public Watch {
         continue;
       }
       next_revision_ = m->events.back().kv.mod_revision + 1;
-      on_events_(WatchResponse{m->header, std::move(m->events)});
+      // A copy of the callback runs, so that it may destroy the watch, and with it on_events_, while it runs.
+      std::shared_ptr<std::function<void(WatchResponse)>> on_events = on_events_;
+      (*on_events)(WatchResponse{m->header, std::move(m->events)});
       if (!*alive) return;  // destroyed inside on_events
     }
   }
@@ -440,7 +446,8 @@ class WatchImpl final : public Watch {
     request_ = 0;
     idle_timer_.cancel();
     pause_timer_.cancel();
-    on_error_(std::move(e));  // may destroy this
+    auto on_error = std::move(on_error_);  // it may destroy this, and so on_error_, while it runs
+    on_error(std::move(e));
   }
 
   core::Error bad(std::string message) const {
@@ -455,7 +462,7 @@ class WatchImpl final : public Watch {
   std::shared_ptr<bool> client_alive_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   WatchRequest req_;
-  std::function<void(WatchResponse)> on_events_;
+  std::shared_ptr<std::function<void(WatchResponse)>> on_events_;
   std::function<void(WatchError)> on_error_;
   int64_t next_revision_ = 0;
   http::Client::RequestId request_ = 0;

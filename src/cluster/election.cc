@@ -85,7 +85,7 @@ void guarded_txn(Client& client, const Leadership& me, TxnRequest request, Callb
     } else {
       const std::vector<OperationResult>& ops = r->responses;
       g.still_leader = !ops.empty() && !ops.back().kvs.empty() && holds(me, ops.back().kvs.front());
-      r->responses.pop_back();  // the guard's read is ours, not the caller's
+      if (!ops.empty()) r->responses.pop_back();  // the guard's read is ours, not the caller's
     }
     g.txn = std::move(r.value());
     done(std::move(g));
@@ -148,7 +148,8 @@ struct Campaign::Impl {
   void finish(core::Result<Leadership, core::Error> r) {
     watch.reset();
     retry.cancel();
-    on_elected(std::move(r));  // may destroy the campaign
+    auto fn = std::move(on_elected);  // it may destroy the campaign, and so on_elected, while it runs
+    fn(std::move(r));
   }
 
   Client& client;

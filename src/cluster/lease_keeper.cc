@@ -67,7 +67,8 @@ struct LeaseKeeper::Impl {
     lost = true;
     tick.cancel();
     deadline.cancel();
-    on_lost(e);  // may destroy the keeper
+    auto fn = std::move(on_lost);  // it may destroy the keeper, and so on_lost, while it runs
+    fn(e);
   }
 
   core::EventLoop& loop;
