@@ -7,92 +7,13 @@
 #include <utility>
 
 #include "cluster/cluster.h"
-#include "cluster/internal/codec.h"
+#include "cluster/wire/etcd_json.h"
 #include "core/log.h"
 #include "core/net.h"
 
 namespace cumulo::cluster {
 
-using internal::json;
-
-std::string prefix_end(std::string_view prefix) {
-  std::string end(prefix);
-  while (!end.empty()) {
-    auto last = static_cast<unsigned char>(end.back());
-    if (last < 0xFF) {
-      end.back() = static_cast<char>(last + 1);
-      return end;
-    }
-    end.pop_back();  // "a\xff" ends at "b"
-  }
-  return std::string(1, '\0');  // etcd: range_end "\0" with any key is every key from it on
-}
-
-Compare Compare::value_is(std::string key, Op op, std::string value) {
-  Compare c;
-  c.target = Target::kValue;
-  c.op = op;
-  c.key = std::move(key);
-  c.value = std::move(value);
-  return c;
-}
-
-namespace {
-Compare numeric(Compare::Target target, std::string key, Compare::Op op, int64_t n) {
-  Compare c;
-  c.target = target;
-  c.op = op;
-  c.key = std::move(key);
-  c.number = n;
-  return c;
-}
-}  // namespace
-
-Compare Compare::version_is(std::string key, Op op, int64_t version) {
-  return numeric(Target::kVersion, std::move(key), op, version);
-}
-Compare Compare::create_revision_is(std::string key, Op op, int64_t revision) {
-  return numeric(Target::kCreateRevision, std::move(key), op, revision);
-}
-Compare Compare::mod_revision_is(std::string key, Op op, int64_t revision) {
-  return numeric(Target::kModRevision, std::move(key), op, revision);
-}
-Compare Compare::lease_is(std::string key, Op op, int64_t lease) {
-  return numeric(Target::kLease, std::move(key), op, lease);
-}
-
-Operation Operation::get(std::string key) {
-  Operation o;
-  o.kind = Kind::kRange;
-  o.key = std::move(key);
-  return o;
-}
-Operation Operation::range(std::string prefix) {
-  Operation o;
-  o.kind = Kind::kRange;
-  o.range_end = prefix_end(prefix);
-  o.key = std::move(prefix);
-  return o;
-}
-Operation Operation::put(std::string key, std::string value, int64_t lease) {
-  Operation o;
-  o.kind = Kind::kPut;
-  o.key = std::move(key);
-  o.value = std::move(value);
-  o.lease = lease;
-  return o;
-}
-Operation Operation::del(std::string key) {
-  Operation o;
-  o.kind = Kind::kDelete;
-  o.key = std::move(key);
-  return o;
-}
-Operation Operation::del_prefix(std::string prefix) {
-  Operation o = del(std::move(prefix));
-  o.range_end = prefix_end(o.key);
-  return o;
-}
+using wire::json;
 
 namespace {
 
@@ -160,7 +81,7 @@ struct Client::Impl {
         err = std::move(r.error);
         err.message = "etcd at " + names[ep] + " " + c->path + ": " + err.message;
       } else if (r.status != 200) {
-        err = internal::error_from_answer(r.status, r.body, names[ep]);
+        err = wire::error_from_answer(r.status, r.body, names[ep]);
       } else {
         json j = json::parse(r.body, nullptr, /*allow_exceptions=*/false);
         if (!j.is_discarded()) {
@@ -224,7 +145,7 @@ void Client::get(std::string key, Callback<GetResult> done, int64_t revision) {
   RangeOptions o;
   o.revision = revision;
   impl_->typed<GetResult, RangeResult>(
-      "/v3/kv/range", internal::range_request(key, {}, o), Repeat::kSafe, internal::decode_range,
+      "/v3/kv/range", wire::range_request(key, {}, o), Repeat::kSafe, wire::decode_range,
       [](RangeResult&& r) {
         GetResult g;
         g.header = r.header;
@@ -235,54 +156,54 @@ void Client::get(std::string key, Callback<GetResult> done, int64_t revision) {
 }
 
 void Client::range(std::string prefix, RangeOptions options, Callback<RangeResult> done) {
-  impl_->typed<RangeResult>("/v3/kv/range", internal::range_request(prefix, prefix_end(prefix), options),
-                            Repeat::kSafe, internal::decode_range, std::move(done));
+  impl_->typed<RangeResult>("/v3/kv/range", wire::range_request(prefix, prefix_end(prefix), options),
+                            Repeat::kSafe, wire::decode_range, std::move(done));
 }
 
 void Client::put(std::string key, std::string value, Callback<PutResult> done, int64_t lease) {
-  impl_->typed<PutResult>("/v3/kv/put", internal::put_request(key, value, lease), Repeat::kOnlyIfNotSent,
-                          internal::decode_put, std::move(done));
+  impl_->typed<PutResult>("/v3/kv/put", wire::put_request(key, value, lease), Repeat::kOnlyIfNotSent,
+                          wire::decode_put, std::move(done));
 }
 
 void Client::del(std::string key, Callback<DeleteResult> done) {
-  impl_->typed<DeleteResult>("/v3/kv/deleterange", internal::delete_request(key, {}), Repeat::kOnlyIfNotSent,
-                             internal::decode_delete, std::move(done));
+  impl_->typed<DeleteResult>("/v3/kv/deleterange", wire::delete_request(key, {}), Repeat::kOnlyIfNotSent,
+                             wire::decode_delete, std::move(done));
 }
 
 void Client::del_prefix(std::string prefix, Callback<DeleteResult> done) {
-  impl_->typed<DeleteResult>("/v3/kv/deleterange", internal::delete_request(prefix, prefix_end(prefix)),
-                             Repeat::kOnlyIfNotSent, internal::decode_delete, std::move(done));
+  impl_->typed<DeleteResult>("/v3/kv/deleterange", wire::delete_request(prefix, prefix_end(prefix)),
+                             Repeat::kOnlyIfNotSent, wire::decode_delete, std::move(done));
 }
 
 void Client::txn(TxnRequest request, Callback<TxnResult> done) {
-  impl_->typed<TxnResult>("/v3/kv/txn", internal::txn_request(request), Repeat::kOnlyIfNotSent,
-                          internal::decode_txn, std::move(done));
+  impl_->typed<TxnResult>("/v3/kv/txn", wire::txn_request(request), Repeat::kOnlyIfNotSent, wire::decode_txn,
+                          std::move(done));
 }
 
 void Client::compact(int64_t revision, Callback<ResponseHeader> done) {
-  impl_->typed<ResponseHeader>("/v3/kv/compaction", internal::compact_request(revision), Repeat::kSafe,
-                               internal::decode_header, std::move(done));
+  impl_->typed<ResponseHeader>("/v3/kv/compaction", wire::compact_request(revision), Repeat::kSafe,
+                               wire::decode_header, std::move(done));
 }
 
 void Client::grant(int64_t ttl_s, Callback<Lease> done) {
   // Not repeated: a second grant would leave a lease behind (harmless, it expires, but not what was asked).
-  impl_->typed<Lease>("/v3/lease/grant", internal::lease_grant_request(ttl_s), Repeat::kOnlyIfNotSent,
-                      internal::decode_lease_grant, std::move(done));
+  impl_->typed<Lease>("/v3/lease/grant", wire::lease_grant_request(ttl_s), Repeat::kOnlyIfNotSent,
+                      wire::decode_lease_grant, std::move(done));
 }
 
 void Client::keep_alive(int64_t lease_id, Callback<Lease> done) {
-  impl_->typed<Lease>("/v3/lease/keepalive", internal::lease_id_request(lease_id), Repeat::kSafe,
-                      internal::decode_keep_alive, std::move(done));
+  impl_->typed<Lease>("/v3/lease/keepalive", wire::lease_id_request(lease_id), Repeat::kSafe,
+                      wire::decode_keep_alive, std::move(done));
 }
 
 void Client::revoke(int64_t lease_id, Callback<ResponseHeader> done) {
-  impl_->typed<ResponseHeader>("/v3/lease/revoke", internal::lease_id_request(lease_id), Repeat::kSafe,
-                               internal::decode_header, std::move(done));
+  impl_->typed<ResponseHeader>("/v3/lease/revoke", wire::lease_id_request(lease_id), Repeat::kSafe,
+                               wire::decode_header, std::move(done));
 }
 
 void Client::time_to_live(int64_t lease_id, bool with_keys, Callback<LeaseTimeToLive> done) {
-  impl_->typed<LeaseTimeToLive>("/v3/lease/timetolive", internal::lease_ttl_request(lease_id, with_keys),
-                                Repeat::kSafe, internal::decode_time_to_live, std::move(done));
+  impl_->typed<LeaseTimeToLive>("/v3/lease/timetolive", wire::lease_ttl_request(lease_id, with_keys),
+                                Repeat::kSafe, wire::decode_time_to_live, std::move(done));
 }
 
 // --- watch
@@ -328,7 +249,7 @@ class WatchImpl final : public Watch {
     hr.method = "POST";
     hr.target = "/v3/watch";
     hr.headers.emplace_back("Content-Type", "application/json");
-    hr.body = internal::watch_create_request(r).dump();
+    hr.body = wire::watch_create_request(r).dump();
     hr.timeout = cl_.opts.request_timeout;
     hr.on_body = [this](const http::ClientResponse& head, std::string_view piece) { on_piece(head, piece); };
     ++connections_;
@@ -359,12 +280,12 @@ class WatchImpl final : public Watch {
         drop_connection(bad("a watch answer is no JSON: " + text.substr(0, 200)));
         return;
       }
-      if (auto e = internal::stream_error(j, cl_.names[endpoint_])) {
+      if (auto e = wire::stream_error(j, cl_.names[endpoint_])) {
         if (e->kind == "compacted") return end(WatchError{*e, 0});
         drop_connection(*e);
         return;
       }
-      auto m = internal::decode_watch_message(j);
+      auto m = wire::decode_watch_message(j);
       if (!m) {
         drop_connection(m.error());
         return;
@@ -411,7 +332,7 @@ class WatchImpl final : public Watch {
       return pause_and_reconnect(r.error);
     }
     if (r.status != 200) {
-      core::Error e = internal::error_from_answer(r.status, error_body_, cl_.names[endpoint_]);
+      core::Error e = wire::error_from_answer(r.status, error_body_, cl_.names[endpoint_]);
       if (e.kind == "compacted" || e.kind == "invalid_argument") return end(WatchError{std::move(e), 0});
       return pause_and_reconnect(e);
     }
@@ -469,7 +390,7 @@ class WatchImpl final : public Watch {
   size_t endpoint_ = 0;
   int connections_ = 0;
   core::Millis pause_ = kFirstPause;
-  internal::JsonObjectSplitter splitter_;
+  wire::JsonObjectSplitter splitter_;
   std::vector<std::string> objects_;
   std::string error_body_;
   core::Timer pause_timer_;

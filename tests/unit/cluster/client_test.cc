@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "cluster/cluster.h"
-#include "cluster/internal/codec.h"
+#include "cluster/wire/etcd_json.h"
 #include "core/event_loop.h"
 #include "core/net.h"
 #include "http/server.h"
@@ -19,7 +19,7 @@ namespace cumulo::cluster {
 namespace {
 
 using namespace std::chrono_literals;
-using internal::json;
+using wire::json;
 
 void run_loop(core::EventLoop& loop, std::chrono::milliseconds limit = 10s) {
   bool timed_out = false;
@@ -85,7 +85,7 @@ TEST(ClusterClient, AConnectFailureGoesToTheNextEndpointEvenForAPut) {
   EXPECT_EQ(got->header.revision, 7);
   ASSERT_EQ(etcd.requests.size(), 1u);
   EXPECT_EQ(etcd.requests[0].first, "/v3/kv/put");
-  EXPECT_EQ(etcd.requests[0].second["key"], internal::base64_encode(std::string("k\0ey", 4)));
+  EXPECT_EQ(etcd.requests[0].second["key"], wire::base64_encode(std::string("k\0ey", 4)));
   EXPECT_EQ(etcd.requests[0].second["lease"], "42");
 }
 
@@ -219,8 +219,8 @@ TEST(ClusterWatch, ResumesAfterTheStreamEndsAndReportsCompaction) {
   EXPECT_EQ(error->compact_revision, 30);
   ASSERT_EQ(etcd.requests.size(), 2u);
   const json& first = etcd.requests[0].second["create_request"];
-  EXPECT_EQ(first["key"], internal::base64_encode("/p/"));
-  EXPECT_EQ(first["range_end"], internal::base64_encode("/p0"));
+  EXPECT_EQ(first["key"], wire::base64_encode("/p/"));
+  EXPECT_EQ(first["range_end"], wire::base64_encode("/p0"));
   EXPECT_FALSE(first.contains("start_revision"));
   // The second connection resumes after the last event delivered: no event lost, none repeated.
   EXPECT_EQ(etcd.requests[1].second["create_request"]["start_revision"], "12");

@@ -1,18 +1,16 @@
-// The etcd v3 JSON gateway's wire format, apart from any I/O so that unit tests (and a fuzz target) use it
-// alone: requests as JSON, answers and errors from JSON, and the splitting of a watch stream into its JSON
-// objects.
+// The etcd v3 JSON gateway's wire format, apart from any I/O (this folder includes nothing of the event loop,
+// so that tests/fuzz/etcd_json_fuzz.cc links it alone): requests as JSON, answers and errors from JSON, and
+// the splitting of a watch stream into its JSON objects.
 //
 // What the gateway demands (grpc-gateway's JSON mapping of etcd's protobufs, "OrigName" field names):
 // - bytes fields (keys, values, range ends) are standard base64 with padding;
 // - int64 and uint64 fields are JSON strings in answers ("revision":"12") and are accepted as strings in
 //   requests; they must be strings for lease IDs, which are above 2^53;
 // - fields at their zero value are left out of answers (a missing "count" is 0, a missing event "type" is
-// PUT,
-//   a keep-alive answer without "TTL" means the lease is gone);
+//   PUT, a keep-alive answer without "TTL" means the lease is gone);
 // - enums are sent by name ("CREATE", "NOT_EQUAL");
 // - an error is an HTTP status with {"error": words, "message": words, "code": gRPC code}; in a stream
-// (watch,
-//   keep-alive) an error is one object {"error": {"grpc_code", "http_code", "message", "http_status"}}.
+//   (watch, keep-alive) an error is one object {"error": {"grpc_code", "http_code", "message", ...}}.
 #pragma once
 
 #include <cstdint>
@@ -22,10 +20,10 @@
 #include <string_view>
 #include <vector>
 
-#include "cluster/cluster.h"
+#include "cluster/wire/types.h"
 #include "core/result.h"
 
-namespace cumulo::cluster::internal {
+namespace cumulo::cluster::wire {
 
 using json = nlohmann::json;
 
@@ -100,4 +98,4 @@ class JsonObjectSplitter {
   std::string error_;
 };
 
-}  // namespace cumulo::cluster::internal
+}  // namespace cumulo::cluster::wire

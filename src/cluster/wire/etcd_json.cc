@@ -1,9 +1,10 @@
-#include "cluster/internal/codec.h"
+#include "cluster/wire/etcd_json.h"
 
 #include <array>
 #include <charconv>
+#include <utility>
 
-namespace cumulo::cluster::internal {
+namespace cumulo::cluster::wire {
 
 namespace {
 
@@ -17,6 +18,12 @@ constexpr std::array<int8_t, 256> decode_table() {
   return t;
 }
 constexpr auto kDecode = decode_table();
+
+// The error side of a Result, spelled without class template argument deduction for aggregates, which clang
+// 14 (the fuzz build's) lacks.
+core::Err<core::Error> failed(core::Error e) {
+  return core::Err<core::Error>{std::move(e)};
+}
 
 core::Error bad(std::string message) {
   core::Error e;
@@ -294,69 +301,69 @@ json watch_create_request(const WatchRequest& request) {
 core::Result<ResponseHeader, core::Error> decode_header(const json& j) {
   ResponseHeader h;
   core::Error err;
-  if (!j.is_object()) return core::Err(bad("not a JSON object"));
-  if (!read_header(j, h, err)) return core::Err(err);
+  if (!j.is_object()) return failed(bad("not a JSON object"));
+  if (!read_header(j, h, err)) return failed(err);
   return h;
 }
 
 core::Result<KeyValue, core::Error> decode_kv(const json& j) {
   KeyValue kv;
   core::Error err;
-  if (!j.is_object()) return core::Err(bad("a key-value is not a JSON object"));
+  if (!j.is_object()) return failed(bad("a key-value is not a JSON object"));
   if (!read_bytes(j, "key", kv.key, err) || !read_bytes(j, "value", kv.value, err) ||
       !read_int(j, "create_revision", kv.create_revision, err) ||
       !read_int(j, "mod_revision", kv.mod_revision, err) || !read_int(j, "version", kv.version, err) ||
       !read_int(j, "lease", kv.lease, err))
-    return core::Err(err);
+    return failed(err);
   return kv;
 }
 
 core::Result<RangeResult, core::Error> decode_range(const json& j) {
   RangeResult r;
   core::Error err;
-  if (!j.is_object()) return core::Err(bad("not a JSON object"));
+  if (!j.is_object()) return failed(bad("not a JSON object"));
   if (!read_header(j, r.header, err) || !read_kvs(j, "kvs", r.kvs, err) ||
       !read_int(j, "count", r.count, err) || !read_bool(j, "more", r.more, err))
-    return core::Err(err);
+    return failed(err);
   return r;
 }
 
 core::Result<PutResult, core::Error> decode_put(const json& j) {
   auto h = decode_header(j);
-  if (!h) return core::Err(h.error());
+  if (!h) return failed(h.error());
   return PutResult{*h};
 }
 
 core::Result<DeleteResult, core::Error> decode_delete(const json& j) {
   DeleteResult r;
   core::Error err;
-  if (!j.is_object()) return core::Err(bad("not a JSON object"));
-  if (!read_header(j, r.header, err) || !read_int(j, "deleted", r.deleted, err)) return core::Err(err);
+  if (!j.is_object()) return failed(bad("not a JSON object"));
+  if (!read_header(j, r.header, err) || !read_int(j, "deleted", r.deleted, err)) return failed(err);
   return r;
 }
 
 core::Result<TxnResult, core::Error> decode_txn(const json& j) {
   TxnResult r;
   core::Error err;
-  if (!j.is_object()) return core::Err(bad("not a JSON object"));
-  if (!read_header(j, r.header, err) || !read_bool(j, "succeeded", r.succeeded, err)) return core::Err(err);
+  if (!j.is_object()) return failed(bad("not a JSON object"));
+  if (!read_header(j, r.header, err) || !read_bool(j, "succeeded", r.succeeded, err)) return failed(err);
   const json* responses = array_at(j, "responses", err);
-  if (!responses) return core::Err(err);
+  if (!responses) return failed(err);
   for (const json& item : *responses) {
-    if (!item.is_object()) return core::Err(bad("a transaction response is not a JSON object"));
+    if (!item.is_object()) return failed(bad("a transaction response is not a JSON object"));
     OperationResult op;
     if (auto it = item.find("response_range"); it != item.end()) {
       op.kind = Operation::Kind::kRange;
       if (!it->is_object() || !read_kvs(*it, "kvs", op.kvs, err) || !read_int(*it, "count", op.count, err))
-        return core::Err(err.kind.empty() ? bad("response_range is not an object") : err);
+        return failed(err.kind.empty() ? bad("response_range is not an object") : err);
     } else if (it = item.find("response_put"); it != item.end()) {
       op.kind = Operation::Kind::kPut;
     } else if (it = item.find("response_delete_range"); it != item.end()) {
       op.kind = Operation::Kind::kDelete;
       if (!it->is_object() || !read_int(*it, "deleted", op.deleted, err))
-        return core::Err(err.kind.empty() ? bad("response_delete_range is not an object") : err);
+        return failed(err.kind.empty() ? bad("response_delete_range is not an object") : err);
     } else {
-      return core::Err(bad("a transaction response of an unknown kind: " + item.dump().substr(0, 80)));
+      return failed(bad("a transaction response of an unknown kind: " + item.dump().substr(0, 80)));
     }
     r.responses.push_back(std::move(op));
   }
@@ -366,58 +373,58 @@ core::Result<TxnResult, core::Error> decode_txn(const json& j) {
 core::Result<Lease, core::Error> decode_lease_grant(const json& j) {
   Lease l;
   core::Error err;
-  if (!j.is_object()) return core::Err(bad("not a JSON object"));
-  if (!read_int(j, "ID", l.id, err) || !read_int(j, "TTL", l.ttl_s, err)) return core::Err(err);
+  if (!j.is_object()) return failed(bad("not a JSON object"));
+  if (!read_int(j, "ID", l.id, err) || !read_int(j, "TTL", l.ttl_s, err)) return failed(err);
   if (auto it = j.find("error");
       it != j.end() && it->is_string() && !it->get_ref<const std::string&>().empty())
-    return core::Err(error_from_grpc(0, it->get_ref<const std::string&>(), ""));
+    return failed(error_from_grpc(0, it->get_ref<const std::string&>(), ""));
   return l;
 }
 
 core::Result<Lease, core::Error> decode_keep_alive(const json& j) {
-  if (!j.is_object()) return core::Err(bad("not a JSON object"));
-  if (auto e = stream_error(j, "")) return core::Err(*e);
+  if (!j.is_object()) return failed(bad("not a JSON object"));
+  if (auto e = stream_error(j, "")) return failed(*e);
   core::Error err;
   const json* result = object_at(j, "result", err);
-  if (!result) return core::Err(err);
+  if (!result) return failed(err);
   Lease l;
-  if (!read_int(*result, "ID", l.id, err) || !read_int(*result, "TTL", l.ttl_s, err)) return core::Err(err);
+  if (!read_int(*result, "ID", l.id, err) || !read_int(*result, "TTL", l.ttl_s, err)) return failed(err);
   return l;
 }
 
 core::Result<LeaseTimeToLive, core::Error> decode_time_to_live(const json& j) {
   LeaseTimeToLive t;
   core::Error err;
-  if (!j.is_object()) return core::Err(bad("not a JSON object"));
+  if (!j.is_object()) return failed(bad("not a JSON object"));
   if (!read_int(j, "ID", t.id, err) || !read_int(j, "TTL", t.ttl_s, err) ||
       !read_int(j, "grantedTTL", t.granted_ttl_s, err))
-    return core::Err(err);
+    return failed(err);
   const json* keys = array_at(j, "keys", err);
-  if (!keys) return core::Err(err);
+  if (!keys) return failed(err);
   for (const json& k : *keys) {
     auto raw = k.is_string() ? base64_decode(k.get_ref<const std::string&>()) : std::nullopt;
-    if (!raw) return core::Err(bad("a key of the lease is not base64"));
+    if (!raw) return failed(bad("a key of the lease is not base64"));
     t.keys.push_back(std::move(*raw));
   }
   return t;
 }
 
 core::Result<WatchMessage, core::Error> decode_watch_message(const json& j) {
-  if (!j.is_object()) return core::Err(bad("a watch answer is not a JSON object"));
+  if (!j.is_object()) return failed(bad("a watch answer is not a JSON object"));
   core::Error err;
   const json* result = object_at(j, "result", err);
-  if (!result) return core::Err(err);
+  if (!result) return failed(err);
   WatchMessage m;
   if (!read_header(*result, m.header, err) || !read_bool(*result, "created", m.created, err) ||
       !read_bool(*result, "canceled", m.canceled, err) ||
       !read_int(*result, "compact_revision", m.compact_revision, err))
-    return core::Err(err);
+    return failed(err);
   if (auto it = result->find("cancel_reason"); it != result->end() && it->is_string())
     m.cancel_reason = it->get<std::string>();
   const json* events = array_at(*result, "events", err);
-  if (!events) return core::Err(err);
+  if (!events) return failed(err);
   for (const json& e : *events) {
-    if (!e.is_object()) return core::Err(bad("a watch event is not a JSON object"));
+    if (!e.is_object()) return failed(bad("a watch event is not a JSON object"));
     WatchEvent ev;
     auto type = e.find("type");
     if (type == e.end() || type->is_null() || *type == "PUT" || *type == 0) {
@@ -425,16 +432,16 @@ core::Result<WatchMessage, core::Error> decode_watch_message(const json& j) {
     } else if (*type == "DELETE" || *type == 1) {
       ev.type = WatchEvent::Type::kDelete;
     } else {
-      return core::Err(bad("a watch event of unknown type " + type->dump()));
+      return failed(bad("a watch event of unknown type " + type->dump()));
     }
     const json* kv = object_at(e, "kv", err);
-    if (!kv) return core::Err(err);
+    if (!kv) return failed(err);
     auto decoded = decode_kv(*kv);
-    if (!decoded) return core::Err(decoded.error());
+    if (!decoded) return failed(decoded.error());
     ev.kv = std::move(decoded.value());
     if (auto prev = e.find("prev_kv"); prev != e.end() && !prev->is_null()) {
       auto p = decode_kv(*prev);
-      if (!p) return core::Err(p.error());
+      if (!p) return failed(p.error());
       ev.prev_kv = std::move(p.value());
     }
     m.events.push_back(std::move(ev));
@@ -557,6 +564,12 @@ bool JsonObjectSplitter::feed(std::string_view bytes, std::vector<std::string>& 
       ++depth_;
     } else if (c == '}' || c == ']') {
       if (--depth_ == 0) {
+        // Brackets inside are left to the JSON parser; the object itself must close as it opened.
+        if (c != '}') {
+          failed_ = true;
+          error_ = "an object closed by ']'";
+          return false;
+        }
         out.push_back(std::move(partial_));
         partial_.clear();
       }
@@ -565,4 +578,4 @@ bool JsonObjectSplitter::feed(std::string_view bytes, std::vector<std::string>& 
   return true;
 }
 
-}  // namespace cumulo::cluster::internal
+}  // namespace cumulo::cluster::wire

@@ -1,12 +1,12 @@
 // The etcd JSON gateway's wire format: base64, requests, answers (as etcd 3.4 writes them), errors, and the
 // splitting of a watch stream cut at every point.
-#include "cluster/internal/codec.h"
+#include "cluster/wire/etcd_json.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 
-namespace cumulo::cluster::internal {
+namespace cumulo::cluster::wire {
 namespace {
 
 json parse(std::string_view text) {
@@ -287,6 +287,11 @@ TEST(ClusterWatchStream, RefusesBytesBetweenObjectsAndObjectsOverTheLimit) {
   s.reset();
   EXPECT_TRUE(s.feed("{}", got));
 
+  JsonObjectSplitter mismatched;
+  EXPECT_FALSE(
+      mismatched.feed("{\"a\":[1}]", got));  // the brackets inside are the parser's; the outer must match
+  EXPECT_NE(mismatched.error().find("closed by ']'"), std::string::npos);
+
   JsonObjectSplitter small(16);
   EXPECT_TRUE(small.feed("{\"a\":\"01234567\"}", got));  // 16 bytes: fits
   EXPECT_FALSE(small.feed("{\"a\":\"012345678\"}", got));
@@ -294,4 +299,4 @@ TEST(ClusterWatchStream, RefusesBytesBetweenObjectsAndObjectsOverTheLimit) {
 }
 
 }  // namespace
-}  // namespace cumulo::cluster::internal
+}  // namespace cumulo::cluster::wire
