@@ -12,7 +12,8 @@ build=(cmake ninja-build g++ clang clang-format libclang-rt-14-dev libssl-dev li
 tests=(curl wrk python3 python3-pytest python3-requests openssl procps iproute2 nftables util-linux
        python3-boto3 s3cmd rclone
        knot-dnsutils python3-dnspython dnsutils
-       python3-pymysql)
+       python3-pymysql
+       etcd-server etcd-client)
 bench=(haproxy varnish
        knot nsd dnsperf
        sysbench strace)

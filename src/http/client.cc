@@ -86,6 +86,7 @@ bool idempotent(Method m) {
 }
 
 struct Exchange {
+  uint64_t id = 0;
   ClientRequest req;
   std::function<void(ClientResponse)> done;
   core::TimePoint deadline{};
@@ -104,7 +105,8 @@ class ClientCore {
 
   void request(const core::SocketAddress& to, Exchange&& ex);
   void connect_new(const core::SocketAddress& to, const PoolKey& key, Exchange&& ex);
-  void fail_soon(std::function<void(ClientResponse)> done, core::Error error);
+  void fail_soon(uint64_t id, std::function<void(ClientResponse)> done, core::Error error);
+  void cancel(uint64_t id);
   void report_failures();
   void to_pool(ClientConn* c);
   void from_pool(ClientConn* c);
@@ -116,7 +118,13 @@ class ClientCore {
   std::unordered_map<PoolKey, std::vector<ClientConn*>, PoolKeyHash> idle;
   // Failures found inside request() are reported from the loop, so `done` never runs inside request().
   core::Timer failure_timer;
-  std::vector<std::pair<std::function<void(ClientResponse)>, core::Error>> failures;
+  struct Failure {
+    uint64_t id;
+    std::function<void(ClientResponse)> done;
+    core::Error error;
+  };
+  std::vector<Failure> failures;
+  uint64_t next_id = 1;
   bool destroying = false;
 };
 
@@ -147,6 +155,7 @@ class ClientConn final : public core::IoHandler {
   void start(Exchange&& ex, bool reused);
   void close_now();
   bool has_exchange() const { return has_exchange_; }
+  uint64_t exchange_id() const { return has_exchange_ ? ex_.id : 0; }
   std::function<void(ClientResponse)> take_done() {
     has_exchange_ = false;
     return std::move(ex_.done);
@@ -186,6 +195,10 @@ class ClientConn final : public core::IoHandler {
   bool write_failed_ = false;
   std::string write_error_;
   bool driving_ = false;
+  // A streamed response (ClientRequest::on_body): its status and headers once the head is read, passed with
+  // every piece and to `done`.
+  bool streaming_ = false;
+  ClientResponse stream_head_;
 };
 
 void ClientConn::start(Exchange&& ex, bool reused) {
@@ -194,7 +207,10 @@ void ClientConn::start(Exchange&& ex, bool reused) {
   reused_ = reused;
   got_bytes_ = write_failed_ = request_close_ = false;
   body_off_ = 0;
-  reader_.start(ex_.method);
+  streaming_ = static_cast<bool>(ex_.req.on_body);
+  stream_head_ = ClientResponse{};
+  reader_.start(ex_.method,
+                streaming_ ? ResponseReader::BodyMode::kStream : ResponseReader::BodyMode::kGather);
   timer_.arm_at(ex_.deadline);
 
   const ClientRequest& r = ex_.req;
@@ -231,7 +247,7 @@ void ClientConn::start(Exchange&& ex, bool reused) {
   if (!fits) {
     auto done = take_done();
     close_now();
-    cl_.fail_soon(std::move(done),
+    cl_.fail_soon(ex_.id, std::move(done),
                   failure("bad_request", "request head over " + std::to_string(Buffer::kCapacity) + " bytes",
                           core::Retry::kNo, core::ErrorSource::kClient));
     return;
@@ -348,6 +364,24 @@ bool ClientConn::read_response() {
     // The reader takes what it can; what stays in the buffer is an incomplete head or chunk framing.
     size_t used = 0;
     ResponseReader::Step st = reader_.feed(in_.view(), used);
+    if (streaming_ && st != ResponseReader::Step::kFailed) {
+      if (stream_head_.status == 0 && reader_.head_read()) {
+        timer_.cancel();  // the timeout covers the head; the body lasts as long as the server sends it
+        stream_head_.status = reader_.status();
+        stream_head_.headers = std::move(reader_.headers());
+      }
+      if (!reader_.body_piece().empty()) {
+        ex_.req.on_body(stream_head_, reader_.body_piece());
+        // on_body may have cancelled this exchange or destroyed the client: then touch nothing.
+        if (state_ == State::kClosed) return false;
+        in_.consume(used);
+        if (st == ResponseReader::Step::kNeedMore) {
+          need_bytes = in_.empty();
+          continue;
+        }
+        used = 0;
+      }
+    }
     in_.consume(used);
     if (st == ResponseReader::Step::kFailed) {
       fail(reader_.error());
@@ -368,9 +402,13 @@ void ClientConn::finish() {
   bool reuse = reusable_ && in_.empty() && !cl_.destroying;
   auto done = take_done();
   ClientResponse resp;
-  resp.status = reader_.status();
-  resp.headers = std::move(reader_.headers());
-  resp.body = std::move(reader_.body());
+  if (streaming_) {
+    resp = std::move(stream_head_);
+  } else {
+    resp.status = reader_.status();
+    resp.headers = std::move(reader_.headers());
+    resp.body = std::move(reader_.body());
+  }
   ex_ = Exchange{};
   if (reuse) {
     state_ = State::kIdle;
@@ -441,10 +479,10 @@ ClientCore::~ClientCore() {
                       core::ErrorSource::kInternal);
     done(std::move(r));
   }
-  for (auto& [done, error] : pending) {
+  for (auto& f : pending) {
     ClientResponse r;
-    r.error = std::move(error);
-    done(std::move(r));
+    r.error = std::move(f.error);
+    f.done(std::move(r));
   }
 }
 
@@ -464,7 +502,7 @@ void ClientCore::connect_new(const core::SocketAddress& to, const PoolKey& key, 
   int err = 0;
   core::Fd fd = opts.connect ? opts.connect(to, &err) : core::connect_tcp(to, &err);
   if (!fd) {
-    fail_soon(std::move(ex.done),
+    fail_soon(ex.id, std::move(ex.done),
               failure("connect", "connect: " + core::errno_text(err), core::Retry::kSafe));
     return;
   }
@@ -477,19 +515,30 @@ void ClientCore::connect_new(const core::SocketAddress& to, const PoolKey& key, 
   c->start(std::move(ex), /*reused=*/false);
 }
 
-void ClientCore::fail_soon(std::function<void(ClientResponse)> done, core::Error error) {
-  failures.emplace_back(std::move(done), std::move(error));
+void ClientCore::fail_soon(uint64_t id, std::function<void(ClientResponse)> done, core::Error error) {
+  failures.push_back(Failure{id, std::move(done), std::move(error)});
   failure_timer.arm(core::Millis(0));
 }
 
 void ClientCore::report_failures() {
   auto batch = std::move(failures);
   failures.clear();
-  for (auto& [done, error] : batch) {
+  for (auto& f : batch) {
     ClientResponse r;
-    r.error = std::move(error);
-    done(std::move(r));  // may destroy the client: touch nothing of it afterwards
+    r.error = std::move(f.error);
+    f.done(std::move(r));  // may destroy the client: touch nothing of it afterwards
   }
+}
+
+void ClientCore::cancel(uint64_t id) {
+  if (id == 0) return;
+  for (auto& c : conns) {
+    if (c->exchange_id() != id) continue;
+    c->take_done();  // dropped: neither callback runs after cancel()
+    c->close_now();
+    return;
+  }
+  std::erase_if(failures, [id](const Failure& f) { return f.id == id; });
 }
 
 void ClientCore::to_pool(ClientConn* c) {
@@ -528,15 +577,17 @@ Client::Client(core::EventLoop& loop, ClientOptions options) : impl_(std::make_u
 
 Client::~Client() = default;
 
-void Client::request(const core::SocketAddress& to, ClientRequest req,
-                     std::function<void(ClientResponse)> done) {
+Client::RequestId Client::request(const core::SocketAddress& to, ClientRequest req,
+                                  std::function<void(ClientResponse)> done) {
   if (impl_->destroying) {
     ClientResponse r;
     r.error = failure("closed", "client is being destroyed", core::Retry::kNo, core::ErrorSource::kInternal);
     done(std::move(r));
-    return;
+    return 0;
   }
   Exchange ex;
+  ex.id = impl_->next_id++;
+  RequestId id = ex.id;
   ex.method = method_from_string(req.method);
   // The real clock, not the loop's iteration time, which is stale when called before run() or after slow
   // work.
@@ -544,6 +595,11 @@ void Client::request(const core::SocketAddress& to, ClientRequest req,
   ex.req = std::move(req);
   ex.done = std::move(done);
   impl_->request(to, std::move(ex));
+  return id;
+}
+
+void Client::cancel(RequestId id) {
+  impl_->cancel(id);
 }
 
 ClientResponse fetch_blocking(std::string_view method, std::string_view url, std::string body,

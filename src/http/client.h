@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -16,13 +17,22 @@
 
 namespace cumulo::http {
 
+struct ClientResponse;
+
 struct ClientRequest {
   std::string method = "GET";
   std::string target = "/";
   std::string host;  // Host header; the address when empty
   HeaderList headers;
   std::string body;
-  std::chrono::milliseconds timeout{5000};  // whole exchange, connect included
+  // The whole exchange, connect included; for a streamed response, up to the end of its head only.
+  std::chrono::milliseconds timeout{5000};
+  // Streams the response body instead of gathering it (an etcd watch: a chunked response that lasts as long
+  // as the watch): called on the loop thread with each piece of the body as it arrives, `head` holding the
+  // status and headers (its body empty). `piece` is valid during the call. `done` still runs once: at the
+  // end of the body (with the head, body empty) or on an error, possibly after pieces. No size limit applies;
+  // after the head no timeout does either: the caller ends a stream it no longer wants with Client::cancel.
+  std::function<void(const ClientResponse& head, std::string_view piece)> on_body;
 };
 
 // Why an exchange failed. error.kind is one of:
@@ -66,8 +76,14 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  // `done` runs once on the loop thread.
-  void request(const core::SocketAddress& to, ClientRequest req, std::function<void(ClientResponse)> done);
+  // `done` runs once on the loop thread, never inside request(). The id names the exchange for cancel().
+  using RequestId = uint64_t;
+  RequestId request(const core::SocketAddress& to, ClientRequest req,
+                    std::function<void(ClientResponse)> done);
+  // Ends an exchange that has not completed: its connection is closed and neither `done` nor `on_body` runs
+  // for it afterwards. May be called from the exchange's own on_body; an id that is finished or unknown is
+  // ignored.
+  void cancel(RequestId id);
 
  private:
   struct Impl;

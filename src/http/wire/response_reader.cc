@@ -4,8 +4,10 @@
 
 namespace cumulo::http {
 
-void ResponseReader::start(Method request_method) {
+void ResponseReader::start(Method request_method, BodyMode mode) {
   method_ = request_method;
+  mode_ = mode;
+  piece_ = {};
   parser_.reset();
   chunks_.reset();
   done_ = Step::kNeedMore;
@@ -29,6 +31,10 @@ ResponseReader::Step ResponseReader::fail(std::string_view kind, std::string mes
 }
 
 bool ResponseReader::gather(std::string_view bytes) {
+  if (mode_ == BodyMode::kStream) {
+    piece_ = bytes;
+    return true;
+  }
   if (body_.size() + bytes.size() > max_body_) {
     fail("too_large", "bad response: body over the limit of " + std::to_string(max_body_) + " bytes");
     return false;
@@ -39,6 +45,7 @@ bool ResponseReader::gather(std::string_view bytes) {
 
 ResponseReader::Step ResponseReader::feed(std::string_view in, size_t& used) {
   used = 0;
+  piece_ = {};
   if (done_ != Step::kNeedMore) return done_;
   while (!in_body_) {
     ResponseHead h;
@@ -59,7 +66,7 @@ ResponseReader::Step ResponseReader::feed(std::string_view in, size_t& used) {
     keep_alive_ = h.keep_alive && kind_ != BodyKind::kUntilClose;
     used += h.head_bytes;
     in_body_ = true;
-    if (kind_ == BodyKind::kContentLength) {
+    if (kind_ == BodyKind::kContentLength && mode_ == BodyMode::kGather) {
       if (left_ > max_body_)
         return fail("too_large", "bad response: body of " + std::to_string(left_) +
                                      " bytes is over the limit of " + std::to_string(max_body_));
@@ -86,7 +93,7 @@ ResponseReader::Step ResponseReader::feed(std::string_view in, size_t& used) {
         if (st == ParseStatus::kComplete) return done_ = Step::kDone;
         if (st != ParseStatus::kNeedMore)
           return fail("bad_response", std::string("bad response: ") + chunks_.error().reason);
-        if (consumed == 0 || used == in.size()) return Step::kNeedMore;
+        if (consumed == 0 || used == in.size() || !piece_.empty()) return Step::kNeedMore;
       }
     case BodyKind::kUntilClose:
       if (!gather(in.substr(used))) return done_;

@@ -839,6 +839,153 @@ TEST(HttpClient, ConnectRefused) {
   EXPECT_TRUE(resp.error.retry_safe());  // nothing was sent
 }
 
+// A chunked response that the server writes a piece at a time, on a timer: what an etcd watch looks like.
+struct PieceStream {
+  std::vector<std::string> queue;
+  bool ended = false;
+  std::function<void()> wake;
+  void push(std::string piece) {
+    queue.push_back(std::move(piece));
+    if (wake) wake();
+  }
+  void end() {
+    ended = true;
+    if (wake) wake();
+  }
+  Response response(const std::shared_ptr<PieceStream>& self) {
+    Response r;
+    r.headers.emplace_back("Content-Type", "application/json");
+    r.body_waker = [self](std::function<void()> w) { self->wake = std::move(w); };
+    r.body_producer = [self](char* buf, size_t cap) -> size_t {
+      if (self->queue.empty()) return self->ended ? 0 : kBodyNotYet;
+      std::string& front = self->queue.front();
+      size_t n = std::min(cap, front.size());
+      std::memcpy(buf, front.data(), n);
+      front.erase(0, n);
+      if (front.empty()) self->queue.erase(self->queue.begin());
+      return n;
+    };
+    return r;
+  }
+};
+
+TEST(HttpClient, StreamedBodyArrivesAsItIsSentAndOutlivesTheTimeout) {
+  core::EventLoop loop;
+  auto stream = std::make_shared<PieceStream>();
+  int sent = 0;
+  core::Timer ticker(loop, [&] {
+    if (++sent <= 5) {
+      stream->push("piece " + std::to_string(sent) + "\n");
+      ticker.arm(30ms);
+    } else {
+      stream->end();
+    }
+  });
+  ServerOptions opts;
+  opts.listen = loopback_any_port();
+  Server server(loop, opts, [&](Request& r, Responder respond) {
+    if (r.method != "POST") return respond(Response::text(200, "plain"));
+    respond(stream->response(stream));
+    ticker.arm(30ms);
+  });
+  server.start();
+  Client client(loop);
+  ClientRequest req;
+  req.method = "POST";
+  req.body = "{}";
+  req.timeout = 60ms;  // the head comes at once; the body takes about 180 ms
+  std::vector<std::string> pieces;
+  std::vector<int> sent_when_received;
+  req.on_body = [&](const ClientResponse& head, std::string_view piece) {
+    EXPECT_EQ(head.status, 200);
+    EXPECT_EQ(head.header("content-type"), "application/json");
+    pieces.emplace_back(piece);
+    sent_when_received.push_back(sent);
+  };
+  // Then a gathered request, from the stream's `done`: it reuses the stream's connection, back in the pool.
+  std::vector<ClientResponse> out =
+      exchange_twice(loop, client, server.local_address(), req, ClientRequest{});
+  ASSERT_EQ(out.size(), 2u);
+  const ClientResponse& resp = out[0];
+  ASSERT_TRUE(resp.ok()) << resp.error.message;
+  EXPECT_EQ(resp.status, 200);
+  EXPECT_EQ(resp.body, "");
+  EXPECT_EQ(resp.header("transfer-encoding"), "chunked");
+  std::string all;
+  for (const auto& p : pieces) all += p;
+  EXPECT_EQ(all, "piece 1\npiece 2\npiece 3\npiece 4\npiece 5\n");
+  ASSERT_GE(pieces.size(), 5u) << "each piece is handed out when it arrives, not at the end";
+  EXPECT_EQ(sent_when_received.front(), 1);
+  ASSERT_TRUE(out[1].ok()) << out[1].error.message;
+  EXPECT_EQ(out[1].body, "plain");
+  EXPECT_EQ(server.open_connections(), 1u);
+}
+
+TEST(HttpClient, CancelFromOnBodyEndsTheStreamAndNoCallbackRunsAfter) {
+  core::EventLoop loop;
+  auto stream = std::make_shared<PieceStream>();
+  core::Timer ticker(loop, [&] {
+    stream->push("more\n");
+    ticker.arm(5ms);
+  });
+  ServerOptions opts;
+  opts.listen = loopback_any_port();
+  Server server(loop, opts, [&](Request&, Responder respond) {
+    respond(stream->response(stream));
+    ticker.arm(5ms);
+  });
+  server.start();
+  Client client(loop);
+  ClientRequest req;
+  int pieces = 0;
+  bool done_ran = false;
+  Client::RequestId id = 0;
+  req.on_body = [&](const ClientResponse&, std::string_view) {
+    ++pieces;
+    client.cancel(id);
+    client.cancel(id);  // a second cancel of a finished exchange is ignored
+  };
+  id = client.request(server.local_address(), req, [&](ClientResponse) { done_ran = true; });
+  EXPECT_NE(id, 0u);
+  core::Timer check(loop, [&] { loop.stop(); });
+  check.arm(150ms);
+  run_loop(loop);
+  EXPECT_EQ(pieces, 1);
+  EXPECT_FALSE(done_ran);
+  EXPECT_EQ(server.open_connections(), 0u) << "the cancelled stream's connection is closed";
+}
+
+TEST(HttpClient, CancelBeforeTheResponseOrOfAFailedConnect) {
+  core::EventLoop loop;
+  std::vector<Responder> held;
+  ServerOptions opts;
+  opts.listen = loopback_any_port();
+  Server server(loop, opts, [&](Request&, Responder respond) { held.push_back(std::move(respond)); });
+  server.start();
+  uint16_t closed_port;
+  {
+    core::Fd probe = core::listen_tcp(loopback_any_port(), false);
+    closed_port = core::SocketAddress::from_fd_local(probe.get())->port();
+  }
+  Client client(loop);
+  int done_runs = 0;
+  auto waiting =
+      client.request(server.local_address(), ClientRequest{}, [&](ClientResponse) { ++done_runs; });
+  auto refused = client.request(*core::SocketAddress::parse("127.0.0.1:" + std::to_string(closed_port)),
+                                ClientRequest{}, [&](ClientResponse) { ++done_runs; });
+  client.cancel(refused);
+  core::Timer later(loop, [&] {
+    client.cancel(waiting);
+    for (auto& respond : held) respond(Response::text(200, "late"));
+  });
+  later.arm(50ms);
+  core::Timer check(loop, [&] { loop.stop(); });
+  check.arm(150ms);
+  run_loop(loop);
+  EXPECT_EQ(done_runs, 0);
+  EXPECT_EQ(held.size(), 1u);
+}
+
 // A server that reads each request and closes without a byte of response: a GET may be sent again (nothing
 // answered it), a POST may not (it may have taken effect); a half response is a bad response.
 TEST(HttpClient, FailureKindsSayWhetherARetryIsSafe) {

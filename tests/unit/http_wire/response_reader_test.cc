@@ -117,5 +117,71 @@ TEST(ResponseReader, BadBytesAndAnEarlyCloseFailAsBadResponses) {
   EXPECT_EQ(r.error().kind, "bad_response");
 }
 
+// Feeds `in` in pieces as feed_in_pieces does, in stream mode, collecting the body pieces the reader hands
+// out (fed again with the rest while one came out, as the contract asks).
+Step stream_in_pieces(ResponseReader& r, std::string_view in, size_t piece, std::string& body, size_t& left) {
+  std::string buffer;
+  size_t pos = 0;
+  Step st = Step::kNeedMore;
+  while (true) {
+    size_t used = 0;
+    st = r.feed(buffer, used);
+    body += r.body_piece();
+    bool gave_piece = !r.body_piece().empty();
+    buffer.erase(0, used);
+    if (st != Step::kNeedMore) break;
+    if (gave_piece) continue;
+    if (pos == in.size()) break;
+    size_t n = std::min(piece, in.size() - pos);
+    buffer.append(in.substr(pos, n));
+    pos += n;
+  }
+  left = buffer.size() + (in.size() - pos);
+  return st;
+}
+
+TEST(ResponseReader, StreamModeHandsOutChunkedBodyOverEverySplitWithoutKeepingIt) {
+  const std::string in =
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: "
+      "chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n10\r\n0123456789abcdef\r\n"
+      "0\r\nT: v\r\n\r\nHTTP/1.1 204";
+  for (size_t piece = 1; piece <= in.size(); ++piece) {
+    ResponseReader r(/*max_body_bytes=*/4);  // no limit applies to a streamed body
+    r.start(Method::kGet, ResponseReader::BodyMode::kStream);
+    std::string body;
+    size_t left = 0;
+    ASSERT_EQ(stream_in_pieces(r, in, piece, body, left), Step::kDone) << piece;
+    EXPECT_EQ(body, "abcde0123456789abcdef") << piece;
+    EXPECT_EQ(r.body(), "");
+    EXPECT_TRUE(r.keep_alive());
+    EXPECT_EQ(left, std::string_view("HTTP/1.1 204").size()) << piece;
+  }
+}
+
+TEST(ResponseReader, StreamModeContentLengthAndUntilClose) {
+  const std::string sized = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789";
+  for (size_t piece = 1; piece <= sized.size(); ++piece) {
+    ResponseReader r(/*max_body_bytes=*/2);
+    r.start(Method::kGet, ResponseReader::BodyMode::kStream);
+    std::string body;
+    size_t left = 0;
+    ASSERT_EQ(stream_in_pieces(r, sized, piece, body, left), Step::kDone) << piece;
+    EXPECT_EQ(body, "0123456789");
+  }
+  ResponseReader r;
+  r.start(Method::kGet, ResponseReader::BodyMode::kStream);
+  std::string body;
+  size_t left = 0;
+  EXPECT_EQ(stream_in_pieces(r, "HTTP/1.0 200 OK\r\n\r\nuntil the end", 3, body, left), Step::kNeedMore);
+  EXPECT_EQ(body, "until the end");
+  EXPECT_EQ(r.finish_at_close(), Step::kDone);
+  // The next exchange gathers again.
+  r.start(Method::kGet);
+  size_t used = 0;
+  EXPECT_EQ(r.feed("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", used), Step::kDone);
+  EXPECT_EQ(r.body(), "ok");
+  EXPECT_EQ(r.body_piece(), "");
+}
+
 }  // namespace
 }  // namespace cumulo::http
