@@ -27,11 +27,12 @@ struct FakeAdmin {
           }
           if (req.path == "/targets")
             return respond(http::Response::json(
-                200, R"({"groups":[{"name":"web","targets":[{"address":"10.0.0.5:80","health":"healthy"}]}]})"));
+                200,
+                R"({"groups":[{"name":"web","targets":[{"address":"10.0.0.5:80","health":"healthy"}]}]})"));
           if (req.path == "/stats")
             return respond(http::Response::json(
-                200, R"({"targets":[{"group":"web","address":"10.0.0.5:80","requests":)" + std::to_string(requests) +
-                         R"(,"responses_5xx":1,"in_flight":2}]})"));
+                200, R"({"targets":[{"group":"web","address":"10.0.0.5:80","requests":)" +
+                         std::to_string(requests) + R"(,"responses_5xx":1,"in_flight":2}]})"));
           respond(http::Response::json(404, "{}"));
         }) {
     server.start();
