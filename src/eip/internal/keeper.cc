@@ -375,7 +375,8 @@ void Keeper::planned_move(const std::string& name, const std::string& to, Done d
   const Lease& lease = leases_[name];
   if (lease.holder == to && lease.state == "held")
     return done(200, json{{"elastic_ip", name}, {"holder", to}, {"term", lease.term}, {"unchanged", true}});
-  if (e.busy) return done(409, json{{"error", name + " is being moved already"}});
+  // "moving" without a move under way: a keeper that has just started and will finish it at its next tick.
+  if (e.busy || lease.state == "moving") return done(409, json{{"error", name + " is being moved already"}});
   const Gateway& target = gateways_.at(to);
   if (target.state->health.load() != health::Health::kHealthy)
     return done(409, json{{"error", to + " is not healthy" + (target.why.empty() ? "" : ": " + target.why)}});
