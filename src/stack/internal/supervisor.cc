@@ -256,6 +256,9 @@ class Supervisor {
   ServiceProcess* eip_keeper_ = nullptr;
   void plan_gateways();
   void plan_eip_keeper();
+  // "127.0.0.1:PORT" with a free port that no other address of the stack uses (the gateway's, the control
+  // API's, those taken before), reserved from now on: an admin API that the stack file leaves to `cumulo up`.
+  std::string take_loopback_address();
   ServiceProcess* internal_lb_ = nullptr;  // `internal_lb:`: in front of the internal groups
   scaling::EventLog events_;
   std::set<uint16_t> reserved_ports_;  // the gateway's and the control API's
@@ -647,6 +650,15 @@ void Supervisor::place_services() {
   }
 }
 
+std::string Supervisor::take_loopback_address() {
+  std::set<uint16_t> avoid = reserved_ports_;
+  avoid.insert(core::SocketAddress::parse(stack_.gateway.listen)->port());
+  avoid.insert(core::SocketAddress::parse(stack_.control.listen)->port());
+  const uint16_t port = pick_port(avoid);
+  reserved_ports_.insert(port);
+  return "127.0.0.1:" + std::to_string(port);
+}
+
 // The gateways: the first takes gateway.admin, the others a free loopback port each; all register the same
 // instances (GatewayFanout).
 void Supervisor::plan_gateways() {
@@ -656,10 +668,7 @@ void Supervisor::plan_gateways() {
     if (&g == &gateways_.front()) {
       g.admin = gw.admin;
     } else {
-      std::set<uint16_t> avoid = reserved_ports_;
-      avoid.insert(core::SocketAddress::parse(stack_.control.listen)->port());
-      g.admin = "127.0.0.1:" + std::to_string(pick_port(avoid));
-      reserved_ports_.insert(core::SocketAddress::parse(g.admin)->port());
+      g.admin = take_loopback_address();
     }
     std::vector<std::string> probes = {g.listen, g.admin};
     if (!g.tls_listen.empty()) probes.push_back(g.tls_listen);
@@ -677,10 +686,7 @@ void Supervisor::plan_gateways() {
 // namespaces to move the addresses. A process of its own, so that its death leaves every address where it is.
 void Supervisor::plan_eip_keeper() {
   if (stack_.elastic_ips.empty()) return;
-  std::set<uint16_t> avoid = reserved_ports_;
-  avoid.insert(core::SocketAddress::parse(stack_.control.listen)->port());
-  const std::string admin = "127.0.0.1:" + std::to_string(pick_port(avoid));
-  reserved_ports_.insert(core::SocketAddress::parse(admin)->port());
+  const std::string admin = take_loopback_address();
   ServiceProcess& s = add_service(ServiceProcess::Kind::kEipKeeper, "eip-keeper", "-", admin, {admin});
   s.launch.argv = {options_.cumulo_binary, "eip", "run", "-c", s.config_path};
   // While it is down nothing moves: back at once, and never later than 500 ms however often it dies (it holds
@@ -698,9 +704,7 @@ void Supervisor::plan_internal_lb() {
   if (!lb.enabled) return;
   check_free(lb.listen, lb.listen_location + ": internal_lb.listen");
   if (lb.admin.empty()) {
-    std::set<uint16_t> avoid = reserved_ports_;
-    avoid.insert(core::SocketAddress::parse(stack_.control.listen)->port());
-    lb.admin = "127.0.0.1:" + std::to_string(pick_port(avoid));
+    lb.admin = take_loopback_address();
   } else if (std::string why; !core::address_free(*core::SocketAddress::parse(lb.admin), &why)) {
     throw std::runtime_error(lb.location + ": internal_lb.admin: " + why);
   }
@@ -736,11 +740,7 @@ void Supervisor::plan_object_store() {
 void Supervisor::plan_edges() {
   for (EdgeSpec& edge : stack_.edges) {
     check_free(edge.listen, edge.location + ": edge " + edge.name + ": listen");
-    if (edge.admin.empty()) {
-      std::set<uint16_t> avoid = reserved_ports_;
-      avoid.insert(core::SocketAddress::parse(stack_.control.listen)->port());
-      edge.admin = "127.0.0.1:" + std::to_string(pick_port(avoid));
-    }
+    if (edge.admin.empty()) edge.admin = take_loopback_address();
     add_service(ServiceProcess::Kind::kEdge, "edge-" + edge.name, "-", edge.listen,
                 {edge.listen, edge.admin});
   }
@@ -752,13 +752,7 @@ void Supervisor::plan_dns() {
   DnsSpec& dns = stack_.dns;
   if (!dns.enabled) return;
   check_free(dns.listen, dns.location + ": dns.listen");
-  if (dns.admin.empty()) {
-    std::set<uint16_t> avoid = reserved_ports_;
-    avoid.insert(core::SocketAddress::parse(stack_.gateway.listen)->port());
-    avoid.insert(core::SocketAddress::parse(stack_.control.listen)->port());
-    dns.admin = "127.0.0.1:" + std::to_string(pick_port(avoid));
-    reserved_ports_.insert(core::SocketAddress::parse(dns.admin)->port());
-  }
+  if (dns.admin.empty()) dns.admin = take_loopback_address();
   ServiceProcess& s =
       add_service(ServiceProcess::Kind::kDns, "dns", "-", dns.listen, {dns.listen, dns.admin});
   s.config_path = dns.config;
