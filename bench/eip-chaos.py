@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
-from eip_support import EIP, AddressWatch, Client, EipStack, failures_after_moves, inject  # noqa: E402
+from eip_support import EIP, AddressWatch, Client, EipStack, analyze, failures_after_moves, inject  # noqa: E402
 
 
 def main() -> int:
@@ -85,9 +85,7 @@ def main() -> int:
             print(f"ARP on the router's links: {len(arp)} packets, {sum(EIP in l for l in arp)} naming {EIP}")
         worst, when = watch.max_holders()
         (out / "faults.txt").write_text("\n".join(faults) + "\n")
-        report = Client.__new__(Client)
-        report.out = out / "client.jsonl"
-        summary = report.analyze(out / "faults.txt")
+        summary = analyze(out / "client.jsonl", out / "faults.txt")
         (out / "summary.json").write_text(json.dumps({"outcomes": outcomes, "summary": summary}, indent=1))
         moves = [f for f in summary["faults"] if f["kind"] in ("kill", "stop", "kill-keeper")]
         gaps = {k: [f["gap"] for f in moves if f["kind"] == k and f["gap"] is not None]

@@ -16,8 +16,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from support import REPO, Process, binary, free_port, tool, wait_for, wait_stack_running
-from net_support import in_ns, netns_list, require_network_tools
+from support import REPO, Process, binary, free_port, wait_for, wait_stack_running
+from net_support import netns_list, require_network_tools
 
 EIP = "198.51.100.10"
 CLIENT = REPO / "bench" / "eip_client.py"
@@ -204,11 +204,14 @@ class Client:
         self.proc.wait(timeout=15)
         self.log.close()
 
-    def analyze(self, faults_file: Path) -> dict:
-        r = subprocess.run([sys.executable, str(CLIENT), "--analyze", str(self.out), "--faults", str(faults_file),
-                            "--json"], capture_output=True, text=True, timeout=60)
-        assert r.returncode in (0, 1), r.stderr
-        return json.loads(r.stdout)
+
+
+def analyze(log: Path, faults_file: Path) -> dict:
+    """bench/eip_client.py's JSON summary of a client log against its faults file."""
+    r = subprocess.run([sys.executable, str(CLIENT), "--analyze", str(log), "--faults", str(faults_file), "--json"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode in (0, 1), r.stderr
+    return json.loads(r.stdout)
 
 
 def inject(stack: EipStack, watch: AddressWatch, kind: str, faults: list, stop_for: float = 1.0,

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from eip_support import EIP, AddressWatch, Client, EipStack, failures_after_moves, inject
+from eip_support import EIP, AddressWatch, Client, EipStack, analyze, failures_after_moves, inject
 from net_support import in_ns
 
 pytestmark = pytest.mark.time_limit(300)
@@ -64,9 +64,7 @@ def test_the_elastic_ip_moves_on_kill_and_stop_without_two_holders_and_survives_
         worst, when = watch.max_holders()
         assert worst <= 1, when
         (tmp_path / "faults.txt").write_text("\n".join(faults) + "\n")
-        report = Client.__new__(Client)
-        report.out = tmp_path / "client.jsonl"
-        summary = report.analyze(tmp_path / "faults.txt")
+        summary = analyze(tmp_path / "client.jsonl", tmp_path / "faults.txt")
         print(json.dumps({"outcomes": outcomes, "summary": summary}, indent=1))
         moves = [e for e in summary["faults"] if e["kind"] in ("kill", "stop")]
         assert len(moves) == 4, summary["faults"]
