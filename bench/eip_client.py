@@ -35,7 +35,8 @@ Analysis mode:
 
 The faults file has one line per event, "TIME KIND [MOVED_AT]" (wall-clock seconds; '#' starts a comment):
 TIME is when the fault was injected (kind: kill, stop, cont, ...), MOVED_AT, when known, when the address was
-seen on its new holder. Requests are attributed to the last event at or before their send time. Per event:
+seen on its new holder. Requests are attributed to the last event at or before their send time, except a failed
+one that failed after the next event: that event cut it, and counts it as in flight. Per event:
 
   gap                  from TIME to the earliest finish of a successful request sent at or after TIME: how long
                        new requests went unanswered (the client's outage)
@@ -476,7 +477,9 @@ def analyze(recs, faults):
         window = recs[bisect.bisect_left(sent, t):bisect.bisect_left(sent, nxt)]
         oks = [r for r in window if is_ok(r)]
         first = min(oks, key=lambda r: r["done"]) if oks else None
-        bad = [r for r in window if not is_ok(r)]
+        # A request sent just before the next event and failed after it was cut by that event: it is counted there,
+        # as in flight, not here as well.
+        bad = [r for r in window if not is_ok(r) and r["done"] < nxt]
         in_flight = [r for r in recs[:bisect.bisect_left(sent, t)] if not is_ok(r) and r["done"] >= t]
         entry = {
             "time": t,

@@ -133,6 +133,24 @@ class StopContWithoutTerms(unittest.TestCase):
         self.assertEqual(f["failures"], {"refused": 1, "status 503": 1})
 
 
+class CutByTheNextEvent(unittest.TestCase):
+    def test_a_failure_after_the_next_event_belongs_to_it(self):
+        # Sent after the first move, cut by the second fault 1 ms later: in flight for the second, not a failure
+        # after the first move. One that failed before the second fault stays the first's.
+        recs = [ok(1.0, "a web=1"), fail(2.0), ok(2.2, "b web=2"),
+                fail(2.999, "closed", took=0.002),  # done 3.001, after the fault at 3.0
+                fail(2.5, "reset", took=0.1),  # done 2.6, before it
+                fail(3.0), ok(3.2, "a web=3")]
+        recs.sort(key=lambda r: r["sent"])
+        s = eip_client.analyze(recs, [{"time": 2.0, "kind": "kill", "moved_at": 2.1},
+                                      {"time": 3.0, "kind": "kill", "moved_at": 3.1}])
+        first, second = s["faults"]
+        self.assertEqual(first["failed_after_move"], 1)
+        self.assertEqual(first["failures"], {"refused": 1, "reset": 1})
+        self.assertEqual(second["failed_in_flight"], 1)
+        self.assertEqual(second["failed_before_move"], 1)
+
+
 class Files(unittest.TestCase):
     def test_faults_file_and_cli(self):
         with tempfile.TemporaryDirectory() as d:

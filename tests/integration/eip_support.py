@@ -252,28 +252,3 @@ def inject(stack: EipStack, watch: AddressWatch, kind: str, faults: list, stop_f
         faults.append(f"{time.time():.6f} cont")
     return {"kind": kind, "holder": holder, "term": term, "to": other, "moved_after": moved - t,
             "after": stack.lease()}
-
-
-def failures_after_moves(log: Path, faults: list[str]) -> list[dict]:
-    """Failed requests that were sent once a fault had played out (after the address moved; for a keeper kill or
-    a continue, after the event itself) and failed before the next fault: what "requests sent after the move
-    never fail" forbids. A request sent a moment before the next fault and cut by it belongs to that fault."""
-    events = []
-    for line in faults:
-        parts = line.split()
-        t = float(parts[0])
-        settled = float(parts[2]) if len(parts) > 2 and parts[2] != "-" else t
-        events.append((t, settled, parts[1]))
-    events.sort()
-    out = []
-    for line in log.read_text().splitlines():
-        r = json.loads(line)
-        if "error" not in r and 200 <= r.get("status", 0) < 400:
-            continue
-        for i, (t, settled, kind) in enumerate(events):
-            nxt = events[i + 1][0] if i + 1 < len(events) else float("inf")
-            if t <= r["sent"] < nxt:
-                if r["sent"] >= settled and r["done"] < nxt:
-                    out.append({**r, "fault": kind, "fault_time": t})
-                break
-    return out
