@@ -58,10 +58,19 @@ def tool(name: str, package: str | None = None) -> str:
 # ports
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOCALHOST, 0))
-        return s.getsockname()[1]
+    """A port free now and not handed out before in this run: the kernel may offer a port it just gave back, and two
+    ports of one configuration taken before anything binds them would then be the same."""
+    while True:
+        with socket.socket() as s:
+            s.bind((LOCALHOST, 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def closed_port() -> int:
